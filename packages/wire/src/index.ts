@@ -1,0 +1,25 @@
+// @petrel/wire public API. Everything exported is listed here by name.
+export { encode, varintSize } from './encode.js'
+export { Decoder, MAX_PACKET_SIZE, type DecoderOptions } from './decoder.js'
+export { PetrelError, WireErrorCode } from './errors.js'
+export { PacketType, packetTypeNames, type PacketTypeName } from './packet-type.js'
+export {
+  ReasonCode, ConnackReturnCode, reasonCodes, reasonCodeName, connackReturnCodeName,
+  isReasonCodeAllowed, type ReasonCodeInfo
+} from './reason-code.js'
+export {
+  properties, propertyById, type Properties, type PropertyName, type PropertyInfo, type PropertyWireType
+} from './property.js'
+export {
+  topicNameProblem, topicFilterProblem, isValidTopicName, isValidTopicFilter, assertTopicName,
+  assertTopicFilter, parseSharedSubscription, topicMatches, type SharedSubscription
+} from './topic.js'
+export { utf8StringProblem } from './utf8.js'
+export type {
+  Packet, PacketOfType, ProtocolVersion, QoS, Will, Subscription,
+  ConnectPacket, ConnackPacket, PublishPacket, PubackPacket, PubrecPacket, PubrelPacket, PubcompPacket,
+  SubscribePacket, SubackPacket, UnsubscribePacket, UnsubackPacket, PingreqPacket, PingrespPacket,
+  DisconnectPacket, AuthPacket,
+  ConnectProperties, WillProperties, ConnackProperties, PublishProperties, AckProperties,
+  SubscribeProperties, UnsubscribeProperties, DisconnectProperties, AuthProperties
+} from './packet.js'
