@@ -1,0 +1,3 @@
+// @petrel/session public API.
+export { TopicTrie } from './topic-trie.js'
+export { PacketIdPool } from './packet-id-pool.js'
