@@ -28,7 +28,8 @@ export class PacketIdPool {
 
   /** Marks `id` as in use (a session restored from a store); returns false if it already was. */
   claim (id: number): boolean {
-    if (id < 1 || id > 65535 || this.used[id] === 1) return false
+    // A non-integer index would be silently ignored by the typed array and corrupt the count.
+    if (!Number.isInteger(id) || id < 1 || id > 65535 || this.used[id] === 1) return false
     this.used[id] = 1
     this.inUse++
     return true

@@ -1,1 +1,11 @@
-export {}
+export { findProgram, hasProgram, requirePeer } from './peer.js'
+export { freePort } from './free-port.js'
+export { waitFor, withTimeout } from './wait.js'
+export type { WaitForOptions } from './wait.js'
+export { startMosquitto } from './mosquitto.js'
+export type { Mosquitto, MosquittoOptions } from './mosquitto.js'
+export { FaultProxy } from './fault-proxy.js'
+export type { FaultProxyOptions } from './fault-proxy.js'
+export { makeTestCertificates } from './certs.js'
+export type { TestCertificates } from './certs.js'
+export { SocketReader } from './socket-reader.js'

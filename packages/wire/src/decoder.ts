@@ -1,7 +1,7 @@
 import { malformed, protocolError, PetrelError, WireErrorCode } from './errors.js'
 import { isReasonCodeAllowed } from './reason-code.js'
 import { propertyById, WILL, type Properties } from './property.js'
-import { decodeUtf8 } from './utf8.js'
+import { asciiString, decodeUtf8, isWellFormedUtf8 } from './utf8.js'
 import { topicFilterProblem } from './topic.js'
 import type {
   ConnackPacket, ConnectPacket, Packet, ProtocolVersion, PublishPacket, QoS, Subscription, Will
@@ -81,7 +81,11 @@ export class Decoder {
       if (this.state !== State.Idle) off = this.resume(buf, out)
       if (off < buf.length) this.run(buf, off, out)
     } catch (err) {
-      this.failure = err instanceof PetrelError ? err : malformed(`undecodable input: ${String(err)}`)
+      // A non-PetrelError here is a decoder bug; the caller still gets the reason code to close
+      // with, and the original error as the cause (the fuzz tests fail on any such cause).
+      this.failure = err instanceof PetrelError
+        ? err
+        : new PetrelError(WireErrorCode.MALFORMED_PACKET, `undecodable input: ${String(err)}`, { reasonCode: 0x81, cause: err })
       throw this.failure
     }
   }
@@ -228,7 +232,11 @@ export class Decoder {
       throw v5 ? protocolError('PUBLISH with an empty topic name and no topic alias [MQTT-3.3.2-1]') : malformed('PUBLISH with an empty topic name [MQTT-4.7.3-1]')
     }
     const payload = this.buf.subarray(this.pos, this.end)
-    if (properties?.payloadFormatIndicator === true) decodeUtf8(this.buf, this.pos, this.end) // [MQTT-3.3.2-4] may reject
+    // [MQTT-3.3.2-4] a receiver may check a payload declared UTF-8; it is Character Data, not a
+    // UTF-8 String, so U+0000 is allowed, and a failure has its own reason code (0x99).
+    if (properties?.payloadFormatIndicator === true && !isWellFormedUtf8(this.buf, this.pos, this.end)) {
+      throw new PetrelError(WireErrorCode.PAYLOAD_FORMAT_INVALID, 'PUBLISH payload is not well-formed UTF-8 although its Payload Format Indicator is 1 [MQTT-3.3.2-4]', { reasonCode: 0x99 })
+    }
     return { type: 'publish', topicName, payload, qos: qos as QoS, retain: (b1 & 1) !== 0, dup, packetId, properties }
   }
 
@@ -524,13 +532,24 @@ export class Decoder {
     const b = this.buf
     const start = this.pos
     const stop = start + len
+    this.pos = stop
+    // One pass for the common case: ASCII without wildcards or U+0000.
+    for (let i = start; i < stop; i++) {
+      const c = b[i] as number
+      if (c === 0x23 || c === 0x2b) throw malformed('wildcard in a topic name [MQTT-3.3.2-2] [MQTT-4.7.1-1]')
+      if (((c - 1) >>> 0) >= 0x7f) return this.topicNameSlow(start, stop)
+    }
+    return asciiString(b, start, stop)
+  }
+
+  private topicNameSlow (start: number, stop: number): string {
+    const b = this.buf
     for (let i = start; i < stop; i++) {
       const c = b[i]
+      // '#' and '+' never occur inside a multi-byte UTF-8 sequence, so a byte scan is exact.
       if (c === 0x23 || c === 0x2b) throw malformed('wildcard in a topic name [MQTT-3.3.2-2] [MQTT-4.7.1-1]')
     }
-    const s = decodeUtf8(b, start, stop)
-    this.pos = stop
-    return s
+    return decodeUtf8(b, start, stop)
   }
 
   private topicFilter (): string {

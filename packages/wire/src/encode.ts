@@ -1,6 +1,7 @@
 import { invalidPacket } from './errors.js'
 import { PacketType } from './packet-type.js'
-import { properties as propertyTable, WILL, type Properties, type PropertyInfo } from './property.js'
+import { topicFilterProblem } from './topic.js'
+import { properties as propertyTable, WILL, type Properties } from './property.js'
 import type {
   ConnackPacket, ConnectPacket, Packet, ProtocolVersion, PublishPacket, SubscribePacket,
   SubackPacket, UnsubscribePacket, UnsubackPacket
@@ -8,10 +9,20 @@ import type {
 
 const MAX_REMAINING_LENGTH = 268_435_455
 const MAX_VARINT = 268_435_455
-const propertyByName = new Map<string, PropertyInfo>(propertyTable.map((p) => [p.name, p]))
-// subscriptionIdentifiers (PUBLISH) shares identifier 0x0B with subscriptionIdentifier
-const subscriptionIdentifiersInfo: PropertyInfo = { ...(propertyByName.get('subscriptionIdentifier') as PropertyInfo), name: 'subscriptionIdentifiers' }
-propertyByName.set('subscriptionIdentifiers', subscriptionIdentifiersInfo)
+const enum Wire { Byte, Two, Four, Varint, String, Binary, Pair }
+interface EncodeInfo { readonly id: number, readonly mask: number, readonly wire: Wire }
+const wireOf: Record<string, Wire> = {
+  byte: Wire.Byte, twoByteInteger: Wire.Two, fourByteInteger: Wire.Four, variableByteInteger: Wire.Varint,
+  utf8String: Wire.String, binaryData: Wire.Binary, utf8StringPair: Wire.Pair
+}
+// Property name -> what the encoder needs, in a prototype-less object (no Map or string switch
+// on the hot path). The two forms of identifier 0x0B get their own masks: the single
+// `subscriptionIdentifier` only in SUBSCRIBE, the list `subscriptionIdentifiers` only in PUBLISH.
+const encodeInfo: Record<string, EncodeInfo | undefined> = Object.create(null) as Record<string, EncodeInfo | undefined>
+for (const p of propertyTable) {
+  encodeInfo[p.name] = { id: p.id, mask: p.id === 0x0b ? 1 << PacketType.subscribe : p.mask, wire: wireOf[p.wireType] as Wire }
+}
+encodeInfo.subscriptionIdentifiers = { id: 0x0b, mask: 1 << PacketType.publish, wire: Wire.Varint }
 
 /**
  * Encodes one packet for `protocolVersion` (3, 4 or 5). Sizes the packet once and allocates
@@ -64,7 +75,10 @@ export function encode (packet: Packet, protocolVersion: ProtocolVersion = 4): B
 function encodePublish (p: PublishPacket, v5: boolean): Buffer {
   const qos = p.qos
   if (qos !== 0 && qos !== 1 && qos !== 2) throw invalidPacket(`QoS must be 0, 1 or 2, got ${String(qos)} [MQTT-3.3.1-4]`)
-  const topicLen = utf8Length(p.topicName)
+  if (p.dup && qos === 0) throw invalidPacket('DUP must be 0 on a QoS 0 PUBLISH [MQTT-3.3.1-2]')
+  const topicLen = topicNameLength(p.topicName)
+  // An empty topic name is only allowed with a Topic Alias (5.0) [MQTT-3.3.2-1] [MQTT-4.7.3-1]
+  if (topicLen === 0 && !(v5 && p.properties?.topicAlias !== undefined)) throw invalidPacket('PUBLISH needs a topic name (or, in 5.0, a topic alias) [MQTT-4.7.3-1]')
   const payload = p.payload
   let rl = 2 + topicLen + payload.length
   if (qos > 0) {
@@ -96,7 +110,8 @@ function encodeConnect (p: ConnectPacket, version: ProtocolVersion): Buffer {
   let willTopicLen = 0
   if (will !== undefined) {
     if (will.qos !== 0 && will.qos !== 1 && will.qos !== 2) throw invalidPacket('will QoS must be 0, 1 or 2 [MQTT-3.1.2-12]')
-    willTopicLen = utf8Length(will.topicName)
+    willTopicLen = topicNameLength(will.topicName)
+    if (willTopicLen === 0) throw invalidPacket('the will topic must not be empty [MQTT-4.7.3-1]')
     rl += 2 + willTopicLen + 2 + checkBinary(will.payload, 'will payload')
     if (v5) {
       wpl = propertiesLength(will.properties, WILL)
@@ -151,7 +166,7 @@ function encodeSubscribe (p: SubscribePacket, v5: boolean): Buffer {
   let rl = 2 + (v5 ? varintSize(pl) + pl : 0)
   const lens: number[] = []
   for (const s of p.subscriptions) {
-    const len = utf8Length(s.topicFilter)
+    const len = topicFilterLength(s.topicFilter)
     lens.push(len)
     rl += 3 + len
   }
@@ -187,7 +202,7 @@ function encodeUnsubscribe (p: UnsubscribePacket, v5: boolean): Buffer {
   if (p.topicFilters.length === 0) throw invalidPacket('UNSUBSCRIBE needs at least one topic filter [MQTT-3.10.3-2]')
   const pl = v5 ? propertiesLength(p.properties, 10) : 0
   let rl = 2 + (v5 ? varintSize(pl) + pl : 0)
-  const lens = p.topicFilters.map(utf8Length)
+  const lens = p.topicFilters.map(topicFilterLength)
   for (const len of lens) rl += 2 + len
   const w = new Writer(0xa2, rl)
   w.u16(p.packetId)
@@ -252,6 +267,32 @@ function utf8Length (s: string): number {
   return len
 }
 
+/** UTF-8 length of a topic name; throws for wildcards, which a receiver treats as malformed [MQTT-3.3.2-2]. */
+function topicNameLength (s: string): number {
+  const n = s.length
+  // One pass for the common case, short ASCII; anything else takes the full checks.
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i)
+    if (c >= 0x80 || c === 0x23 || c === 0x2b || c === 0) return topicNameLengthSlow(s)
+  }
+  if (n > 65535) throw invalidPacket('a UTF-8 string is at most 65,535 bytes [MQTT-1.5.4]')
+  return n
+}
+
+function topicNameLengthSlow (s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c === 0x23 || c === 0x2b) throw invalidPacket(`topic name ${JSON.stringify(s)} contains a wildcard [MQTT-3.3.2-2] [MQTT-4.7.1-1]`)
+  }
+  return utf8Length(s)
+}
+
+function topicFilterLength (s: string): number {
+  const problem = topicFilterProblem(s)
+  if (problem !== undefined) throw invalidPacket(`invalid topic filter ${JSON.stringify(s)}: ${problem}`)
+  return utf8Length(s)
+}
+
 function propertiesLength (props: Properties | undefined, packetType: number): number {
   if (props === undefined) return 0
   let len = 0
@@ -259,23 +300,20 @@ function propertiesLength (props: Properties | undefined, packetType: number): n
   for (const key in props) {
     const value = props[key as keyof Properties]
     if (value === undefined) continue
-    const info = propertyByName.get(key)
+    const info = encodeInfo[key]
     if (info === undefined) throw invalidPacket(`unknown property ${key}`)
-    if ((info.mask & bit) === 0 || (key === 'subscriptionIdentifiers' && packetType !== 3) ||
-        (key === 'subscriptionIdentifier' && packetType !== 8)) {
-      throw invalidPacket(`property ${key} is not allowed in this packet`)
-    }
-    switch (info.wireType) {
-      case 'byte': len += 2; break
-      case 'twoByteInteger': len += 3; break
-      case 'fourByteInteger': len += 5; break
-      case 'variableByteInteger':
+    if ((info.mask & bit) === 0) throw invalidPacket(`property ${key} is not allowed in this packet`)
+    switch (info.wire) {
+      case Wire.Byte: len += 2; break
+      case Wire.Two: len += 3; break
+      case Wire.Four: len += 5; break
+      case Wire.Varint:
         if (Array.isArray(value)) for (const v of value as number[]) len += 1 + varintSize(checkVarint(v))
         else len += 1 + varintSize(checkVarint(value as number))
         break
-      case 'utf8String': len += 3 + utf8Length(value as string); break
-      case 'binaryData': len += 3 + checkBinary(value as Uint8Array, key); break
-      case 'utf8StringPair':
+      case Wire.String: len += 3 + utf8Length(value as string); break
+      case Wire.Binary: len += 3 + checkBinary(value as Uint8Array, key); break
+      case Wire.Pair:
         for (const [k, v] of value as Array<[string, string]>) len += 5 + utf8Length(k) + utf8Length(v)
         break
     }
@@ -372,41 +410,46 @@ class Writer {
     for (const key in props) {
       const value = props[key as keyof Properties]
       if (value === undefined) continue
-      const info = propertyByName.get(key) as PropertyInfo
-      switch (info.wireType) {
-        case 'byte':
+      const info = encodeInfo[key] as EncodeInfo
+      switch (info.wire) {
+        case Wire.Byte:
           this.u8(info.id)
           this.u8(typeof value === 'boolean' ? (value ? 1 : 0) : checkByte(value as number, key))
           break
-        case 'twoByteInteger': {
+        case Wire.Two: {
           const v = value as number
           if (!Number.isInteger(v) || v < 0 || v > 65535) throw invalidPacket(`${key} must be 0..65535, got ${v}`)
           this.u8(info.id)
           this.u16(v)
           break
         }
-        case 'fourByteInteger': {
+        case Wire.Four: {
           const v = value as number
           if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw invalidPacket(`${key} must be 0..4294967295, got ${v}`)
           this.u8(info.id)
           this.u32(v)
           break
         }
-        case 'variableByteInteger':
-          for (const v of Array.isArray(value) ? value as number[] : [value as number]) {
+        case Wire.Varint:
+          if (Array.isArray(value)) {
+            for (const v of value as number[]) {
+              this.u8(info.id)
+              this.varint(v)
+            }
+          } else {
             this.u8(info.id)
-            this.varint(v)
+            this.varint(value as number)
           }
           break
-        case 'utf8String':
+        case Wire.String:
           this.u8(info.id)
           this.string(value as string, utf8Length(value as string))
           break
-        case 'binaryData':
+        case Wire.Binary:
           this.u8(info.id)
           this.binary(value as Uint8Array)
           break
-        case 'utf8StringPair':
+        case Wire.Pair:
           for (const [k, v] of value as Array<[string, string]>) {
             this.u8(info.id)
             this.string(k, utf8Length(k))

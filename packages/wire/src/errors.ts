@@ -1,6 +1,6 @@
 /**
  * One error class for every Petrel package. Callers match on `code` (stable, documented in
- * docs/errors.md), never on `message`. Where the MQTT 5 spec has a reason code for the failure,
+ * packages/wire/ERRORS.md), never on `message`. Where the MQTT 5 spec has a reason code for the failure,
  * `reasonCode` carries it: the code a broker or client must close the connection with.
  */
 export class PetrelError extends Error {
@@ -29,6 +29,11 @@ export const WireErrorCode = {
   INVALID_TOPIC_NAME: 'PETREL_ERR_INVALID_TOPIC_NAME',
   /** A topic filter whose wildcards are misplaced, or a malformed `$share/` filter. */
   INVALID_TOPIC_FILTER: 'PETREL_ERR_INVALID_TOPIC_FILTER',
+  /**
+   * A PUBLISH whose Payload Format Indicator says UTF-8 but whose payload is not well-formed
+   * UTF-8 [MQTT-3.3.2-4]: close (or acknowledge) with 0x99 Payload format invalid.
+   */
+  PAYLOAD_FORMAT_INVALID: 'PETREL_ERR_PAYLOAD_FORMAT_INVALID',
   /** `encode()` was handed a packet that cannot be put on the wire (QoS 3, packet id 0, ...). */
   INVALID_PACKET: 'PETREL_ERR_INVALID_PACKET'
 } as const

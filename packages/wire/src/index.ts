@@ -14,7 +14,7 @@ export {
   topicNameProblem, topicFilterProblem, isValidTopicName, isValidTopicFilter, assertTopicName,
   assertTopicFilter, parseSharedSubscription, topicMatches, type SharedSubscription
 } from './topic.js'
-export { utf8StringProblem } from './utf8.js'
+export { utf8StringProblem, isWellFormedUtf8 } from './utf8.js'
 export type {
   Packet, PacketOfType, ProtocolVersion, QoS, Will, Subscription,
   ConnectPacket, ConnackPacket, PublishPacket, PubackPacket, PubrecPacket, PubrelPacket, PubcompPacket,

@@ -1,5 +1,75 @@
-/** `petrel bench`: not built yet. */
-export async function run (_argv: string[]): Promise<number> {
-  console.error('petrel bench: not implemented yet')
-  return 1
+import { runConn } from '../bench/conn.js'
+import { RunContext } from '../bench/context.js'
+import { parseOptions, usage, UsageError, type BenchOptions } from '../bench/options.js'
+import { Progress } from '../bench/progress.js'
+import { runPub } from '../bench/pub.js'
+import { runPubSub } from '../bench/pubsub.js'
+import type { SequenceReport } from '../bench/sequence-tracker.js'
+import { runSub } from '../bench/sub.js'
+import { buildSummary, formatSummary } from '../bench/summary.js'
+
+async function runMode (ctx: RunContext): Promise<SequenceReport[] | undefined> {
+  switch (ctx.options.mode) {
+    case 'pub': await runPub(ctx); return undefined
+    case 'sub': return await runSub(ctx)
+    case 'conn': await runConn(ctx); return undefined
+    case 'pubsub': return await runPubSub(ctx)
+  }
+}
+
+function clientCount (o: BenchOptions): number {
+  return o.mode === 'pubsub' ? o.clients + o.subscribers : o.clients
+}
+
+/**
+ * `petrel bench`: load-tests a broker and prints a summary (JSON with --json). Resolves to the
+ * exit code: 0, 1 when no connection could be made, 2 on bad arguments.
+ */
+export async function run (argv: string[]): Promise<number> {
+  let options: BenchOptions | undefined
+  try {
+    options = parseOptions(argv)
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err
+    console.error(`petrel bench: ${err.message}\n\n${usage}`)
+    return 2
+  }
+  if (options === undefined) {
+    console.log(usage)
+    return 0
+  }
+  let ctx: RunContext
+  try {
+    ctx = new RunContext(options)
+  } catch (err) {
+    console.error(`petrel bench: ${(err as Error).message}`)
+    return 2
+  }
+  const progressOut = options.json ? process.stderr : process.stdout
+  const progress = options.quiet ? undefined : new Progress(ctx.stats, options.mode, progressOut, clientCount(options))
+  // First Ctrl-C: stop and report. Second: leave at once.
+  const onSignal = (): void => {
+    if (ctx.stopping) process.exit(130)
+    ctx.stop()
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  const durationTimer = options.duration > 0 ? setTimeout(() => { ctx.stop() }, options.duration * 1000) : undefined
+  progress?.start()
+  let reports: SequenceReport[] | undefined
+  try {
+    reports = await runMode(ctx)
+  } finally {
+    const endedAt = performance.now()
+    progress?.stop()
+    clearTimeout(durationTimer)
+    ctx.stop()
+    await ctx.closeAll()
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    const summary = buildSummary(options, ctx.stats, endedAt, reports)
+    if (options.json) console.log(JSON.stringify(summary, null, 2))
+    else console.log(formatSummary(summary))
+  }
+  return ctx.stats.connected === 0 ? 1 : 0
 }

@@ -1,5 +1,92 @@
-/** `petrel broker`: not built yet. */
-export async function run (_argv: string[]): Promise<number> {
-  console.error('petrel broker: not implemented yet')
-  return 1
+import { parseArgs } from 'node:util'
+import {
+  createBroker, loadConfig, startMetricsServer, type BrokerConfig, type ListenerOptions
+} from '@petrel/broker'
+
+const usage = `petrel broker [options]
+
+Runs an MQTT 3.1.1 / 5.0 broker. With no options it listens on 127.0.0.1:1883.
+
+Options:
+  -c, --config <file>  TOML config file (see packages/broker/CONFIG.md)
+  -p, --port <port>    port of the first listener (default 1883; 0 picks a free one)
+  -h, --host <host>    host of the first listener (default 127.0.0.1)
+  -v, --verbose        log connections and errors (pino, level info)
+      --help           show this help`
+
+/** `petrel broker`: runs until SIGINT/SIGTERM, then closes gracefully. Resolves to the exit code. */
+export async function run (argv: string[]): Promise<number> {
+  let values
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        port: { type: 'string', short: 'p' },
+        host: { type: 'string', short: 'h' },
+        verbose: { type: 'boolean', short: 'v' },
+        help: { type: 'boolean' }
+      },
+      strict: true
+    }))
+  } catch (err) {
+    console.error(`petrel broker: ${(err as Error).message}\n\n${usage}`)
+    return 2
+  }
+  if (values.help === true) {
+    console.log(usage)
+    return 0
+  }
+  let config: BrokerConfig = { options: {}, listeners: [], metrics: undefined }
+  if (values.config !== undefined) {
+    try {
+      config = loadConfig(values.config)
+    } catch (err) {
+      console.error(`petrel broker: ${(err as Error).message}`)
+      return 2
+    }
+  }
+  const listeners: ListenerOptions[] = config.listeners.length > 0 ? [...config.listeners] : [{ type: 'tcp' }]
+  let port: number | undefined
+  if (values.port !== undefined) {
+    port = Number(values.port)
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      console.error(`petrel broker: --port must be 0..65535, got ${values.port}`)
+      return 2
+    }
+  }
+  const first = listeners[0] as ListenerOptions
+  listeners[0] = { ...first, ...(port === undefined ? {} : { port }), ...(values.host === undefined ? {} : { host: values.host }) }
+  const options = { ...config.options }
+  if (values.verbose === true) options.logLevel = 'info'
+  let broker
+  try {
+    broker = createBroker(options)
+  } catch (err) {
+    console.error(`petrel broker: ${(err as Error).message}`)
+    return 2
+  }
+  const addresses: string[] = []
+  try {
+    for (const l of listeners) addresses.push((await broker.listen(l)).url)
+  } catch (err) {
+    console.error(`petrel broker: ${(err as Error).message}`)
+    await broker.close()
+    return 1
+  }
+  const metrics = config.metrics === undefined ? undefined : await startMetricsServer(broker, config.metrics.host, config.metrics.port)
+  console.log(`petrel broker listening on ${addresses.join(', ')}${metrics === undefined ? '' : ` (metrics on http://${config.metrics?.host ?? ''}:${metrics.port}/metrics)`}`)
+  broker.log.info({ addresses }, 'broker started')
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop)
+      process.off('SIGTERM', stop)
+      resolve()
+    }
+    process.on('SIGINT', stop)
+    process.on('SIGTERM', stop)
+  })
+  await broker.close()
+  await metrics?.close()
+  return 0
 }

@@ -1,5 +1,91 @@
-/** `petrel pub`: not built yet. */
-export async function run (_argv: string[]): Promise<number> {
-  console.error('petrel pub: not implemented yet')
-  return 1
+import { readFile } from 'node:fs/promises'
+import { createInterface } from 'node:readline'
+import { parseArgs } from 'node:util'
+import { connect, type MqttClient } from '@petrel/client'
+import { commonFlags, commonHelp, describeError, ExitCode, resolveConnection, UsageError } from '../client-options.js'
+
+const help = `petrel pub: publish messages (mosquitto_pub flags)
+
+Usage: petrel pub -t TOPIC (-m MESSAGE | -f FILE | -l | -n | -s) [options]
+
+Message:
+  -t TOPIC           topic to publish to
+  -m MESSAGE         the payload
+  -f FILE            send the contents of FILE as one message
+  -l                 send each line of stdin as a message
+  -s                 send all of stdin as one message
+  -n                 send an empty (null) message
+  -r                 retain the message
+
+${commonHelp}`
+
+/** `petrel pub`: resolves to the process exit code. */
+export async function run (argv: string[]): Promise<number> {
+  let values
+  try {
+    values = parseArgs({
+      args: argv,
+      options: {
+        ...commonFlags,
+        topic: { type: 'string', short: 't' },
+        message: { type: 'string', short: 'm' },
+        file: { type: 'string', short: 'f' },
+        'stdin-line': { type: 'boolean', short: 'l' },
+        'stdin-file': { type: 'boolean', short: 's' },
+        'null-message': { type: 'boolean', short: 'n' },
+        retain: { type: 'boolean', short: 'r' }
+      },
+      allowPositionals: false
+    }).values
+  } catch (err) {
+    console.error(`petrel pub: ${(err as Error).message}\nRun 'petrel pub --help' for the options.`)
+    return ExitCode.usage
+  }
+  if (values.help === true) {
+    console.log(help)
+    return ExitCode.ok
+  }
+  let url = ''
+  let client: MqttClient | undefined
+  try {
+    const conn = resolveConnection(values)
+    url = conn.url
+    const topic = values.topic ?? conn.urlTopic
+    if (topic === undefined) throw new UsageError('a topic is required (-t TOPIC)')
+    const sources = [values.message !== undefined, values.file !== undefined, values['stdin-line'] === true,
+      values['stdin-file'] === true, values['null-message'] === true].filter(Boolean).length
+    if (sources !== 1) throw new UsageError('give exactly one of -m MESSAGE, -f FILE, -l, -s or -n')
+    const opts = { qos: conn.qos, retain: values.retain === true }
+    let payload: Buffer | undefined
+    if (values.message !== undefined) payload = Buffer.from(values.message)
+    else if (values['null-message'] === true) payload = Buffer.alloc(0)
+    else if (values.file !== undefined) {
+      try {
+        payload = await readFile(values.file)
+      } catch (err) {
+        throw new UsageError(`cannot read ${values.file}: ${(err as Error).message}`)
+      }
+    } else if (values['stdin-file'] === true) {
+      const chunks: Buffer[] = []
+      for await (const c of process.stdin) chunks.push(c as Buffer)
+      payload = Buffer.concat(chunks)
+    }
+    client = await connect(conn.url, conn.options)
+    if (payload !== undefined) {
+      await client.publish(topic, payload, opts)
+    } else {
+      // -l: one message per line, as lines arrive; publishes are pipelined, not awaited one by one.
+      const pending: Array<Promise<unknown>> = []
+      const rl = createInterface({ input: process.stdin, crlfDelay: Infinity })
+      for await (const line of rl) pending.push(client.publish(topic, line, opts))
+      await Promise.all(pending)
+    }
+    await client.end()
+    return ExitCode.ok
+  } catch (err) {
+    await client?.end({ force: true })
+    const { message, exitCode } = describeError(err, url)
+    console.error(`petrel pub: ${message}`)
+    return exitCode
+  }
 }

@@ -1,0 +1,62 @@
+import { topicMatches } from '@petrel/wire'
+import type { ClientInfo } from './options.js'
+
+/**
+ * One access rule. `topic` is a topic filter in which `%u` is replaced by the user name and
+ * `%c` by the client id. A rule with neither `user` nor `clientId` applies to everyone.
+ */
+export interface AclRule {
+  user?: string | undefined
+  clientId?: string | undefined
+  topic: string
+  /** 'read' (subscribe), 'write' (publish), 'readwrite', or 'deny' (overrides any allow). */
+  access: 'read' | 'write' | 'readwrite' | 'deny'
+}
+
+/**
+ * Whether a rule's pattern covers a topic name, or a subscription filter: a filter is checked
+ * level by level as if it were a name, so `+` in the pattern covers `+` in the filter and `#`
+ * covers everything below; a filter wider than the pattern is not covered.
+ */
+function covers (pattern: string, topic: string): boolean {
+  return pattern === topic || topicMatches(pattern, topic)
+}
+
+function substitute (topic: string, client: ClientInfo): string | undefined {
+  if (!topic.includes('%')) return topic
+  // a rule naming %u never matches an anonymous client
+  if (topic.includes('%u') && client.username === undefined) return undefined
+  return topic.replaceAll('%u', client.username ?? '').replaceAll('%c', client.clientId)
+}
+
+/** ACL rules compiled into the two checks the broker asks. Default deny once any rule exists. */
+export class Acl {
+  constructor (private readonly rules: readonly AclRule[]) {}
+
+  canPublish (client: ClientInfo, topicName: string): boolean {
+    return this.check(client, topicName, 'write')
+  }
+
+  canSubscribe (client: ClientInfo, topicFilter: string): boolean {
+    // a shared subscription is checked on its filter: $share/group/f -> f
+    let f = topicFilter
+    if (f.startsWith('$share/')) {
+      const slash = f.indexOf('/', 7)
+      f = slash === -1 ? f : f.slice(slash + 1)
+    }
+    return this.check(client, f, 'read')
+  }
+
+  private check (client: ClientInfo, topic: string, want: 'read' | 'write'): boolean {
+    let allowed = false
+    for (const r of this.rules) {
+      if (r.user !== undefined && r.user !== client.username) continue
+      if (r.clientId !== undefined && r.clientId !== client.clientId) continue
+      const pattern = substitute(r.topic, client)
+      if (pattern === undefined || !covers(pattern, topic)) continue
+      if (r.access === 'deny') return false
+      if (r.access === 'readwrite' || r.access === want) allowed = true
+    }
+    return allowed
+  }
+}

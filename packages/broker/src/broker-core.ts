@@ -1,0 +1,37 @@
+import type { Logger } from 'pino'
+import type { Subscription } from '@petrel/wire'
+import type { Message } from './message.js'
+import type { RetainedStore } from './retained-store.js'
+import type { Router } from './router.js'
+import type { Session, SessionHost } from './session.js'
+import type {
+  AuthenticateRequest, AuthenticateResult, BrokerHooks, ClientInfo, PublishRequest
+} from './options.js'
+import type { ServerConnection } from './server-connection.js'
+
+/**
+ * What a connection's protocol logic sees of the broker: shared state and policy. The broker
+ * implements it; unit tests can stub it.
+ */
+export interface BrokerCore extends SessionHost {
+  readonly router: Router
+  readonly retained: RetainedStore
+  /** Every session by client id, online or offline. */
+  readonly sessions: Map<string, Session>
+  /** Connected (CONNACK'd) clients by client id. */
+  readonly online: Map<string, ServerConnection>
+  readonly responseInformation: string | undefined
+  readonly authenticateEnhanced: BrokerHooks['authenticateEnhanced']
+  /** Undefined when every publish is allowed (the fast path skips the call). */
+  readonly authorizePublish: ((client: ClientInfo, publish: PublishRequest) => boolean | Promise<boolean>) | undefined
+  readonly authorizeSubscribe: ((client: ClientInfo, subscription: Subscription) => boolean | Promise<boolean>) | undefined
+  authenticate (request: AuthenticateRequest, allowAnonymous: boolean): AuthenticateResult | Promise<AuthenticateResult>
+  /** Routes a message (and stores it when retained); returns the number of sessions it reached. */
+  publish (message: Message): number
+  /** A session lost its connection: start its expiry (or end it now), and its will. */
+  sessionOffline (session: Session, will: Message | undefined, willDelay: number): void
+  /** Ends a session: its subscriptions go, a delayed will is sent [MQTT-3.1.3-9]. */
+  endSession (session: Session): void
+  connectionClosed (connection: ServerConnection): void
+  readonly log: Logger
+}

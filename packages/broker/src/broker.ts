@@ -1,0 +1,264 @@
+import type { Duplex } from 'node:stream'
+import { pino, type Logger } from 'pino'
+import type { Packet, PublishProperties, QoS, Subscription } from '@petrel/wire'
+import { Acl } from './acl.js'
+import type { BrokerCore } from './broker-core.js'
+import { Connection, type ConnectionHost } from './connection.js'
+import { BrokerErrorCode, brokerError } from './errors.js'
+import { openListener, type ListenerAddress, type ListenerOptions, type OpenListener } from './listeners.js'
+import { Message } from './message.js'
+import {
+  defaultFilterMemory, defaultLimits, type AuthenticateRequest, type AuthenticateResult, type BrokerLimits,
+  type BrokerOptions, type ClientInfo, type PublishRequest
+} from './options.js'
+import { PasswordFile } from './password-file.js'
+import { RetainedStore } from './retained-store.js'
+import { Router } from './router.js'
+import type { ServerConnection, ConnectionInfo } from './server-connection.js'
+import type { Session } from './session.js'
+import { BrokerStats } from './stats.js'
+import { SysTopics } from './sys-topics.js'
+
+/** A message published by the application (not by a client). */
+export interface BrokerPublish {
+  topic: string
+  payload: Uint8Array | string
+  qos?: QoS | undefined
+  retain?: boolean | undefined
+  properties?: PublishProperties | undefined
+}
+
+/**
+ * The MQTT broker. Every transport sits outside it: `listen()` opens tcp/tls/ws/wss listeners
+ * that hand their streams to `handle()`, which takes any Duplex.
+ */
+export class Broker implements BrokerCore, ConnectionHost {
+  readonly limits: BrokerLimits
+  readonly stats = new BrokerStats()
+  readonly router: Router
+  readonly retained: RetainedStore
+  readonly sessions = new Map<string, Session>()
+  readonly online = new Map<string, ServerConnection>()
+  /** Every open connection, CONNECT'd or not. */
+  readonly connections = new Set<ServerConnection>()
+  readonly scratch: Packet[] = []
+  readonly responseInformation: string | undefined
+  readonly authenticateEnhanced: BrokerOptions['authenticateEnhanced']
+  readonly authorizePublish: ((client: ClientInfo, publish: PublishRequest) => boolean | Promise<boolean>) | undefined
+  readonly authorizeSubscribe: ((client: ClientInfo, subscription: Subscription) => boolean | Promise<boolean>) | undefined
+  /** Sessions with a clock running: offline with an expiry, or a delayed will. */
+  private readonly offline = new Set<Session>()
+  private readonly listeners: OpenListener[] = []
+  private dirty: Connection[] = []
+  private resumes: Connection[] = []
+  private flushScheduled = false
+  turn = 0
+  private readonly flushAll = (): void => { this.flush() }
+  private sweepTimer: NodeJS.Timeout | undefined
+  private closing = false
+  private logger: Logger | undefined
+  private readonly passwords: PasswordFile | undefined
+  private readonly sys: SysTopics | undefined
+
+  constructor (readonly options: BrokerOptions = {}) {
+    this.limits = { ...defaultLimits, ...stripUndefined(options.limits ?? {}) }
+    const mem = options.memory
+    this.router = new Router({
+      maxSegmentSize: mem?.maxSegmentSize ?? defaultFilterMemory.maxSegmentSize,
+      maxSegmentCount: mem?.maxSegmentCount ?? defaultFilterMemory.maxSegmentCount
+    }, mem?.filters ?? [])
+    this.retained = new RetainedStore(this.limits.maxRetainedMessages)
+    this.responseInformation = options.responseInformation
+    this.authenticateEnhanced = options.authenticateEnhanced
+    this.passwords = options.passwordFile === undefined ? undefined : PasswordFile.load(options.passwordFile)
+    const acl = options.acl !== undefined && options.acl.length > 0 ? new Acl(options.acl) : undefined
+    this.authorizePublish = options.authorizePublish ??
+      (acl === undefined ? undefined : (c, p) => acl.canPublish(c, p.topicName))
+    this.authorizeSubscribe = options.authorizeSubscribe ??
+      (acl === undefined ? undefined : (c, s) => acl.canSubscribe(c, s.topicFilter))
+    const sysInterval = options.sysInterval ?? 10
+    this.sys = sysInterval > 0 ? new SysTopics(this, sysInterval * 1000) : undefined
+  }
+
+  get log (): Logger {
+    return this.logger ??= this.options.logger ?? pino({ level: this.options.logLevel ?? 'warn' })
+  }
+
+  now (): number {
+    return Date.now()
+  }
+
+  /** Serves one client over any byte stream (socket, TLS, WebSocket stream, in-memory pair). */
+  handle (stream: Duplex, info?: Partial<ConnectionInfo>): void {
+    if (this.closing) {
+      stream.destroy()
+      return
+    }
+    const c = new Connection(this, stream, {
+      allowAnonymous: info?.allowAnonymous ?? this.options.allowAnonymous ?? true,
+      certificateIdentity: info?.certificateIdentity
+    })
+    this.connections.add(c.protocol)
+    this.stats.connectionsTotal++
+    this.startClock()
+  }
+
+  /** Opens a listener; resolves with the bound address (port 0 picks one). */
+  async listen (options: ListenerOptions = {}): Promise<ListenerAddress> {
+    if (this.closing) throw brokerError(BrokerErrorCode.BROKER_CLOSED, 'the broker is closed')
+    const l = await openListener(options, this.options.allowAnonymous, (s, info) => { this.handle(s, info) })
+    this.listeners.push(l)
+    this.startClock()
+    return l.address
+  }
+
+  /** Addresses of the open listeners. */
+  get addresses (): ListenerAddress[] {
+    return this.listeners.map((l) => l.address)
+  }
+
+  /**
+   * Stops listening and closes every connection: 5.0 clients get DISCONNECT 0x8B Server
+   * shutting down. Resolves when the connections are gone (at most ~2 s).
+   */
+  async close (): Promise<void> {
+    if (this.closing) return
+    this.closing = true
+    const listeners = this.listeners.splice(0)
+    const closingListeners = Promise.all(listeners.map(async (l) => { await l.close() }))
+    for (const c of [...this.connections]) c.shutdown()
+    this.flush()
+    if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer)
+    this.sweepTimer = undefined
+    this.sys?.stop()
+    await Promise.race([closingListeners, new Promise((resolve) => setTimeout(resolve, 2000).unref())])
+  }
+
+  /** Publishes from the application, as if from a client without a session. */
+  publishMessage (m: BrokerPublish): number {
+    const payload = typeof m.payload === 'string' ? Buffer.from(m.payload) : m.payload
+    const mei = m.properties?.messageExpiryInterval
+    return this.publish(new Message(m.topic, payload, m.qos ?? 0, m.retain ?? false, m.properties, mei === undefined ? 0 : this.now() + mei * 1000, undefined))
+  }
+
+  // --- BrokerCore ---------------------------------------------------------------------------
+
+  publish (message: Message): number {
+    if (message.retain && !this.retained.set(message)) this.log.warn({ topic: message.topic }, 'retained store full; message not retained')
+    return this.router.route(message)
+  }
+
+  authenticate (request: AuthenticateRequest, allowAnonymous: boolean): AuthenticateResult | Promise<AuthenticateResult> {
+    const hook = this.options.authenticate
+    if (hook !== undefined) return hook(request)
+    const pw = this.passwords
+    if (request.username === undefined && request.certificateIdentity !== undefined) {
+      return { ok: true, username: request.certificateIdentity }
+    }
+    if (pw !== undefined && request.username !== undefined) {
+      return pw.verify(request.username, request.password)
+    }
+    if (request.username === undefined && allowAnonymous) return true
+    if (pw === undefined && allowAnonymous) return true // no user database: a user name is just a label
+    return { ok: false, reasonCode: request.username === undefined ? 0x87 : 0x86 }
+  }
+
+  sessionOffline (s: Session, will: Message | undefined, willDelay: number): void {
+    const now = this.now()
+    if (will !== undefined) {
+      // [MQTT-3.1.3-9] the will waits min(Will Delay, Session Expiry); sent at once otherwise
+      if (willDelay > 0 && s.expiryInterval > 0) {
+        s.delayedWill = will
+        s.willAt = now + Math.min(willDelay, s.expiryInterval) * 1000
+      } else {
+        this.publish(will)
+      }
+    }
+    if (s.expiryInterval === 0) {
+      this.endSession(s)
+      return
+    }
+    s.expiresAt = s.expiryInterval >= 0xffffffff ? 0 : now + s.expiryInterval * 1000
+    this.offline.add(s)
+  }
+
+  endSession (s: Session): void {
+    const will = s.delayedWill
+    s.delayedWill = undefined
+    if (will !== undefined) this.publish(will)
+    this.router.unsubscribeAll(s)
+    s.clear()
+    if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId)
+    this.offline.delete(s)
+  }
+
+  connectionClosed (c: ServerConnection): void {
+    this.connections.delete(c)
+  }
+
+  scheduleFlush (c: Connection): void {
+    this.dirty.push(c)
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      setImmediate(this.flushAll)
+    }
+  }
+
+  scheduleResume (c: Connection): void {
+    this.resumes.push(c)
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      setImmediate(this.flushAll)
+    }
+  }
+
+  /** End of an event-loop turn: write every batch, then let budget-paused readers go on. */
+  private flush (): void {
+    this.flushScheduled = false
+    this.turn++
+    const list = this.dirty
+    this.dirty = []
+    for (const c of list) c.flush()
+    if (this.resumes.length > 0) {
+      const r = this.resumes
+      this.resumes = []
+      for (const c of r) c.resumeReading()
+    }
+  }
+
+  /** One timer for every connection and session: keepalive, connect timeout, will delay, expiry. */
+  private startClock (): void {
+    if (this.sweepTimer !== undefined || this.closing) return
+    this.sweepTimer = setInterval(() => { this.sweep() }, this.options.sweepIntervalMs ?? 250)
+    this.sweepTimer.unref()
+    this.sys?.start()
+  }
+
+  private sweep (): void {
+    const now = this.now()
+    for (const c of this.connections) c.tick(now)
+    for (const s of this.offline) {
+      if (s.outlet !== undefined) {
+        this.offline.delete(s)
+        continue
+      }
+      if (s.delayedWill !== undefined && now >= s.willAt) {
+        const will = s.delayedWill
+        s.delayedWill = undefined
+        this.publish(will)
+      }
+      if (s.expiresAt !== 0 && now >= s.expiresAt) this.endSession(s)
+    }
+  }
+}
+
+function stripUndefined<T extends object> (o: T): Partial<T> {
+  const out: Partial<T> = {}
+  for (const k in o) if (o[k] !== undefined) out[k] = o[k]
+  return out
+}
+
+/** Creates a broker; nothing listens until `listen()` (or streams are passed to `handle()`). */
+export function createBroker (options?: BrokerOptions): Broker {
+  return new Broker(options)
+}

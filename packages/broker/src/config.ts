@@ -1,0 +1,220 @@
+import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { parse } from 'smol-toml'
+import { isValidTopicFilter } from '@petrel/wire'
+import type { AclRule } from './acl.js'
+import { BrokerErrorCode, brokerError } from './errors.js'
+import type { ListenerOptions, ListenerType } from './listeners.js'
+import type { BrokerLimits, BrokerOptions, FilterMemoryOverride } from './options.js'
+
+/** Where `/metrics` is served. */
+export interface MetricsOptions { host: string, port: number }
+
+/** A parsed config file: broker options, listeners, and the metrics endpoint. */
+export interface BrokerConfig {
+  options: BrokerOptions
+  /** Empty when the file has no `[[listener]]`: the caller picks the default 127.0.0.1:1883. */
+  listeners: ListenerOptions[]
+  metrics: MetricsOptions | undefined
+}
+
+type Check = (v: unknown) => string | undefined
+const int = (min: number, max = Number.MAX_SAFE_INTEGER): Check => (v) =>
+  typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `an integer from ${min} to ${max}`
+const bool: Check = (v) => typeof v === 'boolean' ? undefined : 'true or false'
+const str: Check = (v) => typeof v === 'string' && v.length > 0 ? undefined : 'a non-empty string'
+const oneOf = (...xs: string[]): Check => (v) => typeof v === 'string' && xs.includes(v) ? undefined : `one of ${xs.map((x) => JSON.stringify(x)).join(', ')}`
+const filter: Check = (v) => typeof v === 'string' && isValidTopicFilter(v) ? undefined : 'a valid topic filter'
+
+const limitKeys: Record<string, [keyof BrokerLimits, Check]> = {
+  max_connections: ['maxConnections', int(1)],
+  max_packet_size: ['maxPacketSize', int(16, 268_435_460)],
+  max_inflight_messages: ['maxInflightMessages', int(1, 65535)],
+  max_queued_messages: ['maxQueuedMessages', int(0)],
+  max_queued_bytes: ['maxQueuedBytes', int(0)],
+  receive_maximum: ['receiveMaximum', int(1, 65535)],
+  topic_alias_maximum: ['topicAliasMaximum', int(0, 65535)],
+  max_keepalive: ['maxKeepAlive', int(1, 65535)],
+  connect_timeout_ms: ['connectTimeoutMs', int(100)],
+  max_session_expiry_interval: ['maxSessionExpiryInterval', int(0, 0xffffffff)],
+  write_high_water_mark: ['writeHighWaterMark', int(1024)],
+  max_retained_messages: ['maxRetainedMessages', int(0)]
+}
+const listenerKeys: Record<string, Check> = {
+  type: oneOf('tcp', 'tls', 'ws', 'wss'), host: str, port: int(0, 65535), cert: str, key: str, ca: str,
+  require_client_certificate: bool, use_identity_as_username: bool, path: str, allow_anonymous: bool, backlog: int(1)
+}
+const topKeys: Record<string, Check | 'table' | 'array'> = {
+  log_level: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
+  sys_interval: int(0), response_information: str,
+  listener: 'array', limits: 'table', auth: 'table', acl: 'array', memory: 'table', metrics: 'table'
+}
+const segmentKeys: Record<string, Check> = { max_segment_size: int(1), max_segment_count: int(1) }
+
+/**
+ * Finds the 1-based line of `key` in the source: the first `key =` after the header of the
+ * table it belongs to (the nth `[[name]]` for arrays of tables), else the first anywhere.
+ */
+function lineOf (text: string, key: string, table?: string, index = 0): number {
+  const lines = text.split(/\r?\n/)
+  let from = 0
+  if (table !== undefined) {
+    let seen = -1
+    for (let i = 0; i < lines.length; i++) {
+      const t = (lines[i] as string).trim().replace(/\s+/g, '')
+      if (t === `[${table}]` || t === `[[${table}]]`) {
+        if (++seen === index) { from = i; break }
+      }
+    }
+  }
+  const re = new RegExp(`^\\s*["']?${key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}["']?\\s*=`)
+  for (let i = from; i < lines.length; i++) if (re.test(lines[i] as string)) return i + 1
+  for (let i = 0; i < lines.length; i++) if (re.test(lines[i] as string) || (lines[i] as string).includes(key)) return i + 1
+  return from + 1
+}
+
+class Reader {
+  constructor (private readonly text: string, private readonly path: string) {}
+
+  fail (key: string, problem: string, table?: string, index?: number): never {
+    const name = table === undefined ? key : `${table}.${key}`
+    throw brokerError(BrokerErrorCode.CONFIG_INVALID, `${this.path}:${lineOf(this.text, key, table, index)}: ${name}: ${problem}`)
+  }
+
+  table (v: unknown, key: string, table?: string, index?: number): Record<string, unknown> {
+    if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Date) this.fail(key, 'must be a table', table, index)
+    return v as Record<string, unknown>
+  }
+
+  array (v: unknown, key: string): Array<Record<string, unknown>> {
+    if (!Array.isArray(v)) this.fail(key, `must be an array of tables ([[${key}]])`)
+    return v.map((x) => this.table(x, key))
+  }
+
+  /** Checks each key of `t` against `schema`; unknown keys and bad values stop here. */
+  check (t: Record<string, unknown>, schema: Record<string, Check>, table: string, index?: number): void {
+    for (const [k, v] of Object.entries(t)) {
+      const c = schema[k]
+      if (c === undefined) this.fail(k, `unknown key (known: ${Object.keys(schema).join(', ')})`, table, index)
+      const problem = c(v)
+      if (problem !== undefined) this.fail(k, `must be ${problem}, got ${JSON.stringify(v)}`, table, index)
+    }
+  }
+}
+
+/** Parses and validates config text; file paths inside resolve against `baseDir`. */
+export function parseConfig (text: string, path = 'petrel.toml', baseDir = '.'): BrokerConfig {
+  let doc: Record<string, unknown>
+  try {
+    doc = parse(text) as Record<string, unknown>
+  } catch (err) {
+    const line = (err as { line?: number }).line
+    throw brokerError(BrokerErrorCode.CONFIG_INVALID, `${path}${line === undefined ? '' : `:${line}`}: not valid TOML: ${(err as Error).message.split('\n')[0] ?? ''}`, { cause: err })
+  }
+  const r = new Reader(text, path)
+  const options: BrokerOptions = {}
+  const listeners: ListenerOptions[] = []
+  let metrics: MetricsOptions | undefined
+  const file = (p: string): Buffer => {
+    try {
+      return readFileSync(resolve(baseDir, p))
+    } catch (err) {
+      return r.fail(p, `cannot read file: ${(err as Error).message}`)
+    }
+  }
+  for (const [key, value] of Object.entries(doc)) {
+    const kind = topKeys[key]
+    if (kind === undefined) r.fail(key, `unknown key (known: ${Object.keys(topKeys).join(', ')})`)
+    if (typeof kind === 'function') {
+      const problem = kind(value)
+      if (problem !== undefined) r.fail(key, `must be ${problem}, got ${JSON.stringify(value)}`)
+    }
+    switch (key) {
+      case 'log_level': options.logLevel = value as string; break
+      case 'sys_interval': options.sysInterval = value as number; break
+      case 'response_information': options.responseInformation = value as string; break
+      case 'listener':
+        r.array(value, key).forEach((l, i) => {
+          r.check(l, listenerKeys, 'listener', i)
+          const type = (l.type ?? 'tcp') as ListenerType
+          if ((type === 'tls' || type === 'wss') && (l.cert === undefined || l.key === undefined)) r.fail('type', `a ${type} listener needs cert and key`, 'listener', i)
+          listeners.push({
+            type,
+            host: l.host as string | undefined,
+            port: l.port as number | undefined,
+            cert: l.cert === undefined ? undefined : file(l.cert as string),
+            key: l.key === undefined ? undefined : file(l.key as string),
+            ca: l.ca === undefined ? undefined : file(l.ca as string),
+            requireClientCertificate: l.require_client_certificate as boolean | undefined,
+            useIdentityAsUsername: l.use_identity_as_username as boolean | undefined,
+            path: l.path as string | undefined,
+            allowAnonymous: l.allow_anonymous as boolean | undefined,
+            backlog: l.backlog as number | undefined
+          })
+        })
+        break
+      case 'limits': {
+        const t = r.table(value, key)
+        const limits: Partial<BrokerLimits> = {}
+        r.check(t, Object.fromEntries(Object.entries(limitKeys).map(([k, [, c]]) => [k, c])), 'limits')
+        for (const [k, v] of Object.entries(t)) limits[(limitKeys[k] as [keyof BrokerLimits, Check])[0]] = v as number
+        options.limits = limits
+        break
+      }
+      case 'auth': {
+        const t = r.table(value, key)
+        r.check(t, { allow_anonymous: bool, password_file: str }, 'auth')
+        if (t.allow_anonymous !== undefined) options.allowAnonymous = t.allow_anonymous as boolean
+        if (t.password_file !== undefined) {
+          file(t.password_file as string) // fails here, with the line, when unreadable
+          options.passwordFile = resolve(baseDir, t.password_file as string)
+        }
+        break
+      }
+      case 'acl':
+        options.acl = r.array(value, key).map((a, i): AclRule => {
+          r.check(a, { user: str, client_id: str, topic: filter, access: oneOf('read', 'write', 'readwrite', 'deny') }, 'acl', i)
+          if (a.topic === undefined) r.fail('topic', 'is required', 'acl', i)
+          return { user: a.user as string | undefined, clientId: a.client_id as string | undefined, topic: a.topic as string, access: (a.access ?? 'readwrite') as AclRule['access'] }
+        })
+        break
+      case 'memory': {
+        const t = r.table(value, key)
+        const { filter: filters, ...rest } = t
+        r.check(rest, segmentKeys, 'memory')
+        const overrides: FilterMemoryOverride[] = []
+        if (filters !== undefined) {
+          r.array(filters, 'memory.filter').forEach((f, i) => {
+            r.check(f, { pattern: filter, ...segmentKeys }, 'memory.filter', i)
+            if (f.pattern === undefined) r.fail('pattern', 'is required', 'memory.filter', i)
+            overrides.push({
+              pattern: f.pattern as string,
+              maxSegmentSize: (f.max_segment_size ?? rest.max_segment_size ?? 1024 * 1024) as number,
+              maxSegmentCount: (f.max_segment_count ?? rest.max_segment_count ?? 4) as number
+            })
+          })
+        }
+        options.memory = { maxSegmentSize: rest.max_segment_size as number | undefined, maxSegmentCount: rest.max_segment_count as number | undefined, filters: overrides }
+        break
+      }
+      case 'metrics': {
+        const t = r.table(value, key)
+        r.check(t, { host: str, port: int(0, 65535) }, 'metrics')
+        metrics = { host: (t.host ?? '127.0.0.1') as string, port: (t.port ?? 9464) as number }
+        break
+      }
+    }
+  }
+  return { options, listeners, metrics }
+}
+
+/** Reads and validates a TOML config file. */
+export function loadConfig (path: string): BrokerConfig {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw brokerError(BrokerErrorCode.CONFIG_INVALID, `cannot read config file ${path}: ${(err as Error).message}`, { cause: err })
+  }
+  return parseConfig(text, path, dirname(resolve(path)))
+}

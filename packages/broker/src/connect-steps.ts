@@ -1,0 +1,220 @@
+import { randomBytes } from 'node:crypto'
+import { encode, type ConnackProperties, type ConnectPacket } from '@petrel/wire'
+import { Session } from './session.js'
+import { ConnectionState, type ServerConnection } from './server-connection.js'
+
+/** What the CONNECT steps work out between them. */
+export interface ConnectContext {
+  readonly packet: ConnectPacket
+  readonly now: number
+  sessionPresent: boolean
+  assignedClientIdentifier: string | undefined
+  serverKeepAlive: number | undefined
+  /** Authentication Data for the CONNACK (enhanced auth). */
+  authData: Buffer | undefined
+  authStep: number
+  /** Step to continue from once enhanced authentication completes. */
+  resumeAt: number
+}
+
+/**
+ * One step of CONNECT handling: true to go on, false when the step has answered (refused,
+ * or suspended for an AUTH exchange), or a promise of either.
+ */
+export interface ConnectStep {
+  readonly name: string
+  run (c: ServerConnection, ctx: ConnectContext, index: number): boolean | Promise<boolean>
+}
+
+/** CONNECT handling as a list of named steps, run in order (aedes style). */
+export const connectSteps: readonly ConnectStep[] = [
+  { name: 'negotiate', run: negotiate },
+  { name: 'validateClientId', run: validateClientId },
+  { name: 'checkCapacity', run: checkCapacity },
+  { name: 'authenticate', run: authenticate },
+  { name: 'takeOver', run: takeOver },
+  { name: 'openSession', run: openSession },
+  { name: 'sendConnack', run: sendConnack },
+  { name: 'resumeSession', run: resumeSession }
+]
+
+/** Runs the steps from `from`; synchronous unless a step returns a promise. */
+export function runConnectSteps (c: ServerConnection, ctx: ConnectContext, from: number): void | Promise<void> {
+  for (let i = from; i < connectSteps.length; i++) {
+    if (c.state === ConnectionState.closed) return
+    const r = (connectSteps[i] as ConnectStep).run(c, ctx, i)
+    if (r === true) continue
+    if (r === false) return
+    return r.then((ok) => {
+      if (ok && c.state !== ConnectionState.closed) return runConnectSteps(c, ctx, i + 1)
+    })
+  }
+}
+
+/** Protocol level, keepalive, the client's limits and its will. */
+function negotiate (c: ServerConnection, ctx: ConnectContext): boolean {
+  const p = ctx.packet
+  const limits = c.core.limits
+  c.protocolVersion = p.protocolVersion
+  c.clientId = p.clientId
+  c.username = p.username
+  let ka = p.keepAlive
+  if (c.v5 && limits.maxKeepAlive < 65535 && (ka === 0 || ka > limits.maxKeepAlive)) {
+    // [MQTT-3.2.2-21] Server Keep Alive: the client must use ours
+    ka = limits.maxKeepAlive
+    ctx.serverKeepAlive = ka
+  }
+  c.keepAliveMs = ka * 1000
+  const props = p.properties
+  if (props !== undefined) {
+    c.clientReceiveMaximum = props.receiveMaximum ?? 65535
+    c.clientMaximumPacketSize = props.maximumPacketSize ?? 0x7fffffff
+    c.clientTopicAliasMaximum = props.topicAliasMaximum ?? 0
+    c.connectSessionExpiry = props.sessionExpiryInterval ?? 0
+  }
+  c.will = p.will === undefined
+    ? undefined
+    : { ...p.will, payload: Buffer.from(p.will.payload) } // copied: kept for the whole connection
+  return true
+}
+
+/** [MQTT-3.1.3-6] an empty client id gets one assigned; 3.1.1 only with clean session [MQTT-3.1.3-8]. */
+function validateClientId (c: ServerConnection, ctx: ConnectContext): boolean {
+  if (c.clientId.length > 0) return true
+  if (!c.v5 && !ctx.packet.cleanStart) {
+    c.refuse(0x85, 2)
+    return false
+  }
+  c.clientId = 'petrel-' + randomBytes(9).toString('base64url')
+  if (c.v5) ctx.assignedClientIdentifier = c.clientId // [MQTT-3.2.2-16]
+  return true
+}
+
+function checkCapacity (c: ServerConnection): boolean {
+  if (c.core.online.size < c.core.limits.maxConnections || c.core.online.has(c.clientId)) return true
+  c.refuse(0x89, 3) // Server busy / Server unavailable
+  return false
+}
+
+function authenticate (c: ServerConnection, ctx: ConnectContext, index: number): boolean | Promise<boolean> {
+  const p = ctx.packet
+  const method = p.properties?.authenticationMethod
+  if (method !== undefined) {
+    const hook = c.core.authenticateEnhanced
+    if (hook === undefined) {
+      c.refuse(0x8c, 5) // [MQTT-4.12.0-?] Bad authentication method
+      return false
+    }
+    c.authMethod = method
+    const data = p.properties?.authenticationData
+    const done = (r: { reasonCode: number, data?: Buffer }): boolean => {
+      if (c.state === ConnectionState.closed) return false
+      if (r.reasonCode === 0) {
+        ctx.authData = r.data
+        return true
+      }
+      if (r.reasonCode === 0x18) {
+        // [MQTT-4.12.0-2] continue the exchange with AUTH 0x18
+        c.state = ConnectionState.authenticating
+        ctx.resumeAt = index + 1
+        c.pendingConnect = ctx
+        c.transport.writeControl(encode({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: method, authenticationData: r.data } }, 5))
+        return false
+      }
+      c.refuse(r.reasonCode, 5)
+      return false
+    }
+    const r = hook({ clientId: c.clientId, method, data: data === undefined ? undefined : Buffer.from(data), step: 0 })
+    return r instanceof Promise ? r.then(done) : done(r)
+  }
+  const request = {
+    clientId: c.clientId,
+    username: p.username,
+    password: p.password === undefined ? undefined : Buffer.from(p.password),
+    protocolVersion: c.protocolVersion,
+    remoteAddress: c.remoteAddress,
+    certificateIdentity: c.info.certificateIdentity
+  }
+  const done = (r: boolean | { ok: boolean, reasonCode?: number, username?: string }): boolean => {
+    if (c.state === ConnectionState.closed) return false
+    const ok = typeof r === 'boolean' ? r : r.ok
+    if (!ok) {
+      const rc = typeof r === 'boolean' ? undefined : r.reasonCode
+      // 5.0: the hook's code or 0x86; 3.1.1: 4 bad user name or password, 5 not authorized
+      c.refuse(rc ?? 0x86, rc === 0x87 || rc === 0x8a ? 5 : 4)
+      return false
+    }
+    if (typeof r !== 'boolean' && r.username !== undefined) c.username = r.username
+    return true
+  }
+  const r = c.core.authenticate(request, c.info.allowAnonymous)
+  return r instanceof Promise ? r.then(done, () => { c.refuse(0x80, 3); return false }) : done(r)
+}
+
+/** [MQTT-3.1.4-3] a second connection with the same client id takes over from the first. */
+function takeOver (c: ServerConnection, ctx: ConnectContext): boolean {
+  const old = c.core.online.get(c.clientId)
+  if (old !== undefined && old !== c) old.takenOver(!ctx.packet.cleanStart)
+  return true
+}
+
+/** Clean start discards the old session [MQTT-3.1.2-4]; else the stored one resumes [MQTT-3.1.2-5]. */
+function openSession (c: ServerConnection, ctx: ConnectContext): boolean {
+  const core = c.core
+  const limits = core.limits
+  let s = core.sessions.get(c.clientId)
+  if (s !== undefined && ctx.packet.cleanStart) {
+    core.endSession(s)
+    s = undefined
+  }
+  if (s === undefined) {
+    s = new Session(c.clientId, core)
+    core.sessions.set(c.clientId, s)
+  } else {
+    ctx.sessionPresent = true
+    // [MQTT-3.1.3-9] the will of the previous connection is not sent if the session resumes in time
+    s.delayedWill = undefined
+    s.willAt = 0
+    s.expiresAt = 0
+  }
+  // 3.1.1 clean session 0: the session lasts until the maximum; 5.0: as asked, within the maximum
+  const asked = c.v5 ? c.connectSessionExpiry : ctx.packet.cleanStart ? 0 : 0xffffffff
+  s.expiryInterval = Math.min(asked, limits.maxSessionExpiryInterval)
+  c.session = s
+  return true
+}
+
+function sendConnack (c: ServerConnection, ctx: ConnectContext): boolean {
+  let properties: ConnackProperties | undefined
+  if (c.v5) {
+    const core = c.core
+    const limits = core.limits
+    properties = {
+      receiveMaximum: limits.receiveMaximum < 65535 ? limits.receiveMaximum : undefined,
+      maximumPacketSize: limits.maxPacketSize,
+      topicAliasMaximum: limits.topicAliasMaximum > 0 ? limits.topicAliasMaximum : undefined,
+      assignedClientIdentifier: ctx.assignedClientIdentifier,
+      serverKeepAlive: ctx.serverKeepAlive,
+      // [MQTT-3.2.2-?] tell the client when its Session Expiry Interval was cut
+      sessionExpiryInterval: c.connectSessionExpiry > limits.maxSessionExpiryInterval ? limits.maxSessionExpiryInterval : undefined,
+      responseInformation: ctx.packet.properties?.requestResponseInformation === true && core.responseInformation !== undefined
+        ? core.responseInformation.replaceAll('%c', c.clientId)
+        : undefined,
+      authenticationMethod: c.authMethod,
+      authenticationData: ctx.authData
+    }
+  }
+  c.state = ConnectionState.connected
+  c.core.online.set(c.clientId, c)
+  // [MQTT-3.2.2-2] [MQTT-3.2.2-3] session present reflects what we kept
+  c.transport.writeControl(encode({ type: 'connack', sessionPresent: ctx.sessionPresent, reasonCode: 0, properties }, c.protocolVersion))
+  return true
+}
+
+/** Resend in-flight messages and the queue [MQTT-4.4.0-1]. */
+function resumeSession (c: ServerConnection): boolean {
+  const s = c.session as Session
+  s.outlet = c
+  s.resume()
+  return true
+}

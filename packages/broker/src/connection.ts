@@ -1,0 +1,253 @@
+import type { Duplex } from 'node:stream'
+import { Decoder, PetrelError, WireErrorCode, type Packet } from '@petrel/wire'
+import type { BrokerCore } from './broker-core.js'
+import { ServerConnection, type ConnectionInfo } from './server-connection.js'
+import type { Transport } from './transport.js'
+
+/** What a connection shell needs from the broker beyond the core. */
+export interface ConnectionHost extends BrokerCore {
+  /** Reused decode output: no array per chunk. */
+  readonly scratch: Packet[]
+  /** Counts event-loop turns (flush cycles): read budgets reset each turn. */
+  readonly turn: number
+  scheduleFlush (c: Connection): void
+  /** Resume reading `c` on the next flush cycle (it used up its read budget this turn). */
+  scheduleResume (c: Connection): void
+}
+
+/**
+ * Batched output is written at once past this size rather than at the end of the turn: libuv
+ * may hand us megabytes of input in one turn, and holding all of the output until then would
+ * make every subscriber look slow.
+ */
+const FLUSH_AT = 64 * 1024
+/**
+ * Input bytes taken from one connection per event-loop turn before it is paused until the
+ * next: one flooding publisher cannot starve the loop, the other clients' input, or output.
+ */
+const READ_BUDGET = 256 * 1024
+
+const SHARED_EMPTY: Packet[] = []
+
+/**
+ * The thin I/O shell around one `ServerConnection`: any Duplex in, a Decoder, and writes
+ * batched per event-loop turn (one `write` per turn, or cork/uncork for large batches).
+ * When the stream is backed up it reports `writable = false` and the session's own bounded
+ * queue takes over; nothing on the publish path ever waits for this stream's 'drain'.
+ */
+export class Connection implements Transport {
+  readonly protocol: ServerConnection
+  private readonly decoder: Decoder
+  private pending: Buffer[] | undefined
+  private pendingBytes = 0
+  private control: Buffer[] | undefined
+  private blocked = false
+  private ending = false
+  /** Packets held while an async hook (auth, ACL) runs, in arrival order. */
+  private backlog: Packet[] = SHARED_EMPTY
+  private backlogError: PetrelError | undefined
+  private busy = false
+  private readTurn = -1
+  private readBytes = 0
+  private budgetPaused = false
+  dirty = false
+
+  constructor (private readonly host: ConnectionHost, readonly stream: Duplex, info: ConnectionInfo) {
+    this.decoder = new Decoder({ maxPacketSize: host.limits.maxPacketSize })
+    this.protocol = new ServerConnection(host, this, info, host.now())
+    stream.on('data', (chunk: Buffer) => { this.onData(chunk) })
+    stream.on('drain', () => { this.onDrain() })
+    stream.on('error', () => { stream.destroy() })
+    stream.on('end', () => { if (!this.ending) stream.destroy() })
+    stream.on('close', () => { this.protocol.closed() })
+  }
+
+  get remoteAddress (): string | undefined {
+    return (this.stream as { remoteAddress?: string | undefined }).remoteAddress
+  }
+
+  get writable (): boolean {
+    return !this.blocked && !this.ending && this.pendingBytes + this.stream.writableLength < this.host.limits.writeHighWaterMark
+  }
+
+  write (bytes: Buffer): void {
+    if (this.ending) return
+    if (this.pending === undefined) this.pending = [bytes]
+    else this.pending.push(bytes)
+    this.pendingBytes += bytes.length
+    if (this.pendingBytes >= FLUSH_AT) {
+      this.flushPending()
+      return
+    }
+    if (!this.dirty) {
+      this.dirty = true
+      this.host.scheduleFlush(this)
+    }
+  }
+
+  writeControl (bytes: Buffer): void {
+    if (this.ending) return
+    if (this.control === undefined) this.control = [bytes]
+    else this.control.push(bytes)
+    if (!this.dirty) {
+      this.dirty = true
+      this.host.scheduleFlush(this)
+    }
+  }
+
+  /**
+   * Sends queued control packets now, as their own write. Called when an input chunk has been
+   * handled: with a client that has Nagle on (MQTT.js does), an ack that shares a segment with
+   * a PUBLISH routed back to the same client makes the client's next PUBLISH wait for our
+   * delayed ACK (~40 ms per round trip). Its own segment, sent first, avoids that.
+   */
+  private flushControl (): void {
+    const c = this.control
+    if (c === undefined) return
+    this.control = undefined
+    const s = this.stream
+    if (s.destroyed) return
+    if (!s.write(c.length === 1 ? c[0] as Buffer : Buffer.concat(c))) this.blocked = true
+  }
+
+  /** Writes everything batched this turn in one go. */
+  flush (): void {
+    this.dirty = false
+    this.flushControl()
+    this.flushPending()
+  }
+
+  private flushPending (): void {
+    const p = this.pending
+    if (p === undefined) return
+    const n = this.pendingBytes
+    this.pending = undefined
+    this.pendingBytes = 0
+    const s = this.stream
+    if (s.destroyed) return
+    let ok: boolean
+    if (p.length === 1) ok = s.write(p[0] as Buffer)
+    else if (n <= 65536) ok = s.write(Buffer.concat(p, n))
+    else {
+      s.cork()
+      ok = true
+      for (const b of p) ok = s.write(b)
+      s.uncork()
+    }
+    if (!ok) this.blocked = true
+    else this.pumpSession()
+  }
+
+  end (): void {
+    if (this.ending) return
+    this.flush()
+    this.ending = true
+    const s = this.stream
+    if (s.destroyed) return
+    if (this.blocked) {
+      s.destroy() // a client that does not read gets no graceful goodbye
+      return
+    }
+    s.end(() => { s.destroy() })
+    // a peer that never reads its last bytes must not hold the socket
+    setTimeout(() => { s.destroy() }, 2000).unref()
+  }
+
+  private onDrain (): void {
+    this.blocked = false
+    this.pumpSession()
+  }
+
+  private pumpSession (): void {
+    const pc = this.protocol
+    const s = pc.session
+    if (s !== undefined && s.outlet === pc && s.queueLength > 0) s.pump()
+  }
+
+  /** Called on the next turn after the read budget ran out. */
+  resumeReading (): void {
+    this.budgetPaused = false
+    this.readBytes = 0
+    if (!this.busy && !this.stream.destroyed) this.stream.resume()
+  }
+
+  private onData (chunk: Buffer): void {
+    this.host.stats.bytesIn += chunk.length
+    const turn = this.host.turn
+    if (turn !== this.readTurn) {
+      this.readTurn = turn
+      this.readBytes = 0
+    }
+    this.readBytes += chunk.length
+    if (this.readBytes > READ_BUDGET && !this.budgetPaused) {
+      this.budgetPaused = true
+      this.stream.pause()
+      this.host.scheduleResume(this)
+    }
+    if (this.busy) {
+      if (this.backlogError !== undefined) return
+      const more: Packet[] = []
+      try {
+        this.decoder.pushInto(chunk, more)
+      } catch (err) {
+        this.backlogError = asPetrelError(err)
+      }
+      if (this.backlog === SHARED_EMPTY) this.backlog = []
+      for (const p of more) this.backlog.push(p)
+      return
+    }
+    const out = this.host.scratch
+    let error: PetrelError | undefined
+    try {
+      this.decoder.pushInto(chunk, out)
+    } catch (err) {
+      error = asPetrelError(err)
+    }
+    const now = this.host.now()
+    const n = out.length
+    const pc = this.protocol
+    for (let i = 0; i < n; i++) {
+      const r = pc.receive(out[i] as Packet, now)
+      if (r !== undefined) {
+        this.backlog = out.slice(i + 1)
+        this.backlogError = error
+        out.length = 0
+        this.hold(r)
+        return
+      }
+    }
+    out.length = 0
+    if (error !== undefined) pc.protocolFailure(error, this.decoder.protocolVersion)
+    this.flushControl()
+  }
+
+  /** Pauses input until an async step settles, then replays what arrived meanwhile in order. */
+  private hold (r: Promise<void>): void {
+    this.busy = true
+    this.stream.pause()
+    r.then(() => { this.release() }, (err: unknown) => {
+      this.host.log.warn({ err }, 'hook failed; closing the connection')
+      this.protocol.fail(0x80, 'hook failed')
+    })
+  }
+
+  private release (): void {
+    const pc = this.protocol
+    while (this.backlog.length > 0) {
+      const p = this.backlog.shift() as Packet
+      const r = pc.receive(p, this.host.now())
+      if (r !== undefined) { this.hold(r); return }
+    }
+    this.flushControl()
+    this.busy = false
+    this.backlog = SHARED_EMPTY
+    const err = this.backlogError
+    this.backlogError = undefined
+    if (err !== undefined) { pc.protocolFailure(err, this.decoder.protocolVersion); return }
+    if (!this.stream.destroyed && !this.budgetPaused) this.stream.resume()
+  }
+}
+
+function asPetrelError (err: unknown): PetrelError {
+  return err instanceof PetrelError ? err : new PetrelError(WireErrorCode.MALFORMED_PACKET, String(err), { reasonCode: 0x81 })
+}

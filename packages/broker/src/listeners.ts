@@ -1,0 +1,124 @@
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { Duplex } from 'node:stream'
+import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws'
+import { BrokerErrorCode, brokerError } from './errors.js'
+import type { ConnectionInfo } from './server-connection.js'
+
+export type ListenerType = 'tcp' | 'tls' | 'ws' | 'wss'
+
+export interface ListenerOptions {
+  /** Default 'tcp'. */
+  type?: ListenerType | undefined
+  /** Default '127.0.0.1'. */
+  host?: string | undefined
+  /** Default 1883 (tcp), 8883 (tls), 8080 (ws), 8081 (wss); 0 picks a free port. */
+  port?: number | undefined
+  /** PEM certificate chain, key and CA (tls, wss). */
+  cert?: string | Buffer | undefined
+  key?: string | Buffer | undefined
+  ca?: string | Buffer | undefined
+  /** Ask for a client certificate and refuse connections without a valid one. Default false. */
+  requireClientCertificate?: boolean | undefined
+  /** Use the client certificate's CN as the user name. Default false. */
+  useIdentityAsUsername?: boolean | undefined
+  /** WebSocket path; default any path. */
+  path?: string | undefined
+  /** Anonymous clients on this listener; default: broker setting, else only on loopback hosts. */
+  allowAnonymous?: boolean | undefined
+  /** Listen backlog. Default 4096, so a burst of 1,000 connects is not throttled by the kernel queue. */
+  backlog?: number | undefined
+}
+
+export interface ListenerAddress {
+  type: ListenerType
+  host: string
+  port: number
+  /** e.g. mqtt://127.0.0.1:1883, wss://127.0.0.1:8081 */
+  url: string
+}
+
+export interface OpenListener {
+  readonly address: ListenerAddress
+  close (): Promise<void>
+}
+
+const defaultPorts: Record<ListenerType, number> = { tcp: 1883, tls: 8883, ws: 8080, wss: 8081 }
+const schemes: Record<ListenerType, string> = { tcp: 'mqtt', tls: 'mqtts', ws: 'ws', wss: 'wss' }
+
+export function isLoopback (host: string): boolean {
+  return host === 'localhost' || host.startsWith('127.') || host === '::1'
+}
+
+type Handle = (stream: Duplex, info: ConnectionInfo) => void
+
+function identity (socket: TLSSocket, use: boolean): string | undefined {
+  if (!use || !socket.authorized) return undefined
+  const cn = socket.getPeerCertificate().subject?.CN
+  return typeof cn === 'string' ? cn : Array.isArray(cn) ? cn[0] : undefined
+}
+
+/** Opens one listener that hands every accepted stream to `handle` (the broker core never sees a server). */
+export async function openListener (opts: ListenerOptions, defaultAnonymous: boolean | undefined, handle: Handle): Promise<OpenListener> {
+  const type = opts.type ?? 'tcp'
+  if (!(type in defaultPorts)) throw brokerError(BrokerErrorCode.LISTEN_FAILED, `unknown listener type ${JSON.stringify(type)}`)
+  const host = opts.host ?? '127.0.0.1'
+  const port = opts.port ?? defaultPorts[type]
+  const allowAnonymous = opts.allowAnonymous ?? defaultAnonymous ?? isLoopback(host)
+  const useId = opts.useIdentityAsUsername === true
+  const secure = type === 'tls' || type === 'wss'
+  if (secure && (opts.cert === undefined || opts.key === undefined)) {
+    throw brokerError(BrokerErrorCode.LISTEN_FAILED, `a ${type} listener needs cert and key`)
+  }
+  const tlsOptions = {
+    cert: opts.cert,
+    key: opts.key,
+    ca: opts.ca,
+    requestCert: opts.requireClientCertificate === true || useId,
+    rejectUnauthorized: opts.requireClientCertificate === true
+  }
+  let server: NetServer | HttpServer
+  let wss: WebSocketServer | undefined
+  if (type === 'tcp') {
+    server = createNetServer({ noDelay: true }, (s: Socket) => { handle(s, { allowAnonymous }) })
+  } else if (type === 'tls') {
+    server = createTlsServer(tlsOptions, (s: TLSSocket) => {
+      s.setNoDelay(true)
+      handle(s, { allowAnonymous, certificateIdentity: identity(s, useId) })
+    })
+  } else {
+    const http: HttpServer = type === 'ws' ? createHttpServer() : createHttpsServer(tlsOptions)
+    server = http
+    wss = new WebSocketServer({
+      server: http,
+      path: opts.path,
+      perMessageDeflate: false,
+      // [MQTT-6.0.0-3] subprotocol "mqtt" (and the 3.1 name some clients still send)
+      handleProtocols: (protocols) => protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false
+    })
+    wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
+      const stream = createWebSocketStream(ws)
+      const sock = req.socket as Socket & { remoteAddress?: string }
+      sock.setNoDelay(true)
+      Object.defineProperty(stream, 'remoteAddress', { value: sock.remoteAddress })
+      handle(stream, { allowAnonymous, certificateIdentity: type === 'wss' ? identity(sock as TLSSocket, useId) : undefined })
+    })
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => { reject(brokerError(BrokerErrorCode.LISTEN_FAILED, `cannot listen on ${type} ${host}:${port}: ${err.message}`, { cause: err })) })
+    server.listen({ host, port, backlog: opts.backlog ?? 4096 }, () => { resolve() })
+  })
+  server.on('error', () => { /* accept errors on one socket must not kill the listener */ })
+  const bound = (server.address() as AddressInfo).port
+  const urlHost = host.includes(':') ? `[${host}]` : host
+  const address: ListenerAddress = { type, host, port: bound, url: `${schemes[type]}://${urlHost}:${bound}` }
+  return {
+    address,
+    close: async () => {
+      wss?.close()
+      await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+    }
+  }
+}

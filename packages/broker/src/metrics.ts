@@ -1,0 +1,79 @@
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { Counter, Gauge, Registry } from 'prom-client'
+import type { Broker } from './broker.js'
+import { DropReason } from './stats.js'
+
+/**
+ * Prometheus metrics over the broker's plain counters: nothing is incremented through
+ * prom-client on the hot path; every value is read in `collect()` when scraped.
+ */
+export function createMetricsRegistry (broker: Broker): Registry {
+  const registry = new Registry()
+  const s = broker.stats
+  const gauge = (name: string, help: string, read: () => number): void => {
+    registry.registerMetric(new Gauge({ name, help, registers: [], collect () { this.set(read()) } }))
+  }
+  const counter = (name: string, help: string, labelNames: string[], read: (set: (labels: Record<string, string>, v: number) => void) => void): void => {
+    registry.registerMetric(new Counter({
+      name, help, labelNames, registers: [],
+      collect () {
+        this.reset()
+        read((labels, v) => { this.inc(labels, v) })
+      }
+    }))
+  }
+  gauge('petrel_clients_connected', 'Clients connected now', () => broker.online.size)
+  gauge('petrel_connections_open', 'Network connections open now (CONNECT or not)', () => broker.connections.size)
+  gauge('petrel_sessions', 'Sessions held, online or offline', () => broker.sessions.size)
+  gauge('petrel_subscriptions', 'Subscriptions', () => broker.router.subscriptionCount)
+  gauge('petrel_retained_messages', 'Retained messages', () => broker.retained.size)
+  gauge('petrel_queued_messages', 'Messages queued across sessions', () => sum(broker, 'queueLength'))
+  gauge('petrel_queued_bytes', 'Bytes queued across sessions', () => sum(broker, 'queueBytes'))
+  gauge('petrel_inflight_messages', 'QoS 1/2 messages in flight to clients', () => sum(broker, 'inflightCount'))
+  counter('petrel_messages_received_total', 'PUBLISH received from clients', ['qos'], (set) => { s.messagesIn.forEach((v, q) => { set({ qos: String(q) }, v) }) })
+  counter('petrel_messages_sent_total', 'PUBLISH sent to clients', ['qos'], (set) => { s.messagesOut.forEach((v, q) => { set({ qos: String(q) }, v) }) })
+  counter('petrel_bytes_received_total', 'Bytes received', [], (set) => { set({}, s.bytesIn) })
+  counter('petrel_bytes_sent_total', 'PUBLISH bytes sent', [], (set) => { set({}, s.bytesOut) })
+  counter('petrel_connections_total', 'Connections accepted', [], (set) => { set({}, s.connectionsTotal) })
+  counter('petrel_connect_refused_total', 'CONNECTs refused', [], (set) => { set({}, s.connectRefused) })
+  counter('petrel_protocol_errors_total', 'Connections closed for bad input', [], (set) => { set({}, s.protocolErrors) })
+  counter('petrel_keepalive_timeouts_total', 'Clients dropped for keepalive', [], (set) => { set({}, s.keepaliveTimeouts) })
+  counter('petrel_messages_dropped_total', 'Messages not delivered to one subscriber, by reason', ['reason'], (set) => {
+    for (const r of Object.values(DropReason)) set({ reason: r }, s.drops[r])
+  })
+  return registry
+}
+
+function sum (broker: Broker, field: 'queueLength' | 'queueBytes' | 'inflightCount'): number {
+  let n = 0
+  for (const session of broker.sessions.values()) n += session[field]
+  return n
+}
+
+export interface MetricsServer {
+  readonly port: number
+  close (): Promise<void>
+}
+
+/** Serves `GET /metrics` (Prometheus text format). */
+export async function startMetricsServer (broker: Broker, host: string, port: number): Promise<MetricsServer> {
+  const registry = createMetricsRegistry(broker)
+  const server: Server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end()
+      return
+    }
+    registry.metrics().then((text) => {
+      res.writeHead(200, { 'content-type': registry.contentType }).end(text)
+    }, () => { res.writeHead(500).end() })
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => { resolve() })
+  })
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: async () => { await new Promise<void>((resolve) => { server.close(() => { resolve() }) }) }
+  }
+}

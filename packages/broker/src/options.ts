@@ -1,0 +1,136 @@
+import type { Logger } from 'pino'
+import type { ProtocolVersion, QoS, Subscription } from '@petrel/wire'
+import type { AclRule } from './acl.js'
+
+/** Who is asking: handed to every hook. */
+export interface ClientInfo {
+  readonly clientId: string
+  readonly username: string | undefined
+  readonly protocolVersion: ProtocolVersion
+  /** Remote address of the connection, when the transport has one. */
+  readonly remoteAddress: string | undefined
+}
+
+export interface AuthenticateRequest {
+  readonly clientId: string
+  readonly username: string | undefined
+  readonly password: Buffer | undefined
+  readonly protocolVersion: ProtocolVersion
+  readonly remoteAddress: string | undefined
+  /** Common Name of a verified TLS client certificate, when the listener asked for one. */
+  readonly certificateIdentity: string | undefined
+}
+
+/**
+ * Result of `authenticate`: true/false, or an object carrying the MQTT 5 CONNACK reason code to
+ * refuse with (0x86 bad user name or password, 0x87 not authorized, 0x8A banned...) and/or the
+ * user name the session runs as (for ACL `%u`).
+ */
+export type AuthenticateResult = boolean | { ok: boolean, reasonCode?: number, username?: string }
+
+export interface EnhancedAuthRequest {
+  readonly clientId: string
+  readonly method: string
+  readonly data: Buffer | undefined
+  /** 0 on CONNECT, then 1, 2, ... for each AUTH the client sends. */
+  readonly step: number
+}
+/**
+ * Result of one step of MQTT 5 enhanced authentication (§4.12): `reasonCode` 0x00 success,
+ * 0x18 continue (send `data` back in an AUTH packet), or a failure code for CONNACK/DISCONNECT.
+ */
+export interface EnhancedAuthResult { reasonCode: number, data?: Buffer }
+
+export interface PublishRequest {
+  readonly topicName: string
+  readonly qos: QoS
+  readonly retain: boolean
+  readonly payload: Uint8Array
+}
+
+export interface BrokerHooks {
+  /** Decides whether a CONNECT may proceed. Default: password file if configured, else anonymous per `allowAnonymous`. */
+  authenticate?: ((request: AuthenticateRequest) => AuthenticateResult | Promise<AuthenticateResult>) | undefined
+  /** MQTT 5 enhanced authentication (AUTH packets). Without it a CONNECT carrying an Authentication Method gets 0x8C. */
+  authenticateEnhanced?: ((request: EnhancedAuthRequest) => EnhancedAuthResult | Promise<EnhancedAuthResult>) | undefined
+  /** Whether `client` may publish. Default: the ACL rules, or allow all when there are none. */
+  authorizePublish?: ((client: ClientInfo, publish: PublishRequest) => boolean | Promise<boolean>) | undefined
+  /** Whether `client` may subscribe (filter as sent, `$share/...` included). Default: ACL rules, or allow. */
+  authorizeSubscribe?: ((client: ClientInfo, subscription: Subscription) => boolean | Promise<boolean>) | undefined
+}
+
+export interface BrokerLimits {
+  /** Open connections at once; more are refused (CONNACK 0x89 / 0x03). Default 10,000. */
+  maxConnections: number
+  /** Largest packet accepted from a client, and announced as Maximum Packet Size (5.0). Default 1 MiB. */
+  maxPacketSize: number
+  /** QoS 1/2 messages in flight to one subscriber (also capped by its Receive Maximum). Default 100. */
+  maxInflightMessages: number
+  /** Messages queued for one session (offline or slow). Default 1,000. */
+  maxQueuedMessages: number
+  /** Payload bytes queued for one session. Default 4 MiB. */
+  maxQueuedBytes: number
+  /** Receive Maximum announced to 5.0 clients: QoS 2 publishes awaiting PUBREL. Default 100. */
+  receiveMaximum: number
+  /** Topic Alias Maximum announced to 5.0 clients (inbound aliases). Default 16. */
+  topicAliasMaximum: number
+  /** Largest keepalive accepted; 5.0 clients asking for more (or 0) get Server Keep Alive. Default 65,535 s. */
+  maxKeepAlive: number
+  /** Milliseconds a connection may take to send its CONNECT. Default 10,000. */
+  connectTimeoutMs: number
+  /** Longest session expiry granted (s); also the expiry of 3.1.1 clean-session-0 sessions. Default 86,400. */
+  maxSessionExpiryInterval: number
+  /** Bytes buffered on one connection's socket before it counts as slow and its queue takes over. Default 256 KiB. */
+  writeHighWaterMark: number
+  /** Retained messages kept; past this, new retained topics are not stored (counted). Default 100,000. */
+  maxRetainedMessages: number
+}
+
+/** Memory budget per subscription filter, rumqttd style: bytes = max_segment_size x max_segment_count. */
+export interface FilterMemory {
+  maxSegmentSize: number
+  maxSegmentCount: number
+}
+export interface FilterMemoryOverride extends FilterMemory {
+  /** A topic filter pattern: applies to subscription filters it matches (`+`/`#` match levels of the filter). */
+  pattern: string
+}
+
+export interface BrokerOptions extends BrokerHooks {
+  limits?: Partial<BrokerLimits> | undefined
+  /** Default per-filter budget (1 MiB x 4) and overrides, first match wins. */
+  memory?: { maxSegmentSize?: number | undefined, maxSegmentCount?: number | undefined, filters?: FilterMemoryOverride[] | undefined } | undefined
+  /** Anonymous CONNECT allowed. Default: only on loopback listeners and for `handle()` streams without a listener. */
+  allowAnonymous?: boolean | undefined
+  /** Path of a password file (`petrel passwd`); when set, users must authenticate against it. */
+  passwordFile?: string | undefined
+  /** ACL rules; when any are given, anything not allowed by a rule is denied. */
+  acl?: AclRule[] | undefined
+  /** Response Information returned to 5.0 clients that request it; `%c` is replaced by the client id. Default: none. */
+  responseInformation?: string | undefined
+  /** Seconds between `$SYS/broker/...` updates; 0 turns them off. Default 10. */
+  sysInterval?: number | undefined
+  /** A pino logger; default: pino at `logLevel`. */
+  logger?: Logger | undefined
+  /** Default 'warn' (quiet). */
+  logLevel?: string | undefined
+  /** Timer granularity for keepalive, connect timeout, will delay and session expiry. Default 250 ms. */
+  sweepIntervalMs?: number | undefined
+}
+
+export const defaultLimits: Readonly<BrokerLimits> = {
+  maxConnections: 10_000,
+  maxPacketSize: 1024 * 1024,
+  maxInflightMessages: 100,
+  maxQueuedMessages: 1000,
+  maxQueuedBytes: 4 * 1024 * 1024,
+  receiveMaximum: 100,
+  topicAliasMaximum: 16,
+  maxKeepAlive: 65535,
+  connectTimeoutMs: 10_000,
+  maxSessionExpiryInterval: 86_400,
+  writeHighWaterMark: 256 * 1024,
+  maxRetainedMessages: 100_000
+}
+
+export const defaultFilterMemory: Readonly<FilterMemory> = { maxSegmentSize: 1024 * 1024, maxSegmentCount: 4 }

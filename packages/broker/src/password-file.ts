@@ -1,0 +1,91 @@
+import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { BrokerErrorCode, brokerError } from './errors.js'
+
+// scrypt cost: N=2^14, r=8, p=1 (the interactive-login parameters; ~16 MiB, tens of ms)
+const N = 16384
+const R = 8
+const P = 1
+const KEYLEN = 32
+
+function derive (password: string | Buffer, salt: Buffer, n: number, r: number, p: number, keylen: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    scrypt(password, salt, keylen, { N: n, r, p, maxmem: 256 * n * r + 1024 * 1024 }, (err, key) => {
+      if (err !== null) reject(err)
+      else resolve(key)
+    })
+  })
+}
+
+/** One password file line: `user:$scrypt$N$r$p$salt$hash` (salt and hash base64). Never plain text. */
+export async function hashPassword (password: string): Promise<string> {
+  const salt = randomBytes(16)
+  const key = await derive(password, salt, N, R, P, KEYLEN)
+  return `$scrypt$${N}$${R}$${P}$${salt.toString('base64')}$${key.toString('base64')}`
+}
+
+interface Entry { n: number, r: number, p: number, salt: Buffer, hash: Buffer }
+
+function parseHash (user: string, h: string, where: string): Entry {
+  const parts = h.split('$')
+  // ['', 'scrypt', N, r, p, salt, hash]
+  if (parts.length !== 7 || parts[1] !== 'scrypt') {
+    throw brokerError(BrokerErrorCode.PASSWORD_FILE_INVALID, `${where}: the entry for ${JSON.stringify(user)} is not a $scrypt$ hash`)
+  }
+  const [n, r, p] = [Number(parts[2]), Number(parts[3]), Number(parts[4])]
+  if (![n, r, p].every((v) => Number.isInteger(v) && v > 0)) {
+    throw brokerError(BrokerErrorCode.PASSWORD_FILE_INVALID, `${where}: bad scrypt parameters for ${JSON.stringify(user)}`)
+  }
+  return { n, r, p, salt: Buffer.from(parts[5] as string, 'base64'), hash: Buffer.from(parts[6] as string, 'base64') }
+}
+
+/** Users and scrypt hashes from a password file (`petrel passwd`). */
+export class PasswordFile {
+  private readonly users = new Map<string, Entry>()
+
+  constructor (text: string, readonly path = '<password file>') {
+    text.split(/\r?\n/).forEach((line, i) => {
+      const t = line.trim()
+      if (t === '' || t.startsWith('#')) return
+      const colon = t.indexOf(':')
+      if (colon <= 0) throw brokerError(BrokerErrorCode.PASSWORD_FILE_INVALID, `${path}:${i + 1}: expected user:hash`)
+      const user = t.slice(0, colon)
+      this.users.set(user, parseHash(user, t.slice(colon + 1), `${path}:${i + 1}`))
+    })
+  }
+
+  static load (path: string): PasswordFile {
+    return new PasswordFile(readFileSync(path, 'utf8'), path)
+  }
+
+  get size (): number {
+    return this.users.size
+  }
+
+  has (user: string): boolean {
+    return this.users.has(user)
+  }
+
+  /** Whether `password` is the user's; constant-time compare. Unknown users cost the same. */
+  async verify (user: string, password: Buffer | undefined): Promise<boolean> {
+    const e = this.users.get(user)
+    const pw = password ?? Buffer.alloc(0)
+    if (e === undefined) {
+      await derive(pw, Buffer.alloc(16), N, R, P, KEYLEN)
+      return false
+    }
+    const key = await derive(pw, e.salt, e.n, e.r, e.p, e.hash.length)
+    return key.length === e.hash.length && timingSafeEqual(key, e.hash)
+  }
+}
+
+/** Adds or replaces `user` in password-file text; returns the new text. */
+export async function setPassword (text: string, user: string, password: string): Promise<string> {
+  if (user.includes(':') || user.length === 0) throw brokerError(BrokerErrorCode.PASSWORD_FILE_INVALID, 'a user name must be non-empty and contain no colon')
+  const line = `${user}:${await hashPassword(password)}`
+  const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '')
+  const i = lines.findIndex((l) => l.slice(0, l.indexOf(':')) === user)
+  if (i === -1) lines.push(line)
+  else lines[i] = line
+  return lines.join('\n') + '\n'
+}

@@ -1,0 +1,450 @@
+import {
+  encode, WireErrorCode, type PetrelError, type AuthPacket, type ConnectPacket, type DisconnectPacket, type Packet,
+  type ProtocolVersion, type PublishPacket, type PublishProperties, type QoS, type SubscribePacket,
+  type UnsubscribePacket, type Will
+} from '@petrel/wire'
+import type { BrokerCore } from './broker-core.js'
+import { runConnectSteps, type ConnectContext } from './connect-steps.js'
+import { Message } from './message.js'
+import type { ClientInfo } from './options.js'
+import type { Session, SessionOutlet, SessionSubscription } from './session.js'
+import { DropReason } from './stats.js'
+import type { Transport } from './transport.js'
+
+export const ConnectionState = { connecting: 0, authenticating: 1, connected: 2, closed: 3 } as const
+export type ConnectionState = typeof ConnectionState[keyof typeof ConnectionState]
+
+const PINGRESP = Buffer.from([0xd0, 0])
+
+export interface ConnectionInfo {
+  /** Anonymous CONNECT allowed on this listener. */
+  allowAnonymous: boolean
+  /** CN of a verified client certificate. */
+  certificateIdentity?: string | undefined
+}
+
+/**
+ * The server side of one network connection: a state machine fed decoded packets and the time
+ * (`receive(packet, now)`, `tick(now)`), acting through a `Transport` and the broker core.
+ * No socket, no timer: the `Connection` shell owns those.
+ *
+ *   connecting --CONNECT ok--> connected --DISCONNECT / error / close--> closed
+ *        \--AUTH 0x18--> authenticating --AUTH 0x00--/
+ */
+export class ServerConnection implements ClientInfo, SessionOutlet {
+  state: ConnectionState = ConnectionState.connecting
+  protocolVersion: ProtocolVersion = 4
+  clientId = ''
+  username: string | undefined
+  session: Session | undefined
+  /** Enforced keepalive in ms (0: none). */
+  keepAliveMs = 0
+  lastRx: number
+  readonly openedAt: number
+  will: Will | undefined
+  /** Client's Receive Maximum [MQTT-3.3.4-7], Maximum Packet Size [MQTT-3.1.2-25], Topic Alias Maximum. */
+  clientReceiveMaximum = 65535
+  clientMaximumPacketSize = 0x7fffffff
+  clientTopicAliasMaximum = 0
+  /** Session Expiry Interval the CONNECT asked for (for [MQTT-3.14.2-2]). */
+  connectSessionExpiry = 0
+  /** Set during enhanced authentication. */
+  authMethod: string | undefined
+  pendingConnect: ConnectContext | undefined
+  private aliasesIn: Array<string | undefined> | undefined
+  private aliasesOut: Map<string, number> | undefined
+  private finished = false
+
+  constructor (readonly core: BrokerCore, readonly transport: Transport, readonly info: ConnectionInfo, now: number) {
+    this.lastRx = now
+    this.openedAt = now
+  }
+
+  get remoteAddress (): string | undefined {
+    return this.transport.remoteAddress
+  }
+
+  get v5 (): boolean {
+    return this.protocolVersion === 5
+  }
+
+  // --- SessionOutlet -------------------------------------------------------------------------
+
+  get writable (): boolean {
+    return this.state === ConnectionState.connected && this.transport.writable
+  }
+
+  get sendQuota (): number {
+    const max = this.core.limits.maxInflightMessages
+    return this.clientReceiveMaximum < max ? this.clientReceiveMaximum : max
+  }
+
+  sendPublish (message: Message, qos: QoS, retain: boolean, subIds: number[] | undefined, packetId: number, dup: boolean): boolean {
+    const v5 = this.protocolVersion === 5
+    let alias = 0
+    let aliasOnly = false
+    let fresh = false
+    if (v5 && this.clientTopicAliasMaximum > 0) {
+      const map = this.aliasesOut ??= new Map()
+      const a = map.get(message.topic)
+      if (a !== undefined) {
+        alias = a
+        aliasOnly = true
+      } else if (map.size < this.clientTopicAliasMaximum) {
+        alias = map.size + 1
+        fresh = true
+      }
+    }
+    const buf = message.encodeFor(v5, qos, retain, packetId, dup, v5 ? subIds : undefined, this.core.now(), alias, aliasOnly)
+    // [MQTT-3.1.2-25] never send more than the client's Maximum Packet Size: drop for this client only
+    if (buf.length > this.clientMaximumPacketSize) return false
+    if (fresh) this.aliasesOut?.set(message.topic, alias)
+    const stats = this.core.stats
+    stats.messagesOut[qos] = (stats.messagesOut[qos] as number) + 1
+    stats.bytesOut += buf.length
+    this.transport.write(buf)
+    return true
+  }
+
+  sendPubrel (packetId: number): void {
+    this.transport.writeControl(encode({ type: 'pubrel', packetId }, this.protocolVersion))
+  }
+
+  // --- input ---------------------------------------------------------------------------------
+
+  /** One decoded packet. A returned promise means: hold further input until it settles. */
+  receive (p: Packet, now: number): void | Promise<void> {
+    this.lastRx = now
+    switch (this.state) {
+      case ConnectionState.connecting:
+        // [MQTT-3.1.0-1] the first packet must be CONNECT
+        if (p.type !== 'connect') { this.close(); return }
+        return this.onConnect(p, now)
+      case ConnectionState.authenticating:
+        if (p.type === 'auth') return this.onAuth(p)
+        if (p.type === 'disconnect') { this.close(); return }
+        return this.fail(0x82, `${p.type} during authentication`)
+      case ConnectionState.closed:
+        return
+    }
+    switch (p.type) {
+      case 'publish': return this.onPublish(p, now)
+      case 'puback': this.session?.puback(p.packetId); return
+      case 'pubrec':
+        if (this.session?.pubrec(p.packetId, p.reasonCode ?? 0) !== true && (p.reasonCode ?? 0) < 0x80) {
+          this.transport.writeControl(encode({ type: 'pubrel', packetId: p.packetId, reasonCode: 0x92 }, this.protocolVersion))
+        }
+        return
+      case 'pubcomp': this.session?.pubcomp(p.packetId); return
+      case 'pubrel': {
+        // [MQTT-4.3.3-11] PUBCOMP; the id may be reused from here [MQTT-4.3.3-12]
+        const known = this.session?.incomingQos2?.delete(p.packetId) === true
+        this.transport.writeControl(encode({ type: 'pubcomp', packetId: p.packetId, reasonCode: known ? 0 : 0x92 }, this.protocolVersion))
+        return
+      }
+      case 'subscribe': return this.onSubscribe(p, now)
+      case 'unsubscribe': this.onUnsubscribe(p); return
+      case 'pingreq': this.transport.writeControl(PINGRESP); return // [MQTT-3.12.4-1]
+      case 'disconnect': this.onDisconnect(p); return
+      case 'auth': return this.onAuth(p)
+      case 'connect': return this.fail(0x82, 'second CONNECT [MQTT-3.1.0-2]')
+      default: return this.fail(0x82, `${p.type} is not sent to a server`)
+    }
+  }
+
+  /**
+   * Bad bytes from the decoder. Before CONNACK: CONNACK with the reason code (5.0) or 0x01 for an
+   * unknown protocol level [MQTT-3.1.2-2]; after: DISCONNECT with it (5.0) [MQTT-4.13.1-1];
+   * 3.1.1 just closes [MQTT-4.8.0-1].
+   */
+  protocolFailure (err: PetrelError, decoderVersion: ProtocolVersion | undefined): void {
+    this.core.stats.protocolErrors++
+    const rc = err.reasonCode ?? 0x81
+    if (this.state === ConnectionState.connecting) {
+      if (err.code === WireErrorCode.UNSUPPORTED_PROTOCOL_VERSION) {
+        this.transport.writeControl(Buffer.from([0x20, 2, 0, 1]))
+      } else if (decoderVersion === 5) {
+        this.protocolVersion = 5
+        this.transport.writeControl(encode({ type: 'connack', sessionPresent: false, reasonCode: rc }, 5))
+      }
+      this.close()
+      return
+    }
+    this.fail(rc, err.message)
+  }
+
+  /** Keepalive and connect timeout, called by the broker's sweep. */
+  tick (now: number): void {
+    if (this.state === ConnectionState.connected) {
+      // [MQTT-3.1.2-24] 1.5 x keepalive without a packet: the client is gone
+      if (this.keepAliveMs > 0 && now - this.lastRx > this.keepAliveMs * 1.5) {
+        this.core.stats.keepaliveTimeouts++
+        this.fail(0x8d, 'keepalive timeout')
+      }
+    } else if (this.state !== ConnectionState.closed && now - this.openedAt > this.core.limits.connectTimeoutMs) {
+      this.close()
+    }
+  }
+
+  // --- CONNECT -------------------------------------------------------------------------------
+
+  private onConnect (p: ConnectPacket, now: number): void | Promise<void> {
+    return runConnectSteps(this, { packet: p, now, sessionPresent: false, assignedClientIdentifier: undefined, serverKeepAlive: undefined, authData: undefined, authStep: 0, resumeAt: 0 }, 0)
+  }
+
+  /** Refuses a CONNECT: CONNACK with the reason (5.0) or return code (3.1.1), then close [MQTT-3.2.2-6]. */
+  refuse (v5Reason: number, v3Code: number): void {
+    this.core.stats.connectRefused++
+    this.transport.writeControl(encode({ type: 'connack', sessionPresent: false, reasonCode: this.v5 ? v5Reason : v3Code }, this.protocolVersion))
+    this.close()
+  }
+
+  /** Enhanced authentication: AUTH during CONNECT (continue) or after it (re-authentication, §4.12.1). */
+  private onAuth (p: AuthPacket): void | Promise<void> {
+    const hook = this.core.authenticateEnhanced
+    const method = p.properties?.authenticationMethod
+    // [MQTT-4.12.0-5] [MQTT-4.12.1-1] same method; re-auth only if CONNECT used one
+    if (hook === undefined || this.authMethod === undefined || method !== this.authMethod) return this.fail(0x82, 'AUTH without enhanced authentication')
+    const rc = p.reasonCode ?? 0
+    const during = this.state === ConnectionState.authenticating
+    if (during ? rc !== 0x18 : rc !== 0x19) return this.fail(0x82, `AUTH reason 0x${rc.toString(16)} out of sequence`)
+    const ctx = this.pendingConnect
+    const step = ctx === undefined ? 1 : ++ctx.authStep
+    const go = (r: { reasonCode: number, data?: Buffer }): void | Promise<void> => {
+      if (this.state === ConnectionState.closed) return
+      if (r.reasonCode === 0x18) {
+        this.transport.writeControl(encode({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: method, authenticationData: r.data } }, 5))
+        return
+      }
+      if (during && ctx !== undefined) {
+        if (r.reasonCode !== 0) { this.refuse(r.reasonCode, 5); return }
+        ctx.authData = r.data
+        this.state = ConnectionState.connecting
+        this.pendingConnect = undefined
+        return runConnectSteps(this, ctx, ctx.resumeAt)
+      }
+      if (r.reasonCode !== 0) { this.fail(r.reasonCode, 're-authentication failed'); return }
+      this.transport.writeControl(encode({ type: 'auth', reasonCode: 0, properties: { authenticationMethod: method, authenticationData: r.data } }, 5))
+    }
+    const r = hook({ clientId: this.clientId, method, data: p.properties?.authenticationData === undefined ? undefined : Buffer.from(p.properties.authenticationData), step })
+    return r instanceof Promise ? r.then(go) : go(r)
+  }
+
+  // --- PUBLISH -------------------------------------------------------------------------------
+
+  private onPublish (p: PublishPacket, now: number): void | Promise<void> {
+    const stats = this.core.stats
+    stats.messagesIn[p.qos] = (stats.messagesIn[p.qos] as number) + 1
+    let topic = p.topicName
+    let props = p.properties
+    if (props !== undefined) {
+      const alias = props.topicAlias
+      if (alias !== undefined) {
+        // [MQTT-3.3.2-9] an alias above our Topic Alias Maximum is a Topic Alias invalid error
+        if (alias > this.core.limits.topicAliasMaximum) return this.fail(0x94, `topic alias ${alias} above the maximum`)
+        const map = this.aliasesIn ??= []
+        if (topic.length === 0) {
+          const known = map[alias]
+          // [MQTT-3.3.4-?] an alias never set on this connection
+          if (known === undefined) return this.fail(0x82, `unknown topic alias ${alias}`)
+          topic = known
+        } else {
+          map[alias] = topic
+        }
+      }
+    }
+    const session = this.session as Session
+    if (p.qos === 2) {
+      const q2 = session.incomingQos2
+      // [MQTT-4.3.3-10] a duplicate of a QoS 2 publish not yet released: PUBREC again, no onward delivery
+      if (q2?.has(p.packetId as number) === true) {
+        this.transport.writeControl(encode({ type: 'pubrec', packetId: p.packetId as number }, this.protocolVersion))
+        return
+      }
+      // [MQTT-3.3.4-9] more unacknowledged QoS 2 than our Receive Maximum
+      if (this.v5 && q2 !== undefined && q2.size >= this.core.limits.receiveMaximum) return this.fail(0x93, 'receive maximum exceeded')
+    }
+    let expiresAt = 0
+    if (props !== undefined) {
+      const mei = props.messageExpiryInterval
+      if (mei !== undefined) expiresAt = now + mei * 1000
+      if (props.topicAlias !== undefined || mei !== undefined) {
+        props = { ...props }
+        delete props.topicAlias
+        delete props.messageExpiryInterval
+      }
+    }
+    const auth = this.core.authorizePublish
+    if (auth !== undefined) {
+      const r = auth(this, { topicName: topic, qos: p.qos, retain: p.retain, payload: p.payload })
+      if (r instanceof Promise) {
+        const msg = new Message(topic, p.payload, p.qos, p.retain, props, expiresAt, session).own()
+        return r.then((ok) => { this.finishPublish(p, msg, ok) })
+      }
+      if (!r) { this.finishPublish(p, undefined, false); return }
+    }
+    this.finishPublish(p, new Message(topic, p.payload, p.qos, p.retain, props, expiresAt, session), true)
+  }
+
+  private finishPublish (p: PublishPacket, msg: Message | undefined, allowed: boolean): void {
+    if (this.state === ConnectionState.closed) return
+    if (p.qos > 0) {
+      // The ack goes out before the onward delivery: a client subscribed to its own topic then
+      // sees its PUBACK ahead of the copy, so its next PUBLISH is not stuck behind Nagle + a
+      // delayed ACK. (5.0's optional 0x10 No matching subscribers is not sent for that reason.)
+      const packetId = p.packetId as number
+      const rc = this.v5 && !allowed ? 0x87 : 0
+      if (p.qos === 1) {
+        this.transport.writeControl(encode({ type: 'puback', packetId, reasonCode: rc }, this.protocolVersion)) // [MQTT-4.3.2-4]
+      } else {
+        // [MQTT-4.3.3-9] keep the id until PUBREL (not on a failure code: that ends the flow)
+        if (rc < 0x80) (this.session?.incomingQos2 ?? ((this.session as Session).incomingQos2 = new Set())).add(packetId)
+        this.transport.writeControl(encode({ type: 'pubrec', packetId, reasonCode: rc }, this.protocolVersion))
+      }
+    }
+    if (allowed && msg !== undefined) this.core.publish(msg)
+    else this.core.stats.drop(DropReason.notAuthorized)
+  }
+
+  // --- SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------------------------
+
+  private onSubscribe (p: SubscribePacket, now: number): void | Promise<void> {
+    const auth = this.core.authorizeSubscribe
+    if (auth === undefined) { this.finishSubscribe(p, undefined, now); return }
+    let pending = false
+    const results = p.subscriptions.map((s) => {
+      const r = auth(this, s)
+      if (r instanceof Promise) pending = true
+      return r
+    })
+    if (pending) return Promise.all(results).then((r) => { this.finishSubscribe(p, r, this.core.now()) })
+    this.finishSubscribe(p, results as boolean[], now)
+  }
+
+  private finishSubscribe (p: SubscribePacket, allowed: boolean[] | undefined, now: number): void {
+    if (this.state === ConnectionState.closed) return
+    const session = this.session as Session
+    const sid = p.properties?.subscriptionIdentifier
+    const codes: number[] = []
+    let retainedFor: SessionSubscription[] | undefined
+    p.subscriptions.forEach((s, i) => {
+      if (allowed !== undefined && allowed[i] !== true) {
+        codes.push(this.v5 ? 0x87 : 0x80) // denied: failure code in SUBACK [MQTT-3.9.3-2]
+        return
+      }
+      const { entry, existed } = this.core.router.subscribe(session, s, sid)
+      codes.push(s.qos) // [MQTT-3.9.3-?] granted QoS: we support up to 2
+      // [MQTT-3.3.1-9..11] retain handling 0: send, 1: only on a new subscription, 2: never;
+      // never for a shared subscription [MQTT-3.8.4-?]
+      if (entry.shareName === undefined && (entry.retainHandling === 0 || (entry.retainHandling === 1 && !existed))) {
+        (retainedFor ??= []).push(entry)
+      }
+    })
+    // [MQTT-3.8.4-1] SUBACK with the same packet id, one code per filter [MQTT-3.8.4-6]
+    this.transport.writeControl(encode({ type: 'suback', packetId: p.packetId, reasonCodes: codes }, this.protocolVersion))
+    if (retainedFor === undefined) return
+    for (const entry of retainedFor) {
+      const sids = entry.subscriptionIdentifier === undefined ? undefined : [entry.subscriptionIdentifier]
+      // [MQTT-3.3.1-8] retained messages sent because of a new subscription carry RETAIN 1
+      this.core.retained.forEachMatch(entry.topicFilter, now, (m) => {
+        session.deliver(m, (m.qos < entry.qos ? m.qos : entry.qos) as QoS, true, sids, entry.budget)
+      })
+    }
+  }
+
+  private onUnsubscribe (p: UnsubscribePacket): void {
+    const session = this.session as Session
+    const codes = p.topicFilters.map((f) => this.core.router.unsubscribe(session, f) ? 0 : 0x11)
+    // [MQTT-3.10.4-4] UNSUBACK even when nothing matched
+    this.transport.writeControl(encode({ type: 'unsuback', packetId: p.packetId, reasonCodes: this.v5 ? codes : undefined }, this.protocolVersion))
+  }
+
+  // --- DISCONNECT and closing ----------------------------------------------------------------
+
+  private onDisconnect (p: DisconnectPacket): void {
+    if (this.v5) {
+      const sei = p.properties?.sessionExpiryInterval
+      if (sei !== undefined && this.session !== undefined) {
+        // [MQTT-3.14.2-2] a session that expired at close cannot be given an expiry at DISCONNECT
+        if (this.connectSessionExpiry === 0 && sei !== 0) return this.fail(0x82, 'session expiry set on DISCONNECT after 0 on CONNECT')
+        this.session.expiryInterval = Math.min(sei, this.core.limits.maxSessionExpiryInterval)
+      }
+      // [MQTT-3.14.4-3] 0x04 Disconnect with Will Message keeps the will; any other code drops it
+      if (p.reasonCode !== 0x04) this.will = undefined
+    } else {
+      this.will = undefined // [MQTT-3.1.2-10]
+    }
+    this.close()
+  }
+
+  /** Server-side error: DISCONNECT with `reasonCode` (5.0, after CONNACK) then close; the will goes out [MQTT-3.1.2-8]. */
+  fail (reasonCode: number, _why: string): void {
+    if (this.state === ConnectionState.closed) return
+    if (this.v5 && this.state === ConnectionState.connected) {
+      this.transport.writeControl(encode({ type: 'disconnect', reasonCode }, 5))
+    }
+    this.close()
+  }
+
+  /** Graceful server shutdown: 5.0 clients get DISCONNECT 0x8B [MQTT-3.14.2-?]. Wills are not sent. */
+  shutdown (): void {
+    if (this.state === ConnectionState.closed) return
+    if (this.v5 && this.state === ConnectionState.connected) this.transport.writeControl(encode({ type: 'disconnect', reasonCode: 0x8b }, 5))
+    this.will = undefined
+    this.close()
+  }
+
+  /**
+   * Another connection took this client id [MQTT-3.1.4-3]: 5.0 gets DISCONNECT 0x8E. The will
+   * goes out now, unless it has a delay and the session carries on [MQTT-3.1.3-9].
+   */
+  takenOver (sessionContinues: boolean): void {
+    if (this.state === ConnectionState.closed) return
+    if (this.v5) this.transport.writeControl(encode({ type: 'disconnect', reasonCode: 0x8e }, 5))
+    const will = this.will
+    this.will = undefined
+    if (will !== undefined && !(sessionContinues && (will.properties?.willDelayInterval ?? 0) > 0)) {
+      this.core.publish(this.willMessage(will))
+    }
+    const s = this.session
+    if (s !== undefined && s.outlet === this) s.outlet = undefined
+    if (this.core.online.get(this.clientId) === this) this.core.online.delete(this.clientId)
+    this.session = undefined
+    this.close()
+  }
+
+  /** Ends the connection (flushing first); the rest happens in `closed()`. */
+  close (): void {
+    if (this.state !== ConnectionState.closed) this.state = ConnectionState.closed
+    this.transport.end()
+    this.closed()
+  }
+
+  /** The stream is gone (or we closed it): detach from the session; a will unless DISCONNECT 0x00. */
+  closed (): void {
+    this.state = ConnectionState.closed
+    if (this.finished) return
+    this.finished = true
+    const core = this.core
+    core.connectionClosed(this)
+    const s = this.session
+    if (s === undefined || s.outlet !== this) return
+    s.outlet = undefined
+    if (core.online.get(this.clientId) === this) core.online.delete(this.clientId)
+    const will = this.will
+    this.will = undefined
+    core.sessionOffline(s, will === undefined ? undefined : this.willMessage(will), will?.properties?.willDelayInterval ?? 0)
+  }
+
+  willMessage (will: Will): Message {
+    let props: PublishProperties | undefined
+    let expiresAt = 0
+    if (will.properties !== undefined) {
+      const { willDelayInterval: _d, messageExpiryInterval, ...rest } = will.properties
+      props = rest
+      if (messageExpiryInterval !== undefined) expiresAt = this.core.now() + messageExpiryInterval * 1000
+    }
+    return new Message(will.topicName, will.payload, will.qos, will.retain, props, expiresAt, this.session).own()
+  }
+}
+

@@ -1,0 +1,265 @@
+import type { QoS } from '@petrel/wire'
+import type { Message } from './message.js'
+import { DropReason, type BrokerStats } from './stats.js'
+import type { BrokerLimits } from './options.js'
+
+/** Bytes held for one subscription filter across all its subscribers (rumqttd's segments). */
+export class FilterBudget {
+  used = 0
+  refs = 0
+  constructor (readonly filter: string, readonly limit: number) {}
+}
+
+/** A message on its way to one subscriber: queued, or in flight awaiting its ack. */
+export class Delivery {
+  /** QoS 2 only: PUBREC received, PUBREL sent, awaiting PUBCOMP. */
+  released = false
+  constructor (
+    readonly message: Message,
+    readonly qos: QoS,
+    readonly retain: boolean,
+    readonly subscriptionIdentifiers: number[] | undefined,
+    /** Charged while queued; undefined once it leaves the queue. */
+    public budget: FilterBudget | undefined
+  ) {}
+}
+
+/** What a session needs from the connection it is attached to. */
+export interface SessionOutlet {
+  /** Room on the wire now (socket not backed up). */
+  readonly writable: boolean
+  /** QoS 1/2 messages allowed in flight: min(client's Receive Maximum, max inflight). */
+  readonly sendQuota: number
+  /** Writes one PUBLISH; false when it is larger than the client's Maximum Packet Size. */
+  sendPublish (message: Message, qos: QoS, retain: boolean, subscriptionIdentifiers: number[] | undefined, packetId: number, dup: boolean): boolean
+  sendPubrel (packetId: number): void
+}
+
+export interface SessionHost {
+  readonly stats: BrokerStats
+  readonly limits: BrokerLimits
+  now (): number
+}
+
+/** Subscription options as stored for one filter of one session. */
+export interface SessionSubscription {
+  /** As subscribed, `$share/...` included. */
+  readonly key: string
+  topicFilter: string
+  shareName: string | undefined
+  qos: QoS
+  noLocal: boolean
+  retainAsPublished: boolean
+  retainHandling: 0 | 1 | 2
+  subscriptionIdentifier: number | undefined
+  budget: FilterBudget
+  readonly session: Session
+}
+
+/**
+ * The server side of one client's session: what survives a disconnect (subscriptions, QoS 1/2
+ * in flight, the queue, incoming QoS 2 ids) and the delivery state machine over it. No socket:
+ * it writes through a `SessionOutlet` while a connection is attached, and queues otherwise.
+ *
+ * Bounded: the queue holds at most `maxQueuedMessages` / `maxQueuedBytes`, and each message
+ * queued also draws on its filter's budget. Past a bound the new message is dropped for this
+ * session only and counted; QoS 0 is never queued while offline.
+ */
+export class Session {
+  outlet: SessionOutlet | undefined
+  subscriptions: Map<string, SessionSubscription> | undefined
+  /** Packet id -> delivery in flight, in send order (Map keeps insertion order for resend). */
+  inflight: Map<number, Delivery> | undefined
+  /** QoS 2 packet ids received and PUBREC'd, awaiting PUBREL [MQTT-4.3.3-9]. */
+  incomingQos2: Set<number> | undefined
+  /** Seconds the session outlives its connection [MQTT-3.1.2-23]. */
+  expiryInterval = 0
+  /** Epoch ms at which an offline session ends; 0 while online. */
+  expiresAt = 0
+  /** A will waiting out its Will Delay Interval [MQTT-3.1.3-9]. */
+  delayedWill: Message | undefined
+  willAt = 0
+  private queue: Delivery[] | undefined
+  private queueHead = 0
+  private queuedBytes = 0
+  private lastId = 0
+
+  // Router scratch: merges overlapping subscriptions into one delivery per publish.
+  routeEpoch = 0
+  routeQos: QoS = 0
+  routeRetain = false
+  routeSubIds: number[] | undefined
+  routeBudget: FilterBudget | undefined
+
+  constructor (readonly clientId: string, private readonly host: SessionHost) {}
+
+  get queueLength (): number {
+    return this.queue === undefined ? 0 : this.queue.length - this.queueHead
+  }
+
+  get queueBytes (): number {
+    return this.queuedBytes
+  }
+
+  get inflightCount (): number {
+    return this.inflight?.size ?? 0
+  }
+
+  /** Hands a message to this session: sent now when there is room, else queued within bounds. */
+  deliver (message: Message, qos: QoS, retain: boolean, subIds: number[] | undefined, budget: FilterBudget | undefined): void {
+    const out = this.outlet
+    if (out !== undefined && this.queueLength === 0 && out.writable &&
+        (qos === 0 || this.inflightCount < out.sendQuota)) {
+      if (message.expiresAt !== 0 && message.expiresAt <= this.host.now()) {
+        this.host.stats.drop(DropReason.expired)
+        return
+      }
+      this.transmit(out, message, qos, retain, subIds, undefined)
+      return
+    }
+    this.enqueue(message, qos, retain, subIds, budget)
+  }
+
+  private enqueue (message: Message, qos: QoS, retain: boolean, subIds: number[] | undefined, budget: FilterBudget | undefined): void {
+    const stats = this.host.stats
+    if (this.outlet === undefined && qos === 0) {
+      stats.drop(DropReason.offline)
+      return
+    }
+    const size = message.size
+    const limits = this.host.limits
+    if (this.queueLength >= limits.maxQueuedMessages || this.queuedBytes + size > limits.maxQueuedBytes) {
+      stats.drop(DropReason.queueFull)
+      return
+    }
+    if (budget !== undefined) {
+      if (budget.used + size > budget.limit) {
+        stats.drop(DropReason.filterLimit)
+        return
+      }
+      budget.used += size
+    }
+    this.queuedBytes += size
+    ;(this.queue ??= []).push(new Delivery(message.own(), qos, retain, subIds, budget))
+  }
+
+  /** Sends queued messages while the outlet has room and the inflight window allows. */
+  pump (): void {
+    const out = this.outlet
+    const q = this.queue
+    if (out === undefined || q === undefined) return
+    const now = this.host.now()
+    while (this.queueHead < q.length && out.writable) {
+      const d = q[this.queueHead] as Delivery
+      if (d.qos > 0 && this.inflightCount >= out.sendQuota) break
+      q[this.queueHead++] = undefined as unknown as Delivery
+      this.release(d)
+      if (d.message.expiresAt !== 0 && d.message.expiresAt <= now) {
+        this.host.stats.drop(DropReason.expired)
+        continue
+      }
+      this.transmit(out, d.message, d.qos, d.retain, d.subscriptionIdentifiers, d)
+    }
+    if (this.queueHead === q.length) {
+      this.queue = undefined
+      this.queueHead = 0
+    } else if (this.queueHead > 1024 && this.queueHead * 2 > q.length) {
+      this.queue = q.slice(this.queueHead)
+      this.queueHead = 0
+    }
+  }
+
+  private release (d: Delivery): void {
+    const size = d.message.size
+    this.queuedBytes -= size
+    if (d.budget !== undefined) {
+      d.budget.used -= size
+      d.budget = undefined
+    }
+  }
+
+  private transmit (out: SessionOutlet, message: Message, qos: QoS, retain: boolean, subIds: number[] | undefined, d: Delivery | undefined): void {
+    if (qos === 0) {
+      if (!out.sendPublish(message, 0, retain, subIds, 0, false)) this.host.stats.drop(DropReason.packetTooLarge)
+      return
+    }
+    const id = this.nextPacketId()
+    if (!out.sendPublish(message, qos, retain, subIds, id, false)) {
+      this.host.stats.drop(DropReason.packetTooLarge)
+      return
+    }
+    message.own()
+    ;(this.inflight ??= new Map()).set(id, d ?? new Delivery(message, qos, retain, subIds, undefined))
+  }
+
+  /**
+   * A free packet id, walking forward so a just-released id is not reused at once. The inflight
+   * map is the pool (bounded by the window), so an idle session carries no 64 KiB bitmap.
+   */
+  private nextPacketId (): number {
+    const inflight = this.inflight
+    let id = this.lastId
+    do {
+      id = id === 65535 ? 1 : id + 1
+    } while (inflight?.has(id) === true)
+    this.lastId = id
+    return id
+  }
+
+  /** PUBACK [MQTT-4.3.2-5]; false when the id is not a QoS 1 in flight. */
+  puback (packetId: number): boolean {
+    const d = this.inflight?.get(packetId)
+    if (d === undefined || d.qos !== 1) return false
+    this.inflight?.delete(packetId)
+    this.pump()
+    return true
+  }
+
+  /** PUBREC: answer PUBREL and keep the id until PUBCOMP [MQTT-4.3.3-4]. A failure code ends the flow. */
+  pubrec (packetId: number, reasonCode: number): boolean {
+    const d = this.inflight?.get(packetId)
+    if (d === undefined || d.qos !== 2) return false
+    if (reasonCode >= 0x80) {
+      this.inflight?.delete(packetId)
+      this.pump()
+      return true
+    }
+    d.released = true
+    this.outlet?.sendPubrel(packetId)
+    return true
+  }
+
+  pubcomp (packetId: number): boolean {
+    const d = this.inflight?.get(packetId)
+    if (d === undefined || d.qos !== 2) return false
+    this.inflight?.delete(packetId)
+    this.pump()
+    return true
+  }
+
+  /**
+   * After reconnect with the session present: resend unacknowledged PUBLISH with DUP set and
+   * PUBREL for those past PUBREC, in the original order [MQTT-4.4.0-1] [MQTT-4.6.0-1], then the queue.
+   */
+  resume (): void {
+    const out = this.outlet
+    if (out === undefined) return
+    if (this.inflight !== undefined) {
+      for (const [id, d] of this.inflight) {
+        if (d.released) out.sendPubrel(id)
+        else if (!out.sendPublish(d.message, d.qos, d.retain, d.subscriptionIdentifiers, id, true)) this.inflight.delete(id)
+      }
+    }
+    this.pump()
+  }
+
+  /** Drops everything queued (session end or clean start); releases filter budgets. */
+  clear (): void {
+    const q = this.queue
+    if (q !== undefined) for (let i = this.queueHead; i < q.length; i++) this.release(q[i] as Delivery)
+    this.queue = undefined
+    this.queueHead = 0
+    this.inflight = undefined
+    this.incomingQos2 = undefined
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * Why a message was not delivered to one subscriber. Every drop is counted under one of these
+ * (nothing is dropped silently); see CONFIG.md for the policy behind each.
+ */
+export const DropReason = {
+  /** The subscriber's session queue reached `max_queued_messages` or `max_queued_bytes`. */
+  queueFull: 'queue_full',
+  /** The per-filter memory budget (`max_segment_size` x `max_segment_count`) was used up. */
+  filterLimit: 'filter_limit',
+  /** A QoS 0 message for a session that is offline (QoS 0 is not queued offline). */
+  offline: 'offline',
+  /** The message expired before it could be delivered [MQTT-3.3.2-5]. */
+  expired: 'expired',
+  /** Larger than the subscriber's Maximum Packet Size [MQTT-3.1.2-25]. */
+  packetTooLarge: 'packet_too_large',
+  /** The publish was refused by `authorizePublish` or the ACL. */
+  notAuthorized: 'not_authorized'
+} as const
+export type DropReason = typeof DropReason[keyof typeof DropReason]
+
+/**
+ * Plain counters, bumped on the hot path with no allocation or label lookups. The Prometheus
+ * exporter and `$SYS` topics read them when asked.
+ */
+export class BrokerStats {
+  readonly startedAt = Date.now()
+  /** PUBLISH received from clients, by QoS. */
+  readonly messagesIn = [0, 0, 0]
+  /** PUBLISH sent to clients, by QoS. */
+  readonly messagesOut = [0, 0, 0]
+  bytesIn = 0
+  bytesOut = 0
+  connectionsTotal = 0
+  connectRefused = 0
+  protocolErrors = 0
+  keepaliveTimeouts = 0
+  readonly drops: Record<DropReason, number> = {
+    queue_full: 0, filter_limit: 0, offline: 0, expired: 0, packet_too_large: 0, not_authorized: 0
+  }
+
+  drop (reason: DropReason): void {
+    this.drops[reason]++
+  }
+
+  get dropsTotal (): number {
+    let n = 0
+    for (const k in this.drops) n += this.drops[k as DropReason]
+    return n
+  }
+}

@@ -1,0 +1,19 @@
+/**
+ * What the protocol logic needs from a connection's byte stream. The stream shell
+ * (`Connection`) implements it over any Duplex; tests can implement it over an array.
+ */
+export interface Transport {
+  /** Queues PUBLISH bytes; they go out batched, once per event-loop turn. */
+  write (bytes: Buffer): void
+  /**
+   * Queues a control packet (acks, CONNACK, SUBACK, PINGRESP, DISCONNECT). These go out at the
+   * end of the input chunk that caused them, ahead of batched PUBLISH bytes: a publisher gets
+   * its PUBACK in its own segment, before any copy routed back to it (see Connection).
+   */
+  writeControl (bytes: Buffer): void
+  /** False while the stream is backed up past the high-water mark. */
+  readonly writable: boolean
+  /** Flushes what is queued, then closes. */
+  end (): void
+  readonly remoteAddress: string | undefined
+}

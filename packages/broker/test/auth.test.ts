@@ -1,0 +1,108 @@
+// Authentication (password file, client certificates, anonymous policy) and ACL rules.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import mqtt from 'mqtt'
+import { createBroker, setPassword, PasswordFile } from '@petrel/broker'
+import { makeTestCertificates, waitFor } from '@petrel/test-utils'
+import { connected, memoryClient, withBroker } from './helpers.js'
+
+async function passwordFile (users: Record<string, string>): Promise<string> {
+  let text = ''
+  for (const [u, p] of Object.entries(users)) text = await setPassword(text, u, p)
+  const path = join(mkdtempSync(join(tmpdir(), 'petrel-pw-')), 'passwd')
+  writeFileSync(path, text)
+  return path
+}
+
+test('password file: scrypt hashes, never the password; verify right and wrong', async () => {
+  const text = await setPassword('', 'alice', 'wonderland')
+  assert.ok(!text.includes('wonderland'))
+  assert.match(text, /^alice:\$scrypt\$16384\$8\$1\$/)
+  const pf = new PasswordFile(await setPassword(text, 'bob', 'builder'))
+  assert.equal(pf.size, 2)
+  assert.equal(await pf.verify('alice', Buffer.from('wonderland')), true)
+  assert.equal(await pf.verify('alice', Buffer.from('nope')), false)
+  assert.equal(await pf.verify('carol', Buffer.from('x')), false)
+  assert.throws(() => new PasswordFile('alice:plaintext\n'), /PASSWORD_FILE|scrypt/)
+})
+
+for (const v of [4, 5] as const) {
+  test(`v${v}: password file users connect; wrong passwords and anonymous (when disallowed) are refused`, async () => {
+    await withBroker({ passwordFile: await passwordFile({ alice: 'pw' }), allowAnonymous: false }, async (broker) => {
+      const ok = memoryClient(broker, v)
+      assert.equal((await ok.connect({ username: 'alice', password: Buffer.from('pw') })).reasonCode, 0)
+      const bad = memoryClient(broker, v)
+      assert.equal((await bad.connect({ username: 'alice', password: Buffer.from('x') })).reasonCode, v === 5 ? 0x86 : 4)
+      const anon = memoryClient(broker, v)
+      assert.equal((await anon.connect({})).reasonCode, v === 5 ? 0x87 : 5)
+    })
+  })
+}
+
+test('anonymous is allowed by default on loopback listeners only', async () => {
+  const broker = createBroker({ sysInterval: 0 })
+  try {
+    const loop = await broker.listen({ port: 0, host: '127.0.0.1' })
+    const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${loop.port}`, { reconnectPeriod: 0 })
+    await c.endAsync()
+    const wide = await broker.listen({ port: 0, host: '0.0.0.0' })
+    const refused = mqtt.connect(`mqtt://127.0.0.1:${wide.port}`, { reconnectPeriod: 0 })
+    const err = await new Promise<Error & { code?: number }>((resolve) => refused.once('error', resolve))
+    assert.equal(err.code, 5)
+    refused.end(true)
+  } finally {
+    await broker.close()
+  }
+})
+
+test('ACL: %u / %c substitution, read vs write, deny wins', async () => {
+  await withBroker({
+    acl: [
+      { user: 'alice', topic: 'home/%u/#', access: 'readwrite' },
+      { topic: 'clients/%c/in', access: 'read' },
+      { topic: 'public/#', access: 'readwrite' },
+      { topic: 'public/secret', access: 'deny' }
+    ]
+  }, async (broker) => {
+    const a = await connected(broker, 5, { clientId: 'ca', username: 'alice' })
+    a.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'home/alice/#', qos: 0 }, { topicFilter: 'home/bob/#', qos: 0 }, { topicFilter: 'clients/ca/in', qos: 0 }, { topicFilter: 'clients/other/in', qos: 0 }, { topicFilter: 'public/secret', qos: 0 }] })
+    assert.deepEqual((await a.expect('suback')).reasonCodes, [0, 0x87, 0, 0x87, 0x87])
+    const b = await connected(broker, 4, { clientId: 'cb', username: 'bob' })
+    b.send({ type: 'publish', topicName: 'home/alice/x', payload: Buffer.from('no'), qos: 1, retain: false, dup: false, packetId: 1 })
+    await b.expect('puback')
+    b.send({ type: 'publish', topicName: 'clients/ca/in', payload: Buffer.from('no'), qos: 0, retain: false, dup: false })
+    a.send({ type: 'publish', topicName: 'home/alice/x', payload: Buffer.from('yes'), qos: 1, retain: false, dup: false, packetId: 2 })
+    assert.equal((await a.expect('puback')).reasonCode, 0)
+    const m = await a.expect('publish')
+    assert.equal(Buffer.from(m.payload).toString(), 'yes')
+    assert.equal(broker.stats.drops.not_authorized, 2)
+  })
+})
+
+test('TLS client certificate: required, and its CN used as the user name', async () => {
+  const certs = await makeTestCertificates()
+  let seenUser: string | undefined
+  const broker = createBroker({
+    sysInterval: 0,
+    authorizeSubscribe: (c) => { seenUser = c.username; return true }
+  })
+  try {
+    const { port } = await broker.listen({ type: 'tls', port: 0, cert: certs.cert, key: certs.key, ca: certs.ca, requireClientCertificate: true, useIdentityAsUsername: true })
+    const c = await mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey, reconnectPeriod: 0 })
+    await c.subscribeAsync('x', { qos: 0 })
+    assert.equal(seenUser, 'petrel-test-client')
+    await c.endAsync()
+    const noCert = mqtt.connect(`mqtts://127.0.0.1:${port}`, { ca: certs.ca, reconnectPeriod: 0, connectTimeout: 2000 })
+    let failed = false
+    noCert.on('error', () => { failed = true })
+    noCert.on('close', () => { failed = true })
+    await waitFor(() => failed, { timeoutMs: 5000, message: 'a client without a certificate is refused' })
+    assert.equal(noCert.connected, false)
+    noCert.end(true)
+  } finally {
+    await broker.close()
+  }
+})

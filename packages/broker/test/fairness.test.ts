@@ -1,0 +1,120 @@
+// No head-of-line blocking: a subscriber that stops reading its socket gets its own bounded
+// queue (drops counted); the other subscribers keep their rate, and memory stays bounded.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { connect, type Socket } from 'node:net'
+import { Decoder, encode } from '@petrel/wire'
+import { createBroker, type Broker } from '@petrel/broker'
+import { waitFor } from '@petrel/test-utils'
+import { sleep } from './helpers.js'
+
+const PAYLOAD = 1024
+const TOPIC = 'fair/t'
+const PER_TICK = 50 // messages every 5 ms: 10,000 msg/s, ~10 MB/s to each subscriber
+const TICK_MS = 5
+const DURATION_MS = 2000
+
+async function open (port: number, clientId: string): Promise<Socket> {
+  const s = connect({ host: '127.0.0.1', port })
+  s.setNoDelay(true)
+  await new Promise<void>((resolve, reject) => { s.once('connect', resolve); s.once('error', reject) })
+  const d = new Decoder({ protocolVersion: 4 })
+  const acked = new Promise<void>((resolve) => {
+    const onData = (chunk: Buffer): void => {
+      if (d.push(chunk).some((p) => p.type === 'suback')) { s.off('data', onData); resolve() }
+    }
+    s.on('data', onData)
+  })
+  s.write(encode({ type: 'connect', protocolVersion: 4, clientId, cleanStart: true, keepAlive: 0 }, 4))
+  s.write(encode({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: TOPIC, qos: 0 }] }, 4))
+  await acked
+  return s
+}
+
+interface Run { rates: number[], broker: Broker, frozenQueueBytes: number, heapGrowth: number }
+
+/** Ten subscribers, one publisher at a fixed offered load; returns the nine live subscribers' msg/s. */
+async function measure (freezeOne: boolean): Promise<Run> {
+  const broker = createBroker({
+    sysInterval: 0,
+    memory: { maxSegmentSize: 64 * 1024, maxSegmentCount: 4 },
+    limits: { writeHighWaterMark: 128 * 1024 }
+  })
+  const { port } = await broker.listen({ port: 0 })
+  const subs: Socket[] = []
+  for (let i = 0; i < 10; i++) subs.push(await open(port, `sub-${i}`))
+  const bytes = subs.map(() => 0)
+  subs.forEach((s, i) => { s.on('data', (c: Buffer) => { bytes[i] = (bytes[i] as number) + c.length }) })
+  if (freezeOne) (subs[0] as Socket).pause() // stops reading: its kernel buffers fill, then the broker's queue
+  const pub = connect({ host: '127.0.0.1', port })
+  await new Promise<void>((resolve) => pub.once('connect', resolve))
+  pub.write(encode({ type: 'connect', protocolVersion: 4, clientId: 'pub', cleanStart: true, keepAlive: 0 }, 4))
+  const one = encode({ type: 'publish', topicName: TOPIC, payload: Buffer.alloc(PAYLOAD, 7), qos: 0, retain: false, dup: false }, 4)
+  const batch = Buffer.concat(new Array<Buffer>(PER_TICK).fill(one))
+  await sleep(50)
+  const heap0 = process.memoryUsage().heapUsed
+  const start = bytes.slice()
+  const t0 = Date.now()
+  let sent = 0
+  while (Date.now() - t0 < DURATION_MS) {
+    pub.write(batch)
+    sent += PER_TICK
+    await sleep(TICK_MS)
+  }
+  await sleep(300)
+  const elapsed = (Date.now() - t0) / 1000
+  const rates = bytes.slice(1).map((b, i) => (b - (start[i + 1] as number)) / one.length / elapsed)
+  const frozen = broker.sessions.get('sub-0')
+  const run: Run = { rates, broker, frozenQueueBytes: frozen?.queueBytes ?? 0, heapGrowth: process.memoryUsage().heapUsed - heap0 }
+  assert.ok(sent > 0)
+  pub.destroy()
+  for (const s of subs) s.destroy()
+  await broker.close()
+  return run
+}
+
+test('one frozen subscriber among ten: the other nine keep >= 90% of their rate; its memory stays bounded', async (t) => {
+  const base = await measure(false)
+  const frozen = await measure(true)
+  const avg = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length
+  const baseRate = avg(base.rates)
+  const frozenRate = avg(frozen.rates)
+  t.diagnostic(`live subscribers: ${baseRate.toFixed(0)} msg/s alone, ${frozenRate.toFixed(0)} msg/s with a frozen one (min ${Math.min(...frozen.rates).toFixed(0)}); frozen queue ${frozen.frozenQueueBytes} B; drops ${JSON.stringify(frozen.broker.stats.drops)}`)
+  assert.ok(baseRate > 1000, `baseline rate ${baseRate.toFixed(0)} msg/s`)
+  for (const r of frozen.rates) {
+    assert.ok(r >= 0.9 * baseRate, `a live subscriber got ${r.toFixed(0)} msg/s vs ${baseRate.toFixed(0)} without the frozen one (avg with: ${frozenRate.toFixed(0)})`)
+  }
+  // the frozen subscriber's queue stays within its filter budget (64 KiB x 4) and drops are counted
+  assert.ok(frozen.frozenQueueBytes <= 256 * 1024, `frozen queue ${frozen.frozenQueueBytes} bytes`)
+  const drops = frozen.broker.stats.drops
+  assert.ok(drops.filter_limit + drops.queue_full > 0, 'drops for the frozen subscriber are counted')
+  assert.equal(base.broker.stats.dropsTotal, 0, 'nothing dropped when everyone reads')
+  assert.ok(frozen.heapGrowth < 64 * 1024 * 1024, `heap grew ${(frozen.heapGrowth / 1048576).toFixed(1)} MiB`)
+})
+
+test('memory bounded under a stalled subscriber: heap does not grow with the backlog', async () => {
+  const broker = createBroker({ sysInterval: 0, memory: { maxSegmentSize: 32 * 1024, maxSegmentCount: 2 }, limits: { writeHighWaterMark: 64 * 1024 } })
+  try {
+    const { port } = await broker.listen({ port: 0 })
+    const stalled = await open(port, 'stalled')
+    stalled.pause()
+    const pub = connect({ host: '127.0.0.1', port })
+    await new Promise<void>((resolve) => pub.once('connect', resolve))
+    pub.write(encode({ type: 'connect', protocolVersion: 4, clientId: 'p', cleanStart: true, keepAlive: 0 }, 4))
+    const batch = Buffer.concat(new Array<Buffer>(100).fill(encode({ type: 'publish', topicName: TOPIC, payload: Buffer.alloc(4096), qos: 0, retain: false, dup: false }, 4)))
+    // 40 MB offered to a subscriber that reads nothing
+    for (let i = 0; i < 100; i++) {
+      if (!pub.write(batch)) await new Promise((resolve) => pub.once('drain', resolve))
+      await sleep(2)
+    }
+    await waitFor(() => broker.stats.messagesIn[0] === 10_000, { timeoutMs: 10_000, message: 'all published' })
+    const s = broker.sessions.get('stalled')
+    assert.ok(s !== undefined)
+    assert.ok(s.queueBytes <= 64 * 1024, `queued ${s.queueBytes}`)
+    assert.ok(broker.stats.drops.filter_limit > 0)
+    pub.destroy()
+    stalled.destroy()
+  } finally {
+    await broker.close()
+  }
+})

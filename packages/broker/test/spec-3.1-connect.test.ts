@@ -1,0 +1,268 @@
+// MQTT 5.0 §3.1 CONNECT / §3.2 CONNACK / §3.14 DISCONNECT, and the 3.1.1 equivalents.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { encode } from '@petrel/wire'
+import { connected, memoryClient, sleep, text, versions, withBroker } from './helpers.js'
+
+for (const v of versions) {
+  test(`v${v}: CONNECT gets CONNACK 0, session not present on clean start [MQTT-3.2.2-2]`, async () => {
+    await withBroker({}, async (broker) => {
+      const c = memoryClient(broker, v)
+      const ack = await c.connect({ clientId: 'a' })
+      assert.equal(ack.reasonCode, 0)
+      assert.equal(ack.sessionPresent, false)
+      c.end()
+    })
+  })
+
+  test(`v${v}: a first packet other than CONNECT closes the connection [MQTT-3.1.0-1]`, async () => {
+    await withBroker({}, async (broker) => {
+      const c = memoryClient(broker, v)
+      c.send({ type: 'pingreq' })
+      await c.waitClosed()
+      assert.equal(broker.online.size, 0)
+    })
+  })
+
+  test(`v${v}: a second CONNECT is a protocol error [MQTT-3.1.0-2]`, async () => {
+    await withBroker({}, async (broker) => {
+      const c = await connected(broker, v, { clientId: 'twice' })
+      c.send({ type: 'connect', protocolVersion: v, clientId: 'twice', cleanStart: true, keepAlive: 60 })
+      if (v === 5) assert.equal((await c.expect('disconnect')).reasonCode, 0x82)
+      await c.waitClosed()
+    })
+  })
+
+  test(`v${v}: keepalive is enforced at 1.5 x, and the will is published [MQTT-3.1.2-24] [MQTT-3.1.2-8]`, async () => {
+    await withBroker({}, async (broker) => {
+      const watcher = await connected(broker, v, { clientId: 'w' })
+      watcher.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 0 }] })
+      await watcher.expect('suback')
+      const c = await connected(broker, v, { clientId: 'silent', keepAlive: 1, will: { topicName: 'will/silent', payload: Buffer.from('gone'), qos: 0, retain: false } })
+      const t0 = Date.now()
+      if (v === 5) assert.equal((await c.expect('disconnect', 3000)).reasonCode, 0x8d)
+      await c.waitClosed()
+      const elapsed = Date.now() - t0
+      assert.ok(elapsed >= 1400 && elapsed < 2500, `closed after ${elapsed} ms`)
+      const will = await watcher.expect('publish')
+      assert.equal(will.topicName, 'will/silent')
+      assert.equal(text(will.payload), 'gone')
+    })
+  })
+
+  test(`v${v}: PINGREQ gets PINGRESP and keeps the connection alive [MQTT-3.12.4-1]`, async () => {
+    await withBroker({}, async (broker) => {
+      const c = await connected(broker, v, { keepAlive: 1 })
+      for (let i = 0; i < 4; i++) {
+        await sleep(500)
+        c.send({ type: 'pingreq' })
+        await c.expect('pingresp')
+      }
+      assert.equal(c.closed, false)
+      c.end()
+    })
+  })
+
+  test(`v${v}: no will after a normal DISCONNECT [MQTT-3.1.2-10] [MQTT-3.14.4-3]`, async () => {
+    await withBroker({}, async (broker) => {
+      const watcher = await connected(broker, v, { clientId: 'w' })
+      watcher.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 0 }] })
+      await watcher.expect('suback')
+      const c = await connected(broker, v, { clientId: 'polite', will: { topicName: 'will/polite', payload: Buffer.from('x'), qos: 0, retain: false } })
+      c.send({ type: 'disconnect' })
+      await c.waitClosed()
+      assert.equal(await watcher.quiet(300), true)
+    })
+  })
+
+  test(`v${v}: the will is published when the connection drops [MQTT-3.1.2-8]`, async () => {
+    await withBroker({}, async (broker) => {
+      const watcher = await connected(broker, v, { clientId: 'w' })
+      watcher.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 1 }] })
+      await watcher.expect('suback')
+      const c = await connected(broker, v, { clientId: 'rude', will: { topicName: 'will/rude', payload: Buffer.from('bye'), qos: 1, retain: true } })
+      c.destroy()
+      const p = await watcher.expect('publish')
+      assert.equal(p.topicName, 'will/rude')
+      assert.equal(p.qos, 1)
+      assert.equal(broker.retained.size, 1, 'a retained will is retained [MQTT-3.1.2-17]')
+    })
+  })
+
+  test(`v${v}: a second connection with the same client id takes over [MQTT-3.1.4-3]`, async () => {
+    await withBroker({}, async (broker) => {
+      const first = await connected(broker, v, { clientId: 'same' })
+      const second = await connected(broker, v, { clientId: 'same' })
+      if (v === 5) assert.equal((await first.expect('disconnect')).reasonCode, 0x8e)
+      await first.waitClosed()
+      second.send({ type: 'pingreq' })
+      await second.expect('pingresp')
+      assert.equal(broker.online.size, 1)
+    })
+  })
+
+  test(`v${v}: CONNECT must arrive within the connect timeout`, async () => {
+    await withBroker({ limits: { connectTimeoutMs: 200 } }, async (broker) => {
+      const c = memoryClient(broker, v)
+      await c.waitClosed(2000)
+      assert.equal(broker.connections.size, 0)
+    })
+  })
+
+  test(`v${v}: authenticate hook refusal gets CONNACK 0x86 / 4 [MQTT-3.2.2-?]`, async () => {
+    await withBroker({ authenticate: async (r) => r.username === 'alice' && r.password?.toString() === 'secret' }, async (broker) => {
+      const bad = memoryClient(broker, v)
+      const ack = await bad.connect({ username: 'alice', password: Buffer.from('wrong') })
+      assert.equal(ack.reasonCode, v === 5 ? 0x86 : 4)
+      await bad.waitClosed()
+      const good = memoryClient(broker, v)
+      assert.equal((await good.connect({ username: 'alice', password: Buffer.from('secret') })).reasonCode, 0)
+      good.end()
+    })
+  })
+}
+
+test('3.1 (MQIsdp, level 3) CONNECT is accepted', async () => {
+  await withBroker({}, async (broker) => {
+    const c = memoryClient(broker, 3)
+    const ack = await c.connect({ clientId: 'old' })
+    assert.equal(ack.reasonCode, 0)
+  })
+})
+
+test('an unsupported protocol level gets CONNACK 0x01 and close [MQTT-3.1.2-2]', async () => {
+  await withBroker({}, async (broker) => {
+    const c = memoryClient(broker, 4)
+    const bytes = encode({ type: 'connect', protocolVersion: 4, clientId: 'x', cleanStart: true, keepAlive: 10 }, 4)
+    bytes[8] = 9 // protocol level byte
+    c.sendRaw(bytes)
+    const ack = await c.expect('connack')
+    assert.equal(ack.reasonCode, 1)
+    await c.waitClosed()
+  })
+})
+
+test('v5: a malformed CONNECT gets CONNACK 0x81 [MQTT-3.1.2-3]', async () => {
+  await withBroker({}, async (broker) => {
+    const c = memoryClient(broker, 5)
+    const bytes = encode({ type: 'connect', protocolVersion: 5, clientId: 'x', cleanStart: true, keepAlive: 10 }, 5)
+    bytes[9] = (bytes[9] as number) | 1 // reserved connect flag
+    c.sendRaw(bytes)
+    assert.equal((await c.expect('connack')).reasonCode, 0x81)
+    await c.waitClosed()
+  })
+})
+
+test('v5: empty client id gets an Assigned Client Identifier [MQTT-3.1.3-7] [MQTT-3.2.2-16]', async () => {
+  await withBroker({}, async (broker) => {
+    const c = memoryClient(broker, 5)
+    const ack = await c.connect({ clientId: '' })
+    assert.equal(ack.reasonCode, 0)
+    const id = ack.properties?.assignedClientIdentifier
+    assert.ok(id !== undefined && id.length > 0)
+    assert.ok(broker.online.has(id))
+  })
+})
+
+test('3.1.1: empty client id with clean session 0 is rejected with 0x02 [MQTT-3.1.3-8]', async () => {
+  await withBroker({}, async (broker) => {
+    const c = memoryClient(broker, 4)
+    const ack = await c.connect({ clientId: '', cleanStart: false })
+    assert.equal(ack.reasonCode, 2)
+    await c.waitClosed()
+  })
+})
+
+test('v5: CONNACK announces limits; Server Keep Alive caps the keepalive [MQTT-3.2.2-21]', async () => {
+  await withBroker({ limits: { maxKeepAlive: 30, receiveMaximum: 50, topicAliasMaximum: 5, maxPacketSize: 4096 } }, async (broker) => {
+    const c = memoryClient(broker, 5)
+    const ack = await c.connect({ keepAlive: 600 })
+    assert.equal(ack.properties?.serverKeepAlive, 30)
+    assert.equal(ack.properties?.receiveMaximum, 50)
+    assert.equal(ack.properties?.topicAliasMaximum, 5)
+    assert.equal(ack.properties?.maximumPacketSize, 4096)
+  })
+})
+
+test('v5: DISCONNECT 0x04 publishes the will [MQTT-3.14.4-3]', async () => {
+  await withBroker({}, async (broker) => {
+    const watcher = await connected(broker, 5, { clientId: 'w' })
+    watcher.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 0 }] })
+    await watcher.expect('suback')
+    const c = await connected(broker, 5, { clientId: 'x', will: { topicName: 'will/x', payload: Buffer.from('w'), qos: 0, retain: false } })
+    c.send({ type: 'disconnect', reasonCode: 0x04 })
+    assert.equal((await watcher.expect('publish')).topicName, 'will/x')
+  })
+})
+
+test('v5: will delay: not sent if the session resumes in time, sent after the delay otherwise [MQTT-3.1.3-9]', async () => {
+  await withBroker({}, async (broker) => {
+    const watcher = await connected(broker, 5, { clientId: 'w' })
+    watcher.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 0 }] })
+    await watcher.expect('suback')
+    const will = { topicName: 'will/d', payload: Buffer.from('late'), qos: 0 as const, retain: false, properties: { willDelayInterval: 1 } }
+    const props = { sessionExpiryInterval: 60 }
+    const a = await connected(broker, 5, { clientId: 'd', cleanStart: false, will, properties: props })
+    a.destroy()
+    await sleep(300)
+    const b = await connected(broker, 5, { clientId: 'd', cleanStart: false, will, properties: props })
+    assert.equal(await watcher.quiet(1200), true, 'resumed within the delay: no will')
+    const t0 = Date.now()
+    b.destroy()
+    const p = await watcher.expect('publish', 3000)
+    assert.equal(p.topicName, 'will/d')
+    assert.ok(Date.now() - t0 >= 900, 'sent after the delay')
+  })
+})
+
+test('v5: session expiry set on DISCONNECT after 0 on CONNECT is a protocol error [MQTT-3.14.2-2]', async () => {
+  await withBroker({}, async (broker) => {
+    const c = await connected(broker, 5, { clientId: 'e' })
+    c.send({ type: 'disconnect', reasonCode: 0, properties: { sessionExpiryInterval: 100 } })
+    assert.equal((await c.expect('disconnect')).reasonCode, 0x82)
+    await c.waitClosed()
+  })
+})
+
+test('v5: Authentication Method without the enhanced-auth hook gets 0x8C', async () => {
+  await withBroker({}, async (broker) => {
+    const c = memoryClient(broker, 5)
+    const ack = await c.connect({ properties: { authenticationMethod: 'SCRAM-SHA-1' } })
+    assert.equal(ack.reasonCode, 0x8c)
+  })
+})
+
+test('v5: enhanced authentication through the hook (AUTH 0x18 exchange) [MQTT-4.12.0-2]', async () => {
+  await withBroker({
+    authenticateEnhanced: (r) => r.step === 0 ? { reasonCode: 0x18, data: Buffer.from('challenge') } : { reasonCode: r.data?.toString() === 'response' ? 0 : 0x86 }
+  }, async (broker) => {
+    const c = memoryClient(broker, 5)
+    c.send({ type: 'connect', protocolVersion: 5, clientId: 'ea', cleanStart: true, keepAlive: 60, properties: { authenticationMethod: 'demo' } })
+    const auth = await c.expect('auth')
+    assert.equal(auth.reasonCode, 0x18)
+    assert.equal(text(auth.properties?.authenticationData ?? new Uint8Array()), 'challenge')
+    c.send({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'demo', authenticationData: Buffer.from('response') } })
+    const ack = await c.expect('connack')
+    assert.equal(ack.reasonCode, 0)
+    assert.equal(ack.properties?.authenticationMethod, 'demo')
+  })
+})
+
+test('v5: request response information returns the configured Response Information', async () => {
+  await withBroker({ responseInformation: 'replies/%c' }, async (broker) => {
+    const c = memoryClient(broker, 5)
+    const ack = await c.connect({ clientId: 'rr', properties: { requestResponseInformation: true } })
+    assert.equal(ack.properties?.responseInformation, 'replies/rr')
+  })
+})
+
+test('close(): v5 clients get DISCONNECT 0x8B Server shutting down', async () => {
+  await withBroker({}, async (broker) => {
+    const c5 = await connected(broker, 5, { clientId: 'five' })
+    const c4 = await connected(broker, 4, { clientId: 'four' })
+    await broker.close()
+    assert.equal((await c5.expect('disconnect')).reasonCode, 0x8b)
+    await c5.waitClosed()
+    await c4.waitClosed()
+  })
+})

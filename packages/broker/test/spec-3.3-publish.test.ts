@@ -1,0 +1,204 @@
+// MQTT 5.0 §3.3 PUBLISH (retain, properties, aliases, expiry) and §3.8 SUBSCRIBE options.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import type { PublishPacket } from '@petrel/wire'
+import { connected, sleep, text, versions, withBroker, type RawClient } from './helpers.js'
+
+async function subscribe (c: RawClient, topicFilter: string, qos: 0 | 1 | 2 = 0, extra: Partial<{ noLocal: boolean, retainAsPublished: boolean, retainHandling: 0 | 1 | 2 }> = {}, subscriptionIdentifier?: number): Promise<number[]> {
+  c.send({ type: 'subscribe', packetId: 7, subscriptions: [{ topicFilter, qos, ...extra }], properties: subscriptionIdentifier === undefined ? undefined : { subscriptionIdentifier } })
+  return (await c.expect('suback')).reasonCodes
+}
+
+const pub = (topicName: string, payload: string, extra: Partial<PublishPacket> = {}): PublishPacket =>
+  ({ type: 'publish', topicName, payload: Buffer.from(payload), qos: 0, retain: false, dup: false, ...extra })
+
+for (const v of versions) {
+  test(`v${v}: retained messages: set, replace, clear with an empty payload [MQTT-3.3.1-5] [MQTT-3.3.1-6] [MQTT-3.3.1-10]`, async () => {
+    await withBroker({}, async (broker) => {
+      const p = await connected(broker, v, { clientId: 'p' })
+      p.send(pub('r/1', 'first', { retain: true }))
+      p.send(pub('r/1', 'second', { retain: true }))
+      p.send(pub('r/2', 'other', { retain: true }))
+      await sleep(50)
+      const s = await connected(broker, v, { clientId: 's' })
+      await subscribe(s, 'r/1')
+      const m = await s.expect('publish')
+      assert.equal(text(m.payload), 'second')
+      assert.equal(m.retain, true, 'retained on subscribe carry RETAIN 1 [MQTT-3.3.1-8]')
+      p.send(pub('r/1', '', { retain: true }))
+      const cleared = await s.expect('publish')
+      assert.equal(cleared.payload.length, 0, 'the empty retained message is still forwarded')
+      assert.equal(cleared.retain, false, 'routed messages carry RETAIN 0 [MQTT-3.3.1-12]')
+      const s2 = await connected(broker, v, { clientId: 's2' })
+      await subscribe(s2, 'r/+')
+      const only = await s2.expect('publish')
+      assert.equal(only.topicName, 'r/2')
+      assert.equal(await s2.quiet(150), true)
+    })
+  })
+
+  test(`v${v}: QoS is the minimum of publish and subscription [MQTT-3.8.4-8]`, async () => {
+    await withBroker({}, async (broker) => {
+      const s = await connected(broker, v, { clientId: 's' })
+      assert.deepEqual(await subscribe(s, 't/q', 1), [1])
+      const p = await connected(broker, v, { clientId: 'p' })
+      p.send(pub('t/q', 'x', { qos: 2, packetId: 3 }))
+      assert.equal((await p.expect('pubrec')).packetId, 3)
+      const m = await s.expect('publish')
+      assert.equal(m.qos, 1)
+      s.send({ type: 'puback', packetId: m.packetId as number })
+    })
+  })
+
+  test(`v${v}: a denied subscription gets a failure code; a denied publish is dropped`, async () => {
+    await withBroker({
+      authorizeSubscribe: (_c, s) => !s.topicFilter.startsWith('secret'),
+      authorizePublish: (_c, p) => !p.topicName.startsWith('secret')
+    }, async (broker) => {
+      const s = await connected(broker, v, { clientId: 's' })
+      assert.deepEqual(await subscribe(s, 'secret/#', 1), [v === 5 ? 0x87 : 0x80])
+      assert.deepEqual(await subscribe(s, '#', 1), [1])
+      const p = await connected(broker, v, { clientId: 'p' })
+      p.send(pub('secret/x', 'no', { qos: 1, packetId: 1 }))
+      const ack = await p.expect('puback')
+      if (v === 5) assert.equal(ack.reasonCode, 0x87)
+      assert.equal(await s.quiet(200), true)
+      assert.equal(broker.stats.drops.not_authorized, 1)
+    })
+  })
+}
+
+test('v5: retain handling 0/1/2 and retain as published [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11] [MQTT-3.3.1-13]', async () => {
+  await withBroker({}, async (broker) => {
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('rh/t', 'kept', { retain: true }))
+    await sleep(50)
+    const s = await connected(broker, 5, { clientId: 's' })
+    await subscribe(s, 'rh/t', 0, { retainHandling: 2 })
+    assert.equal(await s.quiet(150), true, 'retain handling 2: none')
+    const s1 = await connected(broker, 5, { clientId: 's1' })
+    await subscribe(s1, 'rh/t', 0, { retainHandling: 1 })
+    assert.equal(text((await s1.expect('publish')).payload), 'kept')
+    await subscribe(s1, 'rh/t', 0, { retainHandling: 1 })
+    assert.equal(await s1.quiet(150), true, 'retain handling 1: not on a re-subscribe')
+    const s0 = await connected(broker, 5, { clientId: 's0' })
+    await subscribe(s0, 'rh/t', 0, { retainHandling: 0, retainAsPublished: true })
+    await s0.expect('publish')
+    await subscribe(s0, 'rh/t', 0, { retainHandling: 0, retainAsPublished: true })
+    await s0.expect('publish') // 0: again on re-subscribe
+    p.send(pub('rh/t', 'live', { retain: true }))
+    const live = await s0.expect('publish')
+    assert.equal(live.retain, true, 'retain as published keeps RETAIN 1')
+    assert.equal((await s1.expect('publish')).retain, false)
+  })
+})
+
+test('v5: message expiry: expired messages are not delivered, remaining interval forwarded [MQTT-3.3.2-5] [MQTT-3.3.2-6]', async () => {
+  await withBroker({}, async (broker) => {
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('e/short', 'gone', { retain: true, properties: { messageExpiryInterval: 1 } }))
+    p.send(pub('e/long', 'here', { retain: true, properties: { messageExpiryInterval: 100 } }))
+    await sleep(1200)
+    const s = await connected(broker, 5, { clientId: 's' })
+    await subscribe(s, 'e/#')
+    const m = await s.expect('publish')
+    assert.equal(m.topicName, 'e/long')
+    const left = m.properties?.messageExpiryInterval ?? 0
+    assert.ok(left >= 98 && left <= 99, `remaining ${left}`)
+    assert.equal(await s.quiet(150), true)
+  })
+})
+
+test('v5: inbound topic aliases; above the maximum is 0x94, unknown is 0x82 [MQTT-3.3.2-9]', async () => {
+  await withBroker({ limits: { topicAliasMaximum: 4 } }, async (broker) => {
+    const s = await connected(broker, 5, { clientId: 's' })
+    await subscribe(s, 'alias/#')
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('alias/a', '1', { properties: { topicAlias: 2 } }))
+    p.send(pub('', '2', { properties: { topicAlias: 2 } }))
+    assert.equal((await s.expect('publish')).topicName, 'alias/a')
+    const second = await s.expect('publish')
+    assert.equal(second.topicName, 'alias/a')
+    assert.equal(text(second.payload), '2')
+    p.send(pub('alias/b', '3', { properties: { topicAlias: 5 } }))
+    assert.equal((await p.expect('disconnect')).reasonCode, 0x94)
+    const q = await connected(broker, 5, { clientId: 'q' })
+    q.send(pub('', 'x', { properties: { topicAlias: 3 } }))
+    assert.equal((await q.expect('disconnect')).reasonCode, 0x82)
+  })
+})
+
+test('v5: outbound topic aliases up to the client\'s Topic Alias Maximum', async () => {
+  await withBroker({}, async (broker) => {
+    const s = await connected(broker, 5, { clientId: 's', properties: { topicAliasMaximum: 1 } })
+    await subscribe(s, 'oa/#')
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('oa/1', 'a'))
+    p.send(pub('oa/1', 'b'))
+    p.send(pub('oa/2', 'c'))
+    const a = await s.expect('publish')
+    assert.equal(a.topicName, 'oa/1')
+    assert.equal(a.properties?.topicAlias, 1)
+    const b = await s.expect('publish')
+    assert.equal(b.topicName, '')
+    assert.equal(b.properties?.topicAlias, 1)
+    const c = await s.expect('publish')
+    assert.equal(c.topicName, 'oa/2')
+    assert.equal(c.properties?.topicAlias, undefined, 'no alias left')
+  })
+})
+
+test('v5: a message over the subscriber\'s Maximum Packet Size is dropped for it only [MQTT-3.1.2-25]', async () => {
+  await withBroker({}, async (broker) => {
+    const small = await connected(broker, 5, { clientId: 'small', properties: { maximumPacketSize: 100 } })
+    const big = await connected(broker, 5, { clientId: 'big' })
+    await subscribe(small, 'mp/#', 1)
+    await subscribe(big, 'mp/#', 1)
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('mp/x', 'y'.repeat(500), { qos: 1, packetId: 1 }))
+    p.send(pub('mp/x', 'tiny', { qos: 1, packetId: 2 }))
+    assert.equal((await big.expect('publish')).payload.length, 500)
+    assert.equal(text((await small.expect('publish')).payload), 'tiny')
+    assert.equal(broker.stats.drops.packet_too_large, 1)
+    assert.equal(small.closed, false)
+  })
+})
+
+test('v5: no-local [MQTT-3.8.3-3] and subscription identifiers of overlapping subscriptions [MQTT-3.3.4-3]', async () => {
+  await withBroker({}, async (broker) => {
+    const c = await connected(broker, 5, { clientId: 'c' })
+    await subscribe(c, 'nl/#', 0, { noLocal: true })
+    c.send(pub('nl/x', 'mine'))
+    assert.equal(await c.quiet(150), true)
+    const s = await connected(broker, 5, { clientId: 's' })
+    await subscribe(s, 'ov/+', 0, {}, 11)
+    await subscribe(s, 'ov/#', 1, {}, 22)
+    c.send(pub('ov/x', 'both', { qos: 1, packetId: 9 }))
+    const m = await s.expect('publish')
+    assert.equal(m.qos, 1, 'maximum QoS of the matching subscriptions [MQTT-3.3.4-2]')
+    assert.deepEqual([...(m.properties?.subscriptionIdentifiers ?? [])].sort(), [11, 22])
+    assert.equal(await s.quiet(150), true, 'delivered once')
+  })
+})
+
+test('v5: PUBACK 0x00 even when nobody is subscribed (0x10 is optional; the ack precedes routing)', async () => {
+  await withBroker({}, async (broker) => {
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('nobody', 'x', { qos: 1, packetId: 1 }))
+    assert.equal((await p.expect('puback')).reasonCode, 0)
+  })
+})
+
+test('v5: user properties, response topic and correlation data are forwarded unchanged [MQTT-3.3.2-17] [MQTT-3.3.2-18]', async () => {
+  await withBroker({}, async (broker) => {
+    const s = await connected(broker, 5, { clientId: 's' })
+    await subscribe(s, 'req')
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('req', 'q', { properties: { responseTopic: 'resp/p', correlationData: Buffer.from('id-1'), userProperties: [['a', '1'], ['a', '2']], contentType: 'text/plain' } }))
+    const m = await s.expect('publish')
+    assert.equal(m.properties?.responseTopic, 'resp/p')
+    assert.equal(text(m.properties?.correlationData ?? new Uint8Array()), 'id-1')
+    assert.deepEqual(m.properties?.userProperties, [['a', '1'], ['a', '2']])
+    assert.equal(m.properties?.contentType, 'text/plain')
+  })
+})

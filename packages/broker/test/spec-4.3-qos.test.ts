@@ -1,0 +1,144 @@
+// MQTT 5.0 §4.3 QoS flows, §4.4 redelivery, §4.9 flow control, and persistent sessions (§4.1).
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import type { PublishPacket } from '@petrel/wire'
+import { connected, memoryClient, sleep, text, versions, withBroker } from './helpers.js'
+
+const pub = (topicName: string, payload: string, extra: Partial<PublishPacket> = {}): PublishPacket =>
+  ({ type: 'publish', topicName, payload: Buffer.from(payload), qos: 0, retain: false, dup: false, ...extra })
+
+for (const v of versions) {
+  test(`v${v}: QoS 2 inbound: duplicate PUBLISH before PUBREL is not delivered twice [MQTT-4.3.3-10] [MQTT-4.3.3-11]`, async () => {
+    await withBroker({}, async (broker) => {
+      const s = await connected(broker, v, { clientId: 's' })
+      s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'q2', qos: 2 }] })
+      await s.expect('suback')
+      const p = await connected(broker, v, { clientId: 'p' })
+      p.send(pub('q2', 'once', { qos: 2, packetId: 5 }))
+      assert.equal((await p.expect('pubrec')).packetId, 5)
+      p.send(pub('q2', 'once', { qos: 2, packetId: 5, dup: true }))
+      assert.equal((await p.expect('pubrec')).packetId, 5)
+      p.send({ type: 'pubrel', packetId: 5 })
+      assert.equal((await p.expect('pubcomp')).packetId, 5)
+      // outbound QoS 2: PUBLISH -> PUBREC -> PUBREL -> PUBCOMP [MQTT-4.3.3-4]
+      const m = await s.expect('publish')
+      assert.equal(m.qos, 2)
+      s.send({ type: 'pubrec', packetId: m.packetId as number })
+      assert.equal((await s.expect('pubrel')).packetId, m.packetId)
+      s.send({ type: 'pubcomp', packetId: m.packetId as number })
+      assert.equal(await s.quiet(200), true, 'the duplicate was not delivered')
+      // the id is free again after PUBCOMP [MQTT-4.3.3-12]
+      p.send(pub('q2', 'again', { qos: 2, packetId: 5 }))
+      await p.expect('pubrec')
+      assert.equal(text((await s.expect('publish')).payload), 'again')
+    })
+  })
+
+  test(`v${v}: persistent session: subscriptions and QoS 1/2 queued offline, delivered on return with session present [MQTT-3.1.2-5] [MQTT-4.4.0-1]`, async () => {
+    await withBroker({}, async (broker) => {
+      const props = v === 5 ? { sessionExpiryInterval: 60 } : undefined
+      const s = await connected(broker, v, { clientId: 'persist', cleanStart: false, properties: props })
+      s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'ps/#', qos: 2 }] })
+      await s.expect('suback')
+      const p = await connected(broker, v, { clientId: 'p' })
+      p.send(pub('ps/a', 'inflight', { qos: 1, packetId: 1 }))
+      await p.expect('puback')
+      const first = await s.expect('publish') // not acked: stays in flight
+      s.destroy()
+      await sleep(50)
+      p.send(pub('ps/a', 'q1', { qos: 1, packetId: 2 }))
+      p.send(pub('ps/b', 'q2', { qos: 2, packetId: 3 }))
+      p.send(pub('ps/c', 'q0', { qos: 0 }))
+      await p.expect('puback')
+      await p.expect('pubrec')
+      const again = await connected(broker, v, { clientId: 'persist', cleanStart: false, properties: props })
+      const resent = await again.expect('publish')
+      assert.equal(resent.dup, true, 'resend has DUP set [MQTT-3.3.1-1]')
+      assert.equal(resent.packetId, first.packetId)
+      assert.equal(text(resent.payload), 'inflight')
+      const a = await again.expect('publish')
+      const b = await again.expect('publish')
+      assert.deepEqual([text(a.payload), text(b.payload)], ['q1', 'q2'])
+      assert.equal(b.qos, 2)
+      assert.equal(await again.quiet(200), true, 'QoS 0 is not queued offline')
+      assert.equal(broker.stats.drops.offline, 1)
+    })
+  })
+
+  test(`v${v}: clean start discards the session [MQTT-3.1.2-4]`, async () => {
+    await withBroker({}, async (broker) => {
+      const props = v === 5 ? { sessionExpiryInterval: 60 } : undefined
+      const s = await connected(broker, v, { clientId: 'cs', cleanStart: false, properties: props })
+      s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'cs', qos: 1 }] })
+      await s.expect('suback')
+      s.send({ type: 'disconnect' })
+      await s.waitClosed()
+      const ack = await memoryClient(broker, v).connect({ clientId: 'cs', cleanStart: false, properties: props })
+      assert.equal(ack.sessionPresent, true)
+      const fresh = await memoryClient(broker, v).connect({ clientId: 'cs', cleanStart: true })
+      assert.equal(fresh.sessionPresent, false)
+      assert.equal(broker.router.subscriptionCount, 0)
+    })
+  })
+}
+
+
+test('v5: session expiry ends an offline session', async () => {
+  await withBroker({}, async (broker) => {
+    const s = await connected(broker, 5, { clientId: 'exp', properties: { sessionExpiryInterval: 1 } })
+    s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'x', qos: 1 }] })
+    await s.expect('suback')
+    s.destroy()
+    await sleep(300)
+    assert.equal(broker.sessions.has('exp'), true)
+    await sleep(1100)
+    assert.equal(broker.sessions.has('exp'), false)
+    assert.equal(broker.router.subscriptionCount, 0)
+  })
+})
+
+test('v5: the client\'s Receive Maximum limits QoS 1 in flight [MQTT-3.3.4-7]; acks release more', async () => {
+  await withBroker({}, async (broker) => {
+    const s = await connected(broker, 5, { clientId: 's', properties: { receiveMaximum: 2 } })
+    s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'fc', qos: 1 }] })
+    await s.expect('suback')
+    const p = await connected(broker, 5, { clientId: 'p' })
+    for (let i = 1; i <= 5; i++) p.send(pub('fc', String(i), { qos: 1, packetId: i }))
+    const a = await s.expect('publish')
+    const b = await s.expect('publish')
+    assert.equal(await s.quiet(200), true, 'only two in flight')
+    s.send({ type: 'puback', packetId: a.packetId as number })
+    const c = await s.expect('publish')
+    assert.equal(text(c.payload), '3', 'in order [MQTT-4.6.0-6]')
+    s.send({ type: 'puback', packetId: b.packetId as number })
+    s.send({ type: 'puback', packetId: c.packetId as number })
+    assert.deepEqual([text((await s.expect('publish')).payload), text((await s.expect('publish')).payload)], ['4', '5'])
+  })
+})
+
+test('v5: exceeding our Receive Maximum with QoS 2 is DISCONNECT 0x93 [MQTT-3.3.4-9]', async () => {
+  await withBroker({ limits: { receiveMaximum: 2 } }, async (broker) => {
+    const p = await connected(broker, 5, { clientId: 'p' })
+    for (let i = 1; i <= 3; i++) p.send(pub('rm', 'x', { qos: 2, packetId: i }))
+    await p.expect('pubrec')
+    await p.expect('pubrec')
+    assert.equal((await p.expect('disconnect')).reasonCode, 0x93)
+  })
+})
+
+test('3.1.1: session queue bound: messages past max_queued_messages are dropped and counted', async () => {
+  await withBroker({ limits: { maxQueuedMessages: 3 } }, async (broker) => {
+    const s = await connected(broker, 4, { clientId: 'bound', cleanStart: false })
+    s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'b', qos: 1 }] })
+    await s.expect('suback')
+    s.destroy()
+    await sleep(50)
+    const p = await connected(broker, 4, { clientId: 'p' })
+    for (let i = 1; i <= 5; i++) p.send(pub('b', String(i), { qos: 1, packetId: i }))
+    for (let i = 1; i <= 5; i++) await p.expect('puback')
+    assert.equal(broker.stats.drops.queue_full, 2)
+    const again = await connected(broker, 4, { clientId: 'bound', cleanStart: false })
+    const got = [text((await again.expect('publish')).payload), text((await again.expect('publish')).payload), text((await again.expect('publish')).payload)]
+    assert.deepEqual(got, ['1', '2', '3'])
+  })
+})

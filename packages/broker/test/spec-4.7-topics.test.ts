@@ -1,0 +1,63 @@
+// MQTT 5.0 §4.7 topic names and filters.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { connected, sleep, versions, withBroker } from './helpers.js'
+
+for (const v of versions) {
+  test(`v${v}: wildcards + and # match per level; a/# matches a [MQTT-4.7.1-2] [MQTT-4.7.1-3]`, async () => {
+    await withBroker({}, async (broker) => {
+      const s = await connected(broker, v, { clientId: 's' })
+      s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'a/+/c', qos: 0 }, { topicFilter: 'x/#', qos: 0 }] })
+      assert.deepEqual((await s.expect('suback')).reasonCodes, [0, 0])
+      const p = await connected(broker, v, { clientId: 'p' })
+      for (const t of ['a/b/c', 'a/b/d', 'a/b/c/d', 'x', 'x/y/z', 'a//c']) {
+        p.send({ type: 'publish', topicName: t, payload: Buffer.from(t), qos: 0, retain: false, dup: false })
+      }
+      const got: string[] = []
+      for (let i = 0; i < 4; i++) got.push((await s.expect('publish')).topicName)
+      assert.deepEqual(got.sort(), ['a//c', 'a/b/c', 'x', 'x/y/z'])
+      assert.equal(await s.quiet(150), true)
+    })
+  })
+
+  test(`v${v}: $ topics are not matched by # or + at the first level [MQTT-4.7.2-1]`, async () => {
+    await withBroker({}, async (broker) => {
+      const s = await connected(broker, v, { clientId: 's' })
+      s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: '#', qos: 0 }, { topicFilter: '+/info', qos: 0 }] })
+      await s.expect('suback')
+      const d = await connected(broker, v, { clientId: 'd' })
+      d.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: '$SYS/#', qos: 0 }] })
+      await d.expect('suback')
+      const p = await connected(broker, v, { clientId: 'p' })
+      p.send({ type: 'publish', topicName: '$SYS/info', payload: Buffer.from('x'), qos: 0, retain: false, dup: false })
+      assert.equal((await d.expect('publish')).topicName, '$SYS/info')
+      assert.equal(await s.quiet(200), true)
+    })
+  })
+
+  test(`v${v}: a wildcard in a PUBLISH topic closes the connection [MQTT-3.3.2-2]`, async () => {
+    await withBroker({}, async (broker) => {
+      const p = await connected(broker, v, { clientId: 'p' })
+      p.sendRaw(Buffer.from([0x30, 5, 0, 3, 0x61, 0x2f, 0x23])) // PUBLISH "a/#"
+      if (v === 5) assert.equal((await p.expect('disconnect')).reasonCode, 0x81)
+      await p.waitClosed()
+    })
+  })
+}
+
+test('$SYS/broker topics are published periodically', async () => {
+  const { createBroker } = await import('@petrel/broker')
+  const { memoryClient } = await import('./helpers.js')
+  const broker = createBroker({ sysInterval: 1 })
+  try {
+    const c = memoryClient(broker, 5)
+    await c.connect({ clientId: 'sys' })
+    c.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: '$SYS/broker/clients/connected', qos: 0 }] })
+    await c.expect('suback')
+    await sleep(100)
+    const m = await c.expect('publish', 2500)
+    assert.equal(Buffer.from(m.payload).toString(), '1')
+  } finally {
+    await broker.close()
+  }
+})

@@ -1,0 +1,205 @@
+import { parseArgs } from 'node:util'
+import type { ProtocolVersion, QoS } from '@petrel/wire'
+import { parseTarget, type Target } from './target.js'
+
+export type BenchMode = 'pub' | 'sub' | 'conn' | 'pubsub'
+
+/** Everything `petrel bench` was asked to do, validated. */
+export interface BenchOptions {
+  mode: BenchMode
+  target: Target
+  /** Clients of the mode (publishers in `pubsub`). */
+  clients: number
+  /** Subscribers in `pubsub`. */
+  subscribers: number
+  /** New connections per second; 0: all at once. */
+  connRate: number
+  /** Messages per second per publisher; 0: as fast as the broker takes them. */
+  rate: number
+  payloadSize: number
+  qos: QoS
+  /** Topic pattern of publishers (`%i` client index, `%c` client id). */
+  topic: string
+  /** Topic filter pattern of subscribers. */
+  subTopic: string
+  /** Seconds; 0: no time limit. */
+  duration: number
+  /** Messages per publisher (pub) or per subscriber (sub); 0: no limit. */
+  limit: number
+  protocolVersion: ProtocolVersion
+  keepAlive: number
+  username: string | undefined
+  password: string | undefined
+  clientIdPrefix: string
+  /** First client index (to run several processes without clashing ids and topics). */
+  startIndex: number
+  inflight: number
+  cafile: string | undefined
+  cert: string | undefined
+  key: string | undefined
+  insecure: boolean
+  json: boolean
+  quiet: boolean
+  /** Seconds `pubsub` waits for in-flight messages to arrive once publishers are done. */
+  drainTimeout: number
+}
+
+export const usage = `petrel bench <pub|sub|conn|pubsub> [options]
+
+Load-tests any MQTT broker, in the spirit of emqtt-bench.
+
+  pub      publishers send stamped messages
+  sub      subscribers receive them, report latency, loss, duplicates, reordering
+  conn     open connections and hold them
+  pubsub   publishers (-c) and subscribers (--subs) in one process
+
+Target:
+  -L, --url <url>           mqtt://, mqtts://, ws://, wss:// (default mqtt://127.0.0.1:1883)
+  -h, --host <host>         broker host (default 127.0.0.1)
+  -p, --port <port>         broker port (default 1883, 8883 mqtts, 80 ws, 443 wss)
+  -V, --protocol-version    3, 4, 5, mqttv31, mqttv311 or mqttv5 (default 4)
+  -u, --username <name>     -P, --password <password>
+  -k, --keepalive <s>       keepalive seconds (default 60)
+      --cafile <file>       --cert <file>  --key <file>  --insecure (skip certificate checks)
+Load:
+  -c, --clients <n>         clients (publishers in pubsub) (default 1)
+      --subs <n>            subscribers in pubsub (default 1)
+  -R, --conn-rate <n>       connections per second (default 0: all at once)
+  -I, --interval <ms>       interval between messages of one publisher
+      --rate <n>            messages per second per publisher (default 0: unlimited)
+  -s, --size <bytes>        payload size (default 256; at least 16 to carry the stamp)
+  -q, --qos <0|1|2>         QoS of publishes and subscriptions (default 0)
+  -t, --topic <pattern>     publish topic, %i = client index, %c = client id (default bench/%i)
+      --sub-topic <filter>  subscription (default bench/#; in 'sub' mode -t sets it)
+      --inflight <n>        QoS 1/2 window per publisher (default 100)
+      --duration <s>        stop after this many seconds
+  -n, --count <n>           messages per publisher (pub/pubsub) or per subscriber (sub)
+  -i, --prefix <prefix>     client id prefix (default petrel-bench-<pid>-)
+      --start-number <n>    first client index (default 0)
+      --drain-timeout <s>   pubsub: wait for in-flight messages (default 5)
+Output:
+      --json                print the summary as JSON on stdout (progress goes to stderr)
+      --quiet               no progress lines
+      --help                show this help`
+
+export class UsageError extends Error {
+  override readonly name = 'UsageError'
+}
+
+const flags = {
+  url: { type: 'string', short: 'L' },
+  host: { type: 'string', short: 'h' },
+  port: { type: 'string', short: 'p' },
+  'protocol-version': { type: 'string', short: 'V' },
+  username: { type: 'string', short: 'u' },
+  password: { type: 'string', short: 'P' },
+  keepalive: { type: 'string', short: 'k' },
+  cafile: { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
+  insecure: { type: 'boolean' },
+  clients: { type: 'string', short: 'c' },
+  subs: { type: 'string' },
+  'conn-rate': { type: 'string', short: 'R' },
+  interval: { type: 'string', short: 'I' },
+  rate: { type: 'string' },
+  size: { type: 'string', short: 's' },
+  qos: { type: 'string', short: 'q' },
+  topic: { type: 'string', short: 't' },
+  'sub-topic': { type: 'string' },
+  inflight: { type: 'string' },
+  duration: { type: 'string' },
+  count: { type: 'string', short: 'n' },
+  prefix: { type: 'string', short: 'i' },
+  'start-number': { type: 'string' },
+  'drain-timeout': { type: 'string' },
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean' },
+  help: { type: 'boolean' }
+} as const
+
+const modes: readonly string[] = ['pub', 'sub', 'conn', 'pubsub']
+
+function num (name: string, text: string | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (text === undefined) return fallback
+  const n = Number(text)
+  if (text.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
+    throw new UsageError(`--${name} must be a number in ${min}..${max}, got '${text}'`)
+  }
+  return n
+}
+
+function int (name: string, text: string | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const n = num(name, text, fallback, min, max)
+  if (!Number.isInteger(n)) throw new UsageError(`--${name} must be an integer, got '${text ?? ''}'`)
+  return n
+}
+
+function protocolVersion (text: string | undefined): ProtocolVersion {
+  switch (text) {
+    case undefined: case '4': case 'mqttv311': return 4
+    case '5': case 'mqttv5': return 5
+    case '3': case 'mqttv31': return 3
+    default: throw new UsageError(`-V must be 3, 4, 5, mqttv31, mqttv311 or mqttv5, got '${text}'`)
+  }
+}
+
+/** Parses `petrel bench` arguments; returns undefined for --help, throws UsageError on bad input. */
+export function parseOptions (argv: string[]): BenchOptions | undefined {
+  let parsed
+  try {
+    parsed = parseArgs({ args: argv, options: flags, allowPositionals: true, strict: true })
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
+  const { values: v, positionals } = parsed
+  if (v.help === true) return undefined
+  const mode = positionals[0]
+  if (mode === undefined || !modes.includes(mode)) throw new UsageError(`expected a mode: pub, sub, conn or pubsub${mode === undefined ? '' : `, got '${mode}'`}`)
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1] ?? ''}'`)
+  let target: Target
+  try {
+    target = parseTarget(v.url, v.host, v.port === undefined ? undefined : int('port', v.port, 0, 1, 65535))
+  } catch (err) {
+    if (err instanceof UsageError) throw err
+    throw new UsageError((err as Error).message)
+  }
+  const interval = num('interval', v.interval, 0, 0)
+  const rate = v.rate !== undefined ? num('rate', v.rate, 0, 0) : interval > 0 ? 1000 / interval : 0
+  const payloadSize = int('size', v.size, 256, 0, 256 * 1024 * 1024)
+  const qos = int('qos', v.qos, 0, 0, 2) as QoS
+  const subTopicDefault = mode === 'sub' ? v.topic ?? 'bench/#' : 'bench/#'
+  return {
+    mode: mode as BenchMode,
+    target,
+    clients: int('clients', v.clients, 1, 1),
+    subscribers: int('subs', v.subs, 1, 0),
+    connRate: num('conn-rate', v['conn-rate'], 0, 0),
+    rate,
+    payloadSize,
+    qos,
+    topic: v.topic ?? 'bench/%i',
+    subTopic: v['sub-topic'] ?? subTopicDefault,
+    duration: num('duration', v.duration, 0, 0),
+    limit: int('count', v.count, 0, 0),
+    protocolVersion: protocolVersion(v['protocol-version']),
+    keepAlive: int('keepalive', v.keepalive, 60, 0, 65535),
+    username: v.username,
+    password: v.password,
+    clientIdPrefix: v.prefix ?? `petrel-bench-${process.pid}-`,
+    startIndex: int('start-number', v['start-number'], 0, 0, 0xffffffff),
+    inflight: int('inflight', v.inflight, 100, 1, 65535),
+    cafile: v.cafile,
+    cert: v.cert,
+    key: v.key,
+    insecure: v.insecure === true,
+    json: v.json === true,
+    quiet: v.quiet === true,
+    drainTimeout: num('drain-timeout', v['drain-timeout'], 5, 0)
+  }
+}
+
+/** Expands a topic pattern: `%i` the client index, `%c` the client id. */
+export function expandTopic (pattern: string, index: number, clientId: string): string {
+  return pattern.replaceAll('%i', String(index)).replaceAll('%c', clientId)
+}

@@ -1,0 +1,63 @@
+import type { RunContext } from './context.js'
+import { PublishDriver } from './driver.js'
+import { launch } from './launcher.js'
+import { expandTopic } from './options.js'
+import { PublishTemplate } from './publish-template.js'
+import { Publisher } from './publisher.js'
+
+/** A publisher and the promise of its end (all messages sent and acknowledged, or stopped and drained). */
+export interface RunningPublisher {
+  publisher: Publisher
+  topicName: string
+  finished: Promise<void>
+}
+
+/** Connects the publishers at the connection rate; each starts sending as soon as it is connected. */
+export async function startPublishers (ctx: RunContext, driver: PublishDriver): Promise<RunningPublisher[]> {
+  const o = ctx.options
+  const started = await launch(o.clients, o.connRate, async (i): Promise<RunningPublisher | undefined> => {
+    const index = o.startIndex + i
+    const clientId = ctx.clientId('pub', index)
+    const opened = await ctx.connect(clientId)
+    if (opened === undefined) return undefined
+    // 5.0: the broker's Receive Maximum caps the window [MQTT-3.3.4-7]
+    const window = Math.min(o.inflight, opened.connack.properties?.receiveMaximum ?? 65535)
+    const topicName = expandTopic(o.topic, index, clientId)
+    const template = new PublishTemplate(topicName, o.payloadSize, o.qos, o.protocolVersion)
+    const publisher = new Publisher(opened.conn, template, ctx.stats, { id: index, limit: o.limit, window })
+    const finished = new Promise<void>((resolve) => {
+      publisher.onFinished = resolve
+      const lost = opened.conn.onLost
+      opened.conn.onLost = (reason) => {
+        lost?.(reason)
+        resolve()
+      }
+    })
+    if (ctx.stopping) publisher.stop()
+    else driver.add(publisher)
+    return { publisher, topicName, finished }
+  }, () => ctx.stopping)
+  return started.filter((p) => p !== undefined)
+}
+
+/** Stops the publishers and waits (at most `drainMs`) for their QoS 1/2 messages in flight. */
+export async function stopPublishers (ctx: RunContext, driver: PublishDriver, running: RunningPublisher[], drainMs: number): Promise<void> {
+  driver.stop()
+  for (const r of running) r.publisher.stop()
+  const all = Promise.all(running.map(async (r) => { await r.finished }))
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([all, new Promise<void>((resolve) => { timer = setTimeout(resolve, drainMs) })])
+  clearTimeout(timer)
+  for (const r of running) {
+    const left = r.publisher.outstanding
+    if (left > 0 && r.publisher.conn.open) ctx.stats.error(`unacknowledged at the end (x${left})`)
+  }
+}
+
+/** `bench pub`: publish until the count, the duration or Ctrl-C. */
+export async function runPub (ctx: RunContext): Promise<void> {
+  const driver = new PublishDriver(ctx.options.rate)
+  const running = await startPublishers(ctx, driver)
+  await Promise.race([Promise.all(running.map(async (r) => { await r.finished })), ctx.stopped()])
+  await stopPublishers(ctx, driver, running, ctx.options.drainTimeout * 1000)
+}

@@ -1,0 +1,48 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { topicMatches } from '@petrel/wire'
+import type { RunContext } from './context.js'
+import { PublishDriver } from './driver.js'
+import { startPublishers, stopPublishers, type RunningPublisher } from './pub.js'
+import type { SequenceReport } from './sequence-tracker.js'
+import { startSubscribers, type RunningSubscriber } from './sub.js'
+import { mergeReports } from './summary.js'
+
+const POLL_MS = 20
+/** The drain ends early once nothing has arrived for this long (QoS 0 losses never arrive). */
+const IDLE_MS = 1000
+
+/** For each subscriber, the messages each publisher sent that its filter matches. */
+function expectations (subs: RunningSubscriber[], pubs: RunningPublisher[]): Map<number, number>[] {
+  return subs.map((s) => {
+    const m = new Map<number, number>()
+    for (const p of pubs) {
+      if (topicMatches(s.topicFilter, p.topicName)) m.set(p.publisher.id, (m.get(p.publisher.id) ?? 0) + p.publisher.seq)
+    }
+    return m
+  })
+}
+
+/**
+ * `bench pubsub`: subscribers first (all subscribed), then publishers; once the publishers are
+ * done, waits for what is still on its way, and reports loss against what was really sent.
+ */
+export async function runPubSub (ctx: RunContext): Promise<SequenceReport[]> {
+  const o = ctx.options
+  const subs = await startSubscribers(ctx, o.subscribers, 0)
+  const driver = new PublishDriver(o.rate)
+  let pubs: RunningPublisher[] = []
+  if (!ctx.stopping) {
+    pubs = await startPublishers(ctx, driver)
+    await Promise.race([Promise.all(pubs.map(async (r) => { await r.finished })), ctx.stopped()])
+  }
+  await stopPublishers(ctx, driver, pubs, o.drainTimeout * 1000)
+  const expected = expectations(subs, pubs)
+  const total = expected.reduce((n, m) => n + [...m.values()].reduce((a, b) => a + b, 0), 0)
+  const deadline = performance.now() + o.drainTimeout * 1000
+  while (ctx.stats.received < total && performance.now() < deadline) {
+    const last = ctx.stats.lastReceivedAt
+    if (performance.now() - Math.max(last, ctx.stats.lastSentAt) > IDLE_MS) break
+    await sleep(POLL_MS)
+  }
+  return mergeReports(subs.flatMap((s, i) => s.subscriber.tracker.report(expected[i])))
+}

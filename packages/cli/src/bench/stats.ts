@@ -1,0 +1,34 @@
+import { LatencyRecorder } from './latency.js'
+
+/** Counters of one bench run, shared by every connection; read by the progress line and the summary. */
+export class BenchStats {
+  readonly startedAt = performance.now()
+  connectAttempts = 0
+  connected = 0
+  connectFailed = 0
+  /** Established connections that ended without us asking. */
+  lost = 0
+  sent = 0
+  acked = 0
+  received = 0
+  /** performance.now() of the first and last publish sent and received. */
+  firstSentAt = 0
+  lastSentAt = 0
+  firstReceivedAt = 0
+  lastReceivedAt = 0
+  readonly errors = new Map<string, number>()
+  /** End-to-end latency of stamped messages, µs. */
+  readonly latency = new LatencyRecorder()
+  /** Dial to CONNACK (and SUBACK for subscribers), µs. */
+  readonly connectTime = new LatencyRecorder()
+
+  error (reason: string): void {
+    this.errors.set(reason, (this.errors.get(reason) ?? 0) + 1)
+  }
+
+  get errorCount (): number {
+    let n = 0
+    for (const c of this.errors.values()) n += c
+    return n
+  }
+}

@@ -1,0 +1,48 @@
+import { BenchError, describeError } from './connection.js'
+import type { RunContext } from './context.js'
+import { launch } from './launcher.js'
+import { expandTopic } from './options.js'
+import type { SequenceReport } from './sequence-tracker.js'
+import { Subscriber } from './subscriber.js'
+import { mergeReports } from './summary.js'
+
+const SUBSCRIBE_TIMEOUT_MS = 10_000
+
+export interface RunningSubscriber {
+  subscriber: Subscriber
+  topicFilter: string
+  /** Resolves once the subscriber's count is reached (never without a count). */
+  finished: Promise<void>
+}
+
+/** Connects and subscribes `count` subscribers at the connection rate. */
+export async function startSubscribers (ctx: RunContext, count: number, limit: number): Promise<RunningSubscriber[]> {
+  const o = ctx.options
+  const started = await launch(count, o.connRate, async (i): Promise<RunningSubscriber | undefined> => {
+    const index = o.startIndex + i
+    const clientId = ctx.clientId('sub', index)
+    const opened = await ctx.connect(clientId)
+    if (opened === undefined) return undefined
+    const subscriber = new Subscriber(opened.conn, ctx.stats, limit)
+    const finished = new Promise<void>((resolve) => { subscriber.onFinished = resolve })
+    const topicFilter = expandTopic(o.subTopic, index, clientId)
+    try {
+      await subscriber.subscribe(topicFilter, o.qos, SUBSCRIBE_TIMEOUT_MS)
+    } catch (err) {
+      ctx.stats.error(err instanceof BenchError ? err.message : `subscribe: ${describeError(err)}`)
+      await ctx.closeOne(opened.conn)
+      return undefined
+    }
+    return { subscriber, topicFilter, finished }
+  }, () => ctx.stopping)
+  return started.filter((s) => s !== undefined)
+}
+
+/** `bench sub`: receive until every subscriber has its count, the duration, or Ctrl-C. */
+export async function runSub (ctx: RunContext): Promise<SequenceReport[]> {
+  const o = ctx.options
+  const running = await startSubscribers(ctx, o.clients, o.limit)
+  const allDone = o.limit > 0 ? Promise.all(running.map(async (r) => { await r.finished })) : new Promise<never>(() => {})
+  await Promise.race([allDone, ctx.stopped()])
+  return mergeReports(running.flatMap((r) => r.subscriber.tracker.report()))
+}

@@ -1,0 +1,74 @@
+import { reasonCodeName, type Packet, type PublishPacket } from '@petrel/wire'
+import { AckWriter, PUBACK, PUBCOMP, PUBREC } from './acks.js'
+import { BenchError, type BenchConnection, type PacketSink } from './connection.js'
+import { SequenceTracker } from './sequence-tracker.js'
+import { nowMicros, PUBLISHER_OFFSET, SEQUENCE_OFFSET, STAMP_BYTES } from './stamp.js'
+import type { BenchStats } from './stats.js'
+
+/**
+ * One subscribing connection: acknowledges QoS 1/2 (all acks of a chunk in one write), records
+ * the latency of stamped payloads against one clock reading per chunk, and tracks each
+ * publisher's sequence numbers for loss, duplicates and reordering.
+ */
+export class Subscriber implements PacketSink {
+  received = 0
+  readonly tracker = new SequenceTracker()
+  /** Called once `limit` messages have arrived. */
+  onFinished: (() => void) | undefined
+  private readonly acks = new AckWriter()
+
+  constructor (readonly conn: BenchConnection, private readonly stats: BenchStats, private readonly limit: number) {}
+
+  /** Subscribes to `topicFilter`; throws a BenchError with the reason when refused. */
+  async subscribe (topicFilter: string, qos: 0 | 1 | 2, timeoutMs: number): Promise<void> {
+    this.conn.sink = this
+    this.conn.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter, qos }] })
+    const suback = await this.conn.next('suback', timeoutMs)
+    const rc = suback.reasonCodes[0] ?? 0x80
+    if (rc >= 0x80) throw new BenchError(`suback: ${reasonCodeName(rc, 'suback')}`)
+  }
+
+  onPackets (packets: readonly Packet[]): void {
+    let now = 0
+    let got = 0
+    for (const p of packets) {
+      switch (p.type) {
+        case 'publish':
+          if (now === 0) now = nowMicros()
+          this.receive(p, now)
+          got++
+          if (p.qos === 1) this.acks.add(PUBACK, p.packetId as number)
+          else if (p.qos === 2) this.acks.add(PUBREC, p.packetId as number)
+          break
+        case 'pubrel':
+          this.acks.add(PUBCOMP, p.packetId)
+          break
+        case 'disconnect':
+          this.conn.disconnected(p.reasonCode)
+          return
+        default:
+          break
+      }
+    }
+    const acks = this.acks.take()
+    if (acks !== undefined) this.conn.write(acks)
+    if (got > 0) {
+      const s = this.stats
+      const t = performance.now()
+      if (s.firstReceivedAt === 0) s.firstReceivedAt = t
+      s.lastReceivedAt = t
+      s.received += got
+      const before = this.received
+      this.received += got
+      if (this.limit > 0 && before < this.limit && this.received >= this.limit) this.onFinished?.()
+    }
+  }
+
+  private receive (p: PublishPacket, now: number): void {
+    const payload = p.payload
+    if (payload.length < STAMP_BYTES) return
+    const b = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)
+    this.stats.latency.record(now - b.readDoubleBE(0))
+    this.tracker.record(b.readUInt32BE(PUBLISHER_OFFSET), b.readUInt32BE(SEQUENCE_OFFSET))
+  }
+}

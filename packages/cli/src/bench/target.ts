@@ -1,0 +1,31 @@
+/** The broker to load: one URL, from `-L` or from `-h`/`-p`. */
+export interface Target {
+  protocol: 'mqtt' | 'mqtts' | 'ws' | 'wss'
+  host: string
+  port: number
+  /** WebSocket path (default /mqtt, as mosquitto and most brokers serve it). */
+  path: string
+  url: string
+}
+
+const defaultPorts = { mqtt: 1883, mqtts: 8883, ws: 80, wss: 443 } as const
+const aliases: Readonly<Record<string, Target['protocol']>> = {
+  'mqtt:': 'mqtt', 'tcp:': 'mqtt', 'mqtts:': 'mqtts', 'ssl:': 'mqtts', 'tls:': 'mqtts', 'ws:': 'ws', 'wss:': 'wss'
+}
+
+/** Resolves the target; `-h`/`-p` override the URL's host and port. Throws on a bad URL. */
+export function parseTarget (url: string | undefined, host: string | undefined, port: number | undefined): Target {
+  let u: URL
+  try {
+    u = new URL(url ?? 'mqtt://127.0.0.1')
+  } catch {
+    throw new Error(`bad broker URL '${url ?? ''}'`)
+  }
+  const protocol = aliases[u.protocol]
+  if (protocol === undefined) throw new Error(`unsupported URL scheme '${u.protocol}' (use mqtt:, mqtts:, ws: or wss:)`)
+  const h = host ?? (u.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1')
+  const p = port ?? (u.port === '' ? defaultPorts[protocol] : Number(u.port))
+  const path = u.pathname === '/' || u.pathname === '' ? '/mqtt' : u.pathname
+  const shownHost = h.includes(':') ? `[${h}]` : h
+  return { protocol, host: h, port: p, path, url: `${protocol}://${shownHost}:${p}${protocol.startsWith('ws') ? path : ''}` }
+}

@@ -1,0 +1,162 @@
+import { readFileSync } from 'node:fs'
+import type { ParseArgsConfig } from 'node:util'
+import { ClientErrorCode, type ClientOptions } from '@petrel/client'
+import { PetrelError, type ProtocolVersion, type QoS } from '@petrel/wire'
+
+/** Exit codes shared by `petrel pub` and `petrel sub`. */
+export const ExitCode = {
+  ok: 0,
+  /** Bad flags or arguments (unknown flag, bad topic, QoS 3). */
+  usage: 1,
+  /** Could not connect: refused, unreachable, timeout, TLS failure. */
+  connection: 2,
+  /** The broker refused the credentials or the client is not authorized. */
+  notAuthorized: 3,
+  /** Connected, but a publish or subscribe failed or timed out. */
+  operation: 4
+} as const
+
+/** Flags common to pub and sub, with mosquitto_pub/mosquitto_sub spellings. */
+export const commonFlags = {
+  host: { type: 'string', short: 'h' },
+  port: { type: 'string', short: 'p' },
+  id: { type: 'string', short: 'i' },
+  username: { type: 'string', short: 'u' },
+  pw: { type: 'string', short: 'P' },
+  keepalive: { type: 'string', short: 'k' },
+  'protocol-version': { type: 'string', short: 'V' },
+  qos: { type: 'string', short: 'q' },
+  url: { type: 'string', short: 'L' },
+  cafile: { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
+  insecure: { type: 'boolean' },
+  'connect-timeout': { type: 'string' },
+  help: { type: 'boolean' }
+} as const satisfies ParseArgsConfig['options']
+
+export const commonHelp = `Connection:
+  -h HOST            broker host (default 127.0.0.1)
+  -p PORT            broker port (default 1883, 8883 with --cafile)
+  -L URL             mqtt[s]://[user[:pass]@]host[:port]/topic or ws[s]://... (overrides -h -p -t)
+  -i ID              client id (default: petrel-<random>)
+  -u USER, -P PASS   user name and password
+  -k SECONDS         keepalive (default 60)
+  -V VERSION         protocol: mqttv311 | 311 | mqttv5 | 5 (default mqttv311)
+  -q QOS             0, 1 or 2 (default 0)
+  --cafile FILE      CA certificate (enables TLS)
+  --cert FILE        client certificate, --key FILE its private key
+  --insecure         do not verify the broker's certificate
+  --connect-timeout SECONDS  (default 10)
+  --help             this text
+
+Exit codes: 0 ok, 1 usage, 2 connection failed, 3 not authorized, 4 publish/subscribe failed.`
+
+export type CommonValues = {
+  [K in keyof typeof commonFlags]?: (typeof commonFlags)[K]['type'] extends 'boolean' ? boolean : string
+}
+
+/** A usage error: the message is printed and the command exits with code 1. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError'
+}
+
+export interface ResolvedConnection {
+  url: string
+  /** Topic from the -L URL path, if any. */
+  urlTopic: string | undefined
+  options: ClientOptions
+  qos: QoS
+}
+
+function intFlag (value: string | undefined, name: string, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${name} must be an integer from ${min} to ${max}, got '${value}'`)
+  return n
+}
+
+/** Turns the common flags into a broker URL and client options. Throws UsageError. */
+export function resolveConnection (v: CommonValues): ResolvedConnection {
+  const qos = (intFlag(v.qos, '-q', 0, 2) ?? 0) as QoS
+  let protocolVersion: ProtocolVersion = 4
+  if (v['protocol-version'] !== undefined) {
+    const map: Record<string, ProtocolVersion> = { mqttv311: 4, 311: 4, 4: 4, mqttv5: 5, 5: 5, mqttv31: 3, 31: 3 }
+    const p = map[v['protocol-version'].toLowerCase()]
+    if (p === undefined) throw new UsageError(`-V must be mqttv311 or mqttv5, got '${v['protocol-version']}'`)
+    protocolVersion = p
+  }
+  const tls = v.cafile !== undefined || v.cert !== undefined || v.insecure === true
+  const read = (file: string): Buffer => {
+    try {
+      return readFileSync(file)
+    } catch (err) {
+      throw new UsageError(`cannot read ${file}: ${(err as Error).message}`)
+    }
+  }
+  const options: ClientOptions = {
+    protocolVersion,
+    reconnect: false,
+    keepalive: intFlag(v.keepalive, '-k', 0, 65535) ?? 60,
+    connectTimeoutMs: (intFlag(v['connect-timeout'], '--connect-timeout', 1, 3600) ?? 10) * 1000
+  }
+  if (v.id !== undefined) options.clientId = v.id
+  if (v.username !== undefined) options.username = v.username
+  if (v.pw !== undefined) options.password = v.pw
+  if (tls) {
+    options.tls = { rejectUnauthorized: v.insecure !== true }
+    if (v.cafile !== undefined) options.tls.ca = read(v.cafile)
+    if (v.cert !== undefined) options.tls.cert = read(v.cert)
+    if (v.key !== undefined) options.tls.key = read(v.key)
+  }
+  let url: string
+  let urlTopic: string | undefined
+  if (v.url !== undefined) {
+    let parsed: URL
+    try {
+      parsed = new URL(v.url)
+    } catch {
+      throw new UsageError(`-L: not a URL: '${v.url}'`)
+    }
+    const path = decodeURIComponent(parsed.pathname.replace(/^\//, ''))
+    if (path !== '' && (parsed.protocol === 'mqtt:' || parsed.protocol === 'mqtts:')) {
+      urlTopic = path
+      parsed.pathname = ''
+    }
+    url = parsed.href
+  } else {
+    const host = v.host ?? '127.0.0.1'
+    const port = intFlag(v.port, '-p', 1, 65535) ?? (tls ? 8883 : 1883)
+    url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
+  }
+  return { url, urlTopic, options, qos }
+}
+
+/** A sentence a person can act on, and the exit code, for an error from connect/publish/subscribe. */
+export function describeError (err: unknown, url: string): { message: string, exitCode: number } {
+  if (err instanceof UsageError) return { message: err.message, exitCode: ExitCode.usage }
+  if (!(err instanceof PetrelError)) return { message: String(err), exitCode: ExitCode.operation }
+  const where = safeHost(url)
+  const cause = err.cause as { code?: string } | undefined
+  switch (err.code) {
+    case ClientErrorCode.CONNECTION_FAILED:
+      if (cause?.code === 'ECONNREFUSED') return { message: `Connection refused: no broker is listening on ${where}.`, exitCode: ExitCode.connection }
+      if (cause?.code === 'ENOTFOUND') return { message: `Unknown host in ${where}.`, exitCode: ExitCode.connection }
+      return { message: `Cannot connect to ${where}: ${err.message}`, exitCode: ExitCode.connection }
+    case ClientErrorCode.CONNECT_TIMEOUT: return { message: `Timed out connecting to ${where}.`, exitCode: ExitCode.connection }
+    case ClientErrorCode.CONNECTION_REFUSED: return { message: `Connection refused by the broker at ${where}: ${err.message}`, exitCode: ExitCode.connection }
+    case ClientErrorCode.NOT_AUTHORIZED: return { message: `Not authorized by the broker at ${where} (check -u/-P): ${err.message}`, exitCode: ExitCode.notAuthorized }
+    case 'PETREL_ERR_INVALID_TOPIC_NAME': case 'PETREL_ERR_INVALID_TOPIC_FILTER': return { message: `Bad topic: ${err.message}`, exitCode: ExitCode.usage }
+    case ClientErrorCode.QOS_NOT_SUPPORTED: return { message: err.message, exitCode: ExitCode.usage }
+    default: return { message: err.message, exitCode: ExitCode.operation }
+  }
+}
+
+function safeHost (url: string): string {
+  try {
+    const u = new URL(url)
+    return `${u.protocol}//${u.host}`
+  } catch {
+    return url
+  }
+}

@@ -1,0 +1,91 @@
+// `petrel broker` and `petrel passwd` as a user runs them: child processes, real peers.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { findProgram, requirePeer, waitFor } from '@petrel/test-utils'
+
+const run = promisify(execFile)
+const bin = fileURLToPath(new URL('../src/bin/petrel.js', import.meta.url))
+
+interface Started { child: ChildProcess, port: number, stdout: () => string, exited: Promise<number | null> }
+
+async function startBroker (args: string[]): Promise<Started> {
+  const child = spawn(process.execPath, [bin, 'broker', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr?.on('data', (d: Buffer) => { out += d.toString() })
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve))
+  await waitFor(() => /listening on/.test(out) || child.exitCode !== null, { timeoutMs: 10_000, message: 'broker start-up line' })
+  const m = /listening on mqtt:\/\/127\.0\.0\.1:(\d+)/.exec(out)
+  assert.ok(m !== null, `start-up output: ${out}`)
+  return { child, port: Number(m[1]), stdout: () => out, exited }
+}
+
+test('petrel broker: one line saying where it listens; mosquitto_pub/sub in both versions; SIGTERM closes gracefully', async (t) => {
+  if (!requirePeer(t, 'mosquitto_pub') || !requirePeer(t, 'mosquitto_sub')) return
+  const b = await startBroker(['--port', '0'])
+  try {
+    assert.equal(b.stdout().trim().split('\n').length, 1)
+    for (const V of ['mqttv311', 'mqttv5']) {
+      const sub = spawn(findProgram('mosquitto_sub') as string, ['-V', V, '-p', String(b.port), '-t', 'cli/#', '-C', '1', '-W', '10', '-q', '1'])
+      let got = ''
+      sub.stdout.on('data', (d: Buffer) => { got += d.toString() })
+      const done = new Promise<number | null>((resolve) => sub.on('close', resolve))
+      // publish until the subscriber (which may still be connecting) has its message
+      while (got === '' && sub.exitCode === null) {
+        await run(findProgram('mosquitto_pub') as string, ['-V', V, '-p', String(b.port), '-t', 'cli/x', '-m', `hi-${V}`, '-q', '1'])
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      assert.equal(await done, 0)
+      assert.equal(got.trim(), `hi-${V}`)
+    }
+  } finally {
+    b.child.kill('SIGTERM')
+  }
+  assert.equal(await b.exited, 0)
+})
+
+test('petrel broker --config with an unknown key exits 2 naming the key and line', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'petrel-cli-'))
+  const cfg = join(dir, 'petrel.toml')
+  writeFileSync(cfg, '[limits]\nmax_connections = 10\nmax_conections = 5\n')
+  await assert.rejects(run(process.execPath, [bin, 'broker', '--config', cfg]), (err: { code?: number, stderr?: string }) => {
+    assert.equal(err.code, 2)
+    assert.match(err.stderr ?? '', /petrel\.toml:3: limits\.max_conections: unknown key/)
+    return true
+  })
+})
+
+test('petrel broker --help', async () => {
+  const { stdout } = await run(process.execPath, [bin, 'broker', '--help'])
+  assert.match(stdout, /--config/)
+  assert.match(stdout, /--port/)
+})
+
+test('petrel passwd -c adds a user; the broker then requires it', async (t) => {
+  if (!requirePeer(t, 'mosquitto_pub')) return
+  const dir = mkdtempSync(join(tmpdir(), 'petrel-cli-'))
+  const pw = join(dir, 'passwd')
+  await run(process.execPath, [bin, 'passwd', '-c', pw, 'alice', '--password', 's3cret'])
+  const text = readFileSync(pw, 'utf8')
+  assert.match(text, /^alice:\$scrypt\$/)
+  assert.ok(!text.includes('s3cret'))
+  await assert.rejects(run(process.execPath, [bin, 'passwd', join(dir, 'nope'), 'bob', '--password', 'x']))
+  const cfg = join(dir, 'petrel.toml')
+  writeFileSync(cfg, `sys_interval = 0\n[[listener]]\nport = 0\n[auth]\nallow_anonymous = false\npassword_file = "passwd"\n`)
+  const b = await startBroker(['--config', cfg])
+  try {
+    const pub = findProgram('mosquitto_pub') as string
+    await run(pub, ['-p', String(b.port), '-t', 'x', '-m', 'y', '-u', 'alice', '-P', 's3cret'])
+    await assert.rejects(run(pub, ['-p', String(b.port), '-t', 'x', '-m', 'y', '-u', 'alice', '-P', 'wrong']))
+    await assert.rejects(run(pub, ['-p', String(b.port), '-t', 'x', '-m', 'y']))
+  } finally {
+    b.child.kill('SIGINT')
+  }
+  assert.equal(await b.exited, 0)
+})

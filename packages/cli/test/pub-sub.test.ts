@@ -1,0 +1,124 @@
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { freePort, hasProgram, requirePeer, startMosquitto, withTimeout, type Mosquitto } from '@petrel/test-utils'
+
+// `petrel pub` / `petrel sub` as a person runs them, against mosquitto and its own tools.
+
+const petrel = fileURLToPath(new URL('../src/bin/petrel.js', import.meta.url))
+
+interface Run { code: number | null, stdout: string, stderr: string }
+
+function start (cmd: string, args: string[], input?: string): { child: ChildProcess, done: Promise<Run>, stdout: () => string } {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
+  if (input !== undefined) child.stdin?.end(input)
+  else child.stdin?.end()
+  const done = new Promise<Run>((resolve) => { child.on('close', (code) => { resolve({ code, stdout, stderr }) }) })
+  return { child, done, stdout: () => stdout }
+}
+
+async function run (cmd: string, args: string[], input?: string): Promise<Run> {
+  const s = start(cmd, args, input)
+  return await withTimeout(s.done, 15_000, `${cmd} ${args.join(' ')}`)
+}
+
+let broker: Mosquitto | undefined
+before(async () => { if (hasProgram('mosquitto')) broker = await startMosquitto() })
+after(async () => { await broker?.stop() })
+
+const port = (): string => String((broker as Mosquitto).port)
+
+/** Runs `action` again and again until the started command exits (no race with its SUBSCRIBE). */
+async function untilExit (s: ReturnType<typeof start>, action: () => Promise<unknown>): Promise<Run> {
+  let exited = false
+  void s.done.then(() => { exited = true })
+  await withTimeout((async () => {
+    while (!exited) {
+      await action()
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  })(), 10_000, 'command exit')
+  return await s.done
+}
+
+for (const v of ['mqttv311', 'mqttv5']) {
+  test(`${v}: petrel sub receives from mosquitto_pub (-v, -C, repeatable -t)`, async (t) => {
+    if (!requirePeer(t, 'mosquitto')) return
+    const s = start('node', [petrel, 'sub', '-p', port(), '-V', v, '-t', 'cli/a', '-t', 'cli/b', '-v', '-q', '1', '-C', '1'])
+    const r = await untilExit(s, async () => await run('mosquitto_pub', ['-p', port(), '-t', 'cli/b', '-m', 'hello world', '-q', '1']))
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout, 'cli/b hello world\n')
+  })
+
+  test(`${v}: petrel pub reaches mosquitto_sub (-m, -q 2, -l, -f)`, async (t) => {
+    if (!requirePeer(t, 'mosquitto')) return
+    const m = start('mosquitto_sub', ['-p', port(), '-t', `clip/${v}/m`, '-v', '-C', '1'])
+    const rm = await untilExit(m, async () => await run('node', [petrel, 'pub', '-p', port(), '-V', v, '-t', `clip/${v}/m`, '-m', 'from petrel', '-q', '2']))
+    assert.equal(rm.stdout, `clip/${v}/m from petrel\n`)
+    const l = start('mosquitto_sub', ['-p', port(), '-t', `clip/${v}/l`, '-C', '2'])
+    const rl = await untilExit(l, async () => await run('node', [petrel, 'pub', '-p', port(), '-V', v, '-t', `clip/${v}/l`, '-l', '-q', '1'], 'line one\nline two\n'))
+    assert.equal(rl.stdout, 'line one\nline two\n')
+    const f = start('mosquitto_sub', ['-p', port(), '-t', `clip/${v}/f`, '-C', '1'])
+    const rf = await untilExit(f, async () => await run('node', [petrel, 'pub', '-p', port(), '-V', v, '-t', `clip/${v}/f`, '-f', petrel]))
+    assert.ok(rf.stdout.startsWith('#!/usr/bin/env node'), rf.stdout)
+  })
+}
+
+test('petrel sub --json: one object per line, binary payloads in base64, v5 properties', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const s = start('node', [petrel, 'sub', '-p', port(), '-V', '5', '-t', 'json/x', '--json', '-C', '1'])
+  const r = await untilExit(s, async () => await run('mosquitto_pub', ['-p', port(), '-V', 'mqttv5', '-t', 'json/x', '-m', 'text', '-D', 'publish', 'user-property', 'k', 'v']))
+  assert.equal(r.code, 0, r.stderr)
+  const text = JSON.parse(r.stdout) as Record<string, unknown>
+  assert.equal(text.topic, 'json/x')
+  assert.equal(text.payload, 'text')
+  assert.deepEqual((text.properties as { userProperties?: unknown } | undefined)?.userProperties, [['k', 'v']])
+  // A retained binary message arrives at once on subscribe.
+  const bin = join(mkdtempSync(join(tmpdir(), 'petrel-cli-')), 'bin')
+  writeFileSync(bin, Buffer.from([0xff, 0xfe, 0x00]))
+  assert.equal((await run('node', [petrel, 'pub', '-p', port(), '-t', 'json/bin', '-f', bin, '-r', '-q', '1'])).code, 0)
+  const rb = await run('node', [petrel, 'sub', '-p', port(), '-t', 'json/bin', '--json', '-C', '1'])
+  const o = JSON.parse(rb.stdout) as Record<string, unknown>
+  assert.deepEqual([o.payload, o.encoding, o.retain], ['//4A', 'base64', true])
+  await run('node', [petrel, 'pub', '-p', port(), '-t', 'json/bin', '-n', '-r', '-q', '1'])
+})
+
+test('errors a person can act on: refused connection, bad topic, usage, -L URL', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const closed = String(await freePort())
+  const refused = await run('node', [petrel, 'pub', '-p', closed, '-t', 'x', '-m', 'y'])
+  assert.equal(refused.code, 2)
+  assert.match(refused.stderr, /Connection refused/)
+  const bad = await run('node', [petrel, 'pub', '-p', port(), '-t', 'a/#', '-m', 'y'])
+  assert.equal(bad.code, 1)
+  assert.match(bad.stderr, /Bad topic/)
+  const usage = await run('node', [petrel, 'sub', '-p', port()])
+  assert.equal(usage.code, 1)
+  assert.match(usage.stderr, /topic filter is required/)
+  const help = await run('node', [petrel, 'pub', '--help'])
+  assert.equal(help.code, 0)
+  assert.match(help.stdout, /-L URL/)
+  const s = start('node', [petrel, 'sub', '-L', `mqtt://127.0.0.1:${port()}/url/t`, '-C', '1'])
+  const r = await untilExit(s, async () => await run('node', [petrel, 'pub', '-L', `mqtt://127.0.0.1:${port()}/url/t`, '-m', 'via url']))
+  assert.equal(r.stdout, 'via url\n')
+})
+
+test('not authorized: exit code 3 and a message naming -u/-P', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const locked = await startMosquitto({ allowAnonymous: false })
+  try {
+    const r = await run('node', [petrel, 'sub', '-p', String(locked.port), '-t', 'x', '-u', 'u', '-P', 'p'])
+    assert.equal(r.code, 3)
+    assert.match(r.stderr, /Not authorized/)
+  } finally {
+    await locked.stop()
+  }
+})

@@ -1,0 +1,933 @@
+import {
+  encode, PetrelError, topicNameProblem, topicFilterProblem, parseSharedSubscription, WireErrorCode,
+  type AckProperties, type ConnackPacket, type Packet, type ProtocolVersion, type PublishPacket,
+  type PublishProperties, type QoS, type Subscription, type SubscribePacket, type UnsubscribePacket
+} from '@petrel/wire'
+import { PacketIdPool, TopicTrie } from '@petrel/session'
+import { ClientErrorCode, clientError } from './errors.js'
+import { Deque } from './deque.js'
+import { Message, type InboundAck, type InboundAckSink } from './message.js'
+import { TokenBucket, type ThrottleOptions } from './token-bucket.js'
+
+/** What to do when the request queue is full. */
+export type QueuePolicy = 'block' | 'reject' | 'dropOldest'
+/** What to do with unacked QoS 1/2 publishes when the broker lost the session. */
+export type SessionLostPolicy = 'republish' | 'fail'
+
+export interface ClientSessionOptions {
+  protocolVersion: ProtocolVersion
+  /** QoS 1/2 publishes in flight at once; under v5 also capped by the broker's Receive Maximum. Default 100. */
+  inflightWindow?: number | undefined
+  /** Requests waiting for the wire (not yet in flight). Default 1,000. */
+  maxQueuedMessages?: number | undefined
+  /** Bytes of encoded packets waiting for the wire. Default 16 MiB. */
+  maxQueuedBytes?: number | undefined
+  /** Default `block`. */
+  queuePolicy?: QueuePolicy | undefined
+  /** Default `republish`. */
+  sessionLostPolicy?: SessionLostPolicy | undefined
+  /** Topic aliases the broker may use towards us (what the CONNECT advertises). Default 0. */
+  topicAliasMaximum?: number | undefined
+  /** Resubscribe after a connection whose session was not present. Default true. */
+  resubscribe?: boolean | undefined
+  throttle?: ThrottleOptions | undefined
+  /** Milliseconds, monotonic; injected by tests. */
+  now: () => number
+}
+
+/**
+ * The session's output port. Actions go out through it as they happen, rather than as returned
+ * arrays, so the hot path allocates nothing for them. Tests record them in tables.
+ */
+export interface SessionOutput {
+  /** Bytes for the wire. Return false when the transport's buffer is full: the session then holds
+   * further PUBLISH packets until `drained()` (acks and control packets still go out). */
+  write (bytes: Buffer): boolean
+  /** A message for one local subscription. */
+  deliver (message: Message, subscription: SubscriptionEntry): void
+  /** The broker broke the protocol: close the connection with `error.reasonCode`. */
+  protocolViolation (error: PetrelError): void
+  /** The throttle holds a PUBLISH back: call `pump()` at `time` (ms, on the session's clock). */
+  wakeAt (time: number): void
+  /** A resubscribe the session sent by itself failed. */
+  resubscribeFailed (subscription: SubscriptionEntry, error: PetrelError): void
+}
+
+/** Outcome of a QoS 1/2 publish: the broker's reason code (0x10: no matching subscribers) and properties. */
+export interface PublishResult {
+  reasonCode: number
+  properties?: AckProperties | undefined
+}
+
+/** Where a request is in its life. */
+export const RState = { Blocked: 0, Queued: 1, Inflight: 2, Done: 3 } as const
+export type RState = typeof RState[keyof typeof RState]
+
+export interface Settleable<T> {
+  state: RState
+  resolve: ((value: T) => void) | undefined
+  reject: ((error: unknown) => void) | undefined
+  /** Set when the session settled it before the shell attached resolve/reject. */
+  early: { value: unknown } | { error: unknown } | undefined
+}
+
+/** One publish from `publish()` until its completion. Not keyed by packet id. */
+export class PublishRequest implements Settleable<PublishResult> {
+  state: RState = RState.Queued
+  resolve: ((value: PublishResult) => void) | undefined = undefined
+  reject: ((error: unknown) => void) | undefined = undefined
+  early: { value: unknown } | { error: unknown } | undefined = undefined
+  packetId = 0
+  /** QoS 2 past PUBREC: what is left to send is PUBREL. */
+  released = false
+  /** The connection epoch it was last written on (0: not on the wire of the current one). */
+  sentEpoch = 0
+  /** Encoded once with packet id 0 for QoS > 0; the id and DUP are patched in place. */
+  bytes: Buffer
+  readonly idOffset: number
+  readonly qos: QoS
+  readonly retain: boolean
+  readonly topic: string
+  /** Kept for QoS 0 only, to re-encode with a topic alias. */
+  readonly payload: Uint8Array | undefined
+  readonly properties: PublishProperties | undefined
+
+  constructor (topic: string, payload: Uint8Array, qos: QoS, retain: boolean, properties: PublishProperties | undefined,
+    bytes: Buffer, idOffset: number) {
+    this.topic = topic
+    this.qos = qos
+    this.retain = retain
+    this.bytes = bytes
+    this.idOffset = idOffset
+    this.payload = qos === 0 ? payload : undefined
+    this.properties = properties
+  }
+}
+
+/** A local subscription: what was asked of the broker and where its messages go. */
+export class SubscriptionEntry {
+  readonly subscriptions: Subscription[]
+  /** Filters used for local matching (`$share/g/f` matches as `f`). */
+  readonly matchFilters: string[]
+  readonly userProperties: Array<[string, string]> | undefined
+  readonly manualAck: boolean
+  /** v5 subscription identifier routing inbound messages to this entry. */
+  readonly subscriptionIdentifier: number | undefined
+  /** Got a successful SUBACK at least once (so a lost session means resubscribe). */
+  confirmed = false
+  removed = false
+  /** Reason codes of the last SUBACK. */
+  reasonCodes: number[] = []
+  /** The shell's delivery target. */
+  sink: unknown
+
+  constructor (subscriptions: Subscription[], manualAck: boolean, subscriptionIdentifier: number | undefined,
+    userProperties: Array<[string, string]> | undefined) {
+    this.subscriptions = subscriptions
+    this.matchFilters = subscriptions.map((s) => parseSharedSubscription(s.topicFilter)?.topicFilter ?? s.topicFilter)
+    this.manualAck = manualAck
+    this.subscriptionIdentifier = subscriptionIdentifier
+    this.userProperties = userProperties
+  }
+}
+
+/** A SUBSCRIBE or UNSUBSCRIBE waiting for the wire or its ack. */
+export class ControlRequest implements Settleable<number[]> {
+  state: RState = RState.Queued
+  resolve: ((value: number[]) => void) | undefined = undefined
+  reject: ((error: unknown) => void) | undefined = undefined
+  early: { value: unknown } | { error: unknown } | undefined = undefined
+  packetId = 0
+  readonly kind: 'subscribe' | 'unsubscribe'
+  readonly entry: SubscriptionEntry
+  /** An automatic resubscribe: failures go to `resubscribeFailed`. */
+  readonly internal: boolean
+  readonly topicFilters: string[]
+
+  constructor (kind: 'subscribe' | 'unsubscribe', entry: SubscriptionEntry, internal: boolean, topicFilters: string[]) {
+    this.kind = kind
+    this.entry = entry
+    this.internal = internal
+    this.topicFilters = topicFilters
+  }
+}
+
+/** Limits the broker announced in CONNACK (v5), with 3.1.1 defaults. */
+export interface BrokerLimits {
+  receiveMaximum: number
+  maximumQoS: QoS
+  retainAvailable: boolean
+  maximumPacketSize: number
+  topicAliasMaximum: number
+  wildcardSubscriptionAvailable: boolean
+  subscriptionIdentifierAvailable: boolean
+  sharedSubscriptionAvailable: boolean
+}
+
+const DEFAULT_LIMITS: BrokerLimits = {
+  receiveMaximum: 65535,
+  maximumQoS: 2,
+  retainAvailable: true,
+  maximumPacketSize: 268_435_460,
+  topicAliasMaximum: 0,
+  wildcardSubscriptionAvailable: true,
+  subscriptionIdentifierAvailable: true,
+  sharedSubscriptionAvailable: true
+}
+
+/** Counters the session keeps; the shell adds its own. */
+export interface SessionCounters {
+  publishesSent: number
+  publishesAcked: number
+  publishesReplayed: number
+  messagesReceived: number
+}
+
+interface InboundQoS2 {
+  /** The app acked it: a duplicate PUBLISH is answered with PUBREC at once. */
+  acked: boolean
+  /** Ack record of a duplicate that arrived on a later connection while the app still held the first. */
+  waiter: InboundAck | undefined
+}
+
+const PUBREL_FIXED = 0x62
+const RESOLVED_RESULT: PublishResult = Object.freeze({ reasonCode: 0 })
+
+/**
+ * The client side of an MQTT session, sans I/O: inputs are method calls (a packet arrived, the
+ * app asks to publish, subscribe or ack, the connection went up or down), outputs go through
+ * {@link SessionOutput}. It owns packet ids, the request queue and its bounds, the inflight
+ * window, QoS 1/2 flows in both directions, replay, local subscriptions and topic aliases.
+ * It touches no socket and no timer; time comes from the injected `now`.
+ */
+export class ClientSession implements InboundAckSink {
+  readonly protocolVersion: ProtocolVersion
+  readonly counters: SessionCounters = { publishesSent: 0, publishesAcked: 0, publishesReplayed: 0, messagesReceived: 0 }
+  limits: BrokerLimits = DEFAULT_LIMITS
+
+  private readonly out: SessionOutput
+  private readonly now: () => number
+  private readonly v5: boolean
+  private readonly window: number
+  private readonly maxQueued: number
+  private readonly maxQueuedBytes: number
+  private readonly policy: QueuePolicy
+  private readonly lostPolicy: SessionLostPolicy
+  private readonly inboundAliasMax: number
+  private readonly resubscribe: boolean
+  private readonly bucket: TokenBucket | undefined
+
+  private connected = false
+  private writable = false
+  private epoch = 0
+  private effectiveWindow = 0
+  private readonly ids = new PacketIdPool()
+
+  // Publishes waiting for the wire, oldest first; `blocked` waits for room in `pending`.
+  private readonly pending = new Deque<PublishRequest>()
+  private readonly blocked = new Deque<PublishRequest>()
+  private queued = 0
+  private queuedBytes = 0
+  /** QoS 1/2 publishes holding a packet id, in send order (Map keeps insertion order). */
+  private readonly inflight = new Map<number, PublishRequest>()
+  /** Of `inflight`, how many were written on this connection and not completed (the window). */
+  private onWire = 0
+  /** Replay after reconnect with session present: inflight entries still to resend, in order. */
+  private resend: PublishRequest[] = []
+  private resendIndex = 0
+
+  private readonly control = new Deque<ControlRequest>()
+  private readonly controlInflight = new Map<number, ControlRequest>()
+
+  private readonly trie = new TopicTrie<SubscriptionEntry>()
+  private readonly bySubscriptionId = new Map<number, SubscriptionEntry>()
+  private readonly entries = new Set<SubscriptionEntry>()
+  private nextSubscriptionId = 1
+
+  private ackQueue = new Deque<InboundAck>()
+  private readonly inboundQoS2 = new Map<number, InboundQoS2>()
+  private readonly inboundAliases = new Map<number, string>()
+  private readonly outboundAliases = new Map<string, number>()
+
+  private readonly matchScratch: SubscriptionEntry[] = []
+  private readonly collect = (entry: SubscriptionEntry): void => {
+    if (!entry.removed && !this.matchScratch.includes(entry)) this.matchScratch.push(entry)
+  }
+
+  constructor (options: ClientSessionOptions, out: SessionOutput) {
+    this.protocolVersion = options.protocolVersion
+    this.v5 = options.protocolVersion === 5
+    this.out = out
+    this.now = options.now
+    this.window = options.inflightWindow ?? 100
+    this.maxQueued = options.maxQueuedMessages ?? 1000
+    this.maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024
+    this.policy = options.queuePolicy ?? 'block'
+    this.lostPolicy = options.sessionLostPolicy ?? 'republish'
+    this.inboundAliasMax = options.topicAliasMaximum ?? 0
+    this.resubscribe = options.resubscribe ?? true
+    this.bucket = options.throttle === undefined ? undefined : new TokenBucket(options.throttle, options.now())
+    if (!(this.window >= 1 && this.window <= 65535)) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'inflightWindow must be 1..65535')
+  }
+
+  // --- introspection -----------------------------------------------------------------------
+
+  get isConnected (): boolean { return this.connected }
+  /** QoS 1/2 publishes not yet completed (holding a packet id). */
+  get inflightCount (): number { return this.inflight.size }
+  /** Publishes waiting for the wire (within the queue bounds). */
+  get queuedCount (): number { return this.queued }
+  get queuedByteCount (): number { return this.queuedBytes }
+  /** Publishes waiting for room in the queue (`block` policy). */
+  get blockedCount (): number { return this.blocked.length }
+  /** Nothing queued, blocked or in flight. */
+  get idle (): boolean {
+    return this.queued === 0 && this.blocked.length === 0 && this.inflight.size === 0 &&
+      this.control.length === 0 && this.controlInflight.size === 0
+  }
+
+  // --- connection lifecycle ----------------------------------------------------------------
+
+  /**
+   * CONNACK accepted the connection. Session present: replay unacked publishes (DUP=1, PUBREL
+   * past PUBREC) windowed, ahead of new ones. Session lost: republish or fail them per policy,
+   * and resubscribe.
+   */
+  connectionUp (connack: ConnackPacket): void {
+    const p = connack.properties
+    this.limits = this.v5 && p !== undefined
+      ? {
+          receiveMaximum: p.receiveMaximum ?? 65535,
+          maximumQoS: p.maximumQoS ?? 2,
+          retainAvailable: p.retainAvailable ?? true,
+          maximumPacketSize: p.maximumPacketSize ?? DEFAULT_LIMITS.maximumPacketSize,
+          topicAliasMaximum: p.topicAliasMaximum ?? 0,
+          wildcardSubscriptionAvailable: p.wildcardSubscriptionAvailable ?? true,
+          subscriptionIdentifierAvailable: p.subscriptionIdentifierAvailable ?? true,
+          sharedSubscriptionAvailable: p.sharedSubscriptionAvailable ?? true
+        }
+      : DEFAULT_LIMITS
+    this.effectiveWindow = Math.min(this.window, this.limits.receiveMaximum)
+    this.epoch++
+    this.connected = true
+    this.writable = true
+    this.onWire = 0
+
+    if (connack.sessionPresent) {
+      this.resend = [...this.inflight.values()]
+    } else {
+      this.resend = []
+      // [MQTT-4.3.3-?] a new session knows none of our QoS 2 receipts
+      this.inboundQoS2.clear()
+      this.sessionLost()
+      if (this.resubscribe) {
+        const queued = new Set<SubscriptionEntry>()
+        for (const req of this.controlInflightAndQueued()) if (req.kind === 'subscribe') queued.add(req.entry)
+        for (const entry of this.entries) {
+          if (entry.confirmed && !queued.has(entry)) this.control.push(new ControlRequest('subscribe', entry, true, []))
+        }
+      }
+    }
+    this.resendIndex = 0
+    this.pump()
+  }
+
+  private controlInflightAndQueued (): ControlRequest[] {
+    const all = [...this.controlInflight.values(), ...this.control.drain()]
+    for (const r of all) if (r.state === RState.Queued) this.control.push(r)
+    return all
+  }
+
+  /** The broker has no record of our unacked publishes: republish them (new ids, DUP=0) or fail them. */
+  private sessionLost (): void {
+    if (this.inflight.size === 0) return
+    const old = [...this.inflight.values()]
+    this.inflight.clear()
+    for (let i = old.length - 1; i >= 0; i--) {
+      const req = old[i] as PublishRequest
+      this.ids.release(req.packetId)
+      req.packetId = 0
+      req.sentEpoch = 0
+      if (req.released) {
+        // Past PUBREC the broker owned the message: it was delivered, completing it is right.
+        this.settle(req, RESOLVED_RESULT, undefined)
+      } else if (this.lostPolicy === 'fail') {
+        this.settle(req, undefined, clientError(ClientErrorCode.SESSION_LOST, 'the broker lost the session while the publish was unacknowledged'))
+      } else {
+        req.bytes[0] = (req.bytes[0] as number) & ~0x08
+        req.state = RState.Queued
+        this.queued++
+        this.queuedBytes += req.bytes.length
+        this.pending.unshift(req)
+      }
+    }
+  }
+
+  /** The transport closed. Unacked publishes keep their packet ids for replay. */
+  connectionDown (): void {
+    if (!this.connected) return
+    this.connected = false
+    this.writable = false
+    this.onWire = 0
+    this.resend = []
+    this.resendIndex = 0
+    this.inboundAliases.clear()
+    this.outboundAliases.clear()
+    // Acks held for the app belong to this connection; the broker will resend those messages.
+    this.ackQueue = new Deque<InboundAck>()
+    const sent = [...this.controlInflight.values()]
+    this.controlInflight.clear()
+    for (let i = sent.length - 1; i >= 0; i--) {
+      const req = sent[i] as ControlRequest
+      this.ids.release(req.packetId)
+      req.packetId = 0
+      req.state = RState.Queued
+      this.control.unshift(req)
+    }
+  }
+
+  /** The transport can take more bytes again. */
+  drained (): void {
+    if (!this.connected || this.writable) return
+    this.writable = true
+    this.pump()
+  }
+
+  // --- requests from the app ---------------------------------------------------------------
+
+  /**
+   * Validates, encodes once, and sends or queues a publish. Returns null when it completed at once
+   * (QoS 0 written), else the request, settled later through its resolve/reject. Throws a
+   * PetrelError for invalid arguments, broker limits, or a full queue under `reject`.
+   */
+  publish (topic: string, payload: Uint8Array, qos: QoS, retain: boolean, properties: PublishProperties | undefined): PublishRequest | null {
+    if (qos !== 0 && qos !== 1 && qos !== 2) throw clientError(ClientErrorCode.QOS_NOT_SUPPORTED, `QoS must be 0, 1 or 2, got ${String(qos)}`)
+    const problem = topicNameProblem(topic)
+    if (problem !== undefined) throw new PetrelError(WireErrorCode.INVALID_TOPIC_NAME, `invalid topic name ${JSON.stringify(topic)}: ${problem}`, { reasonCode: 0x90 })
+    if (this.connected) this.checkLimits(qos, retain)
+    if (properties?.topicAlias !== undefined) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'topic aliases are assigned by the client; do not set topicAlias')
+    if (!this.v5 && properties !== undefined) properties = undefined
+
+    // Fast path: QoS 0 with nothing ahead of it goes straight to the wire, with no request object.
+    if (qos === 0 && this.connected && this.writable && this.queued === 0 && this.blocked.length === 0 && this.bucket === undefined) {
+      const bytes = this.encodeQoS0(topic, payload, retain, properties)
+      if (bytes.length > this.limits.maximumPacketSize) throw this.tooLarge(bytes.length)
+      this.counters.publishesSent++
+      if (!this.out.write(bytes)) this.writable = false
+      return null
+    }
+
+    const packet: PublishPacket = { type: 'publish', topicName: topic, payload, qos, retain, dup: false, packetId: qos === 0 ? undefined : 1, properties }
+    const bytes = encode(packet, this.protocolVersion)
+    if (this.connected && bytes.length > this.limits.maximumPacketSize) throw this.tooLarge(bytes.length)
+    let idOffset = 0
+    if (qos > 0) {
+      let h = 1
+      while (((bytes[h++] as number) & 0x80) !== 0);
+      idOffset = h + 2 + bytes.readUInt16BE(h)
+    }
+    const req = new PublishRequest(topic, payload, qos, retain, properties, bytes, idOffset)
+    if (this.hasRoom(bytes.length)) {
+      this.enqueue(req)
+    } else if (this.policy === 'reject') {
+      throw clientError(ClientErrorCode.QUEUE_FULL, `request queue full (${this.queued} messages, ${this.queuedBytes} bytes)`)
+    } else if (this.policy === 'dropOldest') {
+      while (!this.hasRoom(bytes.length) && this.queued > 0) {
+        const old = this.pending.shift() as PublishRequest
+        if (old.state !== RState.Queued) continue
+        this.unqueue(old)
+        this.settle(old, undefined, clientError(ClientErrorCode.DROPPED, 'dropped as the oldest request of a full queue (queuePolicy dropOldest)'))
+      }
+      this.enqueue(req)
+    } else {
+      req.state = RState.Blocked
+      this.blocked.push(req)
+    }
+    this.pump()
+    return this.handOver(req)
+  }
+
+  /** Registers a subscription and queues its SUBSCRIBE; the request resolves with the reason codes. */
+  subscribe (subscriptions: Subscription[], options: { manualAck?: boolean | undefined, userProperties?: Array<[string, string]> | undefined }): { entry: SubscriptionEntry, request: ControlRequest | null } {
+    if (subscriptions.length === 0) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'subscribe needs at least one topic filter')
+    for (const s of subscriptions) {
+      const problem = topicFilterProblem(s.topicFilter)
+      if (problem !== undefined) throw new PetrelError(WireErrorCode.INVALID_TOPIC_FILTER, `invalid topic filter ${JSON.stringify(s.topicFilter)}: ${problem}`, { reasonCode: 0x8f })
+      if (s.qos !== 0 && s.qos !== 1 && s.qos !== 2) throw clientError(ClientErrorCode.QOS_NOT_SUPPORTED, `QoS must be 0, 1 or 2, got ${String(s.qos)}`)
+      if (s.noLocal === true && s.topicFilter.startsWith('$share/')) {
+        throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'noLocal cannot be set on a shared subscription [MQTT-3.8.3-4]')
+      }
+      if (this.connected) this.checkFilterLimits(s.topicFilter)
+    }
+    const entry = new SubscriptionEntry(subscriptions, options.manualAck ?? false,
+      this.v5 ? this.nextSubscriptionId++ : undefined, this.v5 ? options.userProperties : undefined)
+    if (this.nextSubscriptionId > 268_435_455) this.nextSubscriptionId = 1
+    this.addEntry(entry)
+    const request = new ControlRequest('subscribe', entry, false, [])
+    this.control.push(request)
+    this.pump()
+    return { entry, request: this.handOver(request) }
+  }
+
+  /**
+   * Stops local delivery to `entry` at once, and sends UNSUBSCRIBE for its filters that no other
+   * local subscription uses. Returns null when nothing has to go to the broker.
+   */
+  unsubscribe (entry: SubscriptionEntry, userProperties?: Array<[string, string]>): ControlRequest | null {
+    if (entry.removed) return null
+    this.removeEntry(entry)
+    const stillUsed = new Set<string>()
+    for (const other of this.entries) for (const s of other.subscriptions) stillUsed.add(s.topicFilter)
+    const filters = entry.subscriptions.map((s) => s.topicFilter).filter((f) => !stillUsed.has(f))
+    if (filters.length === 0) return null
+    const carrier = new SubscriptionEntry([], false, undefined, this.v5 ? userProperties : undefined)
+    const request = new ControlRequest('unsubscribe', carrier, false, filters)
+    this.control.push(request)
+    this.pump()
+    return this.handOver(request)
+  }
+
+  /**
+   * Removes a request that has not reached the wire and rejects it with `reason`. Returns false
+   * when it is already in flight or done (it then completes as usual).
+   */
+  abort (request: PublishRequest | ControlRequest, reason: unknown): boolean {
+    if (request.state === RState.Queued || request.state === RState.Blocked) {
+      if (request instanceof PublishRequest) {
+        if (request.state === RState.Queued) this.unqueue(request)
+        else request.state = RState.Done
+        this.admitBlocked()
+      } else {
+        request.state = RState.Done
+        if (request.kind === 'subscribe') this.removeEntry(request.entry)
+      }
+      this.settle(request, undefined, reason)
+      return true
+    }
+    return false
+  }
+
+  /** Rejects everything pending, blocked or in flight (the client is closing). */
+  failAll (error: PetrelError): void {
+    const all: Array<PublishRequest | ControlRequest> = [...this.blocked.drain(), ...this.pending.drain(), ...this.inflight.values(),
+      ...this.control.drain(), ...this.controlInflight.values()]
+    this.inflight.clear()
+    this.controlInflight.clear()
+    this.ids.clear()
+    this.queued = 0
+    this.queuedBytes = 0
+    this.resend = []
+    for (const r of all) if (r.state !== RState.Done) this.settle(r, undefined, error)
+  }
+
+  // --- packets from the broker -------------------------------------------------------------
+
+  /** Handles PUBLISH and the ack packets; others are the shell's. */
+  handlePacket (packet: Packet): void {
+    switch (packet.type) {
+      case 'publish': this.onPublish(packet); break
+      case 'puback': this.onPublishDone(packet.packetId, 1, packet.reasonCode ?? 0, packet.properties); break
+      case 'pubcomp': this.onPublishDone(packet.packetId, 2, packet.reasonCode ?? 0, packet.properties); break
+      case 'pubrec': this.onPubrec(packet.packetId, packet.reasonCode ?? 0, packet.properties); break
+      case 'pubrel': {
+        // [MQTT-4.3.3-11] answer PUBREL with PUBCOMP; from here a new PUBLISH with this id is a new message
+        this.inboundQoS2.delete(packet.packetId)
+        this.out.write(ackBytes(0x70, packet.packetId))
+        break
+      }
+      case 'suback': case 'unsuback': this.onControlAck(packet.packetId, packet.type, packet.reasonCodes ?? []); break
+      default: break
+    }
+  }
+
+  private onPublish (p: PublishPacket): void {
+    let topic = p.topicName
+    const alias = p.properties?.topicAlias
+    if (alias !== undefined) {
+      // [MQTT-3.3.2-9] an alias above what we allowed is a Protocol Error (0x94 Topic Alias invalid)
+      if (alias > this.inboundAliasMax) return this.violation(`topic alias ${alias} exceeds our Topic Alias Maximum ${this.inboundAliasMax}`)
+      if (topic.length > 0) this.inboundAliases.set(alias, topic)
+      else {
+        const known = this.inboundAliases.get(alias)
+        if (known === undefined) return this.violation(`unknown topic alias ${alias} [MQTT-3.3.2-?]`)
+        topic = known
+      }
+    }
+    const qos = p.qos
+    if (qos === 2) {
+      const id = p.packetId as number
+      const seen = this.inboundQoS2.get(id)
+      if (seen !== undefined) {
+        // A resend of a message already delivered [MQTT-4.3.3-?]: never deliver twice.
+        if (seen.acked) this.out.write(ackBytes(0x50, id))
+        else if (seen.waiter === undefined) {
+          seen.waiter = { packetId: id, qos: 2, pending: 1, done: false, epoch: this.epoch }
+          this.ackQueue.push(seen.waiter)
+        }
+        return
+      }
+      this.inboundQoS2.set(id, { acked: false, waiter: undefined })
+    }
+    this.counters.messagesReceived++
+
+    const targets = this.matchScratch
+    targets.length = 0
+    const sids = p.properties?.subscriptionIdentifiers
+    if (sids !== undefined) {
+      for (const sid of sids) {
+        const e = this.bySubscriptionId.get(sid)
+        if (e !== undefined && !e.removed && !targets.includes(e)) targets.push(e)
+      }
+    }
+    if (targets.length === 0) this.trie.forEachMatch(topic, this.collect)
+
+    let record: InboundAck | undefined
+    if (qos > 0) {
+      record = { packetId: p.packetId as number, qos: qos as 1 | 2, pending: targets.length + 1, done: false, epoch: this.epoch }
+      this.ackQueue.push(record)
+    }
+    const n = targets.length
+    if (n === 1) {
+      const e = targets[0] as SubscriptionEntry
+      targets.length = 0
+      this.deliverTo(e, topic, p, record)
+    } else if (n > 1) {
+      const copy = targets.slice()
+      targets.length = 0
+      for (const e of copy) this.deliverTo(e, topic, p, record)
+    }
+    // The session's own reference: released now, so an unmatched message is acked at once.
+    if (record !== undefined) this.ackInbound(record)
+  }
+
+  private deliverTo (entry: SubscriptionEntry, topic: string, p: PublishPacket, record: InboundAck | undefined): void {
+    const msg = new Message(topic, p.payload as Buffer, p.qos, p.retain, p.dup, p.properties, record, this)
+    this.out.deliver(msg, entry)
+    if (!entry.manualAck) msg.ack()
+  }
+
+  /** One subscription is done with an inbound message; flush acks that are now due, in arrival order [MQTT-4.6.0-2]. */
+  ackInbound (record: InboundAck): void {
+    if (--record.pending > 0) return
+    record.done = true
+    if (record.epoch !== this.epoch || !this.connected) {
+      // Its connection is gone; the broker resends it. For QoS 2, answer that resend with PUBREC.
+      if (record.qos === 2) {
+        const s = this.inboundQoS2.get(record.packetId)
+        if (s !== undefined) {
+          s.acked = true
+          if (s.waiter !== undefined) {
+            const w = s.waiter
+            s.waiter = undefined
+            this.ackInbound(w)
+          }
+        }
+      }
+      return
+    }
+    const q = this.ackQueue
+    for (let head = q.peek(); head !== undefined && head.done; head = q.peek()) {
+      q.shift()
+      if (head.qos === 2) {
+        const s = this.inboundQoS2.get(head.packetId)
+        if (s !== undefined) s.acked = true
+      }
+      this.out.write(ackBytes(head.qos === 1 ? 0x40 : 0x50, head.packetId))
+    }
+  }
+
+  private onPublishDone (id: number, qos: 1 | 2, reasonCode: number, properties: AckProperties | undefined): void {
+    const req = this.inflight.get(id)
+    if (req === undefined || req.qos !== qos) return // a late duplicate ack
+    if (qos === 2 && !req.released) return // PUBCOMP before PUBREC: ignore
+    this.complete(req, reasonCode, properties)
+  }
+
+  private onPubrec (id: number, reasonCode: number, properties: AckProperties | undefined): void {
+    const req = this.inflight.get(id)
+    if (req === undefined || req.qos !== 2) {
+      // [MQTT-4.3.3-?] not ours any more: release it so the broker can let go of its state
+      if (reasonCode < 0x80) this.out.write(pubrelBytes(id, this.v5 ? 0x92 : 0))
+      return
+    }
+    if (reasonCode >= 0x80) return this.complete(req, reasonCode, properties)
+    req.released = true
+    this.out.write(pubrelBytes(id, 0))
+  }
+
+  private complete (req: PublishRequest, reasonCode: number, properties: AckProperties | undefined): void {
+    this.inflight.delete(req.packetId)
+    this.ids.release(req.packetId)
+    if (req.sentEpoch === this.epoch && this.onWire > 0) this.onWire--
+    this.counters.publishesAcked++
+    if (reasonCode >= 0x80) {
+      this.settle(req, undefined, clientError(ClientErrorCode.PUBLISH_FAILED,
+        `the broker refused the publish to ${JSON.stringify(req.topic)} with reason code 0x${reasonCode.toString(16)}${properties?.reasonString === undefined ? '' : `: ${properties.reasonString}`}`, { reasonCode }))
+    } else {
+      this.settle(req, reasonCode === 0 && properties === undefined ? RESOLVED_RESULT : { reasonCode, properties }, undefined)
+    }
+    this.pump()
+  }
+
+  private onControlAck (id: number, type: 'suback' | 'unsuback', reasonCodes: number[]): void {
+    const req = this.controlInflight.get(id)
+    if (req === undefined || (req.kind === 'subscribe') !== (type === 'suback')) return
+    this.controlInflight.delete(id)
+    this.ids.release(id)
+    req.state = RState.Done
+    if (req.kind === 'unsubscribe') {
+      const failed = reasonCodes.find((rc) => rc >= 0x80)
+      if (failed !== undefined) {
+        this.settle(req, undefined, clientError(ClientErrorCode.UNSUBSCRIBE_FAILED, `the broker refused to unsubscribe with reason code 0x${failed.toString(16)}`, { reasonCode: failed }))
+      } else this.settle(req, reasonCodes, undefined)
+      this.pump()
+      return
+    }
+    const entry = req.entry
+    entry.reasonCodes = reasonCodes
+    const failed = reasonCodes.find((rc) => rc >= 0x80)
+    if (failed !== undefined && reasonCodes.every((rc) => rc >= 0x80)) {
+      const err = clientError(ClientErrorCode.SUBSCRIBE_FAILED,
+        `the broker refused the subscription to ${entry.subscriptions.map((s) => JSON.stringify(s.topicFilter)).join(', ')} with reason code 0x${failed.toString(16)}`, { reasonCode: failed })
+      this.removeEntry(entry)
+      if (req.internal) this.out.resubscribeFailed(entry, err)
+      else this.settle(req, undefined, err)
+    } else {
+      if (!entry.removed) entry.confirmed = true
+      if (!req.internal) this.settle(req, reasonCodes, undefined)
+    }
+    this.pump()
+  }
+
+  private violation (message: string): void {
+    this.out.protocolViolation(clientError(ClientErrorCode.PROTOCOL_ERROR, message, { reasonCode: 0x94 }))
+  }
+
+  // --- the pump ----------------------------------------------------------------------------
+
+  /**
+   * Writes what may go now: control packets (not subject to the publish window), then replays,
+   * then new publishes, while the transport accepts bytes, the window has room and the throttle
+   * allows. Replays and new traffic share the same window, so neither waits for the other to end.
+   */
+  pump (): void {
+    if (!this.connected) return
+    while (this.control.length > 0) {
+      const req = this.control.peek() as ControlRequest
+      if (req.state !== RState.Queued) { this.control.shift(); continue }
+      const id = this.ids.allocate()
+      if (id === undefined) break
+      this.control.shift()
+      if (req.kind === 'subscribe' && req.entry.removed) { this.ids.release(id); req.state = RState.Done; this.settle(req, [], undefined); continue }
+      req.packetId = id
+      req.state = RState.Inflight
+      this.controlInflight.set(id, req)
+      this.out.write(encode(this.controlPacket(req, id), this.protocolVersion))
+    }
+    while (this.writable) {
+      if (this.resendIndex < this.resend.length) {
+        if (this.onWire >= this.effectiveWindow) break
+        const req = this.resend[this.resendIndex] as PublishRequest
+        if (req.state !== RState.Inflight) { this.resendIndex++; continue }
+        if (!req.released && this.throttled(req.bytes.length)) break
+        this.resendIndex++
+        req.sentEpoch = this.epoch
+        this.onWire++
+        this.counters.publishesReplayed++
+        if (req.released) {
+          this.out.write(pubrelBytes(req.packetId, 0))
+        } else {
+          req.bytes[0] = (req.bytes[0] as number) | 0x08 // DUP on resend [MQTT-3.3.1-1]
+          if (!this.out.write(req.bytes)) this.writable = false
+        }
+        continue
+      }
+      const req = this.pending.peek()
+      if (req === undefined) break
+      if (req.state !== RState.Queued) { this.pending.shift(); continue }
+      if (req.qos > 0 && this.onWire >= this.effectiveWindow) break
+      const limitError = this.limitError(req)
+      if (limitError !== undefined) {
+        this.pending.shift()
+        this.unqueue(req)
+        this.settle(req, undefined, limitError)
+        continue
+      }
+      let bytes = req.bytes
+      if (req.qos === 0 && this.limits.topicAliasMaximum > 0) bytes = this.encodeQoS0(req.topic, req.payload as Uint8Array, req.retain, req.properties)
+      if (this.throttled(bytes.length)) break
+      let id = 0
+      if (req.qos > 0) {
+        const got = this.ids.allocate()
+        if (got === undefined) break
+        id = got
+      }
+      this.pending.shift()
+      this.unqueue(req)
+      this.counters.publishesSent++
+      if (req.qos === 0) {
+        if (!this.out.write(bytes)) this.writable = false
+        this.settle(req, RESOLVED_RESULT, undefined)
+      } else {
+        req.packetId = id
+        bytes[req.idOffset] = id >> 8
+        bytes[req.idOffset + 1] = id & 0xff
+        req.state = RState.Inflight
+        req.sentEpoch = this.epoch
+        this.inflight.set(id, req)
+        this.onWire++
+        if (!this.out.write(bytes)) this.writable = false
+      }
+    }
+  }
+
+  private throttled (size: number): boolean {
+    if (this.bucket === undefined) return false
+    const now = this.now()
+    const wait = this.bucket.take(size, now)
+    if (wait === 0) return false
+    this.out.wakeAt(now + wait)
+    return true
+  }
+
+  private controlPacket (req: ControlRequest, packetId: number): SubscribePacket | UnsubscribePacket {
+    if (req.kind === 'unsubscribe') {
+      const up = req.entry.userProperties
+      return { type: 'unsubscribe', packetId, topicFilters: req.topicFilters, properties: up === undefined ? undefined : { userProperties: up } }
+    }
+    const e = req.entry
+    const sid = this.limits.subscriptionIdentifierAvailable ? e.subscriptionIdentifier : undefined
+    const properties = sid === undefined && e.userProperties === undefined ? undefined : { subscriptionIdentifier: sid, userProperties: e.userProperties }
+    return { type: 'subscribe', packetId, subscriptions: e.subscriptions, properties }
+  }
+
+  // --- helpers -----------------------------------------------------------------------------
+
+  private encodeQoS0 (topic: string, payload: Uint8Array, retain: boolean, properties: PublishProperties | undefined): Buffer {
+    const aliasMax = this.limits.topicAliasMaximum
+    if (aliasMax > 0) {
+      // Outbound aliases for QoS 0 only: an alias dies with the connection, a QoS 1/2 resend needs the topic.
+      let alias = this.outboundAliases.get(topic)
+      if (alias !== undefined) {
+        return encode({ type: 'publish', topicName: '', payload, qos: 0, retain, dup: false, properties: { ...properties, topicAlias: alias } }, 5)
+      }
+      if (this.outboundAliases.size < aliasMax && topic.length > 2) {
+        alias = this.outboundAliases.size + 1
+        this.outboundAliases.set(topic, alias)
+        return encode({ type: 'publish', topicName: topic, payload, qos: 0, retain, dup: false, properties: { ...properties, topicAlias: alias } }, 5)
+      }
+    }
+    return encode({ type: 'publish', topicName: topic, payload, qos: 0, retain, dup: false, properties }, this.protocolVersion)
+  }
+
+  private checkLimits (qos: QoS, retain: boolean): void {
+    if (qos > this.limits.maximumQoS) {
+      throw clientError(ClientErrorCode.QOS_NOT_SUPPORTED, `the broker's Maximum QoS is ${this.limits.maximumQoS}, publish asked for ${qos}`, { reasonCode: 0x9b })
+    }
+    if (retain && !this.limits.retainAvailable) throw clientError(ClientErrorCode.RETAIN_NOT_SUPPORTED, 'the broker does not support retained messages', { reasonCode: 0x9a })
+  }
+
+  private limitError (req: PublishRequest): PetrelError | undefined {
+    try {
+      this.checkLimits(req.qos, req.retain)
+    } catch (err) {
+      return err as PetrelError
+    }
+    if (req.bytes.length > this.limits.maximumPacketSize) return this.tooLarge(req.bytes.length)
+    return undefined
+  }
+
+  private checkFilterLimits (filter: string): void {
+    if (filter.startsWith('$share/')) {
+      if (!this.limits.sharedSubscriptionAvailable) throw clientError(ClientErrorCode.SHARED_NOT_SUPPORTED, 'the broker does not support shared subscriptions', { reasonCode: 0x9e })
+    }
+    if ((filter.includes('+') || filter.includes('#')) && !this.limits.wildcardSubscriptionAvailable) {
+      throw clientError(ClientErrorCode.WILDCARD_NOT_SUPPORTED, 'the broker does not support wildcard subscriptions', { reasonCode: 0xa2 })
+    }
+  }
+
+  private tooLarge (size: number): PetrelError {
+    return clientError(ClientErrorCode.PACKET_TOO_LARGE, `a PUBLISH of ${size} bytes exceeds the broker's Maximum Packet Size of ${this.limits.maximumPacketSize}`, { reasonCode: 0x95 })
+  }
+
+  private hasRoom (size: number): boolean {
+    if (this.queued === 0) return true // one message larger than the byte bound still goes
+    return this.queued < this.maxQueued && this.queuedBytes + size <= this.maxQueuedBytes
+  }
+
+  private enqueue (req: PublishRequest): void {
+    req.state = RState.Queued
+    this.queued++
+    this.queuedBytes += req.bytes.length
+    this.pending.push(req)
+  }
+
+  private unqueue (req: PublishRequest): void {
+    req.state = RState.Done
+    this.queued--
+    this.queuedBytes -= req.bytes.length
+    this.admitBlocked()
+  }
+
+  private admitBlocked (): void {
+    while (this.blocked.length > 0) {
+      const next = this.blocked.peek() as PublishRequest
+      if (next.state !== RState.Blocked) { this.blocked.shift(); continue }
+      if (!this.hasRoom(next.bytes.length)) return
+      this.blocked.shift()
+      this.enqueue(next)
+    }
+  }
+
+  private addEntry (entry: SubscriptionEntry): void {
+    this.entries.add(entry)
+    for (const f of entry.matchFilters) this.trie.add(f, entry)
+    if (entry.subscriptionIdentifier !== undefined) this.bySubscriptionId.set(entry.subscriptionIdentifier, entry)
+  }
+
+  private removeEntry (entry: SubscriptionEntry): void {
+    if (entry.removed) return
+    entry.removed = true
+    this.entries.delete(entry)
+    for (const f of entry.matchFilters) this.trie.remove(f, entry)
+    if (entry.subscriptionIdentifier !== undefined) this.bySubscriptionId.delete(entry.subscriptionIdentifier)
+  }
+
+  private handOver<T extends Settleable<never>>(req: T): T | null {
+    const early = req.early
+    if (early === undefined) return req
+    if ('error' in early) throw early.error
+    return null
+  }
+
+  private settle (req: Settleable<never>, value: unknown, error: unknown): void {
+    req.state = RState.Done
+    if (req.resolve === undefined) {
+      req.early = error === undefined ? { value } : { error }
+      return
+    }
+    if (error === undefined) req.resolve(value as never)
+    else (req.reject as (e: unknown) => void)(error)
+  }
+}
+
+/** PUBACK (0x40) / PUBREC (0x50) / PUBCOMP (0x70) with reason Success: 4 bytes, valid in 3.1.1 and 5.0 [MQTT-3.4.2.1]. */
+function ackBytes (b1: number, id: number): Buffer {
+  const b = Buffer.allocUnsafe(4)
+  b[0] = b1
+  b[1] = 2
+  b[2] = id >> 8
+  b[3] = id & 0xff
+  return b
+}
+
+function pubrelBytes (id: number, reasonCode: number): Buffer {
+  if (reasonCode === 0) return ackBytes(PUBREL_FIXED, id)
+  const b = Buffer.allocUnsafe(5)
+  b[0] = PUBREL_FIXED
+  b[1] = 3
+  b[2] = id >> 8
+  b[3] = id & 0xff
+  b[4] = reasonCode
+  return b
+}

@@ -1,0 +1,726 @@
+import { EventEmitter } from 'node:events'
+import { randomBytes } from 'node:crypto'
+import type { Duplex } from 'node:stream'
+import {
+  connackReturnCodeName, PetrelError, reasonCodeName,
+  type AuthPacket, type ConnackPacket, type ConnectPacket, type Packet, type ProtocolVersion, type QoS
+} from '@petrel/wire'
+import { Backoff } from './backoff.js'
+import { ClientSession, type PublishRequest, type PublishResult, type SessionOutput, type SubscriptionEntry } from './client-session.js'
+import { Connection, type ConnectionHandler } from './connection.js'
+import { ClientErrorCode, clientError } from './errors.js'
+import type { Message } from './message.js'
+import type { ClientOptions, PublishOptions, SubscribeOptions } from './options.js'
+import { renderMetrics, type ClientStats } from './stats.js'
+import { Subscription, type MessageHandler, type SubscriptionOwner } from './subscription.js'
+import { isSupportedProtocol, openTransport } from './transport.js'
+
+/** Payload of the `connect` event. */
+export interface ConnectEvent {
+  url: URL | undefined
+  sessionPresent: boolean
+  /** The CONNACK, with the broker's v5 properties (limits, assigned client id...). */
+  connack: ConnackPacket
+  /** False for the first connection of this client. */
+  reconnected: boolean
+}
+
+/** Payload of the `disconnect` event: an accepted connection ended. */
+export interface DisconnectEvent {
+  /** Why, undefined when we closed it on purpose (`end()`, `disconnect()`). */
+  error: PetrelError | undefined
+}
+
+/** Payload of the `reconnect` event: another attempt comes after `delayMs`. */
+export interface ReconnectEvent {
+  attempt: number
+  delayMs: number
+  error: PetrelError
+}
+
+/** Typed events of {@link MqttClient}. */
+export interface ClientEventMap {
+  connect: [ConnectEvent]
+  reconnect: [ReconnectEvent]
+  disconnect: [DisconnectEvent]
+  /** Non-fatal trouble: a failed attempt, a failed resubscribe, a throwing message handler. Only emitted when listened to. */
+  error: [PetrelError]
+  /** The broker named another server (CONNACK or DISCONNECT with 0x9C/0x9D and Server Reference). */
+  serverReference: [{ serverReference: string, reasonCode: number }]
+  /** The client is closed for good (`end()`, or reconnecting stopped). */
+  close: [PetrelError | undefined]
+}
+
+/** Options of `client.end()`. */
+export interface EndOptions {
+  /** Close at once: pending requests reject with PETREL_ERR_CLIENT_CLOSED, no DISCONNECT flush wait. */
+  force?: boolean
+  /** Graceful: wait at most this long for queued and in-flight requests. Default 5,000 ms. */
+  timeoutMs?: number
+}
+
+/** Options of `client.request()`. */
+export interface RequestOptions extends PublishOptions {
+  /** Reject with PETREL_ERR_REQUEST_TIMEOUT after this long. Default 10,000 ms. */
+  timeoutMs?: number
+}
+
+type Phase = 'idle' | 'connecting' | 'connected'
+
+const RESOLVED: Promise<PublishResult> = Promise.resolve(Object.freeze({ reasonCode: 0 }))
+const clock = (): number => performance.now()
+
+/**
+ * An MQTT 3.1.1 / 5.0 client. Create it with `connect()` (resolves once connected) or
+ * `createClient()` (returns at once; requests queue until the first connection). It runs its
+ * own loop: reconnects with backoff, replays and resubscribes; nothing to pump.
+ */
+export class MqttClient extends EventEmitter<ClientEventMap> {
+  /** The client identifier (the broker's assigned one under v5 when we sent an empty id). */
+  clientId: string
+  readonly protocolVersion: ProtocolVersion
+
+  private readonly options: ClientOptions
+  private readonly urls: Array<URL | undefined>
+  private urlIndex = 0
+  private readonly session: ClientSession
+  private readonly backoff: Backoff
+  private conn: Connection | undefined
+  private phase: Phase = 'idle'
+  private closed = false
+  private closing = false
+  private paused = false
+  private everConnected = false
+  private wake: (() => void) | undefined
+  private connackWaiter: { resolve: () => void, reject: (e: PetrelError) => void, url: URL | undefined, packet: ConnectPacket } | undefined
+  private linkEnded: ((error: PetrelError | undefined) => void) | undefined
+  private firstConnect: { resolve: () => void, reject: (e: PetrelError) => void } | undefined
+  private throttleTimer: NodeJS.Timeout | undefined
+  private reauthWaiter: { resolve: () => void, reject: (e: PetrelError) => void } | undefined
+  private readonly subscriptions = new Map<Subscription, SubscriptionEntry>()
+  private readonly counters = { connects: 0, connectFailures: 0, disconnects: 0, pingTimeouts: 0, messagesDropped: 0, bytesIn: 0, bytesOut: 0 }
+  private responses: { topic: string, sub: Promise<Subscription>, waiters: Map<string, (m: Message) => void>, next: number } | undefined
+  private readonly handler: ConnectionHandler
+  private readonly owner: SubscriptionOwner
+
+  /** @internal Use `connect()` or `createClient()`. */
+  constructor (urls: Array<URL | undefined>, options: ClientOptions) {
+    super()
+    this.options = options
+    this.urls = urls
+    this.protocolVersion = options.protocolVersion ?? 5
+    this.clientId = options.clientId ?? `petrel-${randomBytes(6).toString('hex')}`
+    this.backoff = new Backoff(options.backoff)
+    const output: SessionOutput = {
+      write: (bytes) => this.conn === undefined || this.phase !== 'connected' ? false : this.conn.write(bytes),
+      deliver: (message, entry) => { (entry.sink as Subscription).push(message) },
+      protocolViolation: (error) => { this.conn?.close(error, this.protocolVersion === 5 ? { reasonCode: error.reasonCode ?? 0x82 } : undefined) },
+      wakeAt: (time) => { this.scheduleThrottle(time) },
+      resubscribeFailed: (entry, error) => {
+        (entry.sink as Subscription).end()
+        this.emitError(error)
+      }
+    }
+    this.session = new ClientSession({
+      protocolVersion: this.protocolVersion,
+      inflightWindow: options.inflightWindow,
+      maxQueuedMessages: options.maxQueuedMessages,
+      maxQueuedBytes: options.maxQueuedBytes,
+      queuePolicy: options.queuePolicy,
+      sessionLostPolicy: options.sessionLostPolicy,
+      topicAliasMaximum: this.protocolVersion === 5 ? options.topicAliasMaximum ?? 0 : 0,
+      resubscribe: options.resubscribe,
+      throttle: options.throttle,
+      now: clock
+    }, output)
+    this.handler = {
+      onPacket: (packet) => { this.onPacket(packet) },
+      onClose: (error) => { this.onLinkClosed(error) },
+      onDrain: () => { this.session.drained() },
+      onPing: () => {}
+    }
+    this.owner = {
+      unsubscribeEntry: async (sub) => { await this.unsubscribeEntry(sub) },
+      messageDropped: () => { this.counters.messagesDropped++ },
+      handlerFailed: (err) => { this.emitError(err instanceof PetrelError ? err : clientError(ClientErrorCode.INVALID_ARGUMENT, `a message handler threw: ${String(err)}`, { cause: err })) }
+    }
+  }
+
+  /** @internal Starts the supervisor; resolves on the first accepted connection. */
+  start (waitForFirst: boolean): Promise<void> {
+    const first = waitForFirst
+      ? new Promise<void>((resolve, reject) => { this.firstConnect = { resolve, reject } })
+      : Promise.resolve()
+    void this.supervise()
+    return first
+  }
+
+  /** Whether a connection is up (CONNACK accepted). */
+  get connected (): boolean {
+    return this.phase === 'connected'
+  }
+
+  /** Whether `end()` was called or reconnecting stopped. */
+  get isClosed (): boolean {
+    return this.closed
+  }
+
+  // --- requests ----------------------------------------------------------------------------
+
+  /**
+   * Publishes a message. Resolves when written (QoS 0), on PUBACK (1) or PUBCOMP (2) with the
+   * broker's reason code. Rejects with PETREL_ERR_INVALID_TOPIC_NAME, PETREL_ERR_QOS_NOT_SUPPORTED,
+   * PETREL_ERR_RETAIN_NOT_SUPPORTED, PETREL_ERR_PACKET_TOO_LARGE (nothing sent), PETREL_ERR_QUEUE_FULL
+   * / PETREL_ERR_DROPPED (queue policy), PETREL_ERR_PUBLISH_FAILED (reason code >= 0x80),
+   * PETREL_ERR_SESSION_LOST, PETREL_ERR_CLIENT_CLOSED, or the signal's abort reason.
+   */
+  publish (topic: string, payload: string | Uint8Array, options?: PublishOptions): Promise<PublishResult> {
+    if (this.closed || this.closing) return Promise.reject(clientError(ClientErrorCode.CLIENT_CLOSED, 'the client is closed'))
+    const signal = options?.signal
+    if (signal?.aborted === true) return Promise.reject(abortReason(signal))
+    const data = typeof payload === 'string' ? Buffer.from(payload) : payload
+    let req: PublishRequest | null
+    try {
+      req = this.session.publish(topic, data, options?.qos ?? 0, options?.retain ?? false, options?.properties)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    if (req === null) return RESOLVED
+    const r = req
+    return new Promise<PublishResult>((resolve, reject) => {
+      if (signal === undefined) {
+        r.resolve = resolve
+        r.reject = reject
+        return
+      }
+      const onAbort = (): void => { this.session.abort(r, abortReason(signal)) }
+      signal.addEventListener('abort', onAbort, { once: true })
+      r.resolve = (v) => { signal.removeEventListener('abort', onAbort); resolve(v) }
+      r.reject = (e) => { signal.removeEventListener('abort', onAbort); reject(e) }
+    })
+  }
+
+  /**
+   * Subscribes to one or more filters. Resolves with a {@link Subscription} (async iterable, or
+   * fed to `handler`) once the broker answered; `sub.reasonCodes` holds the per-filter codes.
+   * Rejects with PETREL_ERR_INVALID_TOPIC_FILTER, PETREL_ERR_WILDCARD_NOT_SUPPORTED,
+   * PETREL_ERR_SHARED_NOT_SUPPORTED (nothing sent), PETREL_ERR_SUBSCRIBE_FAILED (every filter
+   * refused), PETREL_ERR_CLIENT_CLOSED, or the signal's abort reason.
+   */
+  subscribe (topicFilter: string | string[], options?: SubscribeOptions | MessageHandler, handler?: MessageHandler): Promise<Subscription> {
+    if (typeof options === 'function') {
+      handler = options
+      options = undefined
+    }
+    if (this.closed || this.closing) return Promise.reject(clientError(ClientErrorCode.CLIENT_CLOSED, 'the client is closed'))
+    const o = options ?? {}
+    const signal = o.signal
+    if (signal?.aborted === true) return Promise.reject(abortReason(signal))
+    const filters = typeof topicFilter === 'string' ? [topicFilter] : topicFilter
+    const qos: QoS = o.qos ?? 0
+    const sub = new Subscription(this.owner, filters, handler, o.queueSize ?? 10_000, o.overflow ?? 'dropOldest')
+    let result
+    try {
+      result = this.session.subscribe(filters.map((f) => ({
+        topicFilter: f,
+        qos,
+        noLocal: o.noLocal,
+        retainAsPublished: o.retainAsPublished,
+        retainHandling: o.retainHandling
+      })), { manualAck: o.manualAck, userProperties: o.userProperties })
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const { entry, request } = result
+    entry.sink = sub
+    this.subscriptions.set(sub, entry)
+    if (request === null) return Promise.resolve(sub)
+    return new Promise<Subscription>((resolve, reject) => {
+      const onAbort = signal === undefined ? undefined : (): void => { this.session.abort(request, abortReason(signal)) }
+      if (onAbort !== undefined) signal?.addEventListener('abort', onAbort, { once: true })
+      request.resolve = (codes) => {
+        if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
+        sub.reasonCodes = codes
+        resolve(sub)
+      }
+      request.reject = (err) => {
+        if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
+        this.subscriptions.delete(sub)
+        sub.end()
+        reject(err)
+      }
+    })
+  }
+
+  private async unsubscribeEntry (sub: Subscription): Promise<void> {
+    const entry = this.subscriptions.get(sub)
+    if (entry === undefined) return
+    this.subscriptions.delete(sub)
+    if (this.closed || this.closing) return
+    const request = this.session.unsubscribe(entry)
+    if (request === null) return
+    await new Promise<void>((resolve, reject) => {
+      request.resolve = () => { resolve() }
+      request.reject = reject
+    })
+  }
+
+  /**
+   * MQTT 5 request/response: publishes with a Response Topic and Correlation Data and resolves
+   * with the first message answering it. The client subscribes once to its own response topic.
+   * Rejects with PETREL_ERR_REQUEST_TIMEOUT, or PETREL_ERR_INVALID_ARGUMENT under 3.1.1.
+   */
+  async request (topic: string, payload: string | Uint8Array, options: RequestOptions = {}): Promise<Message> {
+    if (this.protocolVersion !== 5) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'request/response needs MQTT 5 (responseTopic and correlationData)')
+    if (this.responses === undefined) {
+      const base = `petrel/responses/${this.clientId}/${randomBytes(4).toString('hex')}`
+      const waiters = new Map<string, (m: Message) => void>()
+      const sub = this.subscribe(`${base}/#`, { qos: 1 }, (m) => {
+        const cd = m.properties?.correlationData
+        if (cd === undefined) return
+        const key = Buffer.from(cd).toString('hex')
+        const w = waiters.get(key)
+        if (w !== undefined) {
+          waiters.delete(key)
+          w(m)
+        }
+      })
+      this.responses = { topic: base, sub, waiters, next: 1 }
+      sub.catch(() => { this.responses = undefined })
+    }
+    const r = this.responses
+    await r.sub
+    const correlation = Buffer.from(`${(r.next++).toString(16)}-${randomBytes(4).toString('hex')}`)
+    const key = correlation.toString('hex')
+    const timeoutMs = options.timeoutMs ?? 10_000
+    const answer = new Promise<Message>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        r.waiters.delete(key)
+        reject(clientError(ClientErrorCode.REQUEST_TIMEOUT, `no response to the request on ${JSON.stringify(topic)} within ${timeoutMs} ms`))
+      }, timeoutMs)
+      r.waiters.set(key, (m) => { clearTimeout(timer); resolve(m) })
+    })
+    try {
+      await this.publish(topic, payload, {
+        ...options,
+        properties: { ...options.properties, responseTopic: `${r.topic}/r`, correlationData: correlation }
+      })
+    } catch (err) {
+      r.waiters.delete(key)
+      answer.catch(() => {})
+      throw err
+    }
+    return await answer
+  }
+
+  /**
+   * MQTT 5 re-authentication: sends AUTH 0x19 with the connection's authentication method and
+   * `authenticationData`; further challenges go to the `auth` hook. Resolves on AUTH Success.
+   */
+  async reauthenticate (authenticationData?: Uint8Array): Promise<void> {
+    const method = this.options.properties?.authenticationMethod
+    if (this.protocolVersion !== 5 || method === undefined) {
+      throw clientError(ClientErrorCode.INVALID_ARGUMENT, 're-authentication needs MQTT 5 and properties.authenticationMethod')
+    }
+    const conn = this.conn
+    if (conn === undefined || this.phase !== 'connected') throw clientError(ClientErrorCode.CONNECTION_FAILED, 'not connected')
+    await new Promise<void>((resolve, reject) => {
+      this.reauthWaiter = { resolve, reject }
+      conn.writePacket({ type: 'auth', reasonCode: 0x19, properties: { authenticationMethod: method, authenticationData } })
+    })
+  }
+
+  // --- lifecycle ---------------------------------------------------------------------------
+
+  /**
+   * Closes the client. Graceful by default: waits (at most `timeoutMs`) for queued and in-flight
+   * requests, then sends DISCONNECT 0x00. Whatever is still pending rejects with
+   * PETREL_ERR_CLIENT_CLOSED. Idempotent.
+   */
+  async end (options: EndOptions = {}): Promise<void> {
+    if (this.closed) return
+    if (this.closing) {
+      await new Promise<void>((resolve) => { this.once('close', () => { resolve() }) })
+      return
+    }
+    this.closing = true
+    if (options.force !== true && this.phase === 'connected') {
+      const deadline = clock() + (options.timeoutMs ?? 5000)
+      while (!this.session.idle && this.phase === 'connected' && clock() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 5))
+      }
+      this.conn?.flush()
+    }
+    this.shutdown(undefined)
+  }
+
+  /** Closes the connection (DISCONNECT 0x00) and stays offline until `reconnect()`. Requests keep queuing. */
+  disconnect (): void {
+    if (this.closed) return
+    this.paused = true
+    this.conn?.close(undefined, this.phase === 'connected' ? { reasonCode: 0 } : undefined)
+    this.wake?.()
+  }
+
+  /** Reconnects now: ends a `disconnect()`, skips a backoff wait, or drops the current link and dials again. */
+  reconnect (): void {
+    if (this.closed || this.closing) return
+    this.paused = false
+    if (this.conn !== undefined && !this.conn.isClosed) this.conn.close(undefined, this.phase === 'connected' ? { reasonCode: 0 } : undefined)
+    this.wake?.()
+  }
+
+  /** A snapshot of the counters. Cheap: no allocation beyond the returned object. */
+  stats (): ClientStats {
+    const c = this.session.counters
+    const conn = this.conn
+    return {
+      connects: this.counters.connects,
+      connectFailures: this.counters.connectFailures,
+      disconnects: this.counters.disconnects,
+      pingTimeouts: this.counters.pingTimeouts,
+      publishesSent: c.publishesSent,
+      publishesAcked: c.publishesAcked,
+      inflight: this.session.inflightCount,
+      publishesReplayed: c.publishesReplayed,
+      queued: this.session.queuedCount,
+      messagesReceived: c.messagesReceived,
+      messagesDropped: this.counters.messagesDropped,
+      bytesIn: this.counters.bytesIn + (conn?.bytesIn ?? 0),
+      bytesOut: this.counters.bytesOut + (conn?.bytesOut ?? 0)
+    }
+  }
+
+  /** The stats in Prometheus text format, labelled with the client id. */
+  metrics (): string {
+    return renderMetrics(this.stats(), { client_id: this.clientId })
+  }
+
+  // --- supervisor --------------------------------------------------------------------------
+
+  private async supervise (): Promise<void> {
+    let attempt = 0
+    while (!this.closed && !this.closing) {
+      if (this.paused) {
+        await new Promise<void>((resolve) => { this.wake = resolve })
+        this.wake = undefined
+        continue
+      }
+      attempt++
+      const url = this.urls[this.urlIndex % this.urls.length]
+      let error: PetrelError | undefined
+      try {
+        await this.establish(url, attempt)
+      } catch (err) {
+        error = toPetrelError(err)
+      }
+      if (this.closed || this.closing) return
+      if (error !== undefined) {
+        this.counters.connectFailures++
+        this.urlIndex++
+        if (this.firstConnect !== undefined && !this.everConnected && this.options.retryInitialConnect !== true) {
+          // Each URL gets one try before connect() gives up.
+          if (attempt < this.urls.length) continue
+          this.shutdown(error)
+          return
+        }
+        this.emitError(error)
+        if (!this.shouldReconnect(attempt, error)) { this.shutdown(error); return }
+        await this.pause(this.backoff.next(), attempt, error)
+        continue
+      }
+      attempt = 0
+      const upAt = clock()
+      const reason = await new Promise<PetrelError | undefined>((resolve) => {
+        if (this.conn === undefined || this.conn.isClosed) resolve(clientError(ClientErrorCode.CONNECTION_FAILED, 'the connection closed'))
+        else this.linkEnded = resolve
+      })
+      this.backoff.connectionEnded(clock() - upAt)
+      if (this.closed || this.closing) return
+      if (this.paused) continue
+      const e = reason ?? clientError(ClientErrorCode.CONNECTION_FAILED, 'the connection closed')
+      if (!this.shouldReconnect(1, e)) { this.shutdown(e); return }
+      if (reason === undefined) continue // reconnect() on demand: dial at once
+      await this.pause(this.backoff.next(), 1, e)
+    }
+  }
+
+  private shouldReconnect (attempt: number, error: PetrelError): boolean {
+    const r = this.options.reconnect ?? true
+    return typeof r === 'function' ? r(attempt, error) : r
+  }
+
+  private async pause (delayMs: number, attempt: number, error: PetrelError): Promise<void> {
+    this.emit('reconnect', { attempt, delayMs, error })
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => { this.wake = undefined; resolve() }, delayMs)
+      this.wake = () => { clearTimeout(timer); this.wake = undefined; resolve() }
+    })
+  }
+
+  /** One attempt: dial, CONNECT (through `beforeConnect`), AUTH exchange, CONNACK; all within the connect timeout. */
+  private async establish (url: URL | undefined, attempt: number): Promise<void> {
+    const timeoutMs = this.options.connectTimeoutMs ?? 10_000
+    const ac = new AbortController()
+    const timer = setTimeout(() => {
+      ac.abort(clientError(ClientErrorCode.CONNECT_TIMEOUT, `no CONNACK from ${url?.host ?? 'the transport'} within ${timeoutMs} ms`))
+    }, timeoutMs)
+    this.wake = () => { ac.abort(clientError(ClientErrorCode.CONNECTION_FAILED, 'connection attempt cancelled')) }
+    try {
+      const stream = await this.dial(url, ac.signal)
+      if (ac.signal.aborted || this.closed || this.closing) {
+        stream.destroy()
+        throw ac.signal.reason instanceof PetrelError ? ac.signal.reason : clientError(ClientErrorCode.CLIENT_CLOSED, 'the client is closed')
+      }
+      let packet = this.connectPacket(url, attempt)
+      if (this.options.beforeConnect !== undefined) packet = await this.options.beforeConnect(packet, { attempt, url })
+      const conn = new Connection(stream, this.protocolVersion, this.options.maximumPacketSize ?? 256 * 1024 * 1024, this.handler)
+      this.conn = conn
+      this.phase = 'connecting'
+      // The CONNACK is handled synchronously in onPacket: packets behind it in the same chunk
+      // (a resumed session's messages) must find the session already up.
+      const accepted = new Promise<void>((resolve, reject) => { this.connackWaiter = { resolve, reject, url, packet } })
+      const onAbort = (): void => { conn.close(toPetrelError(ac.signal.reason)) }
+      ac.signal.addEventListener('abort', onAbort, { once: true })
+      conn.writePacket(packet)
+      try {
+        await accepted
+      } finally {
+        ac.signal.removeEventListener('abort', onAbort)
+      }
+    } finally {
+      clearTimeout(timer)
+      this.wake = undefined
+    }
+  }
+
+  private async dial (url: URL | undefined, signal: AbortSignal): Promise<Duplex> {
+    const t = this.options.transport
+    if (t !== undefined) return typeof t === 'function' ? await t(url, signal) : t
+    if (url === undefined) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'no broker URL and no transport')
+    return await openTransport(url, { tls: this.options.tls, ws: this.options.ws }, signal)
+  }
+
+  private connectPacket (url: URL | undefined, attempt: number): ConnectPacket {
+    const o = this.options
+    const v5 = this.protocolVersion === 5
+    const clean = o.clean ?? true
+    // Clean Start only on the very first connection: later ones resume the session (if it lives).
+    const cleanStart = this.protocolVersion === 5 ? clean && !this.everConnected : clean
+    const username = o.username ?? (url !== undefined && url.username !== '' ? decodeURIComponent(url.username) : undefined)
+    const pw = o.password ?? (url !== undefined && url.password !== '' ? decodeURIComponent(url.password) : undefined)
+    const password = pw === undefined ? undefined : typeof pw === 'string' ? Buffer.from(pw) : pw
+    const will = o.will === undefined
+      ? undefined
+      : {
+          topicName: o.will.topic,
+          payload: typeof o.will.payload === 'string' ? Buffer.from(o.will.payload) : o.will.payload ?? Buffer.alloc(0),
+          qos: o.will.qos ?? 0,
+          retain: o.will.retain ?? false,
+          properties: v5 ? o.will.properties : undefined
+        }
+    void attempt
+    return {
+      type: 'connect',
+      protocolVersion: this.protocolVersion,
+      clientId: this.clientId,
+      cleanStart,
+      keepAlive: o.keepalive ?? 60,
+      username,
+      password,
+      will,
+      properties: v5
+        ? {
+            ...o.properties,
+            sessionExpiryInterval: o.sessionExpiryInterval ?? o.properties?.sessionExpiryInterval ?? (clean ? undefined : 300),
+            topicAliasMaximum: (o.topicAliasMaximum ?? 0) > 0 ? o.topicAliasMaximum : undefined,
+            maximumPacketSize: o.maximumPacketSize ?? o.properties?.maximumPacketSize
+          }
+        : undefined
+    }
+  }
+
+  private accepted (connack: ConnackPacket, conn: Connection, url: URL | undefined, packet: ConnectPacket): void {
+    const rc = connack.reasonCode
+    const props = connack.properties
+    if (rc !== 0) {
+      const v5 = this.protocolVersion === 5
+      const name = v5 ? reasonCodeName(rc, 'connack') : connackReturnCodeName(rc)
+      const denied = v5 ? rc === 0x86 || rc === 0x87 || rc === 0x8c : rc === 4 || rc === 5
+      if (v5 && (rc === 0x9c || rc === 0x9d) && props?.serverReference !== undefined) {
+        this.emit('serverReference', { serverReference: props.serverReference, reasonCode: rc })
+      }
+      const err = clientError(denied ? ClientErrorCode.NOT_AUTHORIZED : ClientErrorCode.CONNECTION_REFUSED,
+        `the broker refused the connection: ${name} (${v5 ? `0x${rc.toString(16)}` : rc})${props?.reasonString === undefined ? '' : `: ${props.reasonString}`}`, { reasonCode: rc })
+      conn.close(err)
+      throw err
+    }
+    if (props?.assignedClientIdentifier !== undefined) this.clientId = props.assignedClientIdentifier
+    this.phase = 'connected'
+    this.counters.connects++
+    const reconnected = this.everConnected
+    this.everConnected = true
+    const ka = props?.serverKeepAlive ?? packet.keepAlive // [MQTT-3.2.2-21] the server's keepalive wins
+    conn.startKeepalive(ka * 1000, this.options.pingTimeoutMs)
+    if (this.firstConnect !== undefined) {
+      this.firstConnect.resolve()
+      this.firstConnect = undefined
+    }
+    this.session.connectionUp(connack)
+    this.emit('connect', { url, sessionPresent: connack.sessionPresent, connack, reconnected })
+  }
+
+  // --- inbound -----------------------------------------------------------------------------
+
+  private onPacket (packet: Packet): void {
+    if (this.phase === 'connected') {
+      switch (packet.type) {
+        case 'publish': case 'puback': case 'pubrec': case 'pubrel': case 'pubcomp': case 'suback': case 'unsuback':
+          this.session.handlePacket(packet)
+          return
+        case 'pingresp': return
+        case 'disconnect': this.onDisconnect(packet.reasonCode ?? 0, packet.properties?.serverReference, packet.properties?.reasonString); return
+        case 'auth': void this.onAuth(packet); return
+        default: break
+      }
+    } else if (this.phase === 'connecting') {
+      if (packet.type === 'connack') {
+        const w = this.connackWaiter
+        const conn = this.conn
+        this.connackWaiter = undefined
+        if (w === undefined || conn === undefined) return
+        try {
+          this.accepted(packet, conn, w.url, w.packet)
+          w.resolve()
+        } catch (err) {
+          w.reject(toPetrelError(err))
+        }
+        return
+      }
+      if (packet.type === 'auth') { void this.onAuth(packet); return }
+      if (packet.type === 'disconnect') { this.onDisconnect(packet.reasonCode ?? 0, packet.properties?.serverReference, packet.properties?.reasonString); return }
+    }
+    this.conn?.close(clientError(ClientErrorCode.PROTOCOL_ERROR, `unexpected ${packet.type.toUpperCase()} from the broker`, { reasonCode: 0x82 }),
+      this.protocolVersion === 5 ? { reasonCode: 0x82 } : undefined)
+  }
+
+  private onDisconnect (reasonCode: number, serverReference: string | undefined, reasonString: string | undefined): void {
+    if (serverReference !== undefined) this.emit('serverReference', { serverReference, reasonCode })
+    const err = clientError(ClientErrorCode.DISCONNECTED_BY_BROKER,
+      `the broker disconnected: ${reasonCodeName(reasonCode, 'disconnect')} (0x${reasonCode.toString(16)})${reasonString === undefined ? '' : `: ${reasonString}`}`, { reasonCode })
+    this.conn?.close(err)
+  }
+
+  private async onAuth (packet: AuthPacket): Promise<void> {
+    const conn = this.conn
+    const rc = packet.reasonCode ?? 0
+    if (rc === 0) {
+      const w = this.reauthWaiter
+      this.reauthWaiter = undefined
+      w?.resolve()
+      return
+    }
+    const hook = this.options.auth
+    const method = packet.properties?.authenticationMethod ?? this.options.properties?.authenticationMethod
+    if (hook === undefined || method === undefined) {
+      conn?.close(clientError(ClientErrorCode.AUTH_FAILED, 'the broker sent AUTH but no auth hook is configured', { reasonCode: 0x82 }),
+        { reasonCode: 0x82 })
+      return
+    }
+    try {
+      const data = await hook({ reasonCode: rc, authenticationMethod: method, authenticationData: packet.properties?.authenticationData as Buffer | undefined })
+      if (conn === undefined || conn.isClosed) return
+      conn.writePacket({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: method, authenticationData: data } })
+    } catch (err) {
+      const e = clientError(ClientErrorCode.AUTH_FAILED, `the auth hook failed: ${String(err)}`, { cause: err, reasonCode: 0x87 })
+      conn?.close(e, { reasonCode: 0x87 })
+    }
+  }
+
+  private onLinkClosed (error: PetrelError | undefined): void {
+    const conn = this.conn
+    if (conn !== undefined) {
+      this.counters.bytesIn += conn.bytesIn
+      this.counters.bytesOut += conn.bytesOut
+    }
+    this.conn = undefined
+    const was = this.phase
+    this.phase = 'idle'
+    if (error?.code === ClientErrorCode.PING_TIMEOUT) this.counters.pingTimeouts++
+    if (was === 'connecting') {
+      const w = this.connackWaiter
+      this.connackWaiter = undefined
+      w?.reject(error ?? clientError(ClientErrorCode.CONNECTION_FAILED, 'the connection closed before CONNACK'))
+      return
+    }
+    if (was !== 'connected') return
+    this.counters.disconnects++
+    this.session.connectionDown()
+    const rw = this.reauthWaiter
+    this.reauthWaiter = undefined
+    rw?.reject(error ?? clientError(ClientErrorCode.CONNECTION_FAILED, 'the connection closed'))
+    this.emit('disconnect', { error })
+    const ended = this.linkEnded
+    this.linkEnded = undefined
+    ended?.(error)
+  }
+
+  private scheduleThrottle (time: number): void {
+    if (this.throttleTimer !== undefined) return
+    this.throttleTimer = setTimeout(() => {
+      this.throttleTimer = undefined
+      this.session.pump()
+    }, Math.max(1, Math.ceil(time - clock())))
+  }
+
+  private emitError (error: PetrelError): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error)
+  }
+
+  private shutdown (error: PetrelError | undefined): void {
+    if (this.closed) return
+    this.closed = true
+    this.closing = true
+    if (this.throttleTimer !== undefined) clearTimeout(this.throttleTimer)
+    const closedError = clientError(ClientErrorCode.CLIENT_CLOSED, error === undefined ? 'the client was closed' : `the client stopped: ${error.message}`, { cause: error })
+    this.session.failAll(closedError)
+    for (const sub of this.subscriptions.keys()) sub.end()
+    this.subscriptions.clear()
+    const conn = this.conn
+    if (conn !== undefined) conn.close(undefined, this.phase === 'connected' ? { reasonCode: 0 } : undefined)
+    this.wake?.()
+    const ended = this.linkEnded
+    this.linkEnded = undefined
+    ended?.(undefined)
+    if (this.firstConnect !== undefined) {
+      this.firstConnect.reject(error ?? closedError)
+      this.firstConnect = undefined
+    }
+    this.emit('close', error)
+  }
+}
+
+function abortReason (signal: AbortSignal): unknown {
+  return signal.reason ?? clientError(ClientErrorCode.ABORTED, 'the request was aborted')
+}
+
+function toPetrelError (err: unknown): PetrelError {
+  if (err instanceof PetrelError) return err
+  return clientError(ClientErrorCode.CONNECTION_FAILED, err instanceof Error ? err.message : String(err), { cause: err })
+}
+
+/** Parses broker URLs; throws PETREL_ERR_INVALID_ARGUMENT for a malformed or unsupported one. */
+export function parseBrokerUrls (url: string | string[] | undefined, servers: string[] | undefined): Array<URL | undefined> {
+  const list = [...(url === undefined ? [] : Array.isArray(url) ? url : [url]), ...(servers ?? [])]
+  if (list.length === 0) return [undefined]
+  return list.map((u) => {
+    let parsed: URL
+    try {
+      parsed = new URL(u)
+    } catch (err) {
+      throw clientError(ClientErrorCode.INVALID_ARGUMENT, `invalid broker URL ${JSON.stringify(u)}`, { cause: err })
+    }
+    if (!isSupportedProtocol(parsed.protocol)) throw clientError(ClientErrorCode.INVALID_ARGUMENT, `unsupported URL protocol ${parsed.protocol} in ${u} (use mqtt, mqtts, ws, wss, tcp or tls)`)
+    return parsed
+  })
+}

@@ -1,0 +1,195 @@
+import type { Duplex } from 'node:stream'
+import { Decoder, encode, PetrelError, type Packet, type ProtocolVersion } from '@petrel/wire'
+import { ClientErrorCode, clientError } from './errors.js'
+import { Keepalive, KeepaliveAction } from './keepalive.js'
+
+/** What a {@link Connection} reports to its owner. */
+export interface ConnectionHandler {
+  onPacket (packet: Packet): void
+  /** Once, when the link is gone; `error` is why (undefined: closed by us without error). */
+  onClose (error: PetrelError | undefined): void
+  /** The write buffer went below its high-water mark after `write` returned false. */
+  onDrain (): void
+  /** A PINGREQ went out (keepalive). */
+  onPing (): void
+}
+
+/** Bytes the connection buffers (ours + the stream's) before `write` reports it is full. */
+const HIGH_WATER_MARK = 512 * 1024
+/** Above this average packet size, corking beats concatenating. */
+const CONCAT_MAX_AVERAGE = 4096
+const PINGREQ = Buffer.from([0xc0, 0])
+
+const now = (): number => performance.now()
+
+/**
+ * One live transport with MQTT framing: decodes inbound bytes into packets, batches outbound
+ * packets into one write per tick, runs the keepalive timer, and closes once. It knows nothing
+ * of sessions.
+ */
+export class Connection {
+  readonly stream: Duplex
+  bytesIn = 0
+  bytesOut = 0
+  private readonly decoder: Decoder
+  private readonly handler: ConnectionHandler
+  private readonly version: ProtocolVersion
+  private batch: Buffer[] = []
+  private batchBytes = 0
+  private flushScheduled = false
+  private full = false
+  private closed = false
+  private keepalive: Keepalive | undefined
+  private timer: NodeJS.Timeout | undefined
+  private readonly scratch: Packet[] = []
+  private readonly flushNow = (): void => { this.flush() }
+
+  constructor (stream: Duplex, protocolVersion: ProtocolVersion, maxPacketSize: number, handler: ConnectionHandler) {
+    this.stream = stream
+    this.version = protocolVersion
+    this.handler = handler
+    this.decoder = new Decoder({ protocolVersion, maxPacketSize })
+    stream.on('data', (chunk: Buffer) => { this.onData(chunk) })
+    stream.on('drain', () => { this.onStreamDrain() })
+    stream.on('error', (err: Error) => {
+      this.finish(clientError(ClientErrorCode.CONNECTION_FAILED, `connection error: ${err.message}`, { cause: err }))
+    })
+    stream.on('close', () => { this.finish(clientError(ClientErrorCode.CONNECTION_FAILED, 'the connection closed')) })
+    stream.on('end', () => { this.finish(clientError(ClientErrorCode.CONNECTION_FAILED, 'the broker closed the connection')) })
+  }
+
+  get isClosed (): boolean {
+    return this.closed
+  }
+
+  /** Starts keepalive with `intervalMs` (0: off). */
+  startKeepalive (intervalMs: number, pingTimeoutMs: number | undefined): void {
+    if (intervalMs <= 0) return
+    this.keepalive = new Keepalive(intervalMs, now(), pingTimeoutMs)
+    this.schedule()
+  }
+
+  /** Queues bytes for the next flush; false when the buffer is over its high-water mark. */
+  write (bytes: Buffer): boolean {
+    if (this.closed) return false
+    this.batch.push(bytes)
+    this.batchBytes += bytes.length
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      process.nextTick(this.flushNow)
+    }
+    if (this.batchBytes + this.stream.writableLength >= HIGH_WATER_MARK) {
+      this.full = true
+      return false
+    }
+    return true
+  }
+
+  writePacket (packet: Packet): boolean {
+    return this.write(encode(packet, this.version))
+  }
+
+  /** Writes what is batched now (one write, or a corked series for large packets). */
+  flush (): void {
+    this.flushScheduled = false
+    if (this.closed || this.batch.length === 0) return
+    const batch = this.batch
+    const bytes = this.batchBytes
+    this.batch = []
+    this.batchBytes = 0
+    this.bytesOut += bytes
+    this.keepalive?.sent(now())
+    let ok: boolean
+    if (batch.length === 1) ok = this.stream.write(batch[0] as Buffer)
+    else if (bytes / batch.length <= CONCAT_MAX_AVERAGE) ok = this.stream.write(Buffer.concat(batch, bytes))
+    else {
+      this.stream.cork()
+      ok = true
+      for (const b of batch) ok = this.stream.write(b)
+      this.stream.uncork()
+    }
+    if (ok && this.full && this.stream.writableLength < HIGH_WATER_MARK) {
+      this.full = false
+      this.handler.onDrain()
+    }
+  }
+
+  /**
+   * Closes the link. With `disconnect`, a DISCONNECT packet goes out first (v5: carrying its
+   * reason code) and buffered bytes are flushed; `error` is reported to the handler.
+   */
+  close (error: PetrelError | undefined, disconnect?: { reasonCode: number } | undefined): void {
+    if (this.closed) return
+    if (disconnect !== undefined) {
+      this.write(encode({ type: 'disconnect', reasonCode: disconnect.reasonCode }, this.version))
+      this.flush()
+      this.stream.end()
+      const s = this.stream
+      setTimeout(() => { s.destroy() }, 1000).unref()
+    } else {
+      this.stream.destroy()
+    }
+    this.finish(error)
+  }
+
+  private finish (error: PetrelError | undefined): void {
+    if (this.closed) return
+    this.closed = true
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
+    this.batch = []
+    this.batchBytes = 0
+    if (!this.stream.destroyed) this.stream.destroy()
+    this.handler.onClose(error)
+  }
+
+  private onData (chunk: Buffer): void {
+    if (this.closed) return
+    this.bytesIn += chunk.length
+    this.keepalive?.received(now())
+    const packets = this.scratch
+    let failure: PetrelError | undefined
+    try {
+      this.decoder.pushInto(chunk, packets)
+    } catch (err) {
+      failure = err instanceof PetrelError ? err : clientError(ClientErrorCode.PROTOCOL_ERROR, String(err))
+    }
+    // Packets before the bad bytes are handled: their acks must not be lost.
+    for (let i = 0; i < packets.length && !this.closed; i++) this.handler.onPacket(packets[i] as Packet)
+    packets.length = 0
+    if (failure !== undefined) {
+      // [MQTT-4.13.1-1] a malformed packet closes the connection; v5 says why first.
+      this.close(failure, this.version === 5 ? { reasonCode: failure.reasonCode ?? 0x81 } : undefined)
+    }
+  }
+
+  private onStreamDrain (): void {
+    if (this.full && this.batchBytes + this.stream.writableLength < HIGH_WATER_MARK) {
+      this.full = false
+      this.handler.onDrain()
+    }
+  }
+
+  private schedule (): void {
+    const ka = this.keepalive
+    if (ka === undefined || this.closed) return
+    const delay = Math.max(0, ka.nextDeadline() - now())
+    this.timer = setTimeout(() => { this.onTimer() }, Math.ceil(delay))
+    this.timer.unref()
+  }
+
+  private onTimer (): void {
+    const ka = this.keepalive
+    if (ka === undefined || this.closed) return
+    const action = ka.poll(now())
+    if (action === KeepaliveAction.timeout) {
+      this.close(clientError(ClientErrorCode.PING_TIMEOUT, `no answer to PINGREQ within ${ka.pingTimeoutMs} ms`))
+      return
+    }
+    if (action === KeepaliveAction.ping) {
+      this.write(PINGREQ)
+      this.handler.onPing()
+    }
+    this.schedule()
+  }
+}

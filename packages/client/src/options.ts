@@ -1,0 +1,131 @@
+import type { ConnectPacket, ConnectProperties, ProtocolVersion, PublishProperties, QoS, WillProperties } from '@petrel/wire'
+import type { BackoffOptions } from './backoff.js'
+import type { QueuePolicy, SessionLostPolicy } from './client-session.js'
+import type { ThrottleOptions } from './token-bucket.js'
+import type { TlsOptions, TransportFactory } from './transport.js'
+import type { ClientOptions as WsClientOptions } from 'ws'
+import type { Duplex } from 'node:stream'
+import type { PetrelError } from '@petrel/wire'
+import type { OverflowPolicy } from './subscription.js'
+
+/** The will message the broker publishes if the connection ends without DISCONNECT. */
+export interface WillOptions {
+  topic: string
+  payload?: string | Uint8Array
+  /** Default 0. */
+  qos?: QoS
+  /** Default false. */
+  retain?: boolean
+  /** MQTT 5: willDelayInterval, messageExpiryInterval, contentType, responseTopic, ... */
+  properties?: WillProperties
+}
+
+/** An AUTH challenge from the broker during MQTT 5 enhanced authentication. */
+export interface AuthChallenge {
+  /** 0x18 Continue authentication (or 0x19 when re-authentication starts from our side). */
+  reasonCode: number
+  authenticationMethod: string
+  authenticationData: Buffer | undefined
+}
+
+/** Where a connection attempt goes. */
+export interface ConnectAttempt {
+  /** 1 for the first attempt after a success (or ever). */
+  attempt: number
+  url: URL | undefined
+}
+
+/** Options of `connect()` / `createClient()`. Every one has a default. */
+export interface ClientOptions {
+  /** Default: `petrel-` and 12 random hex digits. Under MQTT 5 an empty id lets the broker assign one. */
+  clientId?: string
+  /** 4 = MQTT 3.1.1, 5 = MQTT 5.0 (3 = 3.1). Default 5. */
+  protocolVersion?: ProtocolVersion
+  /**
+   * Start with a clean session (Clean Start / Clean Session). Default true. With false, the
+   * session survives disconnects: under 3.1.1 until the broker expires it, under 5.0 for
+   * `sessionExpiryInterval` (default 300 s then).
+   */
+  clean?: boolean
+  /** MQTT 5 Session Expiry Interval in seconds. Default: 0 when `clean`, else 300. */
+  sessionExpiryInterval?: number
+  /** Keepalive in seconds (0: off). Default 60. A v5 Server Keep Alive overrides it. */
+  keepalive?: number
+  /** Wait for PINGRESP before the link counts as dead. Default min(10 s, keepalive / 2). */
+  pingTimeoutMs?: number
+  username?: string
+  password?: string | Uint8Array
+  will?: WillOptions
+  /** Extra MQTT 5 CONNECT properties (receiveMaximum, userProperties, authenticationMethod...). */
+  properties?: ConnectProperties
+  /** MQTT 5: topic aliases the broker may use towards us (inbound, opt-in). Default 0. */
+  topicAliasMaximum?: number
+  /** Largest inbound packet accepted (MQTT 5 tells the broker). Default 256 MiB. */
+  maximumPacketSize?: number
+  /** Dial + CONNECT/CONNACK. Default 10,000 ms. */
+  connectTimeoutMs?: number
+  /** Reconnect after a lost connection: true (default), false, or a callback deciding per attempt. */
+  reconnect?: boolean | ((attempt: number, error: PetrelError) => boolean)
+  /** Reconnect delays. Default 1 s -> 30 s, x2, +/-20%. */
+  backoff?: BackoffOptions
+  /** `connect()` keeps retrying (with backoff) when the first attempt fails, instead of rejecting. Default false. */
+  retryInitialConnect?: boolean
+  /** More broker URLs, tried in turn after the first. */
+  servers?: string[]
+  /** QoS 1/2 publishes in flight at once (under v5 also capped by the broker's Receive Maximum). Default 100. */
+  inflightWindow?: number
+  /** Publishes waiting for the wire. Default 1,000. */
+  maxQueuedMessages?: number
+  /** Bytes waiting for the wire. Default 16 MiB. */
+  maxQueuedBytes?: number
+  /** When the queue is full: `block` (publish waits, default), `reject` (PETREL_ERR_QUEUE_FULL) or `dropOldest` (the oldest rejects with PETREL_ERR_DROPPED). */
+  queuePolicy?: QueuePolicy
+  /** Unacked publishes when the broker lost the session: `republish` (default) or `fail` (PETREL_ERR_SESSION_LOST). */
+  sessionLostPolicy?: SessionLostPolicy
+  /** Resubscribe after reconnecting to a broker that lost the session. Default true. */
+  resubscribe?: boolean
+  /** Rate limit over all outgoing PUBLISH, replays included. Default off. */
+  throttle?: ThrottleOptions
+  tls?: TlsOptions
+  /** Options for the `ws` WebSocket (headers...). */
+  ws?: WsClientOptions
+  /** A stream, or a factory opening one per attempt, instead of dialing the URL. */
+  transport?: Duplex | TransportFactory
+  /** Per attempt: may rewrite the CONNECT packet (rotating a JWT password, ...). */
+  beforeConnect?: (packet: ConnectPacket, attempt: ConnectAttempt) => ConnectPacket | Promise<ConnectPacket>
+  /** MQTT 5 enhanced authentication: answers each AUTH challenge with authentication data. */
+  auth?: (challenge: AuthChallenge) => Uint8Array | undefined | Promise<Uint8Array | undefined>
+}
+
+/** Options of `client.publish()`. */
+export interface PublishOptions {
+  /** Default 0. */
+  qos?: QoS
+  /** Default false. */
+  retain?: boolean
+  /** MQTT 5 properties (messageExpiryInterval, responseTopic, correlationData, userProperties, contentType...). */
+  properties?: PublishProperties
+  /** Aborting before the PUBLISH reached the wire removes it and rejects with the abort reason. */
+  signal?: AbortSignal
+}
+
+/** Options of `client.subscribe()`. */
+export interface SubscribeOptions {
+  /** Maximum QoS. Default 0. */
+  qos?: QoS
+  /** MQTT 5: do not receive our own publishes. */
+  noLocal?: boolean
+  /** MQTT 5: keep the RETAIN flag as published. */
+  retainAsPublished?: boolean
+  /** MQTT 5: 0 send retained (default), 1 only for a new subscription, 2 never. */
+  retainHandling?: 0 | 1 | 2
+  /** MQTT 5 user properties of the SUBSCRIBE. */
+  userProperties?: Array<[string, string]>
+  /** Hold PUBACK/PUBREC until `msg.ack()`. Default false (acked on arrival). */
+  manualAck?: boolean
+  /** Messages the iterator queue holds. Default 10,000. */
+  queueSize?: number
+  /** When the queue is full. Default `dropOldest`. */
+  overflow?: OverflowPolicy
+  signal?: AbortSignal
+}

@@ -1,0 +1,60 @@
+/** A snapshot of the client's counters (`client.stats()`); all since the client was created. */
+export interface ClientStats {
+  /** Connections accepted by the broker (CONNACK success). */
+  connects: number
+  /** Attempts that failed (dial error, refusal, timeout). */
+  connectFailures: number
+  /** Accepted connections that ended. */
+  disconnects: number
+  /** Links declared dead for want of a PINGRESP. */
+  pingTimeouts: number
+  /** PUBLISH packets written (first sends, not replays). */
+  publishesSent: number
+  /** QoS 1/2 publishes completed by the broker (PUBACK, PUBCOMP, or a failure code). */
+  publishesAcked: number
+  /** QoS 1/2 publishes holding a packet id right now. */
+  inflight: number
+  /** Publishes (and PUBRELs) resent after a reconnect with the session present. */
+  publishesReplayed: number
+  /** Publishes waiting for the wire right now. */
+  queued: number
+  /** Inbound PUBLISH packets (duplicates of QoS 2 not counted). */
+  messagesReceived: number
+  /** Inbound messages dropped by full subscription queues. */
+  messagesDropped: number
+  bytesIn: number
+  bytesOut: number
+}
+
+const HELP: Record<keyof ClientStats, [string, 'counter' | 'gauge']> = {
+  connects: ['Connections accepted by the broker', 'counter'],
+  connectFailures: ['Connection attempts that failed', 'counter'],
+  disconnects: ['Accepted connections that ended', 'counter'],
+  pingTimeouts: ['Links declared dead after a ping timeout', 'counter'],
+  publishesSent: ['PUBLISH packets sent (first sends)', 'counter'],
+  publishesAcked: ['QoS 1/2 publishes completed by the broker', 'counter'],
+  inflight: ['QoS 1/2 publishes in flight', 'gauge'],
+  publishesReplayed: ['Packets resent after reconnecting with the session present', 'counter'],
+  queued: ['Publishes waiting for the wire', 'gauge'],
+  messagesReceived: ['PUBLISH packets received', 'counter'],
+  messagesDropped: ['Messages dropped by full subscription queues', 'counter'],
+  bytesIn: ['Bytes read from the broker', 'counter'],
+  bytesOut: ['Bytes written to the broker', 'counter']
+}
+
+function snake (name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)
+}
+
+/** Prometheus text exposition format (version 0.0.4) of a stats snapshot. */
+export function renderMetrics (stats: ClientStats, labels: Record<string, string> = {}): string {
+  const pairs = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
+  const label = pairs.length === 0 ? '' : `{${pairs.join(',')}}`
+  let out = ''
+  for (const key of Object.keys(HELP) as Array<keyof ClientStats>) {
+    const [help, type] = HELP[key]
+    const name = `petrel_client_${snake(key)}${type === 'counter' ? '_total' : ''}`
+    out += `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name}${label} ${stats[key]}\n`
+  }
+  return out
+}

@@ -1,0 +1,133 @@
+import type { QoS } from '@petrel/wire'
+import { Deque } from './deque.js'
+import type { Message } from './message.js'
+
+/** What a full subscription queue does with one more message (the dropped message is acked and counted). */
+export type OverflowPolicy = 'dropNewest' | 'dropOldest'
+
+/** A callback subscription's handler; a returned promise is not awaited (a rejection is reported as an `error` event). */
+export type MessageHandler = (message: Message) => void | Promise<void>
+
+/** The client side a subscription needs. */
+export interface SubscriptionOwner {
+  unsubscribeEntry (subscription: Subscription): Promise<void>
+  messageDropped (): void
+  handlerFailed (error: unknown): void
+}
+
+/**
+ * Messages of one `subscribe()` call: an async iterable (`for await`) over a bounded queue, or a
+ * callback. Each subscription has its own queue, so a slow consumer here never holds back
+ * keepalive, acks or other subscriptions; when the queue is full the overflow policy drops a
+ * message (acked, counted in `dropped` and in the client's stats). Breaking out of a
+ * `for await` loop unsubscribes.
+ */
+export class Subscription implements AsyncIterableIterator<Message> {
+  /** The filters as requested. */
+  readonly topicFilters: readonly string[]
+  /** Per-filter SUBACK reason codes: the granted QoS (0-2) or a failure code (>= 0x80). */
+  reasonCodes: readonly number[] = []
+  /** Messages dropped because the queue was full. */
+  dropped = 0
+  private readonly owner: SubscriptionOwner
+  private readonly handler: MessageHandler | undefined
+  private readonly limit: number
+  private readonly overflow: OverflowPolicy
+  private readonly queue = new Deque<Message>()
+  private waiter: ((result: IteratorResult<Message>) => void) | undefined
+  private ended = false
+
+  /** @internal Created by `client.subscribe()`. */
+  constructor (owner: SubscriptionOwner, topicFilters: string[], handler: MessageHandler | undefined, limit: number, overflow: OverflowPolicy) {
+    this.owner = owner
+    this.topicFilters = topicFilters
+    this.handler = handler
+    this.limit = limit
+    this.overflow = overflow
+  }
+
+  /** Granted QoS per filter (failures as reported by the broker). */
+  get grantedQoS (): readonly QoS[] {
+    return this.reasonCodes.map((rc) => (rc < 3 ? rc : 0) as QoS)
+  }
+
+  /** Whether the subscription still receives messages. */
+  get active (): boolean {
+    return !this.ended
+  }
+
+  /** Messages waiting in the queue. */
+  get queued (): number {
+    return this.queue.length
+  }
+
+  /** @internal A message for this subscription. */
+  push (message: Message): void {
+    if (this.ended) {
+      message.ack()
+      return
+    }
+    const handler = this.handler
+    if (handler !== undefined) {
+      try {
+        const r = handler(message)
+        if (r !== undefined && typeof (r as Promise<void>).then === 'function') (r as Promise<void>).then(undefined, (err: unknown) => { this.owner.handlerFailed(err) })
+      } catch (err) {
+        this.owner.handlerFailed(err)
+      }
+      return
+    }
+    const waiter = this.waiter
+    if (waiter !== undefined) {
+      this.waiter = undefined
+      waiter({ value: message, done: false })
+      return
+    }
+    if (this.queue.length >= this.limit) {
+      this.dropped++
+      this.owner.messageDropped()
+      if (this.overflow === 'dropNewest') {
+        message.ack()
+        return
+      }
+      this.queue.shift()?.ack()
+    }
+    this.queue.push(message)
+  }
+
+  async next (): Promise<IteratorResult<Message>> {
+    const m = this.queue.shift()
+    if (m !== undefined) return { value: m, done: false }
+    if (this.ended) return { value: undefined, done: true }
+    return await new Promise<IteratorResult<Message>>((resolve) => { this.waiter = resolve })
+  }
+
+  /** Called when a `for await` loop exits early: unsubscribes. */
+  async return (): Promise<IteratorResult<Message>> {
+    await this.unsubscribe()
+    return { value: undefined, done: true }
+  }
+
+  [Symbol.asyncIterator] (): AsyncIterableIterator<Message> {
+    return this
+  }
+
+  /**
+   * Stops delivery at once and sends UNSUBSCRIBE for filters no other subscription of this
+   * client uses. Queued messages stay readable; the iterator then ends. Idempotent.
+   */
+  async unsubscribe (): Promise<void> {
+    if (this.ended) return
+    this.end()
+    await this.owner.unsubscribeEntry(this)
+  }
+
+  /** @internal Ends iteration (unsubscribed, refused, or the client closed). */
+  end (): void {
+    if (this.ended) return
+    this.ended = true
+    const waiter = this.waiter
+    this.waiter = undefined
+    waiter?.({ value: undefined, done: true })
+  }
+}

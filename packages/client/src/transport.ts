@@ -1,0 +1,125 @@
+import { connect as netConnect, isIP, type Socket } from 'node:net'
+import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions } from 'node:tls'
+import type { Duplex } from 'node:stream'
+import WebSocket, { createWebSocketStream, type ClientOptions as WsClientOptions } from 'ws'
+import { ClientErrorCode, clientError } from './errors.js'
+
+/**
+ * A transport is any byte stream to a broker: a Node Duplex. `mqtt://`/`tcp://` (TCP, noDelay),
+ * `mqtts://`/`tls://`/`ssl://` (TLS), `ws://`/`wss://` (WebSocket, subprotocol `mqtt`), or one
+ * the application supplies (a Duplex, or a factory called once per connection attempt).
+ */
+export type TransportFactory = (url: URL | undefined, signal: AbortSignal) => Duplex | Promise<Duplex>
+
+/** TLS settings for `mqtts://` and `wss://`. */
+export interface TlsOptions {
+  /** Trusted CA certificate(s), PEM. Default: Node's root store. */
+  ca?: string | Buffer | Array<string | Buffer> | undefined
+  /** Client certificate chain, PEM (for brokers that require one). */
+  cert?: string | Buffer | undefined
+  /** Client private key, PEM. */
+  key?: string | Buffer | undefined
+  passphrase?: string | undefined
+  /** Verify the broker's certificate. Default true. */
+  rejectUnauthorized?: boolean | undefined
+  /** SNI and certificate name check. Default: the URL's host name when it is not an IP address. */
+  servername?: string | undefined
+  /** Anything else `tls.connect` takes (ALPN protocols, ciphers...). */
+  extra?: TlsConnectionOptions | undefined
+}
+
+export interface TransportOptions {
+  tls?: TlsOptions | undefined
+  /** Extra options for the `ws` WebSocket (headers, ...). */
+  ws?: WsClientOptions | undefined
+}
+
+const DEFAULT_PORTS: Record<string, number> = { 'mqtt:': 1883, 'tcp:': 1883, 'mqtts:': 8883, 'tls:': 8883, 'ssl:': 8883, 'ws:': 80, 'wss:': 443 }
+
+/** Whether `protocol` (with the colon) is one `openTransport` can dial. */
+export function isSupportedProtocol (protocol: string): boolean {
+  return DEFAULT_PORTS[protocol] !== undefined
+}
+
+/** Opens the transport for `url`; rejects with PETREL_ERR_CONNECTION_FAILED (the cause is the socket error). */
+export async function openTransport (url: URL, options: TransportOptions, signal: AbortSignal): Promise<Duplex> {
+  const port = url.port === '' ? DEFAULT_PORTS[url.protocol] : Number(url.port)
+  if (port === undefined) throw clientError(ClientErrorCode.INVALID_ARGUMENT, `unsupported URL protocol ${url.protocol} (use mqtt, mqtts, ws, wss, tcp or tls)`)
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
+  switch (url.protocol) {
+    case 'mqtt:': case 'tcp:': {
+      const socket = netConnect({ host, port, noDelay: true })
+      await opened(socket, 'connect', signal, url)
+      return socket
+    }
+    case 'mqtts:': case 'tls:': case 'ssl:': {
+      const t = options.tls ?? {}
+      const socket = tlsConnect({
+        ...t.extra,
+        host,
+        port,
+        noDelay: true,
+        ca: t.ca,
+        cert: t.cert,
+        key: t.key,
+        passphrase: t.passphrase,
+        rejectUnauthorized: t.rejectUnauthorized ?? true,
+        servername: t.servername ?? (isIP(host) === 0 ? host : undefined)
+      } as TlsConnectionOptions)
+      await opened(socket, 'secureConnect', signal, url)
+      return socket
+    }
+    default: return await openWebSocket(url, options, signal)
+  }
+}
+
+async function opened (socket: Socket, event: string, signal: AbortSignal, url: URL): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const done = (err?: Error): void => {
+      socket.off(event, onOpen)
+      socket.off('error', done)
+      signal.removeEventListener('abort', onAbort)
+      if (err === undefined) resolve()
+      else {
+        socket.destroy()
+        reject(clientError(ClientErrorCode.CONNECTION_FAILED, `cannot connect to ${url.host}: ${err.message}`, { cause: err }))
+      }
+    }
+    const onOpen = (): void => { done() }
+    const onAbort = (): void => { done(signal.reason instanceof Error ? signal.reason : new Error('aborted')) }
+    socket.once(event, onOpen)
+    socket.once('error', done)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+async function openWebSocket (url: URL, options: TransportOptions, signal: AbortSignal): Promise<Duplex> {
+  const t = options.tls ?? {}
+  const ws = new WebSocket(url, ['mqtt'], {
+    ...options.ws,
+    ca: t.ca,
+    cert: t.cert,
+    key: t.key,
+    rejectUnauthorized: t.rejectUnauthorized ?? true,
+    perMessageDeflate: false
+  } as WsClientOptions)
+  await new Promise<void>((resolve, reject) => {
+    const fail = (err: Error): void => {
+      cleanup()
+      ws.terminate()
+      reject(clientError(ClientErrorCode.CONNECTION_FAILED, `cannot open WebSocket ${url.href}: ${err.message}`, { cause: err }))
+    }
+    const onOpen = (): void => { cleanup(); resolve() }
+    const onAbort = (): void => { fail(signal.reason instanceof Error ? signal.reason : new Error('aborted')) }
+    const cleanup = (): void => {
+      ws.off('open', onOpen)
+      ws.off('error', fail)
+      signal.removeEventListener('abort', onAbort)
+    }
+    ws.once('open', onOpen)
+    ws.once('error', fail)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  // Each write becomes one binary frame; MQTT packets may span frames either way.
+  return createWebSocketStream(ws)
+}

@@ -1,0 +1,357 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Decoder, type ConnackPacket, type Packet, type PublishPacket, type QoS } from '@petrel/wire'
+import { ClientSession, type ClientSessionOptions, type PublishRequest, type PublishResult, type SessionOutput } from '../src/client-session.js'
+import type { Message } from '../src/message.js'
+
+// Table tests of the sans-I/O session: inputs are method calls, outputs are recorded packets.
+
+interface Tracked { state: 'pending' | 'ok' | 'err', value: PublishResult | undefined, error: unknown, payload: string }
+
+function harness (opts: Partial<ClientSessionOptions> = {}) {
+  const version = opts.protocolVersion ?? 5
+  let decoder = new Decoder({ protocolVersion: version })
+  const h = {
+    written: [] as Packet[],
+    delivered: [] as Message[],
+    violations: [] as Error[],
+    wakes: [] as number[],
+    writable: true,
+    now: 0,
+    session: undefined as unknown as ClientSession
+  }
+  const out: SessionOutput = {
+    write (b) { decoder.pushInto(b, h.written); return h.writable },
+    deliver (m) { h.delivered.push(m) },
+    protocolViolation (e) { h.violations.push(e) },
+    wakeAt (t) { h.wakes.push(t) },
+    resubscribeFailed () {}
+  }
+  h.session = new ClientSession({ protocolVersion: version, now: () => h.now, ...opts }, out)
+  return {
+    ...h,
+    get h () { return h },
+    up (connack: Partial<ConnackPacket> = {}) {
+      decoder = new Decoder({ protocolVersion: version })
+      h.session.connectionUp({ type: 'connack', sessionPresent: false, reasonCode: 0, ...connack })
+    },
+    take (): Packet[] { return h.written.splice(0) },
+    pub (payload: string, qos: QoS = 1, topic = 't'): Tracked {
+      const t: Tracked = { state: 'pending', value: undefined, error: undefined, payload }
+      const req = h.session.publish(topic, Buffer.from(payload), qos, false, undefined)
+      if (req === null) t.state = 'ok'
+      else attach(req, t)
+      return t
+    }
+  }
+}
+
+function attach (req: PublishRequest, t: Tracked): void {
+  req.resolve = (v) => { t.state = 'ok'; t.value = v }
+  req.reject = (e) => { t.state = 'err'; t.error = e }
+}
+
+const publishes = (ps: Packet[]): PublishPacket[] => ps.filter((p): p is PublishPacket => p.type === 'publish')
+const ids = (ps: Packet[]): number[] => publishes(ps).map((p) => p.packetId ?? 0)
+
+test('QoS 1 window: only `inflightWindow` PUBLISH on the wire; out-of-order PUBACK frees a slot', () => {
+  const x = harness({ inflightWindow: 3 })
+  x.up()
+  const reqs = ['a', 'b', 'c', 'd', 'e'].map((p) => x.pub(p))
+  let w = x.take()
+  assert.deepEqual(publishes(w).map((p) => p.payload.toString()), ['a', 'b', 'c'])
+  const [i1, i2, i3] = ids(w) as [number, number, number]
+  assert.equal(new Set([i1, i2, i3]).size, 3)
+  x.session.handlePacket({ type: 'puback', packetId: i2 })
+  assert.equal(reqs[1]?.state, 'ok')
+  assert.equal(reqs[0]?.state, 'pending')
+  w = x.take()
+  assert.deepEqual(publishes(w).map((p) => p.payload.toString()), ['d'])
+  assert.ok(![i1, i3].includes(ids(w)[0] as number), 'an id in flight is never reused')
+  x.session.handlePacket({ type: 'puback', packetId: i1 })
+  x.session.handlePacket({ type: 'puback', packetId: i3 })
+  assert.deepEqual(publishes(x.take()).map((p) => p.payload.toString()), ['e'])
+  assert.equal(x.session.inflightCount, 2)
+})
+
+test('v5: the window is min(inflightWindow, broker Receive Maximum)', () => {
+  const x = harness({ inflightWindow: 100 })
+  x.up({ properties: { receiveMaximum: 2 } })
+  for (let i = 0; i < 5; i++) x.pub(String(i))
+  assert.equal(publishes(x.take()).length, 2)
+})
+
+test('replay with session present: same ids, DUP=1, windowed (not one at a time), PUBREL past PUBREC', () => {
+  const x = harness({ inflightWindow: 3 })
+  x.up()
+  const a = x.pub('a', 2)
+  x.pub('b', 1)
+  x.pub('c', 1)
+  x.pub('d', 1)
+  const first = x.take()
+  const [ia, ib, ic] = ids(first) as [number, number, number]
+  x.session.handlePacket({ type: 'pubrec', packetId: ia })
+  assert.deepEqual(x.take(), [{ type: 'pubrel', packetId: ia, reasonCode: 0, properties: undefined }])
+  x.session.connectionDown()
+  x.up({ sessionPresent: true })
+  const replay = x.take()
+  // All three slots refilled at once: PUBREL for a, PUBLISH b and c with DUP; d waits for a slot.
+  assert.deepEqual(replay.map((p) => p.type), ['pubrel', 'publish', 'publish'])
+  assert.deepEqual(publishes(replay).map((p) => [p.packetId, p.dup, p.payload.toString()]), [[ib, true, 'b'], [ic, true, 'c']])
+  // A subscribe during replay is not held behind it.
+  x.session.subscribe([{ topicFilter: 's/#', qos: 1 }], {})
+  assert.deepEqual(x.take().map((p) => p.type), ['subscribe'])
+  x.session.handlePacket({ type: 'pubcomp', packetId: ia })
+  assert.equal(a.state, 'ok')
+  const next = publishes(x.take())
+  assert.deepEqual(next.map((p) => [p.payload.toString(), p.dup]), [['d', false]])
+  assert.equal(x.session.counters.publishesReplayed, 3)
+})
+
+test('more than 65,535 queued QoS 1 publishes are all sent and completed (the queue is not keyed by packet id)', () => {
+  const x = harness({ inflightWindow: 100, maxQueuedMessages: 100_000 })
+  const N = 70_000
+  const tracked: Tracked[] = []
+  for (let i = 0; i < N; i++) tracked.push(x.pub(String(i)))
+  assert.equal(x.session.queuedCount, N)
+  x.up()
+  const seen: string[] = []
+  for (let guard = 0; guard < N; guard++) {
+    const w = publishes(x.take())
+    if (w.length === 0) break
+    for (const p of w) {
+      seen.push(p.payload.toString())
+      x.session.handlePacket({ type: 'puback', packetId: p.packetId as number })
+    }
+  }
+  assert.equal(seen.length, N)
+  assert.equal(seen[0], '0')
+  assert.equal(seen[N - 1], String(N - 1))
+  assert.ok(seen.every((s, i) => s === String(i)), 'in order')
+  assert.ok(tracked.every((t) => t.state === 'ok'))
+})
+
+test('manual ack: PUBACKs go out in arrival order [MQTT-4.6.0-2]; ack() is idempotent', () => {
+  const x = harness()
+  x.up()
+  x.session.subscribe([{ topicFilter: 'm/#', qos: 1 }], { manualAck: true })
+  x.take()
+  for (const id of [10, 11, 12]) x.session.handlePacket({ type: 'publish', topicName: 'm/x', payload: Buffer.from(String(id)), qos: 1, retain: false, dup: false, packetId: id })
+  const [m10, m11, m12] = x.h.delivered as [Message, Message, Message]
+  assert.deepEqual(x.take(), [])
+  m12.ack()
+  m10.ack()
+  assert.deepEqual(x.take().map((p) => p.type === 'puback' ? p.packetId : -1), [10])
+  m10.ack()
+  assert.deepEqual(x.take(), [], 'idempotent')
+  m11.ack()
+  assert.deepEqual(x.take().map((p) => p.type === 'puback' ? p.packetId : -1), [11, 12])
+})
+
+test('a message matched by several manual-ack subscriptions is acked after the last', () => {
+  const x = harness({ protocolVersion: 4 })
+  x.up()
+  x.session.subscribe([{ topicFilter: 'a/+', qos: 1 }], { manualAck: true })
+  x.session.subscribe([{ topicFilter: 'a/#', qos: 1 }], { manualAck: true })
+  x.take()
+  x.session.handlePacket({ type: 'publish', topicName: 'a/b', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, packetId: 7 })
+  assert.equal(x.h.delivered.length, 2)
+  x.h.delivered[0]?.ack()
+  assert.deepEqual(x.take(), [])
+  x.h.delivered[1]?.ack()
+  assert.deepEqual(x.take().map((p) => p.type), ['puback'])
+})
+
+test('an unmatched QoS 1 message is still acked', () => {
+  const x = harness()
+  x.up()
+  x.session.handlePacket({ type: 'publish', topicName: 'nobody', payload: Buffer.alloc(0), qos: 1, retain: false, dup: false, packetId: 3 })
+  assert.deepEqual(x.take().map((p) => p.type), ['puback'])
+})
+
+test('QoS 2 inbound: delivered once until PUBREL, duplicates answered with PUBREC', () => {
+  const x = harness()
+  x.up()
+  x.session.subscribe([{ topicFilter: '#', qos: 2 }], {})
+  x.take()
+  const publish = (dup: boolean): PublishPacket => ({ type: 'publish', topicName: 'q', payload: Buffer.from('2'), qos: 2, retain: false, dup, packetId: 5 })
+  x.session.handlePacket(publish(false))
+  assert.deepEqual(x.take().map((p) => p.type), ['pubrec'])
+  x.session.handlePacket(publish(true))
+  assert.deepEqual(x.take().map((p) => p.type), ['pubrec'])
+  assert.equal(x.h.delivered.length, 1, 'the duplicate is not delivered')
+  x.session.handlePacket({ type: 'pubrel', packetId: 5 })
+  assert.deepEqual(x.take().map((p) => p.type), ['pubcomp'])
+  x.session.handlePacket(publish(false))
+  assert.equal(x.h.delivered.length, 2, 'after PUBREL the id starts a new message')
+})
+
+test('QoS 2 inbound: a resend after reconnect while the app still holds the message is not delivered again', () => {
+  const x = harness()
+  x.up()
+  x.session.subscribe([{ topicFilter: '#', qos: 2 }], { manualAck: true })
+  x.take()
+  const p: PublishPacket = { type: 'publish', topicName: 'q', payload: Buffer.from('2'), qos: 2, retain: false, dup: false, packetId: 9 }
+  x.session.handlePacket(p)
+  x.session.connectionDown()
+  x.up({ sessionPresent: true })
+  x.take()
+  x.session.handlePacket({ ...p, dup: true })
+  assert.equal(x.h.delivered.length, 1)
+  assert.deepEqual(x.take(), [])
+  x.h.delivered[0]?.ack()
+  assert.deepEqual(x.take().map((q) => q.type), ['pubrec'], 'the PUBREC goes out on the new connection once acked')
+})
+
+test('session lost: republish (default) resends with new ids and DUP=0; `fail` rejects with PETREL_ERR_SESSION_LOST', () => {
+  for (const policy of ['republish', 'fail'] as const) {
+    const x = harness({ sessionLostPolicy: policy })
+    x.up()
+    const a = x.pub('a')
+    const b = x.pub('b')
+    x.take()
+    x.session.connectionDown()
+    x.up({ sessionPresent: false })
+    const w = publishes(x.take())
+    if (policy === 'republish') {
+      assert.deepEqual(w.map((p) => [p.payload.toString(), p.dup]), [['a', false], ['b', false]])
+      for (const p of w) x.session.handlePacket({ type: 'puback', packetId: p.packetId as number })
+      assert.deepEqual([a.state, b.state], ['ok', 'ok'])
+    } else {
+      assert.equal(w.length, 0)
+      assert.deepEqual([a.state, b.state], ['err', 'err'])
+      assert.equal((a.error as { code: string }).code, 'PETREL_ERR_SESSION_LOST')
+    }
+  }
+})
+
+test('resubscribe after a connection whose session was not present', () => {
+  const x = harness()
+  x.up()
+  const { request } = x.session.subscribe([{ topicFilter: 'r/#', qos: 1 }], {})
+  let codes: number[] = []
+  if (request !== null) request.resolve = (c) => { codes = c }
+  const sub = x.take()[0]
+  assert.equal(sub?.type, 'subscribe')
+  x.session.handlePacket({ type: 'suback', packetId: sub.type === 'subscribe' ? sub.packetId : 0, reasonCodes: [1] })
+  assert.deepEqual(codes, [1])
+  x.session.connectionDown()
+  x.up({ sessionPresent: true })
+  assert.deepEqual(x.take(), [], 'session present: nothing to resubscribe')
+  x.session.connectionDown()
+  x.up({ sessionPresent: false })
+  const again = x.take()
+  assert.equal(again.length, 1)
+  assert.equal(again[0]?.type === 'subscribe' ? again[0].subscriptions[0]?.topicFilter : '', 'r/#')
+})
+
+test('queue policies: reject throws PETREL_ERR_QUEUE_FULL, dropOldest rejects the oldest, block waits for room', () => {
+  const r = harness({ maxQueuedMessages: 2, queuePolicy: 'reject' })
+  r.pub('1'); r.pub('2')
+  assert.throws(() => r.pub('3'), { code: 'PETREL_ERR_QUEUE_FULL' })
+
+  const d = harness({ maxQueuedMessages: 2, queuePolicy: 'dropOldest' })
+  const d1 = d.pub('1'); d.pub('2'); d.pub('3')
+  assert.equal(d1.state, 'err')
+  assert.equal((d1.error as { code: string }).code, 'PETREL_ERR_DROPPED')
+  d.up()
+  assert.deepEqual(publishes(d.take()).map((p) => p.payload.toString()), ['2', '3'])
+
+  const b = harness({ maxQueuedMessages: 2, inflightWindow: 1 })
+  b.pub('1'); b.pub('2')
+  const b3 = b.pub('3')
+  assert.equal(b.session.blockedCount, 1)
+  b.up()
+  const w = publishes(b.take())
+  assert.deepEqual(w.map((p) => p.payload.toString()), ['1'])
+  assert.equal(b.session.blockedCount, 0, 'room freed: the blocked one is admitted')
+  assert.equal(b3.state, 'pending')
+})
+
+test('writes stop while the transport is full and resume on drained()', () => {
+  const x = harness()
+  x.up()
+  x.h.writable = false
+  x.pub('a', 0)
+  assert.equal(x.take().length, 1)
+  const b = x.pub('b', 0)
+  assert.equal(b.state, 'pending')
+  assert.equal(x.take().length, 0)
+  x.h.writable = true
+  x.session.drained()
+  assert.equal(publishes(x.take())[0]?.payload.toString(), 'b')
+  assert.equal(b.state, 'ok')
+})
+
+test('abort removes a queued request; nothing is written', () => {
+  const x = harness()
+  const t = x.pub('a')
+  const req = (x.session as unknown as { pending: { peek (): PublishRequest } }).pending.peek()
+  assert.equal(x.session.abort(req, new Error('stop')), true)
+  assert.equal(t.state, 'err')
+  x.up()
+  assert.deepEqual(x.take(), [])
+  assert.equal(x.session.queuedCount, 0)
+})
+
+test('invalid arguments and broker limits reject at once and send nothing', () => {
+  const x = harness()
+  x.up({ properties: { maximumQoS: 1, retainAvailable: false, maximumPacketSize: 100 } })
+  assert.throws(() => x.pub('a', 2), { code: 'PETREL_ERR_QOS_NOT_SUPPORTED' })
+  assert.throws(() => x.pub('a', 3 as QoS), { code: 'PETREL_ERR_QOS_NOT_SUPPORTED' })
+  assert.throws(() => x.pub('a', 1, 'bad/#'), { code: 'PETREL_ERR_INVALID_TOPIC_NAME' })
+  assert.throws(() => x.session.publish('t', Buffer.alloc(1), 0, true, undefined), { code: 'PETREL_ERR_RETAIN_NOT_SUPPORTED' })
+  assert.throws(() => x.pub('x'.repeat(200), 1), { code: 'PETREL_ERR_PACKET_TOO_LARGE' })
+  assert.throws(() => x.session.subscribe([{ topicFilter: 'a/#/b', qos: 0 }], {}), { code: 'PETREL_ERR_INVALID_TOPIC_FILTER' })
+  assert.deepEqual(x.take(), [])
+})
+
+test('inbound topic aliases: learnt, resolved, and an unknown alias is a protocol violation (0x94)', () => {
+  const x = harness({ topicAliasMaximum: 5 })
+  x.up()
+  x.session.subscribe([{ topicFilter: '#', qos: 0 }], {})
+  x.take()
+  x.session.handlePacket({ type: 'publish', topicName: 'long/topic', payload: Buffer.from('1'), qos: 0, retain: false, dup: false, properties: { topicAlias: 2 } })
+  x.session.handlePacket({ type: 'publish', topicName: '', payload: Buffer.from('2'), qos: 0, retain: false, dup: false, properties: { topicAlias: 2 } })
+  assert.deepEqual(x.h.delivered.map((m) => m.topic), ['long/topic', 'long/topic'])
+  x.session.handlePacket({ type: 'publish', topicName: '', payload: Buffer.from('3'), qos: 0, retain: false, dup: false, properties: { topicAlias: 3 } })
+  assert.equal(x.h.violations.length, 1)
+  assert.equal((x.h.violations[0] as unknown as { reasonCode: number }).reasonCode, 0x94)
+})
+
+test('outbound topic aliases for QoS 0 only, within the broker maximum', () => {
+  const x = harness()
+  x.up({ properties: { topicAliasMaximum: 1 } })
+  x.pub('1', 0, 'sensors/one')
+  x.pub('2', 0, 'sensors/one')
+  x.pub('3', 0, 'sensors/two')
+  x.pub('4', 1, 'sensors/one')
+  const w = publishes(x.take())
+  assert.deepEqual(w.map((p) => [p.topicName, p.properties?.topicAlias]), [
+    ['sensors/one', 1], ['', 1], ['sensors/two', undefined], ['sensors/one', undefined]
+  ])
+})
+
+test('subscription identifiers route inbound messages; otherwise the local trie matches', () => {
+  const x = harness()
+  x.up()
+  const a = x.session.subscribe([{ topicFilter: 'x/#', qos: 0 }], {}).entry
+  const b = x.session.subscribe([{ topicFilter: 'x/+', qos: 0 }], {}).entry
+  x.take()
+  x.session.handlePacket({ type: 'publish', topicName: 'x/y', payload: Buffer.alloc(0), qos: 0, retain: false, dup: false, properties: { subscriptionIdentifiers: [b.subscriptionIdentifier as number] } })
+  assert.equal(x.h.delivered.length, 1)
+  x.session.handlePacket({ type: 'publish', topicName: 'x/y', payload: Buffer.alloc(0), qos: 0, retain: false, dup: false })
+  assert.equal(x.h.delivered.length, 3, 'no identifiers: both filters match locally')
+  assert.notEqual(a.subscriptionIdentifier, b.subscriptionIdentifier)
+})
+
+test('throttle: PUBLISH beyond the rate waits for wakeAt, replays included', () => {
+  const x = harness({ throttle: { messagesPerSecond: 10, burstSeconds: 0.2 } })
+  x.up()
+  for (let i = 0; i < 5; i++) x.pub(String(i), 0)
+  assert.equal(publishes(x.take()).length, 2)
+  assert.equal(x.h.wakes.length > 0, true)
+  x.h.now = 100
+  x.session.pump()
+  assert.equal(publishes(x.take()).length, 1)
+})

@@ -1,0 +1,269 @@
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { connect as netConnect, type Socket } from 'node:net'
+import { hasProgram, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
+import { connect, createClient, type Message, type MqttClient } from '../src/index.js'
+
+// Against a real mosquitto 2.x, both protocol versions.
+
+let broker: Mosquitto | undefined
+before(async () => {
+  if (hasProgram('mosquitto')) broker = await startMosquitto()
+})
+after(async () => { await broker?.stop() })
+
+const clients: MqttClient[] = []
+async function open (v: 4 | 5, opts: Parameters<typeof connect>[1] = {}): Promise<MqttClient> {
+  const c = await connect((broker as Mosquitto).url, { protocolVersion: v, ...opts })
+  clients.push(c)
+  return c
+}
+after(async () => { await Promise.all(clients.map(async (c) => { await c.end({ force: true }) })) })
+
+async function collect (it: AsyncIterable<Message>, n: number, ms = 5000): Promise<Message[]> {
+  const out: Message[] = []
+  await withTimeout((async () => {
+    for await (const m of it) {
+      out.push(m)
+      if (out.length === n) break
+    }
+  })(), ms, `${n} messages`)
+  return out
+}
+
+let seq = 0
+const uniq = (s: string): string => `${s}/${process.pid}/${++seq}`
+
+for (const v of [4, 5] as const) {
+  test(`v${v}: QoS 0/1/2 both directions, granted QoS downgrades`, async (t) => {
+    if (!requirePeer(t, 'mosquitto')) return
+    const c = await open(v)
+    const other = await open(v)
+    const topic = uniq('qos')
+    // Two clients: overlapping filters of one 3.1.1 client get one copy per subscription from mosquitto.
+    const sub2 = await c.subscribe(`${topic}/#`, { qos: 2 })
+    const sub1 = await other.subscribe(`${topic}/+`, { qos: 1 })
+    assert.deepEqual(sub2.reasonCodes, [2])
+    assert.deepEqual(sub1.reasonCodes, [1])
+    for (const q of [0, 1, 2] as const) {
+      const r = await c.publish(`${topic}/x`, `m${q}`, { qos: q })
+      assert.ok(r.reasonCode < 0x80)
+    }
+    const got2 = await collect(sub2, 3)
+    const got1 = await collect(sub1, 3)
+    assert.deepEqual(got2.map((m) => [m.payload.toString(), m.qos]), [['m0', 0], ['m1', 1], ['m2', 2]])
+    assert.deepEqual(got1.map((m) => [m.payload.toString(), m.qos]), [['m0', 0], ['m1', 1], ['m2', 1]])
+    assert.equal(c.stats().inflight, 0)
+  })
+
+  test(`v${v}: many QoS 1 and 2 publishes in flight at once all complete`, async (t) => {
+    if (!requirePeer(t, 'mosquitto')) return
+    const c = await open(v, { inflightWindow: 50 })
+    const topic = uniq('burst')
+    const received: string[] = []
+    await c.subscribe(topic, { qos: 2 }, (m) => { received.push(m.payload.toString()) })
+    const ps: Array<Promise<unknown>> = []
+    for (let i = 0; i < 2000; i++) ps.push(c.publish(topic, String(i), { qos: (i % 2 + 1) as 1 | 2 }))
+    await withTimeout(Promise.all(ps), 20_000, 'publishes')
+    await waitFor(() => received.length === 2000, { timeoutMs: 10_000, message: `received ${received.length}` })
+    assert.equal(new Set(received).size, 2000)
+    // Order holds per QoS level [MQTT-4.6.0-5]; mosquitto forwards QoS 2 only after PUBREL.
+    const odd = received.map(Number).filter((n) => n % 2 === 1)
+    assert.deepEqual(odd, [...odd].sort((a, b) => a - b))
+  })
+
+  test(`v${v}: retained messages and a clean retained clear`, async (t) => {
+    if (!requirePeer(t, 'mosquitto')) return
+    const c = await open(v)
+    const topic = uniq('retain')
+    await c.publish(topic, 'kept', { qos: 1, retain: true })
+    const sub = await c.subscribe(topic, { qos: 1 })
+    const [m] = await collect(sub, 1)
+    assert.equal(m?.payload.toString(), 'kept')
+    assert.equal(m?.retain, true)
+    await c.publish(topic, '', { qos: 1, retain: true })
+  })
+
+  test(`v${v}: the will is published when the link dies without DISCONNECT`, async (t) => {
+    if (!requirePeer(t, 'mosquitto')) return
+    const watcher = await open(v)
+    const topic = uniq('will')
+    const sub = await watcher.subscribe(topic, { qos: 1 })
+    let socket: Socket | undefined
+    const b = broker as Mosquitto
+    const dying = await connect(undefined, {
+      protocolVersion: v,
+      reconnect: false,
+      will: { topic, payload: 'gone', qos: 1 },
+      transport: async () => await new Promise<Socket>((resolve) => { const s = netConnect(b.port, b.host, () => { resolve(s) }); socket = s })
+    })
+    socket?.destroy()
+    const [m] = await collect(sub, 1)
+    assert.equal(m?.payload.toString(), 'gone')
+    await dying.end({ force: true })
+  })
+
+  test(`v${v}: persistent session queues QoS 1 while offline and resumes (session present)`, async (t) => {
+    if (!requirePeer(t, 'mosquitto')) return
+    const id = `persist-${v}-${process.pid}-${++seq}`
+    const topic = uniq('offline')
+    const first = await open(v, { clientId: id, clean: false })
+    await first.subscribe(topic, { qos: 1 })
+    await first.end()
+    const pub = await open(v)
+    for (let i = 0; i < 5; i++) await pub.publish(topic, `o${i}`, { qos: 1 })
+    // createClient: the local subscription exists before the broker starts replaying the session.
+    const again = createClient((broker as Mosquitto).url, { protocolVersion: v, clientId: id, clean: false })
+    clients.push(again)
+    let present: boolean | undefined
+    again.on('connect', (e) => { present = e.sessionPresent })
+    const sub = await again.subscribe(topic, { qos: 1 })
+    const got = await collect(sub, 5)
+    assert.equal(present, true)
+    assert.deepEqual(got.map((m) => m.payload.toString()), ['o0', 'o1', 'o2', 'o3', 'o4'])
+  })
+
+  test(`v${v}: keepalive pings keep an idle connection alive`, async (t) => {
+    if (!requirePeer(t, 'mosquitto')) return
+    const c = await open(v, { keepalive: 1 })
+    const before = c.stats().bytesOut
+    await new Promise((resolve) => setTimeout(resolve, 2600))
+    const s = c.stats()
+    assert.equal(s.disconnects, 0, 'mosquitto drops a client silent for 1.5 x keepalive')
+    assert.ok(s.bytesOut >= before + 4, 'PINGREQs went out')
+    assert.equal(c.connected, true)
+  })
+
+  test(`v${v}: shared subscriptions split the messages`, async (t) => {
+    if (!requirePeer(t, 'mosquitto')) return
+    const a = await open(v)
+    const b = await open(v)
+    const topic = uniq('shared')
+    let na = 0
+    let nb = 0
+    await a.subscribe(`$share/g/${topic}`, { qos: 1 }, () => { na++ })
+    await b.subscribe(`$share/g/${topic}`, { qos: 1 }, () => { nb++ })
+    const p = await open(v)
+    for (let i = 0; i < 20; i++) await p.publish(topic, String(i), { qos: 1 })
+    await waitFor(() => na + nb === 20, { timeoutMs: 5000, message: `${na}+${nb}` })
+    assert.ok(na > 0 && nb > 0, `${na}/${nb}`)
+  })
+
+  test(`v${v}: invalid arguments reject at once`, async (t) => {
+    if (!requirePeer(t, 'mosquitto')) return
+    const c = await open(v)
+    await assert.rejects(c.publish('a/+', 'x'), { code: 'PETREL_ERR_INVALID_TOPIC_NAME' })
+    await assert.rejects(c.publish('a', 'x', { qos: 3 as 0 }), { code: 'PETREL_ERR_QOS_NOT_SUPPORTED' })
+    await assert.rejects(c.subscribe('a/#/b'), { code: 'PETREL_ERR_INVALID_TOPIC_FILTER' })
+    assert.equal(c.stats().publishesSent, 0)
+  })
+
+  test(`v${v}: unsubscribe stops delivery and ends the iterator`, async (t) => {
+    if (!requirePeer(t, 'mosquitto')) return
+    const c = await open(v)
+    const topic = uniq('unsub')
+    const sub = await c.subscribe(topic, { qos: 1 })
+    await c.publish(topic, 'one', { qos: 1 })
+    const [m] = await collect(sub, 1)
+    assert.equal(m?.payload.toString(), 'one')
+    await sub.unsubscribe()
+    await c.publish(topic, 'two', { qos: 1 })
+    const rest = await collect(sub, 1)
+    assert.deepEqual(rest, [], 'iterator ended')
+  })
+}
+
+test('v5: subscription options (noLocal, retainAsPublished, retainHandling) and identifiers', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const c = await open(5)
+  const topic = uniq('opts')
+  await c.publish(topic, 'r', { qos: 1, retain: true })
+  const noRetained = await c.subscribe(topic, { qos: 1, retainHandling: 2, noLocal: true })
+  const rap = await c.subscribe(`${topic}/#`, { qos: 1, retainAsPublished: true })
+  const other = await open(5)
+  await other.publish(topic, 'live', { qos: 1, retain: true })
+  await c.publish(topic, 'own', { qos: 1 })
+  const [first] = await collect(noRetained, 1)
+  assert.equal(first?.payload.toString(), 'live', 'no retained at subscribe time, and not our own publish')
+  assert.deepEqual(first?.properties?.subscriptionIdentifiers?.length, 1)
+  const got = await collect(rap, 3)
+  assert.deepEqual(got.map((m) => [m.payload.toString(), m.retain]), [['r', true], ['live', true], ['own', false]])
+  await c.publish(topic, '', { qos: 1, retain: true })
+})
+
+test('v5: properties round trip and request/response', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const server = await open(5)
+  const svc = uniq('svc')
+  await server.subscribe(svc, { qos: 1 }, async (m) => {
+    const rt = m.properties?.responseTopic
+    if (rt === undefined) return
+    await server.publish(rt, `echo:${m.payload.toString()}`, { qos: 1, properties: { correlationData: m.properties?.correlationData, userProperties: [['k', 'v']], contentType: 'text/plain' } })
+  })
+  const c = await open(5)
+  const answers = await Promise.all([c.request(svc, 'a'), c.request(svc, 'b')])
+  assert.deepEqual(answers.map((m) => m.payload.toString()), ['echo:a', 'echo:b'])
+  assert.deepEqual(answers[0]?.properties?.userProperties, [['k', 'v']])
+  assert.equal(answers[0]?.properties?.contentType, 'text/plain')
+})
+
+test('v5: outbound topic aliases (QoS 0) are resolved by the broker', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const c = await open(5)
+  const topic = uniq('alias/a/rather/long/topic/name')
+  const sub = await (await open(5)).subscribe(topic, { qos: 0 })
+  for (let i = 0; i < 5; i++) await c.publish(topic, String(i))
+  const got = await collect(sub, 5)
+  assert.deepEqual(got.map((m) => [m.topic, m.payload.toString()]), [0, 1, 2, 3, 4].map((i) => [topic, String(i)]))
+})
+
+test('connection errors are typed: refused port, bad credentials', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const closed = await startMosquitto()
+  const port = closed.port
+  await closed.stop()
+  await assert.rejects(connect(`mqtt://127.0.0.1:${port}`, { connectTimeoutMs: 2000 }), { code: 'PETREL_ERR_CONNECTION_FAILED' })
+  const locked = await startMosquitto({ allowAnonymous: false })
+  try {
+    for (const v of [4, 5] as const) {
+      await assert.rejects(connect(locked.url, { protocolVersion: v, username: 'nobody', password: 'x' }), { code: 'PETREL_ERR_NOT_AUTHORIZED' })
+    }
+  } finally {
+    await locked.stop()
+  }
+})
+
+test('requests made before the first connection queue and go out on connect', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const c = createClient((broker as Mosquitto).url, { protocolVersion: 5 })
+  clients.push(c)
+  const topic = uniq('early')
+  const sub = c.subscribe(topic, { qos: 1 })
+  const pub = c.publish(topic, 'early', { qos: 1 })
+  const [m] = await collect(await sub, 1)
+  await pub
+  assert.equal(m?.payload.toString(), 'early')
+})
+
+test('end() is graceful: queued publishes complete, later calls reject with PETREL_ERR_CLIENT_CLOSED', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const c = await open(5)
+  const ps = Array.from({ length: 100 }, async (_, i) => await c.publish(uniq('end'), String(i), { qos: 1 }))
+  await c.end()
+  const results = await Promise.allSettled(ps)
+  assert.ok(results.every((r) => r.status === 'fulfilled'))
+  await assert.rejects(c.publish('x', 'y'), { code: 'PETREL_ERR_CLIENT_CLOSED' })
+})
+
+test('stats and Prometheus metrics', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const c = await open(4)
+  await c.publish('m/x', 'y', { qos: 1 })
+  const s = c.stats()
+  assert.equal(s.connects, 1)
+  assert.equal(s.publishesAcked, 1)
+  assert.ok(s.bytesOut > 0 && s.bytesIn > 0)
+  const text = c.metrics()
+  assert.match(text, /# TYPE petrel_client_connects_total counter/)
+  assert.match(text, new RegExp(`petrel_client_publishes_acked_total\\{client_id="${c.clientId}"\\} 1`))
+})

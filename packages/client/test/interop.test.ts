@@ -1,0 +1,37 @@
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import mqtt from 'mqtt'
+import { hasProgram, requirePeer, startMosquitto, waitFor, type Mosquitto } from '@petrel/test-utils'
+import { connect } from '../src/index.js'
+
+// Petrel <-> MQTT.js through mosquitto, both directions, both protocol versions.
+
+let broker: Mosquitto | undefined
+before(async () => { if (hasProgram('mosquitto')) broker = await startMosquitto() })
+after(async () => { await broker?.stop() })
+
+for (const v of [4, 5] as const) {
+  test(`v${v}: MQTT.js publishes to Petrel and Petrel publishes to MQTT.js (QoS 0/1/2)`, async (t) => {
+    if (!requirePeer(t, 'mosquitto')) return
+    const url = (broker as Mosquitto).url
+    const other = await mqtt.connectAsync(url, { protocolVersion: v, reconnectPeriod: 0 })
+    const petrel = await connect(url, { protocolVersion: v })
+    try {
+      const fromPetrel: string[] = []
+      other.on('message', (topic, payload) => { fromPetrel.push(`${topic}:${payload.toString()}`) })
+      await other.subscribeAsync(`interop/${v}/to-mqttjs`, { qos: 2 })
+      const fromMqttjs: string[] = []
+      await petrel.subscribe(`interop/${v}/to-petrel`, { qos: 2 }, (m) => { fromMqttjs.push(`${m.qos}:${m.payload.toString()}`) })
+      for (const q of [0, 1, 2] as const) {
+        await other.publishAsync(`interop/${v}/to-petrel`, `m${q}`, { qos: q })
+        await petrel.publish(`interop/${v}/to-mqttjs`, `p${q}`, { qos: q })
+      }
+      await waitFor(() => fromPetrel.length === 3 && fromMqttjs.length === 3, { timeoutMs: 5000, message: `${fromPetrel.length}/${fromMqttjs.length}` })
+      assert.deepEqual(fromMqttjs.sort(), ['0:m0', '1:m1', '2:m2'])
+      assert.deepEqual(fromPetrel.sort(), [0, 1, 2].map((q) => `interop/${v}/to-mqttjs:p${q}`))
+    } finally {
+      await petrel.end()
+      await other.endAsync()
+    }
+  })
+}

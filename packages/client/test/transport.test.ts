@@ -1,0 +1,71 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { makeTestCertificates, requirePeer, startMosquitto, withTimeout } from '@petrel/test-utils'
+import { connect, type Message } from '../src/index.js'
+
+async function roundTrip (url: string, opts: Parameters<typeof connect>[1]): Promise<Message> {
+  const c = await connect(url, opts)
+  try {
+    const sub = await c.subscribe('tr/t', { qos: 1 })
+    await c.publish('tr/t', 'over the wire', { qos: 1 })
+    const it = sub[Symbol.asyncIterator]()
+    const r = await withTimeout(it.next(), 5000, 'message')
+    return r.value as Message
+  } finally {
+    await c.end()
+  }
+}
+
+test('TLS (mqtts://) with a CA, and with a required client certificate, both versions', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const certs = await makeTestCertificates()
+  const m = await startMosquitto({ tls: { certFile: certs.certFile, keyFile: certs.keyFile, caFile: certs.caFile, requireCertificate: true } })
+  try {
+    const url = m.tlsUrl as string
+    assert.match(url, /^mqtts:/)
+    for (const v of [4, 5] as const) {
+      const msg = await roundTrip(url, { protocolVersion: v, tls: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey } })
+      assert.equal(msg.payload.toString(), 'over the wire')
+    }
+    // Without the client certificate the broker refuses the handshake.
+    await assert.rejects(connect(url, { tls: { ca: certs.ca }, connectTimeoutMs: 3000 }), (err: { code: string }) =>
+      err.code === 'PETREL_ERR_CONNECTION_FAILED' || err.code === 'PETREL_ERR_CONNECT_TIMEOUT')
+    // Without the CA the broker's certificate is not trusted.
+    await assert.rejects(connect(url, { tls: { cert: certs.clientCert, key: certs.clientKey }, connectTimeoutMs: 3000 }), { code: 'PETREL_ERR_CONNECTION_FAILED' })
+  } finally {
+    await m.stop()
+  }
+})
+
+test('WebSocket (ws://, subprotocol mqtt), both versions', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const m = await startMosquitto({ websockets: true })
+  try {
+    for (const v of [4, 5] as const) {
+      const msg = await roundTrip(m.wsUrl as string, { protocolVersion: v })
+      assert.equal(msg.payload.toString(), 'over the wire')
+    }
+  } finally {
+    await m.stop()
+  }
+})
+
+test('several broker URLs rotate: a dead first URL falls through to the next', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const m = await startMosquitto()
+  const dead = await startMosquitto()
+  const deadUrl = dead.url
+  await dead.stop()
+  try {
+    const c = await connect([deadUrl, m.url], { connectTimeoutMs: 2000 })
+    let url: URL | undefined
+    c.on('connect', (e) => { url = e.url })
+    c.reconnect()
+    await new Promise((resolve) => c.once('connect', resolve))
+    assert.equal(url?.port, String(m.port), 'connected through the second URL')
+    assert.equal(c.connected, true)
+    await c.end()
+  } finally {
+    await m.stop()
+  }
+})
