@@ -22,7 +22,6 @@ type Entry = SessionSubscription | SharedGroup
 export class Router {
   private readonly trie = new TopicTrie<Entry>()
   private readonly groups = new Map<string, SharedGroup>()
-  private readonly budgets = new Map<string, FilterBudget>()
   private epoch = 0
   private current: Message | undefined
   private readonly targets: Session[] = []
@@ -92,8 +91,6 @@ export class Router {
         }
       }
     }
-    const b = entry.budget
-    if (--b.refs === 0) this.budgets.delete(b.filter)
     this.subscriptionCount--
     return true
   }
@@ -158,19 +155,17 @@ export class Router {
     }
   }
 
-  /** The budget of a subscription filter: the first override whose pattern matches it, else the default. */
+  /**
+   * A new budget for one subscription to `filter`: the first override whose pattern matches it,
+   * else the default. Each subscription gets its own, so a frozen subscriber uses up only its
+   * own allowance and never the room its fellow subscribers need.
+   */
   private budgetFor (filter: string): FilterBudget {
-    let b = this.budgets.get(filter)
-    if (b === undefined) {
-      let m = this.memory
-      for (const o of this.overrides) {
-        if (o.pattern === filter || topicMatches(o.pattern, filter)) { m = o; break }
-      }
-      b = new FilterBudget(filter, m.maxSegmentSize * m.maxSegmentCount)
-      this.budgets.set(filter, b)
+    let m = this.memory
+    for (const o of this.overrides) {
+      if (o.pattern === filter || topicMatches(o.pattern, filter)) { m = o; break }
     }
-    b.refs++
-    return b
+    return new FilterBudget(filter, m.maxSegmentSize * m.maxSegmentCount)
   }
 }
 

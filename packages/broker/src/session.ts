@@ -3,10 +3,13 @@ import type { Message } from './message.js'
 import { DropReason, type BrokerStats } from './stats.js'
 import type { BrokerLimits } from './options.js'
 
-/** Bytes held for one subscription filter across all its subscribers (rumqttd's segments). */
+/**
+ * Bytes one subscription may hold queued (rumqttd's segments: `max_segment_size x
+ * max_segment_count` for its filter). Per subscription, not shared by the filter's
+ * subscribers: a shared budget would let one stalled subscriber starve the rest.
+ */
 export class FilterBudget {
   used = 0
-  refs = 0
   constructor (readonly filter: string, readonly limit: number) {}
 }
 

@@ -21,15 +21,10 @@ function histogram (): Histogram {
 function summarize (h: Histogram): LatencySummary {
   const ms = (us: number): number => Math.round(us) / 1000
   if (h.totalCount === 0) return { count: 0, min: 0, mean: 0, p50: 0, p95: 0, p99: 0, max: 0 }
-  return {
-    count: h.totalCount,
-    min: ms(h.minNonZeroValue),
-    mean: ms(h.mean),
-    p50: ms(h.getValueAtPercentile(50)),
-    p95: ms(h.getValueAtPercentile(95)),
-    p99: ms(h.getValueAtPercentile(99)),
-    max: ms(h.maxValue)
-  }
+  const max = ms(h.maxValue)
+  // A percentile is its bucket's highest equivalent value, which can lie past the exact maximum.
+  const at = (p: number): number => Math.min(ms(h.getValueAtPercentile(p)), max)
+  return { count: h.totalCount, min: ms(h.minNonZeroValue), mean: ms(h.mean), p50: at(50), p95: at(95), p99: at(99), max }
 }
 
 /**
