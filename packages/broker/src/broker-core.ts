@@ -28,6 +28,8 @@ export interface BrokerCore extends SessionHost {
   authenticate (request: AuthenticateRequest, allowAnonymous: boolean): AuthenticateResult | Promise<AuthenticateResult>
   /** Routes a message (and stores it when retained); returns the number of sessions it reached. */
   publish (message: Message): number
+  /** Flow control after a client's QoS 1/2 publish: hold its acks until this settles (see Broker). */
+  takePressure (): Promise<void> | undefined
   /** A session lost its connection: start its expiry (or end it now), and its will. */
   sessionOffline (session: Session, will: Message | undefined, willDelay: number): void
   /** Ends a session: its subscriptions go, a delayed will is sent [MQTT-3.1.3-9]. */

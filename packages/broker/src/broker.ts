@@ -15,7 +15,7 @@ import { PasswordFile } from './password-file.js'
 import { RetainedStore } from './retained-store.js'
 import { Router } from './router.js'
 import type { ServerConnection, ConnectionInfo } from './server-connection.js'
-import type { Session } from './session.js'
+import { STALL_MS, type Session } from './session.js'
 import { BrokerStats } from './stats.js'
 import { SysTopics } from './sys-topics.js'
 
@@ -49,6 +49,8 @@ export class Broker implements BrokerCore, ConnectionHost {
   /** Sessions with a clock running: offline with an expiry, or a delayed will. */
   private readonly offline = new Set<Session>()
   private readonly listeners: OpenListener[] = []
+  /** Sessions that fell behind during the current `publish` (QoS 1/2 flow control). */
+  private pressured: Session[] = []
   private dirty: Connection[] = []
   private resumes: Connection[] = []
   private flushScheduled = false
@@ -144,8 +146,33 @@ export class Broker implements BrokerCore, ConnectionHost {
   // --- BrokerCore ---------------------------------------------------------------------------
 
   publish (message: Message): number {
+    if (this.pressured.length > 0) this.pressured.length = 0
     if (message.retain && !this.retained.set(message)) this.log.warn({ topic: message.topic }, 'retained store full; message not retained')
     return this.router.route(message)
+  }
+
+  notePressure (s: Session): void {
+    if (!this.pressured.includes(s)) this.pressured.push(s)
+  }
+
+  /**
+   * After a client's QoS 1/2 publish: a promise to hold that client's acks on while a
+   * subscriber it reached is behind but still making progress; undefined (the usual case) when
+   * none is. A stalled subscriber holds nobody back, and no hold lasts longer than STALL_MS,
+   * so a frozen client never stops a publisher (its own bounds and drop counters apply).
+   */
+  takePressure (): Promise<void> | undefined {
+    const list = this.pressured
+    if (list.length === 0) return undefined
+    this.pressured = []
+    const now = this.now()
+    const waits: Array<Promise<void>> = []
+    for (const s of list) if (s.holdsBack(now)) waits.push(s.whenDrained())
+    if (waits.length === 0) return undefined
+    this.stats.flowControlHolds++
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, STALL_MS) })
+    return Promise.race([Promise.all(waits), timeout]).then(() => { clearTimeout(timer) })
   }
 
   authenticate (request: AuthenticateRequest, allowAnonymous: boolean): AuthenticateResult | Promise<AuthenticateResult> {

@@ -73,6 +73,31 @@ function lineOf (text: string, key: string, table?: string, index = 0): number {
   return from + 1
 }
 
+/** Edit distance, for "did you mean" on unknown keys. */
+function distance (a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i]
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min((prev[j] as number) + 1, (cur[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    prev = cur
+  }
+  return prev[b.length] as number
+}
+
+/** "unknown key; did you mean max_connections? (known: ...)" */
+function unknownKey (key: string, known: string[]): string {
+  let best: string | undefined
+  let bestD = Infinity
+  for (const k of known) {
+    const d = distance(key, k)
+    if (d < bestD) { best = k; bestD = d }
+  }
+  const hint = best !== undefined && bestD <= Math.max(2, Math.floor(key.length / 4)) ? `; did you mean ${best}?` : ''
+  return `unknown key${hint} (known: ${known.join(', ')})`
+}
+
 class Reader {
   constructor (private readonly text: string, private readonly path: string) {}
 
@@ -95,7 +120,7 @@ class Reader {
   check (t: Record<string, unknown>, schema: Record<string, Check>, table: string, index?: number): void {
     for (const [k, v] of Object.entries(t)) {
       const c = schema[k]
-      if (c === undefined) this.fail(k, `unknown key (known: ${Object.keys(schema).join(', ')})`, table, index)
+      if (c === undefined) this.fail(k, unknownKey(k, Object.keys(schema)), table, index)
       const problem = c(v)
       if (problem !== undefined) this.fail(k, `must be ${problem}, got ${JSON.stringify(v)}`, table, index)
     }
@@ -124,7 +149,7 @@ export function parseConfig (text: string, path = 'petrel.toml', baseDir = '.'):
   }
   for (const [key, value] of Object.entries(doc)) {
     const kind = topKeys[key]
-    if (kind === undefined) r.fail(key, `unknown key (known: ${Object.keys(topKeys).join(', ')})`)
+    if (kind === undefined) r.fail(key, unknownKey(key, Object.keys(topKeys)))
     if (typeof kind === 'function') {
       const problem = kind(value)
       if (problem !== undefined) r.fail(key, `must be ${problem}, got ${JSON.stringify(value)}`)

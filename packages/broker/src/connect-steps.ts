@@ -206,6 +206,8 @@ function sendConnack (c: ServerConnection, ctx: ConnectContext): boolean {
   }
   c.state = ConnectionState.connected
   c.core.online.set(c.clientId, c)
+  const log = c.core.log
+  if (log.isLevelEnabled('info')) log.info({ clientId: c.clientId, protocolVersion: c.protocolVersion, username: c.username, remoteAddress: c.remoteAddress, sessionPresent: ctx.sessionPresent }, 'client connected')
   // [MQTT-3.2.2-2] [MQTT-3.2.2-3] session present reflects what we kept
   c.transport.writeControl(encode({ type: 'connack', sessionPresent: ctx.sessionPresent, reasonCode: 0, properties }, c.protocolVersion))
   return true

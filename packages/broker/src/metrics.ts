@@ -38,6 +38,7 @@ export function createMetricsRegistry (broker: Broker): Registry {
   counter('petrel_connections_total', 'Connections accepted', [], (set) => { set({}, s.connectionsTotal) })
   counter('petrel_connect_refused_total', 'CONNECTs refused', [], (set) => { set({}, s.connectRefused) })
   counter('petrel_protocol_errors_total', 'Connections closed for bad input', [], (set) => { set({}, s.protocolErrors) })
+  counter('petrel_flow_control_holds_total', 'QoS 1/2 publishers held back because a subscriber was behind', [], (set) => { set({}, s.flowControlHolds) })
   counter('petrel_keepalive_timeouts_total', 'Clients dropped for keepalive', [], (set) => { set({}, s.keepaliveTimeouts) })
   counter('petrel_messages_dropped_total', 'Messages not delivered to one subscriber, by reason', ['reason'], (set) => {
     for (const r of Object.values(DropReason)) set({ reason: r }, s.drops[r])

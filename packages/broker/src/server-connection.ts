@@ -53,6 +53,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   pendingConnect: ConnectContext | undefined
   private aliasesIn: Array<string | undefined> | undefined
   private aliasesOut: Map<string, number> | undefined
+  /** Acks held for flow control, in order; undefined when none is held. */
+  private heldAcks: Buffer[] | undefined
   private finished = false
 
   constructor (readonly core: BrokerCore, readonly transport: Transport, readonly info: ConnectionInfo, now: number) {
@@ -195,6 +197,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   /** Refuses a CONNECT: CONNACK with the reason (5.0) or return code (3.1.1), then close [MQTT-3.2.2-6]. */
   refuse (v5Reason: number, v3Code: number): void {
     this.core.stats.connectRefused++
+    const log = this.core.log
+    if (log.isLevelEnabled('info')) log.info({ clientId: this.clientId, remoteAddress: this.remoteAddress, reasonCode: this.v5 ? v5Reason : v3Code }, 'connect refused')
     this.transport.writeControl(encode({ type: 'connack', sessionPresent: false, reasonCode: this.v5 ? v5Reason : v3Code }, this.protocolVersion))
     this.close()
   }
@@ -286,24 +290,54 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     this.finishPublish(p, new Message(topic, p.payload, p.qos, p.retain, props, expiresAt, session), true)
   }
 
+  /**
+   * Routes, then acknowledges. The ack is written after routing but still goes out ahead of any
+   * copy routed back to this client (control packets are flushed first, see Connection), so a
+   * client subscribed to its own topic is not stuck behind Nagle + a delayed ACK. (5.0's
+   * optional 0x10 No matching subscribers is not sent.)
+   *
+   * Flow control: when a subscriber this message reached is behind but still making progress,
+   * the ack is held until it catches up (at most STALL_MS), and every later ack of this
+   * connection queues behind it, in order [MQTT-4.6.0-2] [MQTT-4.6.0-3]. The publisher's own
+   * window (our Receive Maximum under 5.0) then paces it. Input is not paused, so its acks for
+   * messages routed to it still arrive: a client subscribed to its own topic cannot deadlock.
+   */
   private finishPublish (p: PublishPacket, msg: Message | undefined, allowed: boolean): void {
     if (this.state === ConnectionState.closed) return
-    if (p.qos > 0) {
-      // The ack goes out before the onward delivery: a client subscribed to its own topic then
-      // sees its PUBACK ahead of the copy, so its next PUBLISH is not stuck behind Nagle + a
-      // delayed ACK. (5.0's optional 0x10 No matching subscribers is not sent for that reason.)
-      const packetId = p.packetId as number
-      const rc = this.v5 && !allowed ? 0x87 : 0
-      if (p.qos === 1) {
-        this.transport.writeControl(encode({ type: 'puback', packetId, reasonCode: rc }, this.protocolVersion)) // [MQTT-4.3.2-4]
-      } else {
-        // [MQTT-4.3.3-9] keep the id until PUBREL (not on a failure code: that ends the flow)
-        if (rc < 0x80) (this.session?.incomingQos2 ?? ((this.session as Session).incomingQos2 = new Set())).add(packetId)
-        this.transport.writeControl(encode({ type: 'pubrec', packetId, reasonCode: rc }, this.protocolVersion))
-      }
+    let wait: Promise<void> | undefined
+    if (allowed && msg !== undefined) {
+      this.core.publish(msg)
+      // while acks are already held, later ones queue behind them: no second wait to register
+      if (p.qos > 0 && this.heldAcks === undefined) wait = this.core.takePressure()
+    } else {
+      this.core.stats.drop(DropReason.notAuthorized)
     }
-    if (allowed && msg !== undefined) this.core.publish(msg)
-    else this.core.stats.drop(DropReason.notAuthorized)
+    if (p.qos === 0) return
+    const packetId = p.packetId as number
+    const rc = this.v5 && !allowed ? 0x87 : 0
+    let ack: Buffer
+    if (p.qos === 1) {
+      ack = encode({ type: 'puback', packetId, reasonCode: rc }, this.protocolVersion) // [MQTT-4.3.2-4]
+    } else {
+      // [MQTT-4.3.3-9] keep the id until PUBREL (not on a failure code: that ends the flow)
+      if (rc < 0x80) (this.session?.incomingQos2 ?? ((this.session as Session).incomingQos2 = new Set())).add(packetId)
+      ack = encode({ type: 'pubrec', packetId, reasonCode: rc }, this.protocolVersion)
+    }
+    if (this.heldAcks !== undefined) {
+      this.heldAcks.push(ack)
+    } else if (wait !== undefined) {
+      this.heldAcks = [ack]
+      void wait.then(() => { this.releaseAcks() })
+    } else {
+      this.transport.writeControl(ack)
+    }
+  }
+
+  private releaseAcks (): void {
+    const acks = this.heldAcks
+    this.heldAcks = undefined
+    if (acks === undefined || this.state === ConnectionState.closed) return
+    for (const a of acks) this.transport.writeControl(a)
   }
 
   // --- SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------------------------
@@ -378,8 +412,10 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   }
 
   /** Server-side error: DISCONNECT with `reasonCode` (5.0, after CONNACK) then close; the will goes out [MQTT-3.1.2-8]. */
-  fail (reasonCode: number, _why: string): void {
+  fail (reasonCode: number, why: string): void {
     if (this.state === ConnectionState.closed) return
+    const log = this.core.log
+    if (log.isLevelEnabled('info')) log.info({ clientId: this.clientId, remoteAddress: this.remoteAddress, reasonCode, why }, 'closing connection')
     if (this.v5 && this.state === ConnectionState.connected) {
       this.transport.writeControl(encode({ type: 'disconnect', reasonCode }, 5))
     }
@@ -429,6 +465,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     core.connectionClosed(this)
     const s = this.session
     if (s === undefined || s.outlet !== this) return
+    if (core.log.isLevelEnabled('info')) core.log.info({ clientId: this.clientId }, 'client disconnected')
     s.outlet = undefined
     if (core.online.get(this.clientId) === this) core.online.delete(this.clientId)
     const will = this.will

@@ -42,7 +42,15 @@ export interface SessionHost {
   readonly stats: BrokerStats
   readonly limits: BrokerLimits
   now (): number
+  /** A QoS 1/2 message left this session's queue more than half full: hold its publisher back. */
+  notePressure (session: Session): void
 }
+
+/**
+ * A subscriber that has made no progress (no ack, nothing taken by its socket) for this long
+ * is stalled: it no longer holds publishers back, and its own bounds apply (drops, counted).
+ */
+export const STALL_MS = 1000
 
 /** Subscription options as stored for one filter of one session. */
 export interface SessionSubscription {
@@ -82,7 +90,11 @@ export class Session {
   /** A will waiting out its Will Delay Interval [MQTT-3.1.3-9]. */
   delayedWill: Message | undefined
   willAt = 0
+  /** Epoch ms of the subscriber's last progress (an ack, or queued bytes taken by its socket). */
+  lastProgress = 0
   private queue: Delivery[] | undefined
+  /** Publishers held back until this session's queue is under half its bounds again. */
+  private drainWaiters: Array<() => void> | undefined
   private queueHead = 0
   private queuedBytes = 0
   private lastId = 0
@@ -144,6 +156,32 @@ export class Session {
     }
     this.queuedBytes += size
     ;(this.queue ??= []).push(new Delivery(message.own(), qos, retain, subIds, budget))
+    // QoS 1/2 to a connected subscriber that is falling behind: flow-control the publisher
+    // rather than run into the bounds and drop (the publisher's window then paces it).
+    if (qos > 0 && this.outlet !== undefined && this.overHalf(budget)) this.host.notePressure(this)
+  }
+
+  private overHalf (budget: FilterBudget | undefined): boolean {
+    const limits = this.host.limits
+    return this.queueLength * 2 >= limits.maxQueuedMessages || this.queuedBytes * 2 >= limits.maxQueuedBytes ||
+      (budget !== undefined && budget.used * 2 >= budget.limit)
+  }
+
+  /** Whether a publisher should wait for this session: it is behind, but still making progress. */
+  holdsBack (now: number): boolean {
+    return this.outlet !== undefined && this.queueLength > 0 && now - this.lastProgress < STALL_MS
+  }
+
+  /** Resolves when the queue is under half its bounds (or the session ends). */
+  async whenDrained (): Promise<void> {
+    await new Promise<void>((resolve) => { (this.drainWaiters ??= []).push(resolve) })
+  }
+
+  private wakeWaiters (): void {
+    const w = this.drainWaiters
+    if (w === undefined) return
+    this.drainWaiters = undefined
+    for (const resolve of w) resolve()
   }
 
   /** Sends queued messages while the outlet has room and the inflight window allows. */
@@ -152,6 +190,7 @@ export class Session {
     const q = this.queue
     if (out === undefined || q === undefined) return
     const now = this.host.now()
+    const before = this.queueHead
     while (this.queueHead < q.length && out.writable) {
       const d = q[this.queueHead] as Delivery
       if (d.qos > 0 && this.inflightCount >= out.sendQuota) break
@@ -163,13 +202,16 @@ export class Session {
       }
       this.transmit(out, d.message, d.qos, d.retain, d.subscriptionIdentifiers, d)
     }
+    if (this.queueHead !== before) this.lastProgress = now
     if (this.queueHead === q.length) {
       this.queue = undefined
       this.queueHead = 0
+      this.wakeWaiters()
     } else if (this.queueHead > 1024 && this.queueHead * 2 > q.length) {
       this.queue = q.slice(this.queueHead)
       this.queueHead = 0
     }
+    if (this.drainWaiters !== undefined && !this.overHalf(undefined)) this.wakeWaiters()
   }
 
   private release (d: Delivery): void {
@@ -214,6 +256,7 @@ export class Session {
     const d = this.inflight?.get(packetId)
     if (d === undefined || d.qos !== 1) return false
     this.inflight?.delete(packetId)
+    this.lastProgress = this.host.now()
     this.pump()
     return true
   }
@@ -236,6 +279,7 @@ export class Session {
     const d = this.inflight?.get(packetId)
     if (d === undefined || d.qos !== 2) return false
     this.inflight?.delete(packetId)
+    this.lastProgress = this.host.now()
     this.pump()
     return true
   }
@@ -247,6 +291,7 @@ export class Session {
   resume (): void {
     const out = this.outlet
     if (out === undefined) return
+    this.lastProgress = this.host.now()
     if (this.inflight !== undefined) {
       for (const [id, d] of this.inflight) {
         if (d.released) out.sendPubrel(id)
@@ -264,5 +309,6 @@ export class Session {
     this.queueHead = 0
     this.inflight = undefined
     this.incomingQos2 = undefined
+    this.wakeWaiters()
   }
 }

@@ -34,6 +34,8 @@ export class BrokerStats {
   connectRefused = 0
   protocolErrors = 0
   keepaliveTimeouts = 0
+  /** Times a QoS 1/2 publisher was held back because a subscriber it reached was behind. */
+  flowControlHolds = 0
   readonly drops: Record<DropReason, number> = {
     queue_full: 0, filter_limit: 0, offline: 0, expired: 0, packet_too_large: 0, not_authorized: 0
   }

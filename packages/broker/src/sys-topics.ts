@@ -1,8 +1,10 @@
 import type { Broker } from './broker.js'
+import { DropReason } from './stats.js'
 
 /**
  * Publishes `$SYS/broker/...` (retained) every interval: clients, subscriptions, retained,
- * messages and bytes in/out, drops. `$` topics are not matched by `#`/`+` [MQTT-4.7.2-1].
+ * messages in/out (total and by QoS), bytes, drops (total and by reason), queue depths. The
+ * names follow mosquitto's where it has one. `$` topics are not matched by `#`/`+` [MQTT-4.7.2-1].
  */
 export class SysTopics {
   private timer: NodeJS.Timeout | undefined
@@ -24,19 +26,35 @@ export class SysTopics {
   publish (): void {
     const b = this.broker
     const s = b.stats
+    let queued = 0
+    let queuedBytes = 0
+    let inflight = 0
+    for (const session of b.sessions.values()) {
+      queued += session.queueLength
+      queuedBytes += session.queueBytes
+      inflight += session.inflightCount
+    }
     const values: Array<[string, number | string]> = [
       ['version', 'petrel 0.1.0'],
       ['uptime', Math.floor((Date.now() - s.startedAt) / 1000)],
       ['clients/connected', b.online.size],
       ['clients/total', b.sessions.size],
+      ['clients/disconnected', b.sessions.size - b.online.size],
       ['subscriptions/count', b.router.subscriptionCount],
       ['retained messages/count', b.retained.size],
       ['messages/received', s.messagesIn[0]! + s.messagesIn[1]! + s.messagesIn[2]!],
       ['messages/sent', s.messagesOut[0]! + s.messagesOut[1]! + s.messagesOut[2]!],
       ['messages/dropped', s.dropsTotal],
+      ['messages/inflight', inflight],
+      ['store/messages/count', queued],
+      ['store/messages/bytes', queuedBytes],
       ['bytes/received', s.bytesIn],
       ['bytes/sent', s.bytesOut]
     ]
+    for (let q = 0; q < 3; q++) {
+      values.push([`messages/received/qos${q}`, s.messagesIn[q]!], [`messages/sent/qos${q}`, s.messagesOut[q]!])
+    }
+    for (const r of Object.values(DropReason)) values.push([`messages/dropped/${r}`, s.drops[r]])
     for (const [k, v] of values) b.publishMessage({ topic: `$SYS/broker/${k}`, payload: String(v), retain: true })
   }
 }

@@ -24,8 +24,8 @@ test('an empty config gives defaults and no listeners (the CLI adds 127.0.0.1:18
 })
 
 test('an unknown key names the key and its line', () => {
-  fails('log_level = "info"\n\n[limits]\nmax_connections = 5\nmax_conections = 6\n', /petrel\.toml:5: limits\.max_conections: unknown key/)
-  fails('\nbogus = 1\n', /petrel\.toml:2: bogus: unknown key/)
+  fails('log_level = "info"\n\n[limits]\nmax_connections = 5\nmax_conections = 6\n', /petrel\.toml:5: limits\.max_conections: unknown key; did you mean max_connections\?/)
+  fails('\nbogus = 1\n', /petrel\.toml:2: bogus: unknown key \(known: /)
   fails('[[listener]]\nport = 1\n[[listener]]\nport = 2\nprot = 3\n', /petrel\.toml:5: listener\.prot: unknown key/)
 })
 

@@ -61,3 +61,32 @@ test('$SYS/broker topics are published periodically', async () => {
     await broker.close()
   }
 })
+
+test('$SYS/broker carries messages by QoS, drops by reason and queue depths', async () => {
+  const { createBroker } = await import('@petrel/broker')
+  const { memoryClient } = await import('./helpers.js')
+  const broker = createBroker({ sysInterval: 1 })
+  try {
+    const c = memoryClient(broker, 4)
+    await c.connect({ clientId: 'sys' })
+    c.send({ type: 'publish', topicName: 'nobody/listens', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, packetId: 1 })
+    await c.expect('puback')
+    broker.stats.drop('offline')
+    c.send({ type: 'subscribe', packetId: 2, subscriptions: [{ topicFilter: '$SYS/broker/messages/#', qos: 0 }, { topicFilter: '$SYS/broker/store/#', qos: 0 }] })
+    await c.expect('suback')
+    const got = new Map<string, string>()
+    for (;;) {
+      try {
+        // the next update cycle (1 s) sends every value
+        const m = await c.expect('publish', got.size === 0 ? 2500 : 300)
+        got.set(m.topicName, Buffer.from(m.payload).toString())
+      } catch { break }
+    }
+    assert.equal(got.get('$SYS/broker/messages/received/qos1'), '1')
+    assert.equal(got.get('$SYS/broker/messages/dropped/offline'), '1')
+    assert.equal(got.get('$SYS/broker/messages/dropped/queue_full'), '0')
+    assert.equal(got.get('$SYS/broker/store/messages/count'), '0')
+  } finally {
+    await broker.close()
+  }
+})

@@ -89,3 +89,49 @@ test('petrel passwd -c adds a user; the broker then requires it', async (t) => {
   }
   assert.equal(await b.exited, 0)
 })
+
+test('petrel broker --config with [metrics]: mosquitto_sub -t \'$SYS/#\' -v sees the broker topics; /metrics serves Prometheus text', async (t) => {
+  if (!requirePeer(t, 'mosquitto_sub')) return
+  const dir = mkdtempSync(join(tmpdir(), 'petrel-cli-'))
+  const cfg = join(dir, 'petrel.toml')
+  writeFileSync(cfg, 'sys_interval = 1\n[[listener]]\nport = 0\n[metrics]\nport = 0\n')
+  const b = await startBroker(['--config', cfg])
+  try {
+    const m = /metrics on (http:\/\/[^ ]+\/metrics)/.exec(b.stdout())
+    assert.ok(m !== null, b.stdout())
+    const { stdout } = await run(findProgram('mosquitto_sub') as string, ['-p', String(b.port), '-t', '$SYS/#', '-v', '-C', '12', '-W', '10'])
+    assert.match(stdout, /^\$SYS\/broker\/version petrel/m)
+    assert.match(stdout, /^\$SYS\/broker\/clients\/connected \d+$/m)
+    const res = await fetch(m[1] as string)
+    assert.equal(res.status, 200)
+    const text = await res.text()
+    assert.match(text, /^petrel_clients_connected \d+$/m)
+    assert.match(text, /^petrel_messages_dropped_total\{reason="queue_full"\} 0$/m)
+  } finally {
+    b.child.kill('SIGTERM')
+  }
+  assert.equal(await b.exited, 0)
+})
+
+test('petrel broker --verbose logs connects and disconnects as pino JSON lines (quiet without it)', async (t) => {
+  if (!requirePeer(t, 'mosquitto_pub')) return
+  for (const verbose of [true, false]) {
+    const b = await startBroker(['--port', '0', ...(verbose ? ['--verbose'] : [])])
+    try {
+      await run(findProgram('mosquitto_pub') as string, ['-V', 'mqttv5', '-p', String(b.port), '-i', 'verbose-test', '-t', 'v', '-m', 'x'])
+      if (verbose) {
+        await waitFor(() => /"msg":"client disconnected"/.test(b.stdout()), { timeoutMs: 5000, message: 'disconnect log line' })
+        const connected = b.stdout().split('\n').filter((l) => l.includes('"msg":"client connected"')).map((l) => JSON.parse(l) as { clientId: string, protocolVersion: number })
+        assert.equal(connected.length, 1)
+        assert.equal(connected[0]?.clientId, 'verbose-test')
+        assert.equal(connected[0]?.protocolVersion, 5)
+      } else {
+        await new Promise((resolve) => setTimeout(resolve, 200))
+        assert.equal(b.stdout().trim().split('\n').length, 1, `only the listening line: ${b.stdout()}`)
+      }
+    } finally {
+      b.child.kill('SIGTERM')
+    }
+    assert.equal(await b.exited, 0)
+  }
+})

@@ -1,0 +1,111 @@
+// QoS 1/2 flow control (DESIGN "Memory is bounded"): a subscriber that is behind but still
+// acknowledging holds its publishers' acks back instead of losing messages; one that has
+// stalled holds nobody back for longer than STALL_MS, and its own bounds apply (counted drops).
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import type { PublishPacket } from '@petrel/wire'
+import { connected, withBroker, type RawClient } from './helpers.js'
+
+const N = 2000
+
+/**
+ * Publishes `n` QoS 1 messages keeping `window` unacknowledged (as MQTT clients do, and as our
+ * 5.0 Receive Maximum asks); resolves when all are acknowledged.
+ */
+async function publishWindowed (p: RawClient, topicName: string, n: number, window = 20): Promise<void> {
+  let sent = 0
+  const send = (): void => {
+    sent++
+    const pkt: PublishPacket = { type: 'publish', topicName, payload: Buffer.from(String(sent)), qos: 1, retain: false, dup: false, packetId: sent }
+    p.send(pkt)
+  }
+  while (sent < window && sent < n) send()
+  for (let acked = 0; acked < n; acked++) {
+    await p.expect('puback', 5000)
+    // An in-memory pair delivers in process.nextTick: without this yield, publisher and broker
+    // could ping-pong without ever reaching the event loop's check phase, where the broker
+    // writes its batched output (over a socket every packet arrives in a new loop turn).
+    await new Promise((resolve) => setImmediate(resolve))
+    if (sent < n) send()
+  }
+}
+
+/** Receives `n` PUBLISH, acking each; returns their payloads in order. */
+async function receiveAll (s: RawClient, n: number, ms: number, pauseEvery = 0): Promise<string[]> {
+  const got: string[] = []
+  const deadline = Date.now() + ms
+  while (got.length < n) {
+    const m = await s.expect('publish', Math.max(1, deadline - Date.now()))
+    got.push(Buffer.from(m.payload).toString())
+    // a slow consumer: stops for 20 ms every `pauseEvery` messages, then acks
+    if (pauseEvery > 0 && got.length % pauseEvery === 0) await new Promise((resolve) => setTimeout(resolve, 20))
+    s.send({ type: 'puback', packetId: m.packetId as number })
+  }
+  return got
+}
+
+for (const v of [4, 5] as const) {
+  test(`v${v}: a QoS 1 subscriber that is behind but acking loses nothing: the publisher is held back`, async () => {
+    await withBroker({ limits: { maxQueuedMessages: 50, maxInflightMessages: 10 } }, async (broker) => {
+      const s = await connected(broker, v, { clientId: 'slow' })
+      s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'fc/#', qos: 1 }] })
+      await s.expect('suback')
+      const p = await connected(broker, v, { clientId: 'pub' })
+      const [got] = await Promise.all([receiveAll(s, N, 20_000, 50), publishWindowed(p, 'fc/x', N)])
+      assert.deepEqual(got, Array.from({ length: N }, (_, i) => String(i + 1)), 'all, in order [MQTT-4.6.0-6]')
+      assert.equal(broker.stats.drops.queue_full, 0)
+      assert.ok(broker.stats.flowControlHolds > 0, 'the publisher was flow-controlled')
+      assert.equal(p.closed, false)
+    })
+  })
+}
+
+test('a stalled QoS 1 subscriber holds the publisher back at most STALL_MS; the healthy one gets everything', async () => {
+  await withBroker({ limits: { maxQueuedMessages: 50, maxInflightMessages: 10 } }, async (broker) => {
+    const frozen = await connected(broker, 4, { clientId: 'frozen' })
+    frozen.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'fc/#', qos: 1 }] })
+    await frozen.expect('suback') // and never acknowledges anything
+    const healthy = await connected(broker, 4, { clientId: 'healthy' })
+    healthy.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'fc/#', qos: 1 }] })
+    await healthy.expect('suback')
+    const p = await connected(broker, 4, { clientId: 'pub' })
+    const t0 = Date.now()
+    const [got] = await Promise.all([receiveAll(healthy, N, 10_000), publishWindowed(p, 'fc/y', N)])
+    assert.equal(got.length, N)
+    assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms: a frozen subscriber must not pace the publisher`)
+    const session = broker.sessions.get('frozen')
+    assert.ok(session !== undefined && session.queueLength <= 50 && session.inflightCount <= 10, 'the frozen one stays within its bounds')
+    assert.ok(broker.stats.drops.queue_full > 0, 'its overflow is counted')
+  })
+})
+
+test('a client subscribed to its own topic, slower than it publishes, is paced but never deadlocks', async () => {
+  await withBroker({ limits: { maxQueuedMessages: 20, maxInflightMessages: 5 } }, async (broker) => {
+    const c = await connected(broker, 5, { clientId: 'self' })
+    c.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'self/#', qos: 1 }] })
+    await c.expect('suback')
+    const n = 500
+    let sent = 0
+    let acked = 0
+    let received = 0
+    const send = (): void => {
+      sent++
+      c.send({ type: 'publish', topicName: 'self/x', payload: Buffer.from(String(sent)), qos: 1, retain: false, dup: false, packetId: sent })
+    }
+    while (sent < 5) send() // a window under half the queue bound, as Receive Maximum 100 is under 1,000
+    const t0 = Date.now()
+    while (acked < n || received < n) {
+      const p = await c.next(3000)
+      if (p.type === 'puback') {
+        acked++
+        await new Promise((resolve) => setImmediate(resolve)) // see publishWindowed
+        if (sent < n) send()
+      } else if (p.type === 'publish') {
+        received++
+        c.send({ type: 'puback', packetId: p.packetId as number })
+      }
+    }
+    assert.equal(broker.stats.drops.queue_full, 0)
+    assert.ok(Date.now() - t0 < 3000, `took ${Date.now() - t0} ms`)
+  })
+})

@@ -1,0 +1,113 @@
+// MQTT 5.0 §4.13 Handling errors, §3.1.4 session takeover and §4.12 re-authentication: each
+// client error gets the spec's answer, and the broker and every other client carry on.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import type { PublishPacket } from '@petrel/wire'
+import { connected, memoryClient, sleep, text, versions, withBroker } from './helpers.js'
+
+const pub = (topicName: string, payload: string | Buffer, extra: Partial<PublishPacket> = {}): PublishPacket =>
+  ({ type: 'publish', topicName, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos: 0, retain: false, dup: false, ...extra })
+
+for (const v of versions) {
+  test(`v${v}: a packet over our Maximum Packet Size closes that connection only (5.0: DISCONNECT 0x95) [MQTT-3.2.2-15] [MQTT-4.13.1-1]`, async () => {
+    await withBroker({ limits: { maxPacketSize: 1024 } }, async (broker) => {
+      const watcher = await connected(broker, v, { clientId: 'w' })
+      watcher.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'big/#', qos: 0 }] })
+      await watcher.expect('suback')
+      const big = await connected(broker, v, { clientId: 'big' })
+      big.send(pub('big/x', Buffer.alloc(2000)))
+      if (v === 5) assert.equal((await big.expect('disconnect')).reasonCode, 0x95)
+      await big.waitClosed()
+      assert.equal(await watcher.quiet(100), true, 'the oversized message is not delivered')
+      const ok = await connected(broker, v, { clientId: 'ok' })
+      ok.send(pub('big/y', Buffer.alloc(900)))
+      assert.equal((await watcher.expect('publish')).payload.length, 900, 'the broker carries on for everyone else')
+      assert.equal(broker.stats.protocolErrors, 1)
+    })
+  })
+
+  test(`v${v}: past max_connections a CONNECT is refused with 0x89 Server busy / 3 Server unavailable`, async () => {
+    await withBroker({ limits: { maxConnections: 2 } }, async (broker) => {
+      const a = await connected(broker, v, { clientId: 'a' })
+      await connected(broker, v, { clientId: 'b' })
+      const c = memoryClient(broker, v)
+      const ack = await c.connect({ clientId: 'c' })
+      assert.equal(ack.reasonCode, v === 5 ? 0x89 : 3)
+      await c.waitClosed()
+      // the same client id may still reconnect (it takes over its own slot)
+      const again = await connected(broker, v, { clientId: 'a' })
+      await a.waitClosed()
+      again.send({ type: 'pingreq' })
+      await again.expect('pingresp')
+    })
+  })
+
+  test(`v${v}: takeover with clean start 0 keeps the session: session present, subscriptions and in-flight kept [MQTT-3.1.4-3] [MQTT-3.2.2-3]`, async () => {
+    await withBroker({}, async (broker) => {
+      const props = v === 5 ? { sessionExpiryInterval: 60 } : undefined
+      const first = await connected(broker, v, { clientId: 'dev', cleanStart: false, properties: props })
+      first.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'to/#', qos: 1 }] })
+      await first.expect('suback')
+      const p = await connected(broker, v, { clientId: 'p' })
+      p.send(pub('to/1', 'unacked', { qos: 1, packetId: 1 }))
+      await p.expect('puback')
+      const m = await first.expect('publish')
+      assert.equal(text(m.payload), 'unacked') // and never acknowledged by `first`
+      const second = memoryClient(broker, v)
+      const ack = await second.connect({ clientId: 'dev', cleanStart: false, properties: props })
+      assert.equal(ack.sessionPresent, true)
+      if (v === 5) assert.equal((await first.expect('disconnect')).reasonCode, 0x8e)
+      await first.waitClosed()
+      const resent = await second.expect('publish')
+      assert.equal(text(resent.payload), 'unacked')
+      assert.equal(resent.dup, true, 'resent with DUP [MQTT-3.3.1-1]')
+      second.send({ type: 'puback', packetId: resent.packetId as number })
+      p.send(pub('to/2', 'after', { qos: 1, packetId: 2 }))
+      assert.equal(text((await second.expect('publish')).payload), 'after', 'the subscription carried over')
+    })
+  })
+}
+
+test('v5: a retained message past its Message Expiry Interval is not sent to new subscribers [MQTT-3.3.2-5]', async () => {
+  await withBroker({}, async (broker) => {
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('exp/r', 'short', { retain: true, properties: { messageExpiryInterval: 1 } }))
+    p.send(pub('exp/k', 'long', { retain: true, properties: { messageExpiryInterval: 60 } }))
+    await sleep(1100)
+    const s = await connected(broker, 5, { clientId: 's' })
+    s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'exp/#', qos: 0 }] })
+    await s.expect('suback')
+    const m = await s.expect('publish')
+    assert.equal(m.topicName, 'exp/k')
+    const left = m.properties?.messageExpiryInterval ?? 0
+    assert.ok(left > 0 && left < 60, `remaining lifetime forwarded [MQTT-3.3.2-6], got ${left}`)
+    assert.equal(await s.quiet(150), true)
+    assert.equal(broker.retained.size, 1, 'the expired one is gone from the store')
+  })
+})
+
+test('v5: re-authentication: AUTH 0x19 runs the hook again; success gets AUTH 0x00, failure DISCONNECT [MQTT-4.12.1-1] [MQTT-4.12.1-2]', async () => {
+  await withBroker({
+    authenticateEnhanced: (r) => ({ reasonCode: r.data?.toString() === 'bad' ? 0x87 : 0 })
+  }, async (broker) => {
+    const c = await connected(broker, 5, { clientId: 're', properties: { authenticationMethod: 'tok', authenticationData: Buffer.from('t1') } })
+    c.send({ type: 'auth', reasonCode: 0x19, properties: { authenticationMethod: 'tok', authenticationData: Buffer.from('t2') } })
+    assert.equal((await c.expect('auth')).reasonCode, 0)
+    // a different method is a protocol error [MQTT-4.12.1-1]
+    const d = await connected(broker, 5, { clientId: 'other', properties: { authenticationMethod: 'tok' } })
+    d.send({ type: 'auth', reasonCode: 0x19, properties: { authenticationMethod: 'changed' } })
+    assert.equal((await d.expect('disconnect')).reasonCode, 0x82)
+    c.send({ type: 'auth', reasonCode: 0x19, properties: { authenticationMethod: 'tok', authenticationData: Buffer.from('bad') } })
+    assert.equal((await c.expect('disconnect')).reasonCode, 0x87)
+    await c.waitClosed()
+  })
+})
+
+test('v5: AUTH from a client that did not use enhanced authentication is a protocol error (0x82) [MQTT-4.12.0-5]', async () => {
+  await withBroker({ authenticateEnhanced: () => ({ reasonCode: 0 }) }, async (broker) => {
+    const c = await connected(broker, 5, { clientId: 'plain' })
+    c.send({ type: 'auth', reasonCode: 0x19, properties: { authenticationMethod: 'x' } })
+    assert.equal((await c.expect('disconnect')).reasonCode, 0x82)
+    await c.waitClosed()
+  })
+})
