@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { freePort, hasProgram, requirePeer, startMosquitto, withTimeout, type Mosquitto } from '@petrel/test-utils'
+import { freePort, hasProgram, makeTestCertificates, requirePeer, startMosquitto, withTimeout, type Mosquitto } from '@petrel/test-utils'
 
 // `petrel pub` / `petrel sub` as a person runs them, against mosquitto and its own tools.
 
@@ -120,5 +120,27 @@ test('not authorized: exit code 3 and a message naming -u/-P', async (t) => {
     assert.match(r.stderr, /Not authorized/)
   } finally {
     await locked.stop()
+  }
+})
+
+test('TLS with a client certificate: --cafile --cert --key, -i, -k, -r', async (t) => {
+  if (!requirePeer(t, 'mosquitto') || !requirePeer(t, 'openssl')) return
+  const certs = await makeTestCertificates()
+  const m = await startMosquitto({ tls: { certFile: certs.certFile, keyFile: certs.keyFile, caFile: certs.caFile, requireCertificate: true } })
+  try {
+    const tlsPort = String(m.tlsPort)
+    const tls = ['--cafile', certs.caFile, '--cert', certs.clientCertFile, '--key', certs.clientKeyFile]
+    const pub = await run('node', [petrel, 'pub', '-p', tlsPort, ...tls, '-t', 'tls/t', '-m', 'secret', '-r', '-q', '1', '-i', 'cli-tls-pub', '-k', '30'])
+    assert.equal(pub.code, 0, pub.stderr)
+    // Retained, so the subscriber started afterwards gets it at once.
+    const sub = await run('node', [petrel, 'sub', '-p', tlsPort, ...tls, '-t', 'tls/t', '-C', '1', '-v', '-V', 'mqttv5'])
+    assert.equal(sub.code, 0, sub.stderr)
+    assert.equal(sub.stdout, 'tls/t secret\n')
+    // Without the client certificate the handshake fails: a connection error, exit code 2.
+    const noCert = await run('node', [petrel, 'sub', '-p', tlsPort, '--cafile', certs.caFile, '-t', 'tls/t', '-C', '1', '--connect-timeout', '3'])
+    assert.equal(noCert.code, 2, noCert.stderr)
+    assert.match(noCert.stderr, /connect/i)
+  } finally {
+    await m.stop()
   }
 })

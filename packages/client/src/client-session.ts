@@ -1,5 +1,5 @@
 import {
-  encode, PetrelError, topicNameProblem, topicFilterProblem, parseSharedSubscription, WireErrorCode,
+  encode, PetrelError, topicNameProblem, topicFilterProblem, parseSharedSubscription, topicMatches, WireErrorCode,
   type AckProperties, type ConnackPacket, type Packet, type ProtocolVersion, type PublishPacket,
   type PublishProperties, type QoS, type Subscription, type SubscribePacket, type UnsubscribePacket
 } from '@petrel/wire'
@@ -82,27 +82,49 @@ export class PublishRequest implements Settleable<PublishResult> {
   released = false
   /** The connection epoch it was last written on (0: not on the wire of the current one). */
   sentEpoch = 0
-  /** Encoded once with packet id 0 for QoS > 0; the id and DUP are patched in place. */
+  /**
+   * Encoded once with packet id 0 for QoS > 0; the id and DUP are patched in place. Empty while
+   * the request is blocked (`block` policy, queue full): a caller firing many publishes at a
+   * stalled broker then costs us a small object each, not a second copy of every payload.
+   */
   bytes: Buffer
-  readonly idOffset: number
+  idOffset = 0
+  /** Encoded size while blocked (an estimate), then `bytes.length`. */
+  size: number
   readonly qos: QoS
   readonly retain: boolean
   readonly topic: string
-  /** Kept for QoS 0 only, to re-encode with a topic alias. */
-  readonly payload: Uint8Array | undefined
+  /** Kept for QoS 0 (to re-encode with a topic alias) and while blocked (not encoded yet). */
+  payload: Uint8Array | undefined
   readonly properties: PublishProperties | undefined
 
   constructor (topic: string, payload: Uint8Array, qos: QoS, retain: boolean, properties: PublishProperties | undefined,
-    bytes: Buffer, idOffset: number) {
+    bytes: Buffer | undefined) {
     this.topic = topic
     this.qos = qos
     this.retain = retain
-    this.bytes = bytes
-    this.idOffset = idOffset
-    this.payload = qos === 0 ? payload : undefined
+    this.payload = payload
     this.properties = properties
+    this.bytes = EMPTY
+    this.size = 0
+    if (bytes !== undefined) this.setBytes(bytes)
+    else this.size = payload.length + 3 * topic.length + 16
+  }
+
+  /** Installs the encoded packet and finds where the packet id sits (after the topic name). */
+  setBytes (bytes: Buffer): void {
+    this.bytes = bytes
+    this.size = bytes.length
+    if (this.qos > 0) {
+      let h = 1
+      while (((bytes[h++] as number) & 0x80) !== 0);
+      this.idOffset = h + 2 + bytes.readUInt16BE(h)
+      this.payload = undefined
+    }
   }
 }
+
+const EMPTY = Buffer.alloc(0)
 
 /** A local subscription: what was asked of the broker and where its messages go. */
 export class SubscriptionEntry {
@@ -191,6 +213,8 @@ interface InboundQoS2 {
 }
 
 const PUBREL_FIXED = 0x62
+/** Topics whose matching subscriptions are remembered; the cache starts over when full. */
+const MATCH_CACHE_MAX = 1024
 const RESOLVED_RESULT: PublishResult = Object.freeze({ reasonCode: 0 })
 
 /**
@@ -241,6 +265,9 @@ export class ClientSession implements InboundAckSink {
 
   private readonly trie = new TopicTrie<SubscriptionEntry>()
   private readonly bySubscriptionId = new Map<number, SubscriptionEntry>()
+  /** Local entries per topic filter as sent; more than one means the broker holds one subscription for them all. */
+  private readonly byFilter = new Map<string, SubscriptionEntry[]>()
+  private twinFilters = 0
   private readonly entries = new Set<SubscriptionEntry>()
   private nextSubscriptionId = 1
 
@@ -250,6 +277,8 @@ export class ClientSession implements InboundAckSink {
   private readonly outboundAliases = new Map<string, number>()
 
   private readonly matchScratch: SubscriptionEntry[] = []
+  /** Topic name -> local subscriptions matching it; cleared whenever a subscription is added or removed. */
+  private readonly matchCache = new Map<string, readonly SubscriptionEntry[]>()
   private readonly collect = (entry: SubscriptionEntry): void => {
     if (!entry.removed && !this.matchScratch.includes(entry)) this.matchScratch.push(entry)
   }
@@ -417,16 +446,23 @@ export class ClientSession implements InboundAckSink {
       return null
     }
 
-    const packet: PublishPacket = { type: 'publish', topicName: topic, payload, qos, retain, dup: false, packetId: qos === 0 ? undefined : 1, properties }
-    const bytes = encode(packet, this.protocolVersion)
-    if (this.connected && bytes.length > this.limits.maximumPacketSize) throw this.tooLarge(bytes.length)
-    let idOffset = 0
-    if (qos > 0) {
-      let h = 1
-      while (((bytes[h++] as number) & 0x80) !== 0);
-      idOffset = h + 2 + bytes.readUInt16BE(h)
+    if (this.policy === 'block' && (this.blocked.length > 0 || !this.hasRoom(payload.length + topic.length))) {
+      // Waits for room unencoded; encoded (and size-checked) when admitted.
+      const req = new PublishRequest(topic, payload, qos, retain, properties, undefined)
+      // Near the broker's limit the estimate is not enough: encode once to check exactly.
+      // (Properties beyond the margin are caught on admission by `limitError`.)
+      if (this.connected && req.size + 1024 > this.limits.maximumPacketSize) {
+        const size = this.encodePublish(topic, payload, qos, retain, properties).length
+        if (size > this.limits.maximumPacketSize) throw this.tooLarge(size)
+      }
+      req.state = RState.Blocked
+      this.blocked.push(req)
+      this.pump()
+      return this.handOver(req)
     }
-    const req = new PublishRequest(topic, payload, qos, retain, properties, bytes, idOffset)
+    const bytes = this.encodePublish(topic, payload, qos, retain, properties)
+    if (this.connected && bytes.length > this.limits.maximumPacketSize) throw this.tooLarge(bytes.length)
+    const req = new PublishRequest(topic, payload, qos, retain, properties, bytes)
     if (this.hasRoom(bytes.length)) {
       this.enqueue(req)
     } else if (this.policy === 'reject') {
@@ -578,21 +614,35 @@ export class ClientSession implements InboundAckSink {
         const e = this.bySubscriptionId.get(sid)
         if (e !== undefined && !e.removed && !targets.includes(e)) targets.push(e)
       }
+      // Two local subscriptions to the same filter are one subscription at the broker, carrying the
+      // identifier of the last SUBSCRIBE [MQTT-3.8.4-3]: the other entries of that filter get it too.
+      if (this.twinFilters > 0 && targets.length > 0) this.addTwins(targets, topic)
     }
-    if (targets.length === 0) this.trie.forEachMatch(topic, this.collect)
+    let list: readonly SubscriptionEntry[] = targets
+    if (targets.length === 0) {
+      // Streams repeat topics: remember the trie's answer per topic until a subscription changes.
+      const cached = this.matchCache.get(topic)
+      if (cached !== undefined) list = cached
+      else {
+        this.trie.forEachMatch(topic, this.collect)
+        if (this.matchCache.size >= MATCH_CACHE_MAX) this.matchCache.clear()
+        this.matchCache.set(topic, targets.slice())
+      }
+    }
 
+    const n = list.length
     let record: InboundAck | undefined
     if (qos > 0) {
-      record = { packetId: p.packetId as number, qos: qos as 1 | 2, pending: targets.length + 1, done: false, epoch: this.epoch }
+      record = { packetId: p.packetId as number, qos: qos as 1 | 2, pending: n + 1, done: false, epoch: this.epoch }
       this.ackQueue.push(record)
     }
-    const n = targets.length
     if (n === 1) {
-      const e = targets[0] as SubscriptionEntry
+      const e = list[0] as SubscriptionEntry
       targets.length = 0
       this.deliverTo(e, topic, p, record)
     } else if (n > 1) {
-      const copy = targets.slice()
+      // A handler may subscribe or unsubscribe: iterate a list nobody mutates (cached lists are replaced, never changed).
+      const copy = list === targets ? targets.slice() : list
       targets.length = 0
       for (const e of copy) this.deliverTo(e, topic, p, record)
     }
@@ -820,6 +870,10 @@ export class ClientSession implements InboundAckSink {
     return encode({ type: 'publish', topicName: topic, payload, qos: 0, retain, dup: false, properties }, this.protocolVersion)
   }
 
+  private encodePublish (topic: string, payload: Uint8Array, qos: QoS, retain: boolean, properties: PublishProperties | undefined): Buffer {
+    return encode({ type: 'publish', topicName: topic, payload, qos, retain, dup: false, packetId: qos === 0 ? undefined : 1, properties }, this.protocolVersion)
+  }
+
   private checkLimits (qos: QoS, retain: boolean): void {
     if (qos > this.limits.maximumQoS) {
       throw clientError(ClientErrorCode.QOS_NOT_SUPPORTED, `the broker's Maximum QoS is ${this.limits.maximumQoS}, publish asked for ${qos}`, { reasonCode: 0x9b })
@@ -873,13 +927,35 @@ export class ClientSession implements InboundAckSink {
     while (this.blocked.length > 0) {
       const next = this.blocked.peek() as PublishRequest
       if (next.state !== RState.Blocked) { this.blocked.shift(); continue }
-      if (!this.hasRoom(next.bytes.length)) return
+      if (!this.hasRoom(next.size)) return
       this.blocked.shift()
+      next.setBytes(this.encodePublish(next.topic, next.payload as Uint8Array, next.qos, next.retain, next.properties))
       this.enqueue(next)
     }
   }
 
+  private addTwins (targets: SubscriptionEntry[], topic: string): void {
+    const n = targets.length
+    for (let i = 0; i < n; i++) {
+      const e = targets[i] as SubscriptionEntry
+      for (let j = 0; j < e.subscriptions.length; j++) {
+        const twins = this.byFilter.get((e.subscriptions[j] as Subscription).topicFilter)
+        if (twins === undefined || twins.length < 2 || !topicMatches(e.matchFilters[j] as string, topic)) continue
+        for (const t of twins) if (!t.removed && !targets.includes(t)) targets.push(t)
+      }
+    }
+  }
+
   private addEntry (entry: SubscriptionEntry): void {
+    this.matchCache.clear()
+    for (const s of entry.subscriptions) {
+      const list = this.byFilter.get(s.topicFilter)
+      if (list === undefined) this.byFilter.set(s.topicFilter, [entry])
+      else {
+        list.push(entry)
+        if (list.length === 2) this.twinFilters++
+      }
+    }
     this.entries.add(entry)
     for (const f of entry.matchFilters) this.trie.add(f, entry)
     if (entry.subscriptionIdentifier !== undefined) this.bySubscriptionId.set(entry.subscriptionIdentifier, entry)
@@ -888,6 +964,15 @@ export class ClientSession implements InboundAckSink {
   private removeEntry (entry: SubscriptionEntry): void {
     if (entry.removed) return
     entry.removed = true
+    this.matchCache.clear()
+    for (const s of entry.subscriptions) {
+      const list = this.byFilter.get(s.topicFilter)
+      if (list === undefined) continue
+      const i = list.indexOf(entry)
+      if (i >= 0) list.splice(i, 1)
+      if (list.length === 1) this.twinFilters--
+      if (list.length === 0) this.byFilter.delete(s.topicFilter)
+    }
     this.entries.delete(entry)
     for (const f of entry.matchFilters) this.trie.remove(f, entry)
     if (entry.subscriptionIdentifier !== undefined) this.bySubscriptionId.delete(entry.subscriptionIdentifier)

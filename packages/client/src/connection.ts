@@ -69,14 +69,16 @@ export class Connection {
     this.schedule()
   }
 
-  /** Queues bytes for the next flush; false when the buffer is over its high-water mark. */
+  /** Queues bytes for the flush at the end of this event-loop turn; false when the buffer is over its high-water mark. */
   write (bytes: Buffer): boolean {
     if (this.closed) return false
     this.batch.push(bytes)
     this.batchBytes += bytes.length
     if (!this.flushScheduled) {
       this.flushScheduled = true
-      process.nextTick(this.flushNow)
+      // setImmediate, not nextTick: it runs after this poll phase, so the acks for every chunk
+      // read in one event-loop turn (and publishes made meanwhile) share one write syscall.
+      setImmediate(this.flushNow)
     }
     if (this.batchBytes + this.stream.writableLength >= HIGH_WATER_MARK) {
       this.full = true

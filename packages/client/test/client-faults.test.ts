@@ -16,50 +16,63 @@ after(async () => { await broker?.stop() })
 const fast: ClientOptions = { backoff: { initialDelayMs: 20, maxDelayMs: 200 }, connectTimeoutMs: 3000 }
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
-/** Cuts every connection through `proxy` `times` times at random 40-120 ms intervals while `until` is false. */
-async function cutter (proxy: FaultProxy, times: number, until: () => boolean): Promise<number> {
-  let cuts = 0
-  while (cuts < times && !until()) {
-    await sleep(40 + Math.random() * 80)
-    proxy.cut()
-    cuts++
+/**
+ * 20 cut points at random distinct progress marks in 1..n-1: `check(progress)` cuts every
+ * connection through `proxy` once per mark passed. Cutting on progress (not on a timer) puts every
+ * cut inside the transfer however fast the machine is.
+ */
+function progressCutter (proxy: FaultProxy, n: number, cuts: number): { check: (progress: number) => void, made: () => number } {
+  const marks = new Set<number>()
+  while (marks.size < cuts) marks.add(1 + Math.floor(Math.random() * (n - 1)))
+  const sorted = [...marks].sort((a, b) => a - b)
+  let next = 0
+  return {
+    check: (progress) => {
+      let due = false
+      while (next < sorted.length && progress >= (sorted[next] as number)) { next++; due = true }
+      // One cut per callback even if several marks were passed: the connections are gone after the first.
+      if (due) setImmediate(() => { proxy.cut() })
+    },
+    made: () => next
   }
-  return cuts
 }
 
-for (const [qos, label] of [[1, 'no loss'], [2, 'exactly once']] as const) {
-  test(`10,000 QoS ${qos} messages across 20 random cuts: ${label}`, { timeout: 90_000 }, async (t) => {
+for (const [qos, pubV, subV, label] of [[1, 4, 5, 'no loss'], [2, 5, 4, 'exactly once'], [2, 4, 5, 'exactly once']] as const) {
+  test(`10,000 QoS ${qos} messages across 20 random cuts (publisher v${pubV}, subscriber v${subV}): ${label}`, { timeout: 90_000 }, async (t) => {
     if (!requirePeer(t, 'mosquitto')) return
     const b = broker as Mosquitto
-    const proxy = await FaultProxy.start({ target: { host: b.host, port: b.port }, delayMs: 2 })
+    const proxy = await FaultProxy.start({ target: { host: b.host, port: b.port }, delayMs: 1 })
     const clients: MqttClient[] = []
     try {
-      const topic = `faults/${qos}/${process.pid}`
+      const topic = `faults/${qos}/${pubV}/${process.pid}`
+      const N = 10_000
       const counts = new Map<string, number>()
+      let delivered = 0
+      const cutter = progressCutter(proxy, N, 20)
       // Both ends go through the proxy and are cut together; persistent sessions keep the flows.
-      const sub = await connect(proxy.url, { ...fast, clientId: `sub-${qos}-${process.pid}`, clean: false, protocolVersion: 5 })
+      const sub = await connect(proxy.url, { ...fast, clientId: `sub-${qos}-${pubV}-${process.pid}`, clean: false, protocolVersion: subV })
       clients.push(sub)
       await sub.subscribe(topic, { qos }, (m) => {
         const k = m.payload.toString()
         counts.set(k, (counts.get(k) ?? 0) + 1)
+        delivered++
+        cutter.check(counts.size)
       })
-      const pub = await connect(proxy.url, { ...fast, clientId: `pub-${qos}-${process.pid}`, clean: false, protocolVersion: qos === 1 ? 4 : 5 })
+      const pub = await connect(proxy.url, { ...fast, clientId: `pub-${qos}-${pubV}-${process.pid}`, clean: false, protocolVersion: pubV })
       clients.push(pub)
-      const N = 10_000
-      let done = false
       const all = Promise.all(Array.from({ length: N }, async (_, i) => await pub.publish(topic, String(i), { qos })))
-      const cuts = cutter(proxy, 20, () => done)
       await withTimeout(all, 60_000, 'publishes')
-      done = true
-      const made = await cuts
       await waitFor(() => counts.size === N, { timeoutMs: 30_000, message: `received ${counts.size} of ${N}` })
-      assert.ok(made >= 5, `only ${made} cuts happened during the run`)
-      assert.ok(pub.stats().connects >= 2, 'the publisher reconnected')
+      assert.equal(cutter.made(), 20, 'all 20 cuts happened during the transfer')
+      assert.ok(pub.stats().connects >= 2 && sub.stats().connects >= 2, 'both ends reconnected')
+      for (let i = 0; i < N; i++) assert.ok(counts.has(String(i)), `message ${i} lost`)
       if (qos === 2) {
+        // Let late duplicates (if any) arrive before judging exactly-once.
+        await sleep(300)
         const dupes = [...counts.entries()].filter(([, n]) => n !== 1)
         assert.deepEqual(dupes.slice(0, 5), [], 'each QoS 2 message arrives exactly once')
+        assert.equal(delivered, N)
       }
-      for (let i = 0; i < N; i++) assert.ok(counts.has(String(i)), `message ${i} lost`)
     } finally {
       await Promise.all(clients.map(async (c) => { await c.end({ force: true }) }))
       await proxy.close()
@@ -124,15 +137,24 @@ test('publishing into a stalled broker: memory stays bounded, publish waits (blo
   const rejecting = await connect(proxy.url, { ...fast, keepalive: 0, maxQueuedMessages: 200, queuePolicy: 'reject' })
   try {
     proxy.stall()
-    // block: 20,000 x 4 KiB = 80 MiB asked for; the client holds at most the queue bound plus socket buffers.
+    // block: 20,000 x 4 KiB = 80 MiB asked for (one shared payload buffer); the client holds at most
+    // the queue bound plus socket buffers in bytes, and a small object per waiting publish.
+    global.gc?.()
+    const before = process.memoryUsage()
     let resolved = 0
     const ps: Array<Promise<unknown>> = []
     for (let i = 0; i < 20_000; i++) ps.push(blocking.publish('stall/t', payload).then(() => { resolved++ }))
     await sleep(500)
+    global.gc?.()
+    const after = process.memoryUsage()
     const s = blocking.stats()
     assert.ok(s.queued <= 200, `queued ${s.queued}`)
-    assert.ok(resolved < 20_000, 'publish waits while the broker is stalled')
-    assert.ok(s.bytesOut < 40 * 1024 * 1024, `written ${s.bytesOut}`)
+    assert.ok(resolved < 20_000 - 200, `publish waits while the broker is stalled (${resolved} resolved)`)
+    assert.ok(s.bytesOut < 16 * 1024 * 1024, `written ${s.bytesOut}`)
+    const grewMiB = (after.arrayBuffers - before.arrayBuffers) / 1048576
+    const heapMiB = (after.heapUsed - before.heapUsed) / 1048576
+    assert.ok(grewMiB < 24, `buffers grew ${grewMiB.toFixed(1)} MiB for 80 MiB of waiting publishes`)
+    assert.ok(heapMiB < 40, `heap grew ${heapMiB.toFixed(1)} MiB`)
 
     let rejected: unknown
     for (let i = 0; i < 20_000 && rejected === undefined; i++) {
@@ -207,6 +229,44 @@ test('a malformed packet from the broker: v5 DISCONNECT 0x81, reconnect, the una
     const resent = (seen[1] ?? []).find((p) => p.type === 'publish')
     assert.equal(resent?.type === 'publish' ? resent.dup : undefined, true)
     assert.equal(resent?.type === 'publish' ? resent.payload.toString() : undefined, 'kept')
+  } finally {
+    await c.end({ force: true })
+    for (const s of sockets) s.destroy()
+    await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+  }
+})
+
+test('supervisor: an accept-then-drop broker makes the backoff grow; a connection that stays up resets it', { timeout: 20_000 }, async () => {
+  // A hand-written broker that accepts every CONNECT, then drops the link after `upMs`.
+  let upMs = 0
+  const sockets: Socket[] = []
+  const server = createServer((socket) => {
+    sockets.push(socket)
+    const dec = new Decoder({ protocolVersion: 5 })
+    socket.on('data', (chunk) => {
+      for (const p of dec.push(chunk)) {
+        if (p.type !== 'connect') continue
+        socket.write(encode({ type: 'connack', sessionPresent: false, reasonCode: 0 }, 5))
+        setTimeout(() => { socket.destroy() }, upMs)
+      }
+    })
+    socket.on('error', () => {})
+  })
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  const port = (server.address() as { port: number }).port
+  const c = await connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, backoff: { initialDelayMs: 20, maxDelayMs: 160, jitter: 0 } })
+  const delays: number[] = []
+  c.on('reconnect', (e) => { delays.push(e.delayMs) })
+  try {
+    await waitFor(() => delays.length >= 5, { timeoutMs: 5000, message: `delays ${delays.join(',')}` })
+    // Each connection lived ~0 ms, never longer than the delay before it: no reset, x2 up to the cap.
+    assert.deepEqual(delays.slice(0, 5), [20, 40, 80, 160, 160])
+    upMs = 400 // outlives the last delay (160 ms): the next failure starts from the initial delay again
+    const n = delays.length
+    await waitFor(() => delays.length >= n + 3, { timeoutMs: 5000, message: `delays ${delays.join(',')}` })
+    // The connection dialled right after `upMs` changed may still be one of the short ones.
+    assert.ok(delays.slice(n).includes(20), `reset after a long-lived connection: ${delays.join(',')}`)
+    assert.equal(delays.at(-1), 20)
   } finally {
     await c.end({ force: true })
     for (const s of sockets) s.destroy()

@@ -355,3 +355,30 @@ test('throttle: PUBLISH beyond the rate waits for wakeAt, replays included', () 
   x.session.pump()
   assert.equal(publishes(x.take()).length, 1)
 })
+
+test('local matching follows subscription changes (the per-topic match cache is dropped on every change)', () => {
+  const got: string[] = []
+  const names = new Map<unknown, string>()
+  const session = new ClientSession({ protocolVersion: 4, now: () => 0 }, {
+    write () { return true },
+    deliver (m, entry) { got.push(`${names.get(entry) ?? '?'}:${m.payload.toString()}`) },
+    protocolViolation () {},
+    wakeAt () {},
+    resubscribeFailed () {}
+  })
+  session.connectionUp({ type: 'connack', sessionPresent: false, reasonCode: 0 })
+  const msg = (payload: string): PublishPacket => ({ type: 'publish', topicName: 'a/b', payload: Buffer.from(payload), qos: 0, retain: false, dup: false })
+  const a = session.subscribe([{ topicFilter: 'a/+', qos: 0 }], {}).entry
+  names.set(a, 'A')
+  session.handlePacket(msg('1'))
+  session.handlePacket(msg('2')) // from the cache
+  const b = session.subscribe([{ topicFilter: 'a/#', qos: 0 }], {}).entry
+  names.set(b, 'B')
+  session.handlePacket(msg('3'))
+  session.unsubscribe(a)
+  session.handlePacket(msg('4'))
+  session.unsubscribe(b)
+  session.handlePacket(msg('5'))
+  // Several matches are delivered in the trie's order; compare as sets.
+  assert.deepEqual([...got].sort(), ['A:1', 'A:2', 'A:3', 'B:3', 'B:4'])
+})

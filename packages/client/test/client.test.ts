@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect as netConnect, type Socket } from 'node:net'
 import { hasProgram, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
-import { connect, createClient, type Message, type MqttClient } from '../src/index.js'
+import { connect, createClient, type ConnectEvent, type Message, type MqttClient } from '../src/index.js'
 
 // Against a real mosquitto 2.x, both protocol versions.
 
@@ -19,6 +19,19 @@ async function open (v: 4 | 5, opts: Parameters<typeof connect>[1] = {}): Promis
   return c
 }
 after(async () => { await Promise.all(clients.map(async (c) => { await c.end({ force: true }) })) })
+
+/** `n` messages through next(), without ending the iteration (a `break` out of `for await` unsubscribes). */
+async function take (sub: AsyncIterator<Message>, n: number, ms = 5000): Promise<Message[]> {
+  const out: Message[] = []
+  await withTimeout((async () => {
+    while (out.length < n) {
+      const r = await sub.next()
+      if (r.done === true) break
+      out.push(r.value)
+    }
+  })(), ms, `${n} messages`)
+  return out
+}
 
 async function collect (it: AsyncIterable<Message>, n: number, ms = 5000): Promise<Message[]> {
   const out: Message[] = []
@@ -266,4 +279,127 @@ test('stats and Prometheus metrics', async (t) => {
   const text = c.metrics()
   assert.match(text, /# TYPE petrel_client_connects_total counter/)
   assert.match(text, new RegExp(`petrel_client_publishes_acked_total\\{client_id="${c.clientId}"\\} 1`))
+})
+
+test('v5: will properties and will delay: published after the delay, with its properties', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const watcher = await open(5)
+  const topic = uniq('will5')
+  const sub = await watcher.subscribe(topic, { qos: 1 })
+  let socket: Socket | undefined
+  const b = broker as Mosquitto
+  const dying = await connect(undefined, {
+    protocolVersion: 5,
+    reconnect: false,
+    // The will delay only runs while the session lives: give the session longer than the delay.
+    sessionExpiryInterval: 10,
+    will: { topic, payload: 'late', qos: 1, properties: { willDelayInterval: 1, contentType: 'text/plain', userProperties: [['why', 'test']] } },
+    transport: async () => await new Promise<Socket>((resolve) => { const s = netConnect(b.port, b.host, () => { resolve(s) }); socket = s })
+  })
+  const cut = performance.now()
+  socket?.destroy()
+  const [m] = await collect(sub, 1, 8000)
+  const took = performance.now() - cut
+  assert.equal(m?.payload.toString(), 'late')
+  assert.equal(m?.properties?.contentType, 'text/plain')
+  assert.deepEqual(m?.properties?.userProperties, [['why', 'test']])
+  assert.ok(took >= 900, `published ${Math.round(took)} ms after the link died, before the 1 s delay`)
+  await dying.end({ force: true })
+})
+
+test('v5: a clean end() does not publish the will', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const watcher = await open(5)
+  const topic = uniq('nowill')
+  const got: string[] = []
+  await watcher.subscribe(topic, { qos: 1 }, (m) => { got.push(m.payload.toString()) })
+  const c = await connect((broker as Mosquitto).url, { protocolVersion: 5, will: { topic, payload: 'should not', qos: 1 } })
+  await c.end()
+  await (await open(5)).publish(topic, 'marker', { qos: 1 })
+  await waitFor(() => got.includes('marker'), { timeoutMs: 3000, message: 'marker' })
+  assert.deepEqual(got, ['marker'])
+})
+
+test('v5: session expiry: a session outliving its interval is gone (session present false)', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const id = `expiry-${process.pid}-${++seq}`
+  const url = (broker as Mosquitto).url
+  const a = await connect(url, { protocolVersion: 5, clientId: id, clean: false, sessionExpiryInterval: 1 })
+  await a.subscribe(uniq('exp'), { qos: 1 })
+  await a.end()
+  const b = await connect(url, { protocolVersion: 5, clientId: id, clean: false, sessionExpiryInterval: 1 })
+  const kept = await new Promise<boolean>((resolve) => { b.once('connect', (e) => { resolve(e.sessionPresent) }); b.reconnect() })
+  assert.equal(kept, true, 'within the interval the session is resumed')
+  await b.end()
+  await new Promise((resolve) => setTimeout(resolve, 2200))
+  const c = createClient(url, { protocolVersion: 5, clientId: id, clean: false, sessionExpiryInterval: 1 })
+  clients.push(c)
+  const present = await new Promise<boolean>((resolve) => { c.once('connect', (e) => { resolve(e.sessionPresent) }) })
+  assert.equal(present, false, 'after the interval the broker forgot the session')
+})
+
+test('v5: CONNACK limits of a restricted mosquitto are enforced before anything is sent', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const m = await startMosquitto({ extraConfig: 'max_qos 1\nretain_available false\nmax_packet_size 1000\nmax_inflight_messages 5' })
+  const c = createClient(m.url, { protocolVersion: 5, reconnect: false })
+  try {
+    const { connack } = await new Promise<ConnectEvent>((resolve) => { c.once('connect', resolve) })
+    assert.deepEqual([connack.properties?.receiveMaximum, connack.properties?.maximumQoS], [5, 1])
+    const before = c.stats().bytesOut
+    await assert.rejects(c.publish('lim/t', 'x', { qos: 2 }), { code: 'PETREL_ERR_QOS_NOT_SUPPORTED', reasonCode: 0x9b })
+    await assert.rejects(c.publish('lim/t', 'x', { retain: true }), { code: 'PETREL_ERR_RETAIN_NOT_SUPPORTED' })
+    await assert.rejects(c.publish('lim/t', Buffer.alloc(2000)), { code: 'PETREL_ERR_PACKET_TOO_LARGE' })
+    assert.equal(c.stats().bytesOut, before, 'nothing written')
+    assert.equal(c.stats().publishesSent, 0)
+    // Receive Maximum 5 caps the window of 100: 50 QoS 1 publishes still all complete.
+    const rs = await Promise.all(Array.from({ length: 50 }, async (_, i) => await c.publish('lim/t', String(i), { qos: 1 })))
+    assert.equal(rs.length, 50)
+    assert.equal(c.connected, true, 'mosquitto did not disconnect us for exceeding its Receive Maximum')
+  } finally {
+    await c.end({ force: true })
+    await m.stop()
+  }
+})
+
+test('a slow consumer: its bounded queue drops (counted, acked) while other subscriptions and keepalive go on', { timeout: 20_000 }, async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const c = await open(5, { keepalive: 1 })
+  const topic = uniq('slow')
+  // Never read: a queue of 10, dropping the newest; QoS 1, so the drops must still be acked.
+  const stuck = await c.subscribe(topic, { qos: 1, queueSize: 10, overflow: 'dropNewest' })
+  const oldest = await c.subscribe(topic, { qos: 1, queueSize: 10, overflow: 'dropOldest' })
+  let fast = 0
+  await c.subscribe(topic, { qos: 1 }, () => { fast++ })
+  const p = await open(5)
+  for (let i = 0; i < 200; i++) await p.publish(topic, String(i), { qos: 1 })
+  await waitFor(() => fast === 200, { timeoutMs: 5000, message: `fast subscriber got ${fast}` })
+  assert.equal(stuck.queued, 10)
+  assert.equal(stuck.dropped, 190)
+  assert.equal(oldest.dropped, 190)
+  assert.equal(c.stats().messagesDropped, 380)
+  // Every inbound PUBLISH was acked (the broker holds nothing in flight for us): nothing is redelivered.
+  await new Promise((resolve) => setTimeout(resolve, 2500))
+  assert.equal(c.connected, true, 'keepalive kept the link through the stuck subscriptions')
+  assert.equal(c.stats().disconnects, 0)
+  const first = await collect(stuck, 10)
+  assert.deepEqual(first.map((m) => m.payload.toString()), Array.from({ length: 10 }, (_, i) => String(i)), 'dropNewest keeps the first')
+  const last = await collect(oldest, 10)
+  assert.deepEqual(last.map((m) => m.payload.toString()), Array.from({ length: 10 }, (_, i) => String(190 + i)), 'dropOldest keeps the last')
+})
+
+test('manual ack: PUBACK held until msg.ack(); unacked messages come back after a reconnect', { timeout: 20_000 }, async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const id = `manual-${process.pid}-${++seq}`
+  const topic = uniq('manual')
+  const c = await open(5, { clientId: id, clean: false, backoff: { initialDelayMs: 50 } })
+  const sub = await c.subscribe(topic, { qos: 1, manualAck: true })
+  const p = await open(5)
+  for (let i = 0; i < 3; i++) await p.publish(topic, `m${i}`, { qos: 1 })
+  const got = await take(sub, 3)
+  got[0]?.ack() // only the first
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  c.reconnect() // drops the link: the two unacked messages are redelivered on the resumed session
+  const again = await take(sub, 2, 8000)
+  assert.deepEqual(again.map((m) => [m.payload.toString(), m.dup]), [['m1', true], ['m2', true]])
+  for (const m of again) m.ack()
 })

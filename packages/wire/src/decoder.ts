@@ -22,6 +22,10 @@ export interface DecoderOptions {
 
 const enum State { Idle, Header, Body }
 
+// Shared placeholders, so an idle decoder (one per broker connection) allocates nothing.
+const NO_BYTES = Buffer.alloc(0)
+const NO_CHUNKS: readonly Buffer[] = Object.freeze([])
+
 // Fixed-header flags each type must carry [MQTT-2.1.3-1]; -1: PUBLISH, whose flags are data.
 const requiredFlags = [-2, 0, 0, -1, 0, 0, 2, 0, 2, 0, 2, 0, 0, 0, 0, 0]
 const T_CONNECT = 1
@@ -45,18 +49,18 @@ export class Decoder {
   maxPacketSize: number
 
   private state = State.Idle
-  // Header state: up to 5 bytes of a fixed header split across chunks.
-  private readonly head = Buffer.alloc(5)
+  // Header state: up to 5 bytes of a fixed header split across chunks (allocated on first need).
+  private head: Buffer | undefined
   private headLen = 0
   // Body state: the packet's bytes so far (header included); concatenated once complete,
   // so a header claiming 256 MiB costs nothing until those bytes really arrive.
-  private chunks: Buffer[] = []
+  private chunks = NO_CHUNKS as Buffer[]
   private chunkBytes = 0
   private total = 0
   private failure: PetrelError | undefined
 
   // Parse cursor over the packet being decoded (reused: no allocation per packet).
-  private buf: Buffer = this.head
+  private buf: Buffer = NO_BYTES
   private pos = 0
   private end = 0
 
@@ -112,7 +116,7 @@ export class Decoder {
     if (total < 0) {
       this.state = State.Header
       this.headLen = buf.length - off
-      buf.copy(this.head, 0, off)
+      buf.copy(this.head ??= Buffer.alloc(5), 0, off)
     } else {
       this.state = State.Body
       this.total = total
@@ -125,20 +129,21 @@ export class Decoder {
   private resume (buf: Buffer, out: Packet[]): number {
     let off = 0
     if (this.state === State.Header) {
+      const head = this.head as Buffer // set by keep() on entering State.Header
       let total = -1
       while (total < 0) {
         if (off >= buf.length) return off
-        this.head[this.headLen++] = buf[off++] as number
-        total = this.readHeader(this.head, 0, this.headLen)
+        head[this.headLen++] = buf[off++] as number
+        total = this.readHeader(head, 0, this.headLen)
       }
       if (total <= this.headLen) { // a packet with no body (PINGREQ...)
         this.state = State.Idle
-        out.push(this.parse(Buffer.from(this.head.subarray(0, total)), 0, total))
+        out.push(this.parse(Buffer.from(head.subarray(0, total)), 0, total))
         return off
       }
       this.state = State.Body
       this.total = total
-      this.chunks = [Buffer.from(this.head.subarray(0, this.headLen))]
+      this.chunks = [Buffer.from(head.subarray(0, this.headLen))]
       this.chunkBytes = this.headLen
     }
     const need = this.total - this.chunkBytes
@@ -149,7 +154,7 @@ export class Decoder {
     }
     this.chunks.push(buf.subarray(off, off + need))
     const whole = Buffer.concat(this.chunks, this.total)
-    this.chunks = []
+    this.chunks = NO_CHUNKS as Buffer[]
     this.chunkBytes = 0
     this.state = State.Idle
     out.push(this.parse(whole, 0, whole.length))

@@ -1,0 +1,190 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createServer, type Server, type Socket } from 'node:net'
+import { Decoder, encode, type Packet } from '@petrel/wire'
+import { waitFor, withTimeout } from '@petrel/test-utils'
+import { connect, type ClientErrorCode } from '../src/index.js'
+
+// The supervisor and MQTT 5 exchanges mosquitto cannot show (enhanced authentication, server
+// references, per-attempt CONNECT rewriting), against a hand-written MQTT 5 broker on 127.0.0.1.
+
+interface FakeBroker {
+  url: string
+  /** Packets received, one array per connection. */
+  seen: Packet[][]
+  sockets: Socket[]
+  close: () => Promise<void>
+}
+
+type Respond = (p: Packet, socket: Socket, connection: number) => void
+
+async function fakeBroker (respond: Respond): Promise<FakeBroker> {
+  const seen: Packet[][] = []
+  const sockets: Socket[] = []
+  const server: Server = createServer((socket) => {
+    sockets.push(socket)
+    const mine: Packet[] = []
+    seen.push(mine)
+    const n = seen.length
+    const dec = new Decoder({ protocolVersion: 5 })
+    socket.on('data', (chunk) => {
+      for (const p of dec.push(chunk)) {
+        mine.push(p)
+        respond(p, socket, n)
+      }
+    })
+    socket.on('error', () => {})
+  })
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  const port = (server.address() as { port: number }).port
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    seen,
+    sockets,
+    close: async () => {
+      for (const s of sockets) s.destroy()
+      await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+    }
+  }
+}
+
+const send = (socket: Socket, p: Packet): void => { socket.write(encode(p, 5)) }
+const fast = { backoff: { initialDelayMs: 20, maxDelayMs: 100, jitter: 0 }, connectTimeoutMs: 3000 }
+
+test('beforeConnect rewrites the CONNECT on every attempt (rotating password)', { timeout: 15_000 }, async () => {
+  const b = await fakeBroker((p, socket) => {
+    if (p.type === 'connect') {
+      // Only the third token is accepted; the first attempts are refused as bad credentials.
+      const ok = p.password?.toString() === 'token-3'
+      send(socket, { type: 'connack', sessionPresent: false, reasonCode: ok ? 0 : 0x86 })
+      if (!ok) socket.end()
+    }
+  })
+  const attempts: number[] = []
+  try {
+    const c = await connect(b.url, {
+      ...fast,
+      protocolVersion: 5,
+      retryInitialConnect: true,
+      beforeConnect: async (packet, attempt) => {
+        attempts.push(attempt.attempt)
+        return { ...packet, username: 'jwt', password: Buffer.from(`token-${attempt.attempt}`) }
+      }
+    })
+    assert.equal(c.connected, true)
+    assert.deepEqual(attempts, [1, 2, 3])
+    assert.equal(c.stats().connectFailures, 2)
+    await c.end({ force: true })
+  } finally {
+    await b.close()
+  }
+})
+
+test('v5 enhanced authentication: AUTH exchange on connect, then re-authentication', { timeout: 15_000 }, async () => {
+  const b = await fakeBroker((p, socket) => {
+    if (p.type === 'connect') {
+      assert.equal(p.properties?.authenticationMethod, 'SCRAM-TEST')
+      send(socket, { type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'SCRAM-TEST', authenticationData: Buffer.from('challenge-1') } })
+    } else if (p.type === 'auth') {
+      const data = p.properties?.authenticationData?.toString()
+      if (data === 'answer:challenge-1') send(socket, { type: 'connack', sessionPresent: false, reasonCode: 0, properties: { authenticationMethod: 'SCRAM-TEST' } })
+      else if (p.reasonCode === 0x19) send(socket, { type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'SCRAM-TEST', authenticationData: Buffer.from('challenge-2') } })
+      else if (data === 'answer:challenge-2') send(socket, { type: 'auth', reasonCode: 0, properties: { authenticationMethod: 'SCRAM-TEST' } })
+    }
+  })
+  const challenges: string[] = []
+  try {
+    const c = await connect(b.url, {
+      ...fast,
+      protocolVersion: 5,
+      properties: { authenticationMethod: 'SCRAM-TEST', authenticationData: Buffer.from('first') },
+      auth: (challenge) => {
+        challenges.push(challenge.authenticationData?.toString() ?? '')
+        return Buffer.from(`answer:${challenge.authenticationData?.toString() ?? ''}`)
+      }
+    })
+    assert.deepEqual(challenges, ['challenge-1'])
+    await withTimeout(c.reauthenticate(Buffer.from('again')), 5000, 're-authentication')
+    assert.deepEqual(challenges, ['challenge-1', 'challenge-2'])
+    const reauth = (b.seen[0] ?? []).filter((p) => p.type === 'auth').map((p) => p.type === 'auth' ? p.reasonCode : undefined)
+    assert.deepEqual(reauth, [0x18, 0x19, 0x18], 'continue, re-authenticate, continue')
+    await c.end({ force: true })
+  } finally {
+    await b.close()
+  }
+})
+
+test('server redirect: CONNACK 0x9C with Server Reference is reported and typed', { timeout: 10_000 }, async () => {
+  const b = await fakeBroker((p, socket) => {
+    if (p.type === 'connect') send(socket, { type: 'connack', sessionPresent: false, reasonCode: 0x9c, properties: { serverReference: 'other.example:1883' } })
+  })
+  try {
+    const refs: string[] = []
+    const err = await connect(b.url, { ...fast, protocolVersion: 5 }).catch((e: unknown) => e)
+    assert.equal((err as { code: ClientErrorCode }).code, 'PETREL_ERR_CONNECTION_REFUSED')
+    assert.equal((err as { reasonCode: number }).reasonCode, 0x9c)
+    // And on a live connection: DISCONNECT 0x9D with a reference emits the event.
+    const live = await fakeBroker((p, socket) => {
+      if (p.type === 'connect') send(socket, { type: 'connack', sessionPresent: false, reasonCode: 0 })
+      if (p.type === 'publish') send(socket, { type: 'disconnect', reasonCode: 0x9d, properties: { serverReference: 'moved.example' } })
+    })
+    try {
+      const c = await connect(live.url, { ...fast, protocolVersion: 5, reconnect: false })
+      c.on('serverReference', (e) => { refs.push(`${e.reasonCode.toString(16)} ${e.serverReference}`) })
+      const gone = new Promise<string | undefined>((resolve) => { c.once('disconnect', (e) => { resolve(e.error?.code) }) })
+      void c.publish('x', 'y').catch(() => {})
+      assert.equal(await withTimeout(gone, 5000, 'disconnect'), 'PETREL_ERR_DISCONNECTED_BY_BROKER')
+      assert.deepEqual(refs, ['9d moved.example'])
+      await c.end({ force: true })
+    } finally {
+      await live.close()
+    }
+  } finally {
+    await b.close()
+  }
+})
+
+test('reconnect callback returning false stops the client; pending publishes reject with PETREL_ERR_CLIENT_CLOSED', { timeout: 10_000 }, async () => {
+  const b = await fakeBroker((p, socket) => {
+    if (p.type === 'connect') send(socket, { type: 'connack', sessionPresent: false, reasonCode: 0 })
+    // QoS 1 publishes are never acked; the link is then cut.
+  })
+  try {
+    const asked: number[] = []
+    const c = await connect(b.url, { ...fast, protocolVersion: 5, reconnect: (attempt) => { asked.push(attempt); return false } })
+    const closed = new Promise<void>((resolve) => { c.once('close', () => { resolve() }) })
+    const pending = c.publish('t', 'never acked', { qos: 1 })
+    await waitFor(() => (b.seen[0] ?? []).some((p) => p.type === 'publish'), { timeoutMs: 3000, message: 'publish on the wire' })
+    for (const s of b.sockets) s.destroy()
+    await assert.rejects(pending, { code: 'PETREL_ERR_CLIENT_CLOSED' })
+    await withTimeout(closed, 3000, 'close event')
+    assert.deepEqual(asked, [1])
+    assert.equal(c.isClosed, true)
+    assert.equal(b.seen.length, 1, 'no second connection')
+  } finally {
+    await b.close()
+  }
+})
+
+test('disconnect() stays offline and queues; reconnect() resumes and sends the queued publish', { timeout: 10_000 }, async () => {
+  const b = await fakeBroker((p, socket) => {
+    if (p.type === 'connect') send(socket, { type: 'connack', sessionPresent: false, reasonCode: 0 })
+    if (p.type === 'publish' && p.qos === 1) send(socket, { type: 'puback', packetId: p.packetId as number })
+  })
+  try {
+    const c = await connect(b.url, { ...fast, protocolVersion: 5 })
+    c.disconnect()
+    await waitFor(() => !c.connected, { timeoutMs: 2000, message: 'offline' })
+    const p = c.publish('q', 'while offline', { qos: 1 })
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    assert.equal(b.seen.length, 1, 'no reconnect while disconnected on purpose')
+    assert.equal((b.seen[0] ?? []).at(-1)?.type, 'disconnect', 'a DISCONNECT went out')
+    c.reconnect()
+    const r = await withTimeout(p, 5000, 'queued publish after reconnect')
+    assert.equal(r.reasonCode, 0)
+    assert.equal(b.seen.length, 2)
+    await c.end({ force: true })
+  } finally {
+    await b.close()
+  }
+})
