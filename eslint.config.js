@@ -6,7 +6,7 @@ const ioModules = ['net', 'tls', 'dgram', 'http', 'https', 'fs', 'fs/promises', 
   .flatMap((m) => [m, `node:${m}`])
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', 'benchmarks/results/**', 'coverage/**'] },
+  { ignores: ['**/dist/**', '**/node_modules/**', 'benchmarks/results/**', 'coverage/**', '.petrel-tmp/**'] },
   js.configs.recommended,
   ...tseslint.configs.strict,
   {

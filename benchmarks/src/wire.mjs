@@ -8,7 +8,8 @@
 // default benchmarks/RESULTS-wire.md; set to '-' to skip writing).
 import { createRequire } from 'node:module'
 import { cpus } from 'node:os'
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import mqtt from 'mqtt-packet'
 import { encode, Decoder } from '@petrel/wire'
@@ -135,7 +136,7 @@ function compare (name, petrel, peer, perCall = 1) {
     globalThis.gc?.()
     if (r % 2 === 0) { a.push(timed(petrel, perCall, ROUND_MS)); b.push(timed(peer, perCall, ROUND_MS)) } else { b.push(timed(peer, perCall, ROUND_MS)); a.push(timed(petrel, perCall, ROUND_MS)) }
   }
-  return { name, petrel: median(a), peer: median(b) }
+  return { name, petrel: median(a), peer: median(b), rounds: { petrel: a, peer: b } }
 }
 
 /** A check that both sides really decoded what was asked, so a broken case cannot look fast. */
@@ -235,4 +236,27 @@ if (out !== '-') {
   writeFileSync(out, `# @petrel/wire vs mqtt-packet\n\nPackets per second, higher is better; ratio = petrel / mqtt-packet.\n\n${table}\n\n` +
     `Command: \`npm run build && npm run bench:wire --workspace benchmarks\` (runs \`node --expose-gc src/wire.mjs\` in benchmarks/)\n\n` +
     `Machine:\n\n${machine}\n\nThe machine is shared and noisy: compare the ratios of one run, not absolute numbers across runs.\n`)
+}
+// The same results for the results page (benchmarks/src/report.mjs); BENCH_JSON_OUT='-' skips it.
+const jsonOut = process.env.BENCH_JSON_OUT ?? fileURLToPath(new URL('../results/wire.json', import.meta.url))
+if (jsonOut !== '-') {
+  const result = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs), rounds: xs.length })
+  mkdirSync(dirname(jsonOut), { recursive: true })
+  writeFileSync(jsonOut, JSON.stringify({
+    suite: 'wire',
+    command: 'node --expose-gc benchmarks/src/wire.mjs',
+    date: new Date().toISOString(),
+    machine: { cpu: cpus()[0]?.model.trim() ?? 'unknown CPU', cores: cpus().length, node: `node ${process.version}` },
+    versions: { node: process.version, 'mqtt-packet': mpVersion },
+    notes: [`${ROUNDS} alternating rounds of ${ROUND_MS} ms per codec after a warm-up; median round (min-max).`],
+    scenarios: results.map((r) => ({
+      id: r.name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, ''),
+      title: r.name,
+      group: r.name.startsWith('decode') ? 'decode' : r.name.startsWith('encode') ? 'encode' : 'round-trip',
+      metric: 'packets per second',
+      unit: 'ops/s',
+      higherIsBetter: true,
+      results: { '@petrel/wire': result(r.rounds.petrel), 'mqtt-packet': result(r.rounds.peer) }
+    }))
+  }, null, 2) + '\n')
 }

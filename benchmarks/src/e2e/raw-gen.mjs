@@ -5,7 +5,7 @@
 //
 //   node benchmarks/src/e2e/raw-gen.mjs --port 1883 --pubs 4 --subs 1 --qos 0 --size 256 --duration 5
 //
-// Prints one JSON line: { sent, received, seconds, perSecond, connectMs }.
+// Prints one JSON line: { sent, received, seconds, perSecond, connectMs, cpu }.
 import { connect } from 'node:net'
 import { parseArgs } from 'node:util'
 
@@ -105,6 +105,8 @@ function walker (onPacket) {
 
 // --- clients ------------------------------------------------------------------------------------
 
+const startedAt = performance.now()
+const startCpu = process.cpuUsage()
 const connTimes = []
 let sent = 0
 let received = 0
@@ -217,7 +219,11 @@ while (performance.now() < deadline && received < sent * subs && performance.now
 for (const s of [...pubSockets, ...subSockets]) s.destroy()
 const seconds = (lastAt - firstAt) / 1000
 connTimes.sort((a, b) => a - b)
+const cpuUsed = process.cpuUsage(startCpu)
+const elapsedMs = performance.now() - startedAt
 console.log(JSON.stringify({
+  // The same measure as `petrel bench --json`'s cpu: this process's share of one core.
+  cpu: { userSeconds: cpuUsed.user / 1e6, systemSeconds: cpuUsed.system / 1e6, percentOfCore: Math.round((cpuUsed.user + cpuUsed.system) / 10 / elapsedMs) },
   sent,
   received,
   seconds: Math.round(seconds * 1000) / 1000,

@@ -4,7 +4,7 @@ Commands:
   broker   run an MQTT broker (defaults: 127.0.0.1:1883)
   pub      publish messages (mosquitto_pub flags)
   sub      subscribe and print messages (mosquitto_sub flags)
-  bench    load-test any broker (pub | sub | conn)
+  bench    load-test any broker (pub | sub | pubsub | conn)
   passwd   add or update a user in a password file
 
 Run 'petrel <command> --help' for the command's options.`

@@ -41,13 +41,14 @@ export async function rawGen (port, extra, timeoutMs = 120_000) {
 
 /**
  * One pubsub scenario through either generator, normalized:
- * { sent, received, perSecond, expected, missing, latencyMs }.
+ * { sent, received, perSecond, expected, missing, latencyMs, cpuPercent } (cpuPercent: the
+ * generator process's share of one core over its run).
  */
 export async function pubsub (generator, port, s, seconds) {
   if (generator === 'raw') {
     const r = await rawGen(port, ['--pubs', String(s.pubs), '--subs', String(s.subs), '--qos', String(s.qos), '--size', String(s.size),
       '--duration', String(seconds), '--inflight', String(s.inflight ?? 100), ...(s.rate ? ['--rate', String(s.rate / s.pubs)] : [])])
-    return { sent: r.sent, received: r.received, perSecond: r.perSecond, expected: r.sent * s.subs, missing: r.sent * s.subs - r.received, latencyMs: null }
+    return { sent: r.sent, received: r.received, perSecond: r.perSecond, expected: r.sent * s.subs, missing: r.sent * s.subs - r.received, latencyMs: null, cpuPercent: r.cpu?.percentOfCore }
   }
   const r = await petrelBench('pubsub', port, ['-c', String(s.pubs), '--subs', String(s.subs), '-q', String(s.qos), '-s', String(s.size),
     '--duration', String(seconds), '--inflight', String(s.inflight ?? 100), ...(s.rate ? ['--rate', String(s.rate / s.pubs)] : [])])
@@ -58,6 +59,7 @@ export async function pubsub (generator, port, s, seconds) {
     expected: r.publish.sent * s.subs,
     missing: r.receive.missing,
     latencyMs: r.receive.latencyMs,
-    errors: r.errors
+    errors: r.errors,
+    cpuPercent: r.cpu?.percentOfCore
   }
 }

@@ -16,8 +16,8 @@ class IdleSink implements PacketSink {
 export async function runConn (ctx: RunContext): Promise<void> {
   const o = ctx.options
   await launch(o.clients, o.connRate, async (i) => {
-    const opened = await ctx.connect(ctx.clientId('conn', o.startIndex + i))
+    const opened = await ctx.connect(ctx.clientId('conn', o.startIndex + i), i)
     if (opened !== undefined) opened.conn.sink = new IdleSink(opened.conn)
-  }, () => ctx.stopping)
+  }, () => ctx.stopping, o.maxConnecting)
   await ctx.stopped()
 }

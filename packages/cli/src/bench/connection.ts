@@ -205,11 +205,11 @@ export function connackRefusal (connack: ConnackPacket, protocolVersion: Protoco
 }
 
 /** Dials, sends CONNECT and waits for a successful CONNACK, all within `timeoutMs`. Throws BenchError or a socket error. */
-export async function openConnection (target: Target, tls: TlsMaterial, connect: ConnectPacket, timeoutMs: number): Promise<{ conn: BenchConnection, connack: ConnackPacket }> {
+export async function openConnection (target: Target, tls: TlsMaterial, connect: ConnectPacket, timeoutMs: number, localAddress?: string): Promise<{ conn: BenchConnection, connack: ConnackPacket }> {
   const started = performance.now()
   let socket
   try {
-    socket = await dial(target, tls, timeoutMs)
+    socket = await dial(target, tls, timeoutMs, localAddress)
   } catch (err) {
     throw new BenchError(`connect: ${describeError(err)}`)
   }

@@ -34,8 +34,11 @@ export class RunContext {
     return `${this.options.clientIdPrefix}${kind}-${index}`
   }
 
-  /** Opens one counted connection; undefined (and an error counted by reason) when it fails. */
-  async connect (clientId: string): Promise<{ conn: BenchConnection, connack: ConnackPacket } | undefined> {
+  /**
+   * Opens one counted connection; undefined (and an error counted by reason) when it fails.
+   * `index` picks the source address among --ifaddr.
+   */
+  async connect (clientId: string, index = 0): Promise<{ conn: BenchConnection, connack: ConnackPacket } | undefined> {
     const o = this.options
     const packet: ConnectPacket = {
       type: 'connect', protocolVersion: o.protocolVersion, clientId, cleanStart: true, keepAlive: o.keepAlive
@@ -47,9 +50,13 @@ export class RunContext {
     const s = this.stats
     s.connectAttempts++
     const started = performance.now()
+    if (s.firstConnectAt === 0) s.firstConnectAt = started
+    const local = o.localAddresses.length === 0 ? undefined : o.localAddresses[index % o.localAddresses.length]
     try {
-      const opened = await openConnection(o.target, this.tls, packet, CONNECT_TIMEOUT_MS)
-      s.connectTime.record((performance.now() - started) * 1000)
+      const opened = await openConnection(o.target, this.tls, packet, CONNECT_TIMEOUT_MS, local)
+      const now = performance.now()
+      s.connectTime.record((now - started) * 1000)
+      s.lastConnectedAt = now
       s.connected++
       const conn = opened.conn
       this.connections.add(conn)

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { parseArgs } from 'node:util'
 import type { ProtocolVersion, QoS } from '@petrel/wire'
 import { parseTarget, type Target } from './target.js'
@@ -14,6 +15,8 @@ export interface BenchOptions {
   subscribers: number
   /** New connections per second; 0: all at once. */
   connRate: number
+  /** Connections still being set up at once; 0: no limit. */
+  maxConnecting: number
   /** Messages per second per publisher; 0: as fast as the broker takes them. */
   rate: number
   payloadSize: number
@@ -34,6 +37,8 @@ export interface BenchOptions {
   /** First client index (to run several processes without clashing ids and topics). */
   startIndex: number
   inflight: number
+  /** Source addresses, used in turn (--ifaddr); empty: the system picks. */
+  localAddresses: string[]
   cafile: string | undefined
   cert: string | undefined
   key: string | undefined
@@ -46,48 +51,66 @@ export interface BenchOptions {
 
 export const usage = `petrel bench <pub|sub|conn|pubsub> [options]
 
-Load-tests any MQTT broker, in the spirit of emqtt-bench.
+Load-tests any MQTT broker, in the spirit of emqtt-bench (same short flags where they exist).
 
   pub      publishers send stamped messages
   sub      subscribers receive them, report latency, loss, duplicates, reordering
   conn     open connections and hold them
   pubsub   publishers (-c) and subscribers (--subs) in one process
 
+Examples:
+  petrel bench conn -c 1000 -R 500                     hold 1,000 connections, opened 500/s
+  petrel bench sub -t 'bench/#' -q 1                   receive; Ctrl-C prints the summary
+  petrel bench pub -c 10 -I 10 -q 1 -t 'bench/%i'      10 publishers, 100 msg/s each
+  petrel bench pubsub -c 4 --subs 1 --duration 10      both ends in one process, with loss check
+  petrel bench pub --url wss://broker.example:8884/mqtt -u user -P secret -L 1000
+
 Target:
-  -L, --url <url>           mqtt://, mqtts://, ws://, wss:// (default mqtt://127.0.0.1:1883)
+      --url <url>           mqtt://, mqtts://, ws://, wss:// (default mqtt://127.0.0.1:1883)
   -h, --host <host>         broker host (default 127.0.0.1)
   -p, --port <port>         broker port (default 1883, 8883 mqtts, 80 ws, 443 wss)
+  -S, --ssl                 TLS (mqtts://, or wss:// with --ws)
+      --ws                  WebSocket (path /mqtt unless --url gives one)
   -V, --protocol-version    3, 4, 5, mqttv31, mqttv311 or mqttv5 (default 4)
   -u, --username <name>     -P, --password <password>
   -k, --keepalive <s>       keepalive seconds (default 60)
       --cafile <file>       --cert <file>  --key <file>  --insecure (skip certificate checks)
+      --ifaddr <ip,ip,...>  source addresses, used in turn (past ~28k connections from one address)
 Load:
   -c, --clients <n>         clients (publishers in pubsub) (default 1)
       --subs <n>            subscribers in pubsub (default 1)
   -R, --conn-rate <n>       connections per second (default 0: all at once)
-  -I, --interval <ms>       interval between messages of one publisher
-      --rate <n>            messages per second per publisher (default 0: unlimited)
+  -i, --conn-interval <ms>  or: milliseconds between connections
+      --max-connecting <n>  at most n connections being set up at once (default 0: no limit);
+                            with -R 0 this measures the broker's sustained handshake rate
+  -I, --interval <ms>       milliseconds between messages of one publisher
+      --rate <n>            or: messages per second per publisher (default 0: unlimited)
   -s, --size <bytes>        payload size (default 256; at least 16 to carry the stamp)
   -q, --qos <0|1|2>         QoS of publishes and subscriptions (default 0)
   -t, --topic <pattern>     publish topic, %i = client index, %c = client id (default bench/%i)
-      --sub-topic <filter>  subscription (default bench/#; in 'sub' mode -t sets it)
+      --sub-topic <filter>  subscription, same patterns (default bench/#; in 'sub' mode -t sets it)
       --inflight <n>        QoS 1/2 window per publisher (default 100)
-      --duration <s>        stop after this many seconds
-  -n, --count <n>           messages per publisher (pub/pubsub) or per subscriber (sub)
-  -i, --prefix <prefix>     client id prefix (default petrel-bench-<pid>-)
-      --start-number <n>    first client index (default 0)
-      --drain-timeout <s>   pubsub: wait for in-flight messages (default 5)
+      --duration <s>        stop after this many seconds (default: until the limit or Ctrl-C)
+  -L, --limit <n>           messages per publisher (pub/pubsub) or per subscriber (sub) (alias --count)
+      --prefix <prefix>     client id prefix (default petrel-bench-<pid>-); ids are <prefix><pub|sub|conn>-<index>
+  -n, --start-number <n>    first client index (default 0), to run several processes side by side
+      --drain-timeout <s>   wait for QoS 1/2 acks and in-flight messages at the end (default 5)
 Output:
       --json                print the summary as JSON on stdout (progress goes to stderr)
       --quiet               no progress lines
-      --help                show this help`
+      --help                show this help
+
+Progress: one line redrawn in place on a terminal, a plain line per second otherwise.
+Exit code: 0, 1 when no connection could be made, 2 on bad arguments.`
 
 export class UsageError extends Error {
   override readonly name = 'UsageError'
 }
 
 const flags = {
-  url: { type: 'string', short: 'L' },
+  url: { type: 'string' },
+  ssl: { type: 'boolean', short: 'S' },
+  ws: { type: 'boolean' },
   host: { type: 'string', short: 'h' },
   port: { type: 'string', short: 'p' },
   'protocol-version': { type: 'string', short: 'V' },
@@ -98,9 +121,12 @@ const flags = {
   cert: { type: 'string' },
   key: { type: 'string' },
   insecure: { type: 'boolean' },
+  ifaddr: { type: 'string' },
   clients: { type: 'string', short: 'c' },
   subs: { type: 'string' },
   'conn-rate': { type: 'string', short: 'R' },
+  'conn-interval': { type: 'string', short: 'i' },
+  'max-connecting': { type: 'string' },
   interval: { type: 'string', short: 'I' },
   rate: { type: 'string' },
   size: { type: 'string', short: 's' },
@@ -109,9 +135,10 @@ const flags = {
   'sub-topic': { type: 'string' },
   inflight: { type: 'string' },
   duration: { type: 'string' },
-  count: { type: 'string', short: 'n' },
-  prefix: { type: 'string', short: 'i' },
-  'start-number': { type: 'string' },
+  limit: { type: 'string', short: 'L' },
+  count: { type: 'string' },
+  prefix: { type: 'string' },
+  'start-number': { type: 'string', short: 'n' },
   'drain-timeout': { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean' },
@@ -124,7 +151,8 @@ function num (name: string, text: string | undefined, fallback: number, min: num
   if (text === undefined) return fallback
   const n = Number(text)
   if (text.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
-    throw new UsageError(`--${name} must be a number in ${min}..${max}, got '${text}'`)
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in ${min}..${max}`
+    throw new UsageError(`--${name} must be a number ${range}, got '${text}'`)
   }
   return n
 }
@@ -144,6 +172,25 @@ function protocolVersion (text: string | undefined): ProtocolVersion {
   }
 }
 
+function connRate (rate: string | undefined, interval: string | undefined): number {
+  if (rate !== undefined && interval !== undefined) throw new UsageError('give either --conn-rate or --conn-interval, not both')
+  const ms = num('conn-interval', interval, 0, 0)
+  return ms > 0 ? 1000 / ms : num('conn-rate', rate, 0, 0)
+}
+
+function localAddresses (text: string | undefined): string[] {
+  if (text === undefined) return []
+  const list = text.split(',').map((a) => a.trim()).filter((a) => a !== '')
+  for (const a of list) if (isIP(a) === 0) throw new UsageError(`--ifaddr takes IP addresses, got '${a}'`)
+  if (list.length === 0) throw new UsageError('--ifaddr needs at least one address')
+  return list
+}
+
+function limit (l: string | undefined, count: string | undefined): number {
+  if (l !== undefined && count !== undefined) throw new UsageError('give either --limit or --count, not both')
+  return l !== undefined ? int('limit', l, 0, 0) : int('count', count, 0, 0)
+}
+
 /** Parses `petrel bench` arguments; returns undefined for --help, throws UsageError on bad input. */
 export function parseOptions (argv: string[]): BenchOptions | undefined {
   let parsed
@@ -159,12 +206,13 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
   if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1] ?? ''}'`)
   let target: Target
   try {
-    target = parseTarget(v.url, v.host, v.port === undefined ? undefined : int('port', v.port, 0, 1, 65535))
+    target = parseTarget(v.url, v.host, v.port === undefined ? undefined : int('port', v.port, 0, 1, 65535), { ssl: v.ssl === true, ws: v.ws === true })
   } catch (err) {
     if (err instanceof UsageError) throw err
     throw new UsageError((err as Error).message)
   }
   const interval = num('interval', v.interval, 0, 0)
+  if (v.rate !== undefined && v.interval !== undefined) throw new UsageError('give either --rate or --interval, not both')
   const rate = v.rate !== undefined ? num('rate', v.rate, 0, 0) : interval > 0 ? 1000 / interval : 0
   const payloadSize = int('size', v.size, 256, 0, 256 * 1024 * 1024)
   const qos = int('qos', v.qos, 0, 0, 2) as QoS
@@ -174,14 +222,15 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
     target,
     clients: int('clients', v.clients, 1, 1),
     subscribers: int('subs', v.subs, 1, 0),
-    connRate: num('conn-rate', v['conn-rate'], 0, 0),
+    connRate: connRate(v['conn-rate'], v['conn-interval']),
+    maxConnecting: int('max-connecting', v['max-connecting'], 0, 0),
     rate,
     payloadSize,
     qos,
     topic: v.topic ?? 'bench/%i',
     subTopic: v['sub-topic'] ?? subTopicDefault,
     duration: num('duration', v.duration, 0, 0),
-    limit: int('count', v.count, 0, 0),
+    limit: limit(v.limit, v.count),
     protocolVersion: protocolVersion(v['protocol-version']),
     keepAlive: int('keepalive', v.keepalive, 60, 0, 65535),
     username: v.username,
@@ -189,6 +238,7 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
     clientIdPrefix: v.prefix ?? `petrel-bench-${process.pid}-`,
     startIndex: int('start-number', v['start-number'], 0, 0, 0xffffffff),
     inflight: int('inflight', v.inflight, 100, 1, 65535),
+    localAddresses: localAddresses(v.ifaddr),
     cafile: v.cafile,
     cert: v.cert,
     key: v.key,

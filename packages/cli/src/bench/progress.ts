@@ -11,7 +11,7 @@ const INTERVAL_MS = 1000
  */
 export class Progress {
   private timer: NodeJS.Timeout | undefined
-  private last = { at: 0, sent: 0, received: 0, connected: 0 }
+  private last = { at: 0, sent: 0, acked: 0, received: 0, connected: 0 }
   private readonly tty: boolean
   private drawn = false
 
@@ -21,7 +21,7 @@ export class Progress {
   }
 
   start (): void {
-    this.last = { at: performance.now(), sent: 0, received: 0, connected: 0 }
+    this.last = { at: performance.now(), sent: 0, acked: 0, received: 0, connected: 0 }
     this.timer = setInterval(() => { this.tick() }, INTERVAL_MS)
     this.timer.unref()
   }
@@ -41,15 +41,20 @@ export class Progress {
     parts.push(`conns ${s.connected - s.lost}/${this.clients}`)
     if (this.mode !== 'conn' && this.mode !== 'sub') {
       parts.push(`sent ${si((s.sent - this.last.sent) / secs)}/s (${si(s.sent)})`)
+      // QoS 1/2: the broker's acks are what the publishers really got through.
+      if (s.acked !== s.sent) parts.push(`acked ${si((s.acked - this.last.acked) / secs)}/s`)
     }
     if (this.mode === 'sub' || this.mode === 'pubsub') {
       parts.push(`recv ${si((s.received - this.last.received) / secs)}/s (${si(s.received)})`)
       const lat = s.latency.roll()
       if (lat.count > 0) parts.push(`lat p50 ${ms(lat.p50)} p99 ${ms(lat.p99)} ms`)
     }
-    if (this.mode === 'conn') parts.push(`${si((s.connected - this.last.connected) / secs)} conn/s`)
+    // Connect times of the connections made during this second (a rate ramp shows up here).
+    const conn = s.connectTime.roll()
+    if (s.connected !== this.last.connected) parts.push(`${si((s.connected - this.last.connected) / secs)} conn/s`)
+    if (this.mode === 'conn' && conn.count > 0) parts.push(`connect p50 ${ms(conn.p50)} p99 ${ms(conn.p99)} ms`)
     parts.push(`errors ${s.errorCount}`)
-    this.last = { at: now, sent: s.sent, received: s.received, connected: s.connected }
+    this.last = { at: now, sent: s.sent, acked: s.acked, received: s.received, connected: s.connected }
     const line = parts.join('  ')
     if (this.tty) {
       this.out.write(`\r${line}\x1b[K`)

@@ -18,7 +18,7 @@ export async function startPublishers (ctx: RunContext, driver: PublishDriver): 
   const started = await launch(o.clients, o.connRate, async (i): Promise<RunningPublisher | undefined> => {
     const index = o.startIndex + i
     const clientId = ctx.clientId('pub', index)
-    const opened = await ctx.connect(clientId)
+    const opened = await ctx.connect(clientId, i)
     if (opened === undefined) return undefined
     // 5.0: the broker's Receive Maximum caps the window [MQTT-3.3.4-7]
     const window = Math.min(o.inflight, opened.connack.properties?.receiveMaximum ?? 65535)
@@ -36,7 +36,7 @@ export async function startPublishers (ctx: RunContext, driver: PublishDriver): 
     if (ctx.stopping) publisher.stop()
     else driver.add(publisher)
     return { publisher, topicName, finished }
-  }, () => ctx.stopping)
+  }, () => ctx.stopping, o.maxConnecting)
   return started.filter((p) => p !== undefined)
 }
 

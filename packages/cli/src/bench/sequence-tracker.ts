@@ -9,6 +9,13 @@ export interface SequenceReport {
   outOfOrder: number
 }
 
+/** What the receiving side of a run saw: per-publisher reports, and the total it should have received when known. */
+export interface ReceiveResult {
+  reports: SequenceReport[]
+  /** Messages the subscribers should have received (pubsub, where the publishers' counts are known). */
+  expected?: number
+}
+
 class Track {
   seen = new Uint8Array(1024)
   highest = -1

@@ -3,6 +3,8 @@ import { LatencyRecorder } from './latency.js'
 /** Counters of one bench run, shared by every connection; read by the progress line and the summary. */
 export class BenchStats {
   readonly startedAt = performance.now()
+  /** CPU time used before the run (start-up, module loading): left out of the run's CPU share. */
+  readonly startCpu = process.cpuUsage()
   connectAttempts = 0
   connected = 0
   connectFailed = 0
@@ -11,6 +13,11 @@ export class BenchStats {
   sent = 0
   acked = 0
   received = 0
+  /** Received messages that carried no bench stamp (payload too short for one, or other traffic). */
+  unstamped = 0
+  /** performance.now() of the first connection attempt and of the last CONNACK. */
+  firstConnectAt = 0
+  lastConnectedAt = 0
   /** performance.now() of the first and last publish sent and received. */
   firstSentAt = 0
   lastSentAt = 0

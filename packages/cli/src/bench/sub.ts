@@ -2,7 +2,7 @@ import { BenchError, describeError } from './connection.js'
 import type { RunContext } from './context.js'
 import { launch } from './launcher.js'
 import { expandTopic } from './options.js'
-import type { SequenceReport } from './sequence-tracker.js'
+import type { ReceiveResult } from './sequence-tracker.js'
 import { Subscriber } from './subscriber.js'
 import { mergeReports } from './summary.js'
 
@@ -21,7 +21,7 @@ export async function startSubscribers (ctx: RunContext, count: number, limit: n
   const started = await launch(count, o.connRate, async (i): Promise<RunningSubscriber | undefined> => {
     const index = o.startIndex + i
     const clientId = ctx.clientId('sub', index)
-    const opened = await ctx.connect(clientId)
+    const opened = await ctx.connect(clientId, i)
     if (opened === undefined) return undefined
     const subscriber = new Subscriber(opened.conn, ctx.stats, limit)
     const finished = new Promise<void>((resolve) => { subscriber.onFinished = resolve })
@@ -34,15 +34,15 @@ export async function startSubscribers (ctx: RunContext, count: number, limit: n
       return undefined
     }
     return { subscriber, topicFilter, finished }
-  }, () => ctx.stopping)
+  }, () => ctx.stopping, o.maxConnecting)
   return started.filter((s) => s !== undefined)
 }
 
 /** `bench sub`: receive until every subscriber has its count, the duration, or Ctrl-C. */
-export async function runSub (ctx: RunContext): Promise<SequenceReport[]> {
+export async function runSub (ctx: RunContext): Promise<ReceiveResult> {
   const o = ctx.options
   const running = await startSubscribers(ctx, o.clients, o.limit)
   const allDone = o.limit > 0 ? Promise.all(running.map(async (r) => { await r.finished })) : new Promise<never>(() => {})
   await Promise.race([allDone, ctx.stopped()])
-  return mergeReports(running.flatMap((r) => r.subscriber.tracker.report()))
+  return { reports: mergeReports(running.flatMap((r) => r.subscriber.tracker.report())) }
 }

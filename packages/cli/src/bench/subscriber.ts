@@ -5,6 +5,8 @@ import { SequenceTracker } from './sequence-tracker.js'
 import { nowMicros, PUBLISHER_OFFSET, SEQUENCE_OFFSET, STAMP_BYTES } from './stamp.js'
 import type { BenchStats } from './stats.js'
 
+const MAX_AGE_US = 3_600_000_000
+
 /**
  * One subscribing connection: acknowledges QoS 1/2 (all acks of a chunk in one write), records
  * the latency of stamped payloads against one clock reading per chunk, and tracks each
@@ -66,9 +68,19 @@ export class Subscriber implements PacketSink {
 
   private receive (p: PublishPacket, now: number): void {
     const payload = p.payload
-    if (payload.length < STAMP_BYTES) return
+    if (payload.length < STAMP_BYTES) {
+      this.stats.unstamped++
+      return
+    }
     const b = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)
-    this.stats.latency.record(now - b.readDoubleBE(0))
+    // A filter like '#' also catches other traffic: a payload whose "send time" is not within the
+    // last hour of this machine's monotonic clock was not stamped by a bench publisher.
+    const age = now - b.readDoubleBE(0)
+    if (!(age > -1000 && age < MAX_AGE_US)) {
+      this.stats.unstamped++
+      return
+    }
+    this.stats.latency.record(age)
     this.tracker.record(b.readUInt32BE(PUBLISHER_OFFSET), b.readUInt32BE(SEQUENCE_OFFSET))
   }
 }

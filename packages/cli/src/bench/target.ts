@@ -13,16 +13,27 @@ const aliases: Readonly<Record<string, Target['protocol']>> = {
   'mqtt:': 'mqtt', 'tcp:': 'mqtt', 'mqtts:': 'mqtts', 'ssl:': 'mqtts', 'tls:': 'mqtts', 'ws:': 'ws', 'wss:': 'wss'
 }
 
-/** Resolves the target; `-h`/`-p` override the URL's host and port. Throws on a bad URL. */
-export function parseTarget (url: string | undefined, host: string | undefined, port: number | undefined): Target {
+/** What `-S`/`--ws` ask of the scheme, as emqtt-bench's flags: TLS and WebSocket compose. */
+export interface TransportFlags {
+  ssl?: boolean
+  ws?: boolean
+}
+
+/**
+ * Resolves the target; `-h`/`-p` override the URL's host and port, and `-S`/`--ws` upgrade its
+ * scheme (mqtt -> mqtts/ws, ws -> wss). Throws on a bad URL.
+ */
+export function parseTarget (url: string | undefined, host: string | undefined, port: number | undefined, flags: TransportFlags = {}): Target {
   let u: URL
   try {
     u = new URL(url ?? 'mqtt://127.0.0.1')
   } catch {
     throw new Error(`bad broker URL '${url ?? ''}'`)
   }
-  const protocol = aliases[u.protocol]
+  let protocol = aliases[u.protocol]
   if (protocol === undefined) throw new Error(`unsupported URL scheme '${u.protocol}' (use mqtt:, mqtts:, ws: or wss:)`)
+  if (flags.ws === true) protocol = protocol === 'mqtts' || protocol === 'wss' ? 'wss' : 'ws'
+  if (flags.ssl === true) protocol = protocol === 'ws' || protocol === 'wss' ? 'wss' : 'mqtts'
   const h = host ?? (u.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1')
   const p = port ?? (u.port === '' ? defaultPorts[protocol] : Number(u.port))
   const path = u.pathname === '/' || u.pathname === '' ? '/mqtt' : u.pathname

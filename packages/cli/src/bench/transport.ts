@@ -51,21 +51,38 @@ function opened (socket: Duplex, event: string, timeoutMs: number): Promise<Dupl
   })
 }
 
+type WsModule = typeof import('ws')
+let wsModule: Promise<WsModule> | undefined
+
+/**
+ * Loads what dialing `target` needs before the first connection, so that the first connect
+ * times do not include loading the WebSocket module (TCP runs never load it).
+ */
+export async function prepareTransport (target: Target): Promise<void> {
+  if (target.protocol === 'ws' || target.protocol === 'wss') await loadWs()
+}
+
+function loadWs (): Promise<WsModule> {
+  wsModule ??= import('ws')
+  return wsModule
+}
+
 /** Opens a byte stream to the broker: TCP (no delay), TLS, or a WebSocket (subprotocol `mqtt`, binary frames). */
-export async function dial (target: Target, tls: TlsMaterial, timeoutMs: number): Promise<Duplex> {
+export async function dial (target: Target, tls: TlsMaterial, timeoutMs: number, localAddress?: string): Promise<Duplex> {
+  // A source address per connection (--ifaddr): one address has ~28k ephemeral ports towards one broker port.
+  const local = localAddress === undefined ? {} : { localAddress }
   switch (target.protocol) {
     case 'mqtt':
-      return await opened(netConnect({ host: target.host, port: target.port, noDelay: true }), 'connect', timeoutMs)
+      return await opened(netConnect({ host: target.host, port: target.port, noDelay: true, ...local }), 'connect', timeoutMs)
     case 'mqtts': {
-      const socket = tlsConnect({ host: target.host, port: target.port, ...tlsOptions(target, tls) })
+      const socket = tlsConnect({ host: target.host, port: target.port, ...local, ...tlsOptions(target, tls) })
       socket.setNoDelay(true)
       return await opened(socket, 'secureConnect', timeoutMs)
     }
     case 'ws': case 'wss': {
-      // Loaded on first use: TCP runs never pay for it.
-      const { WebSocket, createWebSocketStream } = await import('ws')
+      const { WebSocket, createWebSocketStream } = await loadWs()
       const ws = new WebSocket(target.url, 'mqtt', {
-        perMessageDeflate: false, handshakeTimeout: timeoutMs, ...(target.protocol === 'wss' ? tlsOptions(target, tls) : {})
+        perMessageDeflate: false, handshakeTimeout: timeoutMs, ...local, ...(target.protocol === 'wss' ? tlsOptions(target, tls) : {})
       })
       await new Promise<void>((resolve, reject) => {
         const onError = (err: Error): void => { ws.off('open', onOpen); reject(err) }

@@ -4,11 +4,12 @@ import { parseOptions, usage, UsageError, type BenchOptions } from '../bench/opt
 import { Progress } from '../bench/progress.js'
 import { runPub } from '../bench/pub.js'
 import { runPubSub } from '../bench/pubsub.js'
-import type { SequenceReport } from '../bench/sequence-tracker.js'
+import type { ReceiveResult } from '../bench/sequence-tracker.js'
 import { runSub } from '../bench/sub.js'
 import { buildSummary, formatSummary } from '../bench/summary.js'
+import { prepareTransport } from '../bench/transport.js'
 
-async function runMode (ctx: RunContext): Promise<SequenceReport[] | undefined> {
+async function runMode (ctx: RunContext): Promise<ReceiveResult | undefined> {
   switch (ctx.options.mode) {
     case 'pub': await runPub(ctx); return undefined
     case 'sub': return await runSub(ctx)
@@ -31,7 +32,8 @@ export async function run (argv: string[]): Promise<number> {
     options = parseOptions(argv)
   } catch (err) {
     if (!(err instanceof UsageError)) throw err
-    console.error(`petrel bench: ${err.message}\n\n${usage}`)
+    // The error and where the options are; the whole usage would push the error off screen.
+    console.error(`petrel bench: ${err.message}\nRun 'petrel bench --help' for the options.`)
     return 2
   }
   if (options === undefined) {
@@ -45,6 +47,7 @@ export async function run (argv: string[]): Promise<number> {
     console.error(`petrel bench: ${(err as Error).message}`)
     return 2
   }
+  await prepareTransport(options.target)
   const progressOut = options.json ? process.stderr : process.stdout
   const progress = options.quiet ? undefined : new Progress(ctx.stats, options.mode, progressOut, clientCount(options))
   // First Ctrl-C: stop and report. Second: leave at once.
@@ -56,7 +59,7 @@ export async function run (argv: string[]): Promise<number> {
   process.on('SIGTERM', onSignal)
   const durationTimer = options.duration > 0 ? setTimeout(() => { ctx.stop() }, options.duration * 1000) : undefined
   progress?.start()
-  let reports: SequenceReport[] | undefined
+  let reports: ReceiveResult | undefined
   try {
     reports = await runMode(ctx)
   } finally {
