@@ -51,7 +51,6 @@ const SCENARIOS = {
   'burst-qos0': { title: `${n(200_000).toLocaleString('en')} QoS 0 publishes fired at once without awaiting (until a subscriber has them all)`, count: n(200_000), qos: 0 },
   replay: { title: `Replay of ${n(20_000).toLocaleString('en')} stored QoS 1 after a reconnect, 20 ms RTT link`, count: n(20_000), qos: 1, delayMs: 10 }
 }
-const LABEL = { petrel: 'Petrel', mqttjs: 'MQTT.js', raw: 'raw socket' }
 
 // --- one measured run ---------------------------------------------------------------------
 
