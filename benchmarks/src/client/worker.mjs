@@ -49,7 +49,9 @@ async function open (opts = {}) {
       clientId: opts.clientId,
       clean: opts.clean ?? true,
       reconnect: opts.reconnect ?? false,
-      backoff: { initialDelayMs: 100, jitter: 0 }
+      backoff: { initialDelayMs: 100, jitter: 0 },
+      // PETREL_BENCH_INFLIGHT: try another inflight window (exploration only; reported runs use the default).
+      ...(process.env.PETREL_BENCH_INFLIGHT === undefined ? {} : { inflightWindow: Number(process.env.PETREL_BENCH_INFLIGHT) })
     })
     return {
       publish: (q) => c.publish(topic, payload, { qos: q }),

@@ -96,10 +96,12 @@ export class Broker implements BrokerCore, ConnectionHost {
       stream.destroy()
       return
     }
-    const c = new Connection(this, stream, {
-      allowAnonymous: info?.allowAnonymous ?? this.options.allowAnonymous ?? true,
-      certificateIdentity: info?.certificateIdentity
-    })
+    const allowAnonymous = info?.allowAnonymous ?? this.options.allowAnonymous ?? true
+    const identity = info?.certificateIdentity
+    // without a certificate identity the info is one of two shared objects, not one per connection
+    const c = new Connection(this, stream, identity === undefined
+      ? (allowAnonymous ? ANONYMOUS_ALLOWED : ANONYMOUS_REFUSED)
+      : { allowAnonymous, certificateIdentity: identity })
     this.connections.add(c.protocol)
     this.stats.connectionsTotal++
     this.startClock()
@@ -278,6 +280,9 @@ export class Broker implements BrokerCore, ConnectionHost {
     }
   }
 }
+
+const ANONYMOUS_ALLOWED: ConnectionInfo = Object.freeze({ allowAnonymous: true, certificateIdentity: undefined })
+const ANONYMOUS_REFUSED: ConnectionInfo = Object.freeze({ allowAnonymous: false, certificateIdentity: undefined })
 
 function stripUndefined<T extends object> (o: T): Partial<T> {
   const out: Partial<T> = {}

@@ -132,7 +132,9 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
     username: p.username,
     password: p.password === undefined ? undefined : Buffer.from(p.password),
     protocolVersion: c.protocolVersion,
-    remoteAddress: c.remoteAddress,
+    // A getter: reading a socket's remote address makes node cache its peer name (an object
+    // and a string, ~90 B) for the socket's life, and only a user hook ever looks at it.
+    get remoteAddress (): string | undefined { return c.remoteAddress },
     certificateIdentity: c.info.certificateIdentity
   }
   const done = (r: boolean | { ok: boolean, reasonCode?: number, username?: string }): boolean => {

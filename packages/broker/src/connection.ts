@@ -55,11 +55,15 @@ export class Connection implements Transport {
   constructor (private readonly host: ConnectionHost, readonly stream: Duplex, info: ConnectionInfo) {
     this.decoder = new Decoder({ maxPacketSize: host.limits.maxPacketSize })
     this.protocol = new ServerConnection(host, this, info, host.now())
-    stream.on('data', (chunk: Buffer) => { this.onData(chunk) })
-    stream.on('drain', () => { this.onDrain() })
-    stream.on('error', () => { stream.destroy() })
-    stream.on('end', () => { if (!this.ending) stream.destroy() })
-    stream.on('close', () => { this.protocol.closed() })
+    // Shared listeners, not closures: an emitter calls them with `this` = the stream, and the
+    // stream points back here. Five closures and their context cost ~330 B per connection,
+    // which is most of what an idle connection holds beyond node's own socket. 'drain' is
+    // only listened for once a write has been refused (see `setBlocked`).
+    ;(stream as LinkedStream)[kConnection] = this
+    stream.on('data', onStreamData)
+    stream.on('error', onStreamError)
+    stream.on('end', onStreamEnd)
+    stream.on('close', onStreamClose)
   }
 
   get remoteAddress (): string | undefined {
@@ -107,7 +111,7 @@ export class Connection implements Transport {
     this.control = undefined
     const s = this.stream
     if (s.destroyed) return
-    if (!s.write(c.length === 1 ? c[0] as Buffer : Buffer.concat(c))) this.blocked = true
+    if (!s.write(c.length === 1 ? c[0] as Buffer : Buffer.concat(c))) this.setBlocked()
   }
 
   /** Writes everything batched this turn in one go. */
@@ -134,7 +138,7 @@ export class Connection implements Transport {
       for (const b of p) ok = s.write(b)
       s.uncork()
     }
-    if (!ok) this.blocked = true
+    if (!ok) this.setBlocked()
     else this.pumpSession()
   }
 
@@ -153,9 +157,22 @@ export class Connection implements Transport {
     setTimeout(() => { s.destroy() }, 2000).unref()
   }
 
-  private onDrain (): void {
+  /** The stream refused a write: wait for its 'drain' (one listener at a time, added on demand). */
+  private setBlocked (): void {
+    if (this.blocked) return
+    this.blocked = true
+    this.stream.once('drain', onStreamDrain)
+  }
+
+  /** @internal called through the shared 'drain' listener */
+  onDrain (): void {
     this.blocked = false
     this.pumpSession()
+  }
+
+  /** @internal called through the shared 'end' listener */
+  onEnd (): void {
+    if (!this.ending) this.stream.destroy()
   }
 
   private pumpSession (): void {
@@ -171,7 +188,8 @@ export class Connection implements Transport {
     if (!this.busy && !this.stream.destroyed) this.stream.resume()
   }
 
-  private onData (chunk: Buffer): void {
+  /** @internal called through the shared 'data' listener */
+  onData (chunk: Buffer): void {
     this.host.stats.bytesIn += chunk.length
     const turn = this.host.turn
     if (turn !== this.readTurn) {
@@ -247,6 +265,15 @@ export class Connection implements Transport {
     if (!this.stream.destroyed && !this.budgetPaused) this.stream.resume()
   }
 }
+
+const kConnection = Symbol('petrel.connection')
+type LinkedStream = Duplex & { [kConnection]: Connection }
+
+function onStreamData (this: LinkedStream, chunk: Buffer): void { this[kConnection].onData(chunk) }
+function onStreamDrain (this: LinkedStream): void { this[kConnection].onDrain() }
+function onStreamEnd (this: LinkedStream): void { this[kConnection].onEnd() }
+function onStreamClose (this: LinkedStream): void { this[kConnection].protocol.closed() }
+function onStreamError (this: Duplex): void { this.destroy() }
 
 function asPetrelError (err: unknown): PetrelError {
   return err instanceof PetrelError ? err : new PetrelError(WireErrorCode.MALFORMED_PACKET, String(err), { reasonCode: 0x81 })

@@ -16,6 +16,22 @@ export type ConnectionState = typeof ConnectionState[keyof typeof ConnectionStat
 
 const PINGRESP = Buffer.from([0xd0, 0])
 
+const CLOCK_BASE = Date.now()
+
+/**
+ * A connection's timestamps as int32 ms since CLOCK_BASE, wrapping every ~24.8 days: an int32
+ * is a V8 Smi, held in the object itself, while an epoch-ms double costs a 16-byte heap number
+ * per field per connection. Differences are taken with `elapsed`, which is exact across the
+ * wrap for any interval under 2^31 ms (keepalive is at most 1.5 x 65,535 s).
+ */
+function clock (now: number): number {
+  return (now - CLOCK_BASE) | 0
+}
+
+function elapsed (from: number, to: number): number {
+  return (to - from) | 0
+}
+
 export interface ConnectionInfo {
   /** Anonymous CONNECT allowed on this listener. */
   allowAnonymous: boolean
@@ -39,6 +55,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   session: Session | undefined
   /** Enforced keepalive in ms (0: none). */
   keepAliveMs = 0
+  /** When the last packet arrived, and when the connection opened (see `clock`). */
   lastRx: number
   readonly openedAt: number
   will: Will | undefined
@@ -58,8 +75,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   private finished = false
 
   constructor (readonly core: BrokerCore, readonly transport: Transport, readonly info: ConnectionInfo, now: number) {
-    this.lastRx = now
-    this.openedAt = now
+    this.lastRx = clock(now)
+    this.openedAt = this.lastRx
   }
 
   get remoteAddress (): string | undefined {
@@ -116,7 +133,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
 
   /** One decoded packet. A returned promise means: hold further input until it settles. */
   receive (p: Packet, now: number): void | Promise<void> {
-    this.lastRx = now
+    this.lastRx = clock(now)
     switch (this.state) {
       case ConnectionState.connecting:
         // [MQTT-3.1.0-1] the first packet must be CONNECT
@@ -177,13 +194,14 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
 
   /** Keepalive and connect timeout, called by the broker's sweep. */
   tick (now: number): void {
+    const t = clock(now)
     if (this.state === ConnectionState.connected) {
       // [MQTT-3.1.2-24] 1.5 x keepalive without a packet: the client is gone
-      if (this.keepAliveMs > 0 && now - this.lastRx > this.keepAliveMs * 1.5) {
+      if (this.keepAliveMs > 0 && elapsed(this.lastRx, t) > this.keepAliveMs * 1.5) {
         this.core.stats.keepaliveTimeouts++
         this.fail(0x8d, 'keepalive timeout')
       }
-    } else if (this.state !== ConnectionState.closed && now - this.openedAt > this.core.limits.connectTimeoutMs) {
+    } else if (this.state !== ConnectionState.closed && elapsed(this.openedAt, t) > this.core.limits.connectTimeoutMs) {
       this.close()
     }
   }

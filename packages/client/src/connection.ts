@@ -1,5 +1,6 @@
 import type { Duplex } from 'node:stream'
 import { Decoder, encode, PetrelError, type Packet, type ProtocolVersion } from '@petrel/wire'
+import { directReaderOf } from './direct-read.js'
 import { ClientErrorCode, clientError } from './errors.js'
 import { Keepalive, KeepaliveAction } from './keepalive.js'
 
@@ -49,7 +50,9 @@ export class Connection {
     this.version = protocolVersion
     this.handler = handler
     this.decoder = new Decoder({ protocolVersion, maxPacketSize })
-    stream.on('data', (chunk: Buffer) => { this.onData(chunk) })
+    const direct = directReaderOf(stream)
+    if (direct !== undefined) direct.attach((chunk) => { this.onData(chunk) })
+    else stream.on('data', (chunk: Buffer) => { this.onData(chunk) })
     stream.on('drain', () => { this.onStreamDrain() })
     stream.on('error', (err: Error) => {
       this.finish(clientError(ClientErrorCode.CONNECTION_FAILED, `connection error: ${err.message}`, { cause: err }))

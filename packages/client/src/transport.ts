@@ -1,7 +1,8 @@
-import { connect as netConnect, isIP, type Socket } from 'node:net'
+import { isIP, type Socket } from 'node:net'
 import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import WebSocket, { createWebSocketStream, type ClientOptions as WsClientOptions } from 'ws'
+import { connectDirect } from './direct-read.js'
 import { ClientErrorCode, clientError } from './errors.js'
 
 /**
@@ -48,7 +49,7 @@ export async function openTransport (url: URL, options: TransportOptions, signal
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
   switch (url.protocol) {
     case 'mqtt:': case 'tcp:': {
-      const socket = netConnect({ host, port, noDelay: true })
+      const socket = connectDirect(host, port)
       await opened(socket, 'connect', signal, url)
       return socket
     }

@@ -74,6 +74,50 @@ test('QoS 1 window: only `inflightWindow` PUBLISH on the wire; out-of-order PUBA
   assert.equal(x.session.inflightCount, 2)
 })
 
+test('QoS 1 window: a full window is refilled in steps of a quarter of it, not one PUBACK at a time', () => {
+  const x = harness({ inflightWindow: 8 })
+  x.up()
+  for (let i = 0; i < 20; i++) x.pub(String(i))
+  const first = ids(x.take())
+  assert.equal(first.length, 8)
+  x.session.handlePacket({ type: 'puback', packetId: first[0] as number })
+  assert.deepEqual(x.take(), [], 'one free place of 8: wait for a quarter (2)')
+  x.session.handlePacket({ type: 'puback', packetId: first[1] as number })
+  assert.deepEqual(publishes(x.take()).map((p) => p.payload.toString()), ['8', '9'])
+  assert.equal(x.session.inflightCount, 8)
+})
+
+test('a window of 1 still sends the next publish on each PUBACK', () => {
+  const x = harness({ inflightWindow: 1 })
+  x.up()
+  for (let i = 0; i < 3; i++) x.pub(String(i))
+  for (let i = 0; i < 3; i++) {
+    const w = publishes(x.take())
+    assert.deepEqual(w.map((p) => p.payload.toString()), [String(i)])
+    x.session.handlePacket({ type: 'puback', packetId: w[0]?.packetId as number })
+  }
+})
+
+test('auto-ack QoS 1: PUBACK right after delivery, in arrival order, also behind a held manual ack', () => {
+  const x = harness()
+  x.up()
+  x.session.subscribe([{ topicFilter: 'a/#', qos: 1 }], {})
+  x.session.subscribe([{ topicFilter: 'm/#', qos: 1 }], { manualAck: true })
+  x.take()
+  const pub = (topic: string, id: number): void => { x.session.handlePacket({ type: 'publish', topicName: topic, payload: Buffer.from(String(id)), qos: 1, retain: false, dup: false, packetId: id }) }
+  const acks = (): number[] => x.take().map((p) => p.type === 'puback' ? p.packetId : -1)
+  pub('a/1', 1)
+  assert.deepEqual(acks(), [1])
+  assert.equal(x.h.delivered[0]?.needsAck, false, 'nothing for the app to ack on an auto-ack subscription')
+  pub('none', 2)
+  assert.deepEqual(acks(), [2], 'an unmatched message is acked at once')
+  pub('m/1', 3)
+  pub('a/2', 4)
+  assert.deepEqual(acks(), [], 'held behind the manual-ack message before it [MQTT-4.6.0-2]')
+  x.h.delivered[1]?.ack() // m/1 (the unmatched message was not delivered)
+  assert.deepEqual(acks(), [3, 4])
+})
+
 test('v5: the window is min(inflightWindow, broker Receive Maximum)', () => {
   const x = harness({ inflightWindow: 100 })
   x.up({ properties: { receiveMaximum: 2 } })
