@@ -326,7 +326,7 @@ function page (suites) {
   lines.push('')
 
   lines.push('## Commands', '', 'Build first (`npm ci && npx tsc -b`), and hold the lock so that nothing else benchmarks at the same time:', '', '```sh')
-  for (const s of suites) if (s.command !== undefined) lines.push(`flock /tmp/petrel-bench.lock ${s.command}`)
+  for (const s of suites) if (s.command !== undefined) lines.push(s.command.startsWith('flock ') ? s.command : `flock /tmp/petrel-bench.lock ${s.command}`)
   lines.push('npm run report --workspace benchmarks', '```', '')
 
   lines.push(...body)
