@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { makeTestCertificates, requirePeer, startMosquitto, withTimeout } from '@petrel/test-utils'
+import { freePort, makeTestCertificates, requirePeer, startMosquitto, withTimeout } from '@petrel/test-utils'
 import { connect, type Message } from '../src/index.js'
 
 async function roundTrip (url: string, opts: Parameters<typeof connect>[1]): Promise<Message> {
@@ -45,6 +45,28 @@ test('WebSocket (ws://, subprotocol mqtt), both versions', async (t) => {
       const msg = await roundTrip(m.wsUrl as string, { protocolVersion: v })
       assert.equal(msg.payload.toString(), 'over the wire')
     }
+  } finally {
+    await m.stop()
+  }
+})
+
+test('secure WebSocket (wss://) with a CA, both versions; an untrusted certificate is refused', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const certs = await makeTestCertificates()
+  const wssPort = await freePort()
+  const m = await startMosquitto({
+    extraConfig: [`listener ${wssPort} 127.0.0.1`, 'protocol websockets', `cafile ${certs.caFile}`,
+      `certfile ${certs.certFile}`, `keyfile ${certs.keyFile}`].join('\n')
+  })
+  try {
+    // libwebsockets ignores the bind address and may listen on [::] only: 'localhost' lets the
+    // client try both families (the certificate names localhost too).
+    const url = `wss://localhost:${wssPort}/`
+    for (const v of [4, 5] as const) {
+      const msg = await roundTrip(url, { protocolVersion: v, tls: { ca: certs.ca } })
+      assert.equal(msg.payload.toString(), 'over the wire')
+    }
+    await assert.rejects(connect(url, { connectTimeoutMs: 3000 }), { code: 'PETREL_ERR_CONNECTION_FAILED' })
   } finally {
     await m.stop()
   }
