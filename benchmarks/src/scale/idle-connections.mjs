@@ -30,7 +30,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { brokerKinds, PETREL_BIN, ROOT, startBroker } from '../e2e/lib/brokers.mjs'
+import { brokerKinds, PETREL_BIN, PETREL_NODE_FLAGS, ROOT, startBroker } from '../e2e/lib/brokers.mjs'
 import { cpuSeconds, memoryKb } from '../e2e/lib/proc.mjs'
 import { machineInfo } from '../e2e/lib/machine.mjs'
 import { spread } from '../e2e/lib/stats.mjs'
@@ -64,7 +64,8 @@ brokerKinds['petrel-scale'] = {
     const dir = mkdtempSync(join(tmpdir(), 'petrel-scale-'))
     writeFileSync(join(dir, 'petrel.toml'), PETREL_SCALE_CONFIG)
     return {
-      argv: [process.execPath, PETREL_BIN, 'broker', '--port', String(port), '--config', join(dir, 'petrel.toml')],
+      // Node flags as `npm start` gives them (see brokers.mjs); PETREL_BENCH_NODE_FLAGS overrides.
+      argv: [process.execPath, ...(process.env.PETREL_BENCH_NODE_FLAGS ?? PETREL_NODE_FLAGS).split(' ').filter((f) => f !== ''), PETREL_BIN, 'broker', '--port', String(port), '--config', join(dir, 'petrel.toml')],
       cleanup: () => { rmSync(dir, { recursive: true, force: true }) }
     }
   }
