@@ -1,7 +1,17 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { freePort, makeTestCertificates, requirePeer, startMosquitto, withTimeout } from '@petrel/test-utils'
+import { connect as tcpConnect } from 'node:net'
+import { freePort, makeTestCertificates, requirePeer, startMosquitto, waitFor, withTimeout } from '@petrel/test-utils'
 import { connect, type Message } from '../src/index.js'
+
+/** Whether something accepts TCP connections on localhost:port. */
+async function accepts (port: number): Promise<boolean> {
+  return await new Promise<boolean>((resolve) => {
+    const s = tcpConnect({ host: 'localhost', port })
+    s.once('connect', () => { s.destroy(); resolve(true) })
+    s.once('error', () => { s.destroy(); resolve(false) })
+  })
+}
 
 async function roundTrip (url: string, opts: Parameters<typeof connect>[1]): Promise<Message> {
   const c = await connect(url, opts)
@@ -59,8 +69,8 @@ test('secure WebSocket (wss://) with a CA, both versions; an untrusted certifica
       `certfile ${certs.certFile}`, `keyfile ${certs.keyFile}`].join('\n')
   })
   try {
-    // libwebsockets ignores the bind address and may listen on [::] only: 'localhost' lets the
-    // client try both families (the certificate names localhost too).
+    // startMosquitto waits for its main listener only; libwebsockets opens this one a little later.
+    await waitFor(async () => await accepts(wssPort), { timeoutMs: 5000, message: 'wss listener up' })
     const url = `wss://localhost:${wssPort}/`
     for (const v of [4, 5] as const) {
       const msg = await roundTrip(url, { protocolVersion: v, tls: { ca: certs.ca } })
