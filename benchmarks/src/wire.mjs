@@ -13,6 +13,7 @@ import { dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import mqtt from 'mqtt-packet'
 import { encode, Decoder } from '@petrel/wire'
+import { prng } from './lib/prng.mjs'
 
 const require = createRequire(import.meta.url)
 
@@ -21,17 +22,6 @@ const ROUND_MS = Number(process.env.BENCH_ROUND_MS ?? 250)
 
 // --- inputs -------------------------------------------------------------------------------------
 
-/** mulberry32: a small seeded PRNG, so every run (and both codecs) see the same chunks. */
-function prng (seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const smallPublish = { type: 'publish', topicName: 'sensors/kitchen/temp', payload: Buffer.from('21.5'), qos: 0, retain: false, dup: false }
 const smallPublishMp = { cmd: 'publish', topic: 'sensors/kitchen/temp', payload: Buffer.from('21.5'), qos: 0, retain: false, dup: false }

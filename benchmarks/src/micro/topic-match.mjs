@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util'
 import { TopicTrie } from '@petrel/session'
 import { machineInfo } from '../e2e/lib/machine.mjs'
 import { spread } from '../e2e/lib/stats.mjs'
+import { prng } from '../lib/prng.mjs'
 
 const require = createRequire(import.meta.url)
 const { Qlobber } = require('qlobber')
@@ -32,17 +33,6 @@ const ROUND_MS = Number(v['round-ms'])
 // Aedes' options for both of its matchers (aedes-persistence, mqemitter defaults)
 const QLOBBER_OPTIONS = { separator: '/', wildcard_one: '+', wildcard_some: '#', match_empty_levels: true }
 
-/** mulberry32: the same pseudo-random tables on every run. */
-function prng (seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /**
  * Subscription tables and the topics published into them. Each subscription is
