@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import type { ParseArgsConfig } from 'node:util'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { ClientErrorCode, type ClientOptions } from '@petrel/client'
 import { PetrelError, type ProtocolVersion, type QoS } from '@petrel/wire'
 
@@ -159,4 +159,23 @@ function safeHost (url: string): string {
   } catch {
     return url
   }
+}
+
+/**
+ * Parses a command's argv; prints the help or the usage error itself. Returns the parsed values,
+ * or the exit code to return when there is nothing more to do (--help, bad flags).
+ */
+export function parseCommandArgs<T extends ParseArgsConfig> (command: string, config: T, help: string): ReturnType<typeof parseArgs<T>>['values'] | number {
+  let values: ReturnType<typeof parseArgs<T>>['values']
+  try {
+    values = parseArgs(config).values
+  } catch (err) {
+    console.error(`petrel ${command}: ${(err as Error).message}\nRun 'petrel ${command} --help' for the options.`)
+    return ExitCode.usage
+  }
+  if ((values as { help?: unknown }).help === true) {
+    console.log(help)
+    return ExitCode.ok
+  }
+  return values
 }

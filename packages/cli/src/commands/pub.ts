@@ -1,8 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
-import { parseArgs } from 'node:util'
 import { connect, type MqttClient } from '@petrel/client'
-import { commonFlags, commonHelp, describeError, ExitCode, resolveConnection, UsageError } from '../client-options.js'
+import { commonFlags, parseCommandArgs, commonHelp, describeError, ExitCode, resolveConnection, UsageError } from '../client-options.js'
 
 const help = `petrel pub: publish messages (mosquitto_pub flags)
 
@@ -21,30 +20,21 @@ ${commonHelp}`
 
 /** `petrel pub`: resolves to the process exit code. */
 export async function run (argv: string[]): Promise<number> {
-  let values
-  try {
-    values = parseArgs({
-      args: argv,
-      options: {
-        ...commonFlags,
-        topic: { type: 'string', short: 't' },
-        message: { type: 'string', short: 'm' },
-        file: { type: 'string', short: 'f' },
-        'stdin-line': { type: 'boolean', short: 'l' },
-        'stdin-file': { type: 'boolean', short: 's' },
-        'null-message': { type: 'boolean', short: 'n' },
-        retain: { type: 'boolean', short: 'r' }
-      },
-      allowPositionals: false
-    }).values
-  } catch (err) {
-    console.error(`petrel pub: ${(err as Error).message}\nRun 'petrel pub --help' for the options.`)
-    return ExitCode.usage
-  }
-  if (values.help === true) {
-    console.log(help)
-    return ExitCode.ok
-  }
+  const values = parseCommandArgs('pub', {
+    args: argv,
+    options: {
+      ...commonFlags,
+      topic: { type: 'string', short: 't' },
+      message: { type: 'string', short: 'm' },
+      file: { type: 'string', short: 'f' },
+      'stdin-line': { type: 'boolean', short: 'l' },
+      'stdin-file': { type: 'boolean', short: 's' },
+      'null-message': { type: 'boolean', short: 'n' },
+      retain: { type: 'boolean', short: 'r' }
+    },
+    allowPositionals: false
+  }, help)
+  if (typeof values === 'number') return values
   let url = ''
   let client: MqttClient | undefined
   try {

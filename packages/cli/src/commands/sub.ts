@@ -1,6 +1,5 @@
-import { parseArgs } from 'node:util'
 import { connect, type Message, type MqttClient } from '@petrel/client'
-import { commonFlags, commonHelp, describeError, ExitCode, resolveConnection, UsageError } from '../client-options.js'
+import { commonFlags, parseCommandArgs, commonHelp, describeError, ExitCode, resolveConnection, UsageError } from '../client-options.js'
 
 const help = `petrel sub: subscribe and print messages (mosquitto_sub flags)
 
@@ -20,30 +19,21 @@ ${commonHelp}`
 
 /** `petrel sub`: resolves to the process exit code. */
 export async function run (argv: string[]): Promise<number> {
-  let values
-  try {
-    values = parseArgs({
-      args: argv,
-      options: {
-        ...commonFlags,
-        topic: { type: 'string', short: 't', multiple: true },
-        count: { type: 'string', short: 'C' },
-        timeout: { type: 'string', short: 'W' },
-        verbose: { type: 'boolean', short: 'v' },
-        'no-newline': { type: 'boolean', short: 'N' },
-        'no-retained': { type: 'boolean', short: 'R' },
-        json: { type: 'boolean' }
-      },
-      allowPositionals: false
-    }).values
-  } catch (err) {
-    console.error(`petrel sub: ${(err as Error).message}\nRun 'petrel sub --help' for the options.`)
-    return ExitCode.usage
-  }
-  if (values.help === true) {
-    console.log(help)
-    return ExitCode.ok
-  }
+  const values = parseCommandArgs('sub', {
+    args: argv,
+    options: {
+      ...commonFlags,
+      topic: { type: 'string', short: 't', multiple: true },
+      count: { type: 'string', short: 'C' },
+      timeout: { type: 'string', short: 'W' },
+      verbose: { type: 'boolean', short: 'v' },
+      'no-newline': { type: 'boolean', short: 'N' },
+      'no-retained': { type: 'boolean', short: 'R' },
+      json: { type: 'boolean' }
+    },
+    allowPositionals: false
+  }, help)
+  if (typeof values === 'number') return values
   let url = ''
   let client: MqttClient | undefined
   const onSignal = (): void => { void client?.end({ force: true }) }
