@@ -2,13 +2,44 @@
 // to a TCP socket, and a minimal framer that counts inbound packets (and answers QoS 1 with a
 // pre-built PUBACK). No client library on this path, so it shows what the broker and the loopback
 // link allow; a client that gets close to it is not the bottleneck.
+//
+// Reads are moderated the way @petrel/client moderates them (ReadModeration: after a run of small
+// back-to-back reads, pause ~1 ms so the next read takes many packets). An eager reader spends
+// ~8 µs of kernel and event-loop time per read, one or two packets each, which on two shared cores
+// slows the broker and every other process in the run: the baseline, and the suite's own
+// subscriber, must not be that bottleneck.
 import { connect as netConnect } from 'node:net'
 import { once } from 'node:events'
 import { encode } from '@petrel/wire'
+import { ReadModeration } from '@petrel/client'
+
+/** A TCP socket whose reads are moderated; chunks are emitted as usual `data` events. */
+function moderatedSocket (host, port) {
+  const moderation = new ReadModeration()
+  let timer
+  const socket = netConnect({
+    host,
+    port,
+    noDelay: true,
+    onread: {
+      buffer: Buffer.allocUnsafe(64 * 1024),
+      callback: (n, buf) => {
+        socket.emit('data', Buffer.from(buf.subarray(0, n)))
+        const pauseMs = moderation.onRead(n, performance.now())
+        if (pauseMs === 0 || socket.destroyed) return true
+        if (timer === undefined) timer = setTimeout(() => { socket.resume() }, pauseMs)
+        else timer.refresh()
+        return false
+      }
+    }
+  })
+  socket.once('close', () => { clearTimeout(timer) })
+  return socket
+}
 
 /** Opens a 3.1.1 connection and resolves after CONNACK 0. */
 export async function rawConnect (port, { clientId = `raw-${process.pid}-${Math.random().toString(16).slice(2, 8)}`, clean = true, host = '127.0.0.1' } = {}) {
-  const socket = netConnect({ host, port, noDelay: true })
+  const socket = moderatedSocket(host, port)
   await once(socket, 'connect')
   socket.write(encode({ type: 'connect', protocolVersion: 4, clientId, cleanStart: clean, keepAlive: 0 }, 4))
   const [chunk] = await once(socket, 'data')

@@ -137,7 +137,9 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       onPacket: (packet) => { this.onPacket(packet) },
       onClose: (error) => { this.onLinkClosed(error) },
       onDrain: () => { this.session.drained() },
-      onPing: () => {}
+      onPing: () => {},
+      // Pausing reads while publishes wait for a window slot would hold back the acks that free one.
+      readsMayPause: () => this.session.queuedCount === 0
     }
     this.owner = {
       unsubscribeEntry: async (sub) => { await this.unsubscribeEntry(sub) },
@@ -498,7 +500,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     const t = this.options.transport
     if (t !== undefined) return typeof t === 'function' ? await t(url, signal) : t
     if (url === undefined) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'no broker URL and no transport')
-    return await openTransport(url, { tls: this.options.tls, ws: this.options.ws }, signal)
+    return await openTransport(url, { tls: this.options.tls, ws: this.options.ws, readModeration: this.options.readModeration }, signal)
   }
 
   private connectPacket (url: URL | undefined, attempt: number): ConnectPacket {

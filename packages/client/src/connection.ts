@@ -13,10 +13,18 @@ export interface ConnectionHandler {
   onDrain (): void
   /** A PINGREQ went out (keepalive). */
   onPing (): void
+  /** Whether read moderation may delay inbound bytes now (not while sends wait on acks). */
+  readsMayPause (): boolean
 }
 
 /** Bytes the connection buffers (ours + the stream's) before `write` reports it is full. */
 const HIGH_WATER_MARK = 512 * 1024
+/**
+ * A batch this big is written at once instead of at the end of the tick: the broker starts on it
+ * while we encode the rest (a burst of thousands of publishes would otherwise leave as one
+ * half-megabyte write after all of them were encoded).
+ */
+const FLUSH_BYTES = 64 * 1024
 /** Above this average packet size, corking beats concatenating. */
 const CONCAT_MAX_AVERAGE = 4096
 const PINGREQ = Buffer.from([0xc0, 0])
@@ -43,7 +51,10 @@ export class Connection {
   private keepalive: Keepalive | undefined
   private timer: NodeJS.Timeout | undefined
   private readonly scratch: Packet[] = []
-  private readonly flushNow = (): void => { this.flush() }
+  private readonly flushNow = (): void => {
+    this.flushScheduled = false
+    this.flush()
+  }
 
   constructor (stream: Duplex, protocolVersion: ProtocolVersion, maxPacketSize: number, handler: ConnectionHandler) {
     this.stream = stream
@@ -51,7 +62,7 @@ export class Connection {
     this.handler = handler
     this.decoder = new Decoder({ protocolVersion, maxPacketSize })
     const direct = directReaderOf(stream)
-    if (direct !== undefined) direct.attach((chunk) => { this.onData(chunk) })
+    if (direct !== undefined) direct.attach((chunk) => { this.onData(chunk) }, () => handler.readsMayPause())
     else stream.on('data', (chunk: Buffer) => { this.onData(chunk) })
     stream.on('drain', () => { this.onStreamDrain() })
     stream.on('error', (err: Error) => {
@@ -77,7 +88,8 @@ export class Connection {
     if (this.closed) return false
     this.batch.push(bytes)
     this.batchBytes += bytes.length
-    if (!this.flushScheduled) {
+    if (this.batchBytes >= FLUSH_BYTES) this.flush()
+    else if (!this.flushScheduled) {
       this.flushScheduled = true
       // setImmediate, not nextTick: it runs after this poll phase, so the acks for every chunk
       // read in one event-loop turn (and publishes made meanwhile) share one write syscall.
@@ -96,7 +108,6 @@ export class Connection {
 
   /** Writes what is batched now (one write, or a corked series for large packets). */
   flush (): void {
-    this.flushScheduled = false
     if (this.closed || this.batch.length === 0) return
     const batch = this.batch
     const bytes = this.batchBytes

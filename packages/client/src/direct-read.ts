@@ -1,4 +1,5 @@
 import { connect as netConnect, type Socket } from 'node:net'
+import { ReadModeration, type ReadModerationOptions } from './read-moderation.js'
 
 /** Bytes read into the reused buffer (copied per read; see {@link connectDirect}). */
 const READ_BUFFER_SIZE = 64 * 1024
@@ -12,6 +13,8 @@ const kReader = Symbol('petrel.directReader')
 export class DirectReader {
   private target: ((chunk: Buffer) => void) | undefined = undefined
   private early: Buffer[] | undefined = undefined
+  /** Whether read moderation may pause now; the connection's owner knows (see {@link attach}). */
+  mayPause: () => boolean = () => true
 
   /** @internal From the socket's `onread` callback. */
   deliver (chunk: Buffer): void {
@@ -20,8 +23,9 @@ export class DirectReader {
     else (this.early ??= []).push(chunk)
   }
 
-  attach (target: (chunk: Buffer) => void): void {
+  attach (target: (chunk: Buffer) => void, mayPause?: () => boolean): void {
     this.target = target
+    if (mayPause !== undefined) this.mayPause = mayPause
     const early = this.early
     this.early = undefined
     if (early !== undefined) for (const c of early) target(c)
@@ -36,9 +40,12 @@ export class DirectReader {
  * also gives the decoder what it needs: bytes nobody overwrites, so payloads stay zero-copy views
  * and a partial packet can wait for the next read. `end`, `close` and `error` work as usual.
  */
-export function connectDirect (host: string, port: number): Socket {
+export function connectDirect (host: string, port: number, moderation: ReadModerationOptions | false = {}): Socket {
   const reader = new DirectReader()
-  const socket = netConnect({
+  const moderator = moderation === false ? undefined : new ReadModeration(moderation)
+  let resumeTimer: NodeJS.Timeout | undefined
+  const resume = (): void => { socket.resume() }
+  const socket: Socket = netConnect({
     host,
     port,
     noDelay: true,
@@ -48,10 +55,17 @@ export function connectDirect (host: string, port: number): Socket {
         const chunk = Buffer.allocUnsafe(n)
         chunk.set(n === buf.length ? buf : buf.subarray(0, n))
         reader.deliver(chunk)
-        return true
+        if (moderator === undefined) return true
+        const pauseMs = moderator.onRead(n, performance.now())
+        if (pauseMs === 0 || socket.destroyed || !reader.mayPause()) return true
+        // Returning false pauses the socket; one reused timer resumes it.
+        if (resumeTimer === undefined) resumeTimer = setTimeout(resume, pauseMs)
+        else resumeTimer.refresh()
+        return false
       }
     }
   })
+  socket.once('close', () => { clearTimeout(resumeTimer) })
   ;(socket as Socket & { [kReader]?: DirectReader })[kReader] = reader
   return socket
 }

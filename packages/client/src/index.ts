@@ -20,3 +20,4 @@ export { ClientSession, PublishRequest, ControlRequest, SubscriptionEntry, type 
 export { Backoff } from './backoff.js'
 export { Keepalive, KeepaliveAction } from './keepalive.js'
 export { TokenBucket } from './token-bucket.js'
+export { ReadModeration, type ReadModerationOptions } from './read-moderation.js'

@@ -3,6 +3,7 @@ import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions }
 import type { Duplex } from 'node:stream'
 import WebSocket, { createWebSocketStream, type ClientOptions as WsClientOptions } from 'ws'
 import { connectDirect } from './direct-read.js'
+import type { ReadModerationOptions } from './read-moderation.js'
 import { ClientErrorCode, clientError } from './errors.js'
 
 /**
@@ -33,6 +34,8 @@ export interface TransportOptions {
   tls?: TlsOptions | undefined
   /** Extra options for the `ws` WebSocket (headers, ...). */
   ws?: WsClientOptions | undefined
+  /** Plain TCP: read moderation settings, or false for eager reads. Default on. */
+  readModeration?: ReadModerationOptions | false | undefined
 }
 
 const DEFAULT_PORTS: Record<string, number> = { 'mqtt:': 1883, 'tcp:': 1883, 'mqtts:': 8883, 'tls:': 8883, 'ssl:': 8883, 'ws:': 80, 'wss:': 443 }
@@ -49,7 +52,7 @@ export async function openTransport (url: URL, options: TransportOptions, signal
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
   switch (url.protocol) {
     case 'mqtt:': case 'tcp:': {
-      const socket = connectDirect(host, port)
+      const socket = connectDirect(host, port, options.readModeration ?? {})
       await opened(socket, 'connect', signal, url)
       return socket
     }

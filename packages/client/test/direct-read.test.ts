@@ -36,3 +36,41 @@ test('direct TCP reads: bytes sent before a reader attaches are kept, reads own 
     server.close()
   }
 })
+
+test('direct TCP reads with moderation: a busy stream is read in fewer, bigger reads and nothing is lost or reordered', async () => {
+  const peers: Socket[] = []
+  const server = createServer((s) => { peers.push(s) }).listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const port = (server.address() as { port: number }).port
+  // Reads counted per client socket; `moderation` as the client passes it.
+  async function receive (moderation: { pauseMs: number, busyGapMs: number, busyReads: number } | false): Promise<{ reads: number, text: string }> {
+    const socket = connectDirect('127.0.0.1', port, moderation)
+    await once(socket, 'connect')
+    while (peers.length === 0) await new Promise((resolve) => setImmediate(resolve))
+    const peer = peers.shift() as Socket
+    let reads = 0
+    const chunks: Buffer[] = []
+    directReaderOf(socket)?.attach((c) => { reads++; chunks.push(c) })
+    // 150 small writes, 1 ms apart: an eager reader takes about one read each.
+    for (let i = 0; i < 150; i++) {
+      peer.write(`${i},`)
+      await new Promise((resolve) => setTimeout(resolve, 1))
+    }
+    const closed = once(socket, 'close')
+    peer.end()
+    await closed
+    return { reads, text: Buffer.concat(chunks).toString() }
+  }
+  try {
+    const expected = Array.from({ length: 150 }, (_, i) => `${i},`).join('')
+    const eager = await receive(false)
+    assert.equal(eager.text, expected)
+    // Every read counts as busy here (gap under 1 s); after 3 of them reading pauses 25 ms at a time.
+    const moderated = await receive({ pauseMs: 25, busyGapMs: 1000, busyReads: 3 })
+    assert.equal(moderated.text, expected, 'all bytes, in order')
+    assert.ok(moderated.reads <= 20, `moderated: ${moderated.reads} reads for 150 writes over ~150+ ms`)
+    assert.ok(eager.reads > 40, `eager: ${eager.reads} reads for 150 writes 1 ms apart`)
+  } finally {
+    server.close()
+  }
+})
