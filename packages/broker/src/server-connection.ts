@@ -72,6 +72,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   private aliasesOut: Map<string, number> | undefined
   /** Acks held for flow control, in order; undefined when none is held. */
   private heldAcks: Buffer[] | undefined
+  /** Of `heldAcks`, the PUBACKs: QoS 1 publishes the client still counts against our Receive Maximum. */
+  private heldQos1 = 0
   private finished = false
 
   constructor (readonly core: BrokerCore, readonly transport: Transport, readonly info: ConnectionInfo, now: number) {
@@ -283,8 +285,12 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
         this.transport.writeControl(encode({ type: 'pubrec', packetId: p.packetId as number }, this.protocolVersion))
         return
       }
-      // [MQTT-3.3.4-9] more unacknowledged QoS 2 than our Receive Maximum
-      if (this.v5 && q2 !== undefined && q2.size >= this.core.limits.receiveMaximum) return this.fail(0x93, 'receive maximum exceeded')
+    }
+    // [MQTT-3.3.4-7] the client sends at most our Receive Maximum QoS 1/2 publishes we have not
+    // acknowledged (PUBACK written, or PUBREC until PUBREL); one more is DISCONNECT 0x93 (4.9).
+    // PUBACKs are written at once unless flow control holds them, so only held ones count.
+    if (p.qos > 0 && this.v5 && this.heldQos1 + (session.incomingQos2?.size ?? 0) >= this.core.limits.receiveMaximum) {
+      return this.fail(0x93, 'receive maximum exceeded')
     }
     let expiresAt = 0
     if (props !== undefined) {
@@ -343,8 +349,10 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     }
     if (this.heldAcks !== undefined) {
       this.heldAcks.push(ack)
+      if (p.qos === 1) this.heldQos1++
     } else if (wait !== undefined) {
       this.heldAcks = [ack]
+      if (p.qos === 1) this.heldQos1 = 1
       void wait.then(() => { this.releaseAcks() })
     } else {
       this.transport.writeControl(ack)
@@ -354,6 +362,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   private releaseAcks (): void {
     const acks = this.heldAcks
     this.heldAcks = undefined
+    this.heldQos1 = 0
     if (acks === undefined || this.state === ConnectionState.closed) return
     for (const a of acks) this.transport.writeControl(a)
   }

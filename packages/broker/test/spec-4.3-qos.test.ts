@@ -116,7 +116,28 @@ test('v5: the client\'s Receive Maximum limits QoS 1 in flight [MQTT-3.3.4-7]; a
   })
 })
 
-test('v5: exceeding our Receive Maximum with QoS 2 is DISCONNECT 0x93 [MQTT-3.3.4-9]', async () => {
+test('v5: QoS 1 counts against our Receive Maximum with unreleased QoS 2 [MQTT-3.3.4-7]: one too many is DISCONNECT 0x93', async () => {
+  await withBroker({ limits: { receiveMaximum: 2 } }, async (broker) => {
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('rm', 'x', { qos: 2, packetId: 1 }))
+    p.send(pub('rm', 'x', { qos: 2, packetId: 2 }))
+    await p.expect('pubrec')
+    await p.expect('pubrec')
+    p.send(pub('rm', 'x', { qos: 1, packetId: 3 }))
+    assert.equal((await p.expect('disconnect')).reasonCode, 0x93)
+  })
+})
+
+test('v5: QoS 1 publishes acked at once never count as outstanding: no false 0x93', async () => {
+  await withBroker({ limits: { receiveMaximum: 2 } }, async (broker) => {
+    const p = await connected(broker, 5, { clientId: 'p' })
+    for (let i = 1; i <= 10; i++) p.send(pub('rm', 'x', { qos: 1, packetId: i }))
+    for (let i = 1; i <= 10; i++) assert.equal((await p.expect('puback')).packetId, i)
+    assert.equal(await p.quiet(100), true, 'still connected, nothing else sent')
+  })
+})
+
+test('v5: exceeding our Receive Maximum with QoS 2 is DISCONNECT 0x93 [MQTT-3.3.4-7]', async () => {
   await withBroker({ limits: { receiveMaximum: 2 } }, async (broker) => {
     const p = await connected(broker, 5, { clientId: 'p' })
     for (let i = 1; i <= 3; i++) p.send(pub('rm', 'x', { qos: 2, packetId: i }))
