@@ -411,8 +411,9 @@ if (Object.keys(results.memory).length > 0) {
     unit: 'KB',
     higherIsBetter: false,
     results: Object.fromEntries(brokers.map((b) => [b, cell(results.memory[b].map((r) => r.perConnectionKb), {
-      rssMb: round(median(results.memory[b].map((r) => r.settledKb / 1024)), 1),
+      settledRssMb: round(median(results.memory[b].map((r) => r.settledKb / 1024)), 1),
       peakRssMb: round(median(results.memory[b].map((r) => r.peakKb / 1024)), 1),
+      idlePerConnectionKb: round(median(results.memory[b].map((r) => r.idlePerConnectionKb))),
       peakPerConnectionKb: round(median(results.memory[b].map((r) => r.peakPerConnectionKb))),
       established: median(results.memory[b].map((r) => r.established))
     })]))
