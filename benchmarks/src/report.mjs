@@ -10,7 +10,7 @@
 // title, metric, unit, higherIsBetter, group?, rate?, skipped?, results: { <impl>: { median, min,
 // max, ... } } }] }. A scenario with a numeric `rate` is charted as a line over the rates of its
 // group; the others as bars. Nothing here runs a benchmark: it only reads what the suites wrote.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -164,6 +164,9 @@ function groups (suite) {
   return m
 }
 
+/** Every chart written in this run, so that charts of scenarios no longer in the results go. */
+const chartsWritten = new Set()
+
 function chartsFor (suite) {
   const { all } = implsOf(suite)
   const written = []
@@ -193,6 +196,7 @@ function chartsFor (suite) {
           series: impls.map((k) => ({ name: k, points: chunk.map((s) => point(s, k, s.title ?? s.id)).filter(Boolean) }))
         })
       writeFileSync(join(dir, name), svg)
+      chartsWritten.add(name)
       written.push({ name, key })
     })
   }
@@ -350,4 +354,9 @@ function page (suites) {
 
 const suites = readSuites()
 writeFileSync(out, page(suites))
+// Charts are named <suite>-<group>.svg: one of a suite in the results that this run did not draw is stale.
+const suiteSlugs = new Set(suites.map((s) => slug(s.suite)))
+for (const f of readdirSync(dir)) {
+  if (f.endsWith('.svg') && !chartsWritten.has(f) && suiteSlugs.has(f.split('-')[0])) rmSync(join(dir, f))
+}
 process.stderr.write(`wrote ${relative(process.cwd(), out) || out} from ${suites.length} results file(s)\n`)
