@@ -55,6 +55,7 @@ export class Broker implements BrokerCore, ConnectionHost {
   private resumes: Connection[] = []
   private flushScheduled = false
   turn = 0
+  private inputsThisTurn = 0
   private readonly flushAll = (): void => { this.flush() }
   private sweepTimer: NodeJS.Timeout | undefined
   private closing = false
@@ -242,8 +243,27 @@ export class Broker implements BrokerCore, ConnectionHost {
   }
 
   /** End of an event-loop turn: write every batch, then let budget-paused readers go on. */
+  /**
+   * The first input chunk of an event-loop turn writes what it routed at once; later ones in the
+   * same turn batch until its end. A lone message (a quiet broker) skips the hop to the end of
+   * the turn; under load, inputs still share writes.
+   */
+  inputDone (): void {
+    if (this.inputsThisTurn++ > 0) return
+    const list = this.dirty
+    if (list.length > 0) {
+      this.dirty = []
+      for (const c of list) c.flush()
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      setImmediate(this.flushAll)
+    }
+  }
+
   private flush (): void {
     this.flushScheduled = false
+    this.inputsThisTurn = 0
     this.turn++
     const list = this.dirty
     this.dirty = []

@@ -11,6 +11,8 @@ export interface ConnectionHost extends BrokerCore {
   /** Counts event-loop turns (flush cycles): read budgets reset each turn. */
   readonly turn: number
   scheduleFlush (c: Connection): void
+  /** An input chunk has been handled (see Broker.inputDone). */
+  inputDone (): void
   /** Resume reading `c` on the next flush cycle (it used up its read budget this turn). */
   scheduleResume (c: Connection): void
 }
@@ -237,6 +239,7 @@ export class Connection implements Transport {
     out.length = 0
     if (error !== undefined) pc.protocolFailure(error, this.decoder.protocolVersion)
     this.flushControl()
+    this.host.inputDone()
   }
 
   /** Pauses input until an async step settles, then replays what arrived meanwhile in order. */
