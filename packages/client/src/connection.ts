@@ -88,7 +88,7 @@ export class Connection {
     if (this.closed) return false
     this.batch.push(bytes)
     this.batchBytes += bytes.length
-    if (this.batchBytes >= FLUSH_BYTES) this.flush()
+    if (this.batchBytes >= FLUSH_BYTES) this.flush(true)
     else if (!this.flushScheduled) {
       this.flushScheduled = true
       // setImmediate, not nextTick: it runs after this poll phase, so the acks for every chunk
@@ -106,8 +106,13 @@ export class Connection {
     return this.write(encode(packet, this.version))
   }
 
-  /** Writes what is batched now (one write, or a corked series for large packets). */
-  flush (): void {
+  /**
+   * Writes what is batched now (one write, or a corked series for large packets). From inside
+   * `write` (`nested`), it does not report a drain: the caller may be mid-pump, and the stream's
+   * own 'drain' event reports it (we are only full while the stream holds far more than its
+   * high-water mark).
+   */
+  flush (nested = false): void {
     if (this.closed || this.batch.length === 0) return
     const batch = this.batch
     const bytes = this.batchBytes
@@ -124,7 +129,7 @@ export class Connection {
       for (const b of batch) ok = this.stream.write(b)
       this.stream.uncork()
     }
-    if (ok && this.full && this.stream.writableLength < HIGH_WATER_MARK) {
+    if (!nested && ok && this.full && this.stream.writableLength < HIGH_WATER_MARK) {
       this.full = false
       this.handler.onDrain()
     }
