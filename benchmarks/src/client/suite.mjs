@@ -104,6 +104,20 @@ async function expect (w, name, ms) {
   return e
 }
 
+/** Stops a worker that cannot finish (it may be frozen): CPU and memory from /proc, `n` done, capped. */
+function killCapped (w, n) {
+  const u = procUsage(w.child.pid)
+  w.child.kill('SIGKILL')
+  return { ms: capMs, n, capped: true, ...u }
+}
+
+/** The worker's result, or, when none comes within `ms`, the worker stopped as capped. */
+async function resultOrCapped (w, ms) {
+  const r = await w.next(ms).catch(() => undefined)
+  if (r?.event !== 'result') return killCapped(w, 0)
+  return { ms: r.ms, n: r.n, capped: r.capped ?? false, cpuUs: r.cpuUs, maxRssKb: r.maxRssKb }
+}
+
 /** A raw subscriber in this process: resolves `all` with the time the `count`-th message arrived. */
 async function rawSubscriber (port, topic, qos, count) {
   const s = await rawConnect(port)
@@ -145,25 +159,14 @@ async function runOnce (id, impl) {
       sub.close()
       let published
       if (end !== undefined) published = await Promise.race([expect(w, 'published'), capped]).catch(() => undefined)
-      if (end === undefined || published === undefined) {
-        // It may be frozen: measure it from outside, then stop it.
-        const u = procUsage(w.child.pid)
-        w.child.kill('SIGKILL')
-        return { ms: capMs, n: received, capped: true, ...u }
-      }
+      if (end === undefined || published === undefined) return killCapped(w, received)
       w.send('stop')
       const r = await expect(w, 'result', 30_000)
       return { ms: Math.max(end, t0 + published.ms) - t0, n: sc.count, capped: false, cpuUs: r.cpuUs, maxRssKb: r.maxRssKb }
     }
     if (id === 'pub-qos1') {
       w.send('go')
-      const r = await w.next(capMs + 10_000).catch(() => undefined)
-      if (r?.event !== 'result') {
-        const u = procUsage(w.child.pid)
-        w.child.kill('SIGKILL')
-        return { ms: capMs, n: 0, capped: true, ...u }
-      }
-      return { ms: r.ms, n: r.n, capped: false, cpuUs: r.cpuUs, maxRssKb: r.maxRssKb }
+      return await resultOrCapped(w, capMs + 10_000)
     }
     if (id === 'recv-qos0' || id === 'recv-qos1') {
       const pub = await rawConnect(broker.port)
@@ -184,13 +187,7 @@ async function runOnce (id, impl) {
       proxy.cut()
       proxy.blackhole(false)
       w.send('reconnect')
-      const r = await w.next(capMs + 20_000).catch(() => undefined)
-      if (r?.event !== 'result') {
-        const u = procUsage(w.child.pid)
-        w.child.kill('SIGKILL')
-        return { ms: capMs, n: 0, capped: true, ...u }
-      }
-      return { ms: r.ms, n: r.n, capped: r.capped, cpuUs: r.cpuUs, maxRssKb: r.maxRssKb }
+      return await resultOrCapped(w, capMs + 20_000)
     }
     throw new Error(`unknown scenario ${id}`)
   } finally {

@@ -30,6 +30,12 @@ const command = (name) => new Promise((resolve) => {
   else waiters.set(name, resolve)
 })
 
+/** Tells the suite this client is set up, and waits for its "go". */
+async function readyThenGo () {
+  send({ event: 'ready' })
+  await command('go')
+}
+
 let cpu0
 let t0
 const start = () => { cpu0 = process.cpuUsage(); t0 = performance.now() }
@@ -82,8 +88,7 @@ async function publishQoS0 (burst) {
   if (impl === 'raw') {
     const s = await rawConnect(port)
     const pre = encodePublishes(topic, payload, 0, count)
-    send({ event: 'ready' })
-    await command('go')
+    await readyThenGo()
     start()
     await writeAll(s, pre)
     send({ event: 'published', ms: performance.now() - t0 })
@@ -93,8 +98,7 @@ async function publishQoS0 (burst) {
     return
   }
   const c = await open()
-  send({ event: 'ready' })
-  await command('go')
+  await readyThenGo()
   start()
   if (burst) {
     const all = []
@@ -120,8 +124,7 @@ async function publishQoS1 () {
     const pre = encodePublishes(topic, payload, 1, count)
     let acked = 0
     const done = new Promise((resolve) => { frame(s, (type) => { if (type === PUBACK_TYPE && ++acked === count) resolve() }) })
-    send({ event: 'ready' })
-    await command('go')
+    await readyThenGo()
     start()
     // Raw packet ids wrap at 65,535: fine below that many.
     await writeAll(s, pre)
@@ -131,8 +134,7 @@ async function publishQoS1 () {
     return
   }
   const c = await open()
-  send({ event: 'ready' })
-  await command('go')
+  await readyThenGo()
   start()
   const all = []
   for (let i = 0; i < count; i++) all.push(c.publish(1))
@@ -169,8 +171,7 @@ async function receive () {
     await c.subscribe(qos, onMessage)
     end = c.end
   }
-  send({ event: 'ready' })
-  await command('go')
+  await readyThenGo()
   start()
   const capped = await Promise.race([all.then(() => false), command('stop').then(() => true)])
   finish({ ms: capped ? performance.now() - t0 : tLast - t0, n, capped })
@@ -185,8 +186,7 @@ async function replay () {
   if (impl === 'raw') {
     // The baseline: the same packets written at once on a fresh connection over the same link.
     const pre = encodePublishes(topic, payload, 1, count)
-    send({ event: 'ready' })
-    await command('go')
+    await readyThenGo()
     send({ event: 'stored' })
     await command('reconnect')
     start()
@@ -203,8 +203,7 @@ async function replay () {
   let acked = 0
   let resolveAll
   const all = new Promise((resolve) => { resolveAll = resolve })
-  send({ event: 'ready' })
-  await command('go')
+  await readyThenGo()
   for (let i = 0; i < count; i++) {
     c.publish(1).then(() => { if (++acked === count) resolveAll() }, () => {})
   }

@@ -151,8 +151,8 @@ if (wanted.includes('idle-memory')) {
   // Steady state on both sides: the broker idles `--settle` seconds after start before the
   // baseline, and the connections are held until `--settle` seconds after the last connect (a
   // garbage-collected heap gives back the young generation it grew for the burst only once it
-  // has been idle a while: V8's memory reducer runs 8, 16 or 24 s after allocation stops, as seen here). The resident
-  // size 2 s after the last connect and the peak during the burst are kept beside it.
+  // has been idle a while: V8's memory reducer ran 8, 16 or 24 s after allocation stopped, here).
+  // The resident size 2 s after the last connect and the peak during the burst are kept beside it.
   const hold = connections / connRate + settleMs / 1000 + 6
   for (const name of brokers) results.memory[name] = []
   for (let run = 0; run < memoryRuns; run++) {
@@ -354,7 +354,7 @@ lines.push('## Notes', '',
   '- CPU per message is the broker process\'s utime+stime over the run divided by the messages delivered to subscribers.',
   '- mosquitto\'s defaults Nagle its writes to subscribers (`set_tcp_nodelay false`: about 9 ms p50 at 30-50k msg/s here) and drop a QoS 1 subscriber\'s messages beyond 1,000 queued (`max_queued_messages`); the runs use the settings above so that latency and QoS 1 delivery compare like for like. `--mosquitto-defaults` measures the defaults.',
   '- Petrel flow-controls QoS 1/2 publishers when a subscriber falls behind but is still acking (it holds their PUBACKs until the subscriber\'s queue is under half its bound; see packages/broker/CONFIG.md), so fan-in QoS 1 delivers 100% instead of dropping past `max_queued_messages`.',
-  `- Idle memory is RSS growth in steady state (${settleMs / 1000} s after the last connect, over a baseline taken after the broker idled ${settleMs / 1000} s), with the value 2 s after the burst and the peak during it beside it; every broker is measured the same way. For the Node brokers the difference between the columns is the garbage-collected heap: V8's young generation grows (up to 2 x the semi-space size: 4 MiB each for Petrel as npm start runs it, 16 MiB for Aedes on Node's defaults) during the connect burst and is given back only when V8's memory reducer runs, about 8 s after allocation stops. Petrel's live heap is about 2.1 KB per connection (node's Socket, its stream states and TCP wrap ~1 KB, then connection, protocol state, session and decoder), plus node's native socket state (~0.4 KB).`,
+  `- Idle memory is RSS growth in steady state (${settleMs / 1000} s after the last connect, over a baseline taken after the broker idled ${settleMs / 1000} s), with the value 2 s after the burst and the peak during it beside it; every broker is measured the same way. For the Node brokers the difference between the columns is the garbage-collected heap: V8's young generation grows (up to 2 x the semi-space size: 4 MiB each for Petrel as npm start runs it, 16 MiB for Aedes on Node's defaults) during the connect burst and is given back only when V8's memory reducer runs, 8-24 s after allocation stops here. Petrel's live heap is about 2.1 KB per connection (node's Socket, its stream states and TCP wrap ~1 KB, then connection, protocol state, session and decoder), plus node's native socket state (~0.4 KB).`,
   '- The machine runs the broker and the generator together, and other work may run beside the suite; numbers from a busy machine are noisy. Compare ratios from the same run.', '')
 if (errors.length > 0) lines.push('## Errors', '', ...errors.map((e) => `- ${e}`), '')
 

@@ -242,7 +242,6 @@ export class Broker implements BrokerCore, ConnectionHost {
     }
   }
 
-  /** End of an event-loop turn: write every batch, then let budget-paused readers go on. */
   /**
    * The first input chunk of an event-loop turn writes what it routed at once; later ones in the
    * same turn batch until its end. A lone message (a quiet broker) skips the hop to the end of
@@ -261,6 +260,7 @@ export class Broker implements BrokerCore, ConnectionHost {
     }
   }
 
+  /** End of an event-loop turn: write every batch, then let budget-paused readers go on. */
   private flush (): void {
     this.flushScheduled = false
     this.inputsThisTurn = 0
