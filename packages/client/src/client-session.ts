@@ -285,6 +285,8 @@ export class ClientSession implements InboundAckSink {
   private readonly outboundAliases = new Map<string, number>()
 
   private readonly matchScratch: SubscriptionEntry[] = []
+  /** The last topic name that passed validation: a stream of publishes to one topic checks it once. */
+  private validTopic: string | undefined = undefined
   /** Topic name -> local subscriptions matching it; cleared whenever a subscription is added or removed. */
   private readonly matchCache = new Map<string, readonly SubscriptionEntry[]>()
   private readonly collect = (entry: SubscriptionEntry): void => {
@@ -441,8 +443,11 @@ export class ClientSession implements InboundAckSink {
    */
   publish (topic: string, payload: Uint8Array, qos: QoS, retain: boolean, properties: PublishProperties | undefined): PublishRequest | null {
     if (qos !== 0 && qos !== 1 && qos !== 2) throw clientError(ClientErrorCode.QOS_NOT_SUPPORTED, `QoS must be 0, 1 or 2, got ${String(qos)}`)
-    const problem = topicNameProblem(topic)
-    if (problem !== undefined) throw new PetrelError(WireErrorCode.INVALID_TOPIC_NAME, `invalid topic name ${JSON.stringify(topic)}: ${problem}`, { reasonCode: 0x90 })
+    if (topic !== this.validTopic) {
+      const problem = topicNameProblem(topic)
+      if (problem !== undefined) throw new PetrelError(WireErrorCode.INVALID_TOPIC_NAME, `invalid topic name ${JSON.stringify(topic)}: ${problem}`, { reasonCode: 0x90 })
+      this.validTopic = topic
+    }
     if (this.connected) this.checkLimits(qos, retain)
     if (properties?.topicAlias !== undefined) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'topic aliases are assigned by the client; do not set topicAlias')
     if (!this.v5 && properties !== undefined) properties = undefined

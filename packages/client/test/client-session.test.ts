@@ -350,6 +350,18 @@ test('invalid arguments and broker limits reject at once and send nothing', () =
   assert.deepEqual(x.take(), [])
 })
 
+test('topic names are checked on every publish, also right after a valid one (the check remembers only what passed)', () => {
+  const x = harness()
+  x.up()
+  assert.throws(() => x.pub('a', 0, ''), { code: 'PETREL_ERR_INVALID_TOPIC_NAME' }) // [MQTT-4.7.3-1]
+  x.pub('a', 0, 'ok/1')
+  assert.throws(() => x.pub('a', 0, 'ok/+'), { code: 'PETREL_ERR_INVALID_TOPIC_NAME' })
+  x.pub('b', 0, 'ok/1')
+  assert.throws(() => x.pub('a', 0, 'bad/#'), { code: 'PETREL_ERR_INVALID_TOPIC_NAME' })
+  assert.throws(() => x.pub('a', 0, 'bad/#'), { code: 'PETREL_ERR_INVALID_TOPIC_NAME' })
+  assert.deepEqual(publishes(x.take()).map((p) => `${p.topicName}:${p.payload.toString()}`), ['ok/1:a', 'ok/1:b'])
+})
+
 test('inbound topic aliases: learnt, resolved, and an unknown alias is a protocol violation (0x94)', () => {
   const x = harness({ topicAliasMaximum: 5 })
   x.up()
