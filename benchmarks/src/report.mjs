@@ -66,10 +66,11 @@ const NOT_DETAILS = new Set(['median', 'min', 'max', 'runs', 'rounds', 'n'])
 /** Peer results, written by hand elsewhere, linked when present. */
 const OTHER_PAGES = ['RESULTS-client.md', 'RESULTS-broker.md', 'RESULTS-wire.md']
 /**
- * Implementations that are reference ceilings, not competitors (pre-encoded raw sockets): their
- * ratio is shown, but Petrel is not "behind" them the way it can be behind a peer.
+ * Implementations that are reference ceilings, not competitors (pre-encoded raw sockets, a bare
+ * Node.js relay): their ratio is shown, but Petrel is not "behind" them the way it can be behind
+ * a peer.
  */
-const isBaseline = (impl) => /^raw/i.test(impl)
+const isBaseline = (impl) => /^raw|relay/i.test(impl)
 /** Petrel "behind" only past this margin: closer results are within the run-to-run noise here. */
 const NOISE = 0.05
 
@@ -237,7 +238,7 @@ function suiteSection (suite, behind) {
   lines.push('')
   if (petrel !== undefined && peers.length > 0) {
     lines.push(`Ratios: how many times better ${petrel} is than the peer on the median (above 1: better; **bold**: behind by more than ${NOISE * 100}%, the run-to-run noise here).` +
-      (peers.some(isBaseline) ? ' A "ceiling" is a raw pre-encoded socket program doing the same job with no library: how close Petrel gets to it, not a competitor.' : ''), '')
+      (peers.some(isBaseline) ? ' A "ceiling" is a raw pre-encoded socket program doing the same job with no library, or (node-relay, latency only) a Node.js process that only forwards bytes: how close Petrel gets to it, not a competitor.' : ''), '')
   }
   lines.push(...details(suite, all))
   if (typeof suite.skipped === 'string') lines.push(`- Not measured: ${suite.skipped}`)

@@ -8,12 +8,13 @@
 //   node benchmarks/src/e2e/broker-suite.mjs [--runs 5] [--duration 3] [--brokers mosquitto,aedes,petrel]
 //     [--scenarios fan-in,fan-out,fan-in-qos1,one-to-one-1k,idle-memory,latency] [--generator petrel|raw]
 //     [--connections 5000] [--conn-rate 2500] [--rates 1000,10000,50000] [--out FILE] [--json-out FILE]
-//     [--settle 30] [--memory-runs 3] [--latency-duration 10] [--mosquitto-defaults]
+//     [--settle 30] [--memory-runs 3] [--latency-duration 10] [--latency-reference node-relay|none]
+//     [--mosquitto-defaults]
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { brokerKinds, ROOT, startBroker } from './lib/brokers.mjs'
+import { brokerKinds, nodeRelay, ROOT, startBroker } from './lib/brokers.mjs'
 import { petrelBench, pubsub } from './lib/generators.mjs'
 import { cpuSeconds, memoryKb, sampleRss } from './lib/proc.mjs'
 import { machineInfo } from './lib/machine.mjs'
@@ -31,6 +32,10 @@ const { values: v } = parseArgs({
     rates: { type: 'string', default: '1000,10000,50000' },
     settle: { type: 'string', default: '30' },
     'latency-duration': { type: 'string', default: '10' },
+    // The latency runs also time node-relay.mjs (a Node.js process that only forwards bytes):
+    // the floor of any Node.js broker here, so that a gap to mosquitto can be told apart from
+    // Petrel's own cost. 'none' leaves it out.
+    'latency-reference': { type: 'string', default: 'node-relay' },
     'memory-runs': { type: 'string', default: '3' },
     out: { type: 'string', default: resolve(ROOT, 'benchmarks/RESULTS-broker.md') },
     'json-out': { type: 'string', default: resolve(ROOT, 'benchmarks/results/broker.json') },
@@ -86,6 +91,7 @@ if (brokers.length === 0) {
   process.exit(1)
 }
 const versions = Object.fromEntries(brokers.map((b) => [b, brokerKinds[b].version()]))
+if (v['latency-reference'] !== 'none' && v.scenarios.split(',').includes('latency')) versions['node-relay'] = nodeRelay.version()
 
 /** Runs `fn(broker)` against a fresh broker; returns fn's result plus the broker's CPU and memory, or { error }. */
 // The broker of the run in progress: stopped if the suite itself is interrupted, so that no
@@ -214,12 +220,16 @@ async function settledRss (pid, deadlineMs) {
   return { idleKb, settledKb: settleMs > 2000 ? memoryKb(pid).rss : idleKb, lastConnectS: (grewAt - t0) / 1000 }
 }
 
+// The latency runs' reference (not a broker: it appears in the latency table only).
+const reference = v['latency-reference'] === 'none' ? [] : [v['latency-reference']]
+if (reference.some((r) => r !== 'node-relay')) throw new Error(`unknown --latency-reference '${reference[0]}' (node-relay, none)`)
+const latencyBrokers = [...brokers, ...reference]
 if (wanted.includes('latency')) {
   for (const rate of rates) {
-    results.latency[rate] = Object.fromEntries(brokers.map((b) => [b, []]))
+    results.latency[rate] = Object.fromEntries(latencyBrokers.map((b) => [b, []]))
     const s = { pubs: 1, subs: 1, qos: 0, size: 64, rate }
     for (let run = 0; run < runs; run++) {
-      for (const name of rotated(run)) {
+      for (const name of latencyBrokers.map((_, i) => latencyBrokers[(i + run) % latencyBrokers.length])) {
         const r = await withBroker(name, async (b) => await pubsub('petrel', b.port, s, latencyDuration))
         if (r.error !== undefined || r.latencyMs === null) {
           errors.push(`latency ${rate}/s / ${name} / run ${run + 1}: ${r.error ?? 'no latency samples'}`)
@@ -234,7 +244,7 @@ if (wanted.includes('latency')) {
 
 // --- report ------------------------------------------------------------------------------------------
 
-const label = (b) => brokerKinds[b].label
+const label = (b) => (b === 'node-relay' ? nodeRelay : brokerKinds[b]).label
 const has = (b) => brokers.includes(b)
 const lines = []
 const table = (head, rows) => {
@@ -303,9 +313,12 @@ if (Object.keys(results.memory).length > 0) {
 if (Object.keys(results.latency).length > 0) {
   lines.push('## Latency under load: 1 publisher -> 1 subscriber, QoS 0, 64 B, fixed rate (ms, end to end)', '',
     `Each run lasts ${latencyDuration} s (${latencyDuration.toLocaleString('en-US')} x the rate samples). Publisher stamps each payload with a monotonic clock reading at write time; the subscriber, on the same machine, reads the clock once per received chunk.`, '')
-  table(['Rate (msg/s)', ...brokers.flatMap((b) => [`${label(b)} p50`, `${label(b)} p99`]), ...(has('petrel') && has('mosquitto') ? ['Petrel p99 <= mosquitto p99?'] : [])],
+  if (reference.length > 0) {
+    lines.push(`${label('node-relay')}: \`benchmarks/src/e2e/node-relay.mjs\`, not a broker but a Node.js process (same flags as Petrel's broker) that answers CONNECT and SUBSCRIBE and writes each PUBLISH it reads straight to the subscriber: no topic matching, no sessions, no MQTT state. It takes its turn in each run like the brokers. Its latency is the floor of a Node.js broker on this machine; where Petrel is close to it, what separates Petrel from mosquitto is the runtime, not Petrel's work per message.`, '')
+  }
+  table(['Rate (msg/s)', ...latencyBrokers.flatMap((b) => [`${label(b)} p50`, `${label(b)} p99`]), ...(has('petrel') && has('mosquitto') ? ['Petrel p99 <= mosquitto p99?'] : [])],
     Object.entries(results.latency).map(([rate, byBroker]) => {
-      const cells = brokers.flatMap((b) => [formatSpread(byBroker[b].map((r) => r.latencyMs.p50), fixed(3)), formatSpread(byBroker[b].map((r) => r.latencyMs.p99), fixed(3))])
+      const cells = latencyBrokers.flatMap((b) => [formatSpread(byBroker[b].map((r) => r.latencyMs.p50), fixed(3)), formatSpread(byBroker[b].map((r) => r.latencyMs.p99), fixed(3))])
       if (has('petrel') && has('mosquitto')) {
         const p = median(byBroker.petrel.map((r) => r.latencyMs.p99))
         const q = median(byBroker.mosquitto.map((r) => r.latencyMs.p99))
@@ -340,7 +353,9 @@ if (has('petrel')) {
     for (const [rate, byBroker] of Object.entries(results.latency)) {
       const p = median(byBroker.petrel.map((r) => r.latencyMs.p99))
       const q = median(byBroker.mosquitto.map((r) => r.latencyMs.p99))
-      if (Number.isFinite(p) && Number.isFinite(q)) goalRows.push([`p99 latency at ${Number(rate).toLocaleString('en-US')} msg/s <= mosquitto`, `${fixed(3)(p)} vs ${fixed(3)(q)} ms`, mark(p <= q)])
+      const r = median((byBroker['node-relay'] ?? []).map((x) => x.latencyMs.p99))
+      const floor = Number.isFinite(r) ? ` (Node relay ${fixed(3)(r)})` : ''
+      if (Number.isFinite(p) && Number.isFinite(q)) goalRows.push([`p99 latency at ${Number(rate).toLocaleString('en-US')} msg/s <= mosquitto`, `${fixed(3)(p)} vs ${fixed(3)(q)} ms${floor}`, mark(p <= q)])
     }
   }
   if (goalRows.length > 0) {
@@ -395,7 +410,7 @@ for (const [rate, byBroker] of Object.entries(results.latency)) {
       metric: 'latency',
       unit: 'ms',
       higherIsBetter: false,
-      results: Object.fromEntries(brokers.map((b) => [b, cell(byBroker[b].map((r) => r.latencyMs[q]), {
+      results: Object.fromEntries(latencyBrokers.map((b) => [b, cell(byBroker[b].map((r) => r.latencyMs[q]), {
         cpuUsPerMsg: round(median(byBroker[b].map((r) => r.cpuSeconds * 1e6 / r.received))),
         rssMb: round(median(byBroker[b].map((r) => r.hwmKb / 1024)), 1)
       })]))

@@ -13,6 +13,7 @@ export const PETREL_BIN = join(ROOT, 'packages/cli/dist/src/bin/petrel.js')
 /** Node flags the root `npm start` script gives the broker. */
 export const PETREL_NODE_FLAGS = '--max-semi-space-size=4'
 const AEDES_SERVER = fileURLToPath(new URL('../aedes-server.mjs', import.meta.url))
+const NODE_RELAY = fileURLToPath(new URL('../node-relay.mjs', import.meta.url))
 const READY_TIMEOUT_MS = 8000
 const STOP_GRACE_MS = 3000
 
@@ -41,6 +42,16 @@ export function mosquittoConfig (port, defaults) {
   if (!defaults) lines.push('set_tcp_nodelay true', 'max_queued_messages 100000', 'max_inflight_messages 100')
   if (process.getuid?.() === 0) lines.push('user root')
   return lines.join('\n') + '\n'
+}
+
+/**
+ * Node flags of the Petrel broker (and the relay), as `npm start` gives them: a 4 MiB young
+ * generation (V8's default grows to 16 MiB x 3 and stays resident; measured here, 4 MiB costs no
+ * throughput and saves ~2 KB per idle connection). PETREL_BENCH_NODE_FLAGS overrides, '' for
+ * Node's defaults.
+ */
+function nodeFlags () {
+  return (process.env.PETREL_BENCH_NODE_FLAGS ?? PETREL_NODE_FLAGS).split(' ').filter((f) => f !== '')
 }
 
 /** MQTT 3.1.1 CONNECT/CONNACK on a fresh socket: is the broker serving? */
@@ -103,12 +114,22 @@ export const brokerKinds = {
       return `@petrel/broker ${pkg.version} (node ${process.version}${commit})`
     },
     command (port) {
-      // As `npm start` runs it: a 4 MiB young generation (V8's default grows to 16 MiB x 3 and
-      // stays resident; measured here, 4 MiB costs no throughput and saves ~2 KB per idle
-      // connection). PETREL_BENCH_NODE_FLAGS overrides, '' for Node's defaults.
-      const flags = (process.env.PETREL_BENCH_NODE_FLAGS ?? PETREL_NODE_FLAGS).split(' ').filter((f) => f !== '')
-      return { argv: [process.execPath, ...flags, PETREL_BIN, 'broker', '--port', String(port)], cleanup: () => {} }
+      return { argv: [process.execPath, ...nodeFlags(), PETREL_BIN, 'broker', '--port', String(port)], cleanup: () => {} }
     }
+  }
+}
+
+/**
+ * Not a broker: a reference for the latency scenario (node-relay.mjs, QoS 0 only). Started like
+ * the brokers, with the flags Petrel's broker gets, so that the two differ only in what they do
+ * per message.
+ */
+export const nodeRelay = {
+  label: 'Node relay (reference)',
+  available () { return undefined },
+  version () { return `node-relay.mjs (node ${process.version}): forwards each PUBLISH as read, no MQTT state` },
+  command (port) {
+    return { argv: [process.execPath, ...nodeFlags(), NODE_RELAY, String(port)], cleanup: () => {} }
   }
 }
 
@@ -117,7 +138,7 @@ export const brokerKinds = {
  * { kind, port, pid, stop(), log() }; rejects (after stopping it) when it does not come up.
  */
 export async function startBroker (kind, opts = {}) {
-  const k = brokerKinds[kind]
+  const k = kind === 'node-relay' ? nodeRelay : brokerKinds[kind]
   const port = await freePort()
   const { argv, cleanup } = k.command(port, opts)
   // `exec` keeps the broker's pid the child's pid, so /proc/PID is the broker itself.
