@@ -22,7 +22,6 @@ const ROUND_MS = Number(process.env.BENCH_ROUND_MS ?? 250)
 
 // --- inputs -------------------------------------------------------------------------------------
 
-
 const smallPublish = { type: 'publish', topicName: 'sensors/kitchen/temp', payload: Buffer.from('21.5'), qos: 0, retain: false, dup: false }
 const smallPublishMp = { cmd: 'publish', topic: 'sensors/kitchen/temp', payload: Buffer.from('21.5'), qos: 0, retain: false, dup: false }
 

@@ -33,7 +33,6 @@ const ROUND_MS = Number(v['round-ms'])
 // Aedes' options for both of its matchers (aedes-persistence, mqemitter defaults)
 const QLOBBER_OPTIONS = { separator: '/', wildcard_one: '+', wildcard_some: '#', match_empty_levels: true }
 
-
 /**
  * Subscription tables and the topics published into them. Each subscription is
  * (clientId, filter); each topic is matched, and the matchers must agree on the match count.

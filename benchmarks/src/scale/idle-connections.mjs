@@ -33,7 +33,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { brokerKinds, PETREL_BIN, PETREL_NODE_FLAGS, ROOT, startBroker } from '../e2e/lib/brokers.mjs'
+import { brokerKinds, nodeFlags, PETREL_BIN, ROOT, startBroker } from '../e2e/lib/brokers.mjs'
 import { cpuSeconds, memoryKb } from '../e2e/lib/proc.mjs'
 import { machineInfo } from '../e2e/lib/machine.mjs'
 import { spread } from '../e2e/lib/stats.mjs'
@@ -68,7 +68,7 @@ brokerKinds['petrel-scale'] = {
     writeFileSync(join(dir, 'petrel.toml'), PETREL_SCALE_CONFIG)
     return {
       // Node flags as `npm start` gives them (see brokers.mjs); PETREL_BENCH_NODE_FLAGS overrides.
-      argv: [process.execPath, ...(process.env.PETREL_BENCH_NODE_FLAGS ?? PETREL_NODE_FLAGS).split(' ').filter((f) => f !== ''), PETREL_BIN, 'broker', '--port', String(port), '--config', join(dir, 'petrel.toml')],
+      argv: [process.execPath, ...nodeFlags(), PETREL_BIN, 'broker', '--port', String(port), '--config', join(dir, 'petrel.toml')],
       cleanup: () => { rmSync(dir, { recursive: true, force: true }) }
     }
   }

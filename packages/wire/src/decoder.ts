@@ -84,17 +84,17 @@ export class Decoder {
       let off = 0
       if (this.state !== State.Idle) off = this.resume(buf, out)
       if (off < buf.length) this.run(buf, off, out)
-      // Let go of the chunk: the parse cursor would otherwise pin the last chunk read (node
-      // gives each read its own memory) for as long as the connection stays idle.
-      this.buf = NO_BYTES
     } catch (err) {
-      this.buf = NO_BYTES
       // A non-PetrelError here is a decoder bug; the caller still gets the reason code to close
       // with, and the original error as the cause (the fuzz tests fail on any such cause).
       this.failure = err instanceof PetrelError
         ? err
         : new PetrelError(WireErrorCode.MALFORMED_PACKET, `undecodable input: ${String(err)}`, { reasonCode: 0x81, cause: err })
       throw this.failure
+    } finally {
+      // Let go of the chunk: the parse cursor would otherwise pin the last chunk read (node
+      // gives each read its own memory) for as long as the connection stays idle.
+      this.buf = NO_BYTES
     }
   }
 

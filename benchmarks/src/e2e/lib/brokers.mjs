@@ -50,7 +50,7 @@ export function mosquittoConfig (port, defaults) {
  * throughput and saves ~2 KB per idle connection). PETREL_BENCH_NODE_FLAGS overrides, '' for
  * Node's defaults.
  */
-function nodeFlags () {
+export function nodeFlags () {
   return (process.env.PETREL_BENCH_NODE_FLAGS ?? PETREL_NODE_FLAGS).split(' ').filter((f) => f !== '')
 }
 
