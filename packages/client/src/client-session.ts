@@ -1,5 +1,5 @@
 import {
-  encode, PetrelError, topicNameProblem, topicFilterProblem, parseSharedSubscription, topicMatches, WireErrorCode,
+  encode, PetrelError, publishQoS0Size, writePublishQoS0, topicNameProblem, topicFilterProblem, parseSharedSubscription, topicMatches, WireErrorCode,
   type AckProperties, type ConnackPacket, type Packet, type ProtocolVersion, type PublishPacket,
   type PublishProperties, type QoS, type Subscription, type SubscribePacket, type UnsubscribePacket
 } from '@petrel/wire'
@@ -43,6 +43,14 @@ export interface SessionOutput {
   /** Bytes for the wire. Return false when the transport's buffer is full: the session then holds
    * further PUBLISH packets until `drained()` (acks and control packets still go out). */
   write (bytes: Buffer): boolean
+  /**
+   * In-place writing of a small packet (at most 4 KiB): the session writes `size` bytes into
+   * `buffer` at the offset `reserve(size)` returned, then calls `commit(size)` (whose result is
+   * `write`'s). The QoS 0 publish fast path uses it: no Buffer per packet.
+   */
+  reserve (size: number): number
+  readonly buffer: Buffer
+  commit (size: number): boolean
   /** A message for one local subscription. */
   deliver (message: Message, subscription: SubscriptionEntry): void
   /** The broker broke the protocol: close the connection with `error.reasonCode`. */
@@ -125,6 +133,8 @@ export class PublishRequest implements Settleable<PublishResult> {
 }
 
 const EMPTY = Buffer.alloc(0)
+/** Payloads up to this size take the QoS 0 fast path, encoded in place into the transport's batch. */
+const IN_PLACE_MAX = 2048
 
 /** A local subscription: what was asked of the broker and where its messages go. */
 export class SubscriptionEntry {
@@ -287,6 +297,8 @@ export class ClientSession implements InboundAckSink {
   private readonly matchScratch: SubscriptionEntry[] = []
   /** The last topic name that passed validation: a stream of publishes to one topic checks it once. */
   private validTopic: string | undefined = undefined
+  /** `validTopic` as UTF-8, made on first use by the QoS 0 fast path. */
+  private validTopicBytes: Buffer | undefined = undefined
   /** Topic name -> local subscriptions matching it; cleared whenever a subscription is added or removed. */
   private readonly matchCache = new Map<string, readonly SubscriptionEntry[]>()
   private readonly collect = (entry: SubscriptionEntry): void => {
@@ -447,6 +459,7 @@ export class ClientSession implements InboundAckSink {
       const problem = topicNameProblem(topic)
       if (problem !== undefined) throw new PetrelError(WireErrorCode.INVALID_TOPIC_NAME, `invalid topic name ${JSON.stringify(topic)}: ${problem}`, { reasonCode: 0x90 })
       this.validTopic = topic
+      this.validTopicBytes = undefined
     }
     if (this.connected) this.checkLimits(qos, retain)
     if (properties?.topicAlias !== undefined) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'topic aliases are assigned by the client; do not set topicAlias')
@@ -454,8 +467,13 @@ export class ClientSession implements InboundAckSink {
 
     // Fast path: QoS 0 with nothing ahead of it goes straight to the wire, with no request object.
     if (qos === 0 && this.connected && this.writable && this.queued === 0 && this.blocked.length === 0 && this.bucket === undefined) {
-      const bytes = this.encodeQoS0(topic, payload, retain, properties)
-      if (bytes.length > this.limits.maximumPacketSize) throw this.tooLarge(bytes.length)
+      const alias = this.outboundAlias(topic)
+      if (properties === undefined && payload.length <= IN_PLACE_MAX) {
+        this.writeQoS0(payload, retain, alias)
+        return null
+      }
+      const bytes = this.encodeQoS0(topic, payload, retain, properties, alias)
+      if (bytes.length > this.limits.maximumPacketSize) throw this.tooLarge(bytes.length, topic, alias)
       this.counters.publishesSent++
       if (!this.out.write(bytes)) this.writable = false
       return null
@@ -831,7 +849,7 @@ export class ClientSession implements InboundAckSink {
         continue
       }
       let bytes = req.bytes
-      if (req.qos === 0 && this.limits.topicAliasMaximum > 0) bytes = this.encodeQoS0(req.topic, req.payload as Uint8Array, req.retain, req.properties)
+      if (req.qos === 0 && this.limits.topicAliasMaximum > 0) bytes = this.encodeQoS0(req.topic, req.payload as Uint8Array, req.retain, req.properties, this.outboundAlias(req.topic))
       if (this.throttled(bytes.length)) break
       let id = 0
       if (req.qos > 0) {
@@ -880,21 +898,52 @@ export class ClientSession implements InboundAckSink {
 
   // --- helpers -----------------------------------------------------------------------------
 
-  private encodeQoS0 (topic: string, payload: Uint8Array, retain: boolean, properties: PublishProperties | undefined): Buffer {
-    const aliasMax = this.limits.topicAliasMaximum
-    if (aliasMax > 0) {
-      // Outbound aliases for QoS 0 only: an alias dies with the connection, a QoS 1/2 resend needs the topic.
-      let alias = this.outboundAliases.get(topic)
-      if (alias !== undefined) {
-        return encode({ type: 'publish', topicName: '', payload, qos: 0, retain, dup: false, properties: { ...properties, topicAlias: alias } }, 5)
-      }
-      if (this.outboundAliases.size < aliasMax && topic.length > 2) {
-        alias = this.outboundAliases.size + 1
-        this.outboundAliases.set(topic, alias)
-        return encode({ type: 'publish', topicName: topic, payload, qos: 0, retain, dup: false, properties: { ...properties, topicAlias: alias } }, 5)
-      }
+  /**
+   * The outbound Topic Alias of a QoS 0 publish to `topic` (QoS 0 only: an alias dies with the
+   * connection, a QoS 1/2 resend needs the topic name): 0 none, > 0 an alias the broker knows
+   * (sent without the topic name), < 0 the negated alias assigned now (sent with the name).
+   */
+  private outboundAlias (topic: string): number {
+    const max = this.limits.topicAliasMaximum
+    if (max === 0) return 0
+    const known = this.outboundAliases.get(topic)
+    if (known !== undefined) return known
+    if (this.outboundAliases.size >= max || topic.length <= 2) return 0
+    const alias = this.outboundAliases.size + 1
+    this.outboundAliases.set(topic, alias)
+    return -alias
+  }
+
+  /**
+   * The QoS 0 fast path for `validTopic` without properties: encoded in place into the
+   * transport's batch (`reserve`/`commit`), no packet object, no Buffer per publish.
+   */
+  private writeQoS0 (payload: Uint8Array, retain: boolean, alias: number): void {
+    const topic = this.validTopic as string
+    const topicBytes = alias > 0 ? EMPTY : this.validTopicBytes ??= Buffer.from(topic)
+    const size = publishQoS0Size(topicBytes.length, payload.length, this.v5, Math.abs(alias))
+    if (size > this.limits.maximumPacketSize) throw this.tooLarge(size, topic, alias)
+    const out = this.out
+    if (size > IN_PLACE_MAX + 1024) {
+      // A long topic name: too big to write in place.
+      const bytes = Buffer.allocUnsafe(size)
+      writePublishQoS0(bytes, 0, topicBytes, payload, retain, this.v5, Math.abs(alias))
+      this.counters.publishesSent++
+      if (!out.write(bytes)) this.writable = false
+      return
     }
-    return encode({ type: 'publish', topicName: topic, payload, qos: 0, retain, dup: false, properties }, this.protocolVersion)
+    const at = out.reserve(size) // before `out.buffer`: reserving may start a new one
+    writePublishQoS0(out.buffer, at, topicBytes, payload, retain, this.v5, Math.abs(alias))
+    this.counters.publishesSent++
+    if (!out.commit(size)) this.writable = false
+  }
+
+  /** A QoS 0 PUBLISH with `alias` from {@link outboundAlias}. */
+  private encodeQoS0 (topic: string, payload: Uint8Array, retain: boolean, properties: PublishProperties | undefined, alias: number): Buffer {
+    if (alias === 0) return encode({ type: 'publish', topicName: topic, payload, qos: 0, retain, dup: false, properties }, this.protocolVersion)
+    return encode({
+      type: 'publish', topicName: alias > 0 ? '' : topic, payload, qos: 0, retain, dup: false, properties: { ...properties, topicAlias: Math.abs(alias) }
+    }, 5)
   }
 
   private encodePublish (topic: string, payload: Uint8Array, qos: QoS, retain: boolean, properties: PublishProperties | undefined): Buffer {
@@ -927,7 +976,9 @@ export class ClientSession implements InboundAckSink {
     }
   }
 
-  private tooLarge (size: number): PetrelError {
+  /** The error for a PUBLISH over the broker's limit; a Topic Alias assigned for it (`alias` < 0) was never sent and is freed. */
+  private tooLarge (size: number, topic?: string, alias = 0): PetrelError {
+    if (alias < 0 && topic !== undefined) this.outboundAliases.delete(topic)
     return clientError(ClientErrorCode.PACKET_TOO_LARGE, `a PUBLISH of ${size} bytes exceeds the broker's Maximum Packet Size of ${this.limits.maximumPacketSize}`, { reasonCode: 0x95 })
   }
 

@@ -67,6 +67,8 @@ export interface RequestOptions extends PublishOptions {
 
 type Phase = 'idle' | 'connecting' | 'connected'
 
+/** Where in-place writes go when there is no connection (never sent). */
+const NOWHERE = Buffer.allocUnsafeSlow(8 * 1024)
 const RESOLVED: Promise<PublishResult> = Promise.resolve(Object.freeze({ reasonCode: 0 }))
 const clock = (): number => performance.now()
 /** Where {@link capture} leaves a new promise's resolvers (the executor runs synchronously). */
@@ -117,8 +119,14 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     this.protocolVersion = options.protocolVersion ?? 5
     this.clientId = options.clientId ?? `petrel-${randomBytes(6).toString('hex')}`
     this.backoff = new Backoff(options.backoff)
+    const live = (): Connection | undefined => this.phase === 'connected' ? this.conn : undefined
     const output: SessionOutput = {
-      write: (bytes) => this.conn === undefined || this.phase !== 'connected' ? false : this.conn.write(bytes),
+      write: (bytes) => live()?.write(bytes) ?? false,
+      // The session writes in place only while connected; should the link be gone, the bytes land
+      // in a scratch buffer and commit reports the transport full (as write would).
+      reserve: (size) => live()?.reserve(size) ?? 0,
+      get buffer () { return live()?.buffer ?? NOWHERE },
+      commit: (size) => live()?.commit(size) ?? false,
       deliver: (message, entry) => { (entry.sink as Subscription).push(message) },
       protocolViolation: (error) => { this.conn?.close(error, this.protocolVersion === 5 ? { reasonCode: error.reasonCode ?? 0x82 } : undefined) },
       wakeAt: (time) => { this.scheduleThrottle(time) },

@@ -25,8 +25,11 @@ const HIGH_WATER_MARK = 512 * 1024
  * half-megabyte write after all of them were encoded).
  */
 const FLUSH_BYTES = 64 * 1024
-/** Above this average packet size, corking beats concatenating. */
-const CONCAT_MAX_AVERAGE = 4096
+/** Packets up to this size are copied (or written in place) into the batch's slab; bigger ones go out as they are. */
+const COPY_MAX = 4096
+/** Slab sizes: twice the last batch within these bounds, so a quiet client holds little. */
+const SLAB_MIN = 1024
+const SLAB_MAX = 64 * 1024
 const PINGREQ = Buffer.from([0xc0, 0])
 
 const now = (): number => performance.now()
@@ -43,8 +46,16 @@ export class Connection {
   private readonly decoder: Decoder
   private readonly handler: ConnectionHandler
   private readonly version: ProtocolVersion
-  private batch: Buffer[] = []
+  // The batch: small packets are copied one after another into `slab` (from `slabStart` to
+  // `slabPos`), so a turn's packets leave as one buffer without a Buffer per packet or a concat.
+  // Bytes below `slabPos` are never written again (a flushed region may still sit in the
+  // stream); a full slab is replaced, not reused. `chunks` holds what precedes the open region.
+  private chunks: Buffer[] = []
+  private slab: Buffer | undefined
+  private slabStart = 0
+  private slabPos = 0
   private batchBytes = 0
+  private lastBatchBytes = 0
   private flushScheduled = false
   private full = false
   private closed = false
@@ -86,8 +97,44 @@ export class Connection {
   /** Queues bytes for the flush at the end of this event-loop turn; false when the buffer is over its high-water mark. */
   write (bytes: Buffer): boolean {
     if (this.closed) return false
-    this.batch.push(bytes)
-    this.batchBytes += bytes.length
+    const length = bytes.length
+    if (length <= COPY_MAX) {
+      const at = this.reserve(length)
+      const slab = this.slab as Buffer
+      if (length < 16) for (let i = 0; i < length; i++) slab[at + i] = bytes[i] as number
+      else slab.set(bytes, at)
+      this.slabPos = at + length
+    } else {
+      this.closeRegion()
+      this.chunks.push(bytes)
+    }
+    return this.queued(length)
+  }
+
+  /**
+   * Writing in place, for a small packet (at most 4 KiB) encoded by the caller: write its `size`
+   * bytes into `buffer` at the offset this returns, then `commit(size)`. No Buffer per packet.
+   */
+  reserve (size: number): number {
+    const slab = this.slab
+    if (slab === undefined || this.slabPos + size > slab.length) this.newSlab(size)
+    return this.slabPos
+  }
+
+  /** The slab that `reserve` made room in. */
+  get buffer (): Buffer {
+    return this.slab as Buffer
+  }
+
+  /** Queues the `size` bytes written after `reserve(size)`; the result is `write`'s. */
+  commit (size: number): boolean {
+    if (this.closed) return false
+    this.slabPos += size
+    return this.queued(size)
+  }
+
+  private queued (length: number): boolean {
+    this.batchBytes += length
     if (this.batchBytes >= FLUSH_BYTES) this.flush(true)
     else if (!this.flushScheduled) {
       this.flushScheduled = true
@@ -113,16 +160,19 @@ export class Connection {
    * high-water mark).
    */
   flush (nested = false): void {
-    if (this.closed || this.batch.length === 0) return
-    const batch = this.batch
+    if (this.closed || this.batchBytes === 0) return
+    this.closeRegion()
+    const batch = this.chunks
     const bytes = this.batchBytes
-    this.batch = []
-    this.batchBytes = 0
+    this.chunks = []
     this.bytesOut += bytes
+    this.batchBytes = 0
+    this.lastBatchBytes = bytes
+    // A slab far bigger than the traffic (a burst is over) is let go; the next one is sized to it.
+    if (this.slab !== undefined && this.slab.length > SLAB_MIN && this.slab.length > 4 * bytes) this.slab = undefined
     this.keepalive?.sent(now())
     let ok: boolean
     if (batch.length === 1) ok = this.stream.write(batch[0] as Buffer)
-    else if (bytes / batch.length <= CONCAT_MAX_AVERAGE) ok = this.stream.write(Buffer.concat(batch, bytes))
     else {
       this.stream.cork()
       ok = true
@@ -158,7 +208,8 @@ export class Connection {
     this.closed = true
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.timer = undefined
-    this.batch = []
+    this.chunks = []
+    this.slab = undefined
     this.batchBytes = 0
     if (!this.stream.destroyed) this.stream.destroy()
     this.handler.onClose(error)
@@ -182,6 +233,25 @@ export class Connection {
       // [MQTT-4.13.1-1] a malformed packet closes the connection; v5 says why first.
       this.close(failure, this.version === 5 ? { reasonCode: failure.reasonCode ?? 0x81 } : undefined)
     }
+  }
+
+  /** Ends the open slab region: it becomes a chunk of the batch. */
+  private closeRegion (): void {
+    if (this.slabPos === this.slabStart || this.slab === undefined) return
+    this.chunks.push(this.slab.subarray(this.slabStart, this.slabPos))
+    this.slabStart = this.slabPos
+  }
+
+  /** A fresh slab for at least `length` bytes, sized for a batch like the last (or this) one. */
+  private newSlab (length: number): Buffer {
+    this.closeRegion()
+    const recent = Math.max(this.lastBatchBytes, this.batchBytes)
+    const size = Math.max(length, Math.min(SLAB_MAX, Math.max(SLAB_MIN, 2 * recent)))
+    const slab = Buffer.allocUnsafeSlow(size)
+    this.slab = slab
+    this.slabStart = 0
+    this.slabPos = 0
+    return slab
   }
 
   private onStreamDrain (): void {
@@ -214,3 +284,4 @@ export class Connection {
     this.schedule()
   }
 }
+

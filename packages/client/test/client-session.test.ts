@@ -20,8 +20,13 @@ function harness (opts: Partial<ClientSessionOptions> = {}) {
     now: 0,
     session: undefined as unknown as ClientSession
   }
+  const inPlace = Buffer.alloc(8192)
   const out: SessionOutput = {
     write (b) { decoder.pushInto(b, h.written); return h.writable },
+    // In-place writes land at an odd offset of one reused buffer: what is decoded is a copy.
+    reserve () { return 3 },
+    buffer: inPlace,
+    commit (size) { decoder.pushInto(Buffer.from(inPlace.subarray(3, 3 + size)), h.written); return h.writable },
     deliver (m) { h.delivered.push(m) },
     protocolViolation (e) { h.violations.push(e) },
     wakeAt (t) { h.wakes.push(t) },
@@ -388,6 +393,22 @@ test('outbound topic aliases for QoS 0 only, within the broker maximum', () => {
   ])
 })
 
+test('the QoS 0 fast path: every publish keeps its own bytes though the scratch is reused; too large sends nothing and spends no alias', () => {
+  const x = harness()
+  x.up({ properties: { topicAliasMaximum: 2, maximumPacketSize: 3000 } })
+  x.pub('first', 0, 'a/b')
+  x.pub('2', 0, 'a/b') // alias now, no topic name
+  x.session.publish('a/b', Buffer.from('retained'), 0, true, undefined)
+  assert.throws(() => x.pub('x'.repeat(2990), 0, 'too/big'), { code: 'PETREL_ERR_PACKET_TOO_LARGE' })
+  x.pub('y'.repeat(2100), 0, 'big/one') // over the scratch size: the encoder's path
+  x.pub('z', 0, 'c/d') // the second alias is still free
+  const w = publishes(x.take())
+  assert.deepEqual(w.map((p) => [p.topicName, p.properties?.topicAlias, p.retain, p.payload.length > 20 ? p.payload.length : p.payload.toString()]), [
+    ['a/b', 1, false, 'first'], ['', 1, false, '2'], ['', 1, true, 'retained'], ['big/one', 2, false, 2100], ['c/d', undefined, false, 'z']
+  ])
+  assert.equal(x.session.counters.publishesSent, 5)
+})
+
 test('subscription identifiers route inbound messages; otherwise the local trie matches', () => {
   const x = harness()
   x.up()
@@ -417,6 +438,9 @@ test('local matching follows subscription changes (the per-topic match cache is 
   const names = new Map<unknown, string>()
   const session = new ClientSession({ protocolVersion: 4, now: () => 0 }, {
     write () { return true },
+    reserve () { return 0 },
+    buffer: Buffer.alloc(8192),
+    commit () { return true },
     deliver (m, entry) { got.push(`${names.get(entry) ?? '?'}:${m.payload.toString()}`) },
     protocolViolation () {},
     wakeAt () {},

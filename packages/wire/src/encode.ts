@@ -98,6 +98,68 @@ function encodePublish (p: PublishPacket, v5: boolean): Buffer {
   return w.buf
 }
 
+/**
+ * Size on the wire of a QoS 0 PUBLISH with no properties beyond an optional Topic Alias (5.0):
+ * the fast path of a client publishing, sized without building a packet object.
+ */
+export function publishQoS0Size (topicBytes: number, payloadBytes: number, v5: boolean, topicAlias: number): number {
+  const rl = 2 + topicBytes + payloadBytes + (v5 ? (topicAlias > 0 ? 4 : 1) : 0)
+  return 1 + varintSize(rl) + rl
+}
+
+/**
+ * Writes a QoS 0 PUBLISH (see {@link publishQoS0Size}) into `target` at `offset`, where the caller
+ * made room; returns the offset after it. `topic` is the topic name as UTF-8, already validated
+ * by the caller, and may be empty only with a Topic Alias [MQTT-3.3.2-1] [MQTT-4.7.3-1].
+ */
+export function writePublishQoS0 (target: Uint8Array, offset: number, topic: Uint8Array, payload: Uint8Array, retain: boolean,
+  v5: boolean, topicAlias: number): number {
+  const topicLen = topic.length
+  if (topicLen > 65535) throw invalidPacket('a UTF-8 string is at most 65,535 bytes [MQTT-1.5.4]')
+  if (topicLen === 0 && topicAlias === 0) throw invalidPacket('PUBLISH needs a topic name (or, in 5.0, a topic alias) [MQTT-4.7.3-1]')
+  const n = payload.length
+  const rl = 2 + topicLen + n + (v5 ? (topicAlias > 0 ? 4 : 1) : 0)
+  if (rl > MAX_REMAINING_LENGTH) throw invalidPacket(`packet too large: remaining length ${rl} exceeds 268,435,455`)
+  let pos = offset
+  target[pos++] = retain ? 0x31 : 0x30
+  pos = writeVarint(target, pos, rl)
+  target[pos++] = topicLen >>> 8
+  target[pos++] = topicLen & 0xff
+  pos = copyInto(target, pos, topic)
+  if (v5) {
+    if (topicAlias > 0) {
+      target[pos++] = 3
+      target[pos++] = 0x23 // Topic Alias
+      target[pos++] = topicAlias >>> 8
+      target[pos++] = topicAlias & 0xff
+    } else {
+      target[pos++] = 0
+    }
+  }
+  return copyInto(target, pos, payload)
+}
+
+function writeVarint (target: Uint8Array, pos: number, v: number): number {
+  do {
+    let byte = v % 128
+    v = Math.floor(v / 128)
+    if (v > 0) byte |= 0x80
+    target[pos++] = byte
+  } while (v > 0)
+  return pos
+}
+
+/** Short copies byte by byte (cheaper than a call into the runtime), long ones with `set`. */
+function copyInto (target: Uint8Array, pos: number, b: Uint8Array): number {
+  const n = b.length
+  if (n < 32) {
+    for (let i = 0; i < n; i++) target[pos++] = b[i] as number
+    return pos
+  }
+  target.set(b, pos)
+  return pos + n
+}
+
 function encodeConnect (p: ConnectPacket, version: ProtocolVersion): Buffer {
   const v5 = version === 5
   const name = version === 3 ? 'MQIsdp' : 'MQTT'
@@ -338,16 +400,8 @@ class Writer {
     if (rl > MAX_REMAINING_LENGTH) throw invalidPacket(`packet too large: remaining length ${rl} exceeds 268,435,455`)
     const buf = Buffer.allocUnsafe(1 + varintSize(rl) + rl)
     buf[0] = b1
-    let pos = 1
-    let v = rl
-    do {
-      let byte = v % 128
-      v = Math.floor(v / 128)
-      if (v > 0) byte |= 0x80
-      buf[pos++] = byte
-    } while (v > 0)
     this.buf = buf
-    this.pos = pos
+    this.pos = writeVarint(buf, 1, rl)
   }
 
   u8 (v: number): void {
@@ -365,12 +419,7 @@ class Writer {
   }
 
   varint (v: number): void {
-    do {
-      let byte = v % 128
-      v = Math.floor(v / 128)
-      if (v > 0) byte |= 0x80
-      this.buf[this.pos++] = byte
-    } while (v > 0)
+    this.pos = writeVarint(this.buf, this.pos, v)
   }
 
   /** `len` is the UTF-8 byte length, computed by the caller while sizing. */
@@ -392,16 +441,7 @@ class Writer {
   }
 
   bytes (b: Uint8Array): void {
-    const n = b.length
-    if (n < 32) {
-      const buf = this.buf
-      let pos = this.pos
-      for (let i = 0; i < n; i++) buf[pos++] = b[i] as number
-      this.pos = pos
-    } else {
-      this.buf.set(b, this.pos)
-      this.pos += n
-    }
+    this.pos = copyInto(this.buf, this.pos, b)
   }
 
   properties (props: Properties | undefined, len: number): void {

@@ -1,5 +1,5 @@
 // @petrel/wire public API. Everything exported is listed here by name.
-export { encode, varintSize } from './encode.js'
+export { encode, publishQoS0Size, varintSize, writePublishQoS0 } from './encode.js'
 export { Decoder, MAX_PACKET_SIZE, type DecoderOptions } from './decoder.js'
 export { PetrelError, WireErrorCode } from './errors.js'
 export { PacketType, packetTypeNames, type PacketTypeName } from './packet-type.js'

@@ -1,6 +1,8 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { Decoder, encode, varintSize, WireErrorCode, type Packet, type ProtocolVersion } from '../src/index.js'
+import fc from 'fast-check'
+import { Decoder, encode, publishQoS0Size, varintSize, writePublishQoS0, WireErrorCode, type Packet, type ProtocolVersion } from '../src/index.js'
+import { topicName } from './arbitraries.js'
 import { assertPetrelError, assertSamePacket, hex } from './helpers.js'
 
 const INVALID = { code: WireErrorCode.INVALID_PACKET, reasonCode: undefined }
@@ -113,5 +115,31 @@ describe('encode', () => {
     const bytes = encode(pub({ payload: Buffer.alloc(10) }), 4)
     assert.equal(bytes.length, 2 + 3 + 10)
     assert.equal(bytes.byteLength, bytes.length)
+  })
+
+  describe('writePublishQoS0 (the client\'s in-place fast path)', () => {
+    it('writes the same bytes as encode, at any offset, for any topic, payload, RETAIN, version and alias', () => {
+      fc.assert(fc.property(topicName, fc.uint8Array({ maxLength: 300 }), fc.boolean(), fc.boolean(), fc.integer({ min: 0, max: 65535 }),
+        fc.boolean(), fc.nat(7), (topic, payload, retain, v5, alias, aliasOnly, offset) => {
+          const topicAlias = v5 ? alias : 0
+          const t = aliasOnly && topicAlias > 0 ? Buffer.alloc(0) : Buffer.from(topic)
+          const expected = encode(pub({
+            topicName: t.toString(), payload: Buffer.from(payload), retain, properties: topicAlias > 0 ? { topicAlias } : undefined
+          }), v5 ? 5 : 4)
+          const size = publishQoS0Size(t.length, payload.length, v5, topicAlias)
+          assert.equal(size, expected.length)
+          const target = Buffer.alloc(offset + size + 3, 0xee)
+          assert.equal(writePublishQoS0(target, offset, t, payload, retain, v5, topicAlias), offset + size)
+          assert.deepEqual(target.subarray(offset, offset + size), expected)
+          assert.ok(target.subarray(0, offset).every((b) => b === 0xee) && target.subarray(offset + size).every((b) => b === 0xee), 'wrote outside its bytes')
+        }))
+    })
+
+    it('refuses an empty topic without an alias, and a topic over 65,535 bytes [MQTT-4.7.3-1] [MQTT-1.5.4]', () => {
+      const target = Buffer.alloc(70_000)
+      assertPetrelError(() => writePublishQoS0(target, 0, Buffer.alloc(0), Buffer.alloc(1), false, true, 0), INVALID)
+      assertPetrelError(() => writePublishQoS0(target, 0, Buffer.alloc(0), Buffer.alloc(1), false, false, 0), INVALID)
+      assertPetrelError(() => writePublishQoS0(target, 0, Buffer.alloc(65536, 0x61), Buffer.alloc(0), false, false, 0), INVALID)
+    })
   })
 })
