@@ -8,7 +8,7 @@
 //   node benchmarks/src/e2e/broker-suite.mjs [--runs 5] [--duration 3] [--brokers mosquitto,aedes,petrel]
 //     [--scenarios fan-in,fan-out,fan-in-qos1,one-to-one-1k,idle-memory,latency] [--generator petrel|raw]
 //     [--connections 5000] [--conn-rate 2500] [--rates 1000,10000,50000] [--out FILE] [--json-out FILE]
-//     [--settle 30] [--memory-runs 3] [--latency-duration 10] [--latency-reference node-relay|none]
+//     [--settle 30] [--memory-runs 3] [--latency-duration 10] [--latency-warmup 10] [--latency-reference node-relay|none]
 //     [--mosquitto-defaults]
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
@@ -32,6 +32,10 @@ const { values: v } = parseArgs({
     rates: { type: 'string', default: '1000,10000,50000' },
     settle: { type: 'string', default: '30' },
     'latency-duration': { type: 'string', default: '10' },
+    // Each latency run first carries the same rate this long, unmeasured (reported apart): a fresh
+    // Node.js process spends its first seconds compiling, and V8's first memory-reducing GCs
+    // (~8 s after start) throw optimized code away; the table is about the steady state.
+    'latency-warmup': { type: 'string', default: '10' },
     // The latency runs also time node-relay.mjs (a Node.js process that only forwards bytes):
     // the floor of any Node.js broker here, so that a gap to mosquitto can be told apart from
     // Petrel's own cost. 'none' leaves it out.
@@ -52,6 +56,7 @@ const settleMs = Number(v.settle) * 1000
 const memoryRuns = Number(v['memory-runs'])
 // Latency runs are longer than throughput runs: 10,000 samples at 1,000 msg/s give a stable p99.
 const latencyDuration = Number(v['latency-duration'])
+const latencyWarmup = Number(v['latency-warmup'])
 const brokerOpts = { mosquittoDefaults: v['mosquitto-defaults'] }
 const command = `node benchmarks/src/e2e/broker-suite.mjs ${process.argv.slice(2).join(' ')}`.trim()
 
@@ -227,7 +232,7 @@ const latencyBrokers = [...brokers, ...reference]
 if (wanted.includes('latency')) {
   for (const rate of rates) {
     results.latency[rate] = Object.fromEntries(latencyBrokers.map((b) => [b, []]))
-    const s = { pubs: 1, subs: 1, qos: 0, size: 64, rate }
+    const s = { pubs: 1, subs: 1, qos: 0, size: 64, rate, warmup: latencyWarmup }
     for (let run = 0; run < runs; run++) {
       for (const name of latencyBrokers.map((_, i) => latencyBrokers[(i + run) % latencyBrokers.length])) {
         const r = await withBroker(name, async (b) => await pubsub('petrel', b.port, s, latencyDuration))
@@ -236,7 +241,8 @@ if (wanted.includes('latency')) {
           continue
         }
         results.latency[rate][name].push(r)
-        log(`latency ${rate}/s ${name} run ${run + 1}: p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, ${si(r.perSecond)} msg/s received`)
+        log(`latency ${rate}/s ${name} run ${run + 1}: p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms` +
+          `${r.warmupLatencyMs === undefined ? '' : ` (warm-up p99 ${r.warmupLatencyMs.p99} ms)`}, ${si(r.perSecond)} msg/s received`)
       }
     }
   }
@@ -312,7 +318,7 @@ if (Object.keys(results.memory).length > 0) {
 
 if (Object.keys(results.latency).length > 0) {
   lines.push('## Latency under load: 1 publisher -> 1 subscriber, QoS 0, 64 B, fixed rate (ms, end to end)', '',
-    `Each run lasts ${latencyDuration} s (${latencyDuration.toLocaleString('en-US')} x the rate samples). Publisher stamps each payload with a monotonic clock reading at write time; the subscriber, on the same machine, reads the clock once per received chunk.`, '')
+    `Each run starts a fresh broker process, carries the rate for ${latencyWarmup} s of warm-up (not in this table; see the next one), then measures ${latencyDuration} s (${latencyDuration.toLocaleString('en-US')} x the rate samples): the steady state of a broker that has been running. Publisher stamps each payload with a monotonic clock reading at write time; the subscriber, on the same machine, reads the clock once per received chunk.`, '')
   if (reference.length > 0) {
     lines.push(`${label('node-relay')}: \`benchmarks/src/e2e/node-relay.mjs\`, not a broker but a Node.js process (same flags as Petrel's broker) that answers CONNECT and SUBSCRIBE and writes each PUBLISH it reads straight to the subscriber: no topic matching, no sessions, no MQTT state. It takes its turn in each run like the brokers. Its latency is the floor of a Node.js broker on this machine; where Petrel is close to it, what separates Petrel from mosquitto is the runtime, not Petrel's work per message.`, '')
   }
@@ -326,6 +332,14 @@ if (Object.keys(results.latency).length > 0) {
       }
       return [Number(rate).toLocaleString('en-US'), ...cells]
     }))
+  const warm = (b, rate) => results.latency[rate][b].filter((r) => r.warmupLatencyMs !== undefined)
+  if (latencyWarmup > 0 && Object.keys(results.latency).some((rate) => latencyBrokers.some((b) => warm(b, rate).length > 0))) {
+    lines.push(`### The warm-up: the first ${latencyWarmup} s of each fresh process`, '',
+      'The same runs, the messages of the warm-up. A Node.js broker starts out interpreting and compiling (TurboFan compiles the hot path in the first seconds, on the main thread in part), and about 8 s after start V8\'s memory reducer runs full GCs that throw away optimized code whose embedded objects died, which is compiled again over the next second or two. mosquitto, compiled ahead of time, has no warm-up; for Petrel this is what a broker just (re)started shows.', '')
+    table(['Rate (msg/s)', ...latencyBrokers.flatMap((b) => [`${label(b)} p50`, `${label(b)} p99`])],
+      Object.keys(results.latency).map((rate) => [Number(rate).toLocaleString('en-US'),
+        ...latencyBrokers.flatMap((b) => [formatSpread(warm(b, rate).map((r) => r.warmupLatencyMs.p50), fixed(3)), formatSpread(warm(b, rate).map((r) => r.warmupLatencyMs.p99), fixed(3))])]))
+  }
 }
 
 // --- goals (issue 4) -----------------------------------------------------------------------------
@@ -404,13 +418,14 @@ for (const [rate, byBroker] of Object.entries(results.latency)) {
   for (const q of ['p50', 'p99']) {
     scenarios.push({
       id: `latency-${rate}-${q}`,
-      title: `Latency ${q} at ${Number(rate).toLocaleString('en-US')} msg/s, 1 -> 1, QoS 0, 64 B`,
+      title: `Latency ${q} at ${Number(rate).toLocaleString('en-US')} msg/s, 1 -> 1, QoS 0, 64 B${latencyWarmup > 0 ? `, after ${latencyWarmup} s of warm-up` : ''}`,
       group: `latency-${q}`,
       rate: Number(rate),
       metric: 'latency',
       unit: 'ms',
       higherIsBetter: false,
       results: Object.fromEntries(latencyBrokers.map((b) => [b, cell(byBroker[b].map((r) => r.latencyMs[q]), {
+        ...(latencyWarmup > 0 ? { warmupMs: round(median(byBroker[b].map((r) => r.warmupLatencyMs?.[q] ?? NaN)), 3) } : {}),
         cpuUsPerMsg: round(median(byBroker[b].map((r) => r.cpuSeconds * 1e6 / r.received))),
         rssMb: round(median(byBroker[b].map((r) => r.hwmKb / 1024)), 1)
       })]))
@@ -445,7 +460,7 @@ for (const sc of scenarios) {
     sc.ratios[`petrelVs${peer[0].toUpperCase()}${peer.slice(1)}`] = round(sc.higherIsBetter ? p / q : q / p)
   }
 }
-const json = { suite: 'broker', command, date: new Date().toISOString(), machine: m, versions, generator, runs, durationSeconds: duration, skipped, scenarios, errors }
+const json = { suite: 'broker', command, date: new Date().toISOString(), machine: m, versions, generator, runs, durationSeconds: duration, latencySeconds: latencyDuration, latencyWarmupSeconds: latencyWarmup, skipped, scenarios, errors }
 mkdirSync(dirname(v['json-out']), { recursive: true })
 writeFileSync(v['json-out'], JSON.stringify(json, null, 2) + '\n')
 log(`wrote ${v['json-out']}`)

@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { findProgram, freePort, makeTestCertificates, requirePeer, startMosquitto, type Mosquitto } from '@petrel/test-utils'
 import { launch } from '../src/bench/launcher.js'
+import { LatencyRecorder } from '../src/bench/latency.js'
 import { Progress } from '../src/bench/progress.js'
 import { Subscriber } from '../src/bench/subscriber.js'
 import { nowMicros } from '../src/bench/stamp.js'
@@ -99,6 +100,22 @@ test('options: emqtt-bench style flags, URL and protocol version', () => {
   assert.throws(() => parseOptions(['pub', '--url', 'http://x']), UsageError)
   assert.throws(() => parseOptions(['pub', '-L', 'mqtt://x']), UsageError)
   assert.throws(() => parseOptions(['pub', '--nope']), UsageError)
+  assert.equal(parseOptions(['pubsub', '--warmup', '2.5'])?.warmup, 2.5)
+  assert.equal(parseOptions(['pubsub'])?.warmup, 0)
+  assert.throws(() => parseOptions(['pubsub', '--warmup', '-1']), UsageError)
+})
+
+test('latency recorder: the warm-up is summarized apart and left out of the run\'s percentiles', () => {
+  const r = new LatencyRecorder()
+  for (let i = 0; i < 100; i++) r.record(5000) // a cold start: 5 ms
+  r.endWarmup()
+  for (let i = 0; i < 1000; i++) r.record(100 + (i % 10))
+  r.endWarmup() // once only
+  const s = r.summary()
+  assert.equal(s.count, 1000)
+  assert.ok(s.max < 0.2, JSON.stringify(s))
+  assert.equal(r.warmup?.count, 100)
+  assert.equal(r.warmup?.p50, 5)
 })
 
 test('launcher: --max-connecting keeps at most n handshakes in flight, and every client starts', async () => {
@@ -220,6 +237,22 @@ test('bench pubsub QoS 1: every message arrives once, with latency', async (t) =
   // The load tool reports its own CPU, so a user can tell when it is the limit.
   assert.ok(s.cpu.userSeconds > 0 && s.cpu.percentOfCore > 0 && s.cpu.percentOfCore <= 200, JSON.stringify(s.cpu))
   assert.ok((s.receive?.perSecond ?? 0) > 0)
+})
+
+test('bench pubsub --warmup: the run lasts warm-up + duration, and latency is split between them', async (t) => {
+  const broker = await mosquitto(t)
+  if (broker === undefined) return
+  const s = summaryOf(await bench(['pubsub', '-p', String(broker.port), '--rate', '500', '-s', '64', '--warmup', '1', '--duration', '1', '--json']))
+  const r = s.receive
+  assert.ok(r !== undefined)
+  assert.ok(s.elapsedSeconds >= 2, `elapsed ${s.elapsedSeconds} s`)
+  const warm = r.warmupLatencyMs
+  assert.ok(warm !== undefined && r.latencyMs !== null)
+  // About 500 each side of the split; together they are every message that arrived.
+  assert.ok(warm.count > 300 && r.latencyMs.count > 300, `${warm.count} + ${r.latencyMs.count}`)
+  assert.equal(warm.count + r.latencyMs.count, r.received)
+  assert.equal(r.missing, 0)
+  assertSaneLatency(s)
 })
 
 test('bench pubsub QoS 2 over MQTT 5.0 and QoS 0 over WebSocket', async (t) => {

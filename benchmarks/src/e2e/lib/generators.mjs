@@ -41,8 +41,9 @@ export async function rawGen (port, extra, timeoutMs = 120_000) {
 
 /**
  * One pubsub scenario through either generator, normalized:
- * { sent, received, perSecond, expected, missing, latencyMs, cpuPercent } (cpuPercent: the
- * generator process's share of one core over its run).
+ * { sent, received, perSecond, expected, missing, latencyMs, warmupLatencyMs, cpuPercent }
+ * (cpuPercent: the generator process's share of one core over its run; with `s.warmup`, the
+ * petrel generator runs that many seconds more and reports their latency as warmupLatencyMs).
  */
 export async function pubsub (generator, port, s, seconds) {
   if (generator === 'raw') {
@@ -51,7 +52,8 @@ export async function pubsub (generator, port, s, seconds) {
     return { sent: r.sent, received: r.received, perSecond: r.perSecond, expected: r.sent * s.subs, missing: r.sent * s.subs - r.received, latencyMs: null, cpuPercent: r.cpu?.percentOfCore }
   }
   const r = await petrelBench('pubsub', port, ['-c', String(s.pubs), '--subs', String(s.subs), '-q', String(s.qos), '-s', String(s.size),
-    '--duration', String(seconds), '--inflight', String(s.inflight ?? 100), ...(s.rate ? ['--rate', String(s.rate / s.pubs)] : [])])
+    '--duration', String(seconds), '--inflight', String(s.inflight ?? 100), ...(s.rate ? ['--rate', String(s.rate / s.pubs)] : []),
+    ...(s.warmup ? ['--warmup', String(s.warmup)] : [])])
   return {
     sent: r.publish.sent,
     received: r.receive.received,
@@ -59,6 +61,7 @@ export async function pubsub (generator, port, s, seconds) {
     expected: r.publish.sent * s.subs,
     missing: r.receive.missing,
     latencyMs: r.receive.latencyMs,
+    warmupLatencyMs: r.receive.warmupLatencyMs,
     errors: r.errors,
     cpuPercent: r.cpu?.percentOfCore
   }

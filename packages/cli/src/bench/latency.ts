@@ -39,6 +39,8 @@ export class LatencyRecorder {
   private readonly total = histogram()
   private runValue = 0
   private runCount = 0
+  /** What the warm-up recorded, once it ended. */
+  warmup: LatencySummary | undefined
 
   /** Records one duration in microseconds (clamped to 1 µs .. 1 h). */
   record (us: number): void {
@@ -65,6 +67,17 @@ export class LatencyRecorder {
       this.interval.reset()
     }
     return s
+  }
+
+  /**
+   * Ends the warm-up: what was recorded so far is summarized apart (`warmup`) and left out of
+   * `summary()` from now on.
+   */
+  endWarmup (): void {
+    if (this.warmup !== undefined) return
+    this.roll()
+    this.warmup = summarize(this.total)
+    this.total.reset()
   }
 
   /** Everything recorded so far (the current interval included). */

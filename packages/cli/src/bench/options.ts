@@ -27,6 +27,8 @@ export interface BenchOptions {
   subTopic: string
   /** Seconds; 0: no time limit. */
   duration: number
+  /** Seconds before the measured part of the run; its latencies are reported apart (0: none). */
+  warmup: number
   /** Messages per publisher (pub) or per subscriber (sub); 0: no limit. */
   limit: number
   protocolVersion: ProtocolVersion
@@ -91,6 +93,8 @@ Load:
       --sub-topic <filter>  subscription, same patterns (default bench/#; in 'sub' mode -t sets it)
       --inflight <n>        QoS 1/2 window per publisher (default 100)
       --duration <s>        stop after this many seconds (default: until the limit or Ctrl-C)
+      --warmup <s>          run this long first, unmeasured: latency percentiles leave out what
+                            arrived meanwhile (reported apart); --duration counts after it
   -L, --limit <n>           messages per publisher (pub/pubsub) or per subscriber (sub) (alias --count)
       --prefix <prefix>     client id prefix (default petrel-bench-<pid>-); ids are <prefix><pub|sub|conn>-<index>
   -n, --start-number <n>    first client index (default 0), to run several processes side by side
@@ -135,6 +139,7 @@ const flags = {
   'sub-topic': { type: 'string' },
   inflight: { type: 'string' },
   duration: { type: 'string' },
+  warmup: { type: 'string' },
   limit: { type: 'string', short: 'L' },
   count: { type: 'string' },
   prefix: { type: 'string' },
@@ -230,6 +235,7 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
     topic: v.topic ?? 'bench/%i',
     subTopic: v['sub-topic'] ?? subTopicDefault,
     duration: num('duration', v.duration, 0, 0),
+    warmup: num('warmup', v.warmup, 0, 0),
     limit: limit(v.limit, v.count),
     protocolVersion: protocolVersion(v['protocol-version']),
     keepAlive: int('keepalive', v.keepalive, 60, 0, 65535),

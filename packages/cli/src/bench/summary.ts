@@ -52,8 +52,10 @@ export interface BenchSummary {
     received: number
     seconds: number
     perSecond: number
-    /** Null when payloads were too small to carry the stamp. */
+    /** Null when payloads were too small to carry the stamp (or nothing arrived after the warm-up). */
     latencyMs: LatencySummary | null
+    /** With --warmup: the latencies of what arrived during the warm-up, left out of `latencyMs`. */
+    warmupLatencyMs?: LatencySummary
     /**
      * How loss was checked: 'sequence' (per publisher, from the stamps), 'count' (payloads too
      * small for a stamp: received against sent, no duplicate or order check), or 'none'
@@ -111,6 +113,7 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
       seconds: round(seconds),
       perSecond: rate(s.received, seconds),
       latencyMs: latency.count > 0 ? latency : null,
+      ...(s.latency.warmup === undefined ? {} : { warmupLatencyMs: s.latency.warmup }),
       checked,
       unstamped: s.unstamped,
       missing: checked === 'count' ? Math.max(0, (result?.expected ?? 0) - s.received) : rows.reduce((n, r) => n + r.missing, 0),
@@ -164,7 +167,8 @@ export function formatSummary (r: BenchSummary): string {
     const v = r.receive
     row('received', `${v.received.toLocaleString('en-US')} in ${v.seconds.toFixed(2)} s: ${si(v.perSecond)} msg/s`)
     const noStamps = `no bench stamps: payloads under ${STAMP_BYTES} bytes, or not from petrel bench`
-    row('latency', v.latencyMs !== null ? latencyLine(v.latencyMs) : v.received === 0 ? 'n/a (nothing received)' : `n/a (${noStamps})`)
+    row('latency', v.latencyMs !== null ? latencyLine(v.latencyMs) : v.received === 0 ? 'n/a (nothing received)' : v.warmupLatencyMs !== undefined ? 'n/a (nothing after the warm-up)' : `n/a (${noStamps})`)
+    if (v.warmupLatencyMs !== undefined && v.warmupLatencyMs.count > 0) row('  (warm-up)', latencyLine(v.warmupLatencyMs))
     if (v.checked === 'sequence' && v.unstamped > 0) row('', `${v.unstamped.toLocaleString('en-US')} messages carried no bench stamp (other traffic?): left out of latency and loss`)
     if (v.checked === 'sequence') {
       row('loss', `${v.missing} missing, ${v.duplicates} duplicated, ${v.outOfOrder} out of order (${v.publishers.length} publishers)`)
