@@ -231,6 +231,12 @@ function suiteSection (suite, behind) {
         }
         row.push(ratioCell(x))
         if (x < 1 - NOISE) behind.push({ suite: suite.suite, scenario: s.title ?? s.id, peer: p, x })
+        // Latency runs after a warm-up carry the warm-up's own median (lower is better): listed too.
+        const wp = s.results?.[petrel]?.warmupMs
+        const wq = s.results?.[p]?.warmupMs
+        if (typeof wp === 'number' && typeof wq === 'number' && wp > 0 && wq / wp < 1 - NOISE) {
+          behind.push({ suite: suite.suite, scenario: `${s.title ?? s.id}, during the warm-up itself (${wp} vs ${wq} ms)`, peer: p, x: wq / wp })
+        }
       }
     }
     lines.push(`| ${row.join(' | ')} |`)
