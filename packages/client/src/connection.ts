@@ -243,15 +243,12 @@ export class Connection {
   }
 
   /** A fresh slab for at least `length` bytes, sized for a batch like the last (or this) one. */
-  private newSlab (length: number): Buffer {
+  private newSlab (length: number): void {
     this.closeRegion()
     const recent = Math.max(this.lastBatchBytes, this.batchBytes)
-    const size = Math.max(length, Math.min(SLAB_MAX, Math.max(SLAB_MIN, 2 * recent)))
-    const slab = Buffer.allocUnsafeSlow(size)
-    this.slab = slab
+    this.slab = Buffer.allocUnsafeSlow(Math.max(length, Math.min(SLAB_MAX, Math.max(SLAB_MIN, 2 * recent))))
     this.slabStart = 0
     this.slabPos = 0
-    return slab
   }
 
   private onStreamDrain (): void {
@@ -284,4 +281,3 @@ export class Connection {
     this.schedule()
   }
 }
-

@@ -103,8 +103,13 @@ function encodePublish (p: PublishPacket, v5: boolean): Buffer {
  * the fast path of a client publishing, sized without building a packet object.
  */
 export function publishQoS0Size (topicBytes: number, payloadBytes: number, v5: boolean, topicAlias: number): number {
-  const rl = 2 + topicBytes + payloadBytes + (v5 ? (topicAlias > 0 ? 4 : 1) : 0)
+  const rl = publishQoS0RemainingLength(topicBytes, payloadBytes, v5, topicAlias)
   return 1 + varintSize(rl) + rl
+}
+
+/** Topic name (with its length), properties (5.0: their length, and 3 bytes for an alias), payload. */
+function publishQoS0RemainingLength (topicBytes: number, payloadBytes: number, v5: boolean, topicAlias: number): number {
+  return 2 + topicBytes + payloadBytes + (v5 ? (topicAlias > 0 ? 4 : 1) : 0)
 }
 
 /**
@@ -117,8 +122,7 @@ export function writePublishQoS0 (target: Uint8Array, offset: number, topic: Uin
   const topicLen = topic.length
   if (topicLen > 65535) throw invalidPacket('a UTF-8 string is at most 65,535 bytes [MQTT-1.5.4]')
   if (topicLen === 0 && topicAlias === 0) throw invalidPacket('PUBLISH needs a topic name (or, in 5.0, a topic alias) [MQTT-4.7.3-1]')
-  const n = payload.length
-  const rl = 2 + topicLen + n + (v5 ? (topicAlias > 0 ? 4 : 1) : 0)
+  const rl = publishQoS0RemainingLength(topicLen, payload.length, v5, topicAlias)
   if (rl > MAX_REMAINING_LENGTH) throw invalidPacket(`packet too large: remaining length ${rl} exceeds 268,435,455`)
   let pos = offset
   target[pos++] = retain ? 0x31 : 0x30
