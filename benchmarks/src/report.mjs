@@ -53,6 +53,7 @@ const DETAIL_LABELS = {
   idlePerConnectionKb: 'KB per connection 2 s after the burst',
   peakPerConnectionKb: 'KB per connection at the peak',
   kbPerConnection2s: 'KiB per connection 2 s after the last connect',
+  warmupMs: 'the same during the warm-up before it (ms)',
   rssKb: 'RSS with the connections (KiB)',
   baseRssKb: 'RSS at rest (KiB)',
   connectP50Ms: 'connect p50 (ms)',

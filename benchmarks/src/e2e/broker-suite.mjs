@@ -322,9 +322,15 @@ if (Object.keys(results.latency).length > 0) {
   if (reference.length > 0) {
     lines.push(`${label('node-relay')}: \`benchmarks/src/e2e/node-relay.mjs\`, not a broker but a Node.js process (same flags as Petrel's broker) that answers CONNECT and SUBSCRIBE and writes each PUBLISH it reads straight to the subscriber: no topic matching, no sessions, no MQTT state. It takes its turn in each run like the brokers. Its latency is the floor of a Node.js broker on this machine; where Petrel is close to it, what separates Petrel from mosquitto is the runtime, not Petrel's work per message.`, '')
   }
-  table(['Rate (msg/s)', ...latencyBrokers.flatMap((b) => [`${label(b)} p50`, `${label(b)} p99`]), ...(has('petrel') && has('mosquitto') ? ['Petrel p99 <= mosquitto p99?'] : [])],
+  // p50 and p99 cells of each broker, from the runs' `key` summaries (latencyMs or warmupLatencyMs).
+  const percentileHead = latencyBrokers.flatMap((b) => [`${label(b)} p50`, `${label(b)} p99`])
+  const percentileCells = (byBroker, key) => latencyBrokers.flatMap((b) => {
+    const rs = byBroker[b].filter((r) => r[key] !== undefined)
+    return [formatSpread(rs.map((r) => r[key].p50), fixed(3)), formatSpread(rs.map((r) => r[key].p99), fixed(3))]
+  })
+  table(['Rate (msg/s)', ...percentileHead, ...(has('petrel') && has('mosquitto') ? ['Petrel p99 <= mosquitto p99?'] : [])],
     Object.entries(results.latency).map(([rate, byBroker]) => {
-      const cells = latencyBrokers.flatMap((b) => [formatSpread(byBroker[b].map((r) => r.latencyMs.p50), fixed(3)), formatSpread(byBroker[b].map((r) => r.latencyMs.p99), fixed(3))])
+      const cells = percentileCells(byBroker, 'latencyMs')
       if (has('petrel') && has('mosquitto')) {
         const p = median(byBroker.petrel.map((r) => r.latencyMs.p99))
         const q = median(byBroker.mosquitto.map((r) => r.latencyMs.p99))
@@ -332,13 +338,11 @@ if (Object.keys(results.latency).length > 0) {
       }
       return [Number(rate).toLocaleString('en-US'), ...cells]
     }))
-  const warm = (b, rate) => results.latency[rate][b].filter((r) => r.warmupLatencyMs !== undefined)
-  if (latencyWarmup > 0 && Object.keys(results.latency).some((rate) => latencyBrokers.some((b) => warm(b, rate).length > 0))) {
+  if (latencyWarmup > 0 && Object.values(results.latency).some((byBroker) => latencyBrokers.some((b) => byBroker[b].some((r) => r.warmupLatencyMs !== undefined)))) {
     lines.push(`### The warm-up: the first ${latencyWarmup} s of each fresh process`, '',
       'The same runs, the messages of the warm-up. A Node.js broker starts out interpreting and compiling (TurboFan compiles the hot path in the first seconds, on the main thread in part), and about 8 s after start V8\'s memory reducer runs full GCs that throw away optimized code whose embedded objects died, which is compiled again over the next second or two. mosquitto, compiled ahead of time, has no warm-up; for Petrel this is what a broker just (re)started shows.', '')
-    table(['Rate (msg/s)', ...latencyBrokers.flatMap((b) => [`${label(b)} p50`, `${label(b)} p99`])],
-      Object.keys(results.latency).map((rate) => [Number(rate).toLocaleString('en-US'),
-        ...latencyBrokers.flatMap((b) => [formatSpread(warm(b, rate).map((r) => r.warmupLatencyMs.p50), fixed(3)), formatSpread(warm(b, rate).map((r) => r.warmupLatencyMs.p99), fixed(3))])]))
+    table(['Rate (msg/s)', ...percentileHead],
+      Object.entries(results.latency).map(([rate, byBroker]) => [Number(rate).toLocaleString('en-US'), ...percentileCells(byBroker, 'warmupLatencyMs')]))
   }
 }
 
