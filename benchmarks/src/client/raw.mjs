@@ -13,9 +13,9 @@ import { once } from 'node:events'
 import { encode } from '@petrel/wire'
 import { ReadModeration } from '@petrel/client'
 
-/** A TCP socket whose reads are moderated; chunks are emitted as usual `data` events. */
-function moderatedSocket (host, port) {
-  const moderation = new ReadModeration()
+/** A TCP socket whose reads are moderated (unless `moderate` is false); chunks are emitted as usual `data` events. */
+function moderatedSocket (host, port, moderate) {
+  const moderation = moderate ? new ReadModeration() : undefined
   let timer
   const socket = netConnect({
     host,
@@ -25,6 +25,7 @@ function moderatedSocket (host, port) {
       buffer: Buffer.allocUnsafe(64 * 1024),
       callback: (n, buf) => {
         socket.emit('data', Buffer.from(buf.subarray(0, n)))
+        if (moderation === undefined) return true
         const pauseMs = moderation.onRead(n, performance.now())
         if (pauseMs === 0 || socket.destroyed) return true
         if (timer === undefined) timer = setTimeout(() => { socket.resume() }, pauseMs)
@@ -37,9 +38,9 @@ function moderatedSocket (host, port) {
   return socket
 }
 
-/** Opens a 3.1.1 connection and resolves after CONNACK 0. */
-export async function rawConnect (port, { clientId = `raw-${process.pid}-${Math.random().toString(16).slice(2, 8)}`, clean = true, host = '127.0.0.1' } = {}) {
-  const socket = moderatedSocket(host, port)
+/** Opens a 3.1.1 connection and resolves after CONNACK 0 (`moderate: false`: eager reads). */
+export async function rawConnect (port, { clientId = `raw-${process.pid}-${Math.random().toString(16).slice(2, 8)}`, clean = true, host = '127.0.0.1', moderate = true } = {}) {
+  const socket = moderatedSocket(host, port, moderate)
   await once(socket, 'connect')
   socket.write(encode({ type: 'connect', protocolVersion: 4, clientId, cleanStart: clean, keepAlive: 0 }, 4))
   const [chunk] = await once(socket, 'data')

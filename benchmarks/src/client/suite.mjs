@@ -6,7 +6,7 @@
 // benchmarks/results/client.json.
 //
 //   npm run build && npm run client --workspace benchmarks -- [--runs 5] [--scale 1]
-//     [--scenarios pub-qos0,pub-qos1,recv-qos0,recv-qos1,burst-qos0,replay] [--clients petrel,mqttjs,raw]
+//     [--scenarios pub-qos0,pub-qos1,recv-qos0,recv-qos1,burst-qos0,replay] [--clients petrel,mqttjs,raw,raw-window]
 //     [--cap 60] [--out FILE] [--json-out FILE]
 //
 // Wrap it in `flock /tmp/petrel-bench.lock ...` on a shared machine so benchmarks never overlap.
@@ -30,7 +30,8 @@ const { values: v } = parseArgs({
     runs: { type: 'string', default: '5' },
     scale: { type: 'string', default: '1' },
     scenarios: { type: 'string', default: 'pub-qos0,pub-qos1,recv-qos0,recv-qos1,burst-qos0,replay' },
-    clients: { type: 'string', default: 'petrel,mqttjs,raw' },
+    // raw-window: pub-qos1 only (a pre-encoded socket with Petrel's default window).
+    clients: { type: 'string', default: 'petrel,mqttjs,raw,raw-window' },
     cap: { type: 'string', default: '60' },
     out: { type: 'string', default: resolve(ROOT, 'benchmarks/RESULTS-client.md') },
     'json-out': { type: 'string', default: resolve(ROOT, 'benchmarks/results/client.json') },
@@ -254,6 +255,7 @@ async function measure () {
   for (const id of v.scenarios.split(',')) {
     results[id] = {}
     for (const impl of clients) {
+      if (impl === 'raw-window' && id !== 'pub-qos1') continue
       const samples = []
       for (let i = 0; i < runs; i++) {
         let s
@@ -322,6 +324,19 @@ for (const s of json.scenarios) {
   goalRows.push(`| ${s.id} | ${yes(vsM)}${s.id === 'replay' ? ' (>= 50x)' : ''} | ${yes(vsR)} | ${yes(cpu)} | ${yes(mem)} |`)
 }
 
+// The window's own cost, measured with no library (raw-window, pub-qos1 only).
+let windowNote = ''
+{
+  const s = json.scenarios.find((x) => x.id === 'pub-qos1')
+  const rw = s?.results['raw-window']
+  const p = s?.results.petrel
+  const m = s?.results.mqttjs
+  if (rw?.median != null && p?.median != null) {
+    windowNote = ` In this run a pre-encoded socket with the same window and nothing else (raw-window: 100 in flight, refilled by quarters after each read, eager reads) reached ${k(rw.median)} msg/s (${k(rw.min)}-${k(rw.max)}) at ${rw.cpuUsPerMsg} µs of CPU per message: Petrel reaches ${ratio(p.median, rw.median)} of its throughput, so the gap to the raw column is the window's, not Petrel's.` +
+      (m?.cpuUsPerMsg == null ? '' : ` The window alone costs a client ${ratio(rw.cpuUsPerMsg, m.cpuUsPerMsg)} of MQTT.js's CPU per message (system time in the reads and writes of 25-publish round trips), which leaves a windowed client ${(m.cpuUsPerMsg / 3 - rw.cpuUsPerMsg).toFixed(2)} µs per message for everything else if it is to stay within a third of MQTT.js's; Petrel spends ${(p.cpuUsPerMsg - rw.cpuUsPerMsg).toFixed(2)} µs more than raw-window (promises, request objects, encoding, and in a fresh process JIT compilation and GC of 50,000 live requests).`)
+  }
+}
+
 const md = `# @petrel/client vs MQTT.js ${json.versions.mqtt} (and a raw socket)
 
 Throughput in messages per second: median of ${json.settings.runs} runs (min-max). Every run starts a fresh
@@ -358,7 +373,7 @@ How each scenario is driven:
 
 What bounds the numbers (structural, not from this run alone):
 
-- Petrel's QoS 1 publishing is windowed (default inflight window 100, the design's default; a full window is refilled in steps of a quarter, so each write carries about 25 publishes instead of the 3-5 whose PUBACKs one read brings); the raw socket and MQTT.js put all 50,000 on the wire at once. That is the price of bounded memory and of not flooding a broker, and it costs the broker too: fed 25 publishes per read instead of a full socket buffer, mosquitto spent about 50% more CPU on the same 50,000 publishes (0.49-0.55 s vs 0.32-0.35 s from the raw socket, measured on this machine), and it shares the 2 cores with the client (~9-11 µs of CPU per publish, a third of it system time in reads and writes). \`inflightWindow: 1000\` gains about 10-15%.
+- Petrel's QoS 1 publishing is windowed (default inflight window 100, the design's default; a full window is refilled in steps of a quarter, so each write carries about 25 publishes instead of the 3-5 whose PUBACKs one read brings); the raw socket and MQTT.js put all 50,000 on the wire at once. That is the price of bounded memory and of not flooding a broker, and it costs the broker too: fed 25 publishes per read instead of a full socket buffer, mosquitto spent about 50% more CPU on the same 50,000 publishes (0.49-0.55 s vs 0.32-0.35 s from the raw socket, measured on this machine), and it shares the 2 cores with the client (~9-11 µs of CPU per publish, a third of it system time in reads and writes). \`inflightWindow: 1000\` gains about 10-15%.${windowNote}
 - Receiving, a reader that keeps up with a fast stream gets 1-2 messages per read, and then the read itself (syscall, epoll round, call into JavaScript: about 8 µs of CPU per read here, most of it system time) costs more than the messages, and slows the broker and every other process on the two cores. Petrel moderates reads on plain TCP (\`readModeration\`, on by default): after a run of small back-to-back reads it leaves the socket unread for ~1 ms at a time, so each read takes ~100-150 messages; it does not pause while its own publishes wait for acks. The raw socket and the suite's own subscriber read the same way (the same \`ReadModeration\` class), so the raw column is the ceiling of an efficient reader, not of an eager one. MQTT.js reads eagerly; when it falls behind (some runs), its reads grow on their own, which is why its receive runs spread widely.
 - Publishing, Petrel writes a batch at once when it reaches 64 KiB instead of at the end of the event-loop turn, so the broker works on the first publishes of a burst while later ones are encoded.
 

@@ -1,6 +1,7 @@
 // One client in its own process, so its CPU time and peak memory are its own.
 //
-//   node worker.mjs '{"impl":"petrel|mqttjs|raw","scenario":"pub-qos0",...}'
+//   node worker.mjs '{"impl":"petrel|mqttjs|raw|raw-window","scenario":"pub-qos0",...}'
+//   (raw-window: pub-qos1 only)
 //
 // Talks to the suite over lines: prints {"event":"ready"} once connected (and subscribed), waits
 // for "go" on stdin, and prints {"event":"result",...} at the end. Scenarios whose end only the
@@ -128,6 +129,34 @@ async function publishQoS1 () {
     start()
     // Raw packet ids wrap at 65,535: fine below that many.
     await writeAll(s, pre)
+    await done
+    finish({ ms: performance.now() - t0, n: acked })
+    s.destroy()
+    return
+  }
+  if (impl === 'raw-window') {
+    // Pre-encoded, with Petrel's default window policy and nothing else: 100 in flight, refilled
+    // once a quarter is free, after each read's acks (one write per read at most); eager reads
+    // (a moderated reader would leave the window empty for a millisecond at a time). What a client
+    // with that window costs and reaches with no library work at all.
+    const WINDOW = 100
+    const SLACK = 25
+    const s = await rawConnect(port, { moderate: false })
+    const pre = encodePublishes(topic, payload, 1, count)
+    let acked = 0
+    let sent = 0
+    const refill = () => {
+      const end = Math.min(count, acked + WINDOW)
+      if (end > sent) s.write(Buffer.concat(pre.packets.slice(sent, end)))
+      sent = end
+    }
+    let resolveDone
+    const done = new Promise((resolve) => { resolveDone = resolve })
+    frame(s, (type) => { if (type === PUBACK_TYPE && ++acked === count) resolveDone() })
+    s.on('data', () => { if (sent < count && sent - acked <= WINDOW - SLACK) refill() }) // after frame's listener: this read's acks are counted
+    await readyThenGo()
+    start()
+    refill()
     await done
     finish({ ms: performance.now() - t0, n: acked })
     s.destroy()

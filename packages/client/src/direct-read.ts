@@ -38,9 +38,11 @@ export class DirectReader {
  * receive path: the default path allocates a 64 KiB buffer per read, then runs push, `data` and a
  * nextTick per chunk. Here each read costs one small copy (from Buffer's pool below 4 KiB), which
  * also gives the decoder what it needs: bytes nobody overwrites, so payloads stay zero-copy views
- * and a partial packet can wait for the next read. `end`, `close` and `error` work as usual.
+ * and a partial packet can wait for the next read. `end`, `close` and `error` work as usual; no
+ * `data` events: take the bytes with `directReaderOf(socket).attach(...)`. `localAddress` picks
+ * the source address.
  */
-export function connectDirect (host: string, port: number, moderation: ReadModerationOptions | false = {}): Socket {
+export function connectDirect (host: string, port: number, moderation: ReadModerationOptions | false = {}, localAddress?: string): Socket {
   const reader = new DirectReader()
   const moderator = moderation === false ? undefined : new ReadModeration(moderation)
   let resumeTimer: NodeJS.Timeout | undefined
@@ -48,6 +50,7 @@ export function connectDirect (host: string, port: number, moderation: ReadModer
   const socket: Socket = netConnect({
     host,
     port,
+    ...(localAddress === undefined ? {} : { localAddress }),
     noDelay: true,
     onread: {
       buffer: Buffer.allocUnsafe(READ_BUFFER_SIZE),

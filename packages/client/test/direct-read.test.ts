@@ -74,3 +74,28 @@ test('direct TCP reads with moderation: a busy stream is read in fewer, bigger r
     server.close()
   }
 })
+
+test('direct TCP reads from a chosen source address; without moderation every read is delivered at once', async () => {
+  const peers: Socket[] = []
+  const server = createServer((s) => { peers.push(s) }).listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  try {
+    const port = (server.address() as { port: number }).port
+    // 127.0.0.0/8 is all loopback on Linux: 127.0.0.2 is a distinct local address.
+    const socket = connectDirect('127.0.0.1', port, false, '127.0.0.2')
+    await once(socket, 'connect')
+    while (peers.length === 0) await new Promise((resolve) => setImmediate(resolve))
+    const peer = peers[0] as Socket
+    assert.equal(peer.remoteAddress, '127.0.0.2')
+    assert.equal(socket.localAddress, '127.0.0.2')
+    const chunks: string[] = []
+    directReaderOf(socket)?.attach((c) => { chunks.push(c.toString()) })
+    peer.write('ping')
+    while (chunks.length === 0) await new Promise((resolve) => setTimeout(resolve, 5))
+    assert.deepEqual(chunks, ['ping'])
+    socket.destroy()
+  } finally {
+    for (const p of peers) p.destroy()
+    server.close()
+  }
+})

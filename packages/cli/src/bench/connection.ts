@@ -3,6 +3,7 @@ import {
   Decoder, encode, PetrelError, connackReturnCodeName, reasonCodeName,
   type ConnectPacket, type ConnackPacket, type Packet, type PacketOfType, type ProtocolVersion
 } from '@petrel/wire'
+import { directReaderOf } from '@petrel/client'
 import { dial, type TlsMaterial } from './transport.js'
 import type { Target } from './target.js'
 
@@ -55,7 +56,9 @@ export class BenchConnection {
 
   constructor (readonly socket: Duplex, readonly protocolVersion: ProtocolVersion, readonly clientId: string) {
     this.decoder = new Decoder({ protocolVersion })
-    socket.on('data', (chunk: Buffer) => { this.onData(chunk) })
+    const direct = directReaderOf(socket)
+    if (direct !== undefined) direct.attach((chunk) => { this.onData(chunk) })
+    else socket.on('data', (chunk: Buffer) => { this.onData(chunk) })
     socket.on('error', (err: Error) => { this.fail(describeError(err)) })
     socket.on('close', () => { this.fail('connection closed by the broker') })
   }

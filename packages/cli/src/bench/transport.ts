@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
-import { connect as netConnect } from 'node:net'
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
+import { connectDirect } from '@petrel/client'
 import type { Target } from './target.js'
 
 /** Certificate material, read once for every connection. */
@@ -73,7 +73,10 @@ export async function dial (target: Target, tls: TlsMaterial, timeoutMs: number,
   const local = localAddress === undefined ? {} : { localAddress }
   switch (target.protocol) {
     case 'mqtt':
-      return await opened(netConnect({ host: target.host, port: target.port, noDelay: true, ...local }), 'connect', timeoutMs)
+      // Reads through one reused buffer (no Readable stream path): a subscriber among many gets a
+      // packet or two per read, and the per-read cost is what would make the tool the bottleneck.
+      // No read moderation: it would add to the latencies being measured.
+      return await opened(connectDirect(target.host, target.port, false, localAddress), 'connect', timeoutMs)
     case 'mqtts': {
       const socket = tlsConnect({ host: target.host, port: target.port, ...local, ...tlsOptions(target, tls) })
       socket.setNoDelay(true)
