@@ -4,6 +4,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import { createServer as createHttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws'
+import { adoptDirect } from './direct-read.js'
 import { BrokerErrorCode, brokerError } from './errors.js'
 import type { ConnectionInfo } from './server-connection.js'
 
@@ -81,8 +82,19 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
   }
   let server: NetServer | HttpServer
   let wss: WebSocketServer | undefined
+  // Sockets adopted by adoptDirect: the server no longer counts them, so closing waits for them here.
+  let adopted = 0
+  let allGone: (() => void) | undefined
+  const onAdoptedClose = (): void => { if (--adopted === 0) allGone?.() }
   if (type === 'tcp') {
-    server = createNetServer({ noDelay: true }, (s: Socket) => { handle(s, { allowAnonymous }) })
+    server = createNetServer({ noDelay: true, pauseOnConnect: true }, (accepted: Socket) => {
+      const s = adoptDirect(accepted)
+      if (s !== accepted) {
+        adopted++
+        s.on('close', onAdoptedClose)
+      }
+      handle(s, { allowAnonymous })
+    })
   } else if (type === 'tls') {
     server = createTlsServer(tlsOptions, (s: TLSSocket) => {
       s.setNoDelay(true)
@@ -119,6 +131,7 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
     close: async () => {
       wss?.close()
       await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+      if (adopted > 0) await new Promise<void>((resolve) => { allGone = resolve })
     }
   }
 }
