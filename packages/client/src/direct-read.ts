@@ -1,8 +1,12 @@
 import { connect as netConnect, type Socket } from 'node:net'
 import { ReadModeration, type ReadModerationOptions } from './read-moderation.js'
 
-/** Bytes read into the reused buffer (copied per read; see {@link connectDirect}). */
-const READ_BUFFER_SIZE = 64 * 1024
+/**
+ * The buffer every direct socket reads into: each read is copied out of it before its callback
+ * returns, and reads happen one at a time on this thread, so one serves any number of
+ * connections (a load tool holding 50,000 of them must not hold 64 KiB each).
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024)
 
 const kReader = Symbol('petrel.directReader')
 
@@ -53,7 +57,7 @@ export function connectDirect (host: string, port: number, moderation: ReadModer
     ...(localAddress === undefined ? {} : { localAddress }),
     noDelay: true,
     onread: {
-      buffer: Buffer.allocUnsafe(READ_BUFFER_SIZE),
+      buffer: READ_BUFFER,
       callback: (n: number, buf: Uint8Array): boolean => {
         const chunk = Buffer.allocUnsafe(n)
         chunk.set(n === buf.length ? buf : buf.subarray(0, n))

@@ -99,3 +99,35 @@ test('direct TCP reads from a chosen source address; without moderation every re
     server.close()
   }
 })
+
+test('direct TCP reads: sockets sharing the read buffer keep their own bytes', async () => {
+  const peers: Socket[] = []
+  const server = createServer((s) => { peers.push(s) }).listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  try {
+    const port = (server.address() as { port: number }).port
+    const a = connectDirect('127.0.0.1', port, false)
+    await once(a, 'connect')
+    while (peers.length < 1) await new Promise((resolve) => setImmediate(resolve))
+    const b = connectDirect('127.0.0.1', port, false)
+    await once(b, 'connect')
+    while (peers.length < 2) await new Promise((resolve) => setImmediate(resolve))
+    const got = { a: [] as Buffer[], b: [] as Buffer[] }
+    directReaderOf(a)?.attach((c) => { got.a.push(c) })
+    directReaderOf(b)?.attach((c) => { got.b.push(c) })
+    for (let i = 0; i < 20; i++) {
+      peers[0]?.write(`a${i};`)
+      peers[1]?.write(`b${i};`)
+      await new Promise((resolve) => setTimeout(resolve, 1))
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const expected = (p: string): string => Array.from({ length: 20 }, (_, i) => `${p}${i};`).join('')
+    assert.equal(Buffer.concat(got.a).toString(), expected('a'))
+    assert.equal(Buffer.concat(got.b).toString(), expected('b'))
+    a.destroy()
+    b.destroy()
+  } finally {
+    for (const p of peers) p.destroy()
+    server.close()
+  }
+})
