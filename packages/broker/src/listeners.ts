@@ -4,7 +4,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import { createServer as createHttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws'
-import { adoptDirect } from './direct-read.js'
+import { adoptDirect } from './adopt-direct.js'
 import { BrokerErrorCode, brokerError } from './errors.js'
 import type { ConnectionInfo } from './server-connection.js'
 

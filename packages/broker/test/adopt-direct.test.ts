@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect, createServer, type Socket } from 'node:net'
 import { once } from 'node:events'
-import { adoptDirect } from '../src/direct-read.js'
+import { adoptDirect } from '../src/adopt-direct.js'
 
 const tick = async (ms = 20): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
