@@ -8,33 +8,14 @@
 // ~8 µs of kernel and event-loop time per read, one or two packets each, which on two shared cores
 // slows the broker and every other process in the run: the baseline, and the suite's own
 // subscriber, must not be that bottleneck.
-import { connect as netConnect } from 'node:net'
 import { once } from 'node:events'
 import { encode } from '@petrel/wire'
-import { ReadModeration } from '@petrel/client'
+import { connectDirect, directReaderOf } from '@petrel/client'
 
-/** A TCP socket whose reads are moderated (unless `moderate` is false); chunks are emitted as usual `data` events. */
+/** A TCP socket read the client's way, moderated unless `moderate` is false; chunks are emitted as usual `data` events. */
 function moderatedSocket (host, port, moderate) {
-  const moderation = moderate ? new ReadModeration() : undefined
-  let timer
-  const socket = netConnect({
-    host,
-    port,
-    noDelay: true,
-    onread: {
-      buffer: Buffer.allocUnsafe(64 * 1024),
-      callback: (n, buf) => {
-        socket.emit('data', Buffer.from(buf.subarray(0, n)))
-        if (moderation === undefined) return true
-        const pauseMs = moderation.onRead(n, performance.now())
-        if (pauseMs === 0 || socket.destroyed) return true
-        if (timer === undefined) timer = setTimeout(() => { socket.resume() }, pauseMs)
-        else timer.refresh()
-        return false
-      }
-    }
-  })
-  socket.once('close', () => { clearTimeout(timer) })
+  const socket = connectDirect(host, port, moderate ? {} : false)
+  directReaderOf(socket).attach((chunk) => { socket.emit('data', chunk) })
   return socket
 }
 
