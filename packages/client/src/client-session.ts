@@ -31,8 +31,22 @@ export interface ClientSessionOptions {
   /** Resubscribe after a connection whose session was not present. Default true. */
   resubscribe?: boolean | undefined
   throttle?: ThrottleOptions | undefined
+  /**
+   * After a CONNACK with Session Present, how long messages that match no local subscription are
+   * held (unacknowledged) for a subscription the app has yet to make. Default 2,000 ms; 0: never.
+   */
+  unroutedHoldMs?: number | undefined
   /** Milliseconds, monotonic; injected by tests. */
   now: () => number
+}
+
+/** Messages held after a session-present CONNACK for subscriptions the app has yet to make. */
+const HOLD_MAX = 1000
+
+interface HeldMessage {
+  topic: string
+  packet: PublishPacket
+  record: InboundAck | undefined
 }
 
 /**
@@ -55,7 +69,13 @@ export interface SessionOutput {
   deliver (message: Message, subscription: SubscriptionEntry): void
   /** The broker broke the protocol: close the connection with `error.reasonCode`. */
   protocolViolation (error: PetrelError): void
-  /** The throttle holds a PUBLISH back: call `pump()` at `time` (ms, on the session's clock). */
+  /**
+   * A message that no local subscription matches (a subscription of the session from before this
+   * client, or one just removed). Return true when the app takes it (acked once this returns);
+   * false: the session holds or drops it.
+   */
+  unrouted (message: Message): boolean
+  /** The throttle or a hold needs the session again: call `wake()` at `time` (ms, on the session's clock). */
   wakeAt (time: number): void
   /** A resubscribe the session sent by itself failed. */
   resubscribeFailed (subscription: SubscriptionEntry, error: PetrelError): void
@@ -213,6 +233,8 @@ export interface SessionCounters {
   publishesAcked: number
   publishesReplayed: number
   messagesReceived: number
+  /** Messages no local subscription matched that the app did not take (acked, then dropped). */
+  messagesUnrouted: number
 }
 
 interface InboundQoS2 {
@@ -236,7 +258,7 @@ const RESOLVED_RESULT: PublishResult = Object.freeze({ reasonCode: 0 })
  */
 export class ClientSession implements InboundAckSink {
   readonly protocolVersion: ProtocolVersion
-  readonly counters: SessionCounters = { publishesSent: 0, publishesAcked: 0, publishesReplayed: 0, messagesReceived: 0 }
+  readonly counters: SessionCounters = { publishesSent: 0, publishesAcked: 0, publishesReplayed: 0, messagesReceived: 0, messagesUnrouted: 0 }
   limits: BrokerLimits = DEFAULT_LIMITS
 
   private readonly out: SessionOutput
@@ -288,6 +310,17 @@ export class ClientSession implements InboundAckSink {
   private twinFilters = 0
   private readonly entries = new Set<SubscriptionEntry>()
   private nextSubscriptionId = 1
+  /**
+   * The broker's session predates this client (present on our first CONNACK): its subscriptions
+   * carry identifiers a previous process chose, which may equal ours. Inbound identifiers are
+   * then checked against the filters they claim to stand for.
+   */
+  private foreignIdentifiers = false
+
+  private readonly holdMs: number
+  /** While `now()` is below it, unmatched messages are held; 0: not holding. */
+  private holdUntil = 0
+  private held: HeldMessage[] = []
 
   private ackQueue = new Deque<InboundAck>()
   private readonly inboundQoS2 = new Map<number, InboundQoS2>()
@@ -317,6 +350,7 @@ export class ClientSession implements InboundAckSink {
     this.lostPolicy = options.sessionLostPolicy ?? 'republish'
     this.inboundAliasMax = options.topicAliasMaximum ?? 0
     this.resubscribe = options.resubscribe ?? true
+    this.holdMs = options.unroutedHoldMs ?? 2000
     this.bucket = options.throttle === undefined ? undefined : new TokenBucket(options.throttle, options.now())
     if (!(this.window >= 1 && this.window <= 65535)) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'inflightWindow must be 1..65535')
   }
@@ -367,8 +401,16 @@ export class ClientSession implements InboundAckSink {
     this.onWire = 0
 
     if (connack.sessionPresent) {
+      // A session the broker kept from before this client: its subscriptions (and their
+      // identifiers) are not ours, and it may deliver for them before the app subscribes again.
+      if (this.epoch === 1) this.foreignIdentifiers = true
+      if (this.holdMs > 0) {
+        this.holdUntil = this.now() + this.holdMs
+        this.out.wakeAt(this.holdUntil)
+      }
       this.resend = [...this.inflight.values()]
     } else {
+      this.foreignIdentifiers = false
       this.resend = []
       // [MQTT-4.3.3-?] a new session knows none of our QoS 2 receipts
       this.inboundQoS2.clear()
@@ -428,6 +470,10 @@ export class ClientSession implements InboundAckSink {
     this.outboundAliases.clear()
     // Acks held for the app belong to this connection; the broker will resend those messages.
     this.ackQueue = new Deque<InboundAck>()
+    // Held messages were never delivered: their resends are new messages, QoS 2 included.
+    for (const h of this.held) if (h.packet.qos === 2) this.inboundQoS2.delete(h.packet.packetId as number)
+    this.held = []
+    this.holdUntil = 0
     const sent = [...this.controlInflight.values()]
     this.controlInflight.clear()
     for (let i = sent.length - 1; i >= 0; i--) {
@@ -517,7 +563,7 @@ export class ClientSession implements InboundAckSink {
   }
 
   /** Registers a subscription and queues its SUBSCRIBE; the request resolves with the reason codes. */
-  subscribe (subscriptions: Subscription[], options: { manualAck?: boolean | undefined, userProperties?: Array<[string, string]> | undefined }): { entry: SubscriptionEntry, request: ControlRequest | null } {
+  subscribe (subscriptions: Subscription[], options: { manualAck?: boolean | undefined, userProperties?: Array<[string, string]> | undefined, sink?: unknown }): { entry: SubscriptionEntry, request: ControlRequest | null } {
     if (subscriptions.length === 0) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'subscribe needs at least one topic filter')
     for (const s of subscriptions) {
       const problem = topicFilterProblem(s.topicFilter)
@@ -531,7 +577,10 @@ export class ClientSession implements InboundAckSink {
     const entry = new SubscriptionEntry(subscriptions, options.manualAck ?? false,
       this.v5 ? this.nextSubscriptionId++ : undefined, this.v5 ? options.userProperties : undefined)
     if (this.nextSubscriptionId > 268_435_455) this.nextSubscriptionId = 1
+    // Set before held messages can be delivered to it.
+    entry.sink = options.sink
     this.addEntry(entry)
+    if (this.held.length > 0) this.rerouteHeld()
     const request = new ControlRequest('subscribe', entry, false, [])
     this.control.push(request)
     this.pump()
@@ -645,7 +694,7 @@ export class ClientSession implements InboundAckSink {
     if (sids !== undefined) {
       for (const sid of sids) {
         const e = this.bySubscriptionId.get(sid)
-        if (e !== undefined && !e.removed && !targets.includes(e)) targets.push(e)
+        if (e !== undefined && !e.removed && !targets.includes(e) && (!this.foreignIdentifiers || entryMatches(e, topic))) targets.push(e)
       }
       // Two local subscriptions to the same filter are one subscription at the broker, carrying the
       // identifier of the last SUBSCRIBE [MQTT-3.8.4-3]: the other entries of that filter get it too.
@@ -664,6 +713,10 @@ export class ClientSession implements InboundAckSink {
     }
 
     const n = list.length
+    if (n === 0) {
+      this.onUnmatched(topic, p)
+      return
+    }
     let record: InboundAck | undefined
     // QoS 1 with no ack held ahead of it and no manual-ack target (the common stream): the PUBACK
     // can go out right after delivery, in arrival order, with no ack record to allocate and queue.
@@ -687,6 +740,70 @@ export class ClientSession implements InboundAckSink {
     if (record !== undefined) this.ackInbound(record)
     // A handler may have ended the connection: its acks are never sent on a later one.
     else if (directAck && this.connected && epoch === this.epoch) this.out.write(ackBytes(0x40, p.packetId as number))
+  }
+
+  /**
+   * A message no local subscription matches: the app's `unrouted` listener, else held for a
+   * subscription still to come (after a session-present CONNACK), else acked and dropped.
+   */
+  private onUnmatched (topic: string, p: PublishPacket): void {
+    const qos = p.qos
+    // Acked through the queue, so that it keeps its place in the arrival order [MQTT-4.6.0-2].
+    const record: InboundAck | undefined = qos === 0 ? undefined : { packetId: p.packetId as number, qos, pending: 1, done: false, epoch: this.epoch }
+    if (record !== undefined) this.ackQueue.push(record)
+    if (this.holdUntil !== 0 && this.now() >= this.holdUntil) this.endHold()
+    if (this.out.unrouted(new Message(topic, p.payload as Buffer, qos, p.retain, p.dup, p.properties, undefined, undefined))) {
+      if (record !== undefined) this.ackInbound(record)
+      return
+    }
+    if (this.holdUntil !== 0) {
+      // Unacked, so the broker's own flow control bounds what it sends meanwhile; QoS 0 is capped here.
+      this.held.push({ topic, packet: p, record })
+      if (this.held.length > HOLD_MAX) this.releaseHeld(this.held.shift() as HeldMessage)
+      return
+    }
+    this.counters.messagesUnrouted++
+    if (record !== undefined) this.ackInbound(record)
+  }
+
+  /** A subscription was added: held messages it matches go to it, in arrival order. */
+  private rerouteHeld (): void {
+    const held = this.held
+    this.held = []
+    const targets = this.matchScratch
+    for (const h of held) {
+      targets.length = 0
+      this.trie.forEachMatch(h.topic, this.collect)
+      if (targets.length === 0) {
+        this.held.push(h)
+        continue
+      }
+      const list = targets.slice()
+      targets.length = 0
+      if (h.record !== undefined) h.record.pending += list.length
+      for (const e of list) this.deliverTo(e, h.topic, h.packet, h.record)
+      if (h.record !== undefined) this.ackInbound(h.record)
+    }
+  }
+
+  /** The hold is over: what is still held goes to the app's `unrouted` listener or is dropped. */
+  private endHold (): void {
+    this.holdUntil = 0
+    const held = this.held
+    this.held = []
+    for (const h of held) this.releaseHeld(h)
+  }
+
+  private releaseHeld (h: HeldMessage): void {
+    const p = h.packet
+    if (!this.out.unrouted(new Message(h.topic, p.payload as Buffer, p.qos, p.retain, p.dup, p.properties, undefined, undefined))) this.counters.messagesUnrouted++
+    if (h.record !== undefined) this.ackInbound(h.record)
+  }
+
+  /** The time asked for through `wakeAt` has come. */
+  wake (): void {
+    if (this.holdUntil !== 0 && this.now() >= this.holdUntil) this.endHold()
+    this.pump()
   }
 
   private deliverTo (entry: SubscriptionEntry, topic: string, p: PublishPacket, record: InboundAck | undefined): void {
@@ -1093,4 +1210,10 @@ function pubrelBytes (id: number, reasonCode: number): Buffer {
   b[3] = id & 0xff
   b[4] = reasonCode
   return b
+}
+
+/** Whether one of the entry's filters matches `topic`. */
+function entryMatches (entry: SubscriptionEntry, topic: string): boolean {
+  for (const f of entry.matchFilters) if (topicMatches(f, topic)) return true
+  return false
 }

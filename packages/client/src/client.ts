@@ -49,6 +49,14 @@ export interface ClientEventMap {
   serverReference: [{ serverReference: string, reasonCode: number }]
   /** The client is closed for good (`end()`, or reconnecting stopped). */
   close: [PetrelError | undefined]
+  /**
+   * A message no subscription of this client matches: one for a subscription the broker's
+   * session kept from an earlier connection (the app has not subscribed again, or not yet), or
+   * one in flight when its subscription ended. With no listener, such messages are acked and
+   * counted as `messagesUnrouted`, except just after a reconnect with the session present, when
+   * they wait (`unroutedHoldMs`) for a subscription the app is about to make.
+   */
+  unrouted: [Message]
 }
 
 /** Options of `client.end()`. */
@@ -103,7 +111,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   private connackWaiter: { resolve: () => void, reject: (e: PetrelError) => void, url: URL | undefined, packet: ConnectPacket } | undefined
   private linkEnded: ((error: PetrelError | undefined) => void) | undefined
   private firstConnect: { resolve: () => void, reject: (e: PetrelError) => void } | undefined
-  private throttleTimer: NodeJS.Timeout | undefined
+  private wakeTimer: NodeJS.Timeout | undefined
+  private wakeTime = 0
   private reauthWaiter: { resolve: () => void, reject: (e: PetrelError) => void } | undefined
   private readonly subscriptions = new Map<Subscription, SubscriptionEntry>()
   private readonly counters = { connects: 0, connectFailures: 0, disconnects: 0, pingTimeouts: 0, messagesDropped: 0, bytesIn: 0, bytesOut: 0 }
@@ -129,7 +138,16 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       commit: (size) => live()?.commit(size) ?? false,
       deliver: (message, entry) => { (entry.sink as Subscription).push(message) },
       protocolViolation: (error) => { this.conn?.close(error, this.protocolVersion === 5 ? { reasonCode: error.reasonCode ?? 0x82 } : undefined) },
-      wakeAt: (time) => { this.scheduleThrottle(time) },
+      unrouted: (message) => {
+        if (this.listenerCount('unrouted') === 0) return false
+        try {
+          this.emit('unrouted', message)
+        } catch (err) {
+          this.owner.handlerFailed(err)
+        }
+        return true
+      },
+      wakeAt: (time) => { this.scheduleWake(time) },
       resubscribeFailed: (entry, error) => {
         (entry.sink as Subscription).end()
         this.emitError(error)
@@ -145,6 +163,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       topicAliasMaximum: this.protocolVersion === 5 ? options.topicAliasMaximum ?? 0 : 0,
       resubscribe: options.resubscribe,
       throttle: options.throttle,
+      unroutedHoldMs: options.unroutedHoldMs,
       now: clock
     }, output)
     this.handler = {
@@ -247,12 +266,11 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         noLocal: o.noLocal,
         retainAsPublished: o.retainAsPublished,
         retainHandling: o.retainHandling
-      })), { manualAck: o.manualAck, userProperties: o.userProperties })
+      })), { manualAck: o.manualAck, userProperties: o.userProperties, sink: sub })
     } catch (err) {
       return Promise.reject(err)
     }
     const { entry, request } = result
-    entry.sink = sub
     this.subscriptions.set(sub, entry)
     if (request === null) return Promise.resolve(sub)
     return new Promise<Subscription>((resolve, reject) => {
@@ -406,6 +424,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       queued: this.session.queuedCount,
       messagesReceived: c.messagesReceived,
       messagesDropped: this.counters.messagesDropped,
+      messagesUnrouted: c.messagesUnrouted,
       bytesIn: this.counters.bytesIn + (conn?.bytesIn ?? 0),
       bytesOut: this.counters.bytesOut + (conn?.bytesOut ?? 0)
     }
@@ -685,11 +704,16 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     ended?.(error)
   }
 
-  private scheduleThrottle (time: number): void {
-    if (this.throttleTimer !== undefined) return
-    this.throttleTimer = setTimeout(() => {
-      this.throttleTimer = undefined
-      this.session.pump()
+  /** One timer for the session's wake-ups (throttle, hold): the earliest asked for. */
+  private scheduleWake (time: number): void {
+    if (this.wakeTimer !== undefined) {
+      if (this.wakeTime <= time) return
+      clearTimeout(this.wakeTimer)
+    }
+    this.wakeTime = time
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined
+      this.session.wake()
     }, Math.max(1, Math.ceil(time - clock())))
   }
 
@@ -701,7 +725,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     if (this.closed) return
     this.closed = true
     this.closing = true
-    if (this.throttleTimer !== undefined) clearTimeout(this.throttleTimer)
+    if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer)
     const closedError = clientError(ClientErrorCode.CLIENT_CLOSED, error === undefined ? 'the client was closed' : `the client stopped: ${error.message}`, { cause: error })
     this.session.failAll(closedError)
     for (const sub of this.subscriptions.keys()) sub.end()

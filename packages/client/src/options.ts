@@ -85,6 +85,14 @@ export interface ClientOptions {
   sessionLostPolicy?: SessionLostPolicy
   /** Resubscribe after reconnecting to a broker that lost the session. Default true. */
   resubscribe?: boolean
+  /**
+   * After a CONNACK with Session Present (`clean: false`), the broker may deliver messages for
+   * the subscriptions it kept before the app has subscribed again: messages no subscription
+   * matches are held this long (unacknowledged, so the broker keeps them) and go to the first
+   * subscription made that matches them; then to the `unrouted` event, or dropped. Acks of
+   * later messages wait behind a held one (in order, [MQTT-4.6.0-2]). Default 2,000 ms; 0: off.
+   */
+  unroutedHoldMs?: number
   /** Rate limit over all outgoing PUBLISH, replays included. Default off. */
   throttle?: ThrottleOptions
   tls?: TlsOptions

@@ -22,6 +22,8 @@ export interface ClientStats {
   messagesReceived: number
   /** Inbound messages dropped by full subscription queues. */
   messagesDropped: number
+  /** Inbound messages no subscription matched and no `unrouted` listener took (acked, then dropped). */
+  messagesUnrouted: number
   bytesIn: number
   bytesOut: number
 }
@@ -38,6 +40,7 @@ const HELP: Record<keyof ClientStats, [string, 'counter' | 'gauge']> = {
   queued: ['Publishes waiting for the wire', 'gauge'],
   messagesReceived: ['PUBLISH packets received', 'counter'],
   messagesDropped: ['Messages dropped by full subscription queues', 'counter'],
+  messagesUnrouted: ['Messages no subscription matched, dropped', 'counter'],
   bytesIn: ['Bytes read from the broker', 'counter'],
   bytesOut: ['Bytes written to the broker', 'counter']
 }

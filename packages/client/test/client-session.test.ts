@@ -16,6 +16,9 @@ function harness (opts: Partial<ClientSessionOptions> = {}) {
     delivered: [] as Message[],
     violations: [] as Error[],
     wakes: [] as number[],
+    unrouted: [] as Message[],
+    /** Whether the app takes unrouted messages (an `unrouted` listener). */
+    takesUnrouted: false,
     writable: true,
     now: 0,
     session: undefined as unknown as ClientSession
@@ -29,6 +32,11 @@ function harness (opts: Partial<ClientSessionOptions> = {}) {
     commit (size) { decoder.pushInto(Buffer.from(inPlace.subarray(3, 3 + size)), h.written); return h.writable },
     deliver (m) { h.delivered.push(m) },
     protocolViolation (e) { h.violations.push(e) },
+    unrouted (m) {
+      if (!h.takesUnrouted) return false
+      h.unrouted.push(m)
+      return true
+    },
     wakeAt (t) { h.wakes.push(t) },
     resubscribeFailed () {}
   }
@@ -443,6 +451,7 @@ test('local matching follows subscription changes (the per-topic match cache is 
     commit () { return true },
     deliver (m, entry) { got.push(`${names.get(entry) ?? '?'}:${m.payload.toString()}`) },
     protocolViolation () {},
+    unrouted () { return false },
     wakeAt () {},
     resubscribeFailed () {}
   })
@@ -461,4 +470,124 @@ test('local matching follows subscription changes (the per-topic match cache is 
   session.handlePacket(msg('5'))
   // Several matches are delivered in the trie's order; compare as sets.
   assert.deepEqual([...got].sort(), ['A:1', 'A:2', 'A:3', 'B:3', 'B:4'])
+})
+
+// --- messages no subscription matches (a session the broker kept from before this client) ---
+
+const inbound = (topicName: string, payload: string, qos: QoS, packetId?: number, properties?: PublishPacket['properties']): PublishPacket =>
+  ({ type: 'publish', topicName, payload: Buffer.from(payload), qos, retain: false, dup: false, ...(packetId === undefined ? {} : { packetId }), ...(properties === undefined ? {} : { properties }) })
+const acks = (ps: Packet[]): string[] => ps.filter((p) => p.type === 'puback' || p.type === 'pubrec').map((p) => `${p.type}:${(p as { packetId: number }).packetId}`)
+
+test('session present: unmatched messages are held unacked, then delivered in order to the subscription made for them', () => {
+  const x = harness({ protocolVersion: 4 })
+  x.h.now = 1000
+  x.up({ sessionPresent: true })
+  assert.deepEqual(x.h.wakes, [3000], 'a wake-up at the end of the default 2 s hold')
+  x.session.handlePacket(inbound('q/a', 'm1', 1, 1))
+  x.session.handlePacket(inbound('q/b', 'm2', 2, 2))
+  x.session.handlePacket(inbound('q/a', 'm3', 0))
+  assert.deepEqual(acks(x.take()), [], 'nothing acked while held: the broker keeps them')
+  assert.equal(x.h.delivered.length, 0)
+  x.session.subscribe([{ topicFilter: 'q/#', qos: 2 }], {})
+  assert.deepEqual(x.h.delivered.map((m) => `${m.topic}:${m.payload.toString()}:${m.qos}`), ['q/a:m1:1', 'q/b:m2:2', 'q/a:m3:0'])
+  assert.deepEqual(acks(x.take()), ['puback:1', 'pubrec:2'], 'acked once delivered, in arrival order [MQTT-4.6.0-2]')
+  assert.equal(x.session.counters.messagesUnrouted, 0)
+})
+
+test('session present: a held message keeps its place in the ack order; another subscription takes only what it matches', () => {
+  const x = harness({ protocolVersion: 4 })
+  x.up({ sessionPresent: true })
+  x.session.subscribe([{ topicFilter: 'live/#', qos: 1 }], {})
+  x.take()
+  x.session.handlePacket(inbound('old/x', 'held', 1, 7))
+  x.session.handlePacket(inbound('live/x', 'live', 1, 8))
+  assert.deepEqual(x.h.delivered.map((m) => m.payload.toString()), ['live'])
+  assert.deepEqual(acks(x.take()), [], 'the live message is delivered, its PUBACK waits behind the held one')
+  x.session.subscribe([{ topicFilter: 'other/#', qos: 1 }], {})
+  assert.deepEqual(acks(x.take()), [], 'a subscription that does not match leaves it held')
+  x.session.subscribe([{ topicFilter: 'old/+', qos: 1 }], {})
+  assert.deepEqual(x.h.delivered.map((m) => m.payload.toString()), ['live', 'held'])
+  assert.deepEqual(acks(x.take()), ['puback:7', 'puback:8'])
+})
+
+test('session present: when the hold ends, what is still held goes to the unrouted listener, or is acked and counted', () => {
+  const x = harness({ protocolVersion: 4, unroutedHoldMs: 500 })
+  x.up({ sessionPresent: true })
+  x.session.handlePacket(inbound('gone/1', 'a', 1, 1))
+  x.session.handlePacket(inbound('gone/2', 'b', 1, 2))
+  x.h.now = 499
+  x.session.wake()
+  assert.deepEqual(acks(x.take()), [], 'not before the hold ends')
+  x.h.now = 500
+  x.session.wake()
+  assert.deepEqual(acks(x.take()), ['puback:1', 'puback:2'])
+  assert.equal(x.session.counters.messagesUnrouted, 2)
+  // After the hold, an unmatched message is acked at once; with a listener, the app gets it.
+  x.session.handlePacket(inbound('gone/3', 'c', 1, 3))
+  assert.deepEqual(acks(x.take()), ['puback:3'])
+  x.h.takesUnrouted = true
+  x.session.handlePacket(inbound('gone/4', 'd', 2, 4))
+  assert.deepEqual(x.h.unrouted.map((m) => m.payload.toString()), ['d'])
+  assert.deepEqual(acks(x.take()), ['pubrec:4'])
+  assert.equal(x.session.counters.messagesUnrouted, 3)
+})
+
+test('an unrouted listener takes unmatched messages at once, even during a hold', () => {
+  const x = harness({ protocolVersion: 4 })
+  x.h.takesUnrouted = true
+  x.up({ sessionPresent: true })
+  x.session.handlePacket(inbound('a', 'x', 1, 5))
+  assert.deepEqual(x.h.unrouted.map((m) => m.topic), ['a'])
+  assert.deepEqual(acks(x.take()), ['puback:5'])
+})
+
+test('no hold without session present (clean start), nor with unroutedHoldMs 0', () => {
+  for (const [connack, opts] of [[{ sessionPresent: false }, {}], [{ sessionPresent: true }, { unroutedHoldMs: 0 }]] as const) {
+    const x = harness({ protocolVersion: 4, ...opts })
+    x.up(connack)
+    x.session.handlePacket(inbound('a', 'x', 1, 9))
+    assert.deepEqual(acks(x.take()), ['puback:9'])
+    assert.equal(x.session.counters.messagesUnrouted, 1)
+    assert.deepEqual(x.h.wakes, [])
+  }
+})
+
+test('a held QoS 2 message lost with its connection is delivered when the broker resends it', () => {
+  const x = harness({ protocolVersion: 4 })
+  x.up({ sessionPresent: true })
+  x.session.handlePacket(inbound('q/a', 'once', 2, 3))
+  x.session.connectionDown()
+  x.up({ sessionPresent: true })
+  x.session.subscribe([{ topicFilter: 'q/a', qos: 2 }], {})
+  x.take()
+  x.session.handlePacket({ ...inbound('q/a', 'once', 2, 3), dup: true })
+  assert.deepEqual(x.h.delivered.map((m) => m.payload.toString()), ['once'])
+  assert.deepEqual(acks(x.take()), ['pubrec:3'])
+})
+
+test('the hold is capped at 1,000 messages: the oldest is released first', () => {
+  const x = harness({ protocolVersion: 4 })
+  x.up({ sessionPresent: true })
+  for (let i = 0; i < 1001; i++) x.session.handlePacket(inbound('a', String(i), 0))
+  assert.equal(x.session.counters.messagesUnrouted, 1)
+  x.session.subscribe([{ topicFilter: 'a', qos: 0 }], {})
+  assert.equal(x.h.delivered.length, 1000)
+  assert.equal(x.h.delivered[0]?.payload.toString(), '1')
+})
+
+test('v5, session from before this client: a subscription identifier is trusted only for a filter it matches', () => {
+  const x = harness({ protocolVersion: 5 })
+  x.up({ sessionPresent: true })
+  // Our first subscription gets identifier 1; the broker's old session used 1 for 'old/#'.
+  x.session.subscribe([{ topicFilter: 'mine/#', qos: 1 }], {})
+  x.take()
+  x.session.handlePacket(inbound('old/x', 'not mine', 1, 1, { subscriptionIdentifiers: [1] }))
+  x.session.handlePacket(inbound('mine/x', 'mine', 1, 2, { subscriptionIdentifiers: [1] }))
+  assert.deepEqual(x.h.delivered.map((m) => m.payload.toString()), ['mine'])
+  // On a new session every identifier is ours again.
+  x.session.connectionDown()
+  x.up({ sessionPresent: false })
+  x.take()
+  x.session.handlePacket(inbound('elsewhere', 'by id', 1, 3, { subscriptionIdentifiers: [1] }))
+  assert.deepEqual(x.h.delivered.map((m) => m.payload.toString()), ['mine', 'by id'])
 })

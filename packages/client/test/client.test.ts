@@ -136,6 +136,39 @@ for (const v of [4, 5] as const) {
     assert.deepEqual(got.map((m) => m.payload.toString()), ['o0', 'o1', 'o2', 'o3', 'o4'])
   })
 
+  test(`v${v}: session present: messages the broker sends before the app subscribes again reach the subscriptions made after connect()`, async (t) => {
+    if (!requirePeer(t, 'mosquitto')) return
+    const id = `resume-${v}-${process.pid}-${++seq}`
+    const [a, b, c] = [uniq('resume-a'), uniq('resume-b'), uniq('resume-c')]
+    const first = await open(v, { clientId: id, clean: false, sessionExpiryInterval: 60 })
+    // Under v5 these get subscription identifiers 1, 2, 3; the next client's first one is 1 again.
+    for (const f of [a, b, c]) await first.subscribe(f, { qos: 1 })
+    await first.end()
+    const pub = await open(v)
+    for (let i = 0; i < 3; i++) for (const [f, name] of [[a, 'a'], [b, 'b'], [c, 'c']] as const) await pub.publish(f, `${name}${i}`, { qos: 1 })
+    // The plain way: connect(), then subscribe, one after the other. The broker delivers the
+    // queued messages right after CONNACK, before either SUBSCRIBE.
+    const again = await open(v, { clientId: id, clean: false, sessionExpiryInterval: 60, unroutedHoldMs: 800 })
+    const subB = await again.subscribe(b, { qos: 1 })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const subA = await again.subscribe(a, { qos: 1 })
+    const unrouted: string[] = []
+    again.on('unrouted', (m) => { unrouted.push(m.payload.toString()) })
+    const [gotA, gotB] = await Promise.all([take(subA[Symbol.asyncIterator](), 3), take(subB[Symbol.asyncIterator](), 3)])
+    assert.deepEqual(gotB.map((m) => m.payload.toString()), ['b0', 'b1', 'b2'], 'not misrouted by a subscription identifier of the old session')
+    assert.deepEqual(gotA.map((m) => m.payload.toString()), ['a0', 'a1', 'a2'])
+    // Nobody subscribed to c again: after the hold its messages go to the unrouted listener.
+    await waitFor(() => unrouted.length === 3, { timeoutMs: 3000, message: `unrouted ${unrouted.join(',')}` })
+    assert.deepEqual(unrouted, ['c0', 'c1', 'c2'])
+    assert.equal(again.stats().messagesUnrouted, 0)
+    // All acked: a later client with the session gets nothing again.
+    await again.end()
+    const last = await open(v, { clientId: id, clean: false, sessionExpiryInterval: 60, unroutedHoldMs: 300 })
+    await last.subscribe([a, b, c], { qos: 1 })
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    assert.equal(last.stats().messagesReceived, 0, 'nothing redelivered')
+  })
+
   test(`v${v}: keepalive pings keep an idle connection alive`, async (t) => {
     if (!requirePeer(t, 'mosquitto')) return
     const c = await open(v, { keepalive: 1 })
