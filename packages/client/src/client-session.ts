@@ -598,11 +598,25 @@ export class ClientSession implements InboundAckSink {
     for (const other of this.entries) for (const s of other.subscriptions) stillUsed.add(s.topicFilter)
     const filters = entry.subscriptions.map((s) => s.topicFilter).filter((f) => !stillUsed.has(f))
     if (filters.length === 0) return null
+    return this.unsubscribeFilters(filters, userProperties)
+  }
+
+  /**
+   * Sends UNSUBSCRIBE for filters no local subscription uses: a subscription the broker's session
+   * kept from before this client. Throws PETREL_ERR_INVALID_ARGUMENT for a filter in local use.
+   */
+  unsubscribeFilters (filters: string[], userProperties?: Array<[string, string]>): ControlRequest {
+    if (filters.length === 0) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'unsubscribe needs at least one topic filter')
+    for (const f of filters) {
+      const problem = topicFilterProblem(f)
+      if (problem !== undefined) throw new PetrelError(WireErrorCode.INVALID_TOPIC_FILTER, `invalid topic filter ${JSON.stringify(f)}: ${problem}`, { reasonCode: 0x8f })
+      if (this.byFilter.has(f)) throw clientError(ClientErrorCode.INVALID_ARGUMENT, `a subscription of this client uses ${JSON.stringify(f)}: end it with its own unsubscribe()`)
+    }
     const carrier = new SubscriptionEntry([], false, undefined, this.v5 ? userProperties : undefined)
     const request = new ControlRequest('unsubscribe', carrier, false, filters)
     this.control.push(request)
     this.pump()
-    return this.handOver(request)
+    return request // settled by UNSUBACK, never before the caller attaches to it
   }
 
   /**

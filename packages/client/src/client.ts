@@ -6,7 +6,7 @@ import {
   type AuthPacket, type ConnackPacket, type ConnectPacket, type Packet, type ProtocolVersion, type QoS
 } from '@petrel/wire'
 import { Backoff } from './backoff.js'
-import { ClientSession, type PublishRequest, type PublishResult, type SessionOutput, type SubscriptionEntry } from './client-session.js'
+import { ClientSession, type ControlRequest, type PublishRequest, type PublishResult, type SessionOutput, type SubscriptionEntry } from './client-session.js'
 import { Connection, type ConnectionHandler } from './connection.js'
 import { ClientErrorCode, clientError } from './errors.js'
 import type { Message } from './message.js'
@@ -285,6 +285,37 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
         this.subscriptions.delete(sub)
         sub.end()
+        reject(err)
+      }
+    })
+  }
+
+  /**
+   * Unsubscribes from filters that no subscription of this client holds: subscriptions the
+   * broker's session kept from an earlier connection (`clean: false`). A subscription made here
+   * ends with its own `sub.unsubscribe()`. Resolves with the UNSUBACK reason codes (none under
+   * 3.1.1). Rejects with PETREL_ERR_INVALID_TOPIC_FILTER, PETREL_ERR_INVALID_ARGUMENT (a filter in
+   * use here), PETREL_ERR_UNSUBSCRIBE_FAILED, PETREL_ERR_CLIENT_CLOSED, or the signal's reason.
+   */
+  unsubscribe (topicFilter: string | string[], options: { userProperties?: Array<[string, string]>, signal?: AbortSignal } = {}): Promise<number[]> {
+    if (this.closed || this.closing) return Promise.reject(clientError(ClientErrorCode.CLIENT_CLOSED, 'the client is closed'))
+    const signal = options.signal
+    if (signal?.aborted === true) return Promise.reject(abortReason(signal))
+    let request: ControlRequest
+    try {
+      request = this.session.unsubscribeFilters(typeof topicFilter === 'string' ? [topicFilter] : topicFilter, options.userProperties)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return new Promise<number[]>((resolve, reject) => {
+      const onAbort = signal === undefined ? undefined : (): void => { this.session.abort(request, abortReason(signal)) }
+      if (onAbort !== undefined) signal?.addEventListener('abort', onAbort, { once: true })
+      request.resolve = (codes) => {
+        if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
+        resolve(codes)
+      }
+      request.reject = (err) => {
+        if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
         reject(err)
       }
     })

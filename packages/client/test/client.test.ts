@@ -169,6 +169,28 @@ for (const v of [4, 5] as const) {
     assert.equal(last.stats().messagesReceived, 0, 'nothing redelivered')
   })
 
+  test(`v${v}: client.unsubscribe() removes a subscription the session kept from an earlier client`, async (t) => {
+    if (!requirePeer(t, 'mosquitto')) return
+    const id = `unsub-${v}-${process.pid}-${++seq}`
+    const [kept, gone] = [uniq('kept'), uniq('gone')]
+    const first = await open(v, { clientId: id, clean: false, sessionExpiryInterval: 60 })
+    await first.subscribe([kept, gone], { qos: 1 })
+    await first.end()
+    const again = await open(v, { clientId: id, clean: false, sessionExpiryInterval: 60 })
+    const codes = await again.unsubscribe(gone)
+    assert.deepEqual(codes, v === 5 ? [0] : [])
+    const local = await again.subscribe(kept, { qos: 1 })
+    await assert.rejects(again.unsubscribe(kept), { code: 'PETREL_ERR_INVALID_ARGUMENT' }, 'a filter a local subscription uses')
+    await assert.rejects(again.unsubscribe('a/#/b'), { code: 'PETREL_ERR_INVALID_TOPIC_FILTER' })
+    const pub = await open(v)
+    await pub.publish(gone, 'no', { qos: 1 })
+    await pub.publish(kept, 'yes', { qos: 1 })
+    const [m] = await take(local[Symbol.asyncIterator](), 1)
+    assert.equal(m?.payload.toString(), 'yes')
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    assert.equal(again.stats().messagesReceived, 1, 'nothing for the filter unsubscribed')
+  })
+
   test(`v${v}: keepalive pings keep an idle connection alive`, async (t) => {
     if (!requirePeer(t, 'mosquitto')) return
     const c = await open(v, { keepalive: 1 })
