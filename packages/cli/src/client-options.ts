@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { ClientErrorCode, type ClientOptions } from '@petrel/client'
-import { PetrelError, type ProtocolVersion, type QoS } from '@petrel/wire'
+import { PetrelError, type ProtocolVersion, type QoS, type WillProperties } from '@petrel/wire'
+import { extractPropertyFlags, type PropertyFlags } from './property-flags.js'
+import { UsageError } from './usage-error.js'
 
 /** Exit codes shared by `petrel pub` and `petrel sub`. */
 export const ExitCode = {
@@ -32,6 +34,12 @@ export const commonFlags = {
   key: { type: 'string' },
   insecure: { type: 'boolean' },
   'connect-timeout': { type: 'string' },
+  'disable-clean-session': { type: 'boolean', short: 'c' },
+  'session-expiry-interval': { type: 'string', short: 'x' },
+  'will-topic': { type: 'string' },
+  'will-payload': { type: 'string' },
+  'will-qos': { type: 'string' },
+  'will-retain': { type: 'boolean' },
   help: { type: 'boolean' }
 } as const satisfies ParseArgsConfig['options']
 
@@ -48,6 +56,15 @@ export const commonHelp = `Connection:
   --cert FILE        client certificate, --key FILE its private key
   --insecure         do not verify the broker's certificate
   --connect-timeout SECONDS  (default 10)
+  -c                 persistent session (no clean start; needs -i): the broker keeps the
+                     subscriptions and queues QoS 1/2 messages while the client is away
+  -x SECONDS         MQTT 5 session expiry interval (-1: never; default -1 with -c, else 0)
+  --will-topic TOPIC, --will-payload TEXT, --will-qos QOS, --will-retain
+                     the will the broker publishes if the connection ends without DISCONNECT
+  -D COMMAND PROPERTY VALUE
+                     an MQTT 5 property (repeatable): COMMAND is connect, publish, will,
+                     subscribe or unsubscribe; e.g. -D publish content-type text/plain,
+                     -D publish user-property NAME VALUE, -D will will-delay-interval 30
   --help             this text
 
 Exit codes: 0 ok, 1 usage, 2 connection failed, 3 not authorized, 4 publish/subscribe failed.`
@@ -56,10 +73,7 @@ export type CommonValues = {
   [K in keyof typeof commonFlags]?: (typeof commonFlags)[K]['type'] extends 'boolean' ? boolean : string
 }
 
-/** A usage error: the message is printed and the command exits with code 1. */
-export class UsageError extends Error {
-  override readonly name = 'UsageError'
-}
+export { UsageError }
 
 export interface ResolvedConnection {
   url: string
@@ -76,8 +90,8 @@ function intFlag (value: string | undefined, name: string, min: number, max: num
   return n
 }
 
-/** Turns the common flags into a broker URL and client options. Throws UsageError. */
-export function resolveConnection (v: CommonValues): ResolvedConnection {
+/** Turns the common flags (and -D properties) into a broker URL and client options. Throws UsageError. */
+export function resolveConnection (v: CommonValues, properties?: PropertyFlags): ResolvedConnection {
   const qos = (intFlag(v.qos, '-q', 0, 2) ?? 0) as QoS
   let protocolVersion: ProtocolVersion = 4
   if (v['protocol-version'] !== undefined) {
@@ -101,6 +115,16 @@ export function resolveConnection (v: CommonValues): ResolvedConnection {
     connectTimeoutMs: (intFlag(v['connect-timeout'], '--connect-timeout', 1, 3600) ?? 10) * 1000
   }
   if (v.id !== undefined) options.clientId = v.id
+  resolveSession(v, options, protocolVersion)
+  if (properties?.any === true) {
+    if (protocolVersion !== 5) throw new UsageError('-D sets MQTT 5 properties: add -V mqttv5')
+    const { sessionExpiryInterval, topicAliasMaximum, maximumPacketSize, ...rest } = properties.connect
+    if (sessionExpiryInterval !== undefined) options.sessionExpiryInterval = sessionExpiryInterval
+    if (topicAliasMaximum !== undefined) options.topicAliasMaximum = topicAliasMaximum
+    if (maximumPacketSize !== undefined) options.maximumPacketSize = maximumPacketSize
+    if (Object.keys(rest).length > 0) options.properties = rest
+  }
+  resolveWill(v, options, protocolVersion === 5 ? properties?.will : undefined)
   if (v.username !== undefined) options.username = v.username
   if (v.pw !== undefined) options.password = v.pw
   if (tls) {
@@ -130,6 +154,40 @@ export function resolveConnection (v: CommonValues): ResolvedConnection {
     url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
   }
   return { url, urlTopic, options, qos }
+}
+
+/** -c and -x, as mosquitto_pub/sub read them. */
+function resolveSession (v: CommonValues, options: ClientOptions, protocolVersion: ProtocolVersion): void {
+  const persistent = v['disable-clean-session'] === true
+  if (persistent) {
+    // [MQTT-3.1.3-8] a server refuses a zero-length id without a clean session; a random id would never be found again
+    if (v.id === undefined || v.id === '') throw new UsageError('-c needs a client id (-i ID): the broker finds the session by it')
+    options.clean = false
+  }
+  const x = v['session-expiry-interval']
+  let expiry: number | undefined
+  if (x !== undefined) {
+    if (x === '-1' || x === 'inf' || x === '∞') expiry = 0xffffffff
+    else expiry = intFlag(x, '-x', 0, 0xffffffff)
+    if (protocolVersion !== 5) throw new UsageError('-x is an MQTT 5 property: add -V mqttv5 (under 3.1.1, -c sessions last until the broker expires them)')
+  }
+  if (protocolVersion === 5) options.sessionExpiryInterval = expiry ?? (persistent ? 0xffffffff : 0)
+}
+
+function resolveWill (v: CommonValues, options: ClientOptions, properties: WillProperties | undefined): void {
+  const topic = v['will-topic']
+  if (topic === undefined) {
+    if (v['will-payload'] !== undefined || v['will-qos'] !== undefined || v['will-retain'] === true) throw new UsageError('--will-payload, --will-qos and --will-retain need --will-topic')
+    if (properties !== undefined && Object.keys(properties).length > 0) throw new UsageError('-D will ... needs --will-topic')
+    return
+  }
+  options.will = {
+    topic,
+    payload: v['will-payload'] ?? '',
+    qos: (intFlag(v['will-qos'], '--will-qos', 0, 2) ?? 0) as QoS,
+    retain: v['will-retain'] === true,
+    ...(properties !== undefined && Object.keys(properties).length > 0 ? { properties } : {})
+  }
 }
 
 /** A sentence a person can act on, and the exit code, for an error from connect/publish/subscribe. */
@@ -162,13 +220,17 @@ function safeHost (url: string): string {
 }
 
 /**
- * Parses a command's argv; prints the help or the usage error itself. Returns the parsed values,
- * or the exit code to return when there is nothing more to do (--help, bad flags).
+ * Parses a command's argv (`-D` property groups first); prints the help or the usage error
+ * itself. Returns the parsed values and properties, or the exit code to return when there is
+ * nothing more to do (--help, bad flags).
  */
-export function parseCommandArgs<T extends ParseArgsConfig> (command: string, config: T, help: string): ReturnType<typeof parseArgs<T>>['values'] | number {
+export function parseCommandArgs<T extends ParseArgsConfig> (command: string, config: T, help: string): { values: ReturnType<typeof parseArgs<T>>['values'], properties: PropertyFlags } | number {
   let values: ReturnType<typeof parseArgs<T>>['values']
+  let properties: PropertyFlags
   try {
-    values = parseArgs(config).values
+    const extracted = extractPropertyFlags([...(config.args ?? [])])
+    properties = extracted.properties
+    values = parseArgs({ ...config, args: extracted.rest }).values
   } catch (err) {
     console.error(`petrel ${command}: ${(err as Error).message}\nRun 'petrel ${command} --help' for the options.`)
     return ExitCode.usage
@@ -177,5 +239,5 @@ export function parseCommandArgs<T extends ParseArgsConfig> (command: string, co
     console.log(help)
     return ExitCode.ok
   }
-  return values
+  return { values, properties }
 }

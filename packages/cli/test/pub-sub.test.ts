@@ -144,3 +144,110 @@ test('TLS with a client certificate: --cafile --cert --key, -i, -k, -r', async (
     await m.stop()
   }
 })
+
+for (const v of ['mqttv311', 'mqttv5']) {
+  test(`${v}: persistent sessions: -c -i -E creates one, later runs get what was queued, -U removes a subscription`, async (t) => {
+    if (!requirePeer(t, 'mosquitto')) return
+    const id = `cli-persist-${v}-${process.pid}`
+    const p = port()
+    const created = await run('node', [petrel, 'sub', '-p', p, '-V', v, '-c', '-i', id, '-q', '1', '-t', `ps/${v}/a`, '-E'])
+    assert.equal(created.code, 0, created.stderr)
+    for (const m of ['m1', 'm2']) await run('mosquitto_pub', ['-p', p, '-q', '1', '-t', `ps/${v}/a`, '-m', m])
+    // Queued while away; the broker sends them right after CONNACK, before petrel's SUBSCRIBE.
+    const resumed = await run('node', [petrel, 'sub', '-p', p, '-V', v, '-c', '-i', id, '-q', '1', '-t', `ps/${v}/a`, '-C', '2'])
+    assert.equal(resumed.stdout, 'm1\nm2\n', resumed.stderr)
+    // A run with another filter still prints what the session's older subscription brings, in order.
+    await run('node', [petrel, 'sub', '-p', p, '-V', v, '-c', '-i', id, '-q', '1', '-t', `ps/${v}/b`, '-E'])
+    await run('mosquitto_pub', ['-p', p, '-q', '1', '-t', `ps/${v}/a`, '-m', 'old filter'])
+    await run('mosquitto_pub', ['-p', p, '-q', '1', '-t', `ps/${v}/b`, '-m', 'new filter'])
+    const both = await run('node', [petrel, 'sub', '-p', p, '-V', v, '-c', '-i', id, '-q', '1', '-t', `ps/${v}/b`, '-C', '2', '-v'])
+    assert.equal(both.stdout, `ps/${v}/a old filter\nps/${v}/b new filter\n`, both.stderr)
+    const removed = await run('node', [petrel, 'sub', '-p', p, '-V', v, '-c', '-i', id, '-U', `ps/${v}/a`, '-U', `ps/${v}/b`, '-E'])
+    assert.equal(removed.code, 0, removed.stderr)
+    await run('mosquitto_pub', ['-p', p, '-q', '1', '-t', `ps/${v}/a`, '-m', 'nobody'])
+    const empty = await run('node', [petrel, 'sub', '-p', p, '-V', v, '-c', '-i', id, '-q', '1', '-t', `ps/${v}/c`, '-W', '1'])
+    assert.equal(empty.code, 4)
+    assert.equal(empty.stdout, '')
+  })
+}
+
+test('petrel sub -F, -T, --retained-only, --remove-retained; petrel pub --repeat', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const p = port()
+  for (const [topic, m] of [['fmt/a', 'kept a'], ['fmt/b', 'kept b'], ['fmt/skip', 'skipped']]) {
+    assert.equal((await run('node', [petrel, 'pub', '-p', p, '-t', topic as string, '-m', m as string, '-r', '-q', '1'])).code, 0)
+  }
+  // Retained ones, then the first live message ends --retained-only; -T hides fmt/skip.
+  const s = start('node', [petrel, 'sub', '-p', p, '-t', 'fmt/#', '-T', 'fmt/skip', '--retained-only', '--remove-retained', '-F', '%t|%p|%q|%r|%l|%x\\t.'])
+  const r = await untilExit(s, async () => await run('mosquitto_pub', ['-p', p, '-t', 'fmt/live', '-m', 'live']))
+  assert.equal(r.code, 0, r.stderr)
+  assert.equal(r.stdout, `fmt/a|kept a|0|1|6|${Buffer.from('kept a').toString('hex')}\t.\nfmt/b|kept b|0|1|6|${Buffer.from('kept b').toString('hex')}\t.\n`)
+  // --remove-retained cleared a and b (not the filtered-out one).
+  const left = await run('mosquitto_sub', ['-p', p, '-t', 'fmt/#', '-W', '1', '-v'])
+  assert.equal(left.stdout, 'fmt/skip skipped\n')
+  await run('mosquitto_pub', ['-p', p, '-t', 'fmt/skip', '-n', '-r'])
+  const m = start('mosquitto_sub', ['-p', p, '-t', 'fmt/rep', '-C', '5', '-q', '1'])
+  const rep = await untilExit(m, async () => await run('node', [petrel, 'pub', '-p', p, '-t', 'fmt/rep', '-m', 'again', '--repeat', '5', '-q', '1']))
+  assert.equal(rep.stdout, 'again\n'.repeat(5))
+})
+
+test('v5 properties (-D) both ways with mosquitto_pub/sub, %J and %P formats', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const p = port()
+  const m = start('mosquitto_sub', ['-p', p, '-V', 'mqttv5', '-t', 'props/in', '-C', '1', '-F', '%P|%C|%E|%R|%p'])
+  const r = await untilExit(m, async () => await run('node', [petrel, 'pub', '-p', p, '-V', 'mqttv5', '-t', 'props/in', '-m', 'x',
+    '-D', 'publish', 'user-property', 'k', 'v', '-D', 'publish', 'content-type', 'text/plain', '-D', 'publish', 'message-expiry-interval', '60',
+    '-D', 'publish', 'response-topic', 'back/here']))
+  assert.equal(r.stdout, 'k:v|text/plain|60|back/here|x\n')
+  const s = start('node', [petrel, 'sub', '-p', p, '-V', 'mqttv5', '-t', 'props/out', '-C', '1', '-F', '%J|%P|%C'])
+  const out = await untilExit(s, async () => await run('mosquitto_pub', ['-p', p, '-V', 'mqttv5', '-t', 'props/out', '-m', '{"a":1}',
+    '-D', 'publish', 'user-property', 'x', 'y', '-D', 'publish', 'content-type', 'application/json']))
+  assert.equal(out.code, 0, out.stderr)
+  const [json, userProps, contentType] = out.stdout.trimEnd().split('|')
+  const o = JSON.parse(json as string) as Record<string, unknown>
+  assert.deepEqual(o.payload, { a: 1 })
+  assert.equal(o.topic, 'props/out')
+  assert.deepEqual((o.properties as Record<string, unknown>)['user-properties'], { x: 'y' })
+  assert.deepEqual([userProps, contentType], ['x:y', 'application/json'])
+})
+
+test('the will: --will-topic/--will-payload/--will-qos/--will-retain reach mosquitto_sub when petrel dies', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const p = port()
+  const watcher = start('mosquitto_sub', ['-p', p, '-t', 'will/cli', '-C', '1', '-v'])
+  const dying = start('node', [petrel, 'sub', '-p', p, '-t', 'will/alive', '-q', '1', '--will-topic', 'will/cli', '--will-payload', 'gone', '--will-qos', '1', '--will-retain'])
+  // Once petrel prints a message to will/alive, it is connected (and the will registered).
+  await withTimeout((async () => {
+    while (!dying.stdout().includes('ping')) {
+      await run('mosquitto_pub', ['-p', p, '-t', 'will/alive', '-m', 'ping'])
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  })(), 10_000, 'petrel sub connected')
+  dying.child.kill('SIGKILL')
+  const w = await withTimeout(watcher.done, 10_000, 'will')
+  assert.equal(w.stdout, 'will/cli gone\n')
+  const retained = await run('mosquitto_sub', ['-p', p, '-t', 'will/cli', '-C', '1', '-F', '%r %p'])
+  assert.equal(retained.stdout, '1 gone\n')
+  await run('mosquitto_pub', ['-p', p, '-t', 'will/cli', '-n', '-r'])
+})
+
+test('usage errors for the session, will, -D and -F flags', async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['sub', '-t', 'x', '-c'], /-c needs a client id/],
+    [['sub', '-t', 'x', '-x', '10'], /-x is an MQTT 5 property/],
+    [['pub', '-t', 'x', '-m', 'y', '-D', 'publish', 'content-type', 'a'], /add -V mqttv5/],
+    [['pub', '-t', 'x', '-m', 'y', '-V', '5', '-D', 'publish', 'topic-alias', '1'], /assigns it itself/],
+    [['pub', '-t', 'x', '-m', 'y', '-V', '5', '-D', 'connect', 'receive-maximum', 'lots'], /integer from 0 to 65535/],
+    [['pub', '-t', 'x', '-m', 'y', '-D', 'publish'], /needs a command, a property and a value/],
+    [['pub', '-t', 'x', '-m', 'y', '--will-payload', 'z'], /need --will-topic/],
+    [['sub', '-t', 'x', '-F', '%m'], /unsupported %m/],
+    [['sub', '-t', 'x', '-R', '--retained-only'], /exclude each other/],
+    [['sub', '-t', 'x', '-T', 'a/#/b'], /-T: invalid topic filter/],
+    [['pub', '-t', 'x', '-l', '--repeat', '2'], /does not apply to -l/]
+  ]
+  for (const [args, message] of cases) {
+    const r = await run('node', [petrel, args[0] as string, '-p', '1', ...args.slice(1)])
+    assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`)
+    assert.match(r.stderr, message, args.join(' '))
+  }
+})

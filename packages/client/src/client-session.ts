@@ -780,7 +780,11 @@ export class ClientSession implements InboundAckSink {
     if (record !== undefined) this.ackInbound(record)
   }
 
-  /** A subscription was added: held messages it matches go to it, in arrival order. */
+  /**
+   * A subscription was added: held messages it matches go to it, in arrival order. Should the
+   * app listen for unrouted messages by now, the others go there (in the same order) instead of
+   * waiting for the hold to end.
+   */
   private rerouteHeld (): void {
     const held = this.held
     this.held = []
@@ -789,7 +793,10 @@ export class ClientSession implements InboundAckSink {
       targets.length = 0
       this.trie.forEachMatch(h.topic, this.collect)
       if (targets.length === 0) {
-        this.held.push(h)
+        const p = h.packet
+        if (this.out.unrouted(new Message(h.topic, p.payload as Buffer, p.qos, p.retain, p.dup, p.properties, undefined, undefined))) {
+          if (h.record !== undefined) this.ackInbound(h.record)
+        } else this.held.push(h)
         continue
       }
       const list = targets.slice()

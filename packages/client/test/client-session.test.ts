@@ -17,6 +17,8 @@ function harness (opts: Partial<ClientSessionOptions> = {}) {
     violations: [] as Error[],
     wakes: [] as number[],
     unrouted: [] as Message[],
+    /** Payloads of delivered and unrouted messages, in the order the app saw them. */
+    seen: [] as string[],
     /** Whether the app takes unrouted messages (an `unrouted` listener). */
     takesUnrouted: false,
     writable: true,
@@ -30,11 +32,12 @@ function harness (opts: Partial<ClientSessionOptions> = {}) {
     reserve () { return 3 },
     buffer: inPlace,
     commit (size) { decoder.pushInto(Buffer.from(inPlace.subarray(3, 3 + size)), h.written); return h.writable },
-    deliver (m) { h.delivered.push(m) },
+    deliver (m) { h.delivered.push(m); h.seen.push(m.payload.toString()) },
     protocolViolation (e) { h.violations.push(e) },
     unrouted (m) {
       if (!h.takesUnrouted) return false
       h.unrouted.push(m)
+      h.seen.push(m.payload.toString())
       return true
     },
     wakeAt (t) { h.wakes.push(t) },
@@ -539,6 +542,19 @@ test('an unrouted listener takes unmatched messages at once, even during a hold'
   x.session.handlePacket(inbound('a', 'x', 1, 5))
   assert.deepEqual(x.h.unrouted.map((m) => m.topic), ['a'])
   assert.deepEqual(acks(x.take()), ['puback:5'])
+})
+
+test('a subscription made once the app listens for unrouted messages releases everything held, in arrival order', () => {
+  const x = harness({ protocolVersion: 4 })
+  x.up({ sessionPresent: true })
+  x.session.handlePacket(inbound('old/x', 'first', 1, 1))
+  x.session.handlePacket(inbound('new/x', 'second', 1, 2))
+  x.h.takesUnrouted = true
+  x.session.subscribe([{ topicFilter: 'new/#', qos: 1 }], {})
+  assert.deepEqual(x.h.unrouted.map((m) => m.payload.toString()), ['first'])
+  assert.deepEqual(x.h.delivered.map((m) => m.payload.toString()), ['second'])
+  assert.deepEqual(x.h.seen, ['first', 'second'])
+  assert.deepEqual(acks(x.take()), ['puback:1', 'puback:2'])
 })
 
 test('no hold without session present (clean start), nor with unroutedHoldMs 0', () => {

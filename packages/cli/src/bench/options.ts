@@ -2,6 +2,7 @@ import { isIP } from 'node:net'
 import { parseArgs } from 'node:util'
 import type { ProtocolVersion, QoS } from '@petrel/wire'
 import { parseTarget, type Target } from './target.js'
+import { UsageError } from '../usage-error.js'
 
 export type BenchMode = 'pub' | 'sub' | 'conn' | 'pubsub'
 
@@ -107,9 +108,7 @@ Output:
 Progress: one line redrawn in place on a terminal, a plain line per second otherwise.
 Exit code: 0, 1 when no connection could be made, 2 on bad arguments.`
 
-export class UsageError extends Error {
-  override readonly name = 'UsageError'
-}
+export { UsageError }
 
 const flags = {
   url: { type: 'string' },

@@ -15,12 +15,14 @@ Message:
   -s                 send all of stdin as one message
   -n                 send an empty (null) message
   -r                 retain the message
+  --repeat COUNT     publish the message COUNT times (-m, -f, -s, -n)
+  --repeat-delay SECONDS  wait this long between repeats (default 0)
 
 ${commonHelp}`
 
 /** `petrel pub`: resolves to the process exit code. */
 export async function run (argv: string[]): Promise<number> {
-  const values = parseCommandArgs('pub', {
+  const parsed = parseCommandArgs('pub', {
     args: argv,
     options: {
       ...commonFlags,
@@ -30,22 +32,31 @@ export async function run (argv: string[]): Promise<number> {
       'stdin-line': { type: 'boolean', short: 'l' },
       'stdin-file': { type: 'boolean', short: 's' },
       'null-message': { type: 'boolean', short: 'n' },
-      retain: { type: 'boolean', short: 'r' }
+      retain: { type: 'boolean', short: 'r' },
+      repeat: { type: 'string' },
+      'repeat-delay': { type: 'string' }
     },
     allowPositionals: false
   }, help)
-  if (typeof values === 'number') return values
+  if (typeof parsed === 'number') return parsed
+  const { values, properties } = parsed
   let url = ''
   let client: MqttClient | undefined
   try {
-    const conn = resolveConnection(values)
+    const conn = resolveConnection(values, properties)
     url = conn.url
     const topic = values.topic ?? conn.urlTopic
     if (topic === undefined) throw new UsageError('a topic is required (-t TOPIC)')
     const sources = [values.message !== undefined, values.file !== undefined, values['stdin-line'] === true,
       values['stdin-file'] === true, values['null-message'] === true].filter(Boolean).length
     if (sources !== 1) throw new UsageError('give exactly one of -m MESSAGE, -f FILE, -l, -s or -n')
-    const opts = { qos: conn.qos, retain: values.retain === true }
+    const publishProperties = properties.publish
+    const opts = { qos: conn.qos, retain: values.retain === true, ...(Object.keys(publishProperties).length > 0 ? { properties: publishProperties } : {}) }
+    const repeat = values.repeat === undefined ? 1 : Number(values.repeat)
+    if (!Number.isInteger(repeat) || repeat < 1) throw new UsageError(`--repeat must be a positive integer, got '${values.repeat}'`)
+    const delayS = values['repeat-delay'] === undefined ? 0 : Number(values['repeat-delay'])
+    if (!(delayS >= 0)) throw new UsageError(`--repeat-delay must be a number of seconds >= 0, got '${values['repeat-delay']}'`)
+    if (repeat > 1 && values['stdin-line'] === true) throw new UsageError('--repeat does not apply to -l (one message per line)')
     let payload: Buffer | undefined
     if (values.message !== undefined) payload = Buffer.from(values.message)
     else if (values['null-message'] === true) payload = Buffer.alloc(0)
@@ -62,7 +73,15 @@ export async function run (argv: string[]): Promise<number> {
     }
     client = await connect(conn.url, conn.options)
     if (payload !== undefined) {
-      await client.publish(topic, payload, opts)
+      // Without a delay the repeats are pipelined (within the client's window), like -l.
+      const pending: Array<Promise<unknown>> = []
+      for (let i = 0; i < repeat; i++) {
+        if (i > 0 && delayS > 0) await new Promise((resolve) => setTimeout(resolve, delayS * 1000))
+        const p = client.publish(topic, payload, opts)
+        if (delayS > 0) await p
+        else pending.push(p)
+      }
+      await Promise.all(pending)
     } else {
       // -l: one message per line, as lines arrive; publishes are pipelined, not awaited one by one.
       const pending: Array<Promise<unknown>> = []

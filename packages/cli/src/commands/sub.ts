@@ -1,5 +1,7 @@
 import { connect, type Message, type MqttClient } from '@petrel/client'
+import { topicFilterProblem, topicMatches } from '@petrel/wire'
 import { commonFlags, parseCommandArgs, commonHelp, describeError, ExitCode, resolveConnection, UsageError } from '../client-options.js'
+import { compileFormat, NotJsonError, type MessageFormat } from '../message-format.js'
 
 const help = `petrel sub: subscribe and print messages (mosquitto_sub flags)
 
@@ -10,16 +12,29 @@ Output:
   -C COUNT           exit after COUNT messages
   -W SECONDS         exit (code 4) if no message arrives within SECONDS
   -v                 print the topic before the payload
-  -N                 do not print a newline after the payload
+  -N                 do not print a newline after each message
+  -F FORMAT          print each message as FORMAT: %t topic, %p payload, %q QoS, %r retain,
+                     %l length, %x / %X payload in hex, %j JSON, %J JSON with the payload as
+                     JSON, %I ISO time, %U Unix time, v5 %C content type, %D correlation data,
+                     %E expiry, %F payload format, %P user properties, %R response topic,
+                     %S subscription ids, %%; escapes \\n \\t \\\\ \\e
   --json             one JSON object per line: topic, payload (utf8, or base64 with
                      "encoding":"base64"), qos, retain, properties
   -R                 do not print retained messages
+  --retained-only    print only retained messages; exit at the first live one
+  --remove-retained  clear each retained message received (publish an empty retained one)
+  -T FILTER          do not print messages whose topic matches FILTER (repeatable)
+  -U FILTER          unsubscribe from FILTER (a -c session's old subscription; repeatable)
+  -E                 exit once the subscriptions (and -U) are acknowledged
+
+With -c (and -i), messages the broker kept for the session are printed too, including those
+of subscriptions made by an earlier run and not repeated with -t.
 
 ${commonHelp}`
 
 /** `petrel sub`: resolves to the process exit code. */
 export async function run (argv: string[]): Promise<number> {
-  const values = parseCommandArgs('sub', {
+  const parsed = parseCommandArgs('sub', {
     args: argv,
     options: {
       ...commonFlags,
@@ -29,54 +44,101 @@ export async function run (argv: string[]): Promise<number> {
       verbose: { type: 'boolean', short: 'v' },
       'no-newline': { type: 'boolean', short: 'N' },
       'no-retained': { type: 'boolean', short: 'R' },
+      'retained-only': { type: 'boolean' },
+      'remove-retained': { type: 'boolean' },
+      'filter-out': { type: 'string', short: 'T', multiple: true },
+      unsubscribe: { type: 'string', short: 'U', multiple: true },
+      'exit-after-subscribe': { type: 'boolean', short: 'E' },
+      format: { type: 'string', short: 'F' },
       json: { type: 'boolean' }
     },
     allowPositionals: false
   }, help)
-  if (typeof values === 'number') return values
+  if (typeof parsed === 'number') return parsed
+  const { values, properties } = parsed
   let url = ''
   let client: MqttClient | undefined
-  const onSignal = (): void => { void client?.end({ force: true }) }
+  let finish: ((code: number) => void) | undefined
+  const onSignal = (): void => { finish?.(ExitCode.ok) }
   try {
-    const conn = resolveConnection(values)
+    const conn = resolveConnection(values, properties)
     url = conn.url
     const topics = values.topic ?? (conn.urlTopic === undefined ? [] : [conn.urlTopic])
-    if (topics.length === 0) throw new UsageError('at least one topic filter is required (-t FILTER)')
+    const unsubscribe = values.unsubscribe ?? []
+    if (topics.length === 0 && unsubscribe.length === 0) throw new UsageError('at least one topic filter is required (-t FILTER, or -U FILTER)')
     const count = values.count === undefined ? Infinity : Number(values.count)
     if (!(count === Infinity || (Number.isInteger(count) && count > 0))) throw new UsageError(`-C must be a positive integer, got '${values.count}'`)
     const timeoutS = values.timeout === undefined ? undefined : Number(values.timeout)
     if (timeoutS !== undefined && !(timeoutS > 0)) throw new UsageError(`-W must be a positive number, got '${values.timeout}'`)
+    if (values['no-retained'] === true && values['retained-only'] === true) throw new UsageError('-R and --retained-only exclude each other')
+    if (values.format !== undefined && values.json === true) throw new UsageError('-F and --json exclude each other')
+    const filterOut = values['filter-out'] ?? []
+    for (const f of filterOut) {
+      const problem = topicFilterProblem(f)
+      if (problem !== undefined) throw new UsageError(`-T: invalid topic filter ${JSON.stringify(f)}: ${problem}`)
+    }
+    const print = printer(values.format === undefined ? undefined : compileFormat(values.format), values.json === true, values.verbose === true, values['no-newline'] === true)
+    const removeRetained = values['remove-retained'] === true
+
     // Connection failures matter only before we are up: afterwards a lost link ends the command.
     client = await connect(conn.url, { ...conn.options, reconnect: false })
+    const c = client
+    const done = new Promise<number>((resolve) => { finish = resolve })
     process.once('SIGINT', onSignal)
     process.once('SIGTERM', onSignal)
-    const sub = await client.subscribe(topics, { qos: conn.qos, queueSize: 100_000, overflow: 'dropNewest' })
-    const refused = sub.reasonCodes.findIndex((rc) => rc >= 0x80)
-    if (refused >= 0) console.error(`petrel sub: the broker refused ${topics[refused] ?? ''} (reason code 0x${(sub.reasonCodes[refused] ?? 0).toString(16)})`)
+    c.once('close', () => { finish?.(ExitCode.operation) })
+
     let received = 0
-    let timedOut = false
     let timer: NodeJS.Timeout | undefined
     const arm = (): void => {
       if (timeoutS === undefined) return
       if (timer !== undefined) clearTimeout(timer)
-      timer = setTimeout(() => { timedOut = true; void sub.unsubscribe() }, timeoutS * 1000)
+      timer = setTimeout(() => {
+        console.error(`petrel sub: timed out after ${timeoutS} s without a message`)
+        finish?.(ExitCode.operation)
+      }, timeoutS * 1000)
+    }
+    // One handler for the subscriptions and for what the session delivers for filters this run
+    // did not subscribe to (-c): printed in arrival order, as mosquitto_sub prints everything.
+    const onMessage = (m: Message): void => {
+      if (received >= count) return
+      if (filterOut.some((f) => topicMatches(f, m.topic))) return
+      if (removeRetained && m.retain && m.payload.length > 0) void c.publish(m.topic, '', { qos: 1, retain: true }).catch(() => {})
+      if (values['no-retained'] === true && m.retain) return
+      if (values['retained-only'] === true && !m.retain) {
+        finish?.(ExitCode.ok)
+        return
+      }
+      try {
+        process.stdout.write(print(m))
+      } catch (err) {
+        if (!(err instanceof NotJsonError)) throw err
+        console.error(`petrel sub: ${err.message}`)
+        return
+      }
+      arm()
+      if (++received >= count) finish?.(ExitCode.ok)
+    }
+    c.on('unrouted', onMessage)
+    const subscribed: Array<Promise<unknown>> = []
+    if (topics.length > 0) {
+      const userProperties = properties.subscribeUserProperties
+      subscribed.push(c.subscribe(topics, { qos: conn.qos, ...(userProperties.length > 0 ? { userProperties } : {}) }, onMessage).then((sub) => {
+        const refused = sub.reasonCodes.findIndex((rc) => rc >= 0x80)
+        if (refused >= 0) console.error(`petrel sub: the broker refused ${topics[refused] ?? ''} (reason code 0x${(sub.reasonCodes[refused] ?? 0).toString(16)})`)
+      }))
+    }
+    if (unsubscribe.length > 0) {
+      const userProperties = properties.unsubscribeUserProperties
+      subscribed.push(c.unsubscribe(unsubscribe, userProperties.length > 0 ? { userProperties } : {}))
     }
     arm()
-    const out = process.stdout
-    for await (const m of sub) {
-      if (values['no-retained'] === true && m.retain) continue
-      const line = values.json === true ? jsonLine(m) : format(m, values.verbose === true)
-      out.write(values['no-newline'] === true && values.json !== true ? line : `${line}\n`)
-      arm()
-      if (++received >= count) break
-    }
+    await Promise.all(subscribed)
+    if (values['exit-after-subscribe'] === true) finish?.(ExitCode.ok)
+    const code = await done
     if (timer !== undefined) clearTimeout(timer)
-    await client.end()
-    if (timedOut) {
-      console.error(`petrel sub: timed out after ${timeoutS ?? 0} s without a message`)
-      return ExitCode.operation
-    }
-    return ExitCode.ok
+    await c.end()
+    return code
   } catch (err) {
     await client?.end({ force: true })
     const { message, exitCode } = describeError(err, url)
@@ -88,9 +150,14 @@ export async function run (argv: string[]): Promise<number> {
   }
 }
 
-function format (m: Message, verbose: boolean): string {
-  const payload = m.payload.toString('utf8')
-  return verbose ? `${m.topic} ${payload}` : payload
+function printer (format: MessageFormat | undefined, json: boolean, verbose: boolean, noNewline: boolean): (m: Message) => string {
+  const end = noNewline ? '' : '\n'
+  if (format !== undefined) return (m) => format(m, new Date()) + end
+  if (json) return (m) => `${jsonLine(m)}\n`
+  return (m) => {
+    const payload = m.payload.toString('utf8')
+    return (verbose ? `${m.topic} ${payload}` : payload) + end
+  }
 }
 
 function jsonLine (m: Message): string {
