@@ -152,10 +152,13 @@ for (const v of ['mqttv311', 'mqttv5']) {
     const p = port()
     const created = await run('node', [petrel, 'sub', '-p', p, '-V', v, '-c', '-i', id, '-q', '1', '-t', `ps/${v}/a`, '-E'])
     assert.equal(created.code, 0, created.stderr)
-    for (const m of ['m1', 'm2']) await run('mosquitto_pub', ['-p', p, '-q', '1', '-t', `ps/${v}/a`, '-m', m])
+    for (const m of ['m1', 'm2', 'm3']) await run('mosquitto_pub', ['-p', p, '-q', '1', '-t', `ps/${v}/a`, '-m', m])
     // Queued while away; the broker sends them right after CONNACK, before petrel's SUBSCRIBE.
+    // What arrives past -C is left unacknowledged: the next run gets it.
+    const one = await run('node', [petrel, 'sub', '-p', p, '-V', v, '-c', '-i', id, '-q', '1', '-t', `ps/${v}/a`, '-C', '1'])
+    assert.equal(one.stdout, 'm1\n', one.stderr)
     const resumed = await run('node', [petrel, 'sub', '-p', p, '-V', v, '-c', '-i', id, '-q', '1', '-t', `ps/${v}/a`, '-C', '2'])
-    assert.equal(resumed.stdout, 'm1\nm2\n', resumed.stderr)
+    assert.equal(resumed.stdout, 'm2\nm3\n', resumed.stderr)
     // A run with another filter still prints what the session's older subscription brings, in order.
     await run('node', [petrel, 'sub', '-p', p, '-V', v, '-c', '-i', id, '-q', '1', '-t', `ps/${v}/b`, '-E'])
     await run('mosquitto_pub', ['-p', p, '-q', '1', '-t', `ps/${v}/a`, '-m', 'old filter'])

@@ -100,15 +100,19 @@ export async function run (argv: string[]): Promise<number> {
     }
     // One handler for the subscriptions and for what the session delivers for filters this run
     // did not subscribe to (-c): printed in arrival order, as mosquitto_sub prints everything.
+    // Subscriptions ack by hand: a message that arrives after -C is reached (or after the first
+    // live one with --retained-only) stays unacknowledged, so with -c the next run gets it.
     const onMessage = (m: Message): void => {
       if (received >= count) return
-      if (filterOut.some((f) => topicMatches(f, m.topic))) return
-      if (removeRetained && m.retain && m.payload.length > 0) void c.publish(m.topic, '', { qos: 1, retain: true }).catch(() => {})
-      if (values['no-retained'] === true && m.retain) return
-      if (values['retained-only'] === true && !m.retain) {
+      if (values['retained-only'] === true && !m.retain && !filterOut.some((f) => topicMatches(f, m.topic))) {
+        received = count
         finish?.(ExitCode.ok)
         return
       }
+      m.ack()
+      if (filterOut.some((f) => topicMatches(f, m.topic))) return
+      if (removeRetained && m.retain && m.payload.length > 0) void c.publish(m.topic, '', { qos: 1, retain: true }).catch(() => {})
+      if (values['no-retained'] === true && m.retain) return
       try {
         process.stdout.write(print(m))
       } catch (err) {
@@ -123,7 +127,7 @@ export async function run (argv: string[]): Promise<number> {
     const subscribed: Array<Promise<unknown>> = []
     if (topics.length > 0) {
       const userProperties = properties.subscribeUserProperties
-      subscribed.push(c.subscribe(topics, { qos: conn.qos, ...(userProperties.length > 0 ? { userProperties } : {}) }, onMessage).then((sub) => {
+      subscribed.push(c.subscribe(topics, { qos: conn.qos, manualAck: true, ...(userProperties.length > 0 ? { userProperties } : {}) }, onMessage).then((sub) => {
         const refused = sub.reasonCodes.findIndex((rc) => rc >= 0x80)
         if (refused >= 0) console.error(`petrel sub: the broker refused ${topics[refused] ?? ''} (reason code 0x${(sub.reasonCodes[refused] ?? 0).toString(16)})`)
       }))
