@@ -18,8 +18,8 @@ const SPECIFIERS: Record<string, (m: Message, now: Date) => string> = {
   X: (m) => m.payload.toString('hex').toUpperCase(),
   j: (m, now) => json(m, now, false),
   J: (m, now) => json(m, now, true),
-  I: (_m, now) => now.toISOString().replace(/\.\d+Z$/, '+0000'),
-  U: (_m, now) => (now.getTime() / 1000).toFixed(3),
+  I: (_m, now) => localIso(now),
+  U: (_m, now) => `${Math.floor(now.getTime() / 1000)}.${String((now.getTime() % 1000) * 1e6).padStart(9, '0')}`,
   C: (m) => m.properties?.contentType ?? '',
   D: (m) => m.properties?.correlationData === undefined ? '' : Buffer.from(m.properties.correlationData).toString('utf8'),
   E: (m) => m.properties?.messageExpiryInterval === undefined ? '' : String(m.properties.messageExpiryInterval),
@@ -32,7 +32,7 @@ const SPECIFIERS: Record<string, (m: Message, now: Date) => string> = {
 /**
  * Compiles a mosquitto_sub `-F` format: `%t` topic, `%p` payload, `%q` QoS, `%r` retain, `%l`
  * payload length, `%x`/`%X` payload in hex, `%j` JSON (payload as a string), `%J` JSON (payload
- * as JSON), `%I` ISO-8601 time, `%U` Unix time, MQTT 5 `%C` content type, `%D` correlation data,
+ * as JSON), `%I` ISO-8601 local time, `%U` Unix time (seconds.nanoseconds), MQTT 5 `%C` content type, `%D` correlation data,
  * `%E` message expiry, `%F` payload format, `%P` user properties, `%R` response topic, `%S`
  * subscription identifiers, `%%`; escapes `\n \t \r \\ \0 \a \e \v`. Throws UsageError.
  */
@@ -68,6 +68,16 @@ export function compileFormat (format: string): MessageFormat {
     for (const p of parts) out += typeof p === 'string' ? p : p(m, now)
     return out
   }
+}
+
+/** Local time as mosquitto_sub's %I prints it: 2026-12-01T05:11:03+0100. */
+function localIso (d: Date): string {
+  const two = (n: number): string => String(n).padStart(2, '0')
+  const offset = -d.getTimezoneOffset()
+  const sign = offset >= 0 ? '+' : '-'
+  const abs = Math.abs(offset)
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}T${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}` +
+    `${sign}${two(Math.floor(abs / 60))}${two(abs % 60)}`
 }
 
 /** Thrown by `%J` for a payload that is not JSON: the message is reported and skipped. */

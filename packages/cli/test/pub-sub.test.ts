@@ -165,6 +165,12 @@ for (const v of ['mqttv311', 'mqttv5']) {
     await run('mosquitto_pub', ['-p', p, '-q', '1', '-t', `ps/${v}/b`, '-m', 'new filter'])
     const both = await run('node', [petrel, 'sub', '-p', p, '-V', v, '-c', '-i', id, '-q', '1', '-t', `ps/${v}/b`, '-C', '2', '-v'])
     assert.equal(both.stdout, `ps/${v}/a old filter\nps/${v}/b new filter\n`, both.stderr)
+    // The same holds for messages of an older subscription: past -C they stay unacknowledged.
+    for (const m of ['o1', 'o2', 'o3']) await run('mosquitto_pub', ['-p', p, '-q', '1', '-t', `ps/${v}/a`, '-m', m])
+    const firstOld = await run('node', [petrel, 'sub', '-p', p, '-V', v, '-c', '-i', id, '-q', '1', '-t', `ps/${v}/b`, '-C', '1'])
+    assert.equal(firstOld.stdout, 'o1\n', firstOld.stderr)
+    const restOld = await run('node', [petrel, 'sub', '-p', p, '-V', v, '-c', '-i', id, '-q', '1', '-t', `ps/${v}/b`, '-C', '2'])
+    assert.equal(restOld.stdout, 'o2\no3\n', restOld.stderr)
     const removed = await run('node', [petrel, 'sub', '-p', p, '-V', v, '-c', '-i', id, '-U', `ps/${v}/a`, '-U', `ps/${v}/b`, '-E'])
     assert.equal(removed.code, 0, removed.stderr)
     await run('mosquitto_pub', ['-p', p, '-q', '1', '-t', `ps/${v}/a`, '-m', 'nobody'])

@@ -36,6 +36,8 @@ export interface ClientSessionOptions {
    * held (unacknowledged) for a subscription the app has yet to make. Default 2,000 ms; 0: never.
    */
   unroutedHoldMs?: number | undefined
+  /** Messages given to the `unrouted` output are acked by their `ack()`, not when it returns. Default false. */
+  unroutedManualAck?: boolean | undefined
   /** Milliseconds, monotonic; injected by tests. */
   now: () => number
 }
@@ -321,6 +323,9 @@ export class ClientSession implements InboundAckSink {
   /** While `now()` is below it, unmatched messages are held; 0: not holding. */
   private holdUntil = 0
   private held: HeldMessage[] = []
+  private rerouting = false
+  private rerouteAgain = false
+  private readonly unroutedManualAck: boolean
 
   private ackQueue = new Deque<InboundAck>()
   private readonly inboundQoS2 = new Map<number, InboundQoS2>()
@@ -351,6 +356,7 @@ export class ClientSession implements InboundAckSink {
     this.inboundAliasMax = options.topicAliasMaximum ?? 0
     this.resubscribe = options.resubscribe ?? true
     this.holdMs = options.unroutedHoldMs ?? 2000
+    this.unroutedManualAck = options.unroutedManualAck ?? false
     this.bucket = options.throttle === undefined ? undefined : new TokenBucket(options.throttle, options.now())
     if (!(this.window >= 1 && this.window <= 65535)) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'inflightWindow must be 1..65535')
   }
@@ -403,14 +409,17 @@ export class ClientSession implements InboundAckSink {
     if (connack.sessionPresent) {
       // A session the broker kept from before this client: its subscriptions (and their
       // identifiers) are not ours, and it may deliver for them before the app subscribes again.
-      if (this.epoch === 1) this.foreignIdentifiers = true
-      if (this.holdMs > 0) {
-        this.holdUntil = this.now() + this.holdMs
-        this.out.wakeAt(this.holdUntil)
+      // (Later reconnects resume a session whose subscriptions this client made itself.)
+      if (this.epoch === 1) {
+        this.foreignIdentifiers = true
+        if (this.holdMs > 0) this.holdUntil = this.now() + this.holdMs
       }
+      // A hold outlives a link lost during it: the broker resends what was held.
+      if (this.holdUntil !== 0) this.out.wakeAt(this.holdUntil)
       this.resend = [...this.inflight.values()]
     } else {
       this.foreignIdentifiers = false
+      this.holdUntil = 0
       this.resend = []
       // [MQTT-4.3.3-?] a new session knows none of our QoS 2 receipts
       this.inboundQoS2.clear()
@@ -473,7 +482,6 @@ export class ClientSession implements InboundAckSink {
     // Held messages were never delivered: their resends are new messages, QoS 2 included.
     for (const h of this.held) if (h.packet.qos === 2) this.inboundQoS2.delete(h.packet.packetId as number)
     this.held = []
-    this.holdUntil = 0
     const sent = [...this.controlInflight.values()]
     this.controlInflight.clear()
     for (let i = sent.length - 1; i >= 0; i--) {
@@ -734,7 +742,7 @@ export class ClientSession implements InboundAckSink {
     let record: InboundAck | undefined
     // QoS 1 with no ack held ahead of it and no manual-ack target (the common stream): the PUBACK
     // can go out right after delivery, in arrival order, with no ack record to allocate and queue.
-    const directAck = qos === 1 && this.ackQueue.length === 0 && (n === 0 || (n === 1 && !(list[0] as SubscriptionEntry).manualAck))
+    const directAck = qos === 1 && this.ackQueue.length === 0 && n === 1 && !(list[0] as SubscriptionEntry).manualAck
     const epoch = this.epoch
     if (qos > 0 && !directAck) {
       record = { packetId: p.packetId as number, qos: qos as 1 | 2, pending: n + 1, done: false, epoch }
@@ -765,14 +773,14 @@ export class ClientSession implements InboundAckSink {
     // Acked through the queue, so that it keeps its place in the arrival order [MQTT-4.6.0-2].
     const record: InboundAck | undefined = qos === 0 ? undefined : { packetId: p.packetId as number, qos, pending: 1, done: false, epoch: this.epoch }
     if (record !== undefined) this.ackQueue.push(record)
+    const h: HeldMessage = { topic, packet: p, record }
     if (this.holdUntil !== 0 && this.now() >= this.holdUntil) this.endHold()
-    if (this.out.unrouted(new Message(topic, p.payload as Buffer, qos, p.retain, p.dup, p.properties, undefined, undefined))) {
-      if (record !== undefined) this.ackInbound(record)
-      return
-    }
+    // Messages held before the app listened go to it first, in arrival order.
+    if (this.held.length > 0) this.offerHeld()
+    if (this.held.length === 0 && this.offerUnrouted(h)) return
     if (this.holdUntil !== 0) {
       // Unacked, so the broker's own flow control bounds what it sends meanwhile; QoS 0 is capped here.
-      this.held.push({ topic, packet: p, record })
+      this.held.push(h)
       if (this.held.length > HOLD_MAX) this.releaseHeld(this.held.shift() as HeldMessage)
       return
     }
@@ -781,49 +789,83 @@ export class ClientSession implements InboundAckSink {
   }
 
   /**
+   * Gives the app's `unrouted` listener a message; false when there is none. Under
+   * `unroutedManualAck` the message holds a share of the ack until its `ack()`.
+   */
+  private offerUnrouted (h: HeldMessage): boolean {
+    const p = h.packet
+    const record = this.unroutedManualAck ? h.record : undefined
+    if (record !== undefined) record.pending++
+    const taken = this.out.unrouted(new Message(h.topic, p.payload as Buffer, p.qos, p.retain, p.dup, p.properties, record, record === undefined ? undefined : this))
+    if (record !== undefined && !taken) record.pending--
+    // The session's own share: released now; an auto-acked message is acked once the listener returned.
+    if (taken && h.record !== undefined) this.ackInbound(h.record)
+    return taken
+  }
+
+  /** Held messages go to the `unrouted` listener, oldest first, while there is one. */
+  private offerHeld (): void {
+    while (this.held.length > 0 && this.offerUnrouted(this.held[0] as HeldMessage)) this.held.shift()
+  }
+
+  /**
    * A subscription was added: held messages it matches go to it, in arrival order. Should the
    * app listen for unrouted messages by now, the others go there (in the same order) instead of
-   * waiting for the hold to end.
+   * waiting for the hold to end. A handler that subscribes during the pass gets another pass.
    */
   private rerouteHeld (): void {
-    const held = this.held
-    this.held = []
-    const targets = this.matchScratch
-    for (const h of held) {
-      targets.length = 0
-      this.trie.forEachMatch(h.topic, this.collect)
-      if (targets.length === 0) {
-        const p = h.packet
-        if (this.out.unrouted(new Message(h.topic, p.payload as Buffer, p.qos, p.retain, p.dup, p.properties, undefined, undefined))) {
+    if (this.rerouting) {
+      this.rerouteAgain = true
+      return
+    }
+    this.rerouting = true
+    try {
+      do {
+        this.rerouteAgain = false
+        const targets = this.matchScratch
+        for (let i = 0; i < this.held.length;) {
+          const h = this.held[i] as HeldMessage
+          targets.length = 0
+          this.trie.forEachMatch(h.topic, this.collect)
+          if (targets.length === 0) {
+            targets.length = 0
+            // Only from the oldest on: a message the listener takes never overtakes one held before it.
+            if (i === 0 && this.offerUnrouted(h)) this.held.shift()
+            else i++
+            continue
+          }
+          const list = targets.slice()
+          targets.length = 0
+          this.held.splice(i, 1)
+          if (h.record !== undefined) h.record.pending += list.length
+          for (const e of list) this.deliverTo(e, h.topic, h.packet, h.record)
           if (h.record !== undefined) this.ackInbound(h.record)
-        } else this.held.push(h)
-        continue
-      }
-      const list = targets.slice()
-      targets.length = 0
-      if (h.record !== undefined) h.record.pending += list.length
-      for (const e of list) this.deliverTo(e, h.topic, h.packet, h.record)
-      if (h.record !== undefined) this.ackInbound(h.record)
+        }
+      } while (this.rerouteAgain)
+    } finally {
+      this.rerouting = false
     }
   }
 
   /** The hold is over: what is still held goes to the app's `unrouted` listener or is dropped. */
   private endHold (): void {
     this.holdUntil = 0
-    const held = this.held
-    this.held = []
-    for (const h of held) this.releaseHeld(h)
+    // One at a time: a listener that subscribes meanwhile gets the rest through rerouteHeld.
+    while (this.held.length > 0) this.releaseHeld(this.held.shift() as HeldMessage)
   }
 
   private releaseHeld (h: HeldMessage): void {
-    const p = h.packet
-    if (!this.out.unrouted(new Message(h.topic, p.payload as Buffer, p.qos, p.retain, p.dup, p.properties, undefined, undefined))) this.counters.messagesUnrouted++
+    if (this.offerUnrouted(h)) return
+    this.counters.messagesUnrouted++
     if (h.record !== undefined) this.ackInbound(h.record)
   }
 
-  /** The time asked for through `wakeAt` has come. */
+  /** The time asked for through `wakeAt` has come (a timer may fire a little early: ask again then). */
   wake (): void {
-    if (this.holdUntil !== 0 && this.now() >= this.holdUntil) this.endHold()
+    if (this.holdUntil !== 0) {
+      if (this.now() >= this.holdUntil) this.endHold()
+      else this.out.wakeAt(this.holdUntil)
+    }
     this.pump()
   }
 

@@ -52,9 +52,10 @@ export interface ClientEventMap {
   /**
    * A message no subscription of this client matches: one for a subscription the broker's
    * session kept from an earlier connection (the app has not subscribed again, or not yet), or
-   * one in flight when its subscription ended. With no listener, such messages are acked and
-   * counted as `messagesUnrouted`, except just after a reconnect with the session present, when
-   * they wait (`unroutedHoldMs`) for a subscription the app is about to make.
+   * one in flight when its subscription ended. Acked when the listeners return (or by
+   * `msg.ack()` under `unroutedManualAck`). With no listener, such messages are acked and
+   * counted as `messagesUnrouted`, except when the first connection resumed a session: then they
+   * wait (`unroutedHoldMs`) for a subscription the app is about to make.
    */
   unrouted: [Message]
 }
@@ -164,6 +165,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       resubscribe: options.resubscribe,
       throttle: options.throttle,
       unroutedHoldMs: options.unroutedHoldMs,
+      unroutedManualAck: options.unroutedManualAck,
       now: clock
     }, output)
     this.handler = {

@@ -88,11 +88,18 @@ export interface ClientOptions {
   /**
    * After a CONNACK with Session Present (`clean: false`), the broker may deliver messages for
    * the subscriptions it kept before the app has subscribed again: messages no subscription
-   * matches are held this long (unacknowledged, so the broker keeps them) and go to the first
-   * subscription made that matches them; then to the `unrouted` event, or dropped. Acks of
-   * later messages wait behind a held one (in order, [MQTT-4.6.0-2]). Default 2,000 ms; 0: off.
+   * matches are held this long (unacknowledged, so the broker keeps them) and go to the
+   * subscriptions made that match them; then to the `unrouted` event, or dropped. Acks of
+   * later messages wait behind a held one (in order, [MQTT-4.6.0-2]). Only on the first
+   * connection: later ones resume a session whose subscriptions this client made. Default
+   * 2,000 ms; 0: off.
    */
   unroutedHoldMs?: number
+  /**
+   * Messages of the `unrouted` event are acknowledged by `msg.ack()` instead of when the
+   * listeners return (as `manualAck` does for a subscription). Default false.
+   */
+  unroutedManualAck?: boolean
   /** Rate limit over all outgoing PUBLISH, replays included. Default off. */
   throttle?: ThrottleOptions
   tls?: TlsOptions

@@ -521,6 +521,7 @@ test('session present: when the hold ends, what is still held goes to the unrout
   x.h.now = 499
   x.session.wake()
   assert.deepEqual(acks(x.take()), [], 'not before the hold ends')
+  assert.equal(x.h.wakes.at(-1), 500, 'a timer that fired early asks again')
   x.h.now = 500
   x.session.wake()
   assert.deepEqual(acks(x.take()), ['puback:1', 'puback:2'])
@@ -606,4 +607,72 @@ test('v5, session from before this client: a subscription identifier is trusted 
   x.take()
   x.session.handlePacket(inbound('elsewhere', 'by id', 1, 3, { subscriptionIdentifiers: [1] }))
   assert.deepEqual(x.h.delivered.map((m) => m.payload.toString()), ['mine', 'by id'])
+})
+
+test('a link lost during the hold keeps it (re-armed); a later reconnect starts none', () => {
+  const x = harness({ protocolVersion: 4, unroutedHoldMs: 1000 })
+  x.up({ sessionPresent: true })
+  x.h.now = 300
+  x.session.connectionDown()
+  x.up({ sessionPresent: true })
+  assert.deepEqual(x.h.wakes, [1000, 1000])
+  x.session.handlePacket(inbound('q/a', 'resent', 1, 4))
+  assert.deepEqual(acks(x.take()), [], 'still held on the new link')
+  x.h.now = 1000
+  x.session.wake()
+  assert.deepEqual(acks(x.take()), ['puback:4'])
+  // A reconnect after the first connection resumes subscriptions this client made: no hold.
+  x.session.connectionDown()
+  x.up({ sessionPresent: true })
+  x.session.handlePacket(inbound('stray', 'x', 1, 5))
+  assert.deepEqual(acks(x.take()), ['puback:5'])
+  assert.equal(x.session.counters.messagesUnrouted, 2)
+})
+
+test('an unrouted listener added after messages were held gets them before a newer one', () => {
+  const x = harness({ protocolVersion: 4 })
+  x.up({ sessionPresent: true })
+  x.session.handlePacket(inbound('old', 'queued0', 1, 1))
+  x.session.handlePacket(inbound('old', 'queued1', 1, 2))
+  x.h.takesUnrouted = true
+  x.session.handlePacket(inbound('old', 'live', 1, 3))
+  assert.deepEqual(x.h.seen, ['queued0', 'queued1', 'live'])
+  assert.deepEqual(acks(x.take()), ['puback:1', 'puback:2', 'puback:3'])
+})
+
+test('unroutedManualAck: an unrouted message is acked by its ack(), in arrival order', () => {
+  const x = harness({ protocolVersion: 4, unroutedManualAck: true })
+  x.h.takesUnrouted = true
+  x.up()
+  x.session.handlePacket(inbound('a', 'one', 1, 1))
+  x.session.handlePacket(inbound('a', 'two', 2, 2))
+  assert.deepEqual(acks(x.take()), [])
+  const [one, two] = x.h.unrouted
+  assert.equal(one?.needsAck, true)
+  two?.ack()
+  assert.deepEqual(acks(x.take()), [], 'waits behind the first')
+  one?.ack()
+  assert.deepEqual(acks(x.take()), ['puback:1', 'pubrec:2'])
+})
+
+test('a subscription made by the unrouted listener while the hold ends takes the rest of the held messages', () => {
+  const x = harness({ protocolVersion: 4, unroutedHoldMs: 100 })
+  x.up({ sessionPresent: true })
+  for (const m of ['a1', 'b1', 'b2']) x.session.handlePacket(inbound(m.startsWith('a') ? 'a' : 'b', m, 1, Number(m.slice(1)) + (m.startsWith('a') ? 10 : 20)))
+  x.h.takesUnrouted = true
+  const out: SessionOutput = (x.session as unknown as { out: SessionOutput }).out
+  const original = out.unrouted.bind(out)
+  let subscribed = false
+  out.unrouted = (m) => {
+    if (!subscribed) {
+      subscribed = true
+      x.session.subscribe([{ topicFilter: 'b', qos: 1 }], {})
+    }
+    return original(m)
+  }
+  x.h.now = 100
+  x.session.wake()
+  assert.deepEqual(x.h.unrouted.map((m) => m.payload.toString()), ['a1'])
+  assert.deepEqual(x.h.delivered.map((m) => m.payload.toString()), ['b1', 'b2'])
+  assert.deepEqual(acks(x.take()).filter((a) => a.startsWith('puback')), ['puback:11', 'puback:21', 'puback:22'])
 })

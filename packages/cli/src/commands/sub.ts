@@ -81,7 +81,7 @@ export async function run (argv: string[]): Promise<number> {
     const removeRetained = values['remove-retained'] === true
 
     // Connection failures matter only before we are up: afterwards a lost link ends the command.
-    client = await connect(conn.url, { ...conn.options, reconnect: false })
+    client = await connect(conn.url, { ...conn.options, reconnect: false, unroutedManualAck: true })
     const c = client
     const done = new Promise<number>((resolve) => { finish = resolve })
     process.once('SIGINT', onSignal)
@@ -100,11 +100,12 @@ export async function run (argv: string[]): Promise<number> {
     }
     // One handler for the subscriptions and for what the session delivers for filters this run
     // did not subscribe to (-c): printed in arrival order, as mosquitto_sub prints everything.
-    // Subscriptions ack by hand: a message that arrives after -C is reached (or after the first
-    // live one with --retained-only) stays unacknowledged, so with -c the next run gets it.
+    // Acks by hand (subscriptions and unrouted messages alike): a message that arrives after -C
+    // is reached (or after the first live one with --retained-only) stays unacknowledged, so with
+    // -c the next run gets it.
     const onMessage = (m: Message): void => {
       if (received >= count) return
-      if (values['retained-only'] === true && !m.retain && !filterOut.some((f) => topicMatches(f, m.topic))) {
+      if (values['retained-only'] === true && !m.retain) {
         received = count
         finish?.(ExitCode.ok)
         return
