@@ -32,6 +32,9 @@ of subscriptions made by an earlier run and not repeated with -t.
 
 ${commonHelp}`
 
+/** Output waiting for a slow stdout reader before acks wait for it. */
+const STDOUT_BUFFER = 16 * 1024 * 1024
+
 /** `petrel sub`: resolves to the process exit code. */
 export async function run (argv: string[]): Promise<number> {
   const parsed = parseCommandArgs('sub', {
@@ -110,16 +113,31 @@ export async function run (argv: string[]): Promise<number> {
         finish?.(ExitCode.ok)
         return
       }
-      m.ack()
-      if (filterOut.some((f) => topicMatches(f, m.topic))) return
+      if (filterOut.some((f) => topicMatches(f, m.topic))) {
+        m.ack()
+        return
+      }
       if (removeRetained && m.retain && m.payload.length > 0) void c.publish(m.topic, '', { qos: 1, retain: true }).catch(() => {})
-      if (values['no-retained'] === true && m.retain) return
+      if (values['no-retained'] === true && m.retain) {
+        m.ack()
+        return
+      }
+      let text: string
       try {
-        process.stdout.write(print(m))
+        text = print(m)
       } catch (err) {
         if (!(err instanceof NotJsonError)) throw err
         console.error(`petrel sub: ${err.message}`)
+        m.ack()
         return
+      }
+      // Past STDOUT_BUFFER bytes waiting for a slow reader, acks wait until stdout took each
+      // message: the broker (QoS 1/2) is held back instead of this process growing without bound.
+      if (process.stdout.writableLength < STDOUT_BUFFER) {
+        process.stdout.write(text)
+        m.ack()
+      } else {
+        process.stdout.write(text, () => { m.ack() })
       }
       arm()
       if (++received >= count) finish?.(ExitCode.ok)
