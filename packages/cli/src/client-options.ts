@@ -228,7 +228,7 @@ export function parseCommandArgs<T extends ParseArgsConfig> (command: string, co
   let values: ReturnType<typeof parseArgs<T>>['values']
   let properties: PropertyFlags
   try {
-    const extracted = extractPropertyFlags([...(config.args ?? [])])
+    const extracted = extractPropertyFlags(joinNegativeValues([...(config.args ?? [])]))
     properties = extracted.properties
     values = parseArgs({ ...config, args: extracted.rest }).values
   } catch (err) {
@@ -240,4 +240,20 @@ export function parseCommandArgs<T extends ParseArgsConfig> (command: string, co
     return ExitCode.ok
   }
   return { values, properties }
+}
+
+/** `-x -1` as mosquitto takes it: parseArgs would read `-1` as a flag of its own. */
+function joinNegativeValues (args: string[]): string[] {
+  const out: string[] = []
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string
+    const next = args[i + 1]
+    if ((a === '-x' || a === '--session-expiry-interval') && next !== undefined && /^-\d+$/.test(next)) {
+      out.push(`--session-expiry-interval=${next}`)
+      i++
+    } else {
+      out.push(a)
+    }
+  }
+  return out
 }

@@ -244,6 +244,8 @@ test('usage errors for the session, will, -D and -F flags', async () => {
   const cases: Array<[string[], RegExp]> = [
     [['sub', '-t', 'x', '-c'], /-c needs a client id/],
     [['sub', '-t', 'x', '-x', '10'], /-x is an MQTT 5 property/],
+    [['sub', '-t', 'x', '-x', '-1'], /-x is an MQTT 5 property/],
+    [['sub', '-t', 'x', '-V', '5', '-x', '-2'], /-x must be an integer/],
     [['pub', '-t', 'x', '-m', 'y', '-D', 'publish', 'content-type', 'a'], /add -V mqttv5/],
     [['pub', '-t', 'x', '-m', 'y', '-V', '5', '-D', 'publish', 'topic-alias', '1'], /assigns it itself/],
     [['pub', '-t', 'x', '-m', 'y', '-V', '5', '-D', 'connect', 'receive-maximum', 'lots'], /integer from 0 to 65535/],

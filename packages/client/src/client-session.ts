@@ -42,8 +42,11 @@ export interface ClientSessionOptions {
   now: () => number
 }
 
-/** Messages held after a session-present CONNACK for subscriptions the app has yet to make. */
-const HOLD_MAX = 1000
+/**
+ * QoS 0 messages held after a session-present CONNACK, at most (the oldest goes first). QoS 1/2
+ * ones are all kept: unacked, the broker's in-flight limit bounds them.
+ */
+const HOLD_QOS0_MAX = 1000
 
 interface HeldMessage {
   topic: string
@@ -323,6 +326,7 @@ export class ClientSession implements InboundAckSink {
   /** While `now()` is below it, unmatched messages are held; 0: not holding. */
   private holdUntil = 0
   private held: HeldMessage[] = []
+  private heldQoS0 = 0
   private rerouting = false
   private rerouteAgain = false
   private readonly unroutedManualAck: boolean
@@ -482,6 +486,7 @@ export class ClientSession implements InboundAckSink {
     // Held messages were never delivered: their resends are new messages, QoS 2 included.
     for (const h of this.held) if (h.packet.qos === 2) this.inboundQoS2.delete(h.packet.packetId as number)
     this.held = []
+    this.heldQoS0 = 0
     const sent = [...this.controlInflight.values()]
     this.controlInflight.clear()
     for (let i = sent.length - 1; i >= 0; i--) {
@@ -588,7 +593,6 @@ export class ClientSession implements InboundAckSink {
     // Set before held messages can be delivered to it.
     entry.sink = options.sink
     this.addEntry(entry)
-    if (this.held.length > 0) this.rerouteHeld()
     const request = new ControlRequest('subscribe', entry, false, [])
     this.control.push(request)
     this.pump()
@@ -779,9 +783,11 @@ export class ClientSession implements InboundAckSink {
     if (this.held.length > 0) this.offerHeld()
     if (this.held.length === 0 && this.offerUnrouted(h)) return
     if (this.holdUntil !== 0) {
-      // Unacked, so the broker's own flow control bounds what it sends meanwhile; QoS 0 is capped here.
       this.held.push(h)
-      if (this.held.length > HOLD_MAX) this.releaseHeld(this.held.shift() as HeldMessage)
+      if (qos === 0 && ++this.heldQoS0 > HOLD_QOS0_MAX) {
+        const i = this.held.findIndex((x) => x.packet.qos === 0)
+        this.releaseHeld(this.unhold(i))
+      }
       return
     }
     this.counters.messagesUnrouted++
@@ -803,17 +809,36 @@ export class ClientSession implements InboundAckSink {
     return taken
   }
 
-  /** Held messages go to the `unrouted` listener, oldest first, while there is one. */
-  private offerHeld (): void {
-    while (this.held.length > 0 && this.offerUnrouted(this.held[0] as HeldMessage)) this.held.shift()
+  /**
+   * Held messages go to the app's `unrouted` listener, oldest first, while it takes them (call
+   * when the app starts listening).
+   */
+  offerHeld (): void {
+    while (this.held.length > 0) {
+      // Out of the list before the app sees it: a listener that drops the link must not make
+      // connectionDown forget a QoS 2 message it already has.
+      const h = this.unhold(0)
+      if (this.offerUnrouted(h)) continue
+      this.held.unshift(h)
+      if (h.packet.qos === 0) this.heldQoS0++
+      return
+    }
+  }
+
+  private unhold (i: number): HeldMessage {
+    const h = this.held.splice(i, 1)[0] as HeldMessage
+    if (h.packet.qos === 0) this.heldQoS0--
+    return h
   }
 
   /**
-   * A subscription was added: held messages it matches go to it, in arrival order. Should the
-   * app listen for unrouted messages by now, the others go there (in the same order) instead of
-   * waiting for the hold to end. A handler that subscribes during the pass gets another pass.
+   * Call after `subscribe()` once the shell can take deliveries for the new subscription: held
+   * messages it matches go to it, in arrival order. Should the app listen for unrouted messages
+   * by now, the others go there (in the same order) instead of waiting for the hold to end. A
+   * handler that subscribes during the pass gets another pass.
    */
-  private rerouteHeld (): void {
+  deliverHeld (): void {
+    if (this.held.length === 0) return
     if (this.rerouting) {
       this.rerouteAgain = true
       return
@@ -830,13 +855,18 @@ export class ClientSession implements InboundAckSink {
           if (targets.length === 0) {
             targets.length = 0
             // Only from the oldest on: a message the listener takes never overtakes one held before it.
-            if (i === 0 && this.offerUnrouted(h)) this.held.shift()
-            else i++
+            if (i === 0) {
+              this.unhold(0)
+              if (this.offerUnrouted(h)) continue
+              this.held.unshift(h)
+              if (h.packet.qos === 0) this.heldQoS0++
+            }
+            i++
             continue
           }
           const list = targets.slice()
           targets.length = 0
-          this.held.splice(i, 1)
+          this.unhold(i)
           if (h.record !== undefined) h.record.pending += list.length
           for (const e of list) this.deliverTo(e, h.topic, h.packet, h.record)
           if (h.record !== undefined) this.ackInbound(h.record)
@@ -850,8 +880,8 @@ export class ClientSession implements InboundAckSink {
   /** The hold is over: what is still held goes to the app's `unrouted` listener or is dropped. */
   private endHold (): void {
     this.holdUntil = 0
-    // One at a time: a listener that subscribes meanwhile gets the rest through rerouteHeld.
-    while (this.held.length > 0) this.releaseHeld(this.held.shift() as HeldMessage)
+    // One at a time: a listener that subscribes meanwhile gets the rest through deliverHeld.
+    while (this.held.length > 0) this.releaseHeld(this.unhold(0))
   }
 
   private releaseHeld (h: HeldMessage): void {

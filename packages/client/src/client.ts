@@ -55,7 +55,7 @@ export interface ClientEventMap {
    * one in flight when its subscription ended. Acked when the listeners return (or by
    * `msg.ack()` under `unroutedManualAck`). With no listener, such messages are acked and
    * counted as `messagesUnrouted`, except when the first connection resumed a session: then they
-   * wait (`unroutedHoldMs`) for a subscription the app is about to make.
+   * wait (`unroutedHoldMs`) for a subscription the app is about to make, or for a listener.
    */
   unrouted: [Message]
 }
@@ -75,6 +75,9 @@ export interface RequestOptions extends PublishOptions {
 }
 
 type Phase = 'idle' | 'connecting' | 'connected'
+
+/** setTimeout's longest delay (a longer one fires after 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1
 
 /** Where in-place writes go when there is no connection (never sent). */
 const NOWHERE = Buffer.allocUnsafeSlow(8 * 1024)
@@ -176,6 +179,10 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       // Pausing reads while publishes wait for a window slot would hold back the acks that free one.
       readsMayPause: () => this.session.queuedCount === 0
     }
+    // A listener added while messages are held takes them now (they wait for nothing else).
+    ;(this as EventEmitter).on('newListener', (event: string | symbol) => {
+      if (event === 'unrouted') queueMicrotask(() => { this.session.offerHeld() })
+    })
     this.owner = {
       unsubscribeEntry: async (sub) => { await this.unsubscribeEntry(sub) },
       messageDropped: () => { this.counters.messagesDropped++ },
@@ -274,6 +281,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     }
     const { entry, request } = result
     this.subscriptions.set(sub, entry)
+    // Messages a resumed session brought for it before it existed (handlers may run before SUBACK).
+    this.session.deliverHeld()
     if (request === null) return Promise.resolve(sub)
     return new Promise<Subscription>((resolve, reject) => {
       const onAbort = signal === undefined ? undefined : (): void => { this.session.abort(request, abortReason(signal)) }
@@ -747,7 +756,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     this.wakeTimer = setTimeout(() => {
       this.wakeTimer = undefined
       this.session.wake()
-    }, Math.max(1, Math.ceil(time - clock())))
+    }, Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(time - clock()))))
   }
 
   private emitError (error: PetrelError): void {

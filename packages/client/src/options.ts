@@ -88,7 +88,8 @@ export interface ClientOptions {
   /**
    * After a CONNACK with Session Present (`clean: false`), the broker may deliver messages for
    * the subscriptions it kept before the app has subscribed again: messages no subscription
-   * matches are held this long (unacknowledged, so the broker keeps them) and go to the
+   * matches are held this long (QoS 1/2 unacknowledged, so the broker keeps them; at most
+   * 1,000 QoS 0) and go to the
    * subscriptions made that match them; then to the `unrouted` event, or dropped. Acks of
    * later messages wait behind a held one (in order, [MQTT-4.6.0-2]). Only on the first
    * connection: later ones resume a session whose subscriptions this client made. Default

@@ -492,6 +492,7 @@ test('session present: unmatched messages are held unacked, then delivered in or
   assert.deepEqual(acks(x.take()), [], 'nothing acked while held: the broker keeps them')
   assert.equal(x.h.delivered.length, 0)
   x.session.subscribe([{ topicFilter: 'q/#', qos: 2 }], {})
+  x.session.deliverHeld()
   assert.deepEqual(x.h.delivered.map((m) => `${m.topic}:${m.payload.toString()}:${m.qos}`), ['q/a:m1:1', 'q/b:m2:2', 'q/a:m3:0'])
   assert.deepEqual(acks(x.take()), ['puback:1', 'pubrec:2'], 'acked once delivered, in arrival order [MQTT-4.6.0-2]')
   assert.equal(x.session.counters.messagesUnrouted, 0)
@@ -501,14 +502,17 @@ test('session present: a held message keeps its place in the ack order; another 
   const x = harness({ protocolVersion: 4 })
   x.up({ sessionPresent: true })
   x.session.subscribe([{ topicFilter: 'live/#', qos: 1 }], {})
+  x.session.deliverHeld()
   x.take()
   x.session.handlePacket(inbound('old/x', 'held', 1, 7))
   x.session.handlePacket(inbound('live/x', 'live', 1, 8))
   assert.deepEqual(x.h.delivered.map((m) => m.payload.toString()), ['live'])
   assert.deepEqual(acks(x.take()), [], 'the live message is delivered, its PUBACK waits behind the held one')
   x.session.subscribe([{ topicFilter: 'other/#', qos: 1 }], {})
+  x.session.deliverHeld()
   assert.deepEqual(acks(x.take()), [], 'a subscription that does not match leaves it held')
   x.session.subscribe([{ topicFilter: 'old/+', qos: 1 }], {})
+  x.session.deliverHeld()
   assert.deepEqual(x.h.delivered.map((m) => m.payload.toString()), ['live', 'held'])
   assert.deepEqual(acks(x.take()), ['puback:7', 'puback:8'])
 })
@@ -521,7 +525,7 @@ test('session present: when the hold ends, what is still held goes to the unrout
   x.h.now = 499
   x.session.wake()
   assert.deepEqual(acks(x.take()), [], 'not before the hold ends')
-  assert.equal(x.h.wakes.at(-1), 500, 'a timer that fired early asks again')
+  assert.deepEqual(x.h.wakes, [500, 500], 'a timer that fired early asks again')
   x.h.now = 500
   x.session.wake()
   assert.deepEqual(acks(x.take()), ['puback:1', 'puback:2'])
@@ -552,6 +556,7 @@ test('a subscription made once the app listens for unrouted messages releases ev
   x.session.handlePacket(inbound('new/x', 'second', 1, 2))
   x.h.takesUnrouted = true
   x.session.subscribe([{ topicFilter: 'new/#', qos: 1 }], {})
+  x.session.deliverHeld()
   assert.deepEqual(x.h.unrouted.map((m) => m.payload.toString()), ['first'])
   assert.deepEqual(x.h.delivered.map((m) => m.payload.toString()), ['second'])
   assert.deepEqual(x.h.seen, ['first', 'second'])
@@ -576,18 +581,27 @@ test('a held QoS 2 message lost with its connection is delivered when the broker
   x.session.connectionDown()
   x.up({ sessionPresent: true })
   x.session.subscribe([{ topicFilter: 'q/a', qos: 2 }], {})
+  x.session.deliverHeld()
   x.take()
   x.session.handlePacket({ ...inbound('q/a', 'once', 2, 3), dup: true })
   assert.deepEqual(x.h.delivered.map((m) => m.payload.toString()), ['once'])
   assert.deepEqual(acks(x.take()), ['pubrec:3'])
 })
 
-test('the hold is capped at 1,000 messages: the oldest is released first', () => {
+test('the hold keeps at most 1,000 QoS 0 messages (the oldest goes first), and every QoS 1/2 one', () => {
   const x = harness({ protocolVersion: 4 })
   x.up({ sessionPresent: true })
+  for (let i = 0; i < 1500; i++) x.session.handlePacket(inbound('b', `q${i}`, 1, i + 1))
   for (let i = 0; i < 1001; i++) x.session.handlePacket(inbound('a', String(i), 0))
   assert.equal(x.session.counters.messagesUnrouted, 1)
+  assert.deepEqual(acks(x.take()), [], 'no QoS 1 message released')
+  x.session.subscribe([{ topicFilter: 'b', qos: 1 }], {})
+  x.session.deliverHeld()
+  assert.equal(x.h.delivered.length, 1500)
+  assert.equal(acks(x.take()).length, 1500)
+  x.h.delivered.length = 0
   x.session.subscribe([{ topicFilter: 'a', qos: 0 }], {})
+  x.session.deliverHeld()
   assert.equal(x.h.delivered.length, 1000)
   assert.equal(x.h.delivered[0]?.payload.toString(), '1')
 })
@@ -597,6 +611,7 @@ test('v5, session from before this client: a subscription identifier is trusted 
   x.up({ sessionPresent: true })
   // Our first subscription gets identifier 1; the broker's old session used 1 for 'old/#'.
   x.session.subscribe([{ topicFilter: 'mine/#', qos: 1 }], {})
+  x.session.deliverHeld()
   x.take()
   x.session.handlePacket(inbound('old/x', 'not mine', 1, 1, { subscriptionIdentifiers: [1] }))
   x.session.handlePacket(inbound('mine/x', 'mine', 1, 2, { subscriptionIdentifiers: [1] }))
@@ -667,6 +682,7 @@ test('a subscription made by the unrouted listener while the hold ends takes the
     if (!subscribed) {
       subscribed = true
       x.session.subscribe([{ topicFilter: 'b', qos: 1 }], {})
+      x.session.deliverHeld()
     }
     return original(m)
   }
@@ -675,4 +691,45 @@ test('a subscription made by the unrouted listener while the hold ends takes the
   assert.deepEqual(x.h.unrouted.map((m) => m.payload.toString()), ['a1'])
   assert.deepEqual(x.h.delivered.map((m) => m.payload.toString()), ['b1', 'b2'])
   assert.deepEqual(acks(x.take()).filter((a) => a.startsWith('puback')), ['puback:11', 'puback:21', 'puback:22'])
+})
+
+test('a QoS 2 message the unrouted listener took stays known when the listener drops the link', () => {
+  const x = harness({ protocolVersion: 4 })
+  x.up({ sessionPresent: true })
+  x.session.handlePacket(inbound('old', 'exactly once', 2, 9))
+  x.h.takesUnrouted = true
+  const out = (x.session as unknown as { out: SessionOutput }).out
+  const original = out.unrouted.bind(out)
+  out.unrouted = (m) => {
+    const taken = original(m)
+    x.session.connectionDown() // the app reconnects from its listener
+    return taken
+  }
+  x.session.offerHeld()
+  out.unrouted = original
+  x.up({ sessionPresent: true })
+  x.take()
+  x.session.handlePacket({ ...inbound('old', 'exactly once', 2, 9), dup: true })
+  assert.deepEqual(x.h.unrouted.map((m) => m.payload.toString()), ['exactly once'], 'not delivered twice')
+  assert.deepEqual(acks(x.take()), ['pubrec:9'])
+})
+
+test('a subscription made by a handler during delivery of held messages gets the earlier ones it matches', () => {
+  const x = harness({ protocolVersion: 4 })
+  x.up({ sessionPresent: true })
+  x.session.handlePacket(inbound('z', 'z1', 1, 1))
+  x.session.handlePacket(inbound('a', 'a1', 1, 2))
+  const out = (x.session as unknown as { out: SessionOutput }).out
+  const original = out.deliver.bind(out)
+  out.deliver = (m, e) => {
+    original(m, e)
+    if (m.topic === 'a') {
+      x.session.subscribe([{ topicFilter: 'z', qos: 1 }], {})
+      x.session.deliverHeld()
+    }
+  }
+  x.session.subscribe([{ topicFilter: 'a', qos: 1 }], {})
+  x.session.deliverHeld()
+  assert.deepEqual(x.h.delivered.map((m) => m.payload.toString()), ['a1', 'z1'])
+  assert.deepEqual(acks(x.take()), ['puback:1', 'puback:2'])
 })

@@ -160,6 +160,8 @@ export async function run (argv: string[]): Promise<number> {
     if (values['exit-after-subscribe'] === true) finish?.(ExitCode.ok)
     const code = await done
     if (timer !== undefined) clearTimeout(timer)
+    // Acks of output still on its way to a slow reader go out before DISCONNECT.
+    await new Promise<void>((resolve) => { process.stdout.write('', () => { resolve() }) })
     await c.end()
     return code
   } catch (err) {
