@@ -814,15 +814,18 @@ export class ClientSession implements InboundAckSink {
    * when the app starts listening).
    */
   offerHeld (): void {
-    while (this.held.length > 0) {
-      // Out of the list before the app sees it: a listener that drops the link must not make
-      // connectionDown forget a QoS 2 message it already has.
-      const h = this.unhold(0)
-      if (this.offerUnrouted(h)) continue
-      this.held.unshift(h)
-      if (h.packet.qos === 0) this.heldQoS0++
-      return
-    }
+    while (this.held.length > 0 && this.offerOldest()) { /* next */ }
+  }
+
+  /** Offers the oldest held message to the `unrouted` listener; true when taken. */
+  private offerOldest (): boolean {
+    // Out of the list before the app sees it: a listener that drops the link must not make
+    // connectionDown forget a QoS 2 message it already has.
+    const h = this.unhold(0)
+    if (this.offerUnrouted(h)) return true
+    this.held.unshift(h)
+    if (h.packet.qos === 0) this.heldQoS0++
+    return false
   }
 
   private unhold (i: number): HeldMessage {
@@ -853,14 +856,8 @@ export class ClientSession implements InboundAckSink {
           targets.length = 0
           this.trie.forEachMatch(h.topic, this.collect)
           if (targets.length === 0) {
-            targets.length = 0
             // Only from the oldest on: a message the listener takes never overtakes one held before it.
-            if (i === 0) {
-              this.unhold(0)
-              if (this.offerUnrouted(h)) continue
-              this.held.unshift(h)
-              if (h.packet.qos === 0) this.heldQoS0++
-            }
+            if (i === 0 && this.offerOldest()) continue
             i++
             continue
           }

@@ -47,6 +47,8 @@ function harness (opts: Partial<ClientSessionOptions> = {}) {
   return {
     ...h,
     get h () { return h },
+    /** The session's output port: a test may wrap one of its methods. */
+    out,
     up (connack: Partial<ConnackPacket> = {}) {
       decoder = new Decoder({ protocolVersion: version })
       h.session.connectionUp({ type: 'connack', sessionPresent: false, reasonCode: 0, ...connack })
@@ -675,7 +677,7 @@ test('a subscription made by the unrouted listener while the hold ends takes the
   x.up({ sessionPresent: true })
   for (const m of ['a1', 'b1', 'b2']) x.session.handlePacket(inbound(m.startsWith('a') ? 'a' : 'b', m, 1, Number(m.slice(1)) + (m.startsWith('a') ? 10 : 20)))
   x.h.takesUnrouted = true
-  const out: SessionOutput = (x.session as unknown as { out: SessionOutput }).out
+  const out = x.out
   const original = out.unrouted.bind(out)
   let subscribed = false
   out.unrouted = (m) => {
@@ -698,7 +700,7 @@ test('a QoS 2 message the unrouted listener took stays known when the listener d
   x.up({ sessionPresent: true })
   x.session.handlePacket(inbound('old', 'exactly once', 2, 9))
   x.h.takesUnrouted = true
-  const out = (x.session as unknown as { out: SessionOutput }).out
+  const out = x.out
   const original = out.unrouted.bind(out)
   out.unrouted = (m) => {
     const taken = original(m)
@@ -719,7 +721,7 @@ test('a subscription made by a handler during delivery of held messages gets the
   x.up({ sessionPresent: true })
   x.session.handlePacket(inbound('z', 'z1', 1, 1))
   x.session.handlePacket(inbound('a', 'a1', 1, 2))
-  const out = (x.session as unknown as { out: SessionOutput }).out
+  const out = x.out
   const original = out.deliver.bind(out)
   out.deliver = (m, e) => {
     original(m, e)
