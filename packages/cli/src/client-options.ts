@@ -3,6 +3,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { ClientErrorCode, type ClientOptions } from '@petrel/client'
 import { PetrelError, type ProtocolVersion, type QoS, type WillProperties } from '@petrel/wire'
 import { extractPropertyFlags, type PropertyFlags } from './property-flags.js'
+import { debugTrace } from './debug-trace.js'
 import { UsageError } from './usage-error.js'
 
 /** Exit codes shared by `petrel pub` and `petrel sub`. */
@@ -40,6 +41,7 @@ export const commonFlags = {
   'will-payload': { type: 'string' },
   'will-qos': { type: 'string' },
   'will-retain': { type: 'boolean' },
+  debug: { type: 'boolean', short: 'd' },
   help: { type: 'boolean' }
 } as const satisfies ParseArgsConfig['options']
 
@@ -65,6 +67,7 @@ export const commonHelp = `Connection:
                      an MQTT 5 property (repeatable): COMMAND is connect, publish, will,
                      subscribe or unsubscribe; e.g. -D publish content-type text/plain,
                      -D publish user-property NAME VALUE, -D will will-delay-interval 30
+  -d                 print each MQTT packet sent and received (on stderr)
   --help             this text
 
 Exit codes: 0 ok, 1 usage, 2 connection failed, 3 not authorized, 4 publish/subscribe failed.`
@@ -115,6 +118,7 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
     connectTimeoutMs: (intFlag(v['connect-timeout'], '--connect-timeout', 1, 3600) ?? 10) * 1000
   }
   if (v.id !== undefined) options.clientId = v.id
+  if (v.debug === true) options.trace = debugTrace((line) => { process.stderr.write(`${line}\n`) })
   resolveSession(v, options, protocolVersion)
   if (properties?.any === true) {
     if (protocolVersion !== 5) throw new UsageError('-D sets MQTT 5 properties: add -V mqttv5')

@@ -262,3 +262,17 @@ test('usage errors for the session, will, -D and -F flags', async () => {
     assert.match(r.stderr, message, args.join(' '))
   }
 })
+
+test('-d prints each packet in the words of mosquitto_pub, on stderr', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const r = await run('node', [petrel, 'pub', '-p', port(), '-t', 'dbg/x', '-m', 'hello', '-q', '1', '-d', '-i', 'dbg-pub'])
+  assert.equal(r.code, 0, r.stderr)
+  assert.equal(r.stdout, '')
+  assert.deepEqual(r.stderr.trimEnd().split('\n'), [
+    'Client dbg-pub sending CONNECT',
+    'Client dbg-pub received CONNACK (0)',
+    "Client dbg-pub sending PUBLISH (d0, q1, r0, m1, 'dbg/x', ... (5 bytes))",
+    'Client dbg-pub received PUBACK (m1, rc0)',
+    'Client dbg-pub sending DISCONNECT'
+  ])
+})

@@ -555,7 +555,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       }
       let packet = this.connectPacket(url, attempt)
       if (this.options.beforeConnect !== undefined) packet = await this.options.beforeConnect(packet, { attempt, url })
-      const conn = new Connection(stream, this.protocolVersion, this.options.maximumPacketSize ?? 256 * 1024 * 1024, this.handler)
+      const conn = new Connection(stream, this.protocolVersion, this.options.maximumPacketSize ?? 256 * 1024 * 1024, this.handler, this.options.trace)
       this.conn = conn
       this.phase = 'connecting'
       // The CONNACK is handled synchronously in onPacket: packets behind it in the same chunk

@@ -17,6 +17,9 @@ export interface ConnectionHandler {
   readsMayPause (): boolean
 }
 
+/** Sees every packet of a connection, decoded: `in` from the broker, `out` to it (debugging). */
+export type PacketTrace = (direction: 'in' | 'out', packet: Packet) => void
+
 /** Bytes the connection buffers (ours + the stream's) before `write` reports it is full. */
 const HIGH_WATER_MARK = 512 * 1024
 /**
@@ -62,15 +65,19 @@ export class Connection {
   private keepalive: Keepalive | undefined
   private timer: NodeJS.Timeout | undefined
   private readonly scratch: Packet[] = []
+  private readonly trace: PacketTrace | undefined
+  /** Decodes what we send, for `trace` only. */
+  private traceDecoder: Decoder | undefined
   private readonly flushNow = (): void => {
     this.flushScheduled = false
     this.flush()
   }
 
-  constructor (stream: Duplex, protocolVersion: ProtocolVersion, maxPacketSize: number, handler: ConnectionHandler) {
+  constructor (stream: Duplex, protocolVersion: ProtocolVersion, maxPacketSize: number, handler: ConnectionHandler, trace?: PacketTrace) {
     this.stream = stream
     this.version = protocolVersion
     this.handler = handler
+    this.trace = trace
     this.decoder = new Decoder({ protocolVersion, maxPacketSize })
     const direct = directReaderOf(stream)
     if (direct !== undefined) direct.attach((chunk) => { this.onData(chunk) }, () => handler.readsMayPause())
@@ -171,6 +178,7 @@ export class Connection {
     // A slab far bigger than the traffic (a burst is over) is let go; the next one is sized to it.
     if (this.slab !== undefined && this.slab.length > SLAB_MIN && this.slab.length > 4 * bytes) this.slab = undefined
     this.keepalive?.sent(now())
+    if (this.trace !== undefined) this.traceOut(batch, this.trace)
     let ok: boolean
     if (batch.length === 1) ok = this.stream.write(batch[0] as Buffer)
     else {
@@ -227,12 +235,22 @@ export class Connection {
       failure = err instanceof PetrelError ? err : clientError(ClientErrorCode.PROTOCOL_ERROR, String(err))
     }
     // Packets before the bad bytes are handled: their acks must not be lost.
-    for (let i = 0; i < packets.length && !this.closed; i++) this.handler.onPacket(packets[i] as Packet)
+    for (let i = 0; i < packets.length && !this.closed; i++) {
+      if (this.trace !== undefined) this.trace('in', packets[i] as Packet)
+      this.handler.onPacket(packets[i] as Packet)
+    }
     packets.length = 0
     if (failure !== undefined) {
       // [MQTT-4.13.1-1] a malformed packet closes the connection; v5 says why first.
       this.close(failure, this.version === 5 ? { reasonCode: failure.reasonCode ?? 0x81 } : undefined)
     }
+  }
+
+  private traceOut (batch: Buffer[], trace: PacketTrace): void {
+    const decoder = this.traceDecoder ??= new Decoder({ protocolVersion: this.version })
+    const packets: Packet[] = []
+    for (const b of batch) decoder.pushInto(b, packets)
+    for (const p of packets) trace('out', p)
   }
 
   /** Ends the open slab region: it becomes a chunk of the batch. */

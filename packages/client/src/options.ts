@@ -4,6 +4,7 @@ import type { QueuePolicy, SessionLostPolicy } from './client-session.js'
 import type { ThrottleOptions } from './token-bucket.js'
 import type { ReadModerationOptions } from './read-moderation.js'
 import type { TlsOptions, TransportFactory } from './transport.js'
+import type { PacketTrace } from './connection.js'
 import type { ClientOptions as WsClientOptions } from 'ws'
 import type { Duplex } from 'node:stream'
 import type { PetrelError } from '@petrel/wire'
@@ -118,6 +119,11 @@ export interface ClientOptions {
   transport?: Duplex | TransportFactory
   /** Per attempt: may rewrite the CONNECT packet (rotating a JWT password, ...). */
   beforeConnect?: (packet: ConnectPacket, attempt: ConnectAttempt) => ConnectPacket | Promise<ConnectPacket>
+  /**
+   * Sees every packet, decoded, as it is read (`in`) or written (`out`): for debugging (it
+   * decodes what is sent a second time). Must not throw.
+   */
+  trace?: PacketTrace
   /** MQTT 5 enhanced authentication: answers each AUTH challenge with authentication data. */
   auth?: (challenge: AuthChallenge) => Uint8Array | undefined | Promise<Uint8Array | undefined>
 }

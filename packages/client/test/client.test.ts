@@ -375,6 +375,21 @@ test('v5: a clean end() does not publish the will', async (t) => {
   assert.deepEqual(got, ['marker'])
 })
 
+test('trace: every packet both ways, decoded, in wire order', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const seen: string[] = []
+  const c = await open(5, { trace: (direction, p) => { seen.push(`${direction}:${p.type}${p.type === 'publish' ? `:q${p.qos}` : ''}`) } })
+  const topic = uniq('trace')
+  const sub = await c.subscribe(topic, { qos: 1 })
+  await c.publish(topic, 'x', { qos: 1 })
+  await take(sub[Symbol.asyncIterator](), 1)
+  await c.end()
+  assert.deepEqual(seen.slice(0, 4), ['out:connect', 'in:connack', 'out:subscribe', 'in:suback'])
+  // Our PUBLISH, its PUBACK, the copy routed back and our PUBACK for it (the broker may order the two inbound ones either way).
+  assert.deepEqual(seen.slice(4, -1).sort(), ['in:puback', 'in:publish:q1', 'out:puback', 'out:publish:q1'])
+  assert.equal(seen.at(-1), 'out:disconnect')
+})
+
 test('v5: session expiry: a session outliving its interval is gone (session present false)', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const id = `expiry-${process.pid}-${++seq}`
