@@ -1,68 +1,160 @@
 import type { Message } from '@petrel/client'
 import { UsageError } from './usage-error.js'
 
-/** A compiled `-F` format: the text printed for one message. */
+/** A compiled `-F` format: the text printed for one message. `now` carries nanoseconds. */
 export type MessageFormat = (message: Message, now: Date) => string
 
 type Part = string | ((m: Message, now: Date) => string)
 
+/** `%[-][0][width][.precision]`: mosquitto_sub's printf-like field options. */
+interface Field {
+  left: boolean
+  zero: boolean
+  width: number
+  precision: number | undefined
+  /** `--pretty`: `%j`/`%J` indented. */
+  pretty: boolean
+}
+
 const ESCAPES: Record<string, string> = { '\\': '\\', n: '\n', t: '\t', r: '\r', 0: '\0', a: '\x07', e: '\x1b', v: '\v' }
 
-const SPECIFIERS: Record<string, (m: Message, now: Date) => string> = {
-  t: (m) => m.topic,
-  p: (m) => m.payload.toString('utf8'),
+const pad = (text: string, f: Field, fill = ' '): string =>
+  f.left ? text.padEnd(f.width, ' ') : text.padStart(f.width, fill)
+
+/** printf `%*.*s`: precision cuts, width pads with spaces. */
+const str = (value: string | undefined, f: Field): string =>
+  value === undefined ? ' '.repeat(f.width) : pad(f.precision === undefined ? value : value.slice(0, f.precision), f)
+
+/** printf `%0*d`; an absent value prints as blanks of the field's width. */
+const int = (value: number | undefined, f: Field): string =>
+  value === undefined ? ' '.repeat(f.width) : pad(String(value), f, f.zero ? '0' : ' ')
+
+/** The payload as text or hex; a width caps what is shown (hex: two characters a byte) and pads. */
+function payload (m: Message, f: Field, hex: '' | 'x' | 'X'): string {
+  let bytes = m.payload
+  if (f.width > 0 && bytes.length * (hex === '' ? 1 : 2) > f.width) bytes = bytes.subarray(0, hex === '' ? f.width : f.width >> 1)
+  let text = hex === '' ? bytes.toString('utf8') : bytes.toString('hex')
+  if (hex === 'X') text = text.toUpperCase()
+  return pad(text, f, f.zero ? '0' : ' ')
+}
+
+const SPECIFIERS: Record<string, (m: Message, now: Date, f: Field) => string> = {
+  t: (m, _n, f) => str(m.topic, f),
+  p: (m, _n, f) => payload(m, f, ''),
+  x: (m, _n, f) => payload(m, f, 'x'),
+  X: (m, _n, f) => payload(m, f, 'X'),
   q: (m) => String(m.qos),
   r: (m) => m.retain ? '1' : '0',
-  l: (m) => String(m.payload.length),
-  x: (m) => m.payload.toString('hex'),
-  X: (m) => m.payload.toString('hex').toUpperCase(),
-  j: (m, now) => json(m, now, false),
-  J: (m, now) => json(m, now, true),
-  I: (_m, now) => localIso(now),
-  U: (_m, now) => `${Math.floor(now.getTime() / 1000)}.${String((now.getTime() % 1000) * 1e6).padStart(9, '0')}`,
-  C: (m) => m.properties?.contentType ?? '',
+  l: (m, _n, f) => int(m.payload.length, f),
+  m: (m, _n, f) => int(m.packetId, f),
+  j: (m, now, f) => json(m, now, false, f.pretty),
+  J: (m, now, f) => json(m, now, true, f.pretty),
+  I: (_m, now, f) => str(localIso(now), f),
+  U: (_m, now) => `${Math.floor(now.getTime() / 1000)}.${nanos(now)}`,
+  A: (m, _n, f) => int(m.properties?.topicAlias, f),
+  C: (m, _n, f) => str(m.properties?.contentType, f),
   D: (m) => m.properties?.correlationData === undefined ? '' : Buffer.from(m.properties.correlationData).toString('utf8'),
-  E: (m) => m.properties?.messageExpiryInterval === undefined ? '' : String(m.properties.messageExpiryInterval),
-  F: (m) => m.properties?.payloadFormatIndicator === undefined ? '' : (m.properties.payloadFormatIndicator ? '1' : '0'),
+  E: (m, _n, f) => int(m.properties?.messageExpiryInterval, f),
+  F: (m, _n, f) => int(m.properties?.payloadFormatIndicator === undefined ? undefined : (m.properties.payloadFormatIndicator ? 1 : 0), f),
   P: (m) => (m.properties?.userProperties ?? []).map(([k, v]) => `${k}:${v}`).join(' '),
-  R: (m) => m.properties?.responseTopic ?? '',
-  S: (m) => (m.properties?.subscriptionIdentifiers ?? []).join(',')
+  R: (m, _n, f) => m.properties?.responseTopic === undefined ? '' : str(m.properties.responseTopic, f),
+  S: (m, _n, f) => (m.properties?.subscriptionIdentifiers ?? []).map((id) => int(id, f)).join(',') || ' '.repeat(f.width)
+}
+
+const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday']
+const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December']
+const two = (n: number): string => String(n).padStart(2, '0')
+const isoDate = (d: Date): string => `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}`
+const isoTime = (d: Date): string => `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`
+const hour12 = (d: Date): number => d.getHours() % 12 === 0 ? 12 : d.getHours() % 12
+
+/** `@X`: the strftime(3) conversion %X of the local time (C locale), plus `@N` nanoseconds. */
+const TIME: Record<string, (d: Date) => string> = {
+  Y: (d) => String(d.getFullYear()),
+  y: (d) => two(d.getFullYear() % 100),
+  C: (d) => two(Math.floor(d.getFullYear() / 100)),
+  m: (d) => two(d.getMonth() + 1),
+  d: (d) => two(d.getDate()),
+  e: (d) => String(d.getDate()).padStart(2, ' '),
+  j: (d) => String(Math.round((Date.UTC(d.getFullYear(), d.getMonth(), d.getDate()) - Date.UTC(d.getFullYear(), 0, 1)) / 86_400_000) + 1).padStart(3, '0'),
+  H: (d) => two(d.getHours()),
+  k: (d) => String(d.getHours()).padStart(2, ' '),
+  I: (d) => two(hour12(d)),
+  l: (d) => String(hour12(d)).padStart(2, ' '),
+  M: (d) => two(d.getMinutes()),
+  S: (d) => two(d.getSeconds()),
+  N: (d) => nanos(d),
+  p: (d) => d.getHours() < 12 ? 'AM' : 'PM',
+  a: (d) => (DAYS[d.getDay()] as string).slice(0, 3),
+  A: (d) => DAYS[d.getDay()] as string,
+  b: (d) => (MONTHS[d.getMonth()] as string).slice(0, 3),
+  h: (d) => (MONTHS[d.getMonth()] as string).slice(0, 3),
+  B: (d) => MONTHS[d.getMonth()] as string,
+  u: (d) => String(d.getDay() === 0 ? 7 : d.getDay()),
+  w: (d) => String(d.getDay()),
+  s: (d) => String(Math.floor(d.getTime() / 1000)),
+  z: (d) => offset(d),
+  F: isoDate,
+  T: isoTime,
+  R: (d) => `${two(d.getHours())}:${two(d.getMinutes())}`,
+  D: (d) => `${two(d.getMonth() + 1)}/${two(d.getDate())}/${two(d.getFullYear() % 100)}`,
+  n: () => '\n',
+  t: () => '\t'
 }
 
 /**
- * Compiles a mosquitto_sub `-F` format: `%t` topic, `%p` payload, `%q` QoS, `%r` retain, `%l`
- * payload length, `%x`/`%X` payload in hex, `%j` JSON (payload as a string), `%J` JSON (payload
- * as JSON), `%I` ISO-8601 local time, `%U` Unix time (seconds.nanoseconds), MQTT 5 `%C` content type, `%D` correlation data,
- * `%E` message expiry, `%F` payload format, `%P` user properties, `%R` response topic, `%S`
- * subscription identifiers, `%%`; escapes `\n \t \r \\ \0 \a \e \v`. Throws UsageError.
+ * Compiles a mosquitto_sub `-F` format. `%t` topic, `%p` payload, `%q` QoS, `%r` retain, `%l`
+ * payload length, `%m` packet id, `%x`/`%X` payload in hex, `%j` JSON (payload as a string),
+ * `%J` JSON (payload as JSON), `%I` ISO-8601 local time, `%U` Unix time (seconds.nanoseconds),
+ * MQTT 5 `%A` topic alias, `%C` content type, `%D` correlation data, `%E` message expiry, `%F`
+ * payload format, `%P` user properties, `%R` response topic, `%S` subscription identifiers,
+ * `%%`. As in mosquitto_sub: `%-8t` left-aligns, `%08l` zero-pads, `%.5t` cuts, and a width caps
+ * `%p`/`%x`/`%X`; `@H` (any strftime letter), `@N` nanoseconds, `@@`; escapes
+ * `\n \t \r \\ \0 \a \e \v`. `prettyJson` indents `%j`/`%J` (`--pretty`). Throws UsageError.
  */
-export function compileFormat (format: string): MessageFormat {
+export function compileFormat (format: string, prettyJson = false): MessageFormat {
   const parts: Part[] = []
   let text = ''
+  const flush = (): void => {
+    if (text !== '') parts.push(text)
+    text = ''
+  }
   for (let i = 0; i < format.length; i++) {
     const c = format[i] as string
     const next = format[i + 1]
     if (c === '\\' && next !== undefined && ESCAPES[next] !== undefined) {
       text += ESCAPES[next]
       i++
-    } else if (c === '%') {
-      if (next === '%') {
-        text += '%'
-      } else {
-        const spec = next === undefined ? undefined : SPECIFIERS[next]
-        if (spec === undefined) {
-          throw new UsageError(`-F: ${next === undefined ? 'a lone % at the end' : `unknown or unsupported %${next}`} (supported: ${Object.keys(SPECIFIERS).map((k) => `%${k}`).join(' ')} %%)`)
+    } else if (c === '@') {
+      if (next === '@') text += '@'
+      else {
+        const conv = next === undefined ? undefined : TIME[next]
+        if (conv === undefined) {
+          throw new UsageError(`-F: ${next === undefined ? 'a lone @ at the end' : `unknown or unsupported @${next}`} (supported: ${Object.keys(TIME).map((k) => `@${k}`).join(' ')} @@)`)
         }
-        if (text !== '') parts.push(text)
-        text = ''
-        parts.push(spec)
+        flush()
+        parts.push((_m, now) => conv(now))
       }
       i++
+    } else if (c === '%') {
+      const m = /^%(-?)(0?)(\d*)(?:\.(\d*))?(.?)/.exec(format.slice(i)) as RegExpExecArray
+      const spec = m[5] as string
+      if (spec === '%') text += '%'
+      else {
+        const conv = SPECIFIERS[spec]
+        if (conv === undefined) {
+          throw new UsageError(`-F: ${spec === '' ? 'a lone % at the end' : `unknown or unsupported %${spec}`} (supported: ${Object.keys(SPECIFIERS).map((k) => `%${k}`).join(' ')} %%)`)
+        }
+        const field: Field = { left: m[1] === '-', zero: m[2] === '0', width: Number(m[3] ?? ''), precision: m[4] === undefined ? undefined : Number(m[4]), pretty: prettyJson }
+        flush()
+        parts.push((msg, now) => conv(msg, now, field))
+      }
+      i += m[0].length - 1
     } else {
       text += c
     }
   }
-  if (text !== '') parts.push(text)
+  flush()
   return (m, now) => {
     let out = ''
     for (const p of parts) out += typeof p === 'string' ? p : p(m, now)
@@ -70,14 +162,31 @@ export function compileFormat (format: string): MessageFormat {
   }
 }
 
+/** Nanoseconds of the second, nine digits (a {@link preciseNow} date carries those below the ms). */
+function nanos (d: Date): string {
+  return String((d.getTime() % 1000) * 1e6 + ((d as PreciseDate).subMsNanos ?? 0)).padStart(9, '0')
+}
+
+type PreciseDate = Date & { subMsNanos?: number }
+
+/** The wall-clock time to the microsecond (a Date holds milliseconds), for `%U` and `@N`. */
+export function preciseNow (): Date {
+  const t = performance.timeOrigin + performance.now()
+  const d: PreciseDate = new Date(Math.floor(t))
+  d.subMsNanos = Math.floor((t % 1) * 1000) * 1000
+  return d
+}
+
+/** UTC offset as +hhmm. */
+function offset (d: Date): string {
+  const minutes = -d.getTimezoneOffset()
+  const abs = Math.abs(minutes)
+  return `${minutes >= 0 ? '+' : '-'}${two(Math.floor(abs / 60))}${two(abs % 60)}`
+}
+
 /** Local time as mosquitto_sub's %I prints it: 2026-12-01T05:11:03+0100. */
 function localIso (d: Date): string {
-  const two = (n: number): string => String(n).padStart(2, '0')
-  const offset = -d.getTimezoneOffset()
-  const sign = offset >= 0 ? '+' : '-'
-  const abs = Math.abs(offset)
-  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}T${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}` +
-    `${sign}${two(Math.floor(abs / 60))}${two(abs % 60)}`
+  return `${isoDate(d)}T${isoTime(d)}${offset(d)}`
 }
 
 /** Thrown by `%J` for a payload that is not JSON: the message is reported and skipped. */
@@ -85,7 +194,7 @@ export class NotJsonError extends Error {
   override readonly name = 'NotJsonError'
 }
 
-function json (m: Message, now: Date, rawPayload: boolean): string {
+function json (m: Message, now: Date, rawPayload: boolean, pretty: boolean): string {
   const p = m.properties
   const properties: Record<string, unknown> = {}
   if (p?.userProperties !== undefined) properties['user-properties'] = Object.fromEntries(p.userProperties)
@@ -109,7 +218,8 @@ function json (m: Message, now: Date, rawPayload: boolean): string {
     qos: m.qos,
     retain: m.retain ? 1 : 0,
     payloadlen: m.payload.length,
+    ...(m.qos > 0 ? { mid: m.packetId } : {}),
     ...(Object.keys(properties).length > 0 ? { properties } : {}),
     payload
-  })
+  }, null, pretty ? '\t' : undefined)
 }

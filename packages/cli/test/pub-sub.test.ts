@@ -220,6 +220,34 @@ test('v5 properties (-D) both ways with mosquitto_pub/sub, %J and %P formats', a
   assert.deepEqual([userProps, contentType], ['x:y', 'application/json'])
 })
 
+test('petrel sub -F prints what mosquitto_sub -F prints for the same format (widths, %m, @@, empty messages)', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const p = port()
+  const format = '|%15t|%-15t|%.3t|%8p|%-8p|%3m|%03m|%-3m|%04l|%5C|%-5C|%3E|%2F|%q|%r|%%|@@|'
+  const common = ['-p', p, '-V', 'mqttv5', '-t', 'same/#', '-q', '1', '-C', '3']
+  const theirs = start('mosquitto_sub', [...common, '-F', format])
+  const ours = start('node', [petrel, 'sub', ...common, '-F', format])
+  const plain = start('node', [petrel, 'sub', '-p', p, '-t', 'same/#', '-C', '3'])
+  const verbose = start('node', [petrel, 'sub', '-p', p, '-t', 'same/#', '-C', '3', '-v'])
+  const refPlain = start('mosquitto_sub', ['-p', p, '-t', 'same/#', '-C', '3'])
+  const refVerbose = start('mosquitto_sub', ['-p', p, '-t', 'same/#', '-C', '3', '-v'])
+  // Publish once all six are subscribed: each gets exactly three messages.
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  await run('mosquitto_pub', ['-p', p, '-V', 'mqttv5', '-t', 'same/abcdefgh', '-m', 'payload-long', '-q', '1',
+    '-D', 'publish', 'content-type', 'tx', '-D', 'publish', 'message-expiry-interval', '30'])
+  await run('mosquitto_pub', ['-p', p, '-t', 'same/x', '-m', 'pp'])
+  await run('mosquitto_pub', ['-p', p, '-t', 'same/empty', '-n'])
+  const [a, b, c, d, e, f] = await Promise.all([theirs, ours, plain, verbose, refPlain, refVerbose].map(async (s) => await withTimeout(s.done, 10_000, 'sub')))
+  assert.equal((a as Run).code, 0)
+  assert.equal((b as Run).code, 0, (b as Run).stderr)
+  assert.equal((b as Run).stdout, (a as Run).stdout)
+  assert.match((b as Run).stdout, /\| {2}same\/abcdefgh\|same\/abcdefgh {2}\|sam\|payload-\|/)
+  // Without -F an empty message prints nothing, and `topic (null)` with -v.
+  assert.equal((c as Run).stdout, (e as Run).stdout)
+  assert.equal((d as Run).stdout, (f as Run).stdout)
+  assert.equal((d as Run).stdout, 'same/abcdefgh payload-long\nsame/x pp\nsame/empty (null)\n')
+})
+
 test('the will: --will-topic/--will-payload/--will-qos/--will-retain reach mosquitto_sub when petrel dies', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const p = port()
@@ -251,7 +279,7 @@ test('usage errors for the session, will, -D and -F flags', async () => {
     [['pub', '-t', 'x', '-m', 'y', '-V', '5', '-D', 'connect', 'receive-maximum', 'lots'], /integer from 0 to 65535/],
     [['pub', '-t', 'x', '-m', 'y', '-D', 'publish'], /needs a command, a property and a value/],
     [['pub', '-t', 'x', '-m', 'y', '--will-payload', 'z'], /need --will-topic/],
-    [['sub', '-t', 'x', '-F', '%m'], /unsupported %m/],
+    [['sub', '-t', 'x', '-F', '%k'], /unsupported %k/],
     [['sub', '-t', 'x', '-R', '--retained-only'], /exclude each other/],
     [['sub', '-t', 'x', '-T', 'a/#/b'], /-T: invalid topic filter/],
     [['pub', '-t', 'x', '-l', '--repeat', '2'], /does not apply to -l/]

@@ -802,7 +802,7 @@ export class ClientSession implements InboundAckSink {
     const p = h.packet
     const record = this.unroutedManualAck ? h.record : undefined
     if (record !== undefined) record.pending++
-    const taken = this.out.unrouted(new Message(h.topic, p.payload as Buffer, p.qos, p.retain, p.dup, p.properties, record, record === undefined ? undefined : this))
+    const taken = this.out.unrouted(new Message(h.topic, p.payload as Buffer, p.qos, p.retain, p.dup, p.packetId ?? 0, p.properties, record, record === undefined ? undefined : this))
     if (record !== undefined && !taken) record.pending--
     // The session's own share: released now; an auto-acked message is acked once the listener returned.
     if (taken && h.record !== undefined) this.ackInbound(h.record)
@@ -897,7 +897,7 @@ export class ClientSession implements InboundAckSink {
   }
 
   private deliverTo (entry: SubscriptionEntry, topic: string, p: PublishPacket, record: InboundAck | undefined): void {
-    const msg = new Message(topic, p.payload as Buffer, p.qos, p.retain, p.dup, p.properties, record, this)
+    const msg = new Message(topic, p.payload as Buffer, p.qos, p.retain, p.dup, p.packetId ?? 0, p.properties, record, this)
     this.out.deliver(msg, entry)
     if (!entry.manualAck) msg.ack()
   }

@@ -27,19 +27,22 @@ export class Message {
   readonly retain: boolean
   /** The broker says it may have sent this message before [MQTT-3.3.1-1]. */
   readonly dup: boolean
+  /** The PUBLISH packet's identifier (QoS 1/2); 0 for QoS 0. */
+  readonly packetId: number
   /** MQTT 5 properties as received (subscriptionIdentifiers, responseTopic, userProperties...). */
   readonly properties: PublishProperties | undefined
   private record: InboundAck | undefined
   private readonly sink: InboundAckSink | undefined
 
   /** @internal Created by the client session. */
-  constructor (topic: string, payload: Buffer, qos: QoS, retain: boolean, dup: boolean,
+  constructor (topic: string, payload: Buffer, qos: QoS, retain: boolean, dup: boolean, packetId: number,
     properties: PublishProperties | undefined, record: InboundAck | undefined, sink: InboundAckSink | undefined) {
     this.topic = topic
     this.payload = payload
     this.qos = qos
     this.retain = retain
     this.dup = dup
+    this.packetId = packetId
     this.properties = properties
     this.record = record
     this.sink = sink

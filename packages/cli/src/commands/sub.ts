@@ -1,7 +1,7 @@
 import { connect, type Message, type MqttClient } from '@petrel/client'
 import { topicFilterProblem, topicMatches } from '@petrel/wire'
 import { commonFlags, parseCommandArgs, commonHelp, describeError, ExitCode, resolveConnection, UsageError } from '../client-options.js'
-import { compileFormat, NotJsonError, type MessageFormat } from '../message-format.js'
+import { compileFormat, NotJsonError, preciseNow, type MessageFormat } from '../message-format.js'
 
 const help = `petrel sub: subscribe and print messages (mosquitto_sub flags)
 
@@ -14,10 +14,14 @@ Output:
   -v                 print the topic before the payload
   -N                 do not print a newline after each message
   -F FORMAT          print each message as FORMAT: %t topic, %p payload, %q QoS, %r retain,
-                     %l length, %x / %X payload in hex, %j JSON, %J JSON with the payload as
-                     JSON, %I ISO time, %U Unix time, v5 %C content type, %D correlation data,
-                     %E expiry, %F payload format, %P user properties, %R response topic,
-                     %S subscription ids, %%; escapes \\n \\t \\\\ \\e
+                     %l length, %m packet id, %x / %X payload in hex, %j JSON, %J JSON with
+                     the payload as JSON, %I ISO time, %U Unix time, v5 %A topic alias,
+                     %C content type, %D correlation data, %E expiry, %F payload format,
+                     %P user properties, %R response topic, %S subscription ids, %%;
+                     widths as in printf (%-20t, %08l, %.10t); @ and a strftime letter for
+                     the local time (@Y-@m-@d @H:@M:@S, @s, @N nanoseconds, @@);
+                     escapes \\n \\t \\\\ \\e
+  --pretty           indent the JSON of --json, %j and %J
   --json             one JSON object per line: topic, payload (utf8, or base64 with
                      "encoding":"base64"), qos, retain, properties
   -R                 do not print retained messages
@@ -53,7 +57,8 @@ export async function run (argv: string[]): Promise<number> {
       unsubscribe: { type: 'string', short: 'U', multiple: true },
       'exit-after-subscribe': { type: 'boolean', short: 'E' },
       format: { type: 'string', short: 'F' },
-      json: { type: 'boolean' }
+      json: { type: 'boolean' },
+      pretty: { type: 'boolean' }
     },
     allowPositionals: false
   }, help)
@@ -80,7 +85,7 @@ export async function run (argv: string[]): Promise<number> {
       const problem = topicFilterProblem(f)
       if (problem !== undefined) throw new UsageError(`-T: invalid topic filter ${JSON.stringify(f)}: ${problem}`)
     }
-    const print = printer(values.format === undefined ? undefined : compileFormat(values.format), values.json === true, values.verbose === true, values['no-newline'] === true)
+    const print = printer(values.format === undefined ? undefined : compileFormat(values.format, values.pretty === true), values.json === true, values.verbose === true, values['no-newline'] === true, values.pretty === true)
     const removeRetained = values['remove-retained'] === true
 
     // Connection failures matter only before we are up: afterwards a lost link ends the command.
@@ -175,17 +180,19 @@ export async function run (argv: string[]): Promise<number> {
   }
 }
 
-function printer (format: MessageFormat | undefined, json: boolean, verbose: boolean, noNewline: boolean): (m: Message) => string {
+function printer (format: MessageFormat | undefined, json: boolean, verbose: boolean, noNewline: boolean, pretty: boolean): (m: Message) => string {
   const end = noNewline ? '' : '\n'
-  if (format !== undefined) return (m) => format(m, new Date()) + end
-  if (json) return (m) => `${jsonLine(m)}\n`
+  if (format !== undefined) return (m) => format(m, preciseNow()) + end
+  if (json) return (m) => `${jsonLine(m, pretty)}\n`
+  // As mosquitto_sub: an empty message prints nothing, or `topic (null)` with -v (it still counts for -C).
   return (m) => {
+    if (m.payload.length === 0) return verbose && !noNewline ? `${m.topic} (null)\n` : ''
     const payload = m.payload.toString('utf8')
     return (verbose ? `${m.topic} ${payload}` : payload) + end
   }
 }
 
-function jsonLine (m: Message): string {
+function jsonLine (m: Message, pretty: boolean): string {
   const text = m.payload.toString('utf8')
   const utf8 = Buffer.from(text, 'utf8').equals(m.payload)
   const properties = m.properties === undefined
@@ -198,5 +205,5 @@ function jsonLine (m: Message): string {
     qos: m.qos,
     retain: m.retain,
     ...(properties === undefined ? {} : { properties })
-  })
+  }, null, pretty ? 2 : undefined)
 }

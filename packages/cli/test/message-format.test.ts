@@ -1,0 +1,46 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Message } from '@petrel/client'
+import { compileFormat, preciseNow } from '../src/message-format.js'
+import { UsageError } from '../src/usage-error.js'
+
+// -F as mosquitto_sub 2.0 prints it (the same format against both is compared in pub-sub.test.ts).
+
+const msg = (payload: string, qos: 0 | 1 | 2, packetId: number, properties?: Message['properties']): Message =>
+  new Message('fw/abcdefgh', Buffer.from(payload), qos, false, false, packetId, properties, undefined, undefined)
+
+// 2026-03-04 05:06:07.089 local time, plus 123.456 µs below the millisecond.
+const when = Object.assign(new Date(2026, 2, 4, 5, 6, 7, 89), { subMsNanos: 123_456 })
+
+test('field widths, alignment, zero padding and precision', () => {
+  const m = msg('payload-long', 1, 7, { contentType: 'tx', messageExpiryInterval: 30 })
+  const f = compileFormat('|%15t|%-15t|%.3t|%8p|%-8p|%20p|%6x|%-6X|%3m|%03m|%-3m|%04l|%5C|%-5C|%3E|%03E|%%|')
+  assert.equal(f(m, when), '|    fw/abcdefgh|fw/abcdefgh    |fw/|payload-|payload-|        payload-long|706179|706179|  7|007|7  |0012|   tx|tx   | 30|030|%|')
+  // Absent values print as blanks of the field's width; QoS 0 has packet id 0.
+  assert.equal(compileFormat('|%5C|%3E|%2F|%4S|%2A|%m|%R|')(msg('x', 0, 0), when), '|     |   |  |    |  |0||')
+})
+
+test('@ conversions are strftime letters of the local time; @N and %U carry nanoseconds', () => {
+  const f = compileFormat('@Y-@m-@d @H:@M:@S.@N @a @b @j @I@p @@ %U')
+  const unix = `${Math.floor(when.getTime() / 1000)}.089123456`
+  assert.equal(f(msg('x', 0, 0), when), `2026-03-04 05:06:07.089123456 Wed Mar 063 05AM @ ${unix}`)
+  assert.equal(compileFormat('@F @T @s')(msg('x', 0, 0), when), `2026-03-04 05:06:07 ${Math.floor(when.getTime() / 1000)}`)
+  const now = preciseNow()
+  assert.ok(Math.abs(now.getTime() - Date.now()) < 1000)
+})
+
+test('%j carries mid for QoS > 0; prettyJson indents it', () => {
+  const line = JSON.parse(compileFormat('%j')(msg('{"a":1}', 2, 9), when)) as Record<string, unknown>
+  assert.equal(line.mid, 9)
+  assert.equal(line.payload, '{"a":1}')
+  assert.equal('mid' in (JSON.parse(compileFormat('%j')(msg('x', 0, 0), when)) as object), false)
+  const pretty = compileFormat('%J', true)(msg('{"a":1}', 1, 1), when)
+  assert.match(pretty, /\n\t"payload": \{\n\t\t"a": 1\n\t\}\n\}$/)
+})
+
+test('unknown conversions are usage errors that list what is supported', () => {
+  assert.throws(() => compileFormat('%k'), (e: unknown) => e instanceof UsageError && /unsupported %k \(supported: .*%m/.test(e.message))
+  assert.throws(() => compileFormat('@Q'), (e: unknown) => e instanceof UsageError && /unsupported @Q \(supported: .*@N/.test(e.message))
+  assert.throws(() => compileFormat('abc%'), /a lone % at the end/)
+  assert.throws(() => compileFormat('abc@'), /a lone @ at the end/)
+})
