@@ -16,7 +16,9 @@ export const ExitCode = {
   /** The broker refused the credentials or the client is not authorized. */
   notAuthorized: 3,
   /** Connected, but a publish or subscribe failed or timed out. */
-  operation: 4
+  operation: 4,
+  /** `petrel sub -W`: the time ran out (mosquitto_sub's code for it). */
+  timedOut: 27
 } as const
 
 /** Flags common to pub and sub, with mosquitto_pub/mosquitto_sub spellings. */
@@ -70,7 +72,8 @@ export const commonHelp = `Connection:
   -d                 print each MQTT packet sent and received (on stderr)
   --help             this text
 
-Exit codes: 0 ok, 1 usage, 2 connection failed, 3 not authorized, 4 publish/subscribe failed.`
+Exit codes: 0 ok, 1 usage, 2 connection failed, 3 not authorized, 4 publish/subscribe failed,
+27 timed out (sub -W).`
 
 export type CommonValues = {
   [K in keyof typeof commonFlags]?: (typeof commonFlags)[K]['type'] extends 'boolean' ? boolean : string

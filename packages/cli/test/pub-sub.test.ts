@@ -175,8 +175,9 @@ for (const v of ['mqttv311', 'mqttv5']) {
     assert.equal(removed.code, 0, removed.stderr)
     await run('mosquitto_pub', ['-p', p, '-q', '1', '-t', `ps/${v}/a`, '-m', 'nobody'])
     const empty = await run('node', [petrel, 'sub', '-p', p, '-V', v, '-c', '-i', id, '-q', '1', '-t', `ps/${v}/c`, '-W', '1'])
-    assert.equal(empty.code, 4)
+    assert.equal(empty.code, 27)
     assert.equal(empty.stdout, '')
+    assert.equal(empty.stderr, 'Timed out\n')
   })
 }
 
@@ -246,6 +247,17 @@ test('petrel sub -F prints what mosquitto_sub -F prints for the same format (wid
   assert.equal((c as Run).stdout, (e as Run).stdout)
   assert.equal((d as Run).stdout, (f as Run).stdout)
   assert.equal((d as Run).stdout, 'same/abcdefgh payload-long\nsame/x pp\nsame/empty (null)\n')
+})
+
+test('petrel sub -W stops after that long even while messages keep coming (exit 27, as mosquitto_sub)', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const started = Date.now()
+  const s = start('node', [petrel, 'sub', '-p', port(), '-t', 'wait/x', '-W', '2'])
+  const r = await untilExit(s, async () => await run('mosquitto_pub', ['-p', port(), '-t', 'wait/x', '-m', 'tick']))
+  assert.equal(r.code, 27, r.stderr)
+  assert.equal(r.stderr, 'Timed out\n')
+  assert.match(r.stdout, /^(tick\n)+$/)
+  assert.ok(Date.now() - started < 8000)
 })
 
 test('the will: --will-topic/--will-payload/--will-qos/--will-retain reach mosquitto_sub when petrel dies', async (t) => {

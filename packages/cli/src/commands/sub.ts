@@ -10,7 +10,7 @@ Usage: petrel sub -t FILTER [-t FILTER...] [options]
 Output:
   -t FILTER          topic filter to subscribe to (repeatable)
   -C COUNT           exit after COUNT messages
-  -W SECONDS         exit (code 4) if no message arrives within SECONDS
+  -W SECONDS         stop after SECONDS, counted from the connection (exit code 27, 'Timed out')
   -v                 print the topic before the payload
   -N                 do not print a newline after each message
   -F FORMAT          print each message as FORMAT: %t topic, %p payload, %q QoS, %r retain,
@@ -97,15 +97,13 @@ export async function run (argv: string[]): Promise<number> {
     c.once('close', () => { finish?.(ExitCode.operation) })
 
     let received = 0
-    let timer: NodeJS.Timeout | undefined
-    const arm = (): void => {
-      if (timeoutS === undefined) return
-      if (timer !== undefined) clearTimeout(timer)
-      timer = setTimeout(() => {
-        console.error(`petrel sub: timed out after ${timeoutS} s without a message`)
-        finish?.(ExitCode.operation)
+    // -W as mosquitto_sub: the whole run, from the connection, not the time between messages.
+    const timer = timeoutS === undefined
+      ? undefined
+      : setTimeout(() => {
+        console.error('Timed out')
+        finish?.(ExitCode.timedOut)
       }, timeoutS * 1000)
-    }
     // One handler for the subscriptions and for what the session delivers for filters this run
     // did not subscribe to (-c): printed in arrival order, as mosquitto_sub prints everything.
     // Acks by hand (subscriptions and unrouted messages alike): a message that arrives after -C
@@ -144,7 +142,6 @@ export async function run (argv: string[]): Promise<number> {
       } else {
         process.stdout.write(text, () => { m.ack() })
       }
-      arm()
       if (++received >= count) finish?.(ExitCode.ok)
     }
     c.on('unrouted', onMessage)
@@ -160,7 +157,6 @@ export async function run (argv: string[]): Promise<number> {
       const userProperties = properties.unsubscribeUserProperties
       subscribed.push(c.unsubscribe(unsubscribe, userProperties.length > 0 ? { userProperties } : {}))
     }
-    arm()
     await Promise.all(subscribed)
     if (values['exit-after-subscribe'] === true) finish?.(ExitCode.ok)
     const code = await done
