@@ -1,4 +1,7 @@
-import { readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { connect as netConnect } from 'node:net'
+import { join } from 'node:path'
+import type { Duplex } from 'node:stream'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { ClientErrorCode, type ClientOptions } from '@petrel/client'
 import { PetrelError, type ProtocolVersion, type QoS, type WillProperties } from '@petrel/wire'
@@ -26,6 +29,11 @@ export const commonFlags = {
   host: { type: 'string', short: 'h' },
   port: { type: 'string', short: 'p' },
   id: { type: 'string', short: 'i' },
+  'id-prefix': { type: 'string', short: 'I' },
+  'bind-address': { type: 'string', short: 'A' },
+  unix: { type: 'string' },
+  nodelay: { type: 'boolean' },
+  quiet: { type: 'boolean' },
   username: { type: 'string', short: 'u' },
   pw: { type: 'string', short: 'P' },
   keepalive: { type: 'string', short: 'k' },
@@ -33,6 +41,10 @@ export const commonFlags = {
   qos: { type: 'string', short: 'q' },
   url: { type: 'string', short: 'L' },
   cafile: { type: 'string' },
+  capath: { type: 'string' },
+  'tls-use-os-certs': { type: 'boolean' },
+  'tls-version': { type: 'string' },
+  ciphers: { type: 'string' },
   cert: { type: 'string' },
   key: { type: 'string' },
   insecure: { type: 'boolean' },
@@ -51,14 +63,21 @@ export const commonHelp = `Connection:
   -h HOST            broker host (default 127.0.0.1)
   -p PORT            broker port (default 1883, 8883 with --cafile)
   -L URL             mqtt[s]://[user[:pass]@]host[:port]/topic or ws[s]://... (overrides -h -p -t)
+  --unix PATH        connect through a Unix domain socket instead
+  -A ADDRESS         connect from this local address
   -i ID              client id (default: petrel-<random>)
+  -I PREFIX          client id PREFIX followed by the process id
   -u USER, -P PASS   user name and password
   -k SECONDS         keepalive (default 60)
   -V VERSION         protocol: mqttv311 | 311 | mqttv5 | 5 (default mqttv311)
   -q QOS             0, 1 or 2 (default 0)
   --cafile FILE      CA certificate (enables TLS)
+  --capath DIR       CA certificates: every PEM file in DIR (enables TLS)
+  --tls-use-os-certs trust the operating system's CA certificates (enables TLS)
   --cert FILE        client certificate, --key FILE its private key
   --insecure         do not verify the broker's certificate
+  --tls-version V    the lowest TLS version to accept: tlsv1.3, tlsv1.2 or tlsv1.1
+  --ciphers LIST     OpenSSL cipher list
   --connect-timeout SECONDS  (default 10)
   -c                 persistent session (no clean start; needs -i): the broker keeps the
                      subscriptions and queues QoS 1/2 messages while the client is away
@@ -70,6 +89,8 @@ export const commonHelp = `Connection:
                      subscribe or unsubscribe; e.g. -D publish content-type text/plain,
                      -D publish user-property NAME VALUE, -D will will-delay-interval 30
   -d                 print each MQTT packet sent and received (on stderr)
+  --quiet            do not print error messages (the exit code still tells)
+  --nodelay          accepted for mosquitto's sake: Petrel always disables Nagle's algorithm
   --help             this text
 
 Exit codes: 0 ok, 1 usage, 2 connection failed, 3 not authorized, 4 publish/subscribe failed,
@@ -82,7 +103,10 @@ export type CommonValues = {
 export { UsageError }
 
 export interface ResolvedConnection {
-  url: string
+  /** What `connect()` dials; undefined with --unix (options.transport opens the socket). */
+  url: string | undefined
+  /** The broker, for messages. */
+  where: string
   /** Topic from the -L URL path, if any. */
   urlTopic: string | undefined
   options: ClientOptions
@@ -106,7 +130,8 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
     if (p === undefined) throw new UsageError(`-V must be mqttv311 or mqttv5, got '${v['protocol-version']}'`)
     protocolVersion = p
   }
-  const tls = v.cafile !== undefined || v.cert !== undefined || v.insecure === true
+  const tls = v.cafile !== undefined || v.capath !== undefined || v['tls-use-os-certs'] === true || v.cert !== undefined ||
+    v.insecure === true || v['tls-version'] !== undefined || v.ciphers !== undefined
   const read = (file: string): Buffer => {
     try {
       return readFileSync(file)
@@ -120,7 +145,10 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
     keepalive: intFlag(v.keepalive, '-k', 0, 65535) ?? 60,
     connectTimeoutMs: (intFlag(v['connect-timeout'], '--connect-timeout', 1, 3600) ?? 10) * 1000
   }
+  if (v.id !== undefined && v['id-prefix'] !== undefined) throw new UsageError('-i and -I exclude each other')
   if (v.id !== undefined) options.clientId = v.id
+  if (v['id-prefix'] !== undefined) options.clientId = `${v['id-prefix']}${process.pid}`
+  if (v['bind-address'] !== undefined) options.localAddress = v['bind-address']
   if (v.debug === true) options.trace = debugTrace((line) => { process.stderr.write(`${line}\n`) })
   resolveSession(v, options, protocolVersion)
   if (properties?.any === true) {
@@ -136,13 +164,33 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
   if (v.pw !== undefined) options.password = v.pw
   if (tls) {
     options.tls = { rejectUnauthorized: v.insecure !== true }
-    if (v.cafile !== undefined) options.tls.ca = read(v.cafile)
+    const ca = [
+      ...(v.cafile === undefined ? [] : [read(v.cafile)]),
+      ...(v.capath === undefined ? [] : certificatesIn(v.capath)),
+      ...(v['tls-use-os-certs'] === true ? [osCertificates()] : [])
+    ]
+    if (ca.length > 0) options.tls.ca = ca
     if (v.cert !== undefined) options.tls.cert = read(v.cert)
     if (v.key !== undefined) options.tls.key = read(v.key)
+    const extra: NonNullable<NonNullable<ClientOptions['tls']>['extra']> = {}
+    if (v['tls-version'] !== undefined) {
+      const versions = { 'tlsv1.3': 'TLSv1.3', 'tlsv1.2': 'TLSv1.2', 'tlsv1.1': 'TLSv1.1' } as const
+      const min = versions[v['tls-version'].toLowerCase() as keyof typeof versions] as typeof versions[keyof typeof versions] | undefined
+      if (min === undefined) throw new UsageError(`--tls-version must be tlsv1.3, tlsv1.2 or tlsv1.1, got '${v['tls-version']}'`)
+      extra.minVersion = min
+    }
+    if (v.ciphers !== undefined) extra.ciphers = v.ciphers
+    if (Object.keys(extra).length > 0) options.tls.extra = extra
   }
-  let url: string
+  let url: string | undefined
+  let where: string | undefined
   let urlTopic: string | undefined
-  if (v.url !== undefined) {
+  if (v.unix !== undefined) {
+    if (v.url !== undefined || tls) throw new UsageError('--unix excludes -L and the TLS flags')
+    options.transport = unixTransport(v.unix)
+    url = undefined
+    where = `the Unix socket ${v.unix}`
+  } else if (v.url !== undefined) {
     let parsed: URL
     try {
       parsed = new URL(v.url)
@@ -160,7 +208,52 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
     const port = intFlag(v.port, '-p', 1, 65535) ?? (tls ? 8883 : 1883)
     url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
   }
-  return { url, urlTopic, options, qos }
+  return { url, where: where ?? url ?? '', urlTopic, options, qos }
+}
+
+/** --capath: the certificates of every PEM file in `dir` (OpenSSL's hash links included, once each). */
+function certificatesIn (dir: string): string[] {
+  let names: string[]
+  try {
+    names = readdirSync(dir)
+  } catch (err) {
+    throw new UsageError(`--capath: cannot read ${dir}: ${(err as Error).message}`)
+  }
+  const certs = new Set<string>()
+  for (const name of names) {
+    const file = join(dir, name)
+    try {
+      if (!statSync(file).isFile()) continue
+      for (const pem of readFileSync(file, 'latin1').match(PEM_CERTIFICATE) ?? []) certs.add(pem)
+    } catch {
+      // unreadable entries are skipped, as OpenSSL skips them
+    }
+  }
+  if (certs.size === 0) throw new UsageError(`--capath: no PEM certificate in ${dir}`)
+  return [...certs]
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g
+
+/** Where distributions keep the system CA bundle. */
+const OS_CA_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt', '/etc/ssl/ca-bundle.pem', '/etc/ssl/cert.pem']
+
+function osCertificates (): Buffer {
+  const file = OS_CA_BUNDLES.find((f) => existsSync(f))
+  if (file === undefined) throw new UsageError(`--tls-use-os-certs: no system CA bundle found (looked for ${OS_CA_BUNDLES.join(', ')})`)
+  return readFileSync(file)
+}
+
+/** --unix: a transport that opens the socket at `path` for each connection attempt. */
+function unixTransport (path: string): () => Promise<Duplex> {
+  return async () => await new Promise<Duplex>((resolve, reject) => {
+    const socket = netConnect(path)
+    socket.once('connect', () => {
+      socket.off('error', reject)
+      resolve(socket)
+    })
+    socket.once('error', reject)
+  })
 }
 
 /** -c and -x, as mosquitto_pub/sub read them. */
@@ -205,7 +298,7 @@ export function describeError (err: unknown, url: string): { message: string, ex
   const cause = err.cause as { code?: string } | undefined
   switch (err.code) {
     case ClientErrorCode.CONNECTION_FAILED:
-      if (cause?.code === 'ECONNREFUSED') return { message: `Connection refused: no broker is listening on ${where}.`, exitCode: ExitCode.connection }
+      if (cause?.code === 'ECONNREFUSED' || cause?.code === 'ENOENT') return { message: `Connection refused: no broker is listening on ${where}.`, exitCode: ExitCode.connection }
       if (cause?.code === 'ENOTFOUND') return { message: `Unknown host in ${where}.`, exitCode: ExitCode.connection }
       return { message: `Cannot connect to ${where}: ${err.message}`, exitCode: ExitCode.connection }
     case ClientErrorCode.CONNECT_TIMEOUT: return { message: `Timed out connecting to ${where}.`, exitCode: ExitCode.connection }

@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort, hasProgram, makeTestCertificates, requirePeer, startMosquitto, withTimeout, type Mosquitto } from '@petrel/test-utils'
@@ -140,6 +140,47 @@ test('TLS with a client certificate: --cafile --cert --key, -i, -k, -r', async (
     const noCert = await run('node', [petrel, 'sub', '-p', tlsPort, '--cafile', certs.caFile, '-t', 'tls/t', '-C', '1', '--connect-timeout', '3'])
     assert.equal(noCert.code, 2, noCert.stderr)
     assert.match(noCert.stderr, /connect/i)
+    // --capath (a directory of PEM files), --tls-version as the lowest version, --ciphers.
+    const capath = mkdtempSync(join(tmpdir(), 'petrel-capath-'))
+    writeFileSync(join(capath, 'ca.pem'), readFileSync(certs.caFile))
+    writeFileSync(join(capath, 'not-a-cert.txt'), 'hello')
+    const client = ['--cert', certs.clientCertFile, '--key', certs.clientKeyFile]
+    const viaCapath = await run('node', [petrel, 'sub', '-p', tlsPort, '--capath', capath, ...client, '--tls-version', 'tlsv1.2', '-t', 'tls/t', '-C', '1'])
+    assert.equal(viaCapath.code, 0, viaCapath.stderr)
+    assert.equal(viaCapath.stdout, 'secret\n')
+    const badCiphers = await run('node', [petrel, 'sub', '-p', tlsPort, ...tls, '--ciphers', 'NO-SUCH-CIPHER', '-t', 'tls/t', '-C', '1'])
+    assert.equal(badCiphers.code, 2, badCiphers.stderr)
+    assert.match(badCiphers.stderr, /cipher/i)
+    // The OS store does not know this test CA: the handshake fails.
+    const osCerts = await run('node', [petrel, 'sub', '-p', tlsPort, '--tls-use-os-certs', ...client, '-t', 'tls/t', '-C', '1', '--connect-timeout', '3'])
+    assert.equal(osCerts.code, 2, osCerts.stderr)
+  } finally {
+    await m.stop()
+  }
+})
+
+test('--unix, -A, -I, -M, --quiet and --random-filter', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const dir = mkdtempSync(join(tmpdir(), 'petrel-unix-'))
+  const socket = join(dir, 'mqtt.sock')
+  const m = await startMosquitto({ extraConfig: `listener 0 ${socket}` })
+  try {
+    const sub = start('mosquitto_sub', ['--unix', socket, '-t', 'ux/#', '-C', '2', '-v'])
+    const r = await untilExit(sub, async () => await run('node', [petrel, 'pub', '--unix', socket, '-t', 'ux/a', '-m', 'over unix', '-q', '1', '-M', '1']))
+    assert.equal(r.stdout, 'ux/a over unix\nux/a over unix\n')
+    const gone = await run('node', [petrel, 'pub', '--unix', join(dir, 'nothing.sock'), '-t', 'ux/a', '-m', 'x'])
+    assert.equal(gone.code, 2)
+    assert.match(gone.stderr, /no broker is listening on the Unix socket/)
+    // -I: the id is the prefix and the process id; -A picks the local address.
+    const debug = await run('node', [petrel, 'pub', '-p', String(m.port), '-A', '127.0.0.1', '-I', 'pfx-', '-t', 'ux/b', '-m', 'x', '-d'])
+    assert.equal(debug.code, 0, debug.stderr)
+    assert.match(debug.stderr, /^Client pfx-\d+ sending CONNECT/m)
+    const quiet = await run('node', [petrel, 'pub', '-p', '1', '-t', 'ux/b', '-m', 'x', '--quiet'])
+    assert.deepEqual([quiet.code, quiet.stderr], [2, ''])
+    // --random-filter 0 prints nothing, yet the messages count for -C (as mosquitto_sub).
+    const none = start('node', [petrel, 'sub', '-p', String(m.port), '-t', 'ux/r', '-C', '3', '--random-filter', '0'])
+    const rn = await untilExit(none, async () => await run('mosquitto_pub', ['-p', String(m.port), '-t', 'ux/r', '-m', 'x']))
+    assert.deepEqual([rn.code, rn.stdout], [0, ''])
   } finally {
     await m.stop()
   }

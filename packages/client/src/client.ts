@@ -579,7 +579,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     const t = this.options.transport
     if (t !== undefined) return typeof t === 'function' ? await t(url, signal) : t
     if (url === undefined) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'no broker URL and no transport')
-    return await openTransport(url, { tls: this.options.tls, ws: this.options.ws, readModeration: this.options.readModeration }, signal)
+    return await openTransport(url, { tls: this.options.tls, ws: this.options.ws, readModeration: this.options.readModeration, localAddress: this.options.localAddress }, signal)
   }
 
   private connectPacket (url: URL | undefined, attempt: number): ConnectPacket {

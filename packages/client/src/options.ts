@@ -115,6 +115,8 @@ export interface ClientOptions {
   readModeration?: ReadModerationOptions | false
   /** Options for the `ws` WebSocket (headers...). */
   ws?: WsClientOptions
+  /** The local address to connect from (a multi-homed host picking its interface). Default: the OS's choice. */
+  localAddress?: string
   /** A stream, or a factory opening one per attempt, instead of dialing the URL. */
   transport?: Duplex | TransportFactory
   /** Per attempt: may rewrite the CONNECT packet (rotating a JWT password, ...). */

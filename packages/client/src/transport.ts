@@ -36,6 +36,8 @@ export interface TransportOptions {
   ws?: WsClientOptions | undefined
   /** Plain TCP: read moderation settings, or false for eager reads. Default on. */
   readModeration?: ReadModerationOptions | false | undefined
+  /** The local address to connect from. */
+  localAddress?: string | undefined
 }
 
 const DEFAULT_PORTS: Record<string, number> = { 'mqtt:': 1883, 'tcp:': 1883, 'mqtts:': 8883, 'tls:': 8883, 'ssl:': 8883, 'ws:': 80, 'wss:': 443 }
@@ -52,7 +54,7 @@ export async function openTransport (url: URL, options: TransportOptions, signal
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
   switch (url.protocol) {
     case 'mqtt:': case 'tcp:': {
-      const socket = connectDirect(host, port, options.readModeration ?? {})
+      const socket = connectDirect(host, port, options.readModeration ?? {}, options.localAddress)
       await opened(socket, 'connect', signal, url)
       return socket
     }
@@ -62,6 +64,7 @@ export async function openTransport (url: URL, options: TransportOptions, signal
         ...t.extra,
         host,
         port,
+        ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
         noDelay: true,
         ca: t.ca,
         cert: t.cert,
@@ -101,6 +104,7 @@ async function openWebSocket (url: URL, options: TransportOptions, signal: Abort
   const t = options.tls ?? {}
   const ws = new WebSocket(url, ['mqtt'], {
     ...options.ws,
+    ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
     ca: t.ca,
     cert: t.cert,
     key: t.key,

@@ -17,8 +17,13 @@ Message:
   -r                 retain the message
   --repeat COUNT     publish the message COUNT times (-m, -f, -s, -n)
   --repeat-delay SECONDS  wait this long between repeats (default 0)
+  -M COUNT           QoS 1/2 messages in flight at once (default 100; MQTT 5: at most the
+                     broker's Receive Maximum)
 
 ${commonHelp}`
+
+/** `-l`: lines published and not yet acknowledged before reading stdin waits. */
+const LINES_AHEAD = 1000
 
 /** `petrel pub`: resolves to the process exit code. */
 export async function run (argv: string[]): Promise<number> {
@@ -34,7 +39,8 @@ export async function run (argv: string[]): Promise<number> {
       'null-message': { type: 'boolean', short: 'n' },
       retain: { type: 'boolean', short: 'r' },
       repeat: { type: 'string' },
-      'repeat-delay': { type: 'string' }
+      'repeat-delay': { type: 'string' },
+      'max-inflight': { type: 'string', short: 'M' }
     },
     allowPositionals: false
   }, help)
@@ -44,7 +50,7 @@ export async function run (argv: string[]): Promise<number> {
   let client: MqttClient | undefined
   try {
     const conn = resolveConnection(values, properties)
-    url = conn.url
+    url = conn.where
     const topic = values.topic ?? conn.urlTopic
     if (topic === undefined) throw new UsageError('a topic is required (-t TOPIC)')
     const sources = [values.message !== undefined, values.file !== undefined, values['stdin-line'] === true,
@@ -57,6 +63,8 @@ export async function run (argv: string[]): Promise<number> {
     const delayS = values['repeat-delay'] === undefined ? 0 : Number(values['repeat-delay'])
     if (!(delayS >= 0)) throw new UsageError(`--repeat-delay must be a number of seconds >= 0, got '${values['repeat-delay']}'`)
     if (repeat > 1 && values['stdin-line'] === true) throw new UsageError('--repeat does not apply to -l (one message per line)')
+    const inflight = values['max-inflight'] === undefined ? undefined : Number(values['max-inflight'])
+    if (inflight !== undefined && !(Number.isInteger(inflight) && inflight >= 1 && inflight <= 65535)) throw new UsageError(`-M must be an integer from 1 to 65535, got '${values['max-inflight']}'`)
     let payload: Buffer | undefined
     if (values.message !== undefined) payload = Buffer.from(values.message)
     else if (values['null-message'] === true) payload = Buffer.alloc(0)
@@ -71,7 +79,7 @@ export async function run (argv: string[]): Promise<number> {
       for await (const c of process.stdin) chunks.push(c as Buffer)
       payload = Buffer.concat(chunks)
     }
-    client = await connect(conn.url, conn.options)
+    client = await connect(conn.url, { ...conn.options, ...(inflight === undefined ? {} : { inflightWindow: inflight }) })
     if (payload !== undefined) {
       // Without a delay the repeats are pipelined (within the client's window), like -l.
       const pending: Array<Promise<unknown>> = []
@@ -83,18 +91,36 @@ export async function run (argv: string[]): Promise<number> {
       }
       await Promise.all(pending)
     } else {
-      // -l: one message per line, as lines arrive; publishes are pipelined, not awaited one by one.
-      const pending: Array<Promise<unknown>> = []
+      // -l: one message per line, as lines arrive. Publishes are pipelined, not awaited one by one,
+      // but at most LINES_AHEAD at once: a fast producer waits (stdin is not read) instead of
+      // queueing without bound, and a long-lived pipe (tail -f) keeps no settled promises.
       const rl = createInterface({ input: process.stdin, crlfDelay: Infinity })
-      for await (const line of rl) pending.push(client.publish(topic, line, opts))
-      await Promise.all(pending)
+      let outstanding = 0
+      let failure: { error: unknown } | undefined
+      let room: (() => void) | undefined
+      const settled = (): void => {
+        outstanding--
+        room?.()
+        room = undefined
+      }
+      for await (const line of rl) {
+        if (failure !== undefined) break
+        if (outstanding >= LINES_AHEAD) await new Promise<void>((resolve) => { room = resolve })
+        outstanding++
+        client.publish(topic, line, opts).then(settled, (error: unknown) => {
+          failure ??= { error }
+          settled()
+        })
+      }
+      while (outstanding > 0) await new Promise<void>((resolve) => { room = resolve })
+      if (failure !== undefined) throw failure.error
     }
     await client.end()
     return ExitCode.ok
   } catch (err) {
     await client?.end({ force: true })
     const { message, exitCode } = describeError(err, url)
-    console.error(`petrel pub: ${message}`)
+    if (values.quiet !== true) console.error(`petrel pub: ${message}`)
     return exitCode
   }
 }

@@ -28,6 +28,7 @@ Output:
   --retained-only    print only retained messages; exit at the first live one
   --remove-retained  clear each retained message received (publish an empty retained one)
   -T FILTER          do not print messages whose topic matches FILTER (repeatable)
+  --random-filter PERCENT  print only this share of the messages, picked at random
   -U FILTER          unsubscribe from FILTER (a -c session's old subscription; repeatable)
   -E                 exit once the subscriptions (and -U) are acknowledged
 
@@ -54,6 +55,7 @@ export async function run (argv: string[]): Promise<number> {
       'retained-only': { type: 'boolean' },
       'remove-retained': { type: 'boolean' },
       'filter-out': { type: 'string', short: 'T', multiple: true },
+      'random-filter': { type: 'string' },
       unsubscribe: { type: 'string', short: 'U', multiple: true },
       'exit-after-subscribe': { type: 'boolean', short: 'E' },
       format: { type: 'string', short: 'F' },
@@ -70,7 +72,7 @@ export async function run (argv: string[]): Promise<number> {
   const onSignal = (): void => { finish?.(ExitCode.ok) }
   try {
     const conn = resolveConnection(values, properties)
-    url = conn.url
+    url = conn.where
     const topics = values.topic ?? (conn.urlTopic === undefined ? [] : [conn.urlTopic])
     const unsubscribe = values.unsubscribe ?? []
     if (topics.length === 0 && unsubscribe.length === 0) throw new UsageError('at least one topic filter is required (-t FILTER, or -U FILTER)')
@@ -81,6 +83,9 @@ export async function run (argv: string[]): Promise<number> {
     if (values['no-retained'] === true && values['retained-only'] === true) throw new UsageError('-R and --retained-only exclude each other')
     if (values.format !== undefined && values.json === true) throw new UsageError('-F and --json exclude each other')
     const filterOut = values['filter-out'] ?? []
+    const share = values['random-filter'] === undefined ? 100 : Number(values['random-filter'])
+    if (!(share >= 0 && share <= 100)) throw new UsageError(`--random-filter must be a percentage from 0 to 100, got '${values['random-filter']}'`)
+    const say = (line: string): void => { if (values.quiet !== true) console.error(line) }
     for (const f of filterOut) {
       const problem = topicFilterProblem(f)
       if (problem !== undefined) throw new UsageError(`-T: invalid topic filter ${JSON.stringify(f)}: ${problem}`)
@@ -101,7 +106,7 @@ export async function run (argv: string[]): Promise<number> {
     const timer = timeoutS === undefined
       ? undefined
       : setTimeout(() => {
-        console.error('Timed out')
+        say('Timed out')
         finish?.(ExitCode.timedOut)
       }, timeoutS * 1000)
     // One handler for the subscriptions and for what the session delivers for filters this run
@@ -127,10 +132,11 @@ export async function run (argv: string[]): Promise<number> {
       }
       let text: string
       try {
-        text = print(m)
+        // --random-filter drops from the output only: as in mosquitto_sub, the message still counts for -C.
+        text = share < 100 && Math.random() * 100 >= share ? '' : print(m)
       } catch (err) {
         if (!(err instanceof NotJsonError)) throw err
-        console.error(`petrel sub: ${err.message}`)
+        say(`petrel sub: ${err.message}`)
         m.ack()
         return
       }
@@ -150,7 +156,7 @@ export async function run (argv: string[]): Promise<number> {
       const userProperties = properties.subscribeUserProperties
       subscribed.push(c.subscribe(topics, { qos: conn.qos, manualAck: true, ...(userProperties.length > 0 ? { userProperties } : {}) }, onMessage).then((sub) => {
         const refused = sub.reasonCodes.findIndex((rc) => rc >= 0x80)
-        if (refused >= 0) console.error(`petrel sub: the broker refused ${topics[refused] ?? ''} (reason code 0x${(sub.reasonCodes[refused] ?? 0).toString(16)})`)
+        if (refused >= 0) say(`petrel sub: the broker refused ${topics[refused] ?? ''} (reason code 0x${(sub.reasonCodes[refused] ?? 0).toString(16)})`)
       }))
     }
     if (unsubscribe.length > 0) {
@@ -168,7 +174,7 @@ export async function run (argv: string[]): Promise<number> {
   } catch (err) {
     await client?.end({ force: true })
     const { message, exitCode } = describeError(err, url)
-    console.error(`petrel sub: ${message}`)
+    if (values.quiet !== true) console.error(`petrel sub: ${message}`)
     return exitCode
   } finally {
     process.off('SIGINT', onSignal)
