@@ -159,6 +159,17 @@ test('TLS with a client certificate: --cafile --cert --key, -i, -k, -r', async (
   }
 })
 
+test('petrel pub -l: more lines than it keeps in flight (1,000) all arrive, in order', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const lines = Array.from({ length: 2500 }, (_, i) => `line ${i}`)
+  const sub = start('mosquitto_sub', ['-p', port(), '-t', 'many/l', '-C', '2500', '-q', '1'])
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  const pub = await run('node', [petrel, 'pub', '-p', port(), '-t', 'many/l', '-l', '-q', '1', '-M', '10'], lines.join('\n') + '\n')
+  assert.equal(pub.code, 0, pub.stderr)
+  const r = await withTimeout(sub.done, 10_000, 'mosquitto_sub')
+  assert.equal(r.stdout, lines.join('\n') + '\n')
+})
+
 test('--unix, -A, -I, -M, --quiet and --random-filter', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const dir = mkdtempSync(join(tmpdir(), 'petrel-unix-'))
