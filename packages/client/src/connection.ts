@@ -202,16 +202,18 @@ export class Connection {
     if (disconnect !== undefined) {
       this.write(encode({ type: 'disconnect', reasonCode: disconnect.reasonCode }, this.version))
       this.flush()
+      // end(), not destroy(): TLS and WebSocket streams write asynchronously, and destroying now
+      // would drop the DISCONNECT still on its way (the broker would then publish the will).
       this.stream.end()
       const s = this.stream
       setTimeout(() => { s.destroy() }, 1000).unref()
     } else {
       this.stream.destroy()
     }
-    this.finish(error)
+    this.finish(error, disconnect === undefined)
   }
 
-  private finish (error: PetrelError | undefined): void {
+  private finish (error: PetrelError | undefined, destroy = true): void {
     if (this.closed) return
     this.closed = true
     if (this.timer !== undefined) clearTimeout(this.timer)
@@ -219,7 +221,7 @@ export class Connection {
     this.chunks = []
     this.slab = undefined
     this.batchBytes = 0
-    if (!this.stream.destroyed) this.stream.destroy()
+    if (destroy && !this.stream.destroyed) this.stream.destroy()
     this.handler.onClose(error)
   }
 

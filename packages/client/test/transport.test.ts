@@ -101,3 +101,28 @@ test('several broker URLs rotate: a dead first URL falls through to the next', a
     await m.stop()
   }
 })
+
+test('end() gets its DISCONNECT through on TCP, TLS and WebSocket: the broker keeps the will', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const certs = await makeTestCertificates()
+  const m = await startMosquitto({ websockets: true, tls: { certFile: certs.certFile, keyFile: certs.keyFile, caFile: certs.caFile } })
+  const watcher = await connect(m.url, { clientId: 'will-watcher' })
+  try {
+    const wills: string[] = []
+    await watcher.subscribe('gone/#', { qos: 1 }, (msg) => { wills.push(msg.topic) })
+    for (const [name, url] of [['tcp', m.url], ['tls', m.tlsUrl], ['ws', m.wsUrl]] as const) {
+      for (const v of [4, 5] as const) {
+        const c = await connect(url as string, { protocolVersion: v, tls: { ca: certs.ca }, will: { topic: `gone/${name}/${v}`, payload: 'lost', qos: 1 } })
+        // A QoS 0 publish right before end(): the DISCONNECT then leaves in a write still under way.
+        await c.publish('alive/x', 'x', { qos: 0 })
+        await c.end()
+      }
+    }
+    // A will would be published at once when a connection drops without DISCONNECT.
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    assert.deepEqual(wills, [])
+  } finally {
+    await watcher.end()
+    await m.stop()
+  }
+})
