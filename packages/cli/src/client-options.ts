@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { connect as netConnect } from 'node:net'
+import { DEFAULT_CIPHERS, type ConnectionOptions } from 'node:tls'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
@@ -45,6 +46,8 @@ export const commonFlags = {
   'tls-use-os-certs': { type: 'boolean' },
   'tls-version': { type: 'string' },
   ciphers: { type: 'string' },
+  psk: { type: 'string' },
+  'psk-identity': { type: 'string' },
   cert: { type: 'string' },
   key: { type: 'string' },
   insecure: { type: 'boolean' },
@@ -78,6 +81,7 @@ export const commonHelp = `Connection:
   --insecure         do not verify the broker's certificate
   --tls-version V    the lowest TLS version to accept: tlsv1.3, tlsv1.2 or tlsv1.1
   --ciphers LIST     OpenSSL cipher list
+  --psk HEX          TLS with a pre-shared key (hex) instead of certificates; --psk-identity ID
   --connect-timeout SECONDS  (default 10)
   -c                 persistent session (no clean start; needs -i): the broker keeps the
                      subscriptions and queues QoS 1/2 messages while the client is away
@@ -130,8 +134,9 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
     if (p === undefined) throw new UsageError(`-V must be mqttv311 or mqttv5, got '${v['protocol-version']}'`)
     protocolVersion = p
   }
+  const psk = v.psk !== undefined || v['psk-identity'] !== undefined
   const tls = v.cafile !== undefined || v.capath !== undefined || v['tls-use-os-certs'] === true || v.cert !== undefined ||
-    v.insecure === true || v['tls-version'] !== undefined || v.ciphers !== undefined
+    v.insecure === true || v['tls-version'] !== undefined || v.ciphers !== undefined || psk
   const read = (file: string): Buffer => {
     try {
       return readFileSync(file)
@@ -180,6 +185,7 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
       extra.minVersion = min
     }
     if (v.ciphers !== undefined) extra.ciphers = v.ciphers
+    if (psk) Object.assign(extra, pskOptions(v))
     if (Object.keys(extra).length > 0) options.tls.extra = extra
   }
   let url: string | undefined
@@ -209,6 +215,22 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
     url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
   }
   return { url, where: where ?? url ?? '', urlTopic, options, qos }
+}
+
+/** --psk and --psk-identity: TLS authenticated by a shared key, no certificates (as mosquitto's psk_file). */
+function pskOptions (v: CommonValues): ConnectionOptions {
+  const key = v.psk
+  const identity = v['psk-identity']
+  if (key === undefined || identity === undefined) throw new UsageError('--psk and --psk-identity go together')
+  if (v.cafile !== undefined || v.capath !== undefined || v.cert !== undefined || v['tls-use-os-certs'] === true) throw new UsageError('--psk excludes the certificate flags (--cafile, --capath, --cert, --tls-use-os-certs)')
+  if (!/^(?:[0-9a-fA-F]{2})+$/.test(key)) throw new UsageError('--psk is the key in hexadecimal, without 0x')
+  const psk = Buffer.from(key, 'hex')
+  return {
+    pskCallback: () => ({ psk, identity }),
+    // No certificate to check: the key authenticates the broker.
+    checkServerIdentity: () => undefined,
+    ...(v.ciphers === undefined ? { ciphers: `PSK:${DEFAULT_CIPHERS}` } : {})
+  }
 }
 
 /** --capath: the certificates of every PEM file in `dir` (OpenSSL's hash links included, once each). */

@@ -170,6 +170,29 @@ test('petrel pub -l: more lines than it keeps in flight (1,000) all arrive, in o
   assert.equal(r.stdout, lines.join('\n') + '\n')
 })
 
+test('TLS-PSK: --psk and --psk-identity against a mosquitto psk_file listener', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const dir = mkdtempSync(join(tmpdir(), 'petrel-psk-'))
+  const pskFile = join(dir, 'psk.txt')
+  writeFileSync(pskFile, 'cli-id:00c0ffee\n')
+  const pskPort = await freePort()
+  const m = await startMosquitto({ extraConfig: [`listener ${pskPort} 127.0.0.1`, 'psk_hint petrel', `psk_file ${pskFile}`].join('\n') })
+  try {
+    const psk = ['-p', String(pskPort), '--psk', '00c0ffee', '--psk-identity', 'cli-id']
+    const sub = start('node', [petrel, 'sub', ...psk, '-t', 'psk/t', '-C', '1', '-v'])
+    const r = await untilExit(sub, async () => await run('node', [petrel, 'pub', ...psk, '-t', 'psk/t', '-m', 'shared secret', '-q', '1']))
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout, 'psk/t shared secret\n')
+    const wrong = await run('node', [petrel, 'pub', '-p', String(pskPort), '--psk', '00c0fffe', '--psk-identity', 'cli-id', '-t', 'psk/t', '-m', 'x', '--connect-timeout', '3'])
+    assert.equal(wrong.code, 2, wrong.stderr)
+    const usage = await run('node', [petrel, 'pub', '-p', String(pskPort), '--psk', 'zz', '--psk-identity', 'cli-id', '-t', 'psk/t', '-m', 'x'])
+    assert.equal(usage.code, 1)
+    assert.match(usage.stderr, /hexadecimal/)
+  } finally {
+    await m.stop()
+  }
+})
+
 test('--unix, -A, -I, -M, --quiet and --random-filter', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const dir = mkdtempSync(join(tmpdir(), 'petrel-unix-'))
