@@ -1,5 +1,5 @@
 import {
-  encode, PetrelError, publishQoS0Size, writePublishQoS0, topicNameProblem, topicFilterProblem, parseSharedSubscription, topicMatches, WireErrorCode,
+  encode, MAX_PACKET_SIZE, PetrelError, publishQoS0Size, writePublishQoS0, topicNameProblem, topicFilterProblem, parseSharedSubscription, topicMatches, WireErrorCode,
   type AckProperties, type ConnackPacket, type Packet, type ProtocolVersion, type PublishPacket,
   type PublishProperties, type QoS, type Subscription, type SubscribePacket, type UnsubscribePacket
 } from '@petrel/wire'
@@ -522,6 +522,10 @@ export class ClientSession implements InboundAckSink {
     }
     if (this.connected) this.checkLimits(qos, retain)
     if (properties?.topicAlias !== undefined) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'topic aliases are assigned by the client; do not set topicAlias')
+    // [MQTT-3.3.4-6] a client's PUBLISH never carries a Subscription Identifier
+    if (properties?.subscriptionIdentifiers !== undefined) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'subscriptionIdentifiers are set by the broker, not in a PUBLISH from a client [MQTT-3.3.4-6]')
+    // Past the protocol's limit (a 268 MB packet): too large for any broker, not malformed.
+    if (payload.length > MAX_PACKET_SIZE - 9 - 3 * topic.length) throw this.tooLarge(payload.length + topic.length + 4)
     if (!this.v5 && properties !== undefined) properties = undefined
 
     // Fast path: QoS 0 with nothing ahead of it goes straight to the wire, with no request object.
@@ -531,7 +535,14 @@ export class ClientSession implements InboundAckSink {
         this.writeQoS0(payload, retain, alias)
         return null
       }
-      const bytes = this.encodeQoS0(topic, payload, retain, properties, alias)
+      let bytes: Buffer
+      try {
+        bytes = this.encodeQoS0(topic, payload, retain, properties, alias)
+      } catch (err) {
+        // Never sent: an alias assigned for it must not be taken as known [MQTT-3.3.2-12].
+        if (alias < 0) this.outboundAliases.delete(topic)
+        throw err
+      }
       if (bytes.length > this.limits.maximumPacketSize) throw this.tooLarge(bytes.length, topic, alias)
       this.counters.publishesSent++
       if (!this.out.write(bytes)) this.writable = false
@@ -542,7 +553,9 @@ export class ClientSession implements InboundAckSink {
       // Waits for room unencoded; encoded (and size-checked) when admitted.
       const req = new PublishRequest(topic, payload, qos, retain, properties, undefined)
       // Near the broker's limit the estimate is not enough: encode once to check exactly.
-      // (Properties beyond the margin are caught on admission by `limitError`.)
+      // (Properties beyond the margin are caught on admission by `limitError`.) Properties are
+      // checked by encoding them now: a bad one must reject here, not when admitted later.
+      if (properties !== undefined) this.encodePublish(topic, payload, qos, retain, properties)
       if (this.connected && req.size + 1024 > this.limits.maximumPacketSize) {
         const size = this.encodePublish(topic, payload, qos, retain, properties).length
         if (size > this.limits.maximumPacketSize) throw this.tooLarge(size)
@@ -588,12 +601,15 @@ export class ClientSession implements InboundAckSink {
       if (this.connected) this.checkFilterLimits(s.topicFilter)
     }
     const entry = new SubscriptionEntry(subscriptions, options.manualAck ?? false,
-      this.v5 ? this.nextSubscriptionId++ : undefined, this.v5 ? options.userProperties : undefined)
-    if (this.nextSubscriptionId > 268_435_455) this.nextSubscriptionId = 1
+      this.v5 ? this.nextSubscriptionId : undefined, this.v5 ? options.userProperties : undefined)
+    const request = new ControlRequest('subscribe', entry, false, [])
+    // Encoded once now: what the encoder refuses (a bad user property, retainHandling 3) rejects
+    // here, before any state changes, instead of failing on the wire on every connection.
+    encode(this.controlPacket(request, 1), this.protocolVersion)
+    if (this.v5 && ++this.nextSubscriptionId > 268_435_455) this.nextSubscriptionId = 1
     // Set before held messages can be delivered to it.
     entry.sink = options.sink
     this.addEntry(entry)
-    const request = new ControlRequest('subscribe', entry, false, [])
     this.control.push(request)
     this.pump()
     return { entry, request: this.handOver(request) }
@@ -626,6 +642,7 @@ export class ClientSession implements InboundAckSink {
     }
     const carrier = new SubscriptionEntry([], false, undefined, this.v5 ? userProperties : undefined)
     const request = new ControlRequest('unsubscribe', carrier, false, filters)
+    encode(this.controlPacket(request, 1), this.protocolVersion) // refused input rejects now
     this.control.push(request)
     this.pump()
     return request // settled by UNSUBACK, never before the caller attaches to it
@@ -724,7 +741,7 @@ export class ClientSession implements InboundAckSink {
       }
       // Two local subscriptions to the same filter are one subscription at the broker, carrying the
       // identifier of the last SUBSCRIBE [MQTT-3.8.4-3]: the other entries of that filter get it too.
-      if (this.twinFilters > 0 && targets.length > 0) this.addTwins(targets, topic)
+      if (this.twinFilters > 0 && targets.length > 0) this.addTwins(targets, topic, p.retain)
     }
     let list: readonly SubscriptionEntry[] = targets
     if (targets.length === 0) {
@@ -1015,10 +1032,22 @@ export class ClientSession implements InboundAckSink {
       if (id === undefined) break
       this.control.shift()
       if (req.kind === 'subscribe' && req.entry.removed) { this.ids.release(id); req.state = RState.Done; this.settle(req, [], undefined); continue }
+      let bytes: Buffer
+      try {
+        bytes = encode(this.controlPacket(req, id), this.protocolVersion)
+      } catch (err) {
+        // Checked when made; should the encoder still refuse it, it fails alone (left queued, it
+        // would fail again on every connection).
+        this.ids.release(id)
+        req.state = RState.Done
+        if (req.kind === 'subscribe') this.removeEntry(req.entry)
+        this.settle(req, undefined, err)
+        continue
+      }
       req.packetId = id
       req.state = RState.Inflight
       this.controlInflight.set(id, req)
-      this.out.write(encode(this.controlPacket(req, id), this.protocolVersion))
+      this.out.write(bytes)
     }
     while (this.writable) {
       if (this.resendIndex < this.resend.length) {
@@ -1055,9 +1084,11 @@ export class ClientSession implements InboundAckSink {
         this.settle(req, undefined, limitError)
         continue
       }
+      // The throttle first (on the size without an alias): an alias assigned for a PUBLISH that
+      // then waits would be taken as known by the next one, sent without its topic name.
+      if (this.throttled(req.bytes.length)) break
       let bytes = req.bytes
       if (req.qos === 0 && this.limits.topicAliasMaximum > 0) bytes = this.encodeQoS0(req.topic, req.payload as Uint8Array, req.retain, req.properties, this.outboundAlias(req.topic))
-      if (this.throttled(bytes.length)) break
       let id = 0
       if (req.qos > 0) {
         const got = this.ids.allocate()
@@ -1214,17 +1245,34 @@ export class ClientSession implements InboundAckSink {
       if (next.state !== RState.Blocked) { this.blocked.shift(); continue }
       if (!this.hasRoom(next.size)) return
       this.blocked.shift()
-      next.setBytes(this.encodePublish(next.topic, next.payload as Uint8Array, next.qos, next.retain, next.properties))
+      let bytes: Buffer
+      try {
+        bytes = this.encodePublish(next.topic, next.payload as Uint8Array, next.qos, next.retain, next.properties)
+      } catch (err) {
+        // Validated when made; should the encoder still refuse it, it is rejected, not thrown into I/O.
+        next.state = RState.Done
+        this.settle(next, undefined, err)
+        continue
+      }
+      next.setBytes(bytes)
       this.enqueue(next)
     }
   }
 
-  private addTwins (targets: SubscriptionEntry[], topic: string): void {
+  /**
+   * `retained`: the message has RETAIN set. Unless the subscription asked for Retain As Published,
+   * the broker clears RETAIN on what it forwards [MQTT-3.3.1-12], so a retained one was sent
+   * because of that SUBSCRIBE and is the subscribing entry's alone (a twin that chose
+   * retainHandling 2, or had its own retained copy, must not get it).
+   */
+  private addTwins (targets: SubscriptionEntry[], topic: string, retained: boolean): void {
     const n = targets.length
     for (let i = 0; i < n; i++) {
       const e = targets[i] as SubscriptionEntry
       for (let j = 0; j < e.subscriptions.length; j++) {
-        const twins = this.byFilter.get((e.subscriptions[j] as Subscription).topicFilter)
+        const sub = e.subscriptions[j] as Subscription
+        if (retained && sub.retainAsPublished !== true) continue
+        const twins = this.byFilter.get(sub.topicFilter)
         if (twins === undefined || twins.length < 2 || !topicMatches(e.matchFilters[j] as string, topic)) continue
         for (const t of twins) if (!t.removed && !targets.includes(t)) targets.push(t)
       }

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import {
-  connackReturnCodeName, PetrelError, reasonCodeName,
+  connackReturnCodeName, PetrelError, reasonCodeName, WireErrorCode,
   type AuthPacket, type ConnackPacket, type ConnectPacket, type Packet, type ProtocolVersion, type QoS
 } from '@petrel/wire'
 import { Backoff } from './backoff.js'
@@ -120,7 +120,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   private reauthWaiter: { resolve: () => void, reject: (e: PetrelError) => void } | undefined
   private readonly subscriptions = new Map<Subscription, SubscriptionEntry>()
   private readonly counters = { connects: 0, connectFailures: 0, disconnects: 0, pingTimeouts: 0, messagesDropped: 0, bytesIn: 0, bytesOut: 0 }
-  private responses: { topic: string, sub: Promise<Subscription>, waiters: Map<string, (m: Message) => void>, next: number } | undefined
+  private responses: { topic: string, sub: Promise<Subscription>, waiters: Map<string, ResponseWaiter>, next: number } | undefined
   private readonly handler: ConnectionHandler
   private readonly owner: SubscriptionOwner
 
@@ -222,12 +222,16 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     if (this.closed || this.closing) return Promise.reject(clientError(ClientErrorCode.CLIENT_CLOSED, 'the client is closed'))
     const signal = options?.signal
     if (signal?.aborted === true) return Promise.reject(abortReason(signal))
+    if (typeof topic !== 'string') return Promise.reject(new PetrelError(WireErrorCode.INVALID_TOPIC_NAME, `the topic name must be a string, got ${typeof topic}`, { reasonCode: 0x90 }))
+    if (typeof payload !== 'string' && !(payload instanceof Uint8Array)) {
+      return Promise.reject(clientError(ClientErrorCode.INVALID_ARGUMENT, `the payload must be a string, a Buffer or a Uint8Array, got ${payload === null ? 'null' : typeof payload}`))
+    }
     const data = typeof payload === 'string' ? Buffer.from(payload) : payload
     let req: PublishRequest | null
     try {
       req = this.session.publish(topic, data, options?.qos ?? 0, options?.retain ?? false, options?.properties)
     } catch (err) {
-      return Promise.reject(err)
+      return Promise.reject(asPetrelError(err))
     }
     if (req === null) return RESOLVED
     // A shared executor: no closure per publish (a burst of 50,000 waiting publishes is 50,000
@@ -265,6 +269,9 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     const signal = o.signal
     if (signal?.aborted === true) return Promise.reject(abortReason(signal))
     const filters = typeof topicFilter === 'string' ? [topicFilter] : topicFilter
+    if (!Array.isArray(filters) || !filters.every((f) => typeof f === 'string')) {
+      return Promise.reject(new PetrelError(WireErrorCode.INVALID_TOPIC_FILTER, 'topic filters must be strings', { reasonCode: 0x8f }))
+    }
     const qos: QoS = o.qos ?? 0
     const sub = new Subscription(this.owner, filters, handler, o.queueSize ?? 10_000, o.overflow ?? 'dropOldest')
     let result
@@ -277,7 +284,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         retainHandling: o.retainHandling
       })), { manualAck: o.manualAck, userProperties: o.userProperties, sink: sub })
     } catch (err) {
-      return Promise.reject(err)
+      return Promise.reject(asPetrelError(err))
     }
     const { entry, request } = result
     this.subscriptions.set(sub, entry)
@@ -316,7 +323,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     try {
       request = this.session.unsubscribeFilters(typeof topicFilter === 'string' ? [topicFilter] : topicFilter, options.userProperties)
     } catch (err) {
-      return Promise.reject(err)
+      return Promise.reject(asPetrelError(err))
     }
     return new Promise<number[]>((resolve, reject) => {
       const onAbort = signal === undefined ? undefined : (): void => { this.session.abort(request, abortReason(signal)) }
@@ -354,7 +361,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     if (this.protocolVersion !== 5) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'request/response needs MQTT 5 (responseTopic and correlationData)')
     if (this.responses === undefined) {
       const base = `petrel/responses/${this.clientId}/${randomBytes(4).toString('hex')}`
-      const waiters = new Map<string, (m: Message) => void>()
+      const waiters = new Map<string, ResponseWaiter>()
       const sub = this.subscribe(`${base}/#`, { qos: 1 }, (m) => {
         const cd = m.properties?.correlationData
         if (cd === undefined) return
@@ -362,7 +369,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         const w = waiters.get(key)
         if (w !== undefined) {
           waiters.delete(key)
-          w(m)
+          w.resolve(m)
         }
       })
       this.responses = { topic: base, sub, waiters, next: 1 }
@@ -373,12 +380,27 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     const correlation = Buffer.from(`${(r.next++).toString(16)}-${randomBytes(4).toString('hex')}`)
     const key = correlation.toString('hex')
     const timeoutMs = options.timeoutMs ?? 10_000
+    const signal = options.signal
+    // The wait for the response is the client's alone: the signal and end() cancel it too.
     const answer = new Promise<Message>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const done = (): void => {
+        clearTimeout(timer)
         r.waiters.delete(key)
+        signal?.removeEventListener('abort', onAbort)
+      }
+      const onAbort = (): void => {
+        done()
+        reject(abortReason(signal as AbortSignal))
+      }
+      const timer = setTimeout(() => {
+        done()
         reject(clientError(ClientErrorCode.REQUEST_TIMEOUT, `no response to the request on ${JSON.stringify(topic)} within ${timeoutMs} ms`))
       }, timeoutMs)
-      r.waiters.set(key, (m) => { clearTimeout(timer); resolve(m) })
+      signal?.addEventListener('abort', onAbort, { once: true })
+      r.waiters.set(key, {
+        resolve: (m) => { done(); resolve(m) },
+        reject: (err) => { done(); reject(err) }
+      })
     })
     try {
       await this.publish(topic, payload, {
@@ -386,8 +408,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         properties: { ...options.properties, responseTopic: `${r.topic}/r`, correlationData: correlation }
       })
     } catch (err) {
-      r.waiters.delete(key)
       answer.catch(() => {})
+      r.waiters.get(key)?.reject(err) // clears its timer too
       throw err
     }
     return await answer
@@ -770,6 +792,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer)
     const closedError = clientError(ClientErrorCode.CLIENT_CLOSED, error === undefined ? 'the client was closed' : `the client stopped: ${error.message}`, { cause: error })
     this.session.failAll(closedError)
+    if (this.responses !== undefined) for (const w of [...this.responses.waiters.values()]) w.reject(closedError)
     for (const sub of this.subscriptions.keys()) sub.end()
     this.subscriptions.clear()
     const conn = this.conn
@@ -786,8 +809,20 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   }
 }
 
+/** A request() waiting for its response. */
+interface ResponseWaiter {
+  resolve: (m: Message) => void
+  reject: (err: unknown) => void
+}
+
 function abortReason (signal: AbortSignal): unknown {
   return signal.reason ?? clientError(ClientErrorCode.ABORTED, 'the request was aborted')
+}
+
+/** An argument the encoder refused with a plain TypeError/RangeError (a property of the wrong type): PETREL_ERR_INVALID_ARGUMENT. */
+function asPetrelError (err: unknown): PetrelError {
+  if (err instanceof PetrelError) return err
+  return clientError(ClientErrorCode.INVALID_ARGUMENT, err instanceof Error ? err.message : String(err), { cause: err })
 }
 
 function toPetrelError (err: unknown): PetrelError {

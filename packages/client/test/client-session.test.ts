@@ -365,6 +365,10 @@ test('invalid arguments and broker limits reject at once and send nothing', () =
   assert.throws(() => x.session.publish('t', Buffer.alloc(1), 0, true, undefined), { code: 'PETREL_ERR_RETAIN_NOT_SUPPORTED' })
   assert.throws(() => x.pub('x'.repeat(200), 1), { code: 'PETREL_ERR_PACKET_TOO_LARGE' })
   assert.throws(() => x.session.subscribe([{ topicFilter: 'a/#/b', qos: 0 }], {}), { code: 'PETREL_ERR_INVALID_TOPIC_FILTER' })
+  // Past the protocol's 268 MB: too large for any broker (checked before encoding anything).
+  const y = harness()
+  y.up()
+  assert.throws(() => y.session.publish('t', { length: 300_000_000 } as unknown as Uint8Array, 1, false, undefined), { code: 'PETREL_ERR_PACKET_TOO_LARGE' })
   assert.deepEqual(x.take(), [])
 })
 
@@ -420,6 +424,77 @@ test('the QoS 0 fast path: every publish keeps its own bytes though the scratch 
     ['a/b', 1, false, 'first'], ['', 1, false, '2'], ['', 1, true, 'retained'], ['big/one', 2, false, 2100], ['c/d', undefined, false, 'z']
   ])
   assert.equal(x.session.counters.publishesSent, 5)
+})
+
+test('a SUBSCRIBE/UNSUBSCRIBE the encoder refuses rejects at once and leaves nothing behind for later connections', () => {
+  const x = harness()
+  x.up()
+  const bad: Array<[string, string]> = [['k', 'a\u0000b']] // [MQTT-1.5.4-2] no U+0000 in a UTF-8 string
+  assert.throws(() => x.session.subscribe([{ topicFilter: 'bs/a', qos: 1 }], { userProperties: bad }), { code: 'PETREL_ERR_INVALID_PACKET' })
+  assert.throws(() => x.session.subscribe([{ topicFilter: 'bs/a', qos: 1, retainHandling: 3 as 0 }], {}))
+  assert.throws(() => x.session.unsubscribeFilters(['bs/old'], bad), { code: 'PETREL_ERR_INVALID_PACKET' })
+  assert.deepEqual(x.take(), [])
+  const ok = x.session.subscribe([{ topicFilter: 'bs/b', qos: 1 }], {})
+  assert.deepEqual(x.take().map((p) => p.type), ['subscribe'])
+  // A new connection: only the good subscription is (re)sent, and nothing throws.
+  x.session.connectionDown()
+  x.up()
+  const again = x.take()
+  assert.deepEqual(again.map((p) => p.type), ['subscribe'])
+  assert.deepEqual(again[0]?.type === 'subscribe' ? again[0].subscriptions.map((t) => t.topicFilter) : [], ['bs/b'])
+  assert.equal(ok.entry.removed, false)
+})
+
+test('a publish waiting for room (block policy) with a bad property rejects at once; the others go on', () => {
+  const x = harness({ inflightWindow: 1, maxQueuedMessages: 1 })
+  x.up()
+  const a = x.pub('a')
+  const b = x.pub('b') // queued
+  const c = x.pub('c') // blocked
+  assert.throws(() => x.session.publish('t', Buffer.from('d'), 1, false, { messageExpiryInterval: -1 }), { code: 'PETREL_ERR_INVALID_PACKET' })
+  const e = x.pub('e') // blocked behind c
+  for (const expected of ['a', 'b', 'c', 'e']) {
+    const w = publishes(x.take())
+    assert.deepEqual(w.map((p) => p.payload.toString()), [expected])
+    x.session.handlePacket({ type: 'puback', packetId: w[0]?.packetId as number })
+  }
+  assert.deepEqual([a, b, c, e].map((t) => t.state), ['ok', 'ok', 'ok', 'ok'])
+})
+
+test('outbound topic aliases: never spent on a PUBLISH that waits (throttle) or is refused, and a client PUBLISH carries no subscription identifier', () => {
+  const x = harness({ throttle: { messagesPerSecond: 10, burstSeconds: 0.1 } })
+  x.up({ properties: { topicAliasMaximum: 10 } })
+  for (const t of ['ta/a', 'ta/b', 'ta/c']) x.pub('1', 0, t)
+  for (let now = 100; now <= 300; now += 100) {
+    x.h.now = now
+    x.session.pump()
+  }
+  // [MQTT-3.3.2-12] each alias first goes out with its topic name
+  assert.deepEqual(publishes(x.take()).map((p) => [p.topicName, p.properties?.topicAlias]), [['ta/a', 1], ['ta/b', 2], ['ta/c', 3]])
+  const y = harness()
+  y.up({ properties: { topicAliasMaximum: 10 } })
+  assert.throws(() => y.session.publish('t/x', Buffer.from('bad'), 0, false, { messageExpiryInterval: -1 }), { code: 'PETREL_ERR_INVALID_PACKET' })
+  y.pub('hello', 0, 't/x')
+  assert.deepEqual(publishes(y.take()).map((p) => [p.topicName, p.properties?.topicAlias]), [['t/x', 1]])
+  assert.throws(() => y.session.publish('t/x', Buffer.from('x'), 1, false, { subscriptionIdentifiers: [7] }), { code: 'PETREL_ERR_INVALID_ARGUMENT' }) // [MQTT-3.3.4-6]
+})
+
+test('v5: a retained message sent for one SUBSCRIBE reaches only that subscription, not a twin on the same filter', () => {
+  const x = harness()
+  x.up()
+  const a = x.session.subscribe([{ topicFilter: 'twr/state', qos: 1, retainHandling: 2 }], { sink: 'A' }).entry
+  const b = x.session.subscribe([{ topicFilter: 'twr/state', qos: 1 }], { sink: 'B' }).entry
+  x.take()
+  const sidB = b.subscriptionIdentifier as number
+  const pub = (retain: boolean, payload: string): void => {
+    x.session.handlePacket({ type: 'publish', topicName: 'twr/state', payload: Buffer.from(payload), qos: 0, retain, dup: false, properties: { subscriptionIdentifiers: [sidB] } })
+  }
+  pub(true, 'retained')
+  pub(false, 'live')
+  const sinks = (payload: string): unknown[] => x.h.delivered.filter((m) => m.payload.toString() === payload).map(() => 0)
+  assert.equal(sinks('retained').length, 1, 'only B, whose SUBSCRIBE brought it')
+  assert.equal(sinks('live').length, 2, 'a live message is both twins\'')
+  assert.notEqual(a.subscriptionIdentifier, sidB)
 })
 
 test('subscription identifiers route inbound messages; otherwise the local trie matches', () => {

@@ -223,7 +223,17 @@ for (const v of [4, 5] as const) {
     await assert.rejects(c.publish('a/+', 'x'), { code: 'PETREL_ERR_INVALID_TOPIC_NAME' })
     await assert.rejects(c.publish('a', 'x', { qos: 3 as 0 }), { code: 'PETREL_ERR_QOS_NOT_SUPPORTED' })
     await assert.rejects(c.subscribe('a/#/b'), { code: 'PETREL_ERR_INVALID_TOPIC_FILTER' })
+    // Arguments of the wrong type, from JavaScript callers: typed errors too.
+    await assert.rejects(c.publish('a', 42 as unknown as string), { code: 'PETREL_ERR_INVALID_ARGUMENT' })
+    await assert.rejects(c.publish('a', { a: 1 } as unknown as string), { code: 'PETREL_ERR_INVALID_ARGUMENT' })
+    await assert.rejects(c.publish(undefined as unknown as string, 'x'), { code: 'PETREL_ERR_INVALID_TOPIC_NAME' })
+    await assert.rejects(c.subscribe(5 as unknown as string), { code: 'PETREL_ERR_INVALID_TOPIC_FILTER' })
+    if (v === 5) await assert.rejects(c.publish('a', 'x', { properties: { contentType: 5 as unknown as string } }), { code: 'PETREL_ERR_INVALID_ARGUMENT' })
     assert.equal(c.stats().publishesSent, 0)
+    // A refused SUBSCRIBE leaves the client as it was: it still reconnects.
+    if (v === 5) await assert.rejects(c.subscribe('a/b', { userProperties: [['k', 'a\u0000b']] }), { code: 'PETREL_ERR_INVALID_PACKET' })
+    c.reconnect()
+    await waitFor(() => c.connected && c.stats().connects === 2, { timeoutMs: 5000, message: 'reconnected' })
   })
 
   test(`v${v}: unsubscribe stops delivery and ends the iterator`, async (t) => {
@@ -273,6 +283,16 @@ test('v5: properties round trip and request/response', async (t) => {
   assert.deepEqual(answers.map((m) => m.payload.toString()), ['echo:a', 'echo:b'])
   assert.deepEqual(answers[0]?.properties?.userProperties, [['k', 'v']])
   assert.equal(answers[0]?.properties?.contentType, 'text/plain')
+  // No answer: the signal and end() cancel the wait (not only the timeout).
+  const ac = new AbortController()
+  const silent = uniq('silent')
+  const aborted = c.request(silent, 'x', { signal: ac.signal, timeoutMs: 30_000 })
+  setTimeout(() => { ac.abort(new Error('user abort')) }, 100)
+  await assert.rejects(aborted, /user abort/)
+  const pending = c.request(silent, 'y', { timeoutMs: 30_000 })
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  await c.end()
+  await assert.rejects(pending, { code: 'PETREL_ERR_CLIENT_CLOSED' })
 })
 
 test('v5: outbound topic aliases (QoS 0) are resolved by the broker', async (t) => {
