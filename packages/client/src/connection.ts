@@ -204,9 +204,15 @@ export class Connection {
       this.flush()
       // end(), not destroy(): TLS and WebSocket streams write asynchronously, and destroying now
       // would drop the DISCONNECT still on its way (the broker would then publish the will).
-      this.stream.end()
       const s = this.stream
-      setTimeout(() => { s.destroy() }, 1000).unref()
+      // Once all is flushed, the broker gets a moment to close first; a broker that never reads
+      // what is left (a stall) does not hold the socket forever.
+      const stuck = setTimeout(() => { s.destroy() }, 10_000).unref()
+      s.once('finish', () => {
+        clearTimeout(stuck)
+        setTimeout(() => { s.destroy() }, 1000).unref()
+      })
+      s.end()
     } else {
       this.stream.destroy()
     }

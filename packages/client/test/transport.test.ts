@@ -118,6 +118,14 @@ test('end() gets its DISCONNECT through on TCP, TLS and WebSocket: the broker ke
         await c.end()
       }
     }
+    // A big QoS 0 message right before end(): resolved once written, so it must reach the broker.
+    let big = 0
+    await watcher.subscribe('big/x', { qos: 0 }, (msg) => { big = msg.payload.length })
+    const c = await connect(m.url, { will: { topic: 'gone/big', payload: 'lost' } })
+    await c.publish('big/x', Buffer.alloc(8 * 1024 * 1024, 1))
+    await c.end()
+    await waitFor(() => big > 0, { timeoutMs: 5000, message: '8 MiB message' })
+    assert.equal(big, 8 * 1024 * 1024)
     // A will would be published at once when a connection drops without DISCONNECT.
     await new Promise((resolve) => setTimeout(resolve, 1000))
     assert.deepEqual(wills, [])
