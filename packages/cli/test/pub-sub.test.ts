@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { freePort, hasProgram, makeTestCertificates, requirePeer, startMosquitto, withTimeout, type Mosquitto } from '@petrel/test-utils'
+import { freePort, hasProgram, makeTestCertificates, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
 
 // `petrel pub` / `petrel sub` as a person runs them, against mosquitto and its own tools.
 
@@ -100,6 +100,9 @@ test('errors a person can act on: refused connection, bad topic, usage, -L URL',
   const bad = await run('node', [petrel, 'pub', '-p', port(), '-t', 'a/#', '-m', 'y'])
   assert.equal(bad.code, 1)
   assert.match(bad.stderr, /Bad topic/)
+  // Checked before connecting, as mosquitto_pub/sub do: no broker needed to be told.
+  const badFirst = await run('node', [petrel, 'sub', '-p', closed, '-t', 'a/#/b'])
+  assert.deepEqual([badFirst.code, /Bad topic/.test(badFirst.stderr)], [1, true])
   const usage = await run('node', [petrel, 'sub', '-p', port()])
   assert.equal(usage.code, 1)
   assert.match(usage.stderr, /topic filter is required/)
@@ -109,6 +112,49 @@ test('errors a person can act on: refused connection, bad topic, usage, -L URL',
   const s = start('node', [petrel, 'sub', '-L', `mqtt://127.0.0.1:${port()}/url/t`, '-C', '1'])
   const r = await untilExit(s, async () => await run('node', [petrel, 'pub', '-L', `mqtt://127.0.0.1:${port()}/url/t`, '-m', 'via url']))
   assert.equal(r.stdout, 'via url\n')
+})
+
+test('petrel sub and petrel pub -l ride out a broker restart; sub | head -1 ends quietly', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const m = await startMosquitto()
+  let sub: ReturnType<typeof start> | undefined
+  let pub: ChildProcess | undefined
+  try {
+    const p = String(m.port)
+    sub = start('node', [petrel, 'sub', '-p', p, '-t', 'rs/#', '-v', '-q', '1'])
+    pub = spawn('node', [petrel, 'pub', '-p', p, '-t', 'rs/l', '-l', '-q', '1'], { stdio: ['pipe', 'ignore', 'pipe'] })
+    const input = pub.stdin as NonNullable<ChildProcess['stdin']>
+    const sees = sub.stdout
+    // Lines until the subscriber prints one (it may subscribe after the first ones went).
+    await withTimeout((async () => {
+      while (!sees().includes('rs/l before')) {
+        input.write('before\n')
+        await new Promise((resolve) => setTimeout(resolve, 200))
+      }
+    })(), 10_000, 'before')
+    await m.restart()
+    input.write('after\n') // read while the link may still be down: sent once it is back
+    await waitFor(() => sees().includes('rs/l after'), { timeoutMs: 15_000, message: 'after the restart' })
+    input.end()
+    const publisher = pub
+    const pubExit = await withTimeout(new Promise((resolve) => publisher.on('close', resolve)), 10_000, 'pub -l exit')
+    assert.equal(pubExit, 0)
+    sub.child.kill('SIGINT')
+    const r = await withTimeout(sub.done, 10_000, 'sub exit')
+    assert.deepEqual([r.code, r.stderr], [0, ''])
+    // A reader that goes away: no EPIPE stack trace, exit 0.
+    const piped = start('node', [petrel, 'sub', '-p', p, '-t', 'rs/h'])
+    const out = await untilExit(piped, async () => {
+      await run('mosquitto_pub', ['-p', p, '-t', 'rs/h', '-m', 'one'])
+      if (piped.stdout() !== '') piped.child.stdout?.destroy()
+    })
+    assert.deepEqual([out.code, out.stderr], [0, ''])
+  } finally {
+    // They reconnect forever: stop them whatever happened.
+    sub?.child.kill('SIGKILL')
+    pub?.kill('SIGKILL')
+    await m.stop()
+  }
 })
 
 test('not authorized: exit code 3 and a message naming -u/-P', async (t) => {

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
 import { connect, type MqttClient } from '@petrel/client'
+import { topicNameProblem } from '@petrel/wire'
 import { commonFlags, parseCommandArgs, commonHelp, describeError, ExitCode, resolveConnection, UsageError } from '../client-options.js'
 
 const help = `petrel pub: publish messages (mosquitto_pub flags)
@@ -53,6 +54,9 @@ export async function run (argv: string[]): Promise<number> {
     url = conn.where
     const topic = values.topic ?? conn.urlTopic
     if (topic === undefined) throw new UsageError('a topic is required (-t TOPIC)')
+    // Before connecting, as mosquitto_pub: a bad topic is the user's to fix whatever the broker.
+    const problem = topicNameProblem(topic)
+    if (problem !== undefined) throw new UsageError(`Bad topic: invalid topic name ${JSON.stringify(topic)}: ${problem}`)
     const sources = [values.message !== undefined, values.file !== undefined, values['stdin-line'] === true,
       values['stdin-file'] === true, values['null-message'] === true].filter(Boolean).length
     if (sources !== 1) throw new UsageError('give exactly one of -m MESSAGE, -f FILE, -l, -s or -n')
@@ -79,7 +83,11 @@ export async function run (argv: string[]): Promise<number> {
       for await (const c of process.stdin) chunks.push(c as Buffer)
       payload = Buffer.concat(chunks)
     }
-    client = await connect(conn.url, { ...conn.options, ...(inflight === undefined ? {} : { inflightWindow: inflight }) })
+    // -l runs as long as its input: once up, a lost link is reconnected and what was read
+    // meanwhile goes out then, as mosquitto_pub does.
+    const lines = values['stdin-line'] === true
+    client = await connect(conn.url, { ...conn.options, ...(inflight === undefined ? {} : { inflightWindow: inflight }), ...(lines ? { reconnect: true } : {}) })
+    if (lines) client.on('error', () => {})
     if (payload !== undefined) {
       // Without a delay the repeats are pipelined (within the client's window), like -l.
       const pending: Array<Promise<unknown>> = []

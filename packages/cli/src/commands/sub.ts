@@ -82,6 +82,10 @@ export async function run (argv: string[]): Promise<number> {
     if (timeoutS !== undefined && !(timeoutS > 0)) throw new UsageError(`-W must be a positive number, got '${values.timeout}'`)
     if (values['no-retained'] === true && values['retained-only'] === true) throw new UsageError('-R and --retained-only exclude each other')
     if (values.format !== undefined && values.json === true) throw new UsageError('-F and --json exclude each other')
+    for (const f of [...topics, ...unsubscribe]) {
+      const problem = topicFilterProblem(f)
+      if (problem !== undefined) throw new UsageError(`Bad topic: invalid topic filter ${JSON.stringify(f)}: ${problem}`)
+    }
     const filterOut = values['filter-out'] ?? []
     const share = values['random-filter'] === undefined ? 100 : Number(values['random-filter'])
     if (!(share >= 0 && share <= 100)) throw new UsageError(`--random-filter must be a percentage from 0 to 100, got '${values['random-filter']}'`)
@@ -94,12 +98,26 @@ export async function run (argv: string[]): Promise<number> {
     const removeRetained = values['remove-retained'] === true
 
     // Connection failures matter only before we are up: afterwards a lost link ends the command.
-    client = await connect(conn.url, { ...conn.options, reconnect: false, unroutedManualAck: true })
+    // Once up, a lost link is reconnected (and the subscriptions restored), as mosquitto_sub does.
+    client = await connect(conn.url, { ...conn.options, reconnect: true, unroutedManualAck: true })
     const c = client
     const done = new Promise<number>((resolve) => { finish = resolve })
     process.once('SIGINT', onSignal)
     process.once('SIGTERM', onSignal)
-    c.once('close', () => { finish?.(ExitCode.operation) })
+    c.on('error', () => {}) // each failed attempt; 'close' says when it gives up
+    const onClose = (error?: Error): void => {
+      say(`petrel sub: the connection to ${conn.where} ended${error === undefined ? '' : `: ${error.message}`}`)
+      finish?.(ExitCode.operation)
+    }
+    c.once('close', onClose)
+    // A reader that went away (petrel sub ... | head -1): stop quietly, as mosquitto_sub does.
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') finish?.(ExitCode.ok)
+      else {
+        say(`petrel sub: cannot write the output: ${err.message}`)
+        finish?.(ExitCode.operation)
+      }
+    })
 
     let received = 0
     // -W as mosquitto_sub: the whole run, from the connection, not the time between messages.
@@ -169,6 +187,7 @@ export async function run (argv: string[]): Promise<number> {
     if (timer !== undefined) clearTimeout(timer)
     // Acks of output still on its way to a slow reader go out before DISCONNECT.
     await new Promise<void>((resolve) => { process.stdout.write('', () => { resolve() }) })
+    c.off('close', onClose)
     await c.end()
     return code
   } catch (err) {
