@@ -451,8 +451,9 @@ export class ClientSession implements InboundAckSink {
     if (this.inflight.size === 0) return
     const old = [...this.inflight.values()]
     this.inflight.clear()
-    for (let i = old.length - 1; i >= 0; i--) {
-      const req = old[i] as PublishRequest
+    const again: PublishRequest[] = []
+    // Settled in the order they were sent.
+    for (const req of old) {
       this.ids.release(req.packetId)
       req.packetId = 0
       req.sentEpoch = 0
@@ -462,12 +463,17 @@ export class ClientSession implements InboundAckSink {
       } else if (this.lostPolicy === 'fail') {
         this.settle(req, undefined, clientError(ClientErrorCode.SESSION_LOST, 'the broker lost the session while the publish was unacknowledged'))
       } else {
-        req.bytes[0] = (req.bytes[0] as number) & ~0x08
-        req.state = RState.Queued
-        this.queued++
-        this.queuedBytes += req.bytes.length
-        this.pending.unshift(req)
+        again.push(req)
       }
+    }
+    // Back at the head of the queue, still in order.
+    for (let i = again.length - 1; i >= 0; i--) {
+      const req = again[i] as PublishRequest
+      req.bytes[0] = (req.bytes[0] as number) & ~0x08
+      req.state = RState.Queued
+      this.queued++
+      this.queuedBytes += req.bytes.length
+      this.pending.unshift(req)
     }
   }
 

@@ -33,6 +33,7 @@ export interface DisconnectEvent {
 
 /** Payload of the `reconnect` event: another attempt comes after `delayMs`. */
 export interface ReconnectEvent {
+  /** The attempt about to be made once `delayMs` passed: 1 after a lost link, then 2, 3... while they fail. */
   attempt: number
   delayMs: number
   error: PetrelError
@@ -120,6 +121,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   private reauthWaiter: { resolve: () => void, reject: (e: PetrelError) => void } | undefined
   private readonly subscriptions = new Map<Subscription, SubscriptionEntry>()
   private readonly counters = { connects: 0, connectFailures: 0, disconnects: 0, pingTimeouts: 0, messagesDropped: 0, bytesIn: 0, bytesOut: 0 }
+  /** The link ended before the supervisor waited for it to (undefined error: on purpose). */
+  private endedEarly: { error: PetrelError | undefined } | undefined
   private responses: { topic: string, sub: Promise<Subscription>, waiters: Map<string, ResponseWaiter>, next: number } | undefined
   private readonly handler: ConnectionHandler
   private readonly owner: SubscriptionOwner
@@ -486,6 +489,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       inflight: this.session.inflightCount,
       publishesReplayed: c.publishesReplayed,
       queued: this.session.queuedCount,
+      blocked: this.session.blockedCount,
       messagesReceived: c.messagesReceived,
       messagesDropped: this.counters.messagesDropped,
       messagesUnrouted: c.messagesUnrouted,
@@ -510,6 +514,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         continue
       }
       attempt++
+      this.endedEarly = undefined
       const url = this.urls[this.urlIndex % this.urls.length]
       let error: PetrelError | undefined
       try {
@@ -529,13 +534,17 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         }
         this.emitError(error)
         if (!this.shouldReconnect(attempt, error)) { this.shutdown(error); return }
-        await this.pause(this.backoff.next(), attempt, error)
+        await this.pause(this.backoff.next(), attempt + 1, error)
         continue
       }
       attempt = 0
       const upAt = clock()
       const reason = await new Promise<PetrelError | undefined>((resolve) => {
-        if (this.conn === undefined || this.conn.isClosed) resolve(clientError(ClientErrorCode.CONNECTION_FAILED, 'the connection closed'))
+        // The link may have ended before we got here (reconnect() right after connect()).
+        const early = this.endedEarly
+        this.endedEarly = undefined
+        if (early !== undefined) resolve(early.error)
+        else if (this.conn === undefined || this.conn.isClosed) resolve(clientError(ClientErrorCode.CONNECTION_FAILED, 'the connection closed'))
         else this.linkEnded = resolve
       })
       this.backoff.connectionEnded(clock() - upAt)
@@ -765,7 +774,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     this.emit('disconnect', { error })
     const ended = this.linkEnded
     this.linkEnded = undefined
-    ended?.(error)
+    if (ended !== undefined) ended(error)
+    else this.endedEarly = { error }
   }
 
   /** One timer for the session's wake-ups (throttle, hold): the earliest asked for. */

@@ -16,8 +16,10 @@ export interface ClientStats {
   inflight: number
   /** Publishes (and PUBRELs) resent after a reconnect with the session present. */
   publishesReplayed: number
-  /** Publishes waiting for the wire right now. */
+  /** Publishes in the bounded request queue, waiting for the wire, right now. */
   queued: number
+  /** Publishes waiting for room in that queue (`queuePolicy: 'block'`) right now. */
+  blocked: number
   /** Inbound PUBLISH packets (duplicates of QoS 2 not counted). */
   messagesReceived: number
   /** Inbound messages dropped by full subscription queues. */
@@ -37,7 +39,8 @@ const HELP: Record<keyof ClientStats, [string, 'counter' | 'gauge']> = {
   publishesAcked: ['QoS 1/2 publishes completed by the broker', 'counter'],
   inflight: ['QoS 1/2 publishes in flight', 'gauge'],
   publishesReplayed: ['Packets resent after reconnecting with the session present', 'counter'],
-  queued: ['Publishes waiting for the wire', 'gauge'],
+  queued: ['Publishes in the request queue, waiting for the wire', 'gauge'],
+  blocked: ['Publishes waiting for room in the request queue', 'gauge'],
   messagesReceived: ['PUBLISH packets received', 'counter'],
   messagesDropped: ['Messages dropped by full subscription queues', 'counter'],
   messagesUnrouted: ['Messages no subscription matched, dropped', 'counter'],

@@ -149,6 +149,7 @@ test('publishing into a stalled broker: memory stays bounded, publish waits (blo
     const after = process.memoryUsage()
     const s = blocking.stats()
     assert.ok(s.queued <= 200, `queued ${s.queued}`)
+    assert.ok(s.blocked > 10_000, `blocked ${s.blocked}: the rest wait for room`)
     assert.ok(resolved < 20_000 - 200, `publish waits while the broker is stalled (${resolved} resolved)`)
     assert.ok(s.bytesOut < 16 * 1024 * 1024, `written ${s.bytesOut}`)
     const grewMiB = (after.arrayBuffers - before.arrayBuffers) / 1048576

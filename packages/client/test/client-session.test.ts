@@ -271,6 +271,12 @@ test('session lost: republish (default) resends with new ids and DUP=0; `fail` r
     x.up()
     const a = x.pub('a')
     const b = x.pub('b')
+    const order: string[] = []
+    for (const [name, req] of [['a', a], ['b', b]] as const) {
+      const r = req as unknown as { state: string }
+      let last = r.state
+      Object.defineProperty(req, 'state', { get: () => last, set: (v: string) => { if (v !== 'pending') order.push(name); last = v as typeof last } })
+    }
     x.take()
     x.session.connectionDown()
     x.up({ sessionPresent: false })
@@ -282,6 +288,7 @@ test('session lost: republish (default) resends with new ids and DUP=0; `fail` r
     } else {
       assert.equal(w.length, 0)
       assert.deepEqual([a.state, b.state], ['err', 'err'])
+      assert.deepEqual(order, ['a', 'b'], 'rejected in the order they were sent')
       assert.equal((a.error as { code: string }).code, 'PETREL_ERR_SESSION_LOST')
     }
   }

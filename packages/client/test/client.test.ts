@@ -512,3 +512,28 @@ test('throttle against a real broker: 60 QoS 1 publishes at 200 msg/s (burst 10)
   assert.ok(span >= 200, `arrivals spread over ${span.toFixed(0)} ms`)
   assert.equal(sender.stats().publishesSent, 60)
 })
+
+test('supervisor: reconnect() right after connect dials at once; reconnect events number the attempts 1, 2, 3', { timeout: 20_000 }, async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const m = await startMosquitto()
+  const c = await connect(m.url, { backoff: { initialDelayMs: 5000, maxDelayMs: 5000 } })
+  let d: MqttClient | undefined
+  try {
+    const started = Date.now()
+    c.reconnect()
+    await waitFor(() => c.connected && c.stats().connects === 2, { timeoutMs: 3000, message: 'reconnected without the 5 s backoff' })
+    assert.ok(Date.now() - started < 3000)
+    await c.end()
+    const attempts: number[] = []
+    d = await connect(m.url, { backoff: { initialDelayMs: 50, maxDelayMs: 100 } })
+    d.on('error', () => {})
+    d.on('reconnect', (e) => { attempts.push(e.attempt) })
+    await m.kill()
+    await waitFor(() => attempts.length >= 3, { timeoutMs: 5000, message: 'three reconnect events' })
+    assert.deepEqual(attempts.slice(0, 3), [1, 2, 3])
+  } finally {
+    await d?.end({ force: true })
+    await c.end({ force: true })
+    await m.stop()
+  }
+})
