@@ -139,11 +139,12 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
   }
   const done = (r: boolean | { ok: boolean, reasonCode?: number, username?: string }): boolean => {
     if (c.state === ConnectionState.closed) return false
-    const ok = typeof r === 'boolean' ? r : r.ok
+    // A JavaScript hook may answer { reasonCode } without `ok`: a success code (< 0x80) means yes.
+    const ok = typeof r === 'boolean' ? r : r.ok ?? (r.reasonCode ?? 0) < 0x80
     if (!ok) {
       const rc = typeof r === 'boolean' ? undefined : r.reasonCode
-      // 5.0: the hook's code or 0x86; 3.1.1: 4 bad user name or password, 5 not authorized
-      c.refuse(rc ?? 0x86, rc === 0x87 || rc === 0x8a ? 5 : 4)
+      // 5.0: the hook's failure code or 0x86; 3.1.1: 4 bad user name or password, 5 not authorized
+      c.refuse(rc !== undefined && rc >= 0x80 ? rc : 0x86, rc === 0x87 || rc === 0x8a ? 5 : 4)
       return false
     }
     if (typeof r !== 'boolean' && r.username !== undefined) c.username = r.username

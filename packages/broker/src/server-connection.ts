@@ -67,6 +67,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   connectSessionExpiry = 0
   /** Set during enhanced authentication. */
   authMethod: string | undefined
+  /** Steps of a re-authentication under way (0: none). */
+  private reauthStep = 0
   pendingConnect: ConnectContext | undefined
   private aliasesIn: Array<string | undefined> | undefined
   private aliasesOut: Map<string, number> | undefined
@@ -216,6 +218,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
 
   /** Refuses a CONNECT: CONNACK with the reason (5.0) or return code (3.1.1), then close [MQTT-3.2.2-6]. */
   refuse (v5Reason: number, v3Code: number): void {
+    // A hook's success-range code must not reach a refusing CONNACK [MQTT-3.2.2-7]: 0x80 Unspecified.
+    if (v5Reason < 0x80) v5Reason = 0x80
     this.core.stats.connectRefused++
     const log = this.core.log
     if (log.isLevelEnabled('info')) log.info({ clientId: this.clientId, remoteAddress: this.remoteAddress, reasonCode: this.v5 ? v5Reason : v3Code }, 'connect refused')
@@ -231,15 +235,19 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     if (hook === undefined || this.authMethod === undefined || method !== this.authMethod) return this.fail(0x82, 'AUTH without enhanced authentication')
     const rc = p.reasonCode ?? 0
     const during = this.state === ConnectionState.authenticating
-    if (during ? rc !== 0x18 : rc !== 0x19) return this.fail(0x82, `AUTH reason 0x${rc.toString(16)} out of sequence`)
+    // During CONNECT, or once a re-authentication is under way, the client continues (0x18);
+    // otherwise it may start a re-authentication (0x19) [MQTT-4.12.1-1].
+    const continuing = during || this.reauthStep > 0
+    if (continuing ? rc !== 0x18 : rc !== 0x19) return this.fail(0x82, `AUTH reason 0x${rc.toString(16)} out of sequence`)
     const ctx = this.pendingConnect
-    const step = ctx === undefined ? 1 : ++ctx.authStep
+    const step = ctx === undefined ? ++this.reauthStep : ++ctx.authStep
     const go = (r: { reasonCode: number, data?: Buffer }): void | Promise<void> => {
       if (this.state === ConnectionState.closed) return
       if (r.reasonCode === 0x18) {
         this.transport.writeControl(encode({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: method, authenticationData: r.data } }, 5))
         return
       }
+      this.reauthStep = 0
       if (during && ctx !== undefined) {
         if (r.reasonCode !== 0) { this.refuse(r.reasonCode, 5); return }
         ctx.authData = r.data

@@ -120,6 +120,21 @@ for (const v of versions) {
       good.end()
     })
   })
+
+  test(`v${v}: a hook answering { reasonCode } without ok: a success code accepts, and a refusal never carries one`, async () => {
+    type Answer = { ok: boolean, reasonCode?: number }
+    await withBroker({ authenticate: (r) => ({ reasonCode: r.username === 'alice' ? 0 : 0x10 }) as unknown as Answer }, async (broker) => {
+      const good = memoryClient(broker, v)
+      assert.equal((await good.connect({ username: 'alice' })).reasonCode, 0)
+      assert.equal(await good.quiet(200), true, 'and it stays connected')
+      good.end()
+    })
+    await withBroker({ authenticate: () => ({ ok: false, reasonCode: 0 }) }, async (broker) => {
+      const refused = memoryClient(broker, v)
+      assert.equal((await refused.connect({ username: 'bob' })).reasonCode, v === 5 ? 0x86 : 4)
+      await refused.waitClosed()
+    })
+  })
 }
 
 test('3.1 (MQIsdp, level 3) CONNECT is accepted', async () => {

@@ -103,6 +103,30 @@ test('v5: re-authentication: AUTH 0x19 runs the hook again; success gets AUTH 0x
   })
 })
 
+test('v5: a re-authentication in several steps: the broker challenges (0x18), the client continues (0x18) [MQTT-4.12.1-1]', async () => {
+  const steps: number[] = []
+  await withBroker({
+    authenticateEnhanced: (r) => {
+      steps.push(r.step)
+      if (r.step === 0) return { reasonCode: 0 }
+      return r.data?.toString() === 'answer' ? { reasonCode: 0 } : { reasonCode: 0x18, data: Buffer.from('challenge') }
+    }
+  }, async (broker) => {
+    const c = await connected(broker, 5, { clientId: 'multi', properties: { authenticationMethod: 'scram' } })
+    for (let round = 0; round < 2; round++) {
+      c.send({ type: 'auth', reasonCode: 0x19, properties: { authenticationMethod: 'scram', authenticationData: Buffer.from('hello') } })
+      const challenge = await c.expect('auth')
+      assert.equal(challenge.reasonCode, 0x18)
+      c.send({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'scram', authenticationData: Buffer.from('answer') } })
+      assert.equal((await c.expect('auth')).reasonCode, 0)
+    }
+    assert.deepEqual(steps, [0, 1, 2, 1, 2])
+    // Outside an exchange, 0x18 is out of sequence.
+    c.send({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'scram' } })
+    assert.equal((await c.expect('disconnect')).reasonCode, 0x82)
+  })
+})
+
 test('v5: AUTH from a client that did not use enhanced authentication is a protocol error (0x82) [MQTT-4.12.0-5]', async () => {
   await withBroker({ authenticateEnhanced: () => ({ reasonCode: 0 }) }, async (broker) => {
     const c = await connected(broker, 5, { clientId: 'plain' })
