@@ -7,7 +7,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { findProgram, freePort, makeTestCertificates, requirePeer, startMosquitto, type Mosquitto } from '@petrel/test-utils'
+import { createServer, type Server, type Socket } from 'node:net'
+import { Decoder, encode, type ConnackProperties, type Packet } from '@petrel/wire'
+import { findProgram, freePort, makeTestCertificates, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
 import { launch } from '../src/bench/launcher.js'
 import { LatencyRecorder } from '../src/bench/latency.js'
 import { Progress } from '../src/bench/progress.js'
@@ -18,7 +20,8 @@ import { BenchStats } from '../src/bench/stats.js'
 import { parseOptions, UsageError } from '../src/bench/options.js'
 import { SequenceTracker } from '../src/bench/sequence-tracker.js'
 import { PublishTemplate } from '../src/bench/publish-template.js'
-import type { BenchSummary } from '../src/bench/summary.js'
+import { buildSummary, formatSummary, type BenchSummary } from '../src/bench/summary.js'
+import { serverName } from '../src/bench/transport.js'
 
 const PETREL = fileURLToPath(new URL('../src/bin/petrel.js', import.meta.url))
 const RUN_TIMEOUT_MS = 30_000
@@ -28,11 +31,12 @@ interface Result { code: number | null, stdout: string, stderr: string }
 const children = new Set<ChildProcess>()
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
 
-/** Runs `petrel bench ...args` to its end (killed after RUN_TIMEOUT_MS). */
-function bench (args: string[], onStderr?: (text: string) => void): Promise<Result> {
+/** Runs `petrel bench ...args` to its end (killed after RUN_TIMEOUT_MS); `onSpawn` gets the child (to signal it). */
+function bench (args: string[], onStderr?: (text: string) => void, onSpawn?: (child: ChildProcess) => void): Promise<Result> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [PETREL, 'bench', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     children.add(child)
+    onSpawn?.(child)
     let stdout = ''
     let stderr = ''
     child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d })
@@ -141,23 +145,31 @@ test('subscriber: stamped payloads give latency and sequences; other traffic is 
   const written: Uint8Array[] = []
   const conn = { write: (b: Uint8Array) => { written.push(b); return true } } as unknown as BenchConnection
   const sub = new Subscriber(conn, stats, 0)
-  const template = new PublishTemplate('t', 32, 1, 4)
+  const template = new PublishTemplate('t', 32, 1, 4, { run: 0xabc, publisher: 3 })
   const batch = template.batch(2)
-  template.patch(batch, 0, nowMicros() - 2000, 3, 0, 1)
-  template.patch(batch, 1, nowMicros() - 1000, 3, 1, 2)
+  template.patch(batch, 0, nowMicros() - 2000, 0, 1)
+  template.patch(batch, 1, nowMicros() - 1000, 1, 2)
   const stamped = (i: number): Buffer => batch.subarray(i * template.length + template.payloadOffset, (i + 1) * template.length)
+  // Foreign payloads that a time check alone let through: all zeros (on a host up for less than
+  // an hour), and a plausible send time at the start with no magic.
+  const timeFirst = Buffer.alloc(64)
+  timeFirst.writeDoubleBE(nowMicros() - 1000, 0)
+  const zeros = Buffer.alloc(64)
+  zeros.writeDoubleBE(nowMicros() - 1000, 8)
   sub.onPackets([
     { type: 'publish', topicName: 't', qos: 1, packetId: 1, retain: false, dup: false, payload: stamped(0) },
     { type: 'publish', topicName: 't', qos: 1, packetId: 2, retain: false, dup: false, payload: stamped(1) },
     { type: 'publish', topicName: 't', qos: 0, retain: false, dup: false, payload: Buffer.from('{"temperature": 21.5, "unit": "C"}') },
-    { type: 'publish', topicName: 't', qos: 0, retain: false, dup: false, payload: Buffer.from('21.5') }
+    { type: 'publish', topicName: 't', qos: 0, retain: false, dup: false, payload: Buffer.from('21.5') },
+    { type: 'publish', topicName: 't', qos: 0, retain: false, dup: false, payload: timeFirst },
+    { type: 'publish', topicName: 't', qos: 0, retain: false, dup: false, payload: zeros }
   ])
-  assert.equal(stats.received, 4)
-  assert.equal(stats.unstamped, 2)
+  assert.equal(stats.received, 6)
+  assert.equal(stats.unstamped, 4)
   const lat = stats.latency.summary()
   assert.equal(lat.count, 2)
   assert.ok(lat.min >= 0.9 && lat.max < 1000, JSON.stringify(lat))
-  assert.deepEqual(sub.tracker.report(), [{ publisher: 3, received: 2, missing: 0, duplicates: 0, outOfOrder: 0 }])
+  assert.deepEqual(sub.tracker.report(), [{ run: '00000abc', publisher: 3, received: 2, missing: 0, duplicates: 0, outOfOrder: 0 }])
   // Both PUBACKs in one write
   assert.equal(written.length, 1)
   assert.deepEqual([...(written[0] ?? [])], [0x40, 2, 0, 1, 0x40, 2, 0, 2])
@@ -172,27 +184,53 @@ test('options: --ifaddr takes IP addresses, used in turn', () => {
 
 test('sequence tracker: missing, duplicated and out-of-order per publisher', () => {
   const t = new SequenceTracker()
-  for (const seq of [0, 1, 3, 2, 3, 5]) t.record(7, seq)
-  for (let seq = 0; seq < 10_000; seq++) t.record(8, seq)
+  for (const seq of [0, 1, 3, 2, 3, 5]) t.record(1, 7, seq)
+  for (let seq = 0; seq < 10_000; seq++) t.record(1, 8, seq)
   const [a, b] = t.report()
-  assert.deepEqual(a, { publisher: 7, received: 6, missing: 1, duplicates: 1, outOfOrder: 1 })
-  assert.deepEqual(b, { publisher: 8, received: 10_000, missing: 0, duplicates: 0, outOfOrder: 0 })
+  assert.deepEqual(a, { run: '00000001', publisher: 7, received: 6, missing: 1, duplicates: 1, outOfOrder: 1 })
+  assert.deepEqual(b, { run: '00000001', publisher: 8, received: 10_000, missing: 0, duplicates: 0, outOfOrder: 0 })
   // Known sent counts reveal loss at the tail and publishers never heard from.
-  const withSent = t.report(new Map([[7, 8], [8, 10_000], [9, 5]]))
+  const withSent = t.report({ run: 1, sent: new Map([[7, 8], [8, 10_000], [9, 5]]) })
   assert.equal(withSent[0]?.missing, 3)
-  assert.deepEqual(withSent[2], { publisher: 9, received: 0, missing: 5, duplicates: 0, outOfOrder: 0 })
+  assert.deepEqual(withSent[2], { run: '00000001', publisher: 9, received: 0, missing: 5, duplicates: 0, outOfOrder: 0 })
+})
+
+test('sequence tracker: publishers of two runs with the same index are two publishers, not duplicates', () => {
+  const t = new SequenceTracker()
+  for (let seq = 0; seq < 100; seq++) {
+    t.record(0xaaaa, 0, seq)
+    t.record(0xbbbb, 0, seq)
+  }
+  assert.deepEqual(t.report().map((r) => [r.run, r.publisher, r.received, r.duplicates, r.missing]),
+    [['0000aaaa', 0, 100, 0, 0], ['0000bbbb', 0, 100, 0, 0]])
+})
+
+test('sequence tracker: a subscriber that joins late counts from the first sequence it saw', () => {
+  const t = new SequenceTracker()
+  // Joined at 1,000,000 of a long run: nothing before it is missing; a gap after it is.
+  for (let seq = 1_000_000; seq < 1_000_100; seq++) if (seq !== 1_000_050) t.record(5, 0, seq)
+  // A reordered message below the first one seen extends the span down.
+  t.record(5, 0, 999_990)
+  const [r] = t.report()
+  assert.deepEqual(r, { run: '00000005', publisher: 0, received: 100, missing: 10, duplicates: 0, outOfOrder: 1 })
+  // Its bitmap covers what it saw, not everything since sequence 0.
+  const seen = (t as unknown as { runs: Map<number, Map<number, { seen: Uint8Array }>> }).runs.get(5)?.get(0)?.seen
+  assert.ok(seen !== undefined && seen.length < 4096, `bitmap of ${seen?.length ?? 0} bytes`)
 })
 
 test('publish template: the patched fields land where @petrel/wire put them', () => {
   for (const version of [4, 5] as const) {
-    const t = new PublishTemplate('a/b', 32, 1, version)
+    const t = new PublishTemplate('a/b', 32, 1, version, { run: 0x01020304, publisher: 7 })
     const batch = t.batch(3)
-    t.patch(batch, 2, 1234.5, 7, 9, 0x0102)
+    t.patch(batch, 2, 1234.5, 9, 0x0102)
     const p = batch.subarray(2 * t.length)
     assert.equal(p.readUInt16BE(t.packetIdOffset), 0x0102)
-    assert.equal(p.readDoubleBE(t.payloadOffset), 1234.5)
-    assert.equal(p.readUInt32BE(t.payloadOffset + 8), 7)
-    assert.equal(p.readUInt32BE(t.payloadOffset + 12), 9)
+    // The documented layout (stamp.ts): magic "ptb1", run id, send time, publisher, sequence.
+    assert.equal(p.subarray(t.payloadOffset, t.payloadOffset + 4).toString('latin1'), 'ptb1')
+    assert.equal(p.readUInt32BE(t.payloadOffset + 4), 0x01020304)
+    assert.equal(p.readDoubleBE(t.payloadOffset + 8), 1234.5)
+    assert.equal(p.readUInt32BE(t.payloadOffset + 16), 7)
+    assert.equal(p.readUInt32BE(t.payloadOffset + 20), 9)
   }
 })
 
@@ -311,7 +349,7 @@ test('payloads too small for the stamp: loss by count, never invented per publis
   assert.equal(s.receive?.latencyMs, null)
   const plain = await bench(['pubsub', '-p', String(broker.port), '-s', '0', '-L', '100', '--quiet'])
   assert.equal(plain.code, 0, plain.stderr)
-  assert.match(plain.stdout, /latency\s+n\/a \(no bench stamps: payloads under 16 bytes/)
+  assert.match(plain.stdout, /latency\s+n\/a \(no bench stamps: payloads under 24 bytes/)
   assert.match(plain.stdout, /0 missing by count/)
 })
 
@@ -331,7 +369,9 @@ test('TLS with a CA file, and username/password: refused without, accepted with'
   const untrusted = await bench(['pub', '--url', url, '-u', 'alice', '-P', 'secret', '-L', '10', '--json', '--quiet'])
   assert.equal(untrusted.code, 1)
   assert.match(Object.keys((JSON.parse(untrusted.stdout) as BenchSummary).errors)[0] ?? '', /^connect: /)
-  const s = summaryOf(await bench(['pubsub', '--url', url, '--cafile', certs.caFile, '-u', 'alice', '-P', 'secret', '-q', '1', '-L', '1000', '--json']))
+  // The credentials in the URL, as mosquitto_pub -L takes them; the summary's URL leaves them out.
+  const withUser = `mqtts://alice:secret@localhost:${broker.tlsPort ?? 0}`
+  const s = summaryOf(await bench(['pubsub', '--url', withUser, '--cafile', certs.caFile, '-q', '1', '-L', '1000', '--json']))
   assert.equal(s.url, url)
   assert.equal(s.receive?.received, 1000)
   assert.equal(s.receive?.missing, 0)
@@ -373,7 +413,7 @@ test('bench conn establishes N connections at the connection rate and reports co
   assert.equal(s.connections.lost, 0)
   assert.equal(s.connections.connectMs.count, 200)
   assert.ok(s.connections.connectMs.p50 > 0 && s.connections.connectMs.p99 < 5000)
-  assert.ok(s.connections.perSecond > 0 && s.connections.perSecond <= 1500, `${s.connections.perSecond}/s at -R 1000`)
+  assert.ok(s.connections.perSecond !== null && s.connections.perSecond > 0 && s.connections.perSecond <= 1500, `${s.connections.perSecond}/s at -R 1000`)
 })
 
 test('a refused connection is counted by reason; bad arguments exit 2', async () => {
@@ -386,4 +426,307 @@ test('a refused connection is counted by reason; bad arguments exit 2', async ()
   const bad = await bench(['pub', '-q', '7'])
   assert.equal(bad.code, 2)
   assert.match(bad.stderr, /--qos must be/)
+})
+
+// --- from a review: runs that end, accounting that holds, limits that are honoured ---------------
+
+interface FakeBroker {
+  port: number
+  /** Packets received, per connection, in order. */
+  received: Packet[][]
+  accepted: number
+}
+
+/**
+ * A TCP server on 127.0.0.1 that speaks just enough MQTT for one behaviour: `answer` returns the
+ * packets to send back for each packet received (none: it stays silent). Closed, with every
+ * socket it accepted, after the test.
+ */
+async function fakeBroker (t: TestContext, answer: (p: Packet) => Packet[]): Promise<FakeBroker> {
+  const sockets = new Set<Socket>()
+  const fake: FakeBroker = { port: 0, received: [], accepted: 0 }
+  const server: Server = createServer((socket) => {
+    fake.accepted++
+    sockets.add(socket)
+    socket.on('close', () => { sockets.delete(socket) })
+    socket.on('error', () => {})
+    const seen: Packet[] = []
+    fake.received.push(seen)
+    const decoder = new Decoder()
+    let version: 3 | 4 | 5 = 4
+    socket.on('data', (chunk: Buffer) => {
+      let packets: Packet[]
+      try {
+        packets = decoder.push(chunk)
+      } catch {
+        socket.destroy()
+        return
+      }
+      for (const p of packets) {
+        seen.push(p)
+        if (p.type === 'connect') version = p.protocolVersion
+        for (const reply of answer(p)) socket.write(encode(reply, version))
+      }
+    })
+  })
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  fake.port = (server.address() as { port: number }).port
+  t.after(async () => {
+    for (const s of sockets) s.destroy()
+    await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+  })
+  return fake
+}
+
+function connackWith (properties?: ConnackProperties): Packet {
+  return { type: 'connack', sessionPresent: false, reasonCode: 0, ...(properties === undefined ? {} : { properties }) }
+}
+
+test('no connection left: sub and conn against a dead port print a summary and exit 1', async () => {
+  const port = String(await freePort())
+  const [sub, conn] = await Promise.all([
+    bench(['sub', '-p', port, '-c', '2', '--json', '--quiet']),
+    bench(['conn', '-p', port, '-c', '2', '--json', '--quiet'])
+  ])
+  for (const r of [sub, conn]) {
+    assert.equal(r.code, 1, `exit ${r.code}\n${r.stderr}`)
+    const s = JSON.parse(r.stdout) as BenchSummary
+    assert.deepEqual(s.errors, { 'connect: ECONNREFUSED': 2 })
+    assert.deepEqual(s.failures, ['no connection could be made (see errors)'])
+  }
+})
+
+test('no connection left: sub and conn whose broker dies mid-run stop with a summary and exit 1', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const broker = await startMosquitto()
+  t.after(() => broker.stop())
+  const port = String(broker.port)
+  let subUp = false
+  let connUp = false
+  // No --duration and no count: only the loss of every connection can end these runs.
+  const sub = bench(['sub', '-p', port, '-c', '2', '-t', 'gone/#', '--json'], (err) => { if (/conns 2\/2/.test(err)) subUp = true })
+  const conn = bench(['conn', '-p', port, '-c', '2', '--json'], (err) => { if (/conns 2\/2/.test(err)) connUp = true })
+  await waitFor(() => subUp && connUp, { timeoutMs: 10_000, message: 'both runs connected' })
+  await broker.kill()
+  for (const r of await withTimeout(Promise.all([sub, conn]), 15_000, 'runs ending after the broker died')) {
+    assert.equal(r.code, 1, `exit ${r.code}\n${r.stderr}\n${r.stdout}`)
+    const s = JSON.parse(r.stdout) as BenchSummary
+    assert.equal(s.connections.established, 2)
+    assert.equal(s.connections.lost, 2)
+    assert.deepEqual(s.failures, ['every connection was lost before the end of the run (see errors)'])
+  }
+})
+
+test('a broker that never sends CONNACK: stable reason, the process exits, Ctrl-C ends handshakes at once', async (t) => {
+  const silent = await fakeBroker(t, () => [])
+  const port = String(silent.port)
+  const started = performance.now()
+  const [pub, sub] = await Promise.all([
+    bench(['pub', '-p', port, '-c', '3', '--json', '--quiet']),
+    bench(['sub', '-p', port, '-c', '3', '--json', '--quiet'])
+  ])
+  // The 10 s CONNACK timeout, then an exit (not a hang until the harness kills it at 30 s).
+  assert.ok(performance.now() - started < 20_000, `took ${Math.round(performance.now() - started)} ms`)
+  for (const r of [pub, sub]) {
+    assert.equal(r.code, 1, `exit ${r.code}\n${r.stderr}`)
+    assert.deepEqual((JSON.parse(r.stdout) as BenchSummary).errors, { 'connack: no answer within 10 s': 3 })
+  }
+  // Ctrl-C while the handshakes wait: the run ends now, not when the 10 s are up.
+  const before = silent.accepted
+  let child: ChildProcess | undefined
+  const run = bench(['conn', '-p', port, '-c', '12', '--json', '--quiet'], undefined, (c) => { child = c })
+  await waitFor(() => silent.accepted >= before + 12, { timeoutMs: 5000, message: 'twelve handshakes under way' })
+  const signalled = performance.now()
+  child?.kill('SIGINT')
+  const r = await run
+  assert.ok(performance.now() - signalled < 3000, `ended ${Math.round(performance.now() - signalled)} ms after SIGINT`)
+  assert.equal(r.code, 1)
+  assert.deepEqual((JSON.parse(r.stdout) as BenchSummary).errors, { 'connack: cancelled: the run ended first': 12 })
+  // Twelve handshakes wait on one abort signal: that is no listener leak to warn about.
+  assert.doesNotMatch(r.stderr, /Warning/)
+})
+
+test('two bench pub processes are two publishers to one bench sub, not one with duplicates', async (t) => {
+  const broker = await mosquitto(t)
+  if (broker === undefined) return
+  const port = String(broker.port)
+  let subscribed!: () => void
+  const ready = new Promise<void>((resolve) => { subscribed = resolve })
+  const sub = bench(['sub', '-p', port, '-t', 'twice/#', '-q', '1', '-L', '2000', '--duration', '20', '--json'], (err) => {
+    if (/conns 1\/1/.test(err)) subscribed()
+  })
+  await ready
+  // Both processes' only publisher is client index 0 on topic twice/0.
+  const pubs = await Promise.all([0, 1].map(async () => await bench(['pub', '-p', port, '-t', 'twice/%i', '-q', '1', '-L', '1000', '--rate', '5000', '--json', '--quiet'])))
+  for (const p of pubs) assert.equal(summaryOf(p).publish?.acked, 1000)
+  const r = summaryOf(await sub).receive
+  assert.ok(r !== undefined)
+  assert.equal(r.received, 2000)
+  assert.equal(r.duplicates, 0)
+  assert.equal(r.missing, 0)
+  assert.deepEqual(r.publishers.map((p) => [p.publisher, p.received]), [[0, 1000], [0, 1000]])
+  assert.notEqual(r.publishers[0]?.run, r.publishers[1]?.run)
+})
+
+test('bench sub that joins a running publisher late: no invented loss, and totals agree with the rows', async (t) => {
+  const broker = await mosquitto(t)
+  if (broker === undefined) return
+  const port = String(broker.port)
+  let sending = false
+  // An unlimited QoS 1 publisher, well under way before the subscriber exists.
+  const pub = bench(['pub', '-p', port, '-t', 'late/%i', '-q', '1', '--duration', '6', '--json'], (err) => { if (/sent [\d.k]+\/s \(\d/.test(err)) sending = true })
+  await waitFor(() => sending, { timeoutMs: 10_000, message: 'the publisher sends' })
+  // It stops at its count while messages keep coming: what arrives after that is not counted.
+  const r = summaryOf(await bench(['sub', '-p', port, '-t', 'late/#', '-q', '1', '-L', '5000', '--duration', '20', '--json', '--quiet'])).receive
+  assert.ok(r !== undefined)
+  assert.equal(r.publishers.length, 1)
+  const row = r.publishers[0]
+  assert.ok(row !== undefined && row.received >= 5000, JSON.stringify(row))
+  assert.equal(r.missing, 0, JSON.stringify(r.publishers))
+  assert.equal(r.duplicates, 0)
+  assert.equal(r.received, row.received + r.unstamped, `received ${r.received}, rows ${row.received}, unstamped ${r.unstamped}`)
+  assert.equal(summaryOf(await pub).errors['connection closed by the broker'], undefined)
+})
+
+test('MQTT 5.0 Server Keep Alive is the keep alive the connections keep [MQTT-3.2.2-21]', async (t) => {
+  // The broker says 1 s where the client asked for 60 s: pings must come within about a second.
+  const fake = await fakeBroker(t, (p) => p.type === 'connect' ? [connackWith({ serverKeepAlive: 1 })] : p.type === 'pingreq' ? [{ type: 'pingresp' }] : [])
+  const s = summaryOf(await bench(['conn', '-p', String(fake.port), '-V', '5', '-k', '60', '-c', '2', '--duration', '2.5', '--json', '--quiet']))
+  assert.equal(s.connections.established, 2)
+  for (const packets of fake.received) {
+    const pings = packets.filter((p) => p.type === 'pingreq').length
+    assert.ok(pings >= 2, `${pings} PINGREQ in 2.5 s at a Server Keep Alive of 1 s`)
+  }
+})
+
+test('MQTT 5.0 Maximum Packet Size: a PUBLISH that would not fit fails the run up front, saying why', async (t) => {
+  const fake = await fakeBroker(t, (p) => p.type === 'connect' ? [connackWith({ maximumPacketSize: 200 })] : [])
+  const r = await bench(['pub', '-p', String(fake.port), '-V', '5', '-s', '500', '-t', 'big', '-L', '10', '--json', '--quiet'])
+  assert.equal(r.code, 1, r.stderr)
+  const s = JSON.parse(r.stdout) as BenchSummary
+  assert.equal(s.publish?.sent, 0)
+  assert.match(s.failures.join('\n'), /at most 200 bytes \(CONNACK Maximum Packet Size\).*-s 500 on 'big' is 509 bytes: use -s 191 or less/)
+  // Nothing past the limit reached the broker.
+  assert.deepEqual(fake.received.flat().filter((p) => p.type === 'publish'), [])
+})
+
+test('refused subscriptions fail the run, named as each protocol names them', async (t) => {
+  const fake = await fakeBroker(t, (p) => {
+    if (p.type === 'connect') return [connackWith()]
+    if (p.type === 'subscribe') return [{ type: 'suback', packetId: p.packetId, reasonCodes: [p.subscriptions[0]?.topicFilter === 'denied/#' ? 0x87 : 0] }]
+    return []
+  })
+  const port = String(fake.port)
+  // 3.1.1 has one failure code, 0x80 "Failure"; 5.0 says why (0x87 Not authorized).
+  const fake311 = await fakeBroker(t, (p) => {
+    if (p.type === 'connect') return [connackWith()]
+    if (p.type === 'subscribe') return [{ type: 'suback', packetId: p.packetId, reasonCodes: [0x80] }]
+    return []
+  })
+  const [v5, v311] = await Promise.all([
+    bench(['sub', '-p', port, '-V', '5', '-c', '2', '-t', 'denied/#', '--duration', '10', '--json', '--quiet']),
+    bench(['sub', '-p', String(fake311.port), '-t', 'denied/#', '--duration', '10', '--json', '--quiet'])
+  ])
+  for (const [r, reason, n] of [[v5, 'suback: Not authorized (0x87)', 2], [v311, 'suback: Failure (0x80)', 1]] as const) {
+    assert.equal(r.code, 1, `exit ${r.code}\n${r.stderr}`)
+    const s = JSON.parse(r.stdout) as BenchSummary
+    assert.deepEqual(s.errors, { [reason]: n })
+    // Every subscriber refused: nothing left to wait for, the run ends at once.
+    assert.ok(s.elapsedSeconds < 5, `${s.elapsedSeconds} s`)
+    assert.match(s.failures.join('\n'), new RegExp(`${n} of ${n} subscriptions failed`))
+  }
+})
+
+test('options: topics, sizes and durations are checked before anything connects', () => {
+  const usage = (args: string[], message: RegExp): void => {
+    assert.throws(() => parseOptions(args), (err: unknown) => err instanceof UsageError && message.test(err.message), args.join(' '))
+  }
+  usage(['pub', '-t', 'bench/#'], /-t 'bench\/#' is no topic name to publish to: .*wildcards.*\[MQTT-4\.7\.1-1\]/)
+  usage(['sub', '-t', 'a/#/b'], /-t 'a\/#\/b' is no topic filter to subscribe to: .*\[MQTT-4\.7\.1-2\]/)
+  usage(['pubsub', '--sub-topic', 'a/b+'], /--sub-topic 'a\/b\+' is no topic filter/)
+  usage(['pub', '--prefix', 'x#', '-t', 'a/%c'], /-t 'a\/%c' \(here 'a\/x#pub-0'\) is no topic name/)
+  usage(['pub', '-s', '268435456'], /--size must be a number in 0\.\.268435455/)
+  usage(['pub', '-s', '268435455', '-t', 'abc'], /--size 268435455 does not fit in one PUBLISH on 'abc': at most 268435450 bytes/)
+  assert.equal(parseOptions(['pub', '-s', '268435450', '-t', 'abc'])?.payloadSize, 268435450)
+  // Timers past 2^31 ms fire at once: a usage error, not a run that ends as it starts.
+  usage(['pub', '--duration', '2147484'], /^--duration is at most 2147483 s/)
+  usage(['pub', '--warmup', '2000000', '--duration', '200000'], /--warmup \+ --duration is at most/)
+  assert.equal(parseOptions(['pub', '--duration', '2147483'])?.duration, 2147483)
+  // --cert and --key go together.
+  usage(['pub', '-S', '--cert', 'c.pem'], /--cert needs --key/)
+  usage(['pub', '-S', '--key', 'k.pem'], /--key needs --cert/)
+})
+
+test('options: pubsub derives the subscription from -t, and refuses one that matches no publisher', () => {
+  assert.equal(parseOptions(['pubsub', '-t', 'x/%i'])?.subTopic, 'x/+')
+  assert.equal(parseOptions(['pubsub', '-t', 'x/%c/y'])?.subTopic, 'x/+/y')
+  assert.equal(parseOptions(['pubsub'])?.subTopic, 'bench/+')
+  assert.equal(parseOptions(['pubsub', '-t', 'fixed'])?.subTopic, 'fixed')
+  assert.equal(parseOptions(['sub'])?.subTopic, 'bench/#')
+  assert.throws(() => parseOptions(['pubsub', '-t', 'x/%i', '--sub-topic', 'bench/#']),
+    (err: unknown) => err instanceof UsageError && /--sub-topic 'bench\/#' matches none of the publishers' topics \(-t 'x\/%i', e\.g\. 'x\/0'\)/.test(err.message))
+  // Shared subscriptions match by their filter.
+  assert.equal(parseOptions(['pubsub', '-t', 'x/%i', '--sub-topic', '$share/g/x/#'])?.subTopic, '$share/g/x/#')
+  assert.equal(parseOptions(['pubsub', '--subs', '0', '-t', 'x/%i', '--sub-topic', 'nothing'])?.subscribers, 0)
+})
+
+test('options: credentials in the URL are used (the flags win) and never shown', () => {
+  const o = parseOptions(['pub', '--url', 'mqtt://alice:s%40cret@10.0.0.1:1884'])
+  assert.equal(o?.username, 'alice')
+  assert.equal(o?.password, 's@cret')
+  assert.equal(o?.target.url, 'mqtt://10.0.0.1:1884')
+  const flags = parseOptions(['pub', '--url', 'mqtt://alice:secret@h', '-u', 'bob', '-P', 'pw'])
+  assert.equal(flags?.username, 'bob')
+  assert.equal(flags?.password, 'pw')
+})
+
+test('transport: no SNI for IP addresses, IPv6 with hex letters included', () => {
+  assert.equal(serverName('fe80::abcd'), undefined)
+  assert.equal(serverName('2001:db8::1'), undefined)
+  assert.equal(serverName('127.0.0.1'), undefined)
+  assert.equal(serverName('broker.example'), 'broker.example')
+})
+
+test('summary: no rate from a burst, no CPU alarm from a short run, a note on -R 0 connect times', () => {
+  const o = parseOptions(['pubsub', '-c', '200'])
+  assert.ok(o !== undefined)
+  const s = new BenchStats()
+  s.connectAttempts = 200
+  s.connected = 200
+  s.sent = 1000
+  s.received = 1000
+  // Everything went out in one write and arrived within 0.2 ms.
+  s.firstSentAt = s.lastSentAt = s.startedAt + 1
+  s.firstReceivedAt = s.startedAt + 1
+  s.lastReceivedAt = s.startedAt + 1.2
+  const short = buildSummary(o, s, s.startedAt + 100)
+  assert.equal(short.publish?.perSecond, null)
+  assert.equal(short.receive?.perSecond, null)
+  const text = formatSummary({ ...short, cpu: { userSeconds: 0.15, systemSeconds: 0, percentOfCore: 150 } })
+  assert.match(text, /published\s+1,000 sent in 0\.00 s: n\/a msg\/s \(a window under 10 ms/)
+  assert.match(text, /received\s+1,000 in 0\.00 s: n\/a msg\/s/)
+  assert.doesNotMatch(text, /may be the limit/)
+  assert.match(text, /connect times with -R 0 include queueing in this process/)
+  const long = formatSummary({ ...short, elapsedSeconds: 10, cpu: { userSeconds: 15, systemSeconds: 0, percentOfCore: 150 } })
+  assert.match(long, /may be the limit/)
+})
+
+test('usage errors: an invalid topic exits 2 with the reason, a missing --cafile names the flag', async () => {
+  const topic = await bench(['pub', '-t', 'bench/#', '-p', '1'])
+  assert.equal(topic.code, 2)
+  assert.equal(topic.stdout, '')
+  assert.match(topic.stderr, /^petrel bench: -t 'bench\/#' is no topic name to publish to/)
+  assert.doesNotMatch(topic.stderr, /PetrelError|\n\s+at /)
+  const ca = await bench(['pub', '-S', '--cafile', '/nonexistent/ca.pem', '-p', '1'])
+  assert.equal(ca.code, 2)
+  assert.match(ca.stderr, /--cafile: cannot read '\/nonexistent\/ca\.pem' \(ENOENT\)/)
+})
+
+test('bench pubsub -t with a pattern and no --sub-topic: the subscribers get every message', async (t) => {
+  const broker = await mosquitto(t)
+  if (broker === undefined) return
+  const s = summaryOf(await bench(['pubsub', '-p', String(broker.port), '-c', '2', '-t', 'x/%i', '-q', '1', '-L', '200', '--json']))
+  assert.equal(s.receive?.received, 400)
+  assert.equal(s.receive?.missing, 0)
+  assert.equal(s.receive?.publishers.length, 2)
 })

@@ -19,5 +19,6 @@ export async function runConn (ctx: RunContext): Promise<void> {
     const opened = await ctx.connect(ctx.clientId('conn', o.startIndex + i), i)
     if (opened !== undefined) opened.conn.sink = new IdleSink(opened.conn)
   }, () => ctx.stopping, o.maxConnecting)
+  ctx.allStarted()
   await ctx.stopped()
 }

@@ -4,7 +4,7 @@ import {
   type ConnectPacket, type ConnackPacket, type Packet, type PacketOfType, type ProtocolVersion
 } from '@petrel/wire'
 import { directReaderOf } from '@petrel/client'
-import { dial, type TlsMaterial } from './transport.js'
+import { cancelled, dial, type TlsMaterial } from './transport.js'
 import type { Target } from './target.js'
 
 /** Receives the packets decoded from one chunk; the array is reused after the call returns. */
@@ -15,6 +15,16 @@ export interface PacketSink {
 /** A failure with a short, countable reason ("connect: ECONNREFUSED", "connack: Not authorized"). */
 export class BenchError extends Error {
   override readonly name = 'BenchError'
+
+  /** `cancelled`: the run ended first (Ctrl-C, --duration), which is no fault of the broker. */
+  constructor (message: string, readonly cancelled = false) {
+    super(message)
+  }
+}
+
+/** A timeout as people write it ("10 s", "250 ms"): a stable text, so that reasons group. */
+export function durationText (ms: number): string {
+  return ms >= 1000 && ms % 1000 === 0 ? `${ms / 1000} s` : `${Math.round(ms)} ms`
 }
 
 /** A short reason for any error: a socket error code, a wire error code, or the message. */
@@ -31,6 +41,15 @@ interface Waiter {
   resolve: (p: Packet) => void
   reject: (err: Error) => void
   timer: NodeJS.Timeout
+  signal: AbortSignal | undefined
+  onAbort: () => void
+}
+
+export interface WaitOptions {
+  /** Aborting rejects at once with a cancelled BenchError. */
+  signal?: AbortSignal | undefined
+  /** The whole budget as the reason should name it (the timeout may be what is left of it). */
+  budgetMs?: number
 }
 
 const DISCONNECT_TIMEOUT_MS = 1000
@@ -86,25 +105,46 @@ export class BenchConnection {
     }
   }
 
-  /** Resolves with the next packet of `type` (other packets still go to the sink); rejects on timeout or loss. */
-  next<T extends Packet['type']> (type: T, timeoutMs: number): Promise<PacketOfType<T>> {
+  /**
+   * Resolves with the next packet of `type` (other packets still go to the sink); rejects on
+   * timeout, loss, close() or an abort of `opts.signal`.
+   */
+  next<T extends Packet['type']> (type: T, timeoutMs: number, opts: WaitOptions = {}): Promise<PacketOfType<T>> {
     return new Promise((resolve, reject) => {
       if (this.ended) {
         reject(new BenchError(`${type}: connection closed`))
         return
       }
+      const signal = opts.signal
+      if (signal?.aborted === true) {
+        reject(new BenchError(`${type}: ${cancelled().message}`, true))
+        return
+      }
       const timer = setTimeout(() => {
-        this.waiter = undefined
-        reject(new BenchError(`${type}: no answer within ${timeoutMs} ms`))
+        this.settleWaiter(new BenchError(`${type}: no answer within ${durationText(opts.budgetMs ?? timeoutMs)}`))
       }, timeoutMs)
-      this.waiter = { type, resolve: resolve as (p: Packet) => void, reject, timer }
+      const onAbort = (): void => { this.settleWaiter(new BenchError(`${type}: ${cancelled().message}`, true)) }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.waiter = { type, resolve: resolve as (p: Packet) => void, reject, timer, signal, onAbort }
     })
+  }
+
+  /** Ends the wait of next(): resolves with `p`, or rejects with `p` when it is an error. */
+  private settleWaiter (p: Packet | Error): void {
+    const w = this.waiter
+    if (w === undefined) return
+    this.waiter = undefined
+    clearTimeout(w.timer)
+    w.signal?.removeEventListener('abort', w.onAbort)
+    if (p instanceof Error) w.reject(p)
+    else w.resolve(p)
   }
 
   /** Sends DISCONNECT and ends the stream; destroys it if the broker has not closed within a second. */
   async close (): Promise<void> {
     if (this.ended) return
     this.ended = true
+    this.settleWaiter(new BenchError(`${this.waiter?.type ?? 'packet'}: ${cancelled().message}`, true))
     this.flush()
     const closed = new Promise<void>((resolve) => {
       if (this.socket.destroyed) resolve()
@@ -157,16 +197,12 @@ export class BenchConnection {
       const p = out[i] as Packet
       if (w === undefined) return
       if (p.type === w.type) {
-        clearTimeout(w.timer)
-        this.waiter = undefined
         out.splice(i, 1)
-        w.resolve(p)
+        this.settleWaiter(p)
         return
       }
       if (p.type === 'disconnect') {
-        clearTimeout(w.timer)
-        this.waiter = undefined
-        w.reject(new BenchError(`disconnect: ${reasonCodeName(p.reasonCode ?? 0, 'disconnect')}`))
+        this.settleWaiter(new BenchError(`disconnect: ${reasonCodeName(p.reasonCode ?? 0, 'disconnect')}`))
         return
       }
     }
@@ -188,12 +224,7 @@ export class BenchConnection {
   fail (reason: string): void {
     if (this.ended) return
     this.ended = true
-    const w = this.waiter
-    if (w !== undefined) {
-      clearTimeout(w.timer)
-      this.waiter = undefined
-      w.reject(new BenchError(`${w.type}: ${reason}`))
-    }
+    this.settleWaiter(new BenchError(`${this.waiter?.type ?? 'packet'}: ${reason}`))
     this.socket.destroy()
     this.onLost?.(reason)
   }
@@ -207,22 +238,31 @@ export function connackRefusal (connack: ConnackPacket, protocolVersion: Protoco
     : `connack: ${connackReturnCodeName(connack.reasonCode)} (${connack.reasonCode})`
 }
 
-/** Dials, sends CONNECT and waits for a successful CONNACK, all within `timeoutMs`. Throws BenchError or a socket error. */
-export async function openConnection (target: Target, tls: TlsMaterial, connect: ConnectPacket, timeoutMs: number, localAddress?: string): Promise<{ conn: BenchConnection, connack: ConnackPacket }> {
+/**
+ * Dials, sends CONNECT and waits for a successful CONNACK, all within `timeoutMs`; an abort of
+ * `signal` ends it at once. Throws a BenchError; on any failure the socket is destroyed, so
+ * that nothing of a failed attempt keeps the process alive.
+ */
+export async function openConnection (target: Target, tls: TlsMaterial, connect: ConnectPacket, timeoutMs: number,
+  localAddress?: string, signal?: AbortSignal): Promise<{ conn: BenchConnection, connack: ConnackPacket }> {
   const started = performance.now()
   let socket
   try {
-    socket = await dial(target, tls, timeoutMs, localAddress)
+    socket = await dial(target, tls, timeoutMs, localAddress, signal)
   } catch (err) {
-    throw new BenchError(`connect: ${describeError(err)}`)
+    const wasCancelled = (err as { code?: unknown }).code === 'ECANCELED'
+    throw new BenchError(`connect: ${wasCancelled ? cancelled().message : describeError(err)}`, wasCancelled)
   }
   const conn = new BenchConnection(socket, connect.protocolVersion, connect.clientId)
-  conn.write(encode(connect, connect.protocolVersion))
-  const connack = await conn.next('connack', Math.max(1, timeoutMs - (performance.now() - started)))
-  const refusal = connackRefusal(connack, connect.protocolVersion)
-  if (refusal !== undefined) {
+  try {
+    conn.write(encode(connect, connect.protocolVersion))
+    const left = Math.max(1, timeoutMs - (performance.now() - started))
+    const connack = await conn.next('connack', left, { signal, budgetMs: timeoutMs })
+    const refusal = connackRefusal(connack, connect.protocolVersion)
+    if (refusal !== undefined) throw new BenchError(refusal)
+    return { conn, connack }
+  } catch (err) {
     conn.socket.destroy()
-    throw new BenchError(refusal)
+    throw err instanceof BenchError ? err : new BenchError(`connack: ${describeError(err)}`)
   }
-  return { conn, connack }
 }

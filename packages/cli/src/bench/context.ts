@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import { encode, type ConnackPacket, type ConnectPacket } from '@petrel/wire'
 import { BenchConnection, describeError, openConnection } from './connection.js'
 import type { BenchOptions } from './options.js'
@@ -9,25 +10,35 @@ const PINGREQ = encode({ type: 'pingreq' })
 
 /**
  * What every mode shares: the options, the counters, the open connections, a keepalive sweep,
- * and the stop flag (set by --duration, a count reached, or Ctrl-C).
+ * and the stop flag (set by --duration, a count reached, Ctrl-C, or the last connection lost).
  */
 export class RunContext {
   readonly stats = new BenchStats()
   readonly connections = new Set<BenchConnection>()
   readonly tls: TlsMaterial
   stopping = false
+  /** Set when the run stopped because every connection it had was lost. */
+  allLost = false
+  /** Why the run failed, beyond what the counters say (exit code 1). */
+  readonly failures: string[] = []
   private readonly stopWaiters: (() => void)[] = []
+  /** Aborted by stop(): handshakes and SUBSCRIBEs still waiting end at once. */
+  private readonly abort = new AbortController()
   private keepAliveTimer: NodeJS.Timeout | undefined
+  /** Seconds between the keepalive sweeps' pings (0: none), the smallest keep alive in use. */
+  private keepAlive = 0
+  private launched = false
 
   constructor (readonly options: BenchOptions) {
     this.tls = loadTlsMaterial(options)
-    const ka = options.keepAlive
-    // MQTT keepalive counts only what the client sends [MQTT-3.1.2-23]: ping any connection
-    // that wrote nothing during the last half interval.
-    if (ka > 0) {
-      this.keepAliveTimer = setInterval(() => { this.sweep() }, ka * 500)
-      this.keepAliveTimer.unref()
-    }
+    // Every handshake in flight listens on the one signal (and stops listening once settled).
+    setMaxListeners(0, this.abort.signal)
+    this.useKeepAlive(options.keepAlive)
+  }
+
+  /** Aborted once the run stops. */
+  get signal (): AbortSignal {
+    return this.abort.signal
   }
 
   clientId (kind: string, index: number): string {
@@ -53,7 +64,7 @@ export class RunContext {
     if (s.firstConnectAt === 0) s.firstConnectAt = started
     const local = o.localAddresses.length === 0 ? undefined : o.localAddresses[index % o.localAddresses.length]
     try {
-      const opened = await openConnection(o.target, this.tls, packet, CONNECT_TIMEOUT_MS, local)
+      const opened = await openConnection(o.target, this.tls, packet, CONNECT_TIMEOUT_MS, local, this.abort.signal)
       const now = performance.now()
       s.connectTime.record((now - started) * 1000)
       s.lastConnectedAt = now
@@ -64,11 +75,15 @@ export class RunContext {
         this.connections.delete(conn)
         s.lost++
         s.error(reason)
+        this.checkLeft()
       }
       if (this.stopping) {
         await this.closeOne(conn)
         return undefined
       }
+      // [MQTT-3.2.2-21] the client uses the Server Keep Alive instead of the one it sent.
+      const serverKeepAlive = opened.connack.properties?.serverKeepAlive
+      if (serverKeepAlive !== undefined) this.useKeepAlive(serverKeepAlive)
       return opened
     } catch (err) {
       s.connectFailed++
@@ -77,11 +92,33 @@ export class RunContext {
     }
   }
 
-  /** Sets the stop flag once and wakes everything waiting on it. */
+  /** Sets the stop flag once, ends handshakes in progress, and wakes everything waiting on it. */
   stop (): void {
     if (this.stopping) return
     this.stopping = true
+    this.abort.abort()
     for (const w of this.stopWaiters.splice(0)) w()
+  }
+
+  /** Stops the run as failed: `reason` is printed with the summary and the exit code is 1. */
+  fail (reason: string): void {
+    if (!this.failures.includes(reason)) this.failures.push(reason)
+    this.stop()
+  }
+
+  /**
+   * Called by a mode once it has started all its clients: from then on, the run stops as soon
+   * as no connection is left (nothing would ever arrive or be sent again).
+   */
+  allStarted (): void {
+    this.launched = true
+    this.checkLeft()
+  }
+
+  private checkLeft (): void {
+    if (!this.launched || this.stopping || this.connections.size > 0) return
+    if (this.stats.lost > 0) this.allLost = true
+    this.stop()
   }
 
   /** Resolves when stop() is called, or after `ms` if given. */
@@ -105,12 +142,27 @@ export class RunContext {
     this.connections.delete(conn)
     conn.onLost = undefined
     await conn.close()
+    this.checkLeft()
   }
 
   /** Disconnects every connection and stops the keepalive sweep. */
   async closeAll (): Promise<void> {
     if (this.keepAliveTimer !== undefined) clearInterval(this.keepAliveTimer)
     await Promise.all([...this.connections].map(async (c) => { await this.closeOne(c) }))
+  }
+
+  /**
+   * Keeps every connection within `seconds` of keep alive (the smallest asked for wins): a sweep
+   * every half interval. The timer does not hold the process: connections do.
+   */
+  private useKeepAlive (seconds: number): void {
+    if (seconds === 0 || (this.keepAlive !== 0 && seconds >= this.keepAlive)) return
+    this.keepAlive = seconds
+    if (this.keepAliveTimer !== undefined) clearInterval(this.keepAliveTimer)
+    // MQTT keepalive counts only what the client sends [MQTT-3.1.2-23]: ping any connection
+    // that wrote nothing during the last half interval.
+    this.keepAliveTimer = setInterval(() => { this.sweep() }, seconds * 500)
+    this.keepAliveTimer.unref()
   }
 
   private sweep (): void {

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net'
 import { parseArgs } from 'node:util'
-import type { ProtocolVersion, QoS } from '@petrel/wire'
+import { parseSharedSubscription, topicFilterProblem, topicMatches, topicNameProblem, type ProtocolVersion, type QoS } from '@petrel/wire'
 import { parseTarget, type Target } from './target.js'
 import { UsageError } from '../usage-error.js'
 
@@ -69,7 +69,8 @@ Examples:
   petrel bench pub --url wss://broker.example:8884/mqtt -u user -P secret -L 1000
 
 Target:
-      --url <url>           mqtt://, mqtts://, ws://, wss:// (default mqtt://127.0.0.1:1883)
+      --url <url>           mqtt://, mqtts://, ws://, wss:// (default mqtt://127.0.0.1:1883);
+                            mqtt://user:password@host also sets -u and -P (the flags win)
   -h, --host <host>         broker host (default 127.0.0.1)
   -p, --port <port>         broker port (default 1883, 8883 mqtts, 80 ws, 443 wss)
   -S, --ssl                 TLS (mqtts://, or wss:// with --ws)
@@ -77,23 +78,26 @@ Target:
   -V, --protocol-version    3, 4, 5, mqttv31, mqttv311 or mqttv5 (default 4)
   -u, --username <name>     -P, --password <password>
   -k, --keepalive <s>       keepalive seconds (default 60)
-      --cafile <file>       --cert <file>  --key <file>  --insecure (skip certificate checks)
+      --cafile <file>       --cert <file> --key <file> (together)  --insecure (skip certificate checks)
       --ifaddr <ip,ip,...>  source addresses, used in turn (past ~28k connections from one address)
 Load:
   -c, --clients <n>         clients (publishers in pubsub) (default 1)
       --subs <n>            subscribers in pubsub (default 1)
-  -R, --conn-rate <n>       connections per second (default 0: all at once)
+  -R, --conn-rate <n>       connections per second (default 0: all at once; then connect times
+                            include each handshake's wait in this process's own queue)
   -i, --conn-interval <ms>  or: milliseconds between connections
       --max-connecting <n>  at most n connections being set up at once (default 0: no limit);
                             with -R 0 this measures the broker's sustained handshake rate
   -I, --interval <ms>       milliseconds between messages of one publisher
       --rate <n>            or: messages per second per publisher (default 0: unlimited)
-  -s, --size <bytes>        payload size (default 256; at least 16 to carry the stamp)
+  -s, --size <bytes>        payload size (default 256; at least 24 to carry the stamp)
   -q, --qos <0|1|2>         QoS of publishes and subscriptions (default 0)
   -t, --topic <pattern>     publish topic, %i = client index, %c = client id (default bench/%i)
-      --sub-topic <filter>  subscription, same patterns (default bench/#; in 'sub' mode -t sets it)
+      --sub-topic <filter>  subscription, same patterns (pubsub default: -t with each level that
+                            holds %i or %c as +; in 'sub' mode -t sets it, default bench/#)
       --inflight <n>        QoS 1/2 window per publisher (default 100)
-      --duration <s>        stop after this many seconds (default: until the limit or Ctrl-C)
+      --duration <s>        stop after this many seconds (default: until the limit or Ctrl-C;
+                            --warmup + --duration at most 24 days)
       --warmup <s>          run this long first, unmeasured: latency percentiles leave out what
                             arrived meanwhile (reported apart); --duration counts after it
   -L, --limit <n>           messages per publisher (pub/pubsub) or per subscriber (sub) (alias --count)
@@ -105,8 +109,14 @@ Output:
       --quiet               no progress lines
       --help                show this help
 
+Stamps: each payload starts with 24 bytes: "ptb1", a random id of the publishing process, the
+send time (µs, CLOCK_MONOTONIC: latency only on one machine), the client index and a sequence.
+'sub' counts loss per publisher from the first message it saw of it (what came before it
+subscribed cannot be known); 'pubsub' counts from the first message sent.
+
 Progress: one line redrawn in place on a terminal, a plain line per second otherwise.
-Exit code: 0, 1 when no connection could be made, 2 on bad arguments.`
+Exit code: 0; 1 when the run failed (no connection could be made, every connection was lost, a
+subscription failed, a broker limit it cannot meet), said under FAILED; 2 on bad arguments.`
 
 export { UsageError }
 
@@ -182,6 +192,71 @@ function connRate (rate: string | undefined, interval: string | undefined): numb
   return ms > 0 ? 1000 / ms : num('conn-rate', rate, 0, 0)
 }
 
+/** setTimeout's limit (2^31 - 1 ms), in whole seconds: a longer timer fires at once. */
+const MAX_TIMER_SECONDS = Math.floor(0x7fffffff / 1000)
+
+function seconds (name: string, text: string | undefined, fallback: number): number {
+  const n = num(name, text, fallback, 0)
+  if (n > MAX_TIMER_SECONDS) throw new UsageError(`--${name} is at most ${MAX_TIMER_SECONDS} s (24 days), got '${text ?? ''}'; for a longer run leave --duration out and stop it with Ctrl-C`)
+  return n
+}
+
+/** The largest Remaining Length of any packet [MQTT-1.5.5] (MQTT 5.0: 2.1.4): 268,435,455 bytes. */
+const MAX_REMAINING_LENGTH = 268_435_455
+
+/** The most payload a PUBLISH on `topicName` can carry. */
+function maxPayload (topicName: string, qos: QoS, protocolVersion: ProtocolVersion): number {
+  // topic length prefix + topic + packet id (QoS > 0) + empty property length (5.0)
+  return MAX_REMAINING_LENGTH - 2 - Buffer.byteLength(topicName) - (qos > 0 ? 2 : 0) - (protocolVersion === 5 ? 1 : 0)
+}
+
+/** The filter a pubsub subscriber takes by default: -t with every level holding %i or %c as `+`. */
+function filterOf (topicPattern: string): string {
+  return topicPattern.split('/').map((level) => /%[ic]/.test(level) ? '+' : level).join('/')
+}
+
+/** What -t / --sub-topic give for the first and the last client: checked before anything connects. */
+function checkTopics (o: BenchOptions, topicFlag: string, subTopicFlag: string): void {
+  const first = o.startIndex
+  const last = o.startIndex + Math.max(o.clients, o.mode === 'pubsub' ? o.subscribers : 0) - 1
+  const expanded = (pattern: string, kind: string, i: number): string => expandTopic(pattern, i, `${o.clientIdPrefix}${kind}-${i}`)
+  const shown = (flag: string, pattern: string, value: string): string => `${flag} '${pattern}'${value === pattern ? '' : ` (here '${value}')`}`
+  if (o.mode === 'pub' || o.mode === 'pubsub') {
+    for (const i of [first, last]) {
+      const name = expanded(o.topic, 'pub', i)
+      const problem = topicNameProblem(name)
+      if (problem !== undefined) throw new UsageError(`${shown(topicFlag, o.topic, name)} is no topic name to publish to: ${problem}`)
+      const most = maxPayload(name, o.qos, o.protocolVersion)
+      if (o.payloadSize > most) throw new UsageError(`--size ${o.payloadSize} does not fit in one PUBLISH on '${name}': at most ${most} bytes of payload (a packet's Remaining Length is at most ${MAX_REMAINING_LENGTH.toLocaleString('en-US')} bytes)`)
+    }
+  }
+  if (o.mode === 'sub' || (o.mode === 'pubsub' && o.subscribers > 0)) {
+    for (const i of [first, last]) {
+      const filter = expanded(o.subTopic, 'sub', i)
+      const problem = topicFilterProblem(filter)
+      if (problem !== undefined) throw new UsageError(`${shown(subTopicFlag, o.subTopic, filter)} is no topic filter to subscribe to: ${problem}`)
+    }
+  }
+  if (o.mode === 'pubsub' && o.subscribers > 0) checkPubSubMatch(o, subTopicFlag, topicFlag)
+}
+
+/** Pairs beyond which the pubsub match check is skipped (it runs before anything connects). */
+const MAX_MATCH_CHECKS = 1_000_000
+
+/** A pubsub whose subscriptions match none of the publishers' topics would measure nothing. */
+function checkPubSubMatch (o: BenchOptions, subTopicFlag: string, topicFlag: string): void {
+  if (o.clients * o.subscribers > MAX_MATCH_CHECKS) return
+  const names: string[] = []
+  for (let i = o.startIndex; i < o.startIndex + o.clients; i++) names.push(expandTopic(o.topic, i, `${o.clientIdPrefix}pub-${i}`))
+  for (let i = o.startIndex; i < o.startIndex + o.subscribers; i++) {
+    const f = expandTopic(o.subTopic, i, `${o.clientIdPrefix}sub-${i}`)
+    const filter = parseSharedSubscription(f)?.topicFilter ?? f
+    for (const name of names) if (topicMatches(filter, name)) return
+  }
+  throw new UsageError(`${subTopicFlag} '${o.subTopic}' matches none of the publishers' topics (${topicFlag} '${o.topic}', e.g. '${names[0] ?? ''}'): ` +
+    `the subscribers would receive nothing; give a ${subTopicFlag} that matches ${topicFlag}, or leave it out to derive it from ${topicFlag}`)
+}
+
 function localAddresses (text: string | undefined): string[] {
   if (text === undefined) return []
   const list = text.split(',').map((a) => a.trim()).filter((a) => a !== '')
@@ -218,10 +293,15 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
   const interval = num('interval', v.interval, 0, 0)
   if (v.rate !== undefined && v.interval !== undefined) throw new UsageError('give either --rate or --interval, not both')
   const rate = v.rate !== undefined ? num('rate', v.rate, 0, 0) : interval > 0 ? 1000 / interval : 0
-  const payloadSize = int('size', v.size, 256, 0, 256 * 1024 * 1024)
+  const payloadSize = int('size', v.size, 256, 0, MAX_REMAINING_LENGTH)
   const qos = int('qos', v.qos, 0, 0, 2) as QoS
-  const subTopicDefault = mode === 'sub' ? v.topic ?? 'bench/#' : 'bench/#'
-  return {
+  const topic = v.topic ?? 'bench/%i'
+  const subTopicDefault = mode === 'sub' ? v.topic ?? 'bench/#' : filterOf(topic)
+  if ((v.cert === undefined) !== (v.key === undefined)) throw new UsageError(v.cert === undefined ? '--key needs --cert (the client certificate it goes with)' : '--cert needs --key (the private key of the client certificate)')
+  const duration = seconds('duration', v.duration, 0)
+  const warmup = seconds('warmup', v.warmup, 0)
+  if (warmup + duration > MAX_TIMER_SECONDS) throw new UsageError(`--warmup + --duration is at most ${MAX_TIMER_SECONDS} s (24 days)`)
+  const options: BenchOptions = {
     mode: mode as BenchMode,
     target,
     clients: int('clients', v.clients, 1, 1),
@@ -231,15 +311,15 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
     rate,
     payloadSize,
     qos,
-    topic: v.topic ?? 'bench/%i',
+    topic,
     subTopic: v['sub-topic'] ?? subTopicDefault,
-    duration: num('duration', v.duration, 0, 0),
-    warmup: num('warmup', v.warmup, 0, 0),
+    duration,
+    warmup,
     limit: limit(v.limit, v.count),
     protocolVersion: protocolVersion(v['protocol-version']),
     keepAlive: int('keepalive', v.keepalive, 60, 0, 65535),
-    username: v.username,
-    password: v.password,
+    username: v.username ?? target.username,
+    password: v.password ?? target.password,
     clientIdPrefix: v.prefix ?? `petrel-bench-${process.pid}-`,
     startIndex: int('start-number', v['start-number'], 0, 0, 0xffffffff),
     inflight: int('inflight', v.inflight, 100, 1, 65535),
@@ -250,8 +330,13 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
     insecure: v.insecure === true,
     json: v.json === true,
     quiet: v.quiet === true,
-    drainTimeout: num('drain-timeout', v['drain-timeout'], 5, 0)
+    drainTimeout: seconds('drain-timeout', v['drain-timeout'], 5)
   }
+  const lastIndex = options.startIndex + Math.max(options.clients, options.subscribers) - 1
+  if (lastIndex > 0xffffffff) throw new UsageError(`-n ${options.startIndex} with ${Math.max(options.clients, options.subscribers)} clients goes past the largest client index, ${0xffffffff}`)
+  // In 'sub' mode -t is the filter; elsewhere -t names the publishers' topic and --sub-topic the filter.
+  checkTopics(options, '-t', mode === 'sub' && v['sub-topic'] === undefined ? '-t' : '--sub-topic')
+  return options
 }
 
 /** Expands a topic pattern: `%i` the client index, `%c` the client id. */

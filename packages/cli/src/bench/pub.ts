@@ -4,6 +4,7 @@ import { launch } from './launcher.js'
 import { expandTopic } from './options.js'
 import { PublishTemplate } from './publish-template.js'
 import { Publisher } from './publisher.js'
+import { RUN_ID } from './stamp.js'
 
 /** A publisher and the promise of its end (all messages sent and acknowledged, or stopped and drained). */
 export interface RunningPublisher {
@@ -23,7 +24,17 @@ export async function startPublishers (ctx: RunContext, driver: PublishDriver): 
     // 5.0: the broker's Receive Maximum caps the window [MQTT-3.3.4-7]
     const window = Math.min(o.inflight, opened.connack.properties?.receiveMaximum ?? 65535)
     const topicName = expandTopic(o.topic, index, clientId)
-    const template = new PublishTemplate(topicName, o.payloadSize, o.qos, o.protocolVersion)
+    const template = new PublishTemplate(topicName, o.payloadSize, o.qos, o.protocolVersion, { run: RUN_ID, publisher: index })
+    // 5.0: [MQTT-3.2.2-15] no packet past the broker's Maximum Packet Size; it would disconnect us.
+    const maxPacket = opened.connack.properties?.maximumPacketSize
+    if (maxPacket !== undefined && template.length > maxPacket) {
+      if (!ctx.stopping) {
+        ctx.fail(`the broker takes packets of at most ${maxPacket} bytes (CONNACK Maximum Packet Size), and a PUBLISH of ` +
+          `-s ${o.payloadSize} on '${topicName}' is ${template.length} bytes: use -s ${Math.max(0, o.payloadSize - (template.length - maxPacket))} or less`)
+      }
+      await ctx.closeOne(opened.conn)
+      return undefined
+    }
     const publisher = new Publisher(opened.conn, template, ctx.stats, { id: index, limit: o.limit, window })
     const finished = new Promise<void>((resolve) => {
       publisher.onFinished = resolve
@@ -58,6 +69,7 @@ export async function stopPublishers (ctx: RunContext, driver: PublishDriver, ru
 export async function runPub (ctx: RunContext): Promise<void> {
   const driver = new PublishDriver(ctx.options.rate)
   const running = await startPublishers(ctx, driver)
+  ctx.allStarted()
   await Promise.race([Promise.all(running.map(async (r) => { await r.finished })), ctx.stopped()])
   await stopPublishers(ctx, driver, running, ctx.options.drainTimeout * 1000)
 }

@@ -9,7 +9,7 @@ import type { BenchStats } from './stats.js'
 const BATCH_BYTES = 64 * 1024
 
 export interface PublisherOptions {
-  /** Publisher id carried in the stamp. */
+  /** Publisher id carried in the stamp (its client index; the template holds it). */
   id: number
   /** Messages to send; 0: until stopped. */
   limit: number
@@ -72,7 +72,7 @@ export class Publisher implements PacketSink {
     const sentAt = nowMicros()
     const t = this.template
     for (let i = 0; i < n; i++) {
-      t.patch(batch, i, sentAt, this.o.id, this.seq++, t.qos > 0 ? this.freeIds.pop() as number : 0)
+      t.patch(batch, i, sentAt, this.seq++, t.qos > 0 ? this.freeIds.pop() as number : 0)
     }
     this.inflight += t.qos > 0 ? n : 0
     const release = (): void => { this.pool.push(batch) }

@@ -3,23 +3,22 @@ import { topicMatches } from '@petrel/wire'
 import type { RunContext } from './context.js'
 import { PublishDriver } from './driver.js'
 import { startPublishers, stopPublishers, type RunningPublisher } from './pub.js'
-import type { ReceiveResult } from './sequence-tracker.js'
-import { STAMP_BYTES } from './stamp.js'
-import { startSubscribers, type RunningSubscriber } from './sub.js'
-import { mergeReports } from './summary.js'
+import type { Expected, ReceiveResult } from './sequence-tracker.js'
+import { RUN_ID, STAMP_BYTES } from './stamp.js'
+import { finishReceiving, startSubscribers, type RunningSubscriber } from './sub.js'
 
 const POLL_MS = 20
 /** The drain ends early once nothing has arrived for this long (QoS 0 losses never arrive). */
 const IDLE_MS = 1000
 
-/** For each subscriber, the messages each publisher sent that its filter matches. */
-function expectations (subs: RunningSubscriber[], pubs: RunningPublisher[]): Map<number, number>[] {
+/** For each subscriber, the messages each publisher (of this run) sent that its filter matches. */
+function expectations (subs: RunningSubscriber[], pubs: RunningPublisher[]): Expected[] {
   return subs.map((s) => {
     const m = new Map<number, number>()
     for (const p of pubs) {
       if (topicMatches(s.topicFilter, p.topicName)) m.set(p.publisher.id, (m.get(p.publisher.id) ?? 0) + p.publisher.seq)
     }
-    return m
+    return { run: RUN_ID, sent: m }
   })
 }
 
@@ -34,18 +33,19 @@ export async function runPubSub (ctx: RunContext): Promise<ReceiveResult> {
   let pubs: RunningPublisher[] = []
   if (!ctx.stopping) {
     pubs = await startPublishers(ctx, driver)
+    ctx.allStarted()
     await Promise.race([Promise.all(pubs.map(async (r) => { await r.finished })), ctx.stopped()])
   }
   await stopPublishers(ctx, driver, pubs, o.drainTimeout * 1000)
   const expected = expectations(subs, pubs)
-  const total = expected.reduce((n, m) => n + [...m.values()].reduce((a, b) => a + b, 0), 0)
+  const total = expected.reduce((n, e) => n + [...e.sent.values()].reduce((a, b) => a + b, 0), 0)
   const deadline = performance.now() + o.drainTimeout * 1000
   while (ctx.stats.received < total && performance.now() < deadline) {
     const last = ctx.stats.lastReceivedAt
     if (performance.now() - Math.max(last, ctx.stats.lastSentAt) > IDLE_MS) break
     await sleep(POLL_MS)
   }
+  const received = finishReceiving(subs, expected)
   // Payloads too small for the stamp carry no sequence numbers: only the counts can be compared.
-  if (o.payloadSize < STAMP_BYTES) return { reports: [], expected: total }
-  return { reports: mergeReports(subs.flatMap((s, i) => s.subscriber.tracker.report(expected[i]))), expected: total }
+  return { reports: o.payloadSize < STAMP_BYTES ? [] : received.reports, expected: total }
 }

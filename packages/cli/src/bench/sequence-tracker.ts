@@ -1,8 +1,17 @@
+import { runIdText } from './stamp.js'
+
 /** What one receiver saw of one publisher's sequence numbers. */
 export interface SequenceReport {
+  /** The publishing process's run id (hex), with `publisher` the identity of a publisher. */
+  run: string
+  /** The publisher's client index. */
   publisher: number
   received: number
-  /** Sequence numbers never seen: gaps below the highest seen, or below the count sent when known. */
+  /**
+   * Sequence numbers never seen: gaps between the lowest and the highest seen (a subscriber
+   * that joined late cannot know what came before its subscription), or from 0 up to the count
+   * sent when that is known (pubsub, whose subscribers are subscribed before anything is sent).
+   */
   missing: number
   duplicates: number
   /** Messages that arrived after one with a higher sequence number. */
@@ -16,21 +25,35 @@ export interface ReceiveResult {
   expected?: number
 }
 
+/** What one receiver should have got from the publishers of one run: client index -> messages sent. */
+export interface Expected {
+  run: number
+  sent: ReadonlyMap<number, number>
+}
+
+/**
+ * One publisher's sequence numbers as a bitmap, from `base` (a multiple of 8, at or below the
+ * lowest seen) up: a subscriber that joins a long run late holds only what it saw.
+ */
 class Track {
   seen = new Uint8Array(1024)
+  base = -1
+  lowest = -1
   highest = -1
   unique = 0
   duplicates = 0
   outOfOrder = 0
 
   record (seq: number): void {
-    const byte = seq >>> 3
+    if (seq < this.base || this.base < 0) this.rebase(seq)
+    const at = seq - this.base
+    const byte = at >>> 3
     if (byte >= this.seen.length) {
       const grown = new Uint8Array(Math.max(this.seen.length * 2, byte + 1))
       grown.set(this.seen)
       this.seen = grown
     }
-    const bit = 1 << (seq & 7)
+    const bit = 1 << (at & 7)
     const b = this.seen[byte] as number
     if ((b & bit) !== 0) {
       this.duplicates++
@@ -38,53 +61,76 @@ class Track {
     }
     this.seen[byte] = b | bit
     this.unique++
+    if (seq < this.lowest || this.lowest < 0) this.lowest = seq
     if (seq < this.highest) this.outOfOrder++
     else this.highest = seq
+  }
+
+  /** Moves the base down to `seq` (the first record, or one below everything seen so far). */
+  private rebase (seq: number): void {
+    const base = seq - (seq & 7)
+    if (this.base >= 0) {
+      const shift = (this.base - base) >>> 3
+      const moved = new Uint8Array(this.seen.length + shift)
+      moved.set(this.seen, shift)
+      this.seen = moved
+    }
+    this.base = base
   }
 }
 
 /** Loss, duplicate and reordering detection for the messages one subscriber receives, per publisher. */
 export class SequenceTracker {
-  private readonly tracks = new Map<number, Track>()
+  /** run id -> client index -> track */
+  private readonly runs = new Map<number, Map<number, Track>>()
   private last: Track | undefined
+  private lastRun = -1
   private lastPublisher = -1
 
-  record (publisher: number, seq: number): void {
-    // Consecutive messages mostly come from the same publisher: skip the map lookup.
+  record (run: number, publisher: number, seq: number): void {
+    // Consecutive messages mostly come from the same publisher: skip the map lookups.
     let t = this.last
-    if (publisher !== this.lastPublisher || t === undefined) {
-      t = this.tracks.get(publisher)
+    if (publisher !== this.lastPublisher || run !== this.lastRun || t === undefined) {
+      let tracks = this.runs.get(run)
+      if (tracks === undefined) {
+        tracks = new Map()
+        this.runs.set(run, tracks)
+      }
+      t = tracks.get(publisher)
       if (t === undefined) {
         t = new Track()
-        this.tracks.set(publisher, t)
+        tracks.set(publisher, t)
       }
       this.last = t
+      this.lastRun = run
       this.lastPublisher = publisher
     }
     t.record(seq)
   }
 
-  /** Publishers seen so far. */
-  publishers (): number[] {
-    return [...this.tracks.keys()]
-  }
-
   /**
    * One report per publisher seen, plus one for each publisher of `expected` never seen.
-   * `expected` maps a publisher to the number of messages it sent to this receiver, when known.
+   * With `expected` (the publishers of one run and what each sent to this receiver), loss of
+   * those publishers is counted from sequence 0 up to what they sent; otherwise from the lowest
+   * sequence seen to the highest.
    */
-  report (expected?: ReadonlyMap<number, number>): SequenceReport[] {
+  report (expected?: Expected): SequenceReport[] {
     const out: SequenceReport[] = []
-    for (const [publisher, t] of this.tracks) {
-      const sent = expected?.get(publisher)
-      const span = sent === undefined ? t.highest + 1 : Math.max(sent, t.highest + 1)
-      out.push({ publisher, received: t.unique + t.duplicates, missing: span - t.unique, duplicates: t.duplicates, outOfOrder: t.outOfOrder })
+    for (const [run, tracks] of this.runs) {
+      const known = expected !== undefined && expected.run === run ? expected.sent : undefined
+      for (const [publisher, t] of tracks) {
+        const sent = known?.get(publisher)
+        const span = sent === undefined ? t.highest - t.lowest + 1 : Math.max(sent, t.highest + 1)
+        out.push({ run: runIdText(run), publisher, received: t.unique + t.duplicates, missing: span - t.unique, duplicates: t.duplicates, outOfOrder: t.outOfOrder })
+      }
     }
     if (expected !== undefined) {
-      for (const [publisher, sent] of expected) {
-        if (!this.tracks.has(publisher) && sent > 0) out.push({ publisher, received: 0, missing: sent, duplicates: 0, outOfOrder: 0 })
+      const tracks = this.runs.get(expected.run)
+      for (const [publisher, sent] of expected.sent) {
+        if (tracks?.has(publisher) !== true && sent > 0) out.push({ run: runIdText(expected.run), publisher, received: 0, missing: sent, duplicates: 0, outOfOrder: 0 })
       }
     }
     return out
   }
 }
+

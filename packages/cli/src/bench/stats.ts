@@ -10,6 +10,9 @@ export class BenchStats {
   connectFailed = 0
   /** Established connections that ended without us asking. */
   lost = 0
+  /** Subscriptions granted, and refused or unanswered (a SUBACK failure fails the run). */
+  subscribed = 0
+  subscribeFailed = 0
   sent = 0
   acked = 0
   received = 0

@@ -2,7 +2,7 @@ import { BenchError, describeError } from './connection.js'
 import type { RunContext } from './context.js'
 import { launch } from './launcher.js'
 import { expandTopic } from './options.js'
-import type { ReceiveResult } from './sequence-tracker.js'
+import type { Expected, ReceiveResult } from './sequence-tracker.js'
 import { Subscriber } from './subscriber.js'
 import { mergeReports } from './summary.js'
 
@@ -27,12 +27,17 @@ export async function startSubscribers (ctx: RunContext, count: number, limit: n
     const finished = new Promise<void>((resolve) => { subscriber.onFinished = resolve })
     const topicFilter = expandTopic(o.subTopic, index, clientId)
     try {
-      await subscriber.subscribe(topicFilter, o.qos, SUBSCRIBE_TIMEOUT_MS)
+      await subscriber.subscribe(topicFilter, o.qos, SUBSCRIBE_TIMEOUT_MS, ctx.signal)
     } catch (err) {
-      ctx.stats.error(err instanceof BenchError ? err.message : `subscribe: ${describeError(err)}`)
+      // A subscription cut short by the end of the run is no failure of the broker.
+      if (!(err instanceof BenchError && err.cancelled)) {
+        ctx.stats.subscribeFailed++
+        ctx.stats.error(err instanceof BenchError ? err.message : `subscribe: ${describeError(err)}`)
+      }
       await ctx.closeOne(opened.conn)
       return undefined
     }
+    ctx.stats.subscribed++
     return { subscriber, topicFilter, finished }
   }, () => ctx.stopping, o.maxConnecting)
   return started.filter((s) => s !== undefined)
@@ -42,7 +47,18 @@ export async function startSubscribers (ctx: RunContext, count: number, limit: n
 export async function runSub (ctx: RunContext): Promise<ReceiveResult> {
   const o = ctx.options
   const running = await startSubscribers(ctx, o.clients, o.limit)
-  const allDone = o.limit > 0 ? Promise.all(running.map(async (r) => { await r.finished })) : new Promise<never>(() => {})
+  ctx.allStarted()
+  // Without a count the run ends by the stop flag alone (duration, Ctrl-C, no connection left).
+  const allDone = o.limit > 0 ? Promise.all(running.map(async (r) => { await r.finished })) : ctx.stopped()
   await Promise.race([allDone, ctx.stopped()])
-  return { reports: mergeReports(running.flatMap((r) => r.subscriber.tracker.report())) }
+  return finishReceiving(running)
+}
+
+/**
+ * Stops the subscribers counting and takes their reports, so that the totals and the
+ * per-publisher rows describe the same messages (some still arrive until the DISCONNECT).
+ */
+export function finishReceiving (running: readonly RunningSubscriber[], expected?: readonly Expected[]): ReceiveResult {
+  for (const r of running) r.subscriber.stopCounting()
+  return { reports: mergeReports(running.flatMap((r, i) => r.subscriber.tracker.report(expected?.[i]))) }
 }

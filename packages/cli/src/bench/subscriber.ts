@@ -1,8 +1,8 @@
-import { reasonCodeName, type Packet, type PublishPacket } from '@petrel/wire'
+import { reasonCodeName, type Packet, type ProtocolVersion, type PublishPacket } from '@petrel/wire'
 import { AckWriter, PUBACK, PUBCOMP, PUBREC } from './acks.js'
 import { BenchError, type BenchConnection, type PacketSink } from './connection.js'
 import { SequenceTracker } from './sequence-tracker.js'
-import { nowMicros, PUBLISHER_OFFSET, SEQUENCE_OFFSET, STAMP_BYTES } from './stamp.js'
+import { MAGIC_OFFSET, nowMicros, PUBLISHER_OFFSET, RUN_OFFSET, SENT_AT_OFFSET, SEQUENCE_OFFSET, STAMP_BYTES, STAMP_MAGIC } from './stamp.js'
 import type { BenchStats } from './stats.js'
 
 const MAX_AGE_US = 3_600_000_000
@@ -21,13 +21,21 @@ export class Subscriber implements PacketSink {
 
   constructor (readonly conn: BenchConnection, private readonly stats: BenchStats, private readonly limit: number) {}
 
-  /** Subscribes to `topicFilter`; throws a BenchError with the reason when refused. */
-  async subscribe (topicFilter: string, qos: 0 | 1 | 2, timeoutMs: number): Promise<void> {
+  /** Subscribes to `topicFilter`; throws a BenchError with the reason when refused (a cancelled one when `signal` aborts first). */
+  async subscribe (topicFilter: string, qos: 0 | 1 | 2, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     this.conn.sink = this
     this.conn.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter, qos }] })
-    const suback = await this.conn.next('suback', timeoutMs)
+    const suback = await this.conn.next('suback', timeoutMs, { signal })
     const rc = suback.reasonCodes[0] ?? 0x80
-    if (rc >= 0x80) throw new BenchError(`suback: ${reasonCodeName(rc, 'suback')}`)
+    if (rc >= 0x80) throw new BenchError(`suback: ${subackFailureName(rc, this.conn.protocolVersion)}`)
+  }
+
+  /**
+   * From now on, messages are acknowledged but no longer counted: the totals and the sequence
+   * reports taken at the end of the run describe the same messages.
+   */
+  stopCounting (): void {
+    this.conn.sink = new AckOnly(this.conn)
   }
 
   onPackets (packets: readonly Packet[]): void {
@@ -73,14 +81,47 @@ export class Subscriber implements PacketSink {
       return
     }
     const b = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)
-    // A filter like '#' also catches other traffic: a payload whose "send time" is not within the
-    // last hour of this machine's monotonic clock was not stamped by a bench publisher.
-    const age = now - b.readDoubleBE(0)
+    // A filter like '#' also catches other traffic: only a payload that starts with the magic and
+    // whose send time is within the last hour of this machine's monotonic clock is a stamp.
+    if (b.readUInt32BE(MAGIC_OFFSET) !== STAMP_MAGIC) {
+      this.stats.unstamped++
+      return
+    }
+    const age = now - b.readDoubleBE(SENT_AT_OFFSET)
     if (!(age > -1000 && age < MAX_AGE_US)) {
       this.stats.unstamped++
       return
     }
     this.stats.latency.record(age)
-    this.tracker.record(b.readUInt32BE(PUBLISHER_OFFSET), b.readUInt32BE(SEQUENCE_OFFSET))
+    this.tracker.record(b.readUInt32BE(RUN_OFFSET), b.readUInt32BE(PUBLISHER_OFFSET), b.readUInt32BE(SEQUENCE_OFFSET))
+  }
+}
+
+/** A SUBACK failure as the subscriber's protocol names it: 3.1.1 has one, 0x80 "Failure" [MQTT-3.9.3]. */
+export function subackFailureName (reasonCode: number, protocolVersion: ProtocolVersion): string {
+  if (protocolVersion === 5) return `${reasonCodeName(reasonCode, 'suback')} (0x${reasonCode.toString(16)})`
+  return reasonCode === 0x80 ? 'Failure (0x80)' : `invalid return code 0x${reasonCode.toString(16)}`
+}
+
+/** What a subscriber's connection does once the run has stopped counting: acknowledge, count nothing. */
+class AckOnly implements PacketSink {
+  private readonly acks = new AckWriter()
+
+  constructor (private readonly conn: BenchConnection) {}
+
+  onPackets (packets: readonly Packet[]): void {
+    for (const p of packets) {
+      if (p.type === 'publish') {
+        if (p.qos === 1) this.acks.add(PUBACK, p.packetId as number)
+        else if (p.qos === 2) this.acks.add(PUBREC, p.packetId as number)
+      } else if (p.type === 'pubrel') {
+        this.acks.add(PUBCOMP, p.packetId)
+      } else if (p.type === 'disconnect') {
+        this.conn.disconnected(p.reasonCode)
+        return
+      }
+    }
+    const acks = this.acks.take()
+    if (acks !== undefined) this.conn.write(acks)
   }
 }

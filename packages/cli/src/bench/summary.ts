@@ -5,12 +5,13 @@ import { STAMP_BYTES } from './stamp.js'
 import type { BenchStats } from './stats.js'
 import { ms, si } from './format.js'
 
-/** Sequence reports of one publisher, added up over every subscriber. */
+/** Sequence reports of one publisher (run id and index), added up over every subscriber. */
 export function mergeReports (reports: Iterable<SequenceReport>): SequenceReport[] {
-  const byPublisher = new Map<number, SequenceReport>()
+  const byPublisher = new Map<string, SequenceReport>()
   for (const r of reports) {
-    const m = byPublisher.get(r.publisher)
-    if (m === undefined) byPublisher.set(r.publisher, { ...r })
+    const key = `${r.run}/${r.publisher}`
+    const m = byPublisher.get(key)
+    if (m === undefined) byPublisher.set(key, { ...r })
     else {
       m.received += r.received
       m.missing += r.missing
@@ -18,8 +19,16 @@ export function mergeReports (reports: Iterable<SequenceReport>): SequenceReport
       m.outOfOrder += r.outOfOrder
     }
   }
-  return [...byPublisher.values()].sort((a, b) => a.publisher - b.publisher)
+  return [...byPublisher.values()].sort((a, b) => a.run < b.run ? -1 : a.run > b.run ? 1 : a.publisher - b.publisher)
 }
+
+/** A rate needs a window at least this long: a burst read in one go has no meaningful rate. */
+const MIN_RATE_WINDOW_S = 0.01
+/** Below this run length the CPU share says more about start-up than about load. */
+const MIN_CPU_WARNING_S = 2
+const CPU_WARNING_PERCENT = 90
+/** With -R 0 and this many connections, connect times are mostly this process's own queue. */
+const QUEUEING_NOTE_CLIENTS = 100
 
 /** The final report; `--json` prints exactly this. Times in milliseconds unless named otherwise. */
 export interface BenchSummary {
@@ -32,7 +41,15 @@ export interface BenchSummary {
   subscribers: number
   /** Messages per second per publisher; 0: unlimited. */
   rate: number
+  /** New connections per second (0: all at once) and the cap on handshakes in flight (0: none). */
+  connRate: number
+  maxConnecting: number
   elapsedSeconds: number
+  /**
+   * Why the run failed, empty when it did not (exit code 1 otherwise): no connection made,
+   * every connection lost, subscriptions refused, a limit of the broker's in the way.
+   */
+  failures: string[]
   /**
    * CPU time this process used (user + system) and its share of one core over the run: near
    * 100% the load tool itself is the limit, and more processes (-n to split the indices) help.
@@ -44,14 +61,19 @@ export interface BenchSummary {
     failed: number
     lost: number
     /** Establishment rate: connections established per second, first attempt to last CONNACK. */
-    perSecond: number
+    perSecond: number | null
+    /**
+     * Dial to CONNACK (and SUBACK for subscribers). With -R 0 and many clients, this includes
+     * the time each handshake waited for this process's own event loop.
+     */
     connectMs: LatencySummary
   }
-  publish?: { sent: number, acked: number, seconds: number, perSecond: number }
+  /** Rates (perSecond) are null when the messages went in a window under 10 ms: too short to rate. */
+  publish?: { sent: number, acked: number, seconds: number, perSecond: number | null }
   receive?: {
     received: number
     seconds: number
-    perSecond: number
+    perSecond: number | null
     /** Null when payloads were too small to carry the stamp (or nothing arrived after the warm-up). */
     latencyMs: LatencySummary | null
     /** With --warmup: the latencies of what arrived during the warm-up, left out of `latencyMs`. */
@@ -64,6 +86,11 @@ export interface BenchSummary {
     checked: 'sequence' | 'count' | 'none'
     /** Messages that carried no bench stamp (too short, or other traffic on the filter): not in latency or loss. */
     unstamped: number
+    /**
+     * In pubsub, counted from sequence 0 (subscribers subscribe before anything is sent); in sub,
+     * from the first sequence seen of each publisher (a subscriber that joins late cannot know
+     * what it missed before, least of all at QoS 0), so loss before the first message is not seen.
+     */
     missing: number
     duplicates: number
     outOfOrder: number
@@ -75,7 +102,7 @@ export interface BenchSummary {
 
 const MAX_PUBLISHER_ROWS = 1000
 
-export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, result?: ReceiveResult): BenchSummary {
+export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, result?: ReceiveResult, failures: string[] = []): BenchSummary {
   const summary: BenchSummary = {
     mode: o.mode,
     url: o.target.url,
@@ -85,7 +112,10 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
     clients: o.clients,
     subscribers: o.mode === 'pubsub' ? o.subscribers : 0,
     rate: o.rate,
+    connRate: o.connRate,
+    maxConnecting: o.maxConnecting,
     elapsedSeconds: round((endedAt - s.startedAt) / 1000),
+    failures,
     cpu: cpuSummary(s.startCpu, endedAt - s.startedAt),
     connections: {
       attempted: s.connectAttempts,
@@ -138,8 +168,13 @@ function round (v: number): number {
   return Math.round(v * 1000) / 1000
 }
 
-function rate (count: number, seconds: number): number {
-  return seconds > 0 ? Math.round(count / seconds) : 0
+function rate (count: number, seconds: number): number | null {
+  if (count === 0) return 0
+  return seconds >= MIN_RATE_WINDOW_S ? Math.round(count / seconds) : null
+}
+
+function rateText (perSecond: number | null, what: string): string {
+  return perSecond === null ? `n/a ${what}/s (a window under ${MIN_RATE_WINDOW_S * 1000} ms is too short to rate)` : `${si(perSecond)} ${what}/s`
 }
 
 function latencyLine (l: LatencySummary): string {
@@ -157,33 +192,40 @@ export function formatSummary (r: BenchSummary): string {
   const row = (name: string, text: string): void => { lines.push(`  ${name.padEnd(12)}${text}`) }
   row('elapsed', `${r.elapsedSeconds.toFixed(2)} s`)
   const c = r.connections
-  row('connections', `${c.established}/${c.attempted} established${c.established > 1 ? ` (${si(c.perSecond)}/s)` : ''}, ${c.failed} failed, ${c.lost} lost` +
+  row('connections', `${c.established}/${c.attempted} established${c.established > 1 && c.perSecond !== null ? ` (${si(c.perSecond)}/s)` : ''}, ${c.failed} failed, ${c.lost} lost` +
     (c.connectMs.count > 0 ? `; connect p50 ${ms(c.connectMs.p50)}  p99 ${ms(c.connectMs.p99)}  max ${ms(c.connectMs.max)} ms` : ''))
+  if (r.connRate === 0 && r.maxConnecting === 0 && c.attempted >= QUEUEING_NOTE_CLIENTS) {
+    row('', 'connect times with -R 0 include queueing in this process (all handshakes at once); -R or --max-connecting measures the broker\'s')
+  }
   if (r.publish !== undefined) {
     const p = r.publish
-    row('published', `${p.sent.toLocaleString('en-US')} sent${r.qos > 0 ? `, ${p.acked.toLocaleString('en-US')} acked` : ''} in ${p.seconds.toFixed(2)} s: ${si(p.perSecond)} msg/s`)
+    row('published', `${p.sent.toLocaleString('en-US')} sent${r.qos > 0 ? `, ${p.acked.toLocaleString('en-US')} acked` : ''} in ${p.seconds.toFixed(2)} s: ${rateText(p.perSecond, 'msg')}`)
   }
   if (r.receive !== undefined) {
     const v = r.receive
-    row('received', `${v.received.toLocaleString('en-US')} in ${v.seconds.toFixed(2)} s: ${si(v.perSecond)} msg/s`)
+    row('received', `${v.received.toLocaleString('en-US')} in ${v.seconds.toFixed(2)} s: ${rateText(v.perSecond, 'msg')}`)
     const noStamps = `no bench stamps: payloads under ${STAMP_BYTES} bytes, or not from petrel bench`
     row('latency', v.latencyMs !== null ? latencyLine(v.latencyMs) : v.received === 0 ? 'n/a (nothing received)' : v.warmupLatencyMs !== undefined ? 'n/a (nothing after the warm-up)' : `n/a (${noStamps})`)
     if (v.warmupLatencyMs !== undefined && v.warmupLatencyMs.count > 0) row('  (warm-up)', latencyLine(v.warmupLatencyMs))
     if (v.checked === 'sequence' && v.unstamped > 0) row('', `${v.unstamped.toLocaleString('en-US')} messages carried no bench stamp (other traffic?): left out of latency and loss`)
     if (v.checked === 'sequence') {
-      row('loss', `${v.missing} missing, ${v.duplicates} duplicated, ${v.outOfOrder} out of order (${v.publishers.length} publishers)`)
+      // A lone subscriber counts from the first message it saw of each publisher.
+      const from = r.mode === 'sub' ? ', each from its first message seen' : ''
+      row('loss', `${v.missing} missing, ${v.duplicates} duplicated, ${v.outOfOrder} out of order (${v.publishers.length} publishers${from})`)
     } else if (v.checked === 'count') {
       row('loss', `${v.missing} missing by count (no per-publisher check: ${noStamps})`)
     } else {
       row('loss', `not checked (${noStamps})`)
     }
     for (const p of v.publishers.filter((x) => x.missing + x.duplicates + x.outOfOrder > 0).slice(0, 10)) {
-      row('', `publisher ${p.publisher}: ${p.received} received, ${p.missing} missing, ${p.duplicates} duplicated, ${p.outOfOrder} out of order`)
+      row('', `publisher ${p.publisher} (run ${p.run}): ${p.received} received, ${p.missing} missing, ${p.duplicates} duplicated, ${p.outOfOrder} out of order`)
     }
   }
+  const busy = r.cpu.percentOfCore >= CPU_WARNING_PERCENT && r.elapsedSeconds >= MIN_CPU_WARNING_S
   row('load tool', `${r.cpu.percentOfCore}% of one core (user ${r.cpu.userSeconds.toFixed(2)} s, system ${r.cpu.systemSeconds.toFixed(2)} s)` +
-    (r.cpu.percentOfCore >= 90 ? ': the load tool may be the limit; split the clients over several processes' : ''))
+    (busy ? ': the load tool may be the limit; split the clients over several processes' : ''))
   const errors = Object.entries(r.errors)
   row('errors', errors.length === 0 ? 'none' : errors.map(([k, n]) => `${k} x${n}`).join(', '))
+  for (const f of r.failures) row('FAILED', f)
   return lines.join('\n')
 }

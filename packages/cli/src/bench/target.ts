@@ -6,6 +6,9 @@ export interface Target {
   /** WebSocket path (default /mqtt, as mosquitto and most brokers serve it). */
   path: string
   url: string
+  /** User info of the URL (mqtt://user:password@host), percent-decoded; -u and -P take precedence. */
+  username?: string
+  password?: string
 }
 
 const defaultPorts = { mqtt: 1883, mqtts: 8883, ws: 80, wss: 443 } as const
@@ -38,5 +41,13 @@ export function parseTarget (url: string | undefined, host: string | undefined, 
   const p = port ?? (u.port === '' ? defaultPorts[protocol] : Number(u.port))
   const path = u.pathname === '/' || u.pathname === '' ? '/mqtt' : u.pathname
   const shownHost = h.includes(':') ? `[${h}]` : h
-  return { protocol, host: h, port: p, path, url: `${protocol}://${shownHost}:${p}${protocol.startsWith('ws') ? path : ''}` }
+  // The shown URL leaves the user info out: summaries are shared, passwords should not be.
+  const target: Target = { protocol, host: h, port: p, path, url: `${protocol}://${shownHost}:${p}${protocol.startsWith('ws') ? path : ''}` }
+  try {
+    if (u.username !== '') target.username = decodeURIComponent(u.username)
+    if (u.password !== '') target.password = decodeURIComponent(u.password)
+  } catch {
+    throw new Error(`bad percent-encoding in the user info of '${url ?? ''}'`)
+  }
+  return target
 }

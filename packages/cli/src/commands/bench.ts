@@ -22,9 +22,23 @@ function clientCount (o: BenchOptions): number {
   return o.mode === 'pubsub' ? o.clients + o.subscribers : o.clients
 }
 
+/** Why the run failed, from what the mode recorded and the counters; empty when it did not. */
+function failuresOf (ctx: RunContext): string[] {
+  const s = ctx.stats
+  const out: string[] = []
+  if (s.connected === 0) out.push(s.connectAttempts === 0 ? 'no connection was attempted' : 'no connection could be made (see errors)')
+  else if (ctx.allLost) out.push('every connection was lost before the end of the run (see errors)')
+  if (s.subscribeFailed > 0) {
+    out.push(`${s.subscribeFailed} of ${s.subscribeFailed + s.subscribed} subscriptions failed (see errors): the loss report leaves out what they would have received`)
+  }
+  out.push(...ctx.failures)
+  return out
+}
+
 /**
  * `petrel bench`: load-tests a broker and prints a summary (JSON with --json). Resolves to the
- * exit code: 0, 1 when no connection could be made, 2 on bad arguments.
+ * exit code: 0; 1 when the run failed (no connection made, every connection lost, a subscription
+ * refused, or a broker limit the run cannot meet), said in the summary; 2 on bad arguments.
  */
 export async function run (argv: string[]): Promise<number> {
   let options: BenchOptions | undefined
@@ -44,6 +58,7 @@ export async function run (argv: string[]): Promise<number> {
   try {
     ctx = new RunContext(options)
   } catch (err) {
+    // A certificate or key file that cannot be read: the message names the flag.
     console.error(`petrel bench: ${(err as Error).message}`)
     return 2
   }
@@ -61,6 +76,7 @@ export async function run (argv: string[]): Promise<number> {
   const durationTimer = options.duration > 0 ? setTimeout(() => { ctx.stop() }, (options.warmup + options.duration) * 1000) : undefined
   progress?.start()
   let reports: ReceiveResult | undefined
+  let failures: string[] = []
   try {
     reports = await runMode(ctx)
   } finally {
@@ -74,9 +90,10 @@ export async function run (argv: string[]): Promise<number> {
     await ctx.closeAll()
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
-    const summary = buildSummary(options, ctx.stats, endedAt, reports)
+    failures = failuresOf(ctx)
+    const summary = buildSummary(options, ctx.stats, endedAt, reports, failures)
     if (options.json) console.log(JSON.stringify(summary, null, 2))
     else console.log(formatSummary(summary))
   }
-  return ctx.stats.connected === 0 ? 1 : 0
+  return failures.length > 0 ? 1 : 0
 }
