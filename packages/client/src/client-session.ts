@@ -488,7 +488,16 @@ export class ClientSession implements InboundAckSink {
     this.inboundAliases.clear()
     this.outboundAliases.clear()
     // Acks held for the app belong to this connection; the broker will resend those messages.
+    // A QoS 2 one the app already acked (waiting behind an earlier one) is answered at once when resent.
+    for (const r of this.ackQueue.drain()) {
+      if (r.done && r.qos === 2) {
+        const s = this.inboundQoS2.get(r.packetId)
+        if (s !== undefined) s.acked = true
+      }
+    }
     this.ackQueue = new Deque<InboundAck>()
+    // Waiters of resends were that connection's; the next resend makes a new one.
+    for (const q2 of this.inboundQoS2.values()) q2.waiter = undefined
     // Held messages were never delivered: their resends are new messages, QoS 2 included.
     for (const h of this.held) if (h.packet.qos === 2) this.inboundQoS2.delete(h.packet.packetId as number)
     this.held = []
@@ -949,7 +958,17 @@ export class ClientSession implements InboundAckSink {
       q.shift()
       if (head.qos === 2) {
         const s = this.inboundQoS2.get(head.packetId)
-        if (s !== undefined) s.acked = true
+        if (s !== undefined) {
+          s.acked = true
+          // A resend that came while the app held the message (DUP on this connection) is
+          // answered too, in its own place in the order: it must not hold later acks forever.
+          const w = s.waiter
+          if (w !== undefined && w !== head) {
+            s.waiter = undefined
+            w.pending = 0
+            w.done = true
+          }
+        }
       }
       this.out.write(ackBytes(head.qos === 1 ? 0x40 : 0x50, head.packetId))
     }

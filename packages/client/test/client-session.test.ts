@@ -265,6 +265,47 @@ test('QoS 2 inbound: a resend after reconnect while the app still holds the mess
   assert.deepEqual(x.take().map((q) => q.type), ['pubrec'], 'the PUBREC goes out on the new connection once acked')
 })
 
+test('QoS 2 inbound, manual ack: a resend on the same connection is answered once the first is acked, and later acks still flow', () => {
+  const x = harness({ protocolVersion: 4 })
+  x.up()
+  x.session.subscribe([{ topicFilter: '#', qos: 2 }], { manualAck: true })
+  x.take()
+  const p7: PublishPacket = { type: 'publish', topicName: 'q', payload: Buffer.from('7'), qos: 2, retain: false, dup: false, packetId: 7 }
+  x.session.handlePacket(p7)
+  x.session.handlePacket({ ...p7, dup: true }) // a broker retrying on the same connection
+  assert.equal(x.h.delivered.length, 1)
+  x.h.delivered[0]?.ack()
+  assert.deepEqual(x.take().map((q) => [q.type, (q as { packetId: number }).packetId]), [['pubrec', 7], ['pubrec', 7]])
+  x.session.handlePacket({ type: 'pubrel', packetId: 7 })
+  x.session.handlePacket({ type: 'publish', topicName: 'q', payload: Buffer.from('8'), qos: 1, retain: false, dup: false, packetId: 8 })
+  x.h.delivered[1]?.ack()
+  assert.deepEqual(x.take().map((q) => [q.type, (q as { packetId: number }).packetId]), [['pubcomp', 7], ['puback', 8]])
+})
+
+test('QoS 2 inbound, manual ack: one acked behind an unacked one when the link drops is answered at once when resent', () => {
+  const x = harness()
+  x.up()
+  x.session.subscribe([{ topicFilter: '#', qos: 2 }], { manualAck: true })
+  x.take()
+  const pub = (id: number, dup = false): void => {
+    x.session.handlePacket({ type: 'publish', topicName: 'q', payload: Buffer.from(String(id)), qos: 2, retain: false, dup, packetId: id })
+  }
+  pub(1)
+  pub(2)
+  x.h.delivered[1]?.ack() // waits behind 1
+  assert.deepEqual(x.take(), [])
+  x.session.connectionDown()
+  x.up({ sessionPresent: true })
+  x.take() // the SUBSCRIBE never acked on the old link goes again
+  pub(1, true)
+  pub(2, true)
+  assert.equal(x.h.delivered.length, 2, 'never delivered twice')
+  x.h.delivered[0]?.ack()
+  pub(3)
+  x.h.delivered[2]?.ack()
+  assert.deepEqual(x.take().map((q) => [q.type, (q as { packetId: number }).packetId]), [['pubrec', 2], ['pubrec', 1], ['pubrec', 3]])
+})
+
 test('session lost: republish (default) resends with new ids and DUP=0; `fail` rejects with PETREL_ERR_SESSION_LOST', () => {
   for (const policy of ['republish', 'fail'] as const) {
     const x = harness({ sessionLostPolicy: policy })
