@@ -20,7 +20,11 @@ export interface SubscriptionOwner {
  * callback. Each subscription has its own queue, so a slow consumer here never holds back
  * keepalive, acks or other subscriptions; when the queue is full the overflow policy drops a
  * message (acked, counted in `dropped` and in the client's stats). Breaking out of a
- * `for await` loop unsubscribes.
+ * `for await` loop (or a throw in its body) unsubscribes at once, without waiting for the
+ * broker; messages still queued then will never be read, so they are acked and counted as
+ * dropped (with `manualAck`, left unacked they would hold back every later ack [MQTT-4.6.0-2]).
+ * Several `next()` calls may wait at once (several loops over one subscription share its
+ * messages); each is answered in turn.
  */
 export class Subscription implements AsyncIterableIterator<Message> {
   /** The filters as requested. */
@@ -34,7 +38,7 @@ export class Subscription implements AsyncIterableIterator<Message> {
   private readonly limit: number
   private readonly overflow: OverflowPolicy
   private readonly queue = new Deque<Message>()
-  private waiter: ((result: IteratorResult<Message>) => void) | undefined
+  private readonly waiters = new Deque<(result: IteratorResult<Message>) => void>()
   private ended = false
 
   /** @internal Created by `client.subscribe()`. */
@@ -77,9 +81,8 @@ export class Subscription implements AsyncIterableIterator<Message> {
       }
       return
     }
-    const waiter = this.waiter
+    const waiter = this.waiters.shift()
     if (waiter !== undefined) {
-      this.waiter = undefined
       waiter({ value: message, done: false })
       return
     }
@@ -99,12 +102,23 @@ export class Subscription implements AsyncIterableIterator<Message> {
     const m = this.queue.shift()
     if (m !== undefined) return { value: m, done: false }
     if (this.ended) return { value: undefined, done: true }
-    return await new Promise<IteratorResult<Message>>((resolve) => { this.waiter = resolve })
+    return await new Promise<IteratorResult<Message>>((resolve) => { this.waiters.push(resolve) })
   }
 
-  /** Called when a `for await` loop exits early: unsubscribes. */
+  /**
+   * Called when a `for await` loop exits early (break, return, throw): ends the subscription at
+   * once and unsubscribes in the background (never waits for the broker, never throws).
+   */
   async return (): Promise<IteratorResult<Message>> {
-    await this.unsubscribe()
+    if (!this.ended) {
+      this.end()
+      for (let m = this.queue.shift(); m !== undefined; m = this.queue.shift()) {
+        this.dropped++
+        this.owner.messageDropped()
+        m.ack()
+      }
+      this.owner.unsubscribeEntry(this).catch(() => {})
+    }
     return { value: undefined, done: true }
   }
 
@@ -126,8 +140,6 @@ export class Subscription implements AsyncIterableIterator<Message> {
   end (): void {
     if (this.ended) return
     this.ended = true
-    const waiter = this.waiter
-    this.waiter = undefined
-    waiter?.({ value: undefined, done: true })
+    for (let w = this.waiters.shift(); w !== undefined; w = this.waiters.shift()) w({ value: undefined, done: true })
   }
 }

@@ -537,3 +537,49 @@ test('supervisor: reconnect() right after connect dials at once; reconnect event
     await m.stop()
   }
 })
+
+test('iterators: a break out of a manual-ack loop drops (acks) what is queued, so other subscriptions go on; concurrent next() calls are all answered', { timeout: 20_000 }, async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  // mosquitto's default: 20 QoS 1 messages in flight to a client; unacked ones stop the rest.
+  const m = await startMosquitto({ extraConfig: 'max_inflight_messages 20' })
+  const c = await connect(m.url, {})
+  try {
+    const jobs = uniq('jobs')
+    const other = uniq('other')
+    const sub = await c.subscribe(jobs, { qos: 1, manualAck: true })
+    let got = 0
+    await c.subscribe(other, { qos: 1 }, () => { got++ })
+    for (let i = 0; i < 3; i++) await c.publish(jobs, String(i), { qos: 1 })
+    await waitFor(() => sub.queued >= 2, { timeoutMs: 5000, message: 'jobs queued' })
+    for await (const job of sub) {
+      job.ack()
+      break
+    }
+    assert.equal(sub.queued, 0)
+    assert.ok(sub.dropped >= 2, `dropped ${sub.dropped}`)
+    for (let i = 0; i < 100; i++) await c.publish(other, String(i), { qos: 1 })
+    await waitFor(() => got === 100, { timeoutMs: 5000, message: `${got} of 100 on the other subscription` })
+    // Two readers of one subscription: each next() gets its own message; end() finishes both.
+    const shared = await c.subscribe(uniq('shared'), { qos: 0 })
+    const topic = shared.topicFilters[0] as string
+    const a = shared.next()
+    const b = shared.next()
+    await c.publish(topic, 'one')
+    await c.publish(topic, 'two')
+    const [ra, rb] = await withTimeout(Promise.all([a, b]), 5000, 'both readers')
+    assert.deepEqual([ra.value?.payload.toString(), rb.value?.payload.toString()], ['one', 'two'])
+    const c1 = shared.next()
+    const c2 = shared.next()
+    await shared.unsubscribe()
+    assert.deepEqual((await withTimeout(Promise.all([c1, c2]), 5000, 'ended readers')).map((r) => r.done), [true, true])
+    // A break while the broker is gone neither waits for it nor throws.
+    const late = await c.subscribe(uniq('late'), { qos: 1 })
+    await m.kill()
+    const started = Date.now()
+    await late.return()
+    assert.ok(Date.now() - started < 500, 'return() does not wait for an UNSUBACK')
+  } finally {
+    await c.end({ force: true })
+    await m.stop()
+  }
+})
