@@ -558,6 +558,11 @@ export class ClientSession implements InboundAckSink {
         if (alias < 0) this.outboundAliases.delete(topic)
         throw err
       }
+      if (bytes.length > this.limits.maximumPacketSize && alias < 0) {
+        // The new alias's property tipped it over the limit: without one it may fit.
+        this.outboundAliases.delete(topic)
+        bytes = this.encodeQoS0(topic, payload, retain, properties, 0)
+      }
       if (bytes.length > this.limits.maximumPacketSize) throw this.tooLarge(bytes.length, topic, alias)
       this.counters.publishesSent++
       if (!this.out.write(bytes)) this.writable = false
@@ -1113,7 +1118,17 @@ export class ClientSession implements InboundAckSink {
       // then waits would be taken as known by the next one, sent without its topic name.
       if (this.throttled(req.bytes.length)) break
       let bytes = req.bytes
-      if (req.qos === 0 && this.limits.topicAliasMaximum > 0) bytes = this.encodeQoS0(req.topic, req.payload as Uint8Array, req.retain, req.properties, this.outboundAlias(req.topic))
+      if (req.qos === 0 && this.limits.topicAliasMaximum > 0) {
+        const alias = this.outboundAlias(req.topic)
+        if (alias !== 0) {
+          bytes = this.encodeQoS0(req.topic, req.payload as Uint8Array, req.retain, req.properties, alias)
+          // A new alias adds a property: never past the broker's Maximum Packet Size [MQTT-3.2.2-15].
+          if (bytes.length > this.limits.maximumPacketSize && alias < 0) {
+            this.outboundAliases.delete(req.topic)
+            bytes = req.bytes
+          }
+        }
+      }
       let id = 0
       if (req.qos > 0) {
         const got = this.ids.allocate()
@@ -1184,7 +1199,13 @@ export class ClientSession implements InboundAckSink {
   private writeQoS0 (payload: Uint8Array, retain: boolean, alias: number): void {
     const topic = this.validTopic as string
     const topicBytes = alias > 0 ? EMPTY : this.validTopicBytes ??= Buffer.from(topic)
-    const size = publishQoS0Size(topicBytes.length, payload.length, this.v5, Math.abs(alias))
+    let size = publishQoS0Size(topicBytes.length, payload.length, this.v5, Math.abs(alias))
+    if (size > this.limits.maximumPacketSize && alias < 0) {
+      // The new alias's property tipped it over the limit: without one it may fit.
+      this.outboundAliases.delete(topic)
+      alias = 0
+      size = publishQoS0Size(topicBytes.length, payload.length, this.v5, 0)
+    }
     if (size > this.limits.maximumPacketSize) throw this.tooLarge(size, topic, alias)
     const out = this.out
     if (size > IN_PLACE_MAX + 1024) {

@@ -102,12 +102,16 @@ async function opened (socket: Socket, event: string, signal: AbortSignal, url: 
 
 async function openWebSocket (url: URL, options: TransportOptions, signal: AbortSignal): Promise<Duplex> {
   const t = options.tls ?? {}
+  // wss:// takes the same TLS settings as mqtts:// (ws hands them to tls.connect).
   const ws = new WebSocket(url, ['mqtt'], {
+    ...t.extra,
     ...options.ws,
     ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
     ca: t.ca,
     cert: t.cert,
     key: t.key,
+    passphrase: t.passphrase,
+    ...(t.servername === undefined ? {} : { servername: t.servername }),
     rejectUnauthorized: t.rejectUnauthorized ?? true,
     perMessageDeflate: false
   } as WsClientOptions)

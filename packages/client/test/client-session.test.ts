@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Decoder, type ConnackPacket, type Packet, type PublishPacket, type QoS } from '@petrel/wire'
+import { Decoder, encode, type ConnackPacket, type Packet, type PublishPacket, type QoS } from '@petrel/wire'
 import { ClientSession, type ClientSessionOptions, type PublishRequest, type PublishResult, type SessionOutput } from '../src/client-session.js'
 import type { Message } from '../src/message.js'
 
@@ -543,6 +543,23 @@ test('v5: a retained message sent for one SUBSCRIBE reaches only that subscripti
   assert.equal(sinks('retained').length, 1, 'only B, whose SUBSCRIBE brought it')
   assert.equal(sinks('live').length, 2, 'a live message is both twins\'')
   assert.notEqual(a.subscriptionIdentifier, sidB)
+})
+
+test('outbound topic aliases: a PUBLISH that fits the Maximum Packet Size only without a new alias goes without one [MQTT-3.2.2-15]', () => {
+  const payload = Buffer.alloc(3000, 1)
+  const exact = encode({ type: 'publish', topicName: 'big', payload, qos: 0, retain: false, dup: false }, 5).length
+  for (const whenQueued of [false, true]) {
+    for (const props of [undefined, { contentType: 'x' }]) {
+      const x = harness()
+      const size = props === undefined ? exact : encode({ type: 'publish', topicName: 'big', payload, qos: 0, retain: false, dup: false, properties: props }, 5).length
+      if (whenQueued) x.session.publish('big', payload, 0, false, props) // before the CONNACK: sent by the pump
+      x.up({ properties: { topicAliasMaximum: 5, maximumPacketSize: size } })
+      if (!whenQueued) x.session.publish('big', payload, 0, false, props)
+      x.session.publish('small', Buffer.from('x'), 0, false, undefined)
+      const w = publishes(x.take())
+      assert.deepEqual(w.map((p) => [p.topicName, p.properties?.topicAlias]), [['big', undefined], ['small', 1]], `queued ${String(whenQueued)}, properties ${JSON.stringify(props)}`)
+    }
+  }
 })
 
 test('subscription identifiers route inbound messages; otherwise the local trie matches', () => {

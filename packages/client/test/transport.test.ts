@@ -77,6 +77,9 @@ test('secure WebSocket (wss://) with a CA, both versions; an untrusted certifica
       assert.equal(msg.payload.toString(), 'over the wire')
     }
     await assert.rejects(connect(url, { connectTimeoutMs: 3000 }), { code: 'PETREL_ERR_CONNECTION_FAILED' })
+    // tls.extra applies to wss:// as to mqtts:// (here a certificate check that refuses).
+    await assert.rejects(connect(url, { connectTimeoutMs: 3000, tls: { ca: certs.ca, extra: { checkServerIdentity: () => new Error('refused by the app') } } }),
+      (err: { code: string, message: string }) => err.code === 'PETREL_ERR_CONNECTION_FAILED' && /refused by the app/.test(err.message))
   } finally {
     await m.stop()
   }
