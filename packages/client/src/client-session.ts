@@ -641,12 +641,51 @@ export class ClientSession implements InboundAckSink {
    */
   unsubscribe (entry: SubscriptionEntry, userProperties?: Array<[string, string]>): ControlRequest | null {
     if (entry.removed) return null
+    const before = this.twinFilters > 0 ? entry.subscriptions.map((s) => this.brokerOptions(s)) : undefined
     this.removeEntry(entry)
     const stillUsed = new Set<string>()
     for (const other of this.entries) for (const s of other.subscriptions) stillUsed.add(s.topicFilter)
+    if (before !== undefined) {
+      // A filter other subscriptions still use keeps one subscription at the broker, with the
+      // options the departed one may have raised (QoS): bring them back to what the rest need.
+      for (const old of before) {
+        const rest = this.byFilter.get(old.topicFilter)
+        const keeper = rest?.[rest.length - 1]
+        const kept = keeper?.subscriptions.find((x) => x.topicFilter === old.topicFilter)
+        if (keeper === undefined || kept === undefined) continue
+        const now = this.brokerOptions(kept)
+        if (now.qos !== old.qos || now.noLocal !== old.noLocal || now.retainAsPublished !== old.retainAsPublished) {
+          this.control.push(new ControlRequest('subscribe', keeper, true, [old.topicFilter]))
+        }
+      }
+      this.pump()
+    }
     const filters = entry.subscriptions.map((s) => s.topicFilter).filter((f) => !stillUsed.has(f))
     if (filters.length === 0) return null
     return this.unsubscribeFilters(filters, userProperties)
+  }
+
+  /**
+   * The options the broker holds for `own`'s filter: one subscription per filter at the broker
+   * [MQTT-3.8.4-3] serves every local one to it, so the highest QoS any asks for, no-local only
+   * if all ask for it, retain-as-published if any does.
+   */
+  private brokerOptions (own: Subscription): Subscription {
+    const list = this.byFilter.get(own.topicFilter)
+    if (list === undefined) return own
+    let qos = own.qos
+    let noLocal = own.noLocal === true
+    let retainAsPublished = own.retainAsPublished === true
+    for (const e of list) {
+      if (e.removed) continue
+      for (const x of e.subscriptions) {
+        if (x.topicFilter !== own.topicFilter) continue
+        if (x.qos > qos) qos = x.qos
+        if (x.noLocal !== true) noLocal = false
+        if (x.retainAsPublished === true) retainAsPublished = true
+      }
+    }
+    return { ...own, qos, noLocal, retainAsPublished }
   }
 
   /**
@@ -1027,7 +1066,7 @@ export class ClientSession implements InboundAckSink {
       return
     }
     const entry = req.entry
-    entry.reasonCodes = reasonCodes
+    if (req.topicFilters.length === 0) entry.reasonCodes = reasonCodes // not for a refresh of some filters
     const failed = reasonCodes.find((rc) => rc >= 0x80)
     if (failed !== undefined && reasonCodes.every((rc) => rc >= 0x80)) {
       const err = clientError(ClientErrorCode.SUBSCRIBE_FAILED,
@@ -1171,7 +1210,14 @@ export class ClientSession implements InboundAckSink {
     const e = req.entry
     const sid = this.limits.subscriptionIdentifierAvailable ? e.subscriptionIdentifier : undefined
     const properties = sid === undefined && e.userProperties === undefined ? undefined : { subscriptionIdentifier: sid, userProperties: e.userProperties }
-    return { type: 'subscribe', packetId, subscriptions: e.subscriptions, properties }
+    let subscriptions = e.subscriptions
+    if (req.topicFilters.length > 0) {
+      // A refresh of some filters' options (a twin left): no retained messages again (v5).
+      subscriptions = subscriptions.filter((x) => req.topicFilters.includes(x.topicFilter)).map((x) => ({ ...this.brokerOptions(x), retainHandling: 2 }))
+    } else if (this.twinFilters > 0) {
+      subscriptions = subscriptions.map((x) => this.brokerOptions(x))
+    }
+    return { type: 'subscribe', packetId, subscriptions, properties }
   }
 
   // --- helpers -----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Decoder, encode, type ConnackPacket, type Packet, type PublishPacket, type QoS } from '@petrel/wire'
+import { Decoder, encode, type ConnackPacket, type Packet, type PublishPacket, type QoS, type SubscribePacket } from '@petrel/wire'
 import { ClientSession, type ClientSessionOptions, type PublishRequest, type PublishResult, type SessionOutput } from '../src/client-session.js'
 import type { Message } from '../src/message.js'
 
@@ -559,6 +559,29 @@ test('outbound topic aliases: a PUBLISH that fits the Maximum Packet Size only w
       const w = publishes(x.take())
       assert.deepEqual(w.map((p) => [p.topicName, p.properties?.topicAlias]), [['big', undefined], ['small', 1]], `queued ${String(whenQueued)}, properties ${JSON.stringify(props)}`)
     }
+  }
+})
+
+test('two subscriptions to one filter: the one subscription at the broker gets the options both need, and what is left when one goes [MQTT-3.8.4-3]', () => {
+  for (const version of [4, 5] as const) {
+    const x = harness({ protocolVersion: version })
+    x.up()
+    const subs = (): Array<[string, number, boolean | undefined]> => x.take().flatMap((p) => p.type === 'subscribe' ? p.subscriptions.map((t) => [t.topicFilter, t.qos, t.noLocal] as [string, number, boolean | undefined]) : [])
+    const a = x.session.subscribe([{ topicFilter: 'tw/x', qos: 2 }], {}).entry
+    assert.deepEqual(subs(), [['tw/x', 2, version === 5 ? false : undefined]])
+    const b = x.session.subscribe([{ topicFilter: 'tw/x', qos: 0, noLocal: version === 5 }], {}).entry
+    assert.deepEqual(subs(), [['tw/x', 2, version === 5 ? false : undefined]], 'B asks for QoS 0, but A still needs 2 (and local messages)')
+    x.session.unsubscribe(b)
+    assert.deepEqual(x.take(), [], 'nothing to change: A needed all of it')
+    const c = x.session.subscribe([{ topicFilter: 'tw/x', qos: 1 }], {}).entry
+    subs()
+    x.session.unsubscribe(a)
+    const refresh = x.take()
+    assert.deepEqual(refresh.map((p) => p.type), ['subscribe'], 'A left: QoS back to what C needs, not an UNSUBSCRIBE')
+    const sp = refresh[0] as SubscribePacket
+    assert.deepEqual(sp.subscriptions.map((t) => [t.topicFilter, t.qos]), [['tw/x', 1]])
+    if (version === 5) assert.equal(sp.subscriptions[0]?.retainHandling, 2, 'no retained messages again')
+    assert.equal(c.removed, false)
   }
 })
 
