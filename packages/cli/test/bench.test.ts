@@ -730,3 +730,59 @@ test('bench pubsub -t with a pattern and no --sub-topic: the subscribers get eve
   assert.equal(s.receive?.missing, 0)
   assert.equal(s.receive?.publishers.length, 2)
 })
+
+// --- from a second review -----------------------------------------------------------------------
+
+test('sequence tracker union: the members of a share group are one receiver', () => {
+  const a = new SequenceTracker()
+  const b = new SequenceTracker()
+  // Round robin between two members, sequence 6 lost, 9 delivered to both; b also saw 12..15 of a second publisher.
+  for (let seq = 0; seq < 20; seq++) if (seq !== 6) (seq % 2 === 0 ? a : b).record(1, 0, seq)
+  b.record(1, 0, 9)
+  a.record(1, 0, 9)
+  for (let seq = 12; seq < 16; seq++) b.record(1, 1, seq)
+  // Alone, each member looks like it lost half.
+  assert.ok((a.report()[0]?.missing ?? 0) >= 9)
+  const u = SequenceTracker.union([a, b])
+  assert.deepEqual(u.report({ run: 1, sent: new Map([[0, 20], [1, 16]]) }), [
+    { run: '00000001', publisher: 0, received: 21, missing: 1, duplicates: 2, outOfOrder: 1 },
+    { run: '00000001', publisher: 1, received: 4, missing: 12, duplicates: 0, outOfOrder: 0 }
+  ])
+  // A member whose bitmap starts lower than the other's (a long run, joined late) still lines up.
+  const late = new SequenceTracker()
+  const early = new SequenceTracker()
+  for (let seq = 100_000; seq < 100_010; seq++) late.record(2, 0, seq)
+  for (let seq = 99_995; seq < 100_000; seq++) early.record(2, 0, seq)
+  assert.deepEqual(SequenceTracker.union([late, early]).report(), [{ run: '00000002', publisher: 0, received: 15, missing: 0, duplicates: 0, outOfOrder: 0 }])
+})
+
+test('shared subscriptions: pubsub and sub count a share group as one receiver (3.1.1 and 5.0)', async (t) => {
+  const broker = await mosquitto(t)
+  if (broker === undefined) return
+  const port = String(broker.port)
+  for (const version of ['4', '5']) {
+    const s = summaryOf(await bench(['pubsub', '-p', port, '-V', version, '-c', '1', '--subs', '2', '-q', '1', '-L', '2000', '--rate', '5000',
+      '--sub-topic', '$share/g/bench/+', '--json', '--quiet']))
+    const r = s.receive
+    assert.ok(r !== undefined)
+    assert.equal(r.received, 2000, `-V ${version}`)
+    assert.equal(r.missing, 0, `-V ${version}: ${JSON.stringify(r.publishers)}`)
+    assert.equal(r.duplicates, 0)
+    assert.equal(r.sharedGroups, 1)
+    assert.deepEqual(r.publishers.map((p) => [p.publisher, p.received, p.missing]), [[0, 2000, 0]])
+  }
+  // bench sub with two members of one group, and a bench pub in another process.
+  let subscribed!: () => void
+  const ready = new Promise<void>((resolve) => { subscribed = resolve })
+  const sub = bench(['sub', '-p', port, '-t', '$share/g/shared/#', '-c', '2', '-q', '1', '--duration', '4', '--json'], (err) => {
+    if (/conns 2\/2/.test(err)) subscribed()
+  })
+  await withTimeout(ready, 10_000, 'both members subscribed')
+  assert.equal(summaryOf(await bench(['pub', '-p', port, '-t', 'shared/%i', '-q', '1', '-L', '1000', '--rate', '5000', '--json', '--quiet'])).publish?.acked, 1000)
+  const r = summaryOf(await sub).receive
+  assert.ok(r !== undefined)
+  assert.equal(r.received, 1000)
+  assert.equal(r.missing, 0, JSON.stringify(r.publishers))
+  assert.equal(r.duplicates, 0)
+  assert.deepEqual(r.publishers.map((p) => p.received), [1000])
+})

@@ -5,18 +5,21 @@ import { PublishDriver } from './driver.js'
 import { startPublishers, stopPublishers, type RunningPublisher } from './pub.js'
 import type { Expected, ReceiveResult } from './sequence-tracker.js'
 import { RUN_ID, STAMP_BYTES } from './stamp.js'
-import { finishReceiving, startSubscribers, type RunningSubscriber } from './sub.js'
+import { finishReceiving, receiversOf, startSubscribers, type Receiver } from './sub.js'
 
 const POLL_MS = 20
 /** The drain ends early once nothing has arrived for this long (QoS 0 losses never arrive). */
 const IDLE_MS = 1000
 
-/** For each subscriber, the messages each publisher (of this run) sent that its filter matches. */
-function expectations (subs: RunningSubscriber[], pubs: RunningPublisher[]): Expected[] {
-  return subs.map((s) => {
+/**
+ * For each receiver, the messages each publisher (of this run) sent that its filter matches: a
+ * share group is one receiver, matched by the filter after `$share/{ShareName}/`.
+ */
+function expectations (receivers: Receiver[], pubs: RunningPublisher[]): Expected[] {
+  return receivers.map((r) => {
     const m = new Map<number, number>()
     for (const p of pubs) {
-      if (topicMatches(s.topicFilter, p.topicName)) m.set(p.publisher.id, (m.get(p.publisher.id) ?? 0) + p.publisher.seq)
+      if (topicMatches(r.topicFilter, p.topicName)) m.set(p.publisher.id, (m.get(p.publisher.id) ?? 0) + p.publisher.seq)
     }
     return { run: RUN_ID, sent: m }
   })
@@ -37,7 +40,8 @@ export async function runPubSub (ctx: RunContext): Promise<ReceiveResult> {
     await Promise.race([Promise.all(pubs.map(async (r) => { await r.finished })), ctx.stopped()])
   }
   await stopPublishers(ctx, driver, pubs, o.drainTimeout * 1000)
-  const expected = expectations(subs, pubs)
+  const receivers = receiversOf(subs)
+  const expected = expectations(receivers, pubs)
   const total = expected.reduce((n, e) => n + [...e.sent.values()].reduce((a, b) => a + b, 0), 0)
   const deadline = performance.now() + o.drainTimeout * 1000
   while (ctx.stats.received < total && performance.now() < deadline) {
@@ -45,7 +49,7 @@ export async function runPubSub (ctx: RunContext): Promise<ReceiveResult> {
     if (performance.now() - Math.max(last, ctx.stats.lastSentAt) > IDLE_MS) break
     await sleep(POLL_MS)
   }
-  const received = finishReceiving(subs, expected)
+  const received = finishReceiving(receivers, expected)
   // Payloads too small for the stamp carry no sequence numbers: only the counts can be compared.
-  return { reports: o.payloadSize < STAMP_BYTES ? [] : received.reports, expected: total }
+  return { ...received, reports: o.payloadSize < STAMP_BYTES ? [] : received.reports, expected: total }
 }

@@ -23,12 +23,20 @@ export interface ReceiveResult {
   reports: SequenceReport[]
   /** Messages the subscribers should have received (pubsub, where the publishers' counts are known). */
   expected?: number
+  /** Shared subscriptions among the receivers: each group's members are counted as one receiver. */
+  sharedGroups?: number
 }
 
 /** What one receiver should have got from the publishers of one run: client index -> messages sent. */
 export interface Expected {
   run: number
   sent: ReadonlyMap<number, number>
+}
+
+function bitCount (byte: number): number {
+  let n = 0
+  for (let b = byte; b !== 0; b &= b - 1) n++
+  return n
 }
 
 /**
@@ -66,6 +74,35 @@ class Track {
     else this.highest = seq
   }
 
+  /**
+   * Adds what another receiver saw of the same publisher (members of one share group): a
+   * sequence both saw is a duplicate; out-of-order counts stay each member's own, since the
+   * order between members' streams is not defined.
+   */
+  absorb (o: Track): void {
+    if (o.base < 0) return
+    if (this.base < 0 || o.base < this.base) this.rebase(o.base)
+    const shift = (o.base - this.base) >>> 3
+    if (shift + o.seen.length > this.seen.length) {
+      const grown = new Uint8Array(shift + o.seen.length)
+      grown.set(this.seen)
+      this.seen = grown
+    }
+    for (let i = 0; i < o.seen.length; i++) {
+      const b = o.seen[i] as number
+      if (b === 0) continue
+      const a = this.seen[shift + i] as number
+      const both = bitCount(a & b)
+      this.duplicates += both
+      this.unique += bitCount(b) - both
+      this.seen[shift + i] = a | b
+    }
+    this.duplicates += o.duplicates
+    this.outOfOrder += o.outOfOrder
+    this.lowest = this.lowest < 0 ? o.lowest : Math.min(this.lowest, o.lowest)
+    this.highest = Math.max(this.highest, o.highest)
+  }
+
   /** Moves the base down to `seq` (the first record, or one below everything seen so far). */
   private rebase (seq: number): void {
     const base = seq - (seq & 7)
@@ -86,6 +123,33 @@ export class SequenceTracker {
   private last: Track | undefined
   private lastRun = -1
   private lastPublisher = -1
+
+  /**
+   * One tracker for receivers that share the work (the members of one shared subscription): a
+   * message reaches one of them, so only their union says what was lost or duplicated.
+   */
+  static union (trackers: readonly SequenceTracker[]): SequenceTracker {
+    if (trackers.length === 1) return trackers[0] as SequenceTracker
+    const out = new SequenceTracker()
+    for (const t of trackers) {
+      for (const [run, tracks] of t.runs) {
+        let into = out.runs.get(run)
+        if (into === undefined) {
+          into = new Map()
+          out.runs.set(run, into)
+        }
+        for (const [publisher, track] of tracks) {
+          let m = into.get(publisher)
+          if (m === undefined) {
+            m = new Track()
+            into.set(publisher, m)
+          }
+          m.absorb(track)
+        }
+      }
+    }
+    return out
+  }
 
   record (run: number, publisher: number, seq: number): void {
     // Consecutive messages mostly come from the same publisher: skip the map lookups.

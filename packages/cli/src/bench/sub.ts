@@ -1,8 +1,9 @@
+import { parseSharedSubscription } from '@petrel/wire'
 import { BenchError, describeError } from './connection.js'
 import type { RunContext } from './context.js'
 import { launch } from './launcher.js'
 import { expandTopic } from './options.js'
-import type { Expected, ReceiveResult } from './sequence-tracker.js'
+import { SequenceTracker, type Expected, type ReceiveResult } from './sequence-tracker.js'
 import { Subscriber } from './subscriber.js'
 import { mergeReports } from './summary.js'
 
@@ -13,6 +14,37 @@ export interface RunningSubscriber {
   topicFilter: string
   /** Resolves once the subscriber's count is reached (never without a count). */
   finished: Promise<void>
+}
+
+/**
+ * Subscribers that receive as one: the members of one shared subscription (same ShareName and
+ * filter), each message going to only one of them (MQTT 5.0 §4.8.2), or a subscriber alone.
+ */
+export interface Receiver {
+  members: RunningSubscriber[]
+  /** The filter messages are matched against: a shared one's without `$share/{ShareName}/`. */
+  topicFilter: string
+  shared: boolean
+}
+
+export function receiversOf (running: readonly RunningSubscriber[]): Receiver[] {
+  const out: Receiver[] = []
+  const groups = new Map<string, Receiver>()
+  for (const r of running) {
+    const share = parseSharedSubscription(r.topicFilter)
+    if (share === undefined) {
+      out.push({ members: [r], topicFilter: r.topicFilter, shared: false })
+      continue
+    }
+    let g = groups.get(r.topicFilter)
+    if (g === undefined) {
+      g = { members: [], topicFilter: share.topicFilter, shared: true }
+      groups.set(r.topicFilter, g)
+      out.push(g)
+    }
+    g.members.push(r)
+  }
+  return out
 }
 
 /** Connects and subscribes `count` subscribers at the connection rate. */
@@ -51,14 +83,15 @@ export async function runSub (ctx: RunContext): Promise<ReceiveResult> {
   // Without a count the run ends by the stop flag alone (duration, Ctrl-C, no connection left).
   const allDone = o.limit > 0 ? Promise.all(running.map(async (r) => { await r.finished })) : ctx.stopped()
   await Promise.race([allDone, ctx.stopped()])
-  return finishReceiving(running)
+  return finishReceiving(receiversOf(running))
 }
 
 /**
  * Stops the subscribers counting and takes their reports, so that the totals and the
  * per-publisher rows describe the same messages (some still arrive until the DISCONNECT).
  */
-export function finishReceiving (running: readonly RunningSubscriber[], expected?: readonly Expected[]): ReceiveResult {
-  for (const r of running) r.subscriber.stopCounting()
-  return { reports: mergeReports(running.flatMap((r, i) => r.subscriber.tracker.report(expected?.[i]))) }
+export function finishReceiving (receivers: readonly Receiver[], expected?: readonly Expected[]): ReceiveResult {
+  for (const g of receivers) for (const m of g.members) m.subscriber.stopCounting()
+  const reports = receivers.flatMap((g, i) => SequenceTracker.union(g.members.map((m) => m.subscriber.tracker)).report(expected?.[i]))
+  return { reports: mergeReports(reports), sharedGroups: receivers.filter((g) => g.shared).length }
 }

@@ -94,6 +94,12 @@ export interface BenchSummary {
     missing: number
     duplicates: number
     outOfOrder: number
+    /**
+     * Shared subscriptions among the subscribers: the members of each are one receiver (a
+     * message reaches one of them), so loss and duplicates are counted over the group, and
+     * `outOfOrder` only within each member (the order across members is not defined).
+     */
+    sharedGroups: number
     /** One row per publisher seen (or expected), problems or not; capped at 1,000 rows. */
     publishers: SequenceReport[]
   }
@@ -149,6 +155,7 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
       missing: checked === 'count' ? Math.max(0, (result?.expected ?? 0) - s.received) : rows.reduce((n, r) => n + r.missing, 0),
       duplicates: rows.reduce((n, r) => n + r.duplicates, 0),
       outOfOrder: rows.reduce((n, r) => n + r.outOfOrder, 0),
+      sharedGroups: result?.sharedGroups ?? 0,
       publishers: rows.slice(0, MAX_PUBLISHER_ROWS)
     }
   }
@@ -212,6 +219,7 @@ export function formatSummary (r: BenchSummary): string {
       // A lone subscriber counts from the first message it saw of each publisher.
       const from = r.mode === 'sub' ? ', each from its first message seen' : ''
       row('loss', `${v.missing} missing, ${v.duplicates} duplicated, ${v.outOfOrder} out of order (${v.publishers.length} publishers${from})`)
+      if (v.sharedGroups > 0) row('', `shared subscriptions: each $share group counted as one receiver; order checked within each member only`)
     } else if (v.checked === 'count') {
       row('loss', `${v.missing} missing by count (no per-publisher check: ${noStamps})`)
     } else {
