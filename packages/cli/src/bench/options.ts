@@ -110,7 +110,8 @@ Output:
       --help                show this help
 
 Stamps: each payload starts with 24 bytes: "ptb1", a random id of the publishing process, the
-send time (µs, CLOCK_MONOTONIC: latency only on one machine), the client index and a sequence.
+send time (µs, CLOCK_MONOTONIC: latency only on one machine; loss is checked across machines),
+the client index and a sequence.
 'sub' counts loss per publisher from the first message it saw of it (what came before it
 subscribed cannot be known); 'pubsub' counts from the first message sent.
 

@@ -21,7 +21,8 @@ import { randomBytes } from 'node:crypto'
  * once into its PUBLISH template, so the per-message patch is still the time and the sequence.
  *
  * The send time is CLOCK_MONOTONIC (`process.hrtime`), shared by every process on one machine,
- * so `bench pub` and `bench sub` may be separate processes; across machines latency is meaningless.
+ * so `bench pub` and `bench sub` may be separate processes; across machines latency is meaningless
+ * (a send time that is implausible here only loses its latency sample; loss is still checked).
  */
 export const STAMP_BYTES = 24
 export const MAGIC_OFFSET = 0

@@ -18,6 +18,11 @@ export class BenchStats {
   received = 0
   /** Received messages that carried no bench stamp (payload too short for one, or other traffic). */
   unstamped = 0
+  /**
+   * Stamped messages whose send time this machine's monotonic clock cannot compare (in the
+   * future, or over an hour old: a publisher on another machine): checked for loss, no latency.
+   */
+  clockNotComparable = 0
   /** performance.now() of the first connection attempt and of the last CONNACK. */
   firstConnectAt = 0
   lastConnectedAt = 0

@@ -87,6 +87,11 @@ export interface BenchSummary {
     /** Messages that carried no bench stamp (too short, or other traffic on the filter): not in latency or loss. */
     unstamped: number
     /**
+     * Stamped messages whose send time this machine's clock cannot compare (a publisher on
+     * another machine, whose monotonic clock has another origin): in the loss check, not in latency.
+     */
+    clockNotComparable: number
+    /**
      * In pubsub, counted from sequence 0 (subscribers subscribe before anything is sent); in sub,
      * from the first sequence seen of each publisher (a subscriber that joins late cannot know
      * what it missed before, least of all at QoS 0), so loss before the first message is not seen.
@@ -152,6 +157,7 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
       ...(s.latency.warmup === undefined ? {} : { warmupLatencyMs: s.latency.warmup }),
       checked,
       unstamped: s.unstamped,
+      clockNotComparable: s.clockNotComparable,
       missing: checked === 'count' ? Math.max(0, (result?.expected ?? 0) - s.received) : rows.reduce((n, r) => n + r.missing, 0),
       duplicates: rows.reduce((n, r) => n + r.duplicates, 0),
       outOfOrder: rows.reduce((n, r) => n + r.outOfOrder, 0),
@@ -212,7 +218,16 @@ export function formatSummary (r: BenchSummary): string {
     const v = r.receive
     row('received', `${v.received.toLocaleString('en-US')} in ${v.seconds.toFixed(2)} s: ${rateText(v.perSecond, 'msg')}`)
     const noStamps = `no bench stamps: payloads under ${STAMP_BYTES} bytes, or not from petrel bench`
-    row('latency', v.latencyMs !== null ? latencyLine(v.latencyMs) : v.received === 0 ? 'n/a (nothing received)' : v.warmupLatencyMs !== undefined ? 'n/a (nothing after the warm-up)' : `n/a (${noStamps})`)
+    const otherClock = 'send times this machine\'s clock cannot compare: publishers on another machine?'
+    row('latency', v.latencyMs !== null
+      ? latencyLine(v.latencyMs)
+      : v.received === 0 ? 'n/a (nothing received)' : v.clockNotComparable > 0 ? `n/a (${otherClock})` : v.warmupLatencyMs !== undefined ? 'n/a (nothing after the warm-up)' : `n/a (${noStamps})`)
+    if (v.clockNotComparable > 0) {
+      row('', `${v.clockNotComparable.toLocaleString('en-US')} messages with ${otherClock} left out of latency, still checked for loss`)
+    } else if (r.mode === 'sub' && v.latencyMs !== null) {
+      // A publisher's clock a little off from ours cannot be told apart: say what latency assumes.
+      row('', 'latency assumes the publishers run on this machine (one monotonic clock)')
+    }
     if (v.warmupLatencyMs !== undefined && v.warmupLatencyMs.count > 0) row('  (warm-up)', latencyLine(v.warmupLatencyMs))
     if (v.checked === 'sequence' && v.unstamped > 0) row('', `${v.unstamped.toLocaleString('en-US')} messages carried no bench stamp (other traffic?): left out of latency and loss`)
     if (v.checked === 'sequence') {
