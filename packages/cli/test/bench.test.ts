@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { createServer, type Server, type Socket } from 'node:net'
+import { createConnection, createServer, type Server, type Socket } from 'node:net'
 import { Decoder, encode, type ConnackProperties, type Packet } from '@petrel/wire'
 import { findProgram, freePort, makeTestCertificates, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
 import { launch } from '../src/bench/launcher.js'
@@ -816,4 +816,32 @@ test('subscriber: a publisher on another clock is still checked for loss; only i
   assert.match(text, /4 messages with send times .* left out of latency, still checked for loss/)
   assert.match(text, /loss\s+1 missing, 1 duplicated/)
   assert.doesNotMatch(text, /no bench stamps/)
+})
+
+test('bench sub -L: a subscriber lost on the way counts as done, and the run ends with a summary', async (t) => {
+  const broker = await mosquitto(t)
+  if (broker === undefined) return
+  const port = String(broker.port)
+  let up = false
+  let down = false
+  let child: ChildProcess | undefined
+  const sub = bench(['sub', '-p', port, '-c', '2', '-t', 'kick/#', '-L', '50', '--prefix', 'kick-', '--json'], (err) => {
+    if (/conns 2\/2/.test(err)) up = true
+    if (/conns 1\/2/.test(err)) down = true
+  }, (c) => { child = c })
+  t.after(() => { child?.kill('SIGKILL') })
+  await waitFor(() => up, { timeoutMs: 10_000, message: 'both subscribers up' })
+  // Client-id takeover: the broker drops the subscriber kick-sub-1 (3.1.1: [MQTT-3.1.4-2]).
+  const thief = await new Promise<Socket>((resolve, reject) => {
+    const s = createConnection({ host: '127.0.0.1', port: broker.port }, () => { resolve(s) }).once('error', reject)
+  })
+  t.after(() => { thief.destroy() })
+  thief.write(encode({ type: 'connect', protocolVersion: 4, clientId: 'kick-sub-1', cleanStart: true, keepAlive: 60 }, 4))
+  await waitFor(() => down, { timeoutMs: 10_000, message: 'one subscriber lost' })
+  assert.equal(summaryOf(await bench(['pub', '-p', port, '-t', 'kick/%i', '-L', '50', '--json', '--quiet'])).publish?.sent, 50)
+  const r = await withTimeout(sub, 10_000, 'bench sub ending once the other subscriber has its count')
+  const s = summaryOf(r)
+  assert.equal(s.connections.lost, 1)
+  assert.equal(s.receive?.received, 50)
+  assert.equal(s.errors['connection closed by the broker'], 1)
 })

@@ -12,7 +12,7 @@ const SUBSCRIBE_TIMEOUT_MS = 10_000
 export interface RunningSubscriber {
   subscriber: Subscriber
   topicFilter: string
-  /** Resolves once the subscriber's count is reached (never without a count). */
+  /** Resolves once the subscriber's count is reached or its connection is lost (without a count, only on loss). */
   finished: Promise<void>
 }
 
@@ -56,7 +56,15 @@ export async function startSubscribers (ctx: RunContext, count: number, limit: n
     const opened = await ctx.connect(clientId, i)
     if (opened === undefined) return undefined
     const subscriber = new Subscriber(opened.conn, ctx.stats, limit)
-    const finished = new Promise<void>((resolve) => { subscriber.onFinished = resolve })
+    const finished = new Promise<void>((resolve) => {
+      subscriber.onFinished = resolve
+      // A lost subscriber never reaches its count: it is done (counted as lost by ctx.connect's handler).
+      const lost = opened.conn.onLost
+      opened.conn.onLost = (reason) => {
+        lost?.(reason)
+        resolve()
+      }
+    })
     const topicFilter = expandTopic(o.subTopic, index, clientId)
     try {
       await subscriber.subscribe(topicFilter, o.qos, SUBSCRIBE_TIMEOUT_MS, ctx.signal)
