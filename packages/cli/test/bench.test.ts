@@ -442,10 +442,12 @@ interface FakeBroker {
  * packets to send back for each packet received (none: it stays silent). Closed, with every
  * socket it accepted, after the test.
  */
-async function fakeBroker (t: TestContext, answer: (p: Packet) => Packet[]): Promise<FakeBroker> {
+async function fakeBroker (t: TestContext, answer: (p: Packet) => Packet[], opts: { holdOnDisconnect?: boolean } = {}): Promise<FakeBroker> {
   const sockets = new Set<Socket>()
   const fake: FakeBroker = { port: 0, received: [], accepted: 0 }
-  const server: Server = createServer((socket) => {
+  // holdOnDisconnect: the client's end of the stream is not answered by ours (half-open), so a
+  // client waits for the close it asked for.
+  const server: Server = createServer({ allowHalfOpen: opts.holdOnDisconnect === true }, (socket) => {
     fake.accepted++
     sockets.add(socket)
     socket.on('close', () => { sockets.delete(socket) })
@@ -844,4 +846,50 @@ test('bench sub -L: a subscriber lost on the way counts as done, and the run end
   assert.equal(s.connections.lost, 1)
   assert.equal(s.receive?.received, 50)
   assert.equal(s.errors['connection closed by the broker'], 1)
+})
+
+/** Answers CONNECT and SUBSCRIBE, and nothing else: QoS 1/2 publishes are never acknowledged. */
+function acksNothing (p: Packet): Packet[] {
+  if (p.type === 'connect') return [connackWith()]
+  if (p.type === 'subscribe') return [{ type: 'suback', packetId: p.packetId, reasonCodes: p.subscriptions.map((x) => x.qos) }]
+  return []
+}
+
+test('Ctrl-C during the drain after --duration ends the drain and prints the summary', async (t) => {
+  const fake = await fakeBroker(t, acksNothing)
+  let child: ChildProcess | undefined
+  // QoS 1 never acknowledged: after the 1 s run, the drain would wait its 20 s.
+  const run = bench(['pubsub', '-p', String(fake.port), '-q', '1', '--rate', '100', '--duration', '1', '--drain-timeout', '20', '--json', '--quiet'],
+    undefined, (c) => { child = c })
+  t.after(() => { child?.kill('SIGKILL') })
+  await waitFor(() => fake.received.flat().some((p) => p.type === 'publish'), { timeoutMs: 10_000, message: 'publishing' })
+  // The run (started before the first publish) is over after 1 s: this signal comes during the drain.
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  const signalled = performance.now()
+  child?.kill('SIGINT')
+  const r = await withTimeout(run, 10_000, 'the run ending after SIGINT')
+  assert.ok(performance.now() - signalled < 4000, `ended ${Math.round(performance.now() - signalled)} ms after SIGINT`)
+  assert.notEqual(r.code, 130, r.stderr)
+  const s = JSON.parse(r.stdout) as BenchSummary
+  assert.ok(s.elapsedSeconds < 6, `${s.elapsedSeconds} s`)
+  assert.ok((s.publish?.sent ?? 0) > 0 && s.publish?.acked === 0)
+})
+
+test('a second SIGTERM exits at once with 143 (a second SIGINT with 130)', async (t) => {
+  // The broker never closes after DISCONNECT: after the first signal the run waits for it.
+  const fake = await fakeBroker(t, acksNothing, { holdOnDisconnect: true })
+  for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+    const before = fake.received.length
+    let child: ChildProcess | undefined
+    const run = bench(['conn', '-p', String(fake.port), '-c', '2', '--json', '--quiet'], undefined, (c) => { child = c })
+    t.after(() => { child?.kill('SIGKILL') })
+    await waitFor(() => fake.received.length >= before + 2 && fake.received.slice(before).every((r) => r.length > 0), { timeoutMs: 10_000, message: 'two connections' })
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    child?.kill(signal)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    child?.kill(signal)
+    const r = await withTimeout(run, 10_000, `the run ending after a second ${signal}`)
+    assert.equal(r.code, code, `${signal}: ${r.stderr}`)
+    assert.equal(r.stdout, '')
+  }
 })

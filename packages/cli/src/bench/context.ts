@@ -17,11 +17,14 @@ export class RunContext {
   readonly connections = new Set<BenchConnection>()
   readonly tls: TlsMaterial
   stopping = false
+  /** Set by the user (Ctrl-C, SIGTERM), not by --duration or a count: the drain is cut short too. */
+  interrupted = false
   /** Set when the run stopped because every connection it had was lost. */
   allLost = false
   /** Why the run failed, beyond what the counters say (exit code 1). */
   readonly failures: string[] = []
   private readonly stopWaiters: (() => void)[] = []
+  private readonly interruptWaiters: (() => void)[] = []
   /** Aborted by stop(): handshakes and SUBSCRIBEs still waiting end at once. */
   private readonly abort = new AbortController()
   private keepAliveTimer: NodeJS.Timeout | undefined
@@ -98,6 +101,33 @@ export class RunContext {
     this.stopping = true
     this.abort.abort()
     for (const w of this.stopWaiters.splice(0)) w()
+  }
+
+  /** The user asked to stop: stops the run, and ends the drain (the wait for acks and in-flight messages). */
+  interrupt (): void {
+    if (this.interrupted) return
+    this.interrupted = true
+    this.stop()
+    for (const w of this.interruptWaiters.splice(0)) w()
+  }
+
+  /** Resolves after `ms`, or at once when the user interrupts the run: the drain's wait. */
+  drainTime (ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.interrupted) {
+        resolve()
+        return
+      }
+      const done = (): void => {
+        clearTimeout(timer)
+        resolve()
+      }
+      const timer = setTimeout(() => {
+        this.interruptWaiters.splice(this.interruptWaiters.indexOf(done), 1)
+        resolve()
+      }, ms)
+      this.interruptWaiters.push(done)
+    })
   }
 
   /** Stops the run as failed: `reason` is printed with the summary and the exit code is 1. */

@@ -116,8 +116,14 @@ the client index and a sequence.
 subscribed cannot be known); 'pubsub' counts from the first message sent.
 
 Progress: one line redrawn in place on a terminal, a plain line per second otherwise.
-Exit code: 0; 1 when the run failed (no connection could be made, every connection was lost, a
-subscription failed, a broker limit it cannot meet), said under FAILED; 2 on bad arguments.`
+Ctrl-C (or SIGTERM) stops the run, also while it waits for what is in flight, and prints the
+summary; a second one exits at once, without it.
+Exit codes:
+  0    the run completed, or was stopped by Ctrl-C/SIGTERM, with nothing failed
+  1    the run failed, said under FAILED (no connection could be made, every connection was lost,
+       a subscription failed, a broker limit it cannot meet)
+  2    bad arguments
+  130  a second Ctrl-C (SIGINT)     143  a second SIGTERM`
 
 export { UsageError }
 

@@ -51,14 +51,11 @@ export async function startPublishers (ctx: RunContext, driver: PublishDriver): 
   return started.filter((p) => p !== undefined)
 }
 
-/** Stops the publishers and waits (at most `drainMs`) for their QoS 1/2 messages in flight. */
+/** Stops the publishers and waits (at most `drainMs`, or until Ctrl-C) for their QoS 1/2 messages in flight. */
 export async function stopPublishers (ctx: RunContext, driver: PublishDriver, running: RunningPublisher[], drainMs: number): Promise<void> {
   driver.stop()
   for (const r of running) r.publisher.stop()
-  const all = Promise.all(running.map(async (r) => { await r.finished }))
-  let timer: NodeJS.Timeout | undefined
-  await Promise.race([all, new Promise<void>((resolve) => { timer = setTimeout(resolve, drainMs) })])
-  clearTimeout(timer)
+  await Promise.race([Promise.all(running.map(async (r) => { await r.finished })), ctx.drainTime(drainMs)])
   for (const r of running) {
     const left = r.publisher.outstanding
     if (left > 0 && r.publisher.conn.open) ctx.stats.error(`unacknowledged at the end (x${left})`)

@@ -9,6 +9,10 @@ import { runSub } from '../bench/sub.js'
 import { buildSummary, formatSummary } from '../bench/summary.js'
 import { prepareTransport } from '../bench/transport.js'
 
+/** 128 + the signal number, as a shell reports a process killed by it. */
+const EXIT_SIGINT = 130
+const EXIT_SIGTERM = 143
+
 async function runMode (ctx: RunContext): Promise<ReceiveResult | undefined> {
   switch (ctx.options.mode) {
     case 'pub': await runPub(ctx); return undefined
@@ -38,7 +42,8 @@ function failuresOf (ctx: RunContext): string[] {
 /**
  * `petrel bench`: load-tests a broker and prints a summary (JSON with --json). Resolves to the
  * exit code: 0; 1 when the run failed (no connection made, every connection lost, a subscription
- * refused, or a broker limit the run cannot meet), said in the summary; 2 on bad arguments.
+ * refused, or a broker limit the run cannot meet), said in the summary; 2 on bad arguments. A
+ * second Ctrl-C or SIGTERM exits at once with 130 or 143, and no summary.
  */
 export async function run (argv: string[]): Promise<number> {
   let options: BenchOptions | undefined
@@ -65,10 +70,12 @@ export async function run (argv: string[]): Promise<number> {
   await prepareTransport(options.target)
   const progressOut = options.json ? process.stderr : process.stdout
   const progress = options.quiet ? undefined : new Progress(ctx.stats, options.mode, progressOut, clientCount(options))
-  // First Ctrl-C: stop and report. Second: leave at once.
-  const onSignal = (): void => {
-    if (ctx.stopping) process.exit(130)
-    ctx.stop()
+  // First Ctrl-C (or SIGTERM): stop, cut the drain short, and report. Second: leave at once, with
+  // the shell's code for death by that signal. Counted apart from ctx.stopping, which --duration sets.
+  let signals = 0
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (++signals > 1) process.exit(signal === 'SIGTERM' ? EXIT_SIGTERM : EXIT_SIGINT)
+    ctx.interrupt()
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
