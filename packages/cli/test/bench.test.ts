@@ -893,3 +893,22 @@ test('a second SIGTERM exits at once with 143 (a second SIGINT with 130)', async
     assert.equal(r.stdout, '')
   }
 })
+
+test('pubsub whose publishers are all lost fails, as pub does; a broker\'s Maximum QoS is checked up front [MQTT-3.2.2-11]', async (t) => {
+  // Every publisher is sent away at its first PUBLISH (as a client-id takeover would); the subscriber stays.
+  const kicks = await fakeBroker(t, (p) => p.type === 'publish' ? [{ type: 'disconnect', reasonCode: 0x8e }] : acksNothing(p))
+  const lost = await bench(['pubsub', '-p', String(kicks.port), '-V', '5', '-c', '2', '--rate', '100', '--duration', '5', '--json', '--quiet'])
+  assert.equal(lost.code, 1, `exit ${lost.code}\n${lost.stderr}`)
+  const s = JSON.parse(lost.stdout) as BenchSummary
+  assert.equal(s.connections.lost, 2)
+  assert.deepEqual(s.failures, ['every publisher was lost before the end of the run (see errors)'])
+  assert.deepEqual(s.errors, { 'disconnect: Session taken over': 2 })
+  // Maximum QoS 1: a QoS 2 run fails before any PUBLISH, saying what to use; subscriptions are just granted lower.
+  const qos1 = await fakeBroker(t, (p) => p.type === 'connect' ? [connackWith({ maximumQoS: 1 })] : acksNothing(p))
+  const r = await bench(['pubsub', '-p', String(qos1.port), '-V', '5', '-q', '2', '-L', '10', '--json', '--quiet'])
+  assert.equal(r.code, 1, r.stderr)
+  const q = JSON.parse(r.stdout) as BenchSummary
+  assert.equal(q.publish?.sent, 0)
+  assert.deepEqual(q.failures, ['the broker takes publishes of at most QoS 1 (CONNACK Maximum QoS), and -q 2 was asked: use -q 1'])
+  assert.deepEqual(qos1.received.flat().filter((p) => p.type === 'publish'), [])
+})

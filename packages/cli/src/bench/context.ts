@@ -21,6 +21,9 @@ export class RunContext {
   interrupted = false
   /** Set when the run stopped because every connection it had was lost. */
   allLost = false
+  /** Publishers and subscribers that got going, and those of them lost: pubsub fails when one side is all gone. */
+  readonly publishers = { started: 0, lost: 0 }
+  readonly subscribers = { started: 0, lost: 0 }
   /** Why the run failed, beyond what the counters say (exit code 1). */
   readonly failures: string[] = []
   private readonly stopWaiters: (() => void)[] = []

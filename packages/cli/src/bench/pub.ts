@@ -1,3 +1,4 @@
+import type { ConnackPacket, QoS } from '@petrel/wire'
 import type { RunContext } from './context.js'
 import { PublishDriver } from './driver.js'
 import { launch } from './launcher.js'
@@ -13,6 +14,22 @@ export interface RunningPublisher {
   finished: Promise<void>
 }
 
+/** Why the broker's CONNACK (5.0) rules out the publishes asked for, or undefined; said before any is sent, since each would get us disconnected. */
+function limitProblem (connack: ConnackPacket, qos: QoS, payloadSize: number, topicName: string, packetBytes: number): string | undefined {
+  // [MQTT-3.2.2-11] no PUBLISH above the broker's Maximum QoS.
+  const maxQoS = connack.properties?.maximumQoS
+  if (maxQoS !== undefined && qos > maxQoS) {
+    return `the broker takes publishes of at most QoS ${maxQoS} (CONNACK Maximum QoS), and -q ${qos} was asked: use -q ${maxQoS}`
+  }
+  // [MQTT-3.2.2-15] no packet past the broker's Maximum Packet Size.
+  const maxPacket = connack.properties?.maximumPacketSize
+  if (maxPacket !== undefined && packetBytes > maxPacket) {
+    return `the broker takes packets of at most ${maxPacket} bytes (CONNACK Maximum Packet Size), and a PUBLISH of ` +
+      `-s ${payloadSize} on '${topicName}' is ${packetBytes} bytes: use -s ${Math.max(0, payloadSize - (packetBytes - maxPacket))} or less`
+  }
+  return undefined
+}
+
 /** Connects the publishers at the connection rate; each starts sending as soon as it is connected. */
 export async function startPublishers (ctx: RunContext, driver: PublishDriver): Promise<RunningPublisher[]> {
   const o = ctx.options
@@ -25,22 +42,20 @@ export async function startPublishers (ctx: RunContext, driver: PublishDriver): 
     const window = Math.min(o.inflight, opened.connack.properties?.receiveMaximum ?? 65535)
     const topicName = expandTopic(o.topic, index, clientId)
     const template = new PublishTemplate(topicName, o.payloadSize, o.qos, o.protocolVersion, { run: RUN_ID, publisher: index })
-    // 5.0: [MQTT-3.2.2-15] no packet past the broker's Maximum Packet Size; it would disconnect us.
-    const maxPacket = opened.connack.properties?.maximumPacketSize
-    if (maxPacket !== undefined && template.length > maxPacket) {
-      if (!ctx.stopping) {
-        ctx.fail(`the broker takes packets of at most ${maxPacket} bytes (CONNACK Maximum Packet Size), and a PUBLISH of ` +
-          `-s ${o.payloadSize} on '${topicName}' is ${template.length} bytes: use -s ${Math.max(0, o.payloadSize - (template.length - maxPacket))} or less`)
-      }
+    const problem = limitProblem(opened.connack, o.qos, o.payloadSize, topicName, template.length)
+    if (problem !== undefined) {
+      if (!ctx.stopping) ctx.fail(problem)
       await ctx.closeOne(opened.conn)
       return undefined
     }
     const publisher = new Publisher(opened.conn, template, ctx.stats, { id: index, limit: o.limit, window })
+    ctx.publishers.started++
     const finished = new Promise<void>((resolve) => {
       publisher.onFinished = resolve
       const lost = opened.conn.onLost
       opened.conn.onLost = (reason) => {
         lost?.(reason)
+        ctx.publishers.lost++
         resolve()
       }
     })

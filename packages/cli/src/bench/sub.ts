@@ -56,12 +56,14 @@ export async function startSubscribers (ctx: RunContext, count: number, limit: n
     const opened = await ctx.connect(clientId, i)
     if (opened === undefined) return undefined
     const subscriber = new Subscriber(opened.conn, ctx.stats, limit)
+    let subscribed = false
     const finished = new Promise<void>((resolve) => {
       subscriber.onFinished = resolve
       // A lost subscriber never reaches its count: it is done (counted as lost by ctx.connect's handler).
       const lost = opened.conn.onLost
       opened.conn.onLost = (reason) => {
         lost?.(reason)
+        if (subscribed) ctx.subscribers.lost++
         resolve()
       }
     })
@@ -78,6 +80,8 @@ export async function startSubscribers (ctx: RunContext, count: number, limit: n
       return undefined
     }
     ctx.stats.subscribed++
+    ctx.subscribers.started++
+    subscribed = true
     return { subscriber, topicFilter, finished }
   }, () => ctx.stopping, o.maxConnecting)
   return started.filter((s) => s !== undefined)

@@ -32,6 +32,12 @@ function failuresOf (ctx: RunContext): string[] {
   const out: string[] = []
   if (s.connected === 0) out.push(s.connectAttempts === 0 ? 'no connection was attempted' : 'no connection could be made (see errors)')
   else if (ctx.allLost) out.push('every connection was lost before the end of the run (see errors)')
+  else if (ctx.options.mode === 'pubsub') {
+    // One side all gone while the other holds on: nothing more is measured, as when all are lost.
+    for (const [side, c] of [['publisher', ctx.publishers], ['subscriber', ctx.subscribers]] as const) {
+      if (c.started > 0 && c.lost === c.started) out.push(`every ${side} was lost before the end of the run (see errors)`)
+    }
+  }
   if (s.subscribeFailed > 0) {
     out.push(`${s.subscribeFailed} of ${s.subscribeFailed + s.subscribed} subscriptions failed (see errors): the loss report leaves out what they would have received`)
   }
