@@ -705,7 +705,7 @@ test('summary: no rate from a burst, no CPU alarm from a short run, a note on -R
   assert.equal(short.publish?.perSecond, null)
   assert.equal(short.receive?.perSecond, null)
   const text = formatSummary({ ...short, cpu: { userSeconds: 0.15, systemSeconds: 0, percentOfCore: 150 } })
-  assert.match(text, /published\s+1,000 sent in 0\.00 s: n\/a msg\/s \(a window under 10 ms/)
+  assert.match(text, /published\s+1,000 sent in 0\.00 s: n\/a msg\/s \(too few messages, or a window under 10 ms/)
   assert.match(text, /received\s+1,000 in 0\.00 s: n\/a msg\/s/)
   assert.doesNotMatch(text, /may be the limit/)
   assert.match(text, /connect times with -R 0 include queueing in this process/)
@@ -911,4 +911,35 @@ test('pubsub whose publishers are all lost fails, as pub does; a broker\'s Maxim
   assert.equal(q.publish?.sent, 0)
   assert.deepEqual(q.failures, ['the broker takes publishes of at most QoS 1 (CONNACK Maximum QoS), and -q 2 was asked: use -q 1'])
   assert.deepEqual(qos1.received.flat().filter((p) => p.type === 'publish'), [])
+})
+
+test('summary: a steady rate reads as configured: N messages of a paced publisher span N - 1 intervals', () => {
+  // 200 publishers at 1 msg/s for 3 s: each sends at 0, 1 and 2 s, so the 600 messages span 2 s.
+  const o = parseOptions(['pubsub', '-c', '200', '--rate', '1'])
+  assert.ok(o !== undefined)
+  const s = new BenchStats()
+  s.sent = s.received = 600
+  s.sendStreams = 200
+  s.firstSentAt = s.startedAt + 10
+  s.lastSentAt = s.firstSentAt + 2000
+  s.firstReceivedAt = s.firstSentAt + 1
+  s.lastReceivedAt = s.lastSentAt + 1
+  const r = buildSummary(o, s, s.startedAt + 3000, { reports: [], streams: 200 })
+  assert.equal(r.publish?.perSecond, 200)
+  assert.equal(r.publish?.seconds, 3)
+  assert.equal(r.receive?.perSecond, 200)
+  // One message per publisher: no interval, no rate.
+  s.sent = 200
+  s.lastSentAt = s.firstSentAt + 50
+  assert.equal(buildSummary(o, s, s.startedAt + 1000).publish?.perSecond, null)
+})
+
+test('bench pubsub at a low rate per publisher reports the configured total rate', async (t) => {
+  const broker = await mosquitto(t)
+  if (broker === undefined) return
+  // 20 publishers at 2 msg/s: 40 msg/s (sent at 0, 0.5, 1 and 1.5 s of the 2 s run).
+  const s = summaryOf(await bench(['pubsub', '-p', String(broker.port), '-c', '20', '--rate', '2', '--duration', '2', '--json', '--quiet']))
+  for (const [what, perSecond] of [['sent', s.publish?.perSecond], ['received', s.receive?.perSecond]] as const) {
+    assert.ok(perSecond !== null && perSecond !== undefined && perSecond >= 34 && perSecond <= 46, `${what}: ${perSecond} msg/s for 20 x 2 msg/s`)
+  }
 })

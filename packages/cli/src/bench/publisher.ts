@@ -36,6 +36,8 @@ export class Publisher implements PacketSink {
   private readonly pool: Buffer[] = []
   private readonly acks = new AckWriter()
   private finished = false
+  /** The stats phase this publisher last sent in (see BenchStats.sendStreams). */
+  private phase = -1
 
   constructor (readonly conn: BenchConnection, private readonly template: PublishTemplate,
     private readonly stats: BenchStats, private readonly o: PublisherOptions) {
@@ -79,6 +81,10 @@ export class Publisher implements PacketSink {
     this.conn.write(n === this.capacity ? batch : batch.subarray(0, n * t.length), release)
     const s = this.stats
     const now = performance.now()
+    if (this.phase !== s.phase) {
+      this.phase = s.phase
+      s.sendStreams++
+    }
     if (s.firstSentAt === 0) s.firstSentAt = now
     s.lastSentAt = now
     s.sent += n

@@ -51,5 +51,10 @@ export async function runPubSub (ctx: RunContext): Promise<ReceiveResult> {
   }
   const received = finishReceiving(receivers, expected)
   // Payloads too small for the stamp carry no sequence numbers: only the counts can be compared.
-  return { ...received, reports: o.payloadSize < STAMP_BYTES ? [] : received.reports, expected: total }
+  if (o.payloadSize < STAMP_BYTES) {
+    // No stamps, no tracks: the streams are the (receiver, publisher) pairs that should deliver.
+    const streams = expected.reduce((n, e) => n + [...e.sent.values()].filter((sent) => sent > 0).length, 0)
+    return { ...received, reports: [], expected: total, streams }
+  }
+  return { ...received, expected: total }
 }

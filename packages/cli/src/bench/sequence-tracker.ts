@@ -25,6 +25,8 @@ export interface ReceiveResult {
   expected?: number
   /** Shared subscriptions among the receivers: each group's members are counted as one receiver. */
   sharedGroups?: number
+  /** (receiver, publisher) pairs that delivered anything: the independent streams in the receive rate. */
+  streams?: number
 }
 
 /** What one receiver should have got from the publishers of one run: client index -> messages sent. */

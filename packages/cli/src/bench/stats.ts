@@ -26,6 +26,13 @@ export class BenchStats {
   /** performance.now() of the first connection attempt and of the last CONNACK. */
   firstConnectAt = 0
   lastConnectedAt = 0
+  /**
+   * Publishers that sent in this phase (the warm-up, then the measured part): a publisher's N
+   * messages span N - 1 of its intervals, so the rate is taken over N - streams intervals.
+   */
+  sendStreams = 0
+  /** Bumped when the warm-up ends, so that each publisher counts itself once per phase. */
+  phase = 0
   /** performance.now() of the first and last publish sent and received. */
   firstSentAt = 0
   lastSentAt = 0

@@ -68,7 +68,12 @@ export interface BenchSummary {
      */
     connectMs: LatencySummary
   }
-  /** Rates (perSecond) are null when the messages went in a window under 10 ms: too short to rate. */
+  /**
+   * `seconds` is the window the messages stand for: from the first to the last, plus one interval
+   * of each stream (N messages of a paced publisher span N - 1 of its intervals), so that a steady
+   * rate reads as configured. Rates (perSecond) are null when that is not known: every message
+   * went in a window under 10 ms, or each stream sent only one.
+   */
   publish?: { sent: number, acked: number, seconds: number, perSecond: number | null }
   receive?: {
     received: number
@@ -139,11 +144,11 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
     errors: Object.fromEntries([...s.errors].sort((a, b) => b[1] - a[1]))
   }
   if (o.mode === 'pub' || o.mode === 'pubsub') {
-    const seconds = (s.lastSentAt - s.firstSentAt) / 1000
-    summary.publish = { sent: s.sent, acked: s.acked, seconds: round(seconds), perSecond: rate(s.sent, seconds) }
+    const w = window(s.sent, (s.lastSentAt - s.firstSentAt) / 1000, s.sendStreams)
+    summary.publish = { sent: s.sent, acked: s.acked, seconds: round(w.seconds), perSecond: w.perSecond }
   }
   if (o.mode === 'sub' || o.mode === 'pubsub') {
-    const seconds = (s.lastReceivedAt - s.firstReceivedAt) / 1000
+    const w = window(s.received, (s.lastReceivedAt - s.firstReceivedAt) / 1000, result?.streams ?? 1)
     const rows = result?.reports ?? []
     const latency = s.latency.summary()
     // pubsub knows the payload size; a lone `sub` can only tell from what arrived.
@@ -151,8 +156,8 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
     const checked = stamped ? 'sequence' : result?.expected !== undefined ? 'count' : 'none'
     summary.receive = {
       received: s.received,
-      seconds: round(seconds),
-      perSecond: rate(s.received, seconds),
+      seconds: round(w.seconds),
+      perSecond: w.perSecond,
       latencyMs: latency.count > 0 ? latency : null,
       ...(s.latency.warmup === undefined ? {} : { warmupLatencyMs: s.latency.warmup }),
       checked,
@@ -186,8 +191,20 @@ function rate (count: number, seconds: number): number | null {
   return seconds >= MIN_RATE_WINDOW_S ? Math.round(count / seconds) : null
 }
 
+/**
+ * The window `count` messages stand for and their rate: `span` (first to last) holds count - streams
+ * intervals, each stream's first message opening it; the window adds the average interval per stream.
+ */
+function window (count: number, span: number, streams: number): { seconds: number, perSecond: number | null } {
+  if (count === 0) return { seconds: 0, perSecond: 0 }
+  const intervals = count - Math.max(1, streams)
+  if (span < MIN_RATE_WINDOW_S || intervals <= 0) return { seconds: span, perSecond: null }
+  const seconds = span * count / intervals
+  return { seconds, perSecond: Math.round(count / seconds) }
+}
+
 function rateText (perSecond: number | null, what: string): string {
-  return perSecond === null ? `n/a ${what}/s (a window under ${MIN_RATE_WINDOW_S * 1000} ms is too short to rate)` : `${si(perSecond)} ${what}/s`
+  return perSecond === null ? `n/a ${what}/s (too few messages, or a window under ${MIN_RATE_WINDOW_S * 1000} ms: nothing to rate)` : `${si(perSecond)} ${what}/s`
 }
 
 function latencyLine (l: LatencySummary): string {
