@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events'
 import { encode, type ConnackPacket, type ConnectPacket } from '@petrel/wire'
-import { BenchConnection, describeError, openConnection } from './connection.js'
+import { BenchConnection, BenchError, describeError, openConnection } from './connection.js'
 import type { BenchOptions } from './options.js'
 import { BenchStats } from './stats.js'
 import { loadTlsMaterial, type TlsMaterial } from './transport.js'
@@ -92,8 +92,12 @@ export class RunContext {
       if (serverKeepAlive !== undefined) this.useKeepAlive(serverKeepAlive)
       return opened
     } catch (err) {
-      s.connectFailed++
-      s.error(describeError(err))
+      // A handshake the end of the run cut short is no failure of the broker's.
+      if (err instanceof BenchError && err.cancelled) s.connectCancelled++
+      else {
+        s.connectFailed++
+        s.error(describeError(err))
+      }
       return undefined
     }
   }

@@ -59,6 +59,8 @@ export interface BenchSummary {
     attempted: number
     established: number
     failed: number
+    /** Handshakes still under way when the run ended (Ctrl-C, --duration): not failures. */
+    cancelled: number
     lost: number
     /** Establishment rate: connections established per second, first attempt to last CONNACK. */
     perSecond: number | null
@@ -137,6 +139,7 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
       attempted: s.connectAttempts,
       established: s.connected,
       failed: s.connectFailed,
+      cancelled: s.connectCancelled,
       lost: s.lost,
       perSecond: rate(s.connected, (s.lastConnectedAt - s.firstConnectAt) / 1000),
       connectMs: s.connectTime.summary()
@@ -222,7 +225,7 @@ export function formatSummary (r: BenchSummary): string {
   const row = (name: string, text: string): void => { lines.push(`  ${name.padEnd(12)}${text}`) }
   row('elapsed', `${r.elapsedSeconds.toFixed(2)} s`)
   const c = r.connections
-  row('connections', `${c.established}/${c.attempted} established${c.established > 1 && c.perSecond !== null ? ` (${si(c.perSecond)}/s)` : ''}, ${c.failed} failed, ${c.lost} lost` +
+  row('connections', `${c.established}/${c.attempted} established${c.established > 1 && c.perSecond !== null ? ` (${si(c.perSecond)}/s)` : ''}, ${c.failed} failed, ${c.cancelled > 0 ? `${c.cancelled} cancelled (the run ended first), ` : ''}${c.lost} lost` +
     (c.connectMs.count > 0 ? `; connect p50 ${ms(c.connectMs.p50)}  p99 ${ms(c.connectMs.p99)}  max ${ms(c.connectMs.max)} ms` : ''))
   if (r.connRate === 0 && r.maxConnecting === 0 && c.attempted >= QUEUEING_NOTE_CLIENTS) {
     row('', 'connect times with -R 0 include queueing in this process (all handshakes at once); -R or --max-connecting measures the broker\'s')

@@ -30,8 +30,11 @@ function clientCount (o: BenchOptions): number {
 function failuresOf (ctx: RunContext): string[] {
   const s = ctx.stats
   const out: string[] = []
-  if (s.connected === 0) out.push(s.connectAttempts === 0 ? 'no connection was attempted' : 'no connection could be made (see errors)')
-  else if (ctx.allLost) out.push('every connection was lost before the end of the run (see errors)')
+  if (s.connected === 0) {
+    // Handshakes cancelled by a Ctrl-C are the user's doing; cut short by --duration, the run measured nothing.
+    if (s.connectFailed > 0) out.push('no connection could be made (see errors)')
+    else if (!ctx.interrupted) out.push(s.connectAttempts === 0 ? 'no connection was attempted' : 'no connection was made before the run ended (a --duration too short?)')
+  } else if (ctx.allLost) out.push('every connection was lost before the end of the run (see errors)')
   else if (ctx.options.mode === 'pubsub') {
     // One side all gone while the other holds on: nothing more is measured, as when all are lost.
     for (const [side, c] of [['publisher', ctx.publishers], ['subscriber', ctx.subscribers]] as const) {
