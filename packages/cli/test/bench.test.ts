@@ -948,3 +948,24 @@ test('bench pubsub at a low rate per publisher reports the configured total rate
     assert.ok(perSecond !== null && perSecond !== undefined && perSecond >= 34 && perSecond <= 46, `${what}: ${perSecond} msg/s for 20 x 2 msg/s`)
   }
 })
+
+test('a reader that goes away (| head -1): the run stops quietly, exit 0, no EPIPE crash', async (t) => {
+  const fake = await fakeBroker(t, acksNothing)
+  let child: ChildProcess | undefined
+  let closedAt = 0
+  // Without --json the progress lines go to stdout: the first one arrives after a second.
+  const run = bench(['pubsub', '-p', String(fake.port), '--rate', '10', '--duration', '8'], undefined, (c) => {
+    child = c
+    c.stdout?.once('data', () => {
+      closedAt = performance.now()
+      c.stdout?.destroy()
+    })
+  })
+  t.after(() => { child?.kill('SIGKILL') })
+  const r = await withTimeout(run, 15_000, 'the run ending after its reader went away')
+  assert.ok(closedAt > 0, 'stdout was read')
+  assert.equal(r.code, 0, r.stderr)
+  assert.doesNotMatch(r.stderr, /EPIPE|Error|\n\s+at /)
+  // The next progress line (a second later) hits the closed pipe and ends the run, well before --duration.
+  assert.ok(performance.now() - closedAt < 5000, `ended ${Math.round(performance.now() - closedAt)} ms after the reader left`)
+})

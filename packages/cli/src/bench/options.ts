@@ -119,7 +119,8 @@ Progress: one line redrawn in place on a terminal, a plain line per second other
 Ctrl-C (or SIGTERM) stops the run, also while it waits for what is in flight, and prints the
 summary; a second one exits at once, without it.
 Exit codes:
-  0    the run completed, or was stopped by Ctrl-C/SIGTERM, with nothing failed
+  0    the run completed, or was stopped by Ctrl-C/SIGTERM, with nothing failed; also when the
+       reader of the output went away (| head): the run stops quietly
   1    the run failed, said under FAILED (no connection could be made, every connection was lost,
        a subscription failed, a broker limit it cannot meet)
   2    bad arguments

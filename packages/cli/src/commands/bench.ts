@@ -76,6 +76,15 @@ export async function run (argv: string[]): Promise<number> {
     console.error(`petrel bench: ${(err as Error).message}`)
     return 2
   }
+  // A reader that went away (petrel bench ... | head -1): stop quietly, as petrel sub does, with no
+  // summary to write. Left attached: a write still under way may fail after the run.
+  let outputGone: 'EPIPE' | 'error' | undefined
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (outputGone !== undefined) return
+    outputGone = err.code === 'EPIPE' ? 'EPIPE' : 'error'
+    if (outputGone === 'error') console.error(`petrel bench: cannot write the output, stopping: ${err.message}`)
+    ctx.interrupt()
+  })
   await prepareTransport(options.target)
   const progressOut = options.json ? process.stderr : process.stdout
   const progress = options.quiet ? undefined : new Progress(ctx.stats, options.mode, progressOut, clientCount(options))
@@ -107,9 +116,12 @@ export async function run (argv: string[]): Promise<number> {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
     failures = failuresOf(ctx)
-    const summary = buildSummary(options, ctx.stats, endedAt, reports, failures)
-    if (options.json) console.log(JSON.stringify(summary, null, 2))
-    else console.log(formatSummary(summary))
+    if (outputGone === undefined) {
+      const summary = buildSummary(options, ctx.stats, endedAt, reports, failures)
+      if (options.json) console.log(JSON.stringify(summary, null, 2))
+      else console.log(formatSummary(summary))
+    }
   }
+  if (outputGone !== undefined) return outputGone === 'EPIPE' ? 0 : 1
   return failures.length > 0 ? 1 : 0
 }
