@@ -46,6 +46,19 @@ export class BenchStats {
   /** Dial to CONNACK (and SUBACK for subscribers), µs. */
   readonly connectTime = new LatencyRecorder()
 
+  /** What the warm-up sent, acknowledged and received: left out of the totals and rates. Set when it ends. */
+  warmup: { seconds: number, sent: number, acked: number, received: number } | undefined
+
+  /** Ends the warm-up: its counts and latencies are kept apart, and the rate windows start again. */
+  endWarmup (): void {
+    if (this.warmup !== undefined) return
+    this.latency.endWarmup()
+    this.warmup = { seconds: (performance.now() - this.startedAt) / 1000, sent: this.sent, acked: this.acked, received: this.received }
+    this.firstSentAt = this.lastSentAt = this.firstReceivedAt = this.lastReceivedAt = 0
+    this.sendStreams = 0
+    this.phase++
+  }
+
   error (reason: string): void {
     this.errors.set(reason, (this.errors.get(reason) ?? 0) + 1)
   }

@@ -71,6 +71,12 @@ export interface BenchSummary {
     connectMs: LatencySummary
   }
   /**
+   * With --warmup: what the warm-up sent and received (`seconds` long, from the start). It is left
+   * out of `publish` and `receive` (counts and rates), not out of the loss check, which covers
+   * the whole run.
+   */
+  warmup?: { seconds: number, sent: number, acked: number, received: number }
+  /**
    * `seconds` is the window the messages stand for: from the first to the last, plus one interval
    * of each stream (N messages of a paced publisher span N - 1 of its intervals), so that a steady
    * rate reads as configured. Rates (perSecond) are null when that is not known: every message
@@ -146,19 +152,23 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
     },
     errors: Object.fromEntries([...s.errors].sort((a, b) => b[1] - a[1]))
   }
+  const warm = s.warmup ?? { seconds: 0, sent: 0, acked: 0, received: 0 }
+  if (s.warmup !== undefined) summary.warmup = { ...s.warmup, seconds: round(s.warmup.seconds) }
   if (o.mode === 'pub' || o.mode === 'pubsub') {
-    const w = window(s.sent, (s.lastSentAt - s.firstSentAt) / 1000, s.sendStreams)
-    summary.publish = { sent: s.sent, acked: s.acked, seconds: round(w.seconds), perSecond: w.perSecond }
+    const sent = s.sent - warm.sent
+    const w = window(sent, (s.lastSentAt - s.firstSentAt) / 1000, s.sendStreams)
+    summary.publish = { sent, acked: s.acked - warm.acked, seconds: round(w.seconds), perSecond: w.perSecond }
   }
   if (o.mode === 'sub' || o.mode === 'pubsub') {
-    const w = window(s.received, (s.lastReceivedAt - s.firstReceivedAt) / 1000, result?.streams ?? 1)
+    const received = s.received - warm.received
+    const w = window(received, (s.lastReceivedAt - s.firstReceivedAt) / 1000, result?.streams ?? 1)
     const rows = result?.reports ?? []
     const latency = s.latency.summary()
     // pubsub knows the payload size; a lone `sub` can only tell from what arrived.
     const stamped = o.mode === 'pubsub' ? o.payloadSize >= STAMP_BYTES : s.received === 0 || s.received > s.unstamped
     const checked = stamped ? 'sequence' : result?.expected !== undefined ? 'count' : 'none'
     summary.receive = {
-      received: s.received,
+      received,
       seconds: round(w.seconds),
       perSecond: w.perSecond,
       latencyMs: latency.count > 0 ? latency : null,
@@ -229,6 +239,13 @@ export function formatSummary (r: BenchSummary): string {
     (c.connectMs.count > 0 ? `; connect p50 ${ms(c.connectMs.p50)}  p99 ${ms(c.connectMs.p99)}  max ${ms(c.connectMs.max)} ms` : ''))
   if (r.connRate === 0 && r.maxConnecting === 0 && c.attempted >= QUEUEING_NOTE_CLIENTS) {
     row('', 'connect times with -R 0 include queueing in this process (all handshakes at once); -R or --max-connecting measures the broker\'s')
+  }
+  if (r.warmup !== undefined && (r.publish !== undefined || r.receive !== undefined)) {
+    const w = r.warmup
+    const counts = [...(r.publish === undefined ? [] : [`${w.sent.toLocaleString('en-US')} sent`]),
+      ...(r.receive === undefined ? [] : [`${w.received.toLocaleString('en-US')} received`])]
+    const lossNote = r.receive === undefined ? '' : '; loss is checked over the whole run'
+    row('warm-up', `${w.seconds.toFixed(2)} s: ${counts.join(', ')} (not in the counts and rates below${lossNote})`)
   }
   if (r.publish !== undefined) {
     const p = r.publish

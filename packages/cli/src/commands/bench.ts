@@ -97,7 +97,7 @@ export async function run (argv: string[]): Promise<number> {
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
-  const warmupTimer = options.warmup > 0 ? setTimeout(() => { ctx.stats.latency.endWarmup() }, options.warmup * 1000) : undefined
+  const warmupTimer = options.warmup > 0 ? setTimeout(() => { ctx.stats.endWarmup() }, options.warmup * 1000) : undefined
   const durationTimer = options.duration > 0 ? setTimeout(() => { ctx.stop() }, (options.warmup + options.duration) * 1000) : undefined
   progress?.start()
   let reports: ReceiveResult | undefined
@@ -110,7 +110,7 @@ export async function run (argv: string[]): Promise<number> {
     clearTimeout(durationTimer)
     clearTimeout(warmupTimer)
     // A run that ended during its warm-up has measured nothing.
-    if (options.warmup > 0) ctx.stats.latency.endWarmup()
+    if (options.warmup > 0) ctx.stats.endWarmup()
     ctx.stop()
     await ctx.closeAll()
     process.off('SIGINT', onSignal)
