@@ -122,7 +122,7 @@ Exit codes:
   0    the run completed, or was stopped by Ctrl-C/SIGTERM, with nothing failed; also when the
        reader of the output went away (| head): the run stops quietly
   1    the run failed, said under FAILED (no connection could be made, every connection was lost,
-       a subscription failed, a broker limit it cannot meet)
+       a subscription failed, a broker limit it cannot meet, QoS 1/2 publishes left unacknowledged)
   2    bad arguments
   130  a second Ctrl-C (SIGINT)     143  a second SIGTERM`
 

@@ -30,6 +30,8 @@ export class Publisher implements PacketSink {
   startedAt = 0
   stopped = false
   onFinished: (() => void) | undefined
+  /** Called once the count (-L) has been sent; acknowledgements may still be due. */
+  onAllSent: (() => void) | undefined
   private inflight = 0
   private readonly freeIds: number[] = []
   private readonly capacity: number
@@ -88,6 +90,7 @@ export class Publisher implements PacketSink {
     if (s.firstSentAt === 0) s.firstSentAt = now
     s.lastSentAt = now
     s.sent += n
+    if (this.o.limit > 0 && this.seq >= this.o.limit) this.onAllSent?.()
     if (t.qos === 0) {
       s.acked += n
       this.acked += n

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { topicMatches } from '@petrel/wire'
 import type { RunContext } from './context.js'
 import { PublishDriver } from './driver.js'
-import { startPublishers, stopPublishers, type RunningPublisher } from './pub.js'
+import { allSent, startPublishers, stopPublishers, type RunningPublisher } from './pub.js'
 import type { Expected, ReceiveResult } from './sequence-tracker.js'
 import { RUN_ID, STAMP_BYTES } from './stamp.js'
 import { finishReceiving, receiversOf, startSubscribers, type Receiver } from './sub.js'
@@ -37,7 +37,7 @@ export async function runPubSub (ctx: RunContext): Promise<ReceiveResult> {
   if (!ctx.stopping) {
     pubs = await startPublishers(ctx, driver)
     ctx.allStarted()
-    await Promise.race([Promise.all(pubs.map(async (r) => { await r.finished })), ctx.stopped()])
+    await Promise.race([allSent(pubs), ctx.stopped()])
   }
   await stopPublishers(ctx, driver, pubs, o.drainTimeout * 1000)
   const receivers = receiversOf(subs)

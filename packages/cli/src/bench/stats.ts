@@ -59,8 +59,9 @@ export class BenchStats {
     this.phase++
   }
 
-  error (reason: string): void {
-    this.errors.set(reason, (this.errors.get(reason) ?? 0) + 1)
+  /** Counts `n` occurrences of `reason` (printed as "reason xN"). */
+  error (reason: string, n = 1): void {
+    this.errors.set(reason, (this.errors.get(reason) ?? 0) + n)
   }
 
   get errorCount (): number {
