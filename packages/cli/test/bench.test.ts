@@ -988,3 +988,25 @@ test('QoS 1 publishes never acknowledged fail the run, counted once per message'
   assert.deepEqual(s.failures, ['10 QoS 1 publishes were not acknowledged within --drain-timeout 1 s after the run'])
   assert.match(formatSummary(s), /errors\s+publish: unacknowledged at the end of the run x10\n/)
 })
+
+test('summary: a ramp cut short is said, and the publisher count is not capped with the rows', () => {
+  // 50 clients asked for at 20/s, a 1 s run: 20 were started.
+  const o = parseOptions(['conn', '-c', '50', '-R', '20', '--duration', '1'])
+  assert.ok(o !== undefined)
+  const s = new BenchStats()
+  s.connectAttempts = s.connected = 20
+  const conn = buildSummary(o, s, s.startedAt + 1000)
+  assert.equal(conn.connections.notStarted, 30)
+  assert.match(formatSummary(conn), /20\/20 established.*\n\s+the run ended before the ramp was through: 30 of 50 clients never started/)
+  assert.doesNotMatch(formatSummary(buildSummary({ ...o, clients: 20 }, s, s.startedAt + 1000)), /ramp/)
+  // 1,100 publishers: 1,000 rows, all 1,100 counted.
+  const p = parseOptions(['pubsub', '-c', '1100'])
+  assert.ok(p !== undefined)
+  const rows = Array.from({ length: 1100 }, (_, i) => ({ run: '00000001', publisher: i, received: 1, missing: 0, duplicates: 0, outOfOrder: 0 }))
+  const ps = new BenchStats()
+  ps.received = 1100
+  const sum = buildSummary(p, ps, ps.startedAt + 1000, { reports: rows })
+  assert.equal(sum.receive?.publishers.length, 1000)
+  assert.equal(sum.receive?.publisherCount, 1100)
+  assert.match(formatSummary(sum), /\(1,100 publishers\)/)
+})

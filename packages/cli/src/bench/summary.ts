@@ -61,6 +61,8 @@ export interface BenchSummary {
     failed: number
     /** Handshakes still under way when the run ended (Ctrl-C, --duration): not failures. */
     cancelled: number
+    /** Clients never started: the run ended (--duration, Ctrl-C, a failure) before the ramp was through. */
+    notStarted: number
     lost: number
     /** Establishment rate: connections established per second, first attempt to last CONNACK. */
     perSecond: number | null
@@ -118,6 +120,8 @@ export interface BenchSummary {
      * `outOfOrder` only within each member (the order across members is not defined).
      */
     sharedGroups: number
+    /** Publishers seen (or expected): all of them, where `publishers` stops at 1,000 rows. */
+    publisherCount: number
     /** One row per publisher seen (or expected), problems or not; capped at 1,000 rows. */
     publishers: SequenceReport[]
   }
@@ -146,6 +150,7 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
       established: s.connected,
       failed: s.connectFailed,
       cancelled: s.connectCancelled,
+      notStarted: Math.max(0, o.clients + (o.mode === 'pubsub' ? o.subscribers : 0) - s.connectAttempts),
       lost: s.lost,
       perSecond: rate(s.connected, (s.lastConnectedAt - s.firstConnectAt) / 1000),
       connectMs: s.connectTime.summary()
@@ -180,6 +185,7 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
       duplicates: rows.reduce((n, r) => n + r.duplicates, 0),
       outOfOrder: rows.reduce((n, r) => n + r.outOfOrder, 0),
       sharedGroups: result?.sharedGroups ?? 0,
+      publisherCount: rows.length,
       publishers: rows.slice(0, MAX_PUBLISHER_ROWS)
     }
   }
@@ -237,6 +243,8 @@ export function formatSummary (r: BenchSummary): string {
   const c = r.connections
   row('connections', `${c.established}/${c.attempted} established${c.established > 1 && c.perSecond !== null ? ` (${si(c.perSecond)}/s)` : ''}, ${c.failed} failed, ${c.cancelled > 0 ? `${c.cancelled} cancelled (the run ended first), ` : ''}${c.lost} lost` +
     (c.connectMs.count > 0 ? `; connect p50 ${ms(c.connectMs.p50)}  p99 ${ms(c.connectMs.p99)}  max ${ms(c.connectMs.max)} ms` : ''))
+  // The header names the clients asked for: say when fewer were started.
+  if (c.notStarted > 0) row('', `the run ended before the ramp was through: ${c.notStarted.toLocaleString('en-US')} of ${(r.clients + r.subscribers).toLocaleString('en-US')} clients never started`)
   if (r.connRate === 0 && r.maxConnecting === 0 && c.attempted >= QUEUEING_NOTE_CLIENTS) {
     row('', 'connect times with -R 0 include queueing in this process (all handshakes at once); -R or --max-connecting measures the broker\'s')
   }
@@ -270,7 +278,8 @@ export function formatSummary (r: BenchSummary): string {
     if (v.checked === 'sequence') {
       // A lone subscriber counts from the first message it saw of each publisher.
       const from = r.mode === 'sub' ? ', each from its first message seen' : ''
-      row('loss', `${v.missing} missing, ${v.duplicates} duplicated, ${v.outOfOrder} out of order (${v.publishers.length} publishers${from})`)
+      const n = v.publisherCount
+      row('loss', `${v.missing} missing, ${v.duplicates} duplicated, ${v.outOfOrder} out of order (${n.toLocaleString('en-US')} publisher${n === 1 ? '' : 's'}${from})`)
       if (v.sharedGroups > 0) row('', `shared subscriptions: each $share group counted as one receiver; order checked within each member only`)
     } else if (v.checked === 'count') {
       row('loss', `${v.missing} missing by count (no per-publisher check: ${noStamps})`)
