@@ -52,8 +52,8 @@ function failuresOf (ctx: RunContext): string[] {
  * `petrel bench`: load-tests a broker and prints a summary (JSON with --json). Resolves to the
  * exit code: 0; 1 when the run failed (no connection made, every connection lost, a subscription
  * refused, a broker limit the run cannot meet, publishes left unacknowledged), said in the
- * summary; 2 on bad arguments. A
- * second Ctrl-C or SIGTERM exits at once with 130 or 143, and no summary.
+ * summary; 2 on bad arguments. A second Ctrl-C or SIGTERM exits at once with 130 or 143, and no
+ * summary; a reader that went away (EPIPE) ends the run quietly with 0.
  */
 export async function run (argv: string[]): Promise<number> {
   let options: BenchOptions | undefined
