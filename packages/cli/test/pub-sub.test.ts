@@ -437,3 +437,24 @@ test('-d prints each packet in the words of mosquitto_pub, on stderr', async (t)
     'Client dbg-pub sending DISCONNECT'
   ])
 })
+
+test('petrel pub -l -q 2 under 3.1.1: all 300 reach a default mosquitto (max_inflight_messages 20)', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  // mosquitto's default quota (startMosquitto raises it to 100; the later line wins).
+  const m = await startMosquitto({ extraConfig: 'max_inflight_messages 20' })
+  let sub: ReturnType<typeof start> | undefined
+  try {
+    const p = String(m.port)
+    const lines = Array.from({ length: 300 }, (_, i) => String(i + 1))
+    sub = start('mosquitto_sub', ['-p', p, '-t', 'ql/p', '-q', '2', '-C', '300'])
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const pub = await run('node', [petrel, 'pub', '-p', p, '-V', 'mqttv311', '-t', 'ql/p', '-l', '-q', '2'], lines.join('\n') + '\n')
+    assert.equal(pub.code, 0, pub.stderr)
+    // Lost messages would leave mosquitto_sub waiting: bound the wait, then compare what came.
+    const got = await Promise.race([sub.done, new Promise<undefined>((resolve) => setTimeout(() => { resolve(undefined) }, 5000))])
+    assert.equal(got?.stdout ?? sub.stdout(), lines.join('\n') + '\n')
+  } finally {
+    sub?.child.kill('SIGKILL')
+    await m.stop()
+  }
+})

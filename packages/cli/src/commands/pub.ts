@@ -18,10 +18,16 @@ Message:
   -r                 retain the message
   --repeat COUNT     publish the message COUNT times (-m, -f, -s, -n)
   --repeat-delay SECONDS  wait this long between repeats (default 0)
-  -M COUNT           QoS 1/2 messages in flight at once (default 100; MQTT 5: at most the
-                     broker's Receive Maximum)
+  -M COUNT           QoS 1/2 messages in flight at once (default 20, as mosquitto_pub; MQTT 5:
+                     at most the broker's Receive Maximum)
 
 ${commonHelp}`
+
+/**
+ * -M default, libmosquitto's: MQTT 3.1.1 has no Receive Maximum, and a broker over its quota
+ * may drop QoS 2 messages (mosquitto's max_inflight_messages is 20 by default).
+ */
+const DEFAULT_INFLIGHT = 20
 
 /** `-l`: lines published and not yet acknowledged before reading stdin waits. */
 const LINES_AHEAD = 1000
@@ -67,8 +73,8 @@ export async function run (argv: string[]): Promise<number> {
     const delayS = values['repeat-delay'] === undefined ? 0 : Number(values['repeat-delay'])
     if (!(delayS >= 0)) throw new UsageError(`--repeat-delay must be a number of seconds >= 0, got '${values['repeat-delay']}'`)
     if (repeat > 1 && values['stdin-line'] === true) throw new UsageError('--repeat does not apply to -l (one message per line)')
-    const inflight = values['max-inflight'] === undefined ? undefined : Number(values['max-inflight'])
-    if (inflight !== undefined && !(Number.isInteger(inflight) && inflight >= 1 && inflight <= 65535)) throw new UsageError(`-M must be an integer from 1 to 65535, got '${values['max-inflight']}'`)
+    const inflight = values['max-inflight'] === undefined ? DEFAULT_INFLIGHT : Number(values['max-inflight'])
+    if (!(Number.isInteger(inflight) && inflight >= 1 && inflight <= 65535)) throw new UsageError(`-M must be an integer from 1 to 65535, got '${values['max-inflight']}'`)
     let payload: Buffer | undefined
     if (values.message !== undefined) payload = Buffer.from(values.message)
     else if (values['null-message'] === true) payload = Buffer.alloc(0)
@@ -86,7 +92,7 @@ export async function run (argv: string[]): Promise<number> {
     // -l runs as long as its input: once up, a lost link is reconnected and what was read
     // meanwhile goes out then, as mosquitto_pub does.
     const lines = values['stdin-line'] === true
-    client = await connect(conn.url, { ...conn.options, ...(inflight === undefined ? {} : { inflightWindow: inflight }), ...(lines ? { reconnect: true } : {}) })
+    client = await connect(conn.url, { ...conn.options, inflightWindow: inflight, ...(lines ? { reconnect: true } : {}) })
     if (lines) client.on('error', () => {})
     if (payload !== undefined) {
       // Without a delay the repeats are pipelined (within the client's window), like -l.
