@@ -66,6 +66,7 @@ export const commonHelp = `Connection:
   -h HOST            broker host (default 127.0.0.1)
   -p PORT            broker port (default 1883, 8883 with --cafile)
   -L URL             mqtt[s]://[user[:pass]@]host[:port]/topic or ws[s]://... (overrides -h -p -t)
+                     (the topic as typed, '#', '?' and '%xx' included, as mosquitto)
   --unix PATH        connect through a Unix domain socket instead
   -A ADDRESS         connect from this local address
   -i ID              client id (default: petrel-<random>)
@@ -197,24 +198,36 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
     url = undefined
     where = `the Unix socket ${v.unix}`
   } else if (v.url !== undefined) {
-    let parsed: URL
-    try {
-      parsed = new URL(v.url)
-    } catch {
-      throw new UsageError(`-L: not a URL: '${v.url}'`)
-    }
-    const path = decodeURIComponent(parsed.pathname.replace(/^\//, ''))
-    if (path !== '' && (parsed.protocol === 'mqtt:' || parsed.protocol === 'mqtts:')) {
-      urlTopic = path
-      parsed.pathname = ''
-    }
-    url = parsed.href
+    const resolved = resolveUrlFlag(v.url)
+    url = resolved.url
+    urlTopic = resolved.topic
   } else {
     const host = v.host ?? '127.0.0.1'
     const port = intFlag(v.port, '-p', 1, 65535) ?? (tls ? 8883 : 1883)
     url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
   }
   return { url, where: where ?? url ?? '', urlTopic, options, qos }
+}
+
+/**
+ * -L: for mqtt:// and mqtts://, the topic is everything after the first '/' past the scheme,
+ * verbatim as mosquitto_pub/sub take it: URL parsing would cut it at '#' or '?' and choke on a
+ * lone '%', and '%xx' stays as typed (mosquitto does not decode it either). The URL dialled
+ * is the scheme and authority alone. ws:// and wss:// keep their path: it is the WebSocket's.
+ */
+function resolveUrlFlag (raw: string): { url: string, topic: string | undefined } {
+  const mqtt = /^(mqtts?):\/\/([^/]*)(?:\/(.*))?$/is.exec(raw)
+  let parsed: URL
+  try {
+    parsed = new URL(mqtt === null ? raw : `${(mqtt[1] as string).toLowerCase()}://${mqtt[2] as string}`)
+  } catch {
+    throw new UsageError(`-L: not a URL: '${raw}'`)
+  }
+  if (mqtt === null) return { url: parsed.href, topic: undefined }
+  // The host part cannot carry a query or fragment: whatever follows it belongs to the topic, after a '/'.
+  if (parsed.search !== '' || parsed.hash !== '') throw new UsageError(`-L: put the topic after a '/' (mqtt://host:port/topic), got '${raw}'`)
+  const topic = mqtt[3]
+  return { url: parsed.href, topic: topic === undefined || topic === '' ? undefined : topic }
 }
 
 /** --psk and --psk-identity: TLS authenticated by a shared key, no certificates (as mosquitto's psk_file). */

@@ -458,3 +458,31 @@ test('petrel pub -l -q 2 under 3.1.1: all 300 reach a default mosquitto (max_inf
     await m.stop()
   }
 })
+
+test('-L takes the topic verbatim after the host, as mosquitto_pub/sub: #, ?, a lone % and %xx', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const base = `mqtt://127.0.0.1:${port()}`
+  const started: Array<ReturnType<typeof start>> = []
+  try {
+    // A filter with '#': URL parsing took it for a fragment and subscribed to 'lt/'.
+    const s = start('node', [petrel, 'sub', '-L', `${base}/lt/#`, '-v', '-C', '1'])
+    started.push(s)
+    const r = await untilExit(s, async () => await run('mosquitto_pub', ['-p', port(), '-t', 'lt/deep/x', '-m', 'hi']))
+    assert.deepEqual([r.code, r.stdout], [0, 'lt/deep/x hi\n'], r.stderr)
+    // '?' cut the topic; a lone '%' threw URIError; '%25' was decoded to '%'. mosquitto_pub keeps all three as typed.
+    for (const topic of ['lu/what?now', 'lu/rate/100%', 'lu/a%25b']) {
+      for (const publisher of ['petrel', 'mosquitto_pub']) {
+        const w = start('mosquitto_sub', ['-p', port(), '-t', topic, '-v', '-C', '1'])
+        started.push(w)
+        const args = ['-L', `${base}/${topic}`, '-m', 'x']
+        const got = await untilExit(w, async () => {
+          const p = publisher === 'petrel' ? await run('node', [petrel, 'pub', ...args]) : await run('mosquitto_pub', args)
+          assert.equal(p.code, 0, `${publisher} -L ${base}/${topic}: ${p.stderr}`)
+        })
+        assert.equal(got.stdout, `${topic} x\n`, `${publisher} -L ${base}/${topic}`)
+      }
+    }
+  } finally {
+    for (const s of started) s.child.kill('SIGKILL')
+  }
+})
