@@ -1,10 +1,13 @@
 import type { Message } from '@petrel/client'
 import { UsageError } from './usage-error.js'
 
-/** A compiled `-F` format: the text printed for one message. `now` carries nanoseconds. */
-export type MessageFormat = (message: Message, now: Date) => string
+/**
+ * A compiled `-F` format: the bytes printed for one message (`%p` is the payload's bytes as
+ * they came, as mosquitto_sub writes them; the rest is UTF-8 text). `now` carries nanoseconds.
+ */
+export type MessageFormat = (message: Message, now: Date) => Buffer
 
-type Part = string | ((m: Message, now: Date) => string)
+type Part = string | ((m: Message, now: Date) => string | Buffer)
 
 /** `%[-][0][width][.precision]`: mosquitto_sub's printf-like field options. */
 interface Field {
@@ -29,20 +32,27 @@ const str = (value: string | undefined, f: Field): string =>
 const int = (value: number | undefined, f: Field): string =>
   value === undefined ? ' '.repeat(f.width) : pad(String(value), f, f.zero ? '0' : ' ')
 
-/** The payload as text or hex; a width caps what is shown (hex: two characters a byte) and pads. */
-function payload (m: Message, f: Field, hex: '' | 'x' | 'X'): string {
-  let bytes = m.payload
-  if (f.width > 0 && bytes.length * (hex === '' ? 1 : 2) > f.width) bytes = bytes.subarray(0, hex === '' ? f.width : f.width >> 1)
-  let text = hex === '' ? bytes.toString('utf8') : bytes.toString('hex')
-  if (hex === 'X') text = text.toUpperCase()
-  return pad(text, f, f.zero ? '0' : ' ')
+/** `%p`: the payload's bytes verbatim; a width counts bytes, caps what is shown and pads (as mosquitto_sub). */
+function rawPayload (m: Message, f: Field): Buffer {
+  const bytes = f.width > 0 && m.payload.length > f.width ? m.payload.subarray(0, f.width) : m.payload
+  const fill = Buffer.alloc(Math.max(0, f.width - bytes.length), f.zero && !f.left ? '0' : ' ')
+  if (fill.length === 0) return bytes
+  return Buffer.concat(f.left ? [bytes, fill] : [fill, bytes])
 }
 
-const SPECIFIERS: Record<string, (m: Message, now: Date, f: Field) => string> = {
+/** The payload in hex; a width caps what is shown (two characters a byte) and pads. */
+function hexPayload (m: Message, f: Field, upper: boolean): string {
+  let bytes = m.payload
+  if (f.width > 0 && bytes.length * 2 > f.width) bytes = bytes.subarray(0, f.width >> 1)
+  const text = bytes.toString('hex')
+  return pad(upper ? text.toUpperCase() : text, f, f.zero ? '0' : ' ')
+}
+
+const SPECIFIERS: Record<string, (m: Message, now: Date, f: Field) => string | Buffer> = {
   t: (m, _n, f) => str(m.topic, f),
-  p: (m, _n, f) => payload(m, f, ''),
-  x: (m, _n, f) => payload(m, f, 'x'),
-  X: (m, _n, f) => payload(m, f, 'X'),
+  p: (m, _n, f) => rawPayload(m, f),
+  x: (m, _n, f) => hexPayload(m, f, false),
+  X: (m, _n, f) => hexPayload(m, f, true),
   q: (m) => String(m.qos),
   r: (m) => m.retain ? '1' : '0',
   l: (m, _n, f) => int(m.payload.length, f),
@@ -155,10 +165,14 @@ export function compileFormat (format: string, prettyJson = false): MessageForma
     }
   }
   flush()
+  const chunks = parts.map((p) => typeof p === 'string' ? Buffer.from(p, 'utf8') : p)
   return (m, now) => {
-    let out = ''
-    for (const p of parts) out += typeof p === 'string' ? p : p(m, now)
-    return out
+    const out = chunks.map((c) => {
+      if (Buffer.isBuffer(c)) return c
+      const v = c(m, now)
+      return typeof v === 'string' ? Buffer.from(v, 'utf8') : v
+    })
+    return Buffer.concat(out)
   }
 }
 

@@ -15,26 +15,26 @@ const when = Object.assign(new Date(2026, 2, 4, 5, 6, 7, 89), { subMsNanos: 123_
 test('field widths, alignment, zero padding and precision', () => {
   const m = msg('payload-long', 1, 7, { contentType: 'tx', messageExpiryInterval: 30 })
   const f = compileFormat('|%15t|%-15t|%.3t|%8p|%-8p|%20p|%6x|%-6X|%3m|%03m|%-3m|%04l|%5C|%-5C|%3E|%03E|%%|')
-  assert.equal(f(m, when), '|    fw/abcdefgh|fw/abcdefgh    |fw/|payload-|payload-|        payload-long|706179|706179|  7|007|7  |0012|   tx|tx   | 30|030|%|')
+  assert.equal(f(m, when).toString(), '|    fw/abcdefgh|fw/abcdefgh    |fw/|payload-|payload-|        payload-long|706179|706179|  7|007|7  |0012|   tx|tx   | 30|030|%|')
   // Absent values print as blanks of the field's width; QoS 0 has packet id 0.
-  assert.equal(compileFormat('|%5C|%3E|%2F|%4S|%2A|%m|%R|')(msg('x', 0, 0), when), '|     |   |  |    |  |0||')
+  assert.equal(compileFormat('|%5C|%3E|%2F|%4S|%2A|%m|%R|')(msg('x', 0, 0), when).toString(), '|     |   |  |    |  |0||')
 })
 
 test('@ conversions are strftime letters of the local time; @N and %U carry nanoseconds', () => {
   const f = compileFormat('@Y-@m-@d @H:@M:@S.@N @a @b @j @I@p @@ %U')
   const unix = `${Math.floor(when.getTime() / 1000)}.089123456`
-  assert.equal(f(msg('x', 0, 0), when), `2026-03-04 05:06:07.089123456 Wed Mar 063 05AM @ ${unix}`)
-  assert.equal(compileFormat('@F @T @s')(msg('x', 0, 0), when), `2026-03-04 05:06:07 ${Math.floor(when.getTime() / 1000)}`)
+  assert.equal(f(msg('x', 0, 0), when).toString(), `2026-03-04 05:06:07.089123456 Wed Mar 063 05AM @ ${unix}`)
+  assert.equal(compileFormat('@F @T @s')(msg('x', 0, 0), when).toString(), `2026-03-04 05:06:07 ${Math.floor(when.getTime() / 1000)}`)
   const now = preciseNow()
   assert.ok(Math.abs(now.getTime() - Date.now()) < 1000)
 })
 
 test('%j carries mid for QoS > 0; prettyJson indents it', () => {
-  const line = JSON.parse(compileFormat('%j')(msg('{"a":1}', 2, 9), when)) as Record<string, unknown>
+  const line = JSON.parse(compileFormat('%j')(msg('{"a":1}', 2, 9), when).toString()) as Record<string, unknown>
   assert.equal(line.mid, 9)
   assert.equal(line.payload, '{"a":1}')
-  assert.equal('mid' in (JSON.parse(compileFormat('%j')(msg('x', 0, 0), when)) as object), false)
-  const pretty = compileFormat('%J', true)(msg('{"a":1}', 1, 1), when)
+  assert.equal('mid' in (JSON.parse(compileFormat('%j')(msg('x', 0, 0), when).toString()) as object), false)
+  const pretty = compileFormat('%J', true)(msg('{"a":1}', 1, 1), when).toString()
   assert.match(pretty, /\n\t"payload": \{\n\t\t"a": 1\n\t\}\n\}$/)
 })
 
@@ -43,4 +43,15 @@ test('unknown conversions are usage errors that list what is supported', () => {
   assert.throws(() => compileFormat('@Q'), (e: unknown) => e instanceof UsageError && /unsupported @Q \(supported: .*@N/.test(e.message))
   assert.throws(() => compileFormat('abc%'), /a lone % at the end/)
   assert.throws(() => compileFormat('abc@'), /a lone @ at the end/)
+})
+
+test('%p is the payload bytes verbatim; its width counts bytes (as mosquitto_sub 2.0.11 prints them)', () => {
+  const binary = Buffer.from([0xff, 0x00, 0xc3, 0x28, 0x80, 0x0a])
+  const m = new Message('fw/b', binary, 0, false, false, 0, undefined, undefined, undefined)
+  assert.deepEqual(compileFormat('%p')(m, when), binary)
+  assert.deepEqual(compileFormat('<%p|%x>')(m, when), Buffer.concat([Buffer.from('<'), binary, Buffer.from('|ff00c328800a>')]))
+  // 'héllo' is 6 bytes; %3p cuts the é in half. mosquitto_sub -F '|%8p|%-8p|%3p|%08p|%-08p|' writes exactly these.
+  const h = Buffer.from('héllo')
+  const expected = Buffer.concat([Buffer.from('|  '), h, Buffer.from('|'), h, Buffer.from('  |'), h.subarray(0, 3), Buffer.from('|00'), h, Buffer.from('|'), h, Buffer.from('  |')])
+  assert.deepEqual(compileFormat('|%8p|%-8p|%3p|%08p|%-08p|')(msg('héllo', 0, 0), when), expected)
 })

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort, hasProgram, makeTestCertificates, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
@@ -484,5 +485,48 @@ test('-L takes the topic verbatim after the host, as mosquitto_pub/sub: #, ?, a 
     }
   } finally {
     for (const s of started) s.child.kill('SIGKILL')
+  }
+})
+
+/** Runs a command to its end and keeps stdout as bytes; killed if it outlives `ms`. */
+async function runBytes (cmd: string, args: string[], ms = 10_000): Promise<{ code: number | null, stdout: Buffer, stderr: string }> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  const out: Buffer[] = []
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => { out.push(d) })
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const done = new Promise<number | null>((resolve) => { child.on('close', resolve) })
+  try {
+    const code = await withTimeout(done, ms, `${cmd} ${args.join(' ')}`)
+    return { code, stdout: Buffer.concat(out), stderr }
+  } finally {
+    child.kill('SIGKILL')
+  }
+}
+
+test('petrel sub prints binary payloads byte for byte, as mosquitto_sub (-N, -v, -F %p)', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const p = port()
+  const payload = randomBytes(1000)
+  const file = join(mkdtempSync(join(tmpdir(), 'petrel-bin-')), 'payload')
+  writeFileSync(file, payload)
+  // Retained: each subscriber below gets it at once on subscribing.
+  assert.equal((await run('mosquitto_pub', ['-p', p, '-t', 'bin/raw', '-f', file, '-r', '-q', '1'])).code, 0)
+  try {
+    const cases: Array<[string[], Buffer]> = [
+      [['-N'], payload],
+      [['-v'], Buffer.concat([Buffer.from('bin/raw '), payload, Buffer.from('\n')])],
+      [['-F', '%p'], Buffer.concat([payload, Buffer.from('\n')])]
+    ]
+    for (const [flags, expected] of cases) {
+      const common = ['-p', p, '-t', 'bin/raw', '-C', '1', ...flags]
+      const ours = await runBytes('node', [petrel, 'sub', ...common])
+      const theirs = await runBytes('mosquitto_sub', common)
+      assert.equal(ours.code, 0, ours.stderr)
+      assert.ok(ours.stdout.equals(expected), `petrel sub ${flags.join(' ')}: ${ours.stdout.length} bytes, expected ${expected.length}`)
+      assert.ok(theirs.stdout.equals(ours.stdout), `mosquitto_sub ${flags.join(' ')} printed other bytes`)
+    }
+  } finally {
+    await run('mosquitto_pub', ['-p', p, '-t', 'bin/raw', '-n', '-r'])
   }
 })

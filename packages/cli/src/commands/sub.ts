@@ -148,7 +148,7 @@ export async function run (argv: string[]): Promise<number> {
         m.ack()
         return
       }
-      let text: string
+      let text: Buffer | string
       try {
         // --random-filter drops from the output only: as in mosquitto_sub, the message still counts for -C.
         text = share < 100 && Math.random() * 100 >= share ? '' : print(m)
@@ -201,15 +201,15 @@ export async function run (argv: string[]): Promise<number> {
   }
 }
 
-function printer (format: MessageFormat | undefined, json: boolean, verbose: boolean, noNewline: boolean, pretty: boolean): (m: Message) => string {
-  const end = noNewline ? '' : '\n'
-  if (format !== undefined) return (m) => format(m, preciseNow()) + end
+/** What one message prints. The payload goes out as the bytes that came, as mosquitto_sub writes it: decoding it as UTF-8 would mangle binary ones. */
+function printer (format: MessageFormat | undefined, json: boolean, verbose: boolean, noNewline: boolean, pretty: boolean): (m: Message) => Buffer | string {
+  const end = Buffer.from(noNewline ? '' : '\n')
+  if (format !== undefined) return (m) => Buffer.concat([format(m, preciseNow()), end])
   if (json) return (m) => `${jsonLine(m, pretty)}\n`
   // As mosquitto_sub: an empty message prints nothing, or `topic (null)` with -v (it still counts for -C).
   return (m) => {
     if (m.payload.length === 0) return verbose && !noNewline ? `${m.topic} (null)\n` : ''
-    const payload = m.payload.toString('utf8')
-    return (verbose ? `${m.topic} ${payload}` : payload) + end
+    return Buffer.concat([...(verbose ? [Buffer.from(`${m.topic} `)] : []), m.payload, end])
   }
 }
 
