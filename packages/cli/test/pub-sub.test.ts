@@ -530,3 +530,25 @@ test('petrel sub prints binary payloads byte for byte, as mosquitto_sub (-N, -v,
     await run('mosquitto_pub', ['-p', p, '-t', 'bin/raw', '-n', '-r'])
   }
 })
+
+test('petrel sub -W: a refused subscription ends it at once with only the refusal (exit 4)', async () => {
+  // mosquitto grants ACL-denied subscriptions; the Petrel broker refuses them in SUBACK.
+  const dir = mkdtempSync(join(tmpdir(), 'petrel-acl-'))
+  const p = await freePort()
+  const config = join(dir, 'petrel.toml')
+  writeFileSync(config, `[[listener]]\ntype = "tcp"\nhost = "127.0.0.1"\nport = ${p}\n\n[[acl]]\ntopic = "ok/#"\n`)
+  const broker = start('node', [petrel, 'broker', '--config', config])
+  try {
+    await waitFor(() => /listening on/.test(broker.stdout()) || broker.child.exitCode !== null, { timeoutMs: 10_000, message: 'petrel broker start-up line' })
+    for (const v of ['mqttv311', 'mqttv5']) {
+      const started = Date.now()
+      // -W 8 kept it alive for 8 s after the refusal, printing 'the connection ... ended' and 'Timed out' too.
+      const r = await run('node', [petrel, 'sub', '-p', String(p), '-V', v, '-t', 'deny/#', '-W', '8'])
+      assert.equal(r.code, 4, `${v}: ${r.stderr}`)
+      assert.match(r.stderr, /^petrel sub: the broker refused the subscription to "deny\/#" with reason code 0x8[07]\n$/, v)
+      assert.ok(Date.now() - started < 4000, `${v}: took ${Date.now() - started} ms`)
+    }
+  } finally {
+    broker.child.kill('SIGKILL')
+  }
+})

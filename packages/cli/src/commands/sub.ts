@@ -69,6 +69,9 @@ export async function run (argv: string[]): Promise<number> {
   let url = ''
   let client: MqttClient | undefined
   let finish: ((code: number) => void) | undefined
+  // Out here so that the catch can stop them: a failure must not also print 'ended' or 'Timed out'.
+  let timer: NodeJS.Timeout | undefined
+  let onClose: ((error?: Error) => void) | undefined
   const onSignal = (): void => { finish?.(ExitCode.ok) }
   try {
     const conn = resolveConnection(values, properties)
@@ -105,7 +108,7 @@ export async function run (argv: string[]): Promise<number> {
     process.once('SIGINT', onSignal)
     process.once('SIGTERM', onSignal)
     c.on('error', () => {}) // each failed attempt; 'close' says when it gives up
-    const onClose = (error?: Error): void => {
+    onClose = (error?: Error): void => {
       say(`petrel sub: the connection to ${conn.where} ended${error === undefined ? '' : `: ${error.message}`}`)
       finish?.(ExitCode.operation)
     }
@@ -121,7 +124,7 @@ export async function run (argv: string[]): Promise<number> {
 
     let received = 0
     // -W as mosquitto_sub: the whole run, from the connection, not the time between messages.
-    const timer = timeoutS === undefined
+    timer = timeoutS === undefined
       ? undefined
       : setTimeout(() => {
         say('Timed out')
@@ -184,13 +187,15 @@ export async function run (argv: string[]): Promise<number> {
     await Promise.all(subscribed)
     if (values['exit-after-subscribe'] === true) finish?.(ExitCode.ok)
     const code = await done
-    if (timer !== undefined) clearTimeout(timer)
+    clearTimeout(timer)
     // Acks of output still on its way to a slow reader go out before DISCONNECT.
     await new Promise<void>((resolve) => { process.stdout.write('', () => { resolve() }) })
     c.off('close', onClose)
     await c.end()
     return code
   } catch (err) {
+    clearTimeout(timer)
+    if (onClose !== undefined) client?.off('close', onClose)
     await client?.end({ force: true })
     const { message, exitCode } = describeError(err, url)
     if (values.quiet !== true) console.error(`petrel sub: ${message}`)
