@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
+import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort, hasProgram, makeTestCertificates, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
@@ -550,5 +551,78 @@ test('petrel sub -W: a refused subscription ends it at once with only the refusa
     }
   } finally {
     broker.child.kill('SIGKILL')
+  }
+})
+
+test('petrel pub on SIGINT: disconnects cleanly (no will) and exits 0, with --repeat and with -l', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const p = port()
+  const watcher = start('mosquitto_sub', ['-p', p, '-t', 'sig/#', '-v'])
+  let pub: ChildProcess | undefined
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    for (const mode of ['repeat', 'lines']) {
+      const will = ['--will-topic', `sig/${mode}/will`, '--will-payload', 'gone']
+      const args = mode === 'repeat'
+        ? ['-t', `sig/${mode}/data`, '-m', 'x', '--repeat', '100', '--repeat-delay', '1', ...will]
+        : ['-t', `sig/${mode}/data`, '-l', '-q', '1', ...will]
+      // stdin stays open for -l: the pipe of a producer that is still running.
+      const child = spawn('node', [petrel, 'pub', '-p', p, ...args], { stdio: ['pipe', 'ignore', 'pipe'] })
+      pub = child
+      let stderr = ''
+      child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+      const exited = new Promise<number | null>((resolve) => { child.on('close', (code) => { resolve(code) }) })
+      if (mode === 'lines') child.stdin.write('x\n')
+      await waitFor(() => watcher.stdout().includes(`sig/${mode}/data x`), { timeoutMs: 10_000, message: `${mode}: first message` })
+      child.kill('SIGINT')
+      const code = await withTimeout(exited, 5000, `${mode}: exit after SIGINT`)
+      // mosquitto publishes a will at once when a client goes without DISCONNECT.
+      await new Promise((resolve) => setTimeout(resolve, 1000))
+      assert.doesNotMatch(watcher.stdout(), new RegExp(`sig/${mode}/will`), mode)
+      assert.deepEqual([code, stderr], [0, ''], mode)
+    }
+  } finally {
+    pub?.kill('SIGKILL')
+    watcher.child.kill('SIGKILL')
+  }
+})
+
+test('petrel pub on SIGINT waits briefly for acks a broker never sends; a second SIGINT exits at once', async () => {
+  // A broker that accepts the connection and never acknowledges a PUBLISH.
+  let published = false
+  const server = createServer((socket) => {
+    socket.once('data', () => { socket.write(Buffer.from([0x20, 0x02, 0x00, 0x00])) })
+    socket.on('data', (d: Buffer) => { if (d[0] === 0x32) published = true })
+    socket.on('error', () => {})
+  })
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  const p = String((server.address() as AddressInfo).port)
+  const started: Array<ReturnType<typeof start>> = []
+  try {
+    for (const signals of [1, 2]) {
+      published = false
+      const s = start('node', [petrel, 'pub', '-p', p, '-t', 'never/acked', '-m', 'x', '-q', '1'])
+      started.push(s)
+      await waitFor(() => published, { timeoutMs: 10_000, message: 'PUBLISH sent' })
+      const t0 = Date.now()
+      s.child.kill('SIGINT')
+      if (signals === 2) {
+        await new Promise((resolve) => setTimeout(resolve, 200))
+        s.child.kill('SIGINT')
+      }
+      const r = await withTimeout(s.done, 8000, `exit after ${signals} SIGINT`)
+      const took = Date.now() - t0
+      if (signals === 1) {
+        // The grace is bounded (2 s), then DISCONNECT and exit 0.
+        assert.equal(r.code, 0, r.stderr)
+        assert.ok(took >= 1500 && took < 5000, `one SIGINT: exited after ${took} ms`)
+      } else {
+        assert.equal(r.code, 130, r.stderr)
+        assert.ok(took < 1200, `two SIGINTs: exited after ${took} ms`)
+      }
+    }
+  } finally {
+    for (const s of started) s.child.kill('SIGKILL')
+    server.close()
   }
 })

@@ -32,6 +32,9 @@ const DEFAULT_INFLIGHT = 20
 /** `-l`: lines published and not yet acknowledged before reading stdin waits. */
 const LINES_AHEAD = 1000
 
+/** After SIGINT/SIGTERM: how long what is in flight may take to be acknowledged before DISCONNECT. */
+const STOP_GRACE_MS = 2000
+
 /** `petrel pub`: resolves to the process exit code. */
 export async function run (argv: string[]): Promise<number> {
   const parsed = parseCommandArgs('pub', {
@@ -55,6 +58,19 @@ export async function run (argv: string[]): Promise<number> {
   const { values, properties } = parsed
   let url = ''
   let client: MqttClient | undefined
+  // SIGINT/SIGTERM, as mosquitto_pub: stop publishing and reading, disconnect cleanly (so the
+  // broker drops the will) and exit 0. A second signal is for a broker that does not answer:
+  // exit at once.
+  let stopping = false
+  let stop = (): void => {}
+  const stopped = new Promise<void>((resolve) => { stop = resolve })
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) process.exit(signal === 'SIGINT' ? 130 : 143)
+    stopping = true
+    stop()
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
   try {
     const conn = resolveConnection(values, properties)
     url = conn.where
@@ -85,9 +101,17 @@ export async function run (argv: string[]): Promise<number> {
         throw new UsageError(`cannot read ${values.file}: ${(err as Error).message}`)
       }
     } else if (values['stdin-file'] === true) {
-      const chunks: Buffer[] = []
-      for await (const c of process.stdin) chunks.push(c as Buffer)
-      payload = Buffer.concat(chunks)
+      const read = (async () => {
+        const chunks: Buffer[] = []
+        for await (const c of process.stdin) chunks.push(c as Buffer)
+        return Buffer.concat(chunks)
+      })()
+      payload = await Promise.race([read, stopped.then(() => undefined)])
+      if (payload === undefined) {
+        // Interrupted before anything was sent or even connected: nothing to publish.
+        process.stdin.destroy()
+        return ExitCode.ok
+      }
     }
     // -l runs as long as its input: once up, a lost link is reconnected and what was read
     // meanwhile goes out then, as mosquitto_pub does.
@@ -96,19 +120,31 @@ export async function run (argv: string[]): Promise<number> {
     if (lines) client.on('error', () => {})
     if (payload !== undefined) {
       // Without a delay the repeats are pipelined (within the client's window), like -l.
+      // Each wait also ends on a signal; what is abandoned is still awaited by a race, so a late
+      // rejection is not an unhandled one.
       const pending: Array<Promise<unknown>> = []
-      for (let i = 0; i < repeat; i++) {
-        if (i > 0 && delayS > 0) await new Promise((resolve) => setTimeout(resolve, delayS * 1000))
+      for (let i = 0; i < repeat && !stopping; i++) {
+        if (i > 0 && delayS > 0) {
+          let timer: NodeJS.Timeout | undefined
+          await Promise.race([new Promise((resolve) => { timer = setTimeout(resolve, delayS * 1000) }), stopped])
+          clearTimeout(timer)
+          if (stopping) break
+        }
         const p = client.publish(topic, payload, opts)
-        if (delayS > 0) await p
+        if (delayS > 0) await Promise.race([p, stopped])
         else pending.push(p)
       }
-      await Promise.all(pending)
+      await Promise.race([Promise.all(pending), stopped])
     } else {
       // -l: one message per line, as lines arrive. Publishes are pipelined, not awaited one by one,
       // but at most LINES_AHEAD at once: a fast producer waits (stdin is not read) instead of
       // queueing without bound, and a long-lived pipe (tail -f) keeps no settled promises.
       const rl = createInterface({ input: process.stdin, crlfDelay: Infinity })
+      // A signal ends the loop below; stdin is not read any further.
+      void stopped.then(() => {
+        rl.close()
+        process.stdin.destroy()
+      })
       let outstanding = 0
       let failure: { error: unknown } | undefined
       let room: (() => void) | undefined
@@ -118,23 +154,28 @@ export async function run (argv: string[]): Promise<number> {
         room = undefined
       }
       for await (const line of rl) {
-        if (failure !== undefined) break
-        if (outstanding >= LINES_AHEAD) await new Promise<void>((resolve) => { room = resolve })
+        if (failure !== undefined || stopping) break
+        if (outstanding >= LINES_AHEAD) await Promise.race([new Promise<void>((resolve) => { room = resolve }), stopped])
+        if (stopping) break
         outstanding++
         client.publish(topic, line, opts).then(settled, (error: unknown) => {
           failure ??= { error }
           settled()
         })
       }
-      while (outstanding > 0) await new Promise<void>((resolve) => { room = resolve })
+      while (outstanding > 0 && !stopping) await Promise.race([new Promise<void>((resolve) => { room = resolve }), stopped])
       if (failure !== undefined) throw failure.error
     }
-    await client.end()
+    // After a signal, the in-flight ones get a short while, not the client's default.
+    await client.end(stopping ? { timeoutMs: STOP_GRACE_MS } : {})
     return ExitCode.ok
   } catch (err) {
     await client?.end({ force: true })
     const { message, exitCode } = describeError(err, url)
     if (values.quiet !== true) console.error(`petrel pub: ${message}`)
     return exitCode
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
   }
 }
