@@ -211,7 +211,7 @@ export class NotJsonError extends Error {
 function json (m: Message, now: Date, rawPayload: boolean, pretty: boolean): string {
   const p = m.properties
   const properties: Record<string, unknown> = {}
-  if (p?.userProperties !== undefined) properties['user-properties'] = Object.fromEntries(p.userProperties)
+  if (p?.userProperties !== undefined) properties['user-properties'] = new JsonPairs(p.userProperties)
   if (p?.contentType !== undefined) properties['content-type'] = p.contentType
   if (p?.correlationData !== undefined) properties['correlation-data'] = Buffer.from(p.correlationData).toString('utf8')
   if (p?.messageExpiryInterval !== undefined) properties['message-expiry-interval'] = p.messageExpiryInterval
@@ -226,7 +226,7 @@ function json (m: Message, now: Date, rawPayload: boolean, pretty: boolean): str
       throw new NotJsonError(`message payload on ${m.topic} is not valid JSON`)
     }
   }
-  return JSON.stringify({
+  return jsonText({
     tst: now.toISOString(),
     topic: m.topic,
     qos: m.qos,
@@ -235,5 +235,29 @@ function json (m: Message, now: Date, rawPayload: boolean, pretty: boolean): str
     ...(m.qos > 0 ? { mid: m.packetId } : {}),
     ...(Object.keys(properties).length > 0 ? { properties } : {}),
     payload
-  }, null, pretty ? '\t' : undefined)
+  }, pretty ? '\t' : '')
+}
+
+/**
+ * An object written with its names in order, repeats included: user properties may repeat a
+ * name, and mosquitto_sub (cJSON) prints each one (an object would keep only the last).
+ */
+class JsonPairs {
+  constructor (readonly pairs: ReadonlyArray<readonly [string, unknown]>) {}
+}
+
+/** JSON.stringify(value, null, indent), except that a {@link JsonPairs} keeps every pair. */
+function jsonText (value: unknown, indent: string, depth = 0): string {
+  let entries: ReadonlyArray<readonly [string, unknown]> | undefined
+  if (value instanceof JsonPairs) entries = value.pairs
+  else if (value !== null && typeof value === 'object' && !Array.isArray(value)) entries = Object.entries(value).filter(([, v]) => v !== undefined)
+  else if (!Array.isArray(value)) return JSON.stringify(value) ?? 'null'
+  const items = entries === undefined
+    ? (value as unknown[]).map((v) => jsonText(v, indent, depth + 1))
+    : entries.map(([k, v]) => `${JSON.stringify(k)}:${indent === '' ? '' : ' '}${jsonText(v, indent, depth + 1)}`)
+  const [open, close] = entries === undefined ? ['[', ']'] : ['{', '}']
+  if (items.length === 0) return open + close
+  if (indent === '') return open + items.join(',') + close
+  const inner = `\n${indent.repeat(depth + 1)}`
+  return `${open}${inner}${items.join(`,${inner}`)}\n${indent.repeat(depth)}${close}`
 }

@@ -55,3 +55,18 @@ test('%p is the payload bytes verbatim; its width counts bytes (as mosquitto_sub
   const expected = Buffer.concat([Buffer.from('|  '), h, Buffer.from('|'), h, Buffer.from('  |'), h.subarray(0, 3), Buffer.from('|00'), h, Buffer.from('|'), h, Buffer.from('  |')])
   assert.deepEqual(compileFormat('|%8p|%-8p|%3p|%08p|%-08p|')(msg('héllo', 0, 0), when), expected)
 })
+
+test('%j/%J keep every user property, repeated names included (as mosquitto_sub), and stay JSON.stringify otherwise', () => {
+  const m = msg('{"a":[1,{"b":null}],"c":{},"d":[]}', 1, 3, { userProperties: [['k', 'v'], ['k', 'v2'], ['q"x', 'y\\z']] })
+  const line = compileFormat('%j')(m, when).toString()
+  // mosquitto_sub 2.0.11 -F %j prints this for the same properties.
+  assert.ok(line.includes('"properties":{"user-properties":{"k":"v","k":"v2","q\\"x":"y\\\\z"}}'), line)
+  // Without repeated names the text is JSON.stringify's, compact and indented alike.
+  const plain = msg('{"a":[1,{"b":null}],"c":{},"d":[]}', 1, 3, { userProperties: [['k', 'v']], contentType: 'application/json' })
+  for (const pretty of [false, true]) {
+    const text = compileFormat('%J', pretty)(plain, when).toString()
+    assert.equal(text, JSON.stringify(JSON.parse(text), null, pretty ? '\t' : undefined))
+    assert.deepEqual((JSON.parse(text) as { payload: unknown }).payload, { a: [1, { b: null }], c: {}, d: [] })
+  }
+  assert.match(compileFormat('%J', true)(m, when).toString(), /\t\t"user-properties": \{\n\t\t\t"k": "v",\n\t\t\t"k": "v2",\n/)
+})
