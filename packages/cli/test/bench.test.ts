@@ -54,6 +54,19 @@ function bench (args: string[], onStderr?: (text: string) => void, onSpawn?: (ch
   })
 }
 
+/**
+ * Starts `bench sub` (with --json, so progress goes to stderr) and resolves once its `conns`
+ * subscribers are up: the first progress line comes once the subscriptions are made.
+ */
+async function subscribedSub (args: string[], conns = 1): Promise<{ done: Promise<Result> }> {
+  let subscribed!: () => void
+  const ready = new Promise<void>((resolve) => { subscribed = resolve })
+  const up = new RegExp(`conns ${conns}/${conns}`)
+  const sub = bench(['sub', ...args], (err) => { if (up.test(err)) subscribed() })
+  await withTimeout(ready, 10_000, `${conns} subscriber(s) up`)
+  return { done: sub } // wrapped: an async function returning the promise would wait for it
+}
+
 function summaryOf (r: Result): BenchSummary {
   assert.equal(r.code, 0, `exit ${r.code}\n${r.stderr}\n${r.stdout}`)
   return JSON.parse(r.stdout) as BenchSummary
@@ -319,13 +332,7 @@ test('bench pub and bench sub as two processes: the subscriber reports what it g
   const broker = await mosquitto(t)
   if (broker === undefined) return
   const port = String(broker.port)
-  let subscribed!: () => void
-  const ready = new Promise<void>((resolve) => { subscribed = resolve })
-  // Progress goes to stderr under --json; its first line comes once the subscription is made.
-  const sub = bench(['sub', '-p', port, '-t', 'two/#', '-q', '1', '-L', '2000', '--duration', '20', '--json'], (err) => {
-    if (/conns 1\/1/.test(err)) subscribed()
-  })
-  await ready
+  const { done: sub } = await subscribedSub(['-p', port, '-t', 'two/#', '-q', '1', '-L', '2000', '--duration', '20', '--json'])
   const pub = summaryOf(await bench(['pub', '-p', port, '-t', 'two/%i', '-c', '2', '-q', '1', '-L', '1000', '--rate', '5000', '--json']))
   assert.equal(pub.publish?.acked, 2000)
   const s = summaryOf(await sub)
@@ -563,12 +570,7 @@ test('two bench pub processes are two publishers to one bench sub, not one with 
   const broker = await mosquitto(t)
   if (broker === undefined) return
   const port = String(broker.port)
-  let subscribed!: () => void
-  const ready = new Promise<void>((resolve) => { subscribed = resolve })
-  const sub = bench(['sub', '-p', port, '-t', 'twice/#', '-q', '1', '-L', '2000', '--duration', '20', '--json'], (err) => {
-    if (/conns 1\/1/.test(err)) subscribed()
-  })
-  await ready
+  const { done: sub } = await subscribedSub(['-p', port, '-t', 'twice/#', '-q', '1', '-L', '2000', '--duration', '20', '--json'])
   // Both processes' only publisher is client index 0 on topic twice/0.
   const pubs = await Promise.all([0, 1].map(async () => await bench(['pub', '-p', port, '-t', 'twice/%i', '-q', '1', '-L', '1000', '--rate', '5000', '--json', '--quiet'])))
   for (const p of pubs) assert.equal(summaryOf(p).publish?.acked, 1000)
@@ -785,12 +787,7 @@ test('shared subscriptions: pubsub and sub count a share group as one receiver (
     assert.deepEqual(r.publishers.map((p) => [p.publisher, p.received, p.missing]), [[0, 2000, 0]])
   }
   // bench sub with two members of one group, and a bench pub in another process.
-  let subscribed!: () => void
-  const ready = new Promise<void>((resolve) => { subscribed = resolve })
-  const sub = bench(['sub', '-p', port, '-t', '$share/g/shared/#', '-c', '2', '-q', '1', '--duration', '4', '--json'], (err) => {
-    if (/conns 2\/2/.test(err)) subscribed()
-  })
-  await withTimeout(ready, 10_000, 'both members subscribed')
+  const { done: sub } = await subscribedSub(['-p', port, '-t', '$share/g/shared/#', '-c', '2', '-q', '1', '--duration', '4', '--json'], 2)
   assert.equal(summaryOf(await bench(['pub', '-p', port, '-t', 'shared/%i', '-q', '1', '-L', '1000', '--rate', '5000', '--json', '--quiet'])).publish?.acked, 1000)
   const r = summaryOf(await sub).receive
   assert.ok(r !== undefined)
