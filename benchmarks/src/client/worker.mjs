@@ -1,7 +1,7 @@
 // One client in its own process, so its CPU time and peak memory are its own.
 //
 //   node worker.mjs '{"impl":"petrel|mqttjs|raw|raw-window","scenario":"pub-qos0",...}'
-//   (raw-window: pub-qos1 only)
+//   (raw-window: pub-qos1 and replay only)
 //
 // Talks to the suite over lines: prints {"event":"ready"} once connected (and subscribed), waits
 // for "go" on stdin, and prints {"event":"result",...} at the end. Scenarios whose end only the
@@ -118,6 +118,28 @@ async function publishQoS0 (burst) {
   await c.end()
 }
 
+/**
+ * Pre-encoded QoS 1 publishes with Petrel's default window policy and nothing else: 100 in flight,
+ * refilled once a quarter is free, after each read's acks (one write per read at most); eager
+ * reads (a moderated reader would leave the window empty for a millisecond at a time). What a
+ * client with that window costs and reaches with no library work at all. Resolves on the last ack.
+ */
+function sendWindowed (s, pre) {
+  const WINDOW = 100
+  const SLACK = 25
+  let acked = 0
+  let sent = 0
+  const refill = () => {
+    const end = Math.min(pre.count, acked + WINDOW)
+    if (end > sent) s.write(Buffer.concat(pre.packets.slice(sent, end)))
+    sent = end
+  }
+  const done = new Promise((resolve) => { frame(s, (type) => { if (type === PUBACK_TYPE && ++acked === pre.count) resolve() }) })
+  s.on('data', () => { if (sent < pre.count && sent - acked <= WINDOW - SLACK) refill() }) // after frame's listener: this read's acks are counted
+  refill()
+  return done
+}
+
 /** Fire `count` QoS 1 publishes at once; time to the last ack. */
 async function publishQoS1 () {
   if (impl === 'raw') {
@@ -135,30 +157,12 @@ async function publishQoS1 () {
     return
   }
   if (impl === 'raw-window') {
-    // Pre-encoded, with Petrel's default window policy and nothing else: 100 in flight, refilled
-    // once a quarter is free, after each read's acks (one write per read at most); eager reads
-    // (a moderated reader would leave the window empty for a millisecond at a time). What a client
-    // with that window costs and reaches with no library work at all.
-    const WINDOW = 100
-    const SLACK = 25
-    const s = await rawConnect(port, { moderate: false })
     const pre = encodePublishes(topic, payload, 1, count)
-    let acked = 0
-    let sent = 0
-    const refill = () => {
-      const end = Math.min(count, acked + WINDOW)
-      if (end > sent) s.write(Buffer.concat(pre.packets.slice(sent, end)))
-      sent = end
-    }
-    let resolveDone
-    const done = new Promise((resolve) => { resolveDone = resolve })
-    frame(s, (type) => { if (type === PUBACK_TYPE && ++acked === count) resolveDone() })
-    s.on('data', () => { if (sent < count && sent - acked <= WINDOW - SLACK) refill() }) // after frame's listener: this read's acks are counted
+    const s = await rawConnect(port, { moderate: false })
     await readyThenGo()
     start()
-    refill()
-    await done
-    finish({ ms: performance.now() - t0, n: acked })
+    await sendWindowed(s, pre)
+    finish({ ms: performance.now() - t0, n: count })
     s.destroy()
     return
   }
@@ -212,19 +216,25 @@ async function receive () {
  * after the reconnect over a link with `delayMs` each way; time from the reconnect to the last ack.
  */
 async function replay () {
-  if (impl === 'raw') {
-    // The baseline: the same packets written at once on a fresh connection over the same link.
+  if (impl === 'raw' || impl === 'raw-window') {
+    // The baselines: the same packets on a fresh connection over the same link, written at once
+    // (raw) or through Petrel's default window (raw-window: the ceiling of any client with it).
     const pre = encodePublishes(topic, payload, 1, count)
     await readyThenGo()
     send({ event: 'stored' })
     await command('reconnect')
     start()
-    const s = await rawConnect(cfg.proxyPort)
-    let acked = 0
-    const done = new Promise((resolve) => { frame(s, (type) => { if (type === PUBACK_TYPE && ++acked === count) resolve() }) })
-    await writeAll(s, pre)
-    await done
-    finish({ ms: performance.now() - t0, n: acked })
+    // Both clients wait 100 ms to redial after the cut.
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const s = await rawConnect(cfg.proxyPort, { moderate: impl === 'raw' })
+    if (impl === 'raw-window') await sendWindowed(s, pre)
+    else {
+      let acked = 0
+      const done = new Promise((resolve) => { frame(s, (type) => { if (type === PUBACK_TYPE && ++acked === count) resolve() }) })
+      await writeAll(s, pre)
+      await done
+    }
+    finish({ ms: performance.now() - t0, n: count })
     s.destroy()
     return
   }
