@@ -74,6 +74,35 @@ for (const v of ['mqttv311', 'mqttv5']) {
   })
 }
 
+test('petrel pub -l sends what mosquitto_pub -l sends: split on LF only, CR kept, empty and last lines, bytes not decoded', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const input = Buffer.concat([Buffer.from('a\r\nb\rc\n\n'), Buffer.from([0xff, 0xfe, 0x0d]), Buffer.from('\nlast')])
+  const got: string[] = []
+  for (const tool of ['mosquitto_pub', 'petrel']) {
+    const topic = `lines/${tool}`
+    const s = start('mosquitto_sub', ['-p', port(), '-t', topic, '-F', '%x', '-q', '1'])
+    try {
+      // Subscribed once a marker comes through (then nothing else is sent to the topic).
+      await waitFor(async () => {
+        await run('mosquitto_pub', ['-p', port(), '-t', topic, '-m', 'M', '-q', '1'])
+        return s.stdout().includes('4d\n')
+      })
+      const cmd = tool === 'petrel' ? ['node', [petrel, 'pub']] as const : ['mosquitto_pub', []] as const
+      const p = spawn(cmd[0], [...cmd[1], '-p', port(), '-t', topic, '-l', '-q', '1'], { stdio: ['pipe', 'ignore', 'ignore'] })
+      p.stdin.end(input)
+      assert.equal(await new Promise((resolve) => p.on('close', resolve)), 0)
+      const lines = (): string => s.stdout().replace(/^(4d\n)+/, '')
+      await waitFor(() => lines().split('\n').length > 5)
+      got.push(lines())
+    } finally {
+      s.child.kill()
+      await s.done
+    }
+  }
+  assert.equal(got[0], '610d\n620d63\n\nfffe0d\n6c617374\n')
+  assert.equal(got[1], got[0])
+})
+
 test('petrel sub --json: one object per line, binary payloads in base64, v5 properties', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const s = start('node', [petrel, 'sub', '-p', port(), '-V', '5', '-t', 'json/x', '--json', '-C', '1'])

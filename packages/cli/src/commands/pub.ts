@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
-import { createInterface } from 'node:readline'
 import { connect, type MqttClient } from '@petrel/client'
 import { topicNameProblem } from '@petrel/wire'
+import { stdinLines } from '../stdin-lines.js'
 import { commonFlags, parseCommandArgs, commonHelp, describeError, ExitCode, resolveConnection, UsageError } from '../client-options.js'
 
 const help = `petrel pub: publish messages (mosquitto_pub flags)
@@ -12,7 +12,7 @@ Message:
   -t TOPIC           topic to publish to
   -m MESSAGE         the payload
   -f FILE            send the contents of FILE as one message
-  -l                 send each line of stdin as a message
+  -l                 send each line of stdin as a message (split on LF only, as mosquitto_pub)
   -s                 send all of stdin as one message
   -n                 send an empty (null) message
   -r                 retain the message
@@ -139,12 +139,8 @@ export async function run (argv: string[]): Promise<number> {
       // -l: one message per line, as lines arrive. Publishes are pipelined, not awaited one by one,
       // but at most LINES_AHEAD at once: a fast producer waits (stdin is not read) instead of
       // queueing without bound, and a long-lived pipe (tail -f) keeps no settled promises.
-      const rl = createInterface({ input: process.stdin, crlfDelay: Infinity })
       // A signal ends the loop below; stdin is not read any further.
-      void stopped.then(() => {
-        rl.close()
-        process.stdin.destroy()
-      })
+      void stopped.then(() => { process.stdin.destroy() })
       let outstanding = 0
       let failure: { error: unknown } | undefined
       let room: (() => void) | undefined
@@ -153,7 +149,7 @@ export async function run (argv: string[]): Promise<number> {
         room?.()
         room = undefined
       }
-      for await (const line of rl) {
+      for await (const line of stdinLines(process.stdin)) {
         if (failure !== undefined || stopping) break
         if (outstanding >= LINES_AHEAD) await Promise.race([new Promise<void>((resolve) => { room = resolve }), stopped])
         if (stopping) break
