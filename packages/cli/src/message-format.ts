@@ -76,9 +76,21 @@ const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 
 const two = (n: number): string => String(n).padStart(2, '0')
 const isoDate = (d: Date): string => `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}`
 const isoTime = (d: Date): string => `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`
+const usDate = (d: Date): string => `${two(d.getMonth() + 1)}/${two(d.getDate())}/${two(d.getFullYear() % 100)}`
 const hour12 = (d: Date): number => d.getHours() % 12 === 0 ? 12 : d.getHours() % 12
+/** Day of the year, 0 for 1 January. */
+const yearDay = (d: Date): number => Math.round((Date.UTC(d.getFullYear(), d.getMonth(), d.getDate()) - Date.UTC(d.getFullYear(), 0, 1)) / 86_400_000)
+/** ISO 8601 week-based year and week: the week (Monday first) holding the date's Thursday. */
+function isoWeek (d: Date): { year: number, week: number } {
+  const thursday = new Date(d.getFullYear(), d.getMonth(), d.getDate() + 3 - ((d.getDay() + 6) % 7))
+  return { year: thursday.getFullYear(), week: Math.floor(yearDay(thursday) / 7) + 1 }
+}
+/** The local time zone's abbreviation (glibc's %Z names some zones differently, e.g. CET vs GMT+1). */
+function zoneName (d: Date): string {
+  return new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' }).formatToParts(d).find((p) => p.type === 'timeZoneName')?.value ?? ''
+}
 
-/** `@X`: the strftime(3) conversion %X of the local time (C locale), plus `@N` nanoseconds. */
+/** `@X`: the strftime(3) conversion %X of the local time, every letter glibc has (C locale), plus `@N` nanoseconds. */
 const TIME: Record<string, (d: Date) => string> = {
   Y: (d) => String(d.getFullYear()),
   y: (d) => two(d.getFullYear() % 100),
@@ -86,7 +98,12 @@ const TIME: Record<string, (d: Date) => string> = {
   m: (d) => two(d.getMonth() + 1),
   d: (d) => two(d.getDate()),
   e: (d) => String(d.getDate()).padStart(2, ' '),
-  j: (d) => String(Math.round((Date.UTC(d.getFullYear(), d.getMonth(), d.getDate()) - Date.UTC(d.getFullYear(), 0, 1)) / 86_400_000) + 1).padStart(3, '0'),
+  j: (d) => String(yearDay(d) + 1).padStart(3, '0'),
+  U: (d) => two(Math.floor((yearDay(d) + 7 - d.getDay()) / 7)),
+  W: (d) => two(Math.floor((yearDay(d) + 7 - ((d.getDay() + 6) % 7)) / 7)),
+  V: (d) => two(isoWeek(d).week),
+  G: (d) => String(isoWeek(d).year),
+  g: (d) => two(isoWeek(d).year % 100),
   H: (d) => two(d.getHours()),
   k: (d) => String(d.getHours()).padStart(2, ' '),
   I: (d) => two(hour12(d)),
@@ -95,6 +112,8 @@ const TIME: Record<string, (d: Date) => string> = {
   S: (d) => two(d.getSeconds()),
   N: (d) => nanos(d),
   p: (d) => d.getHours() < 12 ? 'AM' : 'PM',
+  P: (d) => d.getHours() < 12 ? 'am' : 'pm',
+  r: (d) => `${two(hour12(d))}:${two(d.getMinutes())}:${two(d.getSeconds())} ${d.getHours() < 12 ? 'AM' : 'PM'}`,
   a: (d) => (DAYS[d.getDay()] as string).slice(0, 3),
   A: (d) => DAYS[d.getDay()] as string,
   b: (d) => (MONTHS[d.getMonth()] as string).slice(0, 3),
@@ -104,12 +123,17 @@ const TIME: Record<string, (d: Date) => string> = {
   w: (d) => String(d.getDay()),
   s: (d) => String(Math.floor(d.getTime() / 1000)),
   z: (d) => offset(d),
+  Z: zoneName,
+  c: (d) => `${(DAYS[d.getDay()] as string).slice(0, 3)} ${(MONTHS[d.getMonth()] as string).slice(0, 3)} ${String(d.getDate()).padStart(2, ' ')} ${isoTime(d)} ${d.getFullYear()}`,
+  x: usDate,
+  X: isoTime,
   F: isoDate,
   T: isoTime,
   R: (d) => `${two(d.getHours())}:${two(d.getMinutes())}`,
-  D: (d) => `${two(d.getMonth() + 1)}/${two(d.getDate())}/${two(d.getFullYear() % 100)}`,
+  D: usDate,
   n: () => '\n',
-  t: () => '\t'
+  t: () => '\t',
+  '%': () => '%'
 }
 
 /**

@@ -29,6 +29,22 @@ test('@ conversions are strftime letters of the local time; @N and %U carry nano
   assert.ok(Math.abs(now.getTime() - Date.now()) < 1000)
 })
 
+test('every strftime letter glibc has: @c @x @X @r @P @U @W @V @G @g @Z @%', () => {
+  const f = compileFormat('@c|@x|@X|@r|@P|@U|@W|@V|@G|@g|@%')
+  assert.equal(f(msg('x', 0, 0), when).toString(), 'Wed Mar  4 05:06:07 2026|03/04/26|05:06:07|05:06:07 AM|am|09|09|10|2026|26|%')
+  // ISO weeks across a year's end: 2027-01-01 (a Friday) is in week 53 of 2026.
+  assert.equal(compileFormat('@G-W@V @U @W')(msg('x', 0, 0), new Date(2027, 0, 1, 12)).toString(), '2026-W53 00 00')
+  const tz = process.env.TZ
+  process.env.TZ = 'America/New_York'
+  try {
+    assert.equal(compileFormat('@Z @z')(msg('x', 0, 0), new Date(Date.UTC(2026, 0, 15, 12))).toString(), 'EST -0500')
+    assert.equal(compileFormat('@Z @z')(msg('x', 0, 0), new Date(Date.UTC(2026, 6, 15, 12))).toString(), 'EDT -0400')
+  } finally {
+    if (tz === undefined) delete process.env.TZ
+    else process.env.TZ = tz
+  }
+})
+
 test('%j carries mid for QoS > 0; prettyJson indents it', () => {
   const line = JSON.parse(compileFormat('%j')(msg('{"a":1}', 2, 9), when).toString()) as Record<string, unknown>
   assert.equal(line.mid, 9)

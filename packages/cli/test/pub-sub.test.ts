@@ -383,7 +383,9 @@ test('v5 properties (-D) both ways with mosquitto_pub/sub, %J and %P formats', a
 test('petrel sub -F prints what mosquitto_sub -F prints for the same format (widths, %m, @@, empty messages)', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const p = port()
-  const format = '|%15t|%-15t|%.3t|%8p|%-8p|%3m|%03m|%-3m|%04l|%5C|%-5C|%3E|%2F|%q|%r|%%|@@|'
+  // Date-level @ letters only (the two processes print at slightly different times); no @Z,
+  // whose names differ between glibc and ICU for some zones.
+  const format = '|%15t|%-15t|%.3t|%8p|%-8p|%3m|%03m|%-3m|%04l|%5C|%-5C|%3E|%2F|%q|%r|%%|@@|@x|@G-@V|@U@W|@%|'
   const common = ['-p', p, '-V', 'mqttv5', '-t', 'same/#', '-q', '1', '-C', '3']
   const theirs = start('mosquitto_sub', [...common, '-F', format])
   const ours = start('node', [petrel, 'sub', ...common, '-F', format])
