@@ -68,7 +68,9 @@ const SPECIFIERS: Record<string, (m: Message, now: Date, f: Field) => string | B
   F: (m, _n, f) => int(m.properties?.payloadFormatIndicator === undefined ? undefined : (m.properties.payloadFormatIndicator ? 1 : 0), f),
   P: (m) => (m.properties?.userProperties ?? []).map(([k, v]) => `${k}:${v}`).join(' '),
   R: (m, _n, f) => m.properties?.responseTopic === undefined ? '' : str(m.properties.responseTopic, f),
-  S: (m, _n, f) => (m.properties?.subscriptionIdentifiers ?? []).map((id) => int(id, f)).join(',') || ' '.repeat(f.width)
+  // The client assigns subscription identifiers itself (to route messages), none of them asked
+  // for on the command line: printed as mosquitto_sub prints a subscription without one.
+  S: (_m, _n, f) => ' '.repeat(f.width)
 }
 
 const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday']
@@ -222,6 +224,11 @@ function offset (d: Date): string {
   return `${minutes >= 0 ? '+' : '-'}${two(Math.floor(abs / 60))}${two(abs % 60)}`
 }
 
+/** `tst` of mosquitto_sub 2.0's %j: local time to the microsecond, then `Z` and the offset: 2026-12-01T08:25:39.299396Z+0000. */
+function jsonTime (d: Date): string {
+  return `${isoDate(d)}T${isoTime(d)}.${nanos(d).slice(0, 6)}Z${offset(d)}`
+}
+
 /** Local time as mosquitto_sub's %I prints it: 2026-12-01T05:11:03+0100. */
 function localIso (d: Date): string {
   return `${isoDate(d)}T${isoTime(d)}${offset(d)}`
@@ -241,7 +248,6 @@ function json (m: Message, now: Date, rawPayload: boolean, pretty: boolean): str
   if (p?.messageExpiryInterval !== undefined) properties['message-expiry-interval'] = p.messageExpiryInterval
   if (p?.payloadFormatIndicator !== undefined) properties['payload-format-indicator'] = p.payloadFormatIndicator ? 1 : 0
   if (p?.responseTopic !== undefined) properties['response-topic'] = p.responseTopic
-  if (p?.subscriptionIdentifiers !== undefined) properties['subscription-identifier'] = p.subscriptionIdentifiers
   let payload: unknown = m.payload.toString('utf8')
   if (rawPayload) {
     try {
@@ -251,7 +257,7 @@ function json (m: Message, now: Date, rawPayload: boolean, pretty: boolean): str
     }
   }
   return jsonText({
-    tst: now.toISOString(),
+    tst: jsonTime(now),
     topic: m.topic,
     qos: m.qos,
     retain: m.retain ? 1 : 0,

@@ -45,6 +45,15 @@ test('every strftime letter glibc has: @c @x @X @r @P @U @W @V @G @g @Z @%', () 
   }
 })
 
+test('%j: tst as mosquitto_sub 2.0 writes it; the client\'s own subscription ids are not printed (%j, %S)', () => {
+  const m = msg('x', 0, 0, { subscriptionIdentifiers: [3], contentType: 'c' })
+  const line = compileFormat('%j')(m, when).toString()
+  const off = -when.getTimezoneOffset()
+  const zone = `${off >= 0 ? '+' : '-'}${String(Math.floor(Math.abs(off) / 60)).padStart(2, '0')}${String(Math.abs(off) % 60).padStart(2, '0')}`
+  assert.equal(line, `{"tst":"2026-03-04T05:06:07.089123Z${zone}","topic":"fw/abcdefgh","qos":0,"retain":0,"payloadlen":1,"properties":{"content-type":"c"},"payload":"x"}`)
+  assert.equal(compileFormat('[%S][%3S]')(m, when).toString(), '[][   ]')
+})
+
 test('%j carries mid for QoS > 0; prettyJson indents it', () => {
   const line = JSON.parse(compileFormat('%j')(msg('{"a":1}', 2, 9), when).toString()) as Record<string, unknown>
   assert.equal(line.mid, 9)

@@ -17,7 +17,7 @@ Output:
                      %l length, %m packet id, %x / %X payload in hex, %j JSON, %J JSON with
                      the payload as JSON, %I ISO time, %U Unix time, v5 %A topic alias,
                      %C content type, %D correlation data, %E expiry, %F payload format,
-                     %P user properties, %R response topic, %S subscription ids, %%;
+                     %P user properties, %R response topic, %S (blank: the ids are Petrel's own), %%;
                      widths as in printf (%-20t, %08l, %.10t); @ and a strftime letter for
                      the local time (@Y-@m-@d @H:@M:@S, @s, @N nanoseconds, @@);
                      escapes \\n \\t \\\\ \\e
