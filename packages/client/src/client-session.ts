@@ -1097,6 +1097,17 @@ export class ClientSession implements InboundAckSink {
     while (this.control.length > 0) {
       const req = this.control.peek() as ControlRequest
       if (req.state !== RState.Queued) { this.control.shift(); continue }
+      // A SUBSCRIBE made before this CONNACK (or a resubscribe) meets its limits here, before the
+      // wire: the broker would end the connection for it (Protocol Error 0xA2 / 0x9E, §3.2.2.3).
+      const refused = req.kind === 'subscribe' && !req.entry.removed ? this.filterLimitError(req.entry) : undefined
+      if (refused !== undefined) {
+        this.control.shift()
+        req.state = RState.Done
+        this.removeEntry(req.entry)
+        if (req.internal) this.out.resubscribeFailed(req.entry, refused)
+        else this.settle(req, undefined, refused)
+        continue
+      }
       const id = this.ids.allocate()
       if (id === undefined) break
       this.control.shift()
@@ -1294,6 +1305,15 @@ export class ClientSession implements InboundAckSink {
       return err as PetrelError
     }
     if (req.bytes.length > this.limits.maximumPacketSize) return this.tooLarge(req.bytes.length)
+    return undefined
+  }
+
+  private filterLimitError (entry: SubscriptionEntry): PetrelError | undefined {
+    try {
+      for (const s of entry.subscriptions) this.checkFilterLimits(s.topicFilter)
+    } catch (err) {
+      return err as PetrelError
+    }
     return undefined
   }
 

@@ -420,6 +420,36 @@ test('invalid arguments and broker limits reject at once and send nothing', () =
   assert.deepEqual(x.take(), [])
 })
 
+test('a SUBSCRIBE queued before CONNACK (or a resubscribe) that the broker\'s limits forbid rejects and is never sent', () => {
+  const x = harness()
+  const outcome: string[] = []
+  const make = (filter: string): void => {
+    const { request } = x.session.subscribe([{ topicFilter: filter, qos: 1 }], {})
+    if (request === null) return
+    request.resolve = () => { outcome.push(`${filter}: ok`) }
+    request.reject = (e) => { outcome.push(`${filter}: ${(e as { code: string }).code}`) }
+  }
+  make('w/#')
+  make('$share/g/s')
+  make('plain')
+  x.up({ properties: { wildcardSubscriptionAvailable: false, sharedSubscriptionAvailable: false } })
+  const sent = x.take()
+  assert.deepEqual(sent.map((p) => p.type === 'subscribe' ? p.subscriptions.map((s) => s.topicFilter) : p.type), [['plain']])
+  assert.deepEqual(outcome, ['w/#: PETREL_ERR_WILDCARD_NOT_SUPPORTED', '$share/g/s: PETREL_ERR_SHARED_NOT_SUPPORTED'])
+  // A subscription made on a broker with wildcards, resubscribed (session lost) on one without.
+  const y = harness()
+  const failed: string[] = []
+  y.out.resubscribeFailed = (_, e) => { failed.push(e.code) }
+  y.up()
+  y.session.subscribe([{ topicFilter: 'r/#', qos: 1 }], {})
+  const sub = y.take()[0]
+  y.session.handlePacket({ type: 'suback', packetId: sub?.type === 'subscribe' ? sub.packetId : 0, reasonCodes: [1] })
+  y.session.connectionDown()
+  y.up({ sessionPresent: false, properties: { wildcardSubscriptionAvailable: false } })
+  assert.deepEqual(y.take(), [])
+  assert.deepEqual(failed, ['PETREL_ERR_WILDCARD_NOT_SUPPORTED'])
+})
+
 test('topic names are checked on every publish, also right after a valid one (the check remembers only what passed)', () => {
   const x = harness()
   x.up()
