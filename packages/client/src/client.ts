@@ -585,7 +585,16 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         throw ac.signal.reason instanceof PetrelError ? ac.signal.reason : clientError(ClientErrorCode.CLIENT_CLOSED, 'the client is closed')
       }
       let packet = this.connectPacket(url, attempt)
-      if (this.options.beforeConnect !== undefined) packet = await this.options.beforeConnect(packet, { attempt, url })
+      const hook = this.options.beforeConnect
+      if (hook !== undefined) {
+        // The hook runs within the connect timeout, and a failed one leaves no socket behind.
+        try {
+          packet = await untilAborted(async () => await hook(packet, { attempt, url }), ac.signal)
+        } catch (err) {
+          stream.destroy()
+          throw err
+        }
+      }
       const conn = new Connection(stream, this.protocolVersion, this.options.maximumPacketSize ?? 256 * 1024 * 1024, this.handler, this.options.trace)
       this.conn = conn
       this.phase = 'connecting'
@@ -823,6 +832,21 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
 interface ResponseWaiter {
   resolve: (m: Message) => void
   reject: (err: unknown) => void
+}
+
+/** `run()`'s result, or a rejection with `signal.reason` as soon as the signal aborts. */
+async function untilAborted<T> (run: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) throw signal.reason
+  let onAbort: (() => void) | undefined
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => { reject(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    return await Promise.race([run(), aborted])
+  } finally {
+    signal.removeEventListener('abort', onAbort as () => void)
+  }
 }
 
 function abortReason (signal: AbortSignal): unknown {

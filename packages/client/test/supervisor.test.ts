@@ -80,6 +80,33 @@ test('beforeConnect rewrites the CONNECT on every attempt (rotating password)', 
   }
 })
 
+test('beforeConnect runs within the connect timeout; a failing one closes the socket it was given', { timeout: 15_000 }, async () => {
+  const b = await fakeBroker(() => {}) // accepts the TCP connection, never answers
+  try {
+    const closed = (i: number): Promise<void> => new Promise((resolve) => {
+      const s = b.sockets[i]
+      if (s === undefined || s.destroyed) resolve()
+      else s.once('close', () => { resolve() })
+    })
+    const thrown = await connect(b.url, { ...fast, reconnect: false, beforeConnect: async () => { throw new Error('token service down') } }).catch((e: unknown) => e)
+    assert.match(String(thrown), /token service down/)
+    await waitFor(() => b.sockets.length === 1, { timeoutMs: 2000, message: 'the attempt dialed' })
+    await withTimeout(closed(0), 2000, 'the socket of the failed attempt closed')
+    const started = performance.now()
+    const slow = connect(b.url, {
+      ...fast,
+      reconnect: false,
+      connectTimeoutMs: 300,
+      beforeConnect: async (packet) => { await new Promise((resolve) => setTimeout(resolve, 1000)); return packet }
+    })
+    await assert.rejects(withTimeout(slow, 5000, 'connect()'), { code: 'PETREL_ERR_CONNECT_TIMEOUT' })
+    assert.ok(performance.now() - started < 900, 'rejected at the connect timeout, not after the hook')
+    await withTimeout(closed(1), 2000, 'the socket of the timed-out attempt closed')
+  } finally {
+    await b.close()
+  }
+})
+
 test('v5 enhanced authentication: AUTH exchange on connect, then re-authentication', { timeout: 15_000 }, async () => {
   const b = await fakeBroker((p, socket) => {
     if (p.type === 'connect') {
