@@ -363,9 +363,11 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   async request (topic: string, payload: string | Uint8Array, options: RequestOptions = {}): Promise<Message> {
     if (this.protocolVersion !== 5) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'request/response needs MQTT 5 (responseTopic and correlationData)')
     if (this.responses === undefined) {
-      const base = `petrel/responses/${this.clientId}/${randomBytes(4).toString('hex')}`
+      // A client id may hold `+` or `#` (not allowed in a topic name); the filter names the one
+      // topic, so it needs no Wildcard Subscription Available.
+      const base = `petrel/responses/${this.clientId.replace(/[+#]/g, encodeURIComponent)}/${randomBytes(4).toString('hex')}`
       const waiters = new Map<string, ResponseWaiter>()
-      const sub = this.subscribe(`${base}/#`, { qos: 1 }, (m) => {
+      const sub = this.subscribe(`${base}/r`, { qos: 1 }, (m) => {
         const cd = m.properties?.correlationData
         if (cd === undefined) return
         const key = Buffer.from(cd).toString('hex')

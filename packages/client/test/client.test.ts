@@ -295,6 +295,21 @@ test('v5: properties round trip and request/response', async (t) => {
   await assert.rejects(pending, { code: 'PETREL_ERR_CLIENT_CLOSED' })
 })
 
+test('v5: request() works for a client id holding + or # (the response topic stays a valid topic name)', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const server = await open(5)
+  const svc = uniq('svc-id')
+  await server.subscribe(svc, { qos: 1 }, async (m) => {
+    const rt = m.properties?.responseTopic
+    if (rt !== undefined) await server.publish(rt, 'pong', { qos: 1, properties: { correlationData: m.properties?.correlationData } })
+  })
+  for (const clientId of [`dev+${process.pid}`, `sensor#${process.pid}`]) {
+    const c = await open(5, { clientId })
+    const answer = await c.request(svc, 'ping', { timeoutMs: 3000 })
+    assert.equal(answer.payload.toString(), 'pong', clientId)
+  }
+})
+
 test('v5: outbound topic aliases (QoS 0) are resolved by the broker', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const c = await open(5)

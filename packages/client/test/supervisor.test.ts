@@ -141,6 +141,26 @@ test('v5 enhanced authentication: AUTH exchange on connect, then re-authenticati
   }
 })
 
+test('v5: request() needs no wildcard subscription (a broker with Wildcard Subscription Available 0)', { timeout: 10_000 }, async () => {
+  const b = await fakeBroker((p, socket) => {
+    if (p.type === 'connect') send(socket, { type: 'connack', sessionPresent: false, reasonCode: 0, properties: { wildcardSubscriptionAvailable: false } })
+    if (p.type === 'subscribe') send(socket, { type: 'suback', packetId: p.packetId, reasonCodes: p.subscriptions.map((s) => s.qos) })
+    // The responder: answers on the response topic with the correlation data.
+    if (p.type === 'publish' && p.properties?.responseTopic !== undefined) {
+      if (p.qos > 0) send(socket, { type: 'puback', packetId: p.packetId as number, reasonCode: 0 })
+      send(socket, { type: 'publish', topicName: p.properties.responseTopic, payload: Buffer.from('answer'), qos: 0, retain: false, dup: false, properties: { correlationData: p.properties.correlationData } })
+    }
+  })
+  try {
+    const c = await connect(b.url, { ...fast, protocolVersion: 5, reconnect: false })
+    const m = await c.request('svc', 'q', { timeoutMs: 3000 })
+    assert.equal(m.payload.toString(), 'answer')
+    await c.end({ force: true })
+  } finally {
+    await b.close()
+  }
+})
+
 test('server redirect: CONNACK 0x9C with Server Reference is reported and typed', { timeout: 10_000 }, async () => {
   const b = await fakeBroker((p, socket) => {
     if (p.type === 'connect') send(socket, { type: 'connack', sessionPresent: false, reasonCode: 0x9c, properties: { serverReference: 'other.example:1883' } })
