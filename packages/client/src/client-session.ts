@@ -252,6 +252,8 @@ interface InboundQoS2 {
 const PUBREL_FIXED = 0x62
 /** Topics whose matching subscriptions are remembered; the cache starts over when full. */
 const MATCH_CACHE_MAX = 1024
+/** Identifiers of ended subscriptions remembered (for copies the broker sent before it knew), at most. */
+const RETIRED_IDS_MAX = 1024
 const RESOLVED_RESULT: PublishResult = Object.freeze({ reasonCode: 0 })
 
 /**
@@ -310,6 +312,8 @@ export class ClientSession implements InboundAckSink {
 
   private readonly trie = new TopicTrie<SubscriptionEntry>()
   private readonly bySubscriptionId = new Map<number, SubscriptionEntry>()
+  /** Ended subscriptions by identifier, oldest first: the broker may still send copies for them. */
+  private readonly retiredIds = new Map<number, SubscriptionEntry>()
   /** Local entries per topic filter as sent; more than one means the broker holds one subscription for them all. */
   private readonly byFilter = new Map<string, SubscriptionEntry[]>()
   private twinFilters = 0
@@ -794,13 +798,29 @@ export class ClientSession implements InboundAckSink {
     targets.length = 0
     const sids = p.properties?.subscriptionIdentifiers
     if (sids !== undefined) {
+      let retired: SubscriptionEntry[] | undefined
       for (const sid of sids) {
         const e = this.bySubscriptionId.get(sid)
-        if (e !== undefined && !e.removed && !targets.includes(e) && (!this.foreignIdentifiers || entryMatches(e, topic))) targets.push(e)
+        if (e !== undefined) {
+          if (!e.removed && !targets.includes(e) && (!this.foreignIdentifiers || entryMatches(e, topic))) targets.push(e)
+          continue
+        }
+        const r = this.retiredIds.get(sid)
+        if (r !== undefined && (!this.foreignIdentifiers || entryMatches(r, topic))) (retired ??= []).push(r)
       }
       // Two local subscriptions to the same filter are one subscription at the broker, carrying the
       // identifier of the last SUBSCRIBE [MQTT-3.8.4-3]: the other entries of that filter get it too.
       if (this.twinFilters > 0 && targets.length > 0) this.addTwins(targets, topic, p.retain)
+      if (targets.length === 0 && retired !== undefined) {
+        // A copy for a subscription of ours that has ended (sent before the broker knew): it is
+        // the copy of the twins that still use its filter, or of nobody. Not matched locally: the
+        // other subscriptions it matches get copies of their own, with their own identifiers.
+        this.addRetiredTwins(retired, topic, p.retain)
+        if (targets.length === 0) {
+          this.onUnmatched(topic, p)
+          return
+        }
+      }
     }
     let list: readonly SubscriptionEntry[] = targets
     if (targets.length === 0) {
@@ -1391,6 +1411,20 @@ export class ClientSession implements InboundAckSink {
     }
   }
 
+  /** Live entries sharing a filter of an ended one (`retired`) that matches `topic`; see {@link addTwins}. */
+  private addRetiredTwins (retired: SubscriptionEntry[], topic: string, retained: boolean): void {
+    const targets = this.matchScratch
+    for (const e of retired) {
+      for (let j = 0; j < e.subscriptions.length; j++) {
+        const sub = e.subscriptions[j] as Subscription
+        if (retained && sub.retainAsPublished !== true) continue
+        const twins = this.byFilter.get(sub.topicFilter)
+        if (twins === undefined || !topicMatches(e.matchFilters[j] as string, topic)) continue
+        for (const t of twins) if (!t.removed && !targets.includes(t)) targets.push(t)
+      }
+    }
+  }
+
   private addEntry (entry: SubscriptionEntry): void {
     this.matchCache.clear()
     for (const s of entry.subscriptions) {
@@ -1403,7 +1437,10 @@ export class ClientSession implements InboundAckSink {
     }
     this.entries.add(entry)
     for (const f of entry.matchFilters) this.trie.add(f, entry)
-    if (entry.subscriptionIdentifier !== undefined) this.bySubscriptionId.set(entry.subscriptionIdentifier, entry)
+    if (entry.subscriptionIdentifier !== undefined) {
+      this.bySubscriptionId.set(entry.subscriptionIdentifier, entry)
+      this.retiredIds.delete(entry.subscriptionIdentifier)
+    }
   }
 
   private removeEntry (entry: SubscriptionEntry): void {
@@ -1420,7 +1457,12 @@ export class ClientSession implements InboundAckSink {
     }
     this.entries.delete(entry)
     for (const f of entry.matchFilters) this.trie.remove(f, entry)
-    if (entry.subscriptionIdentifier !== undefined) this.bySubscriptionId.delete(entry.subscriptionIdentifier)
+    const sid = entry.subscriptionIdentifier
+    if (sid !== undefined && this.bySubscriptionId.get(sid) === entry) {
+      this.bySubscriptionId.delete(sid)
+      this.retiredIds.set(sid, entry)
+      if (this.retiredIds.size > RETIRED_IDS_MAX) this.retiredIds.delete(this.retiredIds.keys().next().value as number)
+    }
   }
 
   private handOver<T extends Settleable<never>>(req: T): T | null {

@@ -628,6 +628,35 @@ test('subscription identifiers route inbound messages; otherwise the local trie 
   assert.notEqual(a.subscriptionIdentifier, b.subscriptionIdentifier)
 })
 
+test('a copy sent for a subscription that has ended is not matched to another one (which gets its own copy); a twin on its filter still takes it', () => {
+  const x = harness()
+  x.up()
+  x.h.takesUnrouted = true
+  const wide = x.session.subscribe([{ topicFilter: 'x/#', qos: 0 }], {}).entry
+  const narrow = x.session.subscribe([{ topicFilter: 'x/y', qos: 0 }], {}).entry
+  x.take()
+  const copy = (sid: number | undefined, payload: string, topicName = 'x/y'): void => {
+    x.session.handlePacket({ type: 'publish', topicName, payload: Buffer.from(payload), qos: 0, retain: false, dup: false, properties: { subscriptionIdentifiers: [sid as number] } })
+  }
+  x.session.unsubscribe(narrow)
+  // One message, one copy per matching subscription (as mosquitto sends them); the UNSUBSCRIBE is still on its way.
+  copy(wide.subscriptionIdentifier, 'm1')
+  copy(narrow.subscriptionIdentifier, 'm1')
+  assert.deepEqual(x.h.delivered.map((m) => m.payload.toString()), ['m1'], 'the wide subscription gets its own copy only')
+  assert.deepEqual(x.h.unrouted.map((m) => m.payload.toString()), ['m1'])
+  // Twins: the broker holds one subscription for 'z/q' with the last SUBSCRIBE's identifier; that one ends.
+  const first = x.session.subscribe([{ topicFilter: 'z/q', qos: 0 }], {}).entry
+  const last = x.session.subscribe([{ topicFilter: 'z/q', qos: 0 }], {}).entry
+  x.take()
+  x.session.unsubscribe(last)
+  assert.deepEqual(x.take(), [], 'the filter is still used: no UNSUBSCRIBE')
+  const seen = x.h.delivered.length
+  copy(last.subscriptionIdentifier, 'm2', 'z/q')
+  assert.equal(x.h.delivered.length, seen + 1)
+  assert.equal(x.h.delivered.at(-1)?.payload.toString(), 'm2', 'the remaining twin takes it')
+  assert.notEqual(first.subscriptionIdentifier, last.subscriptionIdentifier)
+})
+
 test('throttle: PUBLISH beyond the rate waits for wakeAt, replays included', () => {
   const x = harness({ throttle: { messagesPerSecond: 10, burstSeconds: 0.2 } })
   x.up()
