@@ -674,7 +674,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         this.emit('serverReference', { serverReference: props.serverReference, reasonCode: rc })
       }
       const err = clientError(denied ? ClientErrorCode.NOT_AUTHORIZED : ClientErrorCode.CONNECTION_REFUSED,
-        `the broker refused the connection: ${name} (${v5 ? `0x${rc.toString(16)}` : rc})${props?.reasonString === undefined ? '' : `: ${props.reasonString}`}`, { reasonCode: rc })
+        `the broker refused the connection: ${name} (${v5 ? `0x${rc.toString(16)}` : rc})${props?.reasonString === undefined ? '' : `: ${props.reasonString}`}${serverReferenceText(props?.serverReference)}`, { reasonCode: rc })
       conn.close(err)
       throw err
     }
@@ -730,7 +730,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   private onDisconnect (reasonCode: number, serverReference: string | undefined, reasonString: string | undefined): void {
     if (serverReference !== undefined) this.emit('serverReference', { serverReference, reasonCode })
     const err = clientError(ClientErrorCode.DISCONNECTED_BY_BROKER,
-      `the broker disconnected: ${reasonCodeName(reasonCode, 'disconnect')} (0x${reasonCode.toString(16)})${reasonString === undefined ? '' : `: ${reasonString}`}`, { reasonCode })
+      `the broker disconnected: ${reasonCodeName(reasonCode, 'disconnect')} (0x${reasonCode.toString(16)})${reasonString === undefined ? '' : `: ${reasonString}`}${serverReferenceText(serverReference)}`, { reasonCode })
     this.conn?.close(err)
   }
 
@@ -834,6 +834,14 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
 interface ResponseWaiter {
   resolve: (m: Message) => void
   reject: (err: unknown) => void
+}
+
+/**
+ * The Server Reference in an error's message: `connect()` rejects before the app could listen for
+ * the `serverReference` event, so the error is where it learns where to go.
+ */
+function serverReferenceText (serverReference: string | undefined): string {
+  return serverReference === undefined ? '' : ` (server reference: ${serverReference})`
 }
 
 /** `run()`'s result, or a rejection with `signal.reason` as soon as the signal aborts. */

@@ -170,6 +170,8 @@ test('server redirect: CONNACK 0x9C with Server Reference is reported and typed'
     const err = await connect(b.url, { ...fast, protocolVersion: 5 }).catch((e: unknown) => e)
     assert.equal((err as { code: ClientErrorCode }).code, 'PETREL_ERR_CONNECTION_REFUSED')
     assert.equal((err as { reasonCode: number }).reasonCode, 0x9c)
+    // connect() rejects before a serverReference listener could be added: the error names it.
+    assert.match((err as Error).message, /server reference: other\.example:1883/)
     // And on a live connection: DISCONNECT 0x9D with a reference emits the event.
     const live = await fakeBroker((p, socket) => {
       if (p.type === 'connect') send(socket, { type: 'connack', sessionPresent: false, reasonCode: 0 })
