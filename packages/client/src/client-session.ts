@@ -1,5 +1,5 @@
 import {
-  encode, MAX_PACKET_SIZE, PetrelError, publishQoS0Size, writePublishQoS0, topicNameProblem, topicFilterProblem, parseSharedSubscription, topicMatches, WireErrorCode,
+  encode, isWellFormedUtf8, MAX_PACKET_SIZE, PetrelError, publishQoS0Size, writePublishQoS0, topicNameProblem, topicFilterProblem, parseSharedSubscription, topicMatches, WireErrorCode,
   type AckProperties, type ConnackPacket, type Packet, type ProtocolVersion, type PublishPacket,
   type PublishProperties, type QoS, type Subscription, type SubscribePacket, type UnsubscribePacket
 } from '@petrel/wire'
@@ -546,6 +546,11 @@ export class ClientSession implements InboundAckSink {
     // Past the protocol's limit (a 268 MB packet): too large for any broker, not malformed.
     if (payload.length > MAX_PACKET_SIZE - 9 - 3 * topic.length) throw this.tooLarge(payload.length + topic.length + 4)
     if (!this.v5 && properties !== undefined) properties = undefined
+    // A payload declared UTF-8 must be well-formed (§3.3.2.3.2): a broker that checks it ends the connection
+    // (0x99), and the resend after reconnecting would be refused the same way, for ever.
+    if (properties?.payloadFormatIndicator === true && !isWellFormedUtf8(payload, 0, payload.length)) {
+      throw new PetrelError(WireErrorCode.PAYLOAD_FORMAT_INVALID, 'the payload is not well-formed UTF-8 although payloadFormatIndicator is set (§3.3.2.3.2)', { reasonCode: 0x99 })
+    }
 
     // Fast path: QoS 0 with nothing ahead of it goes straight to the wire, with no request object.
     if (qos === 0 && this.connected && this.writable && this.queued === 0 && this.blocked.length === 0 && this.bucket === undefined) {

@@ -217,7 +217,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   /**
    * Publishes a message. Resolves when written (QoS 0), on PUBACK (1) or PUBCOMP (2) with the
    * broker's reason code. Rejects with PETREL_ERR_INVALID_TOPIC_NAME, PETREL_ERR_QOS_NOT_SUPPORTED,
-   * PETREL_ERR_RETAIN_NOT_SUPPORTED, PETREL_ERR_PACKET_TOO_LARGE (nothing sent), PETREL_ERR_QUEUE_FULL
+   * PETREL_ERR_RETAIN_NOT_SUPPORTED, PETREL_ERR_PACKET_TOO_LARGE, PETREL_ERR_PAYLOAD_FORMAT_INVALID
+   * (a payload declared UTF-8 that is not) (nothing sent), PETREL_ERR_QUEUE_FULL
    * / PETREL_ERR_DROPPED (queue policy), PETREL_ERR_PUBLISH_FAILED (reason code >= 0x80),
    * PETREL_ERR_SESSION_LOST, PETREL_ERR_CLIENT_CLOSED, or the signal's abort reason.
    */

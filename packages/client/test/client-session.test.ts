@@ -450,6 +450,19 @@ test('a SUBSCRIBE queued before CONNACK (or a resubscribe) that the broker\'s li
   assert.deepEqual(failed, ['PETREL_ERR_WILDCARD_NOT_SUPPORTED'])
 })
 
+test('v5: a payload declared UTF-8 (payloadFormatIndicator) that is not rejects at once and sends nothing', () => {
+  const x = harness()
+  x.up()
+  for (const qos of [0, 1, 2] as const) {
+    assert.throws(() => x.session.publish('t', Buffer.from([0xff, 0xfe]), qos, false, { payloadFormatIndicator: true }),
+      { code: 'PETREL_ERR_PAYLOAD_FORMAT_INVALID', reasonCode: 0x99 })
+  }
+  assert.deepEqual(x.take(), [])
+  x.session.publish('t', Buffer.from('héllo'), 0, false, { payloadFormatIndicator: true })
+  x.session.publish('t', Buffer.from([0xff]), 0, false, { payloadFormatIndicator: false })
+  assert.equal(x.take().length, 2)
+})
+
 test('topic names are checked on every publish, also right after a valid one (the check remembers only what passed)', () => {
   const x = harness()
   x.up()
