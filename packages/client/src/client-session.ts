@@ -546,6 +546,13 @@ export class ClientSession implements InboundAckSink {
     // Past the protocol's limit (a 268 MB packet): too large for any broker, not malformed.
     if (payload.length > MAX_PACKET_SIZE - 9 - 3 * topic.length) throw this.tooLarge(payload.length + topic.length + 4)
     if (!this.v5 && properties !== undefined) properties = undefined
+    // The Response Topic is a topic name: no wildcards, not empty (§3.3.2.3.5); a broker ends the
+    // connection for one that is not, and would again for every resend.
+    const responseTopic = properties?.responseTopic
+    if (responseTopic !== undefined) {
+      const problem = topicNameProblem(responseTopic)
+      if (problem !== undefined) throw new PetrelError(WireErrorCode.INVALID_TOPIC_NAME, `invalid response topic ${JSON.stringify(responseTopic)}: ${problem}`, { reasonCode: 0x90 })
+    }
     // A payload declared UTF-8 must be well-formed (§3.3.2.3.2): a broker that checks it ends the connection
     // (0x99), and the resend after reconnecting would be refused the same way, for ever.
     if (properties?.payloadFormatIndicator === true && !isWellFormedUtf8(payload, 0, payload.length)) {

@@ -463,6 +463,19 @@ test('v5: a payload declared UTF-8 (payloadFormatIndicator) that is not rejects 
   assert.equal(x.take().length, 2)
 })
 
+test('v5: a response topic that is no valid topic name (wildcard, empty) rejects at once and sends nothing', () => {
+  const x = harness()
+  x.up()
+  for (const responseTopic of ['replies/#', 'replies/+/x', '']) {
+    for (const qos of [0, 1] as const) {
+      assert.throws(() => x.session.publish('t', Buffer.from('q'), qos, false, { responseTopic }), { code: 'PETREL_ERR_INVALID_TOPIC_NAME' }, JSON.stringify(responseTopic))
+    }
+  }
+  assert.deepEqual(x.take(), [])
+  x.session.publish('t', Buffer.from('q'), 0, false, { responseTopic: 'replies/me' })
+  assert.equal(x.take().length, 1)
+})
+
 test('topic names are checked on every publish, also right after a valid one (the check remembers only what passed)', () => {
   const x = harness()
   x.up()
