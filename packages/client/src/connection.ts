@@ -78,7 +78,8 @@ export class Connection {
     this.version = protocolVersion
     this.handler = handler
     this.trace = trace
-    this.decoder = new Decoder({ protocolVersion, maxPacketSize })
+    // A message's payload is delivered as received, whatever its Payload Format Indicator says.
+    this.decoder = new Decoder({ protocolVersion, maxPacketSize, checkPayloadFormat: false })
     const direct = directReaderOf(stream)
     if (direct !== undefined) direct.attach((chunk) => { this.onData(chunk) }, () => handler.readsMayPause())
     else stream.on('data', (chunk: Buffer) => { this.onData(chunk) })

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { connect as netConnect, type Socket } from 'node:net'
 import { hasProgram, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
 import { connect, createClient, type ConnectEvent, type Message, type MqttClient } from '../src/index.js'
+import { encode } from '@petrel/wire'
 
 // Against a real mosquitto 2.x, both protocol versions.
 
@@ -307,6 +308,31 @@ test('v5: request() works for a client id holding + or # (the response topic sta
     const c = await open(5, { clientId })
     const answer = await c.request(svc, 'ping', { timeoutMs: 3000 })
     assert.equal(answer.payload.toString(), 'pong', clientId)
+  }
+})
+
+test('v5: a message declared UTF-8 (Payload Format Indicator) that is not arrives as received, and the link stays up', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const b = broker as Mosquitto
+  // Persistent: a client failing the link for it would get it again on every reconnect.
+  const c = await open(5, { clientId: 'pfi-sub', clean: false, sessionExpiryInterval: 60 })
+  let reconnects = 0
+  c.on('reconnect', () => { reconnects++ })
+  const sub = await c.subscribe('pfi/x', { qos: 1 })
+  // The client refuses to send such a payload itself: a raw publisher does.
+  const raw = netConnect(b.port, b.host)
+  try {
+    await new Promise((resolve) => raw.once('connect', resolve))
+    raw.write(encode({ type: 'connect', protocolVersion: 5, clientId: 'pfi-pub', cleanStart: true, keepAlive: 0 }, 5))
+    raw.write(encode({ type: 'publish', topicName: 'pfi/x', payload: Buffer.from([0xff, 0xfe]), qos: 1, retain: false, dup: false, packetId: 1, properties: { payloadFormatIndicator: true } }, 5))
+    raw.write(encode({ type: 'publish', topicName: 'pfi/x', payload: Buffer.from('after'), qos: 1, retain: false, dup: false, packetId: 2 }, 5))
+    const [bad, after] = await take(sub[Symbol.asyncIterator](), 2)
+    assert.deepEqual([...(bad?.payload ?? [])], [0xff, 0xfe])
+    assert.equal(bad?.properties?.payloadFormatIndicator, true)
+    assert.equal(after?.payload.toString(), 'after')
+    assert.equal(reconnects, 0)
+  } finally {
+    raw.destroy()
   }
 })
 

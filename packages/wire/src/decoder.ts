@@ -18,6 +18,13 @@ export interface DecoderOptions {
   protocolVersion?: ProtocolVersion | undefined
   /** Packets larger than this (whole packet, header included) raise Packet Too Large (0x95). */
   maxPacketSize?: number | undefined
+  /**
+   * Whether a PUBLISH whose Payload Format Indicator says UTF-8 must carry well-formed UTF-8
+   * (else Payload Format Invalid, 0x99). Default true. The check is a receiver's option
+   * [MQTT-3.3.2-4]: a client turns it off, since failing the link for a message the broker
+   * will send again on reconnect would fail it for ever.
+   */
+  checkPayloadFormat?: boolean | undefined
 }
 
 const enum State { Idle, Header, Body }
@@ -47,6 +54,7 @@ const T_SUBSCRIBE = 8
 export class Decoder {
   protocolVersion: ProtocolVersion | undefined
   maxPacketSize: number
+  private readonly checkPayloadFormat: boolean
 
   private state = State.Idle
   // Header state: up to 5 bytes of a fixed header split across chunks (allocated on first need).
@@ -67,6 +75,7 @@ export class Decoder {
   constructor (options: DecoderOptions = {}) {
     this.protocolVersion = options.protocolVersion
     this.maxPacketSize = options.maxPacketSize ?? MAX_PACKET_SIZE
+    this.checkPayloadFormat = options.checkPayloadFormat ?? true
   }
 
   /** Decodes `chunk` (after any partial input kept from earlier calls); returns the complete packets. */
@@ -243,7 +252,7 @@ export class Decoder {
     const payload = this.buf.subarray(this.pos, this.end)
     // [MQTT-3.3.2-4] a receiver may check a payload declared UTF-8; it is Character Data, not a
     // UTF-8 String, so U+0000 is allowed, and a failure has its own reason code (0x99).
-    if (properties?.payloadFormatIndicator === true && !isWellFormedUtf8(this.buf, this.pos, this.end)) {
+    if (properties?.payloadFormatIndicator === true && this.checkPayloadFormat && !isWellFormedUtf8(this.buf, this.pos, this.end)) {
       throw new PetrelError(WireErrorCode.PAYLOAD_FORMAT_INVALID, 'PUBLISH payload is not well-formed UTF-8 although its Payload Format Indicator is 1 [MQTT-3.3.2-4]', { reasonCode: 0x99 })
     }
     return { type: 'publish', topicName, payload, qos: qos as QoS, retain: (b1 & 1) !== 0, dup, packetId, properties }

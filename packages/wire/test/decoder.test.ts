@@ -195,6 +195,14 @@ describe('Decoder rejects bad input with the right code and reason code', () => 
 })
 
 describe('Decoder', () => {
+  it('checkPayloadFormat: false delivers a payload declared UTF-8 that is not, as received', () => {
+    const bytes = hex(pkt(0x32, '00 01 74 00 07 02 01 01 ff fe'))
+    const [p] = new Decoder({ protocolVersion: 5, checkPayloadFormat: false }).push(bytes)
+    assert.equal(p?.type, 'publish')
+    assert.deepEqual(p.type === 'publish' ? [...p.payload] : [], [0xff, 0xfe])
+    assertPetrelError(() => new Decoder({ protocolVersion: 5 }).push(bytes), PAYLOAD_FORMAT, 'checked by default')
+  })
+
   it('decodes what encode() writes, for a stream of packets in one chunk', () => {
     const packets: Packet[] = [
       { type: 'publish', topicName: 'a', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, packetId: 1 },
