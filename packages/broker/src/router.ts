@@ -116,6 +116,12 @@ export class Router {
       s.deliver(message, s.routeQos, s.routeRetain, s.routeSubIds, s.routeBudget)
       s.routeSubIds = undefined
       s.routeBudget = undefined
+      if (s.routeAlt) {
+        s.routeAlt = false
+        s.deliver(message, s.routeAltQos, !s.routeRetain, s.routeAltSubIds, s.routeAltBudget)
+        s.routeAltSubIds = undefined
+        s.routeAltBudget = undefined
+      }
     }
     targets.length = 0
     return n
@@ -145,13 +151,26 @@ export class Router {
       s.routeSubIds = sid === undefined ? undefined : [sid]
       s.routeBudget = sub.budget
       this.targets.push(s)
-    } else {
+    } else if (retain === s.routeRetain) {
+      // One copy for overlapping subscriptions, at the highest QoS, with every identifier
+      // [MQTT-3.3.4-2] [MQTT-3.3.4-4].
       if (qos > s.routeQos) {
         s.routeQos = qos
         s.routeBudget = sub.budget
       }
-      if (retain) s.routeRetain = true
       if (sid !== undefined) (s.routeSubIds ??= []).push(sid)
+    } else if (!s.routeAlt) {
+      // RETAIN differs [MQTT-3.3.1-12] [MQTT-3.3.1-13]: a further copy for these [MQTT-3.3.4-5].
+      s.routeAlt = true
+      s.routeAltQos = qos
+      s.routeAltSubIds = sid === undefined ? undefined : [sid]
+      s.routeAltBudget = sub.budget
+    } else {
+      if (qos > s.routeAltQos) {
+        s.routeAltQos = qos
+        s.routeAltBudget = sub.budget
+      }
+      if (sid !== undefined) (s.routeAltSubIds ??= []).push(sid)
     }
   }
 

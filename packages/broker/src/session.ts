@@ -105,6 +105,12 @@ export class Session {
   routeRetain = false
   routeSubIds: number[] | undefined
   routeBudget: FilterBudget | undefined
+  // A second copy, RETAIN the other way: a retained message matching subscriptions that differ
+  // in Retain As Published (one copy cannot carry RETAIN 1 for some and 0 for others).
+  routeAlt = false
+  routeAltQos: QoS = 0
+  routeAltSubIds: number[] | undefined
+  routeAltBudget: FilterBudget | undefined
 
   constructor (readonly clientId: string, private readonly host: SessionHost) {}
 

@@ -181,6 +181,27 @@ test('v5: no-local [MQTT-3.8.3-3] and subscription identifiers of overlapping su
   })
 })
 
+test('v5: overlapping subscriptions that differ in Retain As Published get a copy each for a retained message [MQTT-3.3.1-12] [MQTT-3.3.1-13] [MQTT-3.3.4-5]', async () => {
+  await withBroker({}, async (broker) => {
+    const c = await connected(broker, 5, { clientId: 'c' })
+    const s = await connected(broker, 5, { clientId: 's' })
+    await subscribe(s, 'rap/+', 1, { retainAsPublished: true, retainHandling: 2 }, 1)
+    await subscribe(s, 'rap/x', 0, { retainHandling: 2 }, 2)
+    await subscribe(s, 'rap/#', 1, { retainHandling: 2 }, 3)
+    c.send(pub('rap/x', 'kept', { qos: 1, packetId: 5, retain: true }))
+    const copies = [await s.expect('publish'), await s.expect('publish')]
+      .map((m) => ({ retain: m.retain, qos: m.qos, ids: [...(m.properties?.subscriptionIdentifiers ?? [])].sort() }))
+      .sort((a, b) => Number(b.retain) - Number(a.retain))
+    assert.deepEqual(copies, [{ retain: true, qos: 1, ids: [1] }, { retain: false, qos: 1, ids: [2, 3] }])
+    assert.equal(await s.quiet(150), true, 'two copies, no more')
+    // Not retained: RETAIN 0 for all of them, so one copy.
+    c.send(pub('rap/x', 'live', { qos: 1, packetId: 6 }))
+    const m = await s.expect('publish')
+    assert.deepEqual([m.retain, [...(m.properties?.subscriptionIdentifiers ?? [])].sort()], [false, [1, 2, 3]])
+    assert.equal(await s.quiet(150), true, 'delivered once')
+  })
+})
+
 test('v5: PUBACK 0x00 even when nobody is subscribed (0x10 is optional; the ack precedes routing)', async () => {
   await withBroker({}, async (broker) => {
     const p = await connected(broker, 5, { clientId: 'p' })
