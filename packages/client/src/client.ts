@@ -119,6 +119,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   private wakeTimer: NodeJS.Timeout | undefined
   private wakeTime = 0
   private reauthWaiter: { resolve: () => void, reject: (e: PetrelError) => void } | undefined
+  /** The last re-authentication asked for: the next one starts once it has settled. */
+  private reauthTail: Promise<void> = Promise.resolve()
   private readonly subscriptions = new Map<Subscription, SubscriptionEntry>()
   private readonly counters = { connects: 0, connectFailures: 0, disconnects: 0, pingTimeouts: 0, messagesDropped: 0, bytesIn: 0, bytesOut: 0 }
   /** The link ended before the supervisor waited for it to (undefined error: on purpose). */
@@ -424,12 +426,19 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   /**
    * MQTT 5 re-authentication: sends AUTH 0x19 with the connection's authentication method and
    * `authenticationData`; further challenges go to the `auth` hook. Resolves on AUTH Success.
+   * Calls made while one is under way wait for it: one exchange at a time.
    */
   async reauthenticate (authenticationData?: Uint8Array): Promise<void> {
     const method = this.options.properties?.authenticationMethod
     if (this.protocolVersion !== 5 || method === undefined) {
       throw clientError(ClientErrorCode.INVALID_ARGUMENT, 're-authentication needs MQTT 5 and properties.authenticationMethod')
     }
+    const run = this.reauthTail.then(async () => { await this.reauthOnce(method, authenticationData) })
+    this.reauthTail = run.catch(() => {})
+    await run
+  }
+
+  private async reauthOnce (method: string, authenticationData: Uint8Array | undefined): Promise<void> {
     const conn = this.conn
     if (conn === undefined || this.phase !== 'connected') throw clientError(ClientErrorCode.CONNECTION_FAILED, 'not connected')
     await new Promise<void>((resolve, reject) => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { createServer, type Server, type Socket } from 'node:net'
 import { Decoder, encode, type Packet } from '@petrel/wire'
 import { waitFor, withTimeout } from '@petrel/test-utils'
-import { connect, type ClientErrorCode } from '../src/index.js'
+import { connect, type ClientErrorCode, type MqttClient } from '../src/index.js'
 
 // The supervisor and MQTT 5 exchanges mosquitto cannot show (enhanced authentication, server
 // references, per-attempt CONNECT rewriting), against a hand-written MQTT 5 broker on 127.0.0.1.
@@ -120,8 +120,9 @@ test('v5 enhanced authentication: AUTH exchange on connect, then re-authenticati
     }
   })
   const challenges: string[] = []
+  let c: MqttClient | undefined
   try {
-    const c = await connect(b.url, {
+    c = await connect(b.url, {
       ...fast,
       protocolVersion: 5,
       properties: { authenticationMethod: 'SCRAM-TEST', authenticationData: Buffer.from('first') },
@@ -133,10 +134,14 @@ test('v5 enhanced authentication: AUTH exchange on connect, then re-authenticati
     assert.deepEqual(challenges, ['challenge-1'])
     await withTimeout(c.reauthenticate(Buffer.from('again')), 5000, 're-authentication')
     assert.deepEqual(challenges, ['challenge-1', 'challenge-2'])
-    const reauth = (b.seen[0] ?? []).filter((p) => p.type === 'auth').map((p) => p.type === 'auth' ? p.reasonCode : undefined)
-    assert.deepEqual(reauth, [0x18, 0x19, 0x18], 'continue, re-authenticate, continue')
-    await c.end({ force: true })
+    const reauth = (): Array<number | undefined> => (b.seen[0] ?? []).filter((p) => p.type === 'auth').map((p) => p.type === 'auth' ? p.reasonCode : undefined)
+    assert.deepEqual(reauth(), [0x18, 0x19, 0x18], 'continue, re-authenticate, continue')
+    // Two at once: one exchange after the other, both settle.
+    await withTimeout(Promise.all([c.reauthenticate(Buffer.from('a')), c.reauthenticate(Buffer.from('b'))]), 5000, 'two re-authentications')
+    assert.deepEqual(challenges, ['challenge-1', 'challenge-2', 'challenge-2', 'challenge-2'])
+    assert.deepEqual(reauth(), [0x18, 0x19, 0x18, 0x19, 0x18, 0x19, 0x18])
   } finally {
+    await c?.end({ force: true })
     await b.close()
   }
 })
