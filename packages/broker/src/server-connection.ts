@@ -1,5 +1,5 @@
 import {
-  encode, WireErrorCode, type PetrelError, type AuthPacket, type ConnectPacket, type DisconnectPacket, type Packet,
+  encode, isWellFormedUtf8, WireErrorCode, type PetrelError, type AuthPacket, type ConnectPacket, type DisconnectPacket, type Packet,
   type ProtocolVersion, type PublishPacket, type PublishProperties, type QoS, type SubscribePacket,
   type UnsubscribePacket, type Will
 } from '@petrel/wire'
@@ -294,6 +294,14 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
         return
       }
     }
+    // [MQTT-3.3.2-4] a payload declared UTF-8 that is not: refused in its PUBACK/PUBREC (0x99),
+    // so a client that sends it again after a reconnect is not disconnected for ever; QoS 0 has
+    // no ack, so DISCONNECT 0x99.
+    if (props?.payloadFormatIndicator === true && !isWellFormedUtf8(p.payload, 0, p.payload.length)) {
+      if (p.qos === 0) return this.fail(0x99, 'payload not UTF-8 although its Payload Format Indicator is 1')
+      this.finishPublish(p, undefined, false, 0x99)
+      return
+    }
     // [MQTT-3.3.4-7] the client sends at most our Receive Maximum QoS 1/2 publishes we have not
     // acknowledged (PUBACK written, or PUBREC until PUBREL); one more is DISCONNECT 0x93 (4.9).
     // PUBACKs are written at once unless flow control holds them, so only held ones count.
@@ -334,7 +342,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
    * window (our Receive Maximum under 5.0) then paces it. Input is not paused, so its acks for
    * messages routed to it still arrive: a client subscribed to its own topic cannot deadlock.
    */
-  private finishPublish (p: PublishPacket, msg: Message | undefined, allowed: boolean): void {
+  private finishPublish (p: PublishPacket, msg: Message | undefined, allowed: boolean, refusal = 0x87): void {
     if (this.state === ConnectionState.closed) return
     let wait: Promise<void> | undefined
     if (allowed && msg !== undefined) {
@@ -342,11 +350,11 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       // while acks are already held, later ones queue behind them: no second wait to register
       if (p.qos > 0 && this.heldAcks === undefined) wait = this.core.takePressure()
     } else {
-      this.core.stats.drop(DropReason.notAuthorized)
+      this.core.stats.drop(refusal === 0x99 ? DropReason.payloadFormatInvalid : DropReason.notAuthorized)
     }
     if (p.qos === 0) return
     const packetId = p.packetId as number
-    const rc = this.v5 && !allowed ? 0x87 : 0
+    const rc = this.v5 && !allowed ? refusal : 0
     let ack: Buffer
     if (p.qos === 1) {
       ack = encode({ type: 'puback', packetId, reasonCode: rc }, this.protocolVersion) // [MQTT-4.3.2-4]

@@ -202,6 +202,26 @@ test('v5: overlapping subscriptions that differ in Retain As Published get a cop
   })
 })
 
+test('v5: a payload declared UTF-8 that is not is refused in its PUBACK/PUBREC (0x99), the link stays up; QoS 0: DISCONNECT 0x99 [MQTT-3.3.2-4]', async () => {
+  await withBroker({}, async (broker) => {
+    const s = await connected(broker, 5, { clientId: 's' })
+    await subscribe(s, 'pf/#', 1)
+    const c = await connected(broker, 5, { clientId: 'c' })
+    const bad = Buffer.from([0xff, 0xfe])
+    c.send({ ...pub('pf/1', ''), payload: bad, qos: 1, packetId: 1, properties: { payloadFormatIndicator: true } })
+    assert.equal((await c.expect('puback')).reasonCode, 0x99)
+    c.send({ ...pub('pf/2', ''), payload: bad, qos: 2, packetId: 2, properties: { payloadFormatIndicator: true } })
+    assert.equal((await c.expect('pubrec')).reasonCode, 0x99)
+    c.send(pub('pf/3', 'fine', { qos: 1, packetId: 3, properties: { payloadFormatIndicator: true } }))
+    assert.equal((await c.expect('puback')).reasonCode, 0)
+    const m = await s.expect('publish')
+    assert.equal(text(m.payload), 'fine', 'only the well-formed one is routed')
+    assert.equal(broker.stats.drops.payload_format_invalid, 2)
+    c.send({ ...pub('pf/4', ''), payload: bad, properties: { payloadFormatIndicator: true } })
+    assert.equal((await c.expect('disconnect')).reasonCode, 0x99)
+  })
+})
+
 test('v5: PUBACK 0x00 even when nobody is subscribed (0x10 is optional; the ack precedes routing)', async () => {
   await withBroker({}, async (broker) => {
     const p = await connected(broker, 5, { clientId: 'p' })
