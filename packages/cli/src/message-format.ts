@@ -80,6 +80,10 @@ const isoDate = (d: Date): string => `${d.getFullYear()}-${two(d.getMonth() + 1)
 const isoTime = (d: Date): string => `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`
 const usDate = (d: Date): string => `${two(d.getMonth() + 1)}/${two(d.getDate())}/${two(d.getFullYear() % 100)}`
 const hour12 = (d: Date): number => d.getHours() % 12 === 0 ? 12 : d.getHours() % 12
+const amPm = (d: Date): string => d.getHours() < 12 ? 'AM' : 'PM'
+const dayAbbr = (d: Date): string => (DAYS[d.getDay()] as string).slice(0, 3)
+const monthAbbr = (d: Date): string => (MONTHS[d.getMonth()] as string).slice(0, 3)
+const spaceDay = (d: Date): string => String(d.getDate()).padStart(2, ' ')
 /** Day of the year, 0 for 1 January. */
 const yearDay = (d: Date): number => Math.round((Date.UTC(d.getFullYear(), d.getMonth(), d.getDate()) - Date.UTC(d.getFullYear(), 0, 1)) / 86_400_000)
 /** ISO 8601 week-based year and week: the week (Monday first) holding the date's Thursday. */
@@ -89,8 +93,16 @@ function isoWeek (d: Date): { year: number, week: number } {
 }
 /** The local time zone's abbreviation (glibc's %Z names some zones differently, e.g. CET vs GMT+1). */
 function zoneName (d: Date): string {
-  return new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' }).formatToParts(d).find((p) => p.type === 'timeZoneName')?.value ?? ''
+  // One formatter per time zone, not per message (making one costs far more than using it).
+  const tz = process.env.TZ
+  if (zoneFormat === undefined || zoneFormatTz !== tz) {
+    zoneFormat = new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' })
+    zoneFormatTz = tz
+  }
+  return zoneFormat.formatToParts(d).find((p) => p.type === 'timeZoneName')?.value ?? ''
 }
+let zoneFormat: Intl.DateTimeFormat | undefined
+let zoneFormatTz: string | undefined
 
 /** `@X`: the strftime(3) conversion %X of the local time, every letter glibc has (C locale), plus `@N` nanoseconds. */
 const TIME: Record<string, (d: Date) => string> = {
@@ -99,7 +111,7 @@ const TIME: Record<string, (d: Date) => string> = {
   C: (d) => two(Math.floor(d.getFullYear() / 100)),
   m: (d) => two(d.getMonth() + 1),
   d: (d) => two(d.getDate()),
-  e: (d) => String(d.getDate()).padStart(2, ' '),
+  e: spaceDay,
   j: (d) => String(yearDay(d) + 1).padStart(3, '0'),
   U: (d) => two(Math.floor((yearDay(d) + 7 - d.getDay()) / 7)),
   W: (d) => two(Math.floor((yearDay(d) + 7 - ((d.getDay() + 6) % 7)) / 7)),
@@ -113,20 +125,20 @@ const TIME: Record<string, (d: Date) => string> = {
   M: (d) => two(d.getMinutes()),
   S: (d) => two(d.getSeconds()),
   N: (d) => nanos(d),
-  p: (d) => d.getHours() < 12 ? 'AM' : 'PM',
-  P: (d) => d.getHours() < 12 ? 'am' : 'pm',
-  r: (d) => `${two(hour12(d))}:${two(d.getMinutes())}:${two(d.getSeconds())} ${d.getHours() < 12 ? 'AM' : 'PM'}`,
-  a: (d) => (DAYS[d.getDay()] as string).slice(0, 3),
+  p: amPm,
+  P: (d) => amPm(d).toLowerCase(),
+  r: (d) => `${two(hour12(d))}:${two(d.getMinutes())}:${two(d.getSeconds())} ${amPm(d)}`,
+  a: dayAbbr,
   A: (d) => DAYS[d.getDay()] as string,
-  b: (d) => (MONTHS[d.getMonth()] as string).slice(0, 3),
-  h: (d) => (MONTHS[d.getMonth()] as string).slice(0, 3),
+  b: monthAbbr,
+  h: monthAbbr,
   B: (d) => MONTHS[d.getMonth()] as string,
   u: (d) => String(d.getDay() === 0 ? 7 : d.getDay()),
   w: (d) => String(d.getDay()),
   s: (d) => String(Math.floor(d.getTime() / 1000)),
   z: (d) => offset(d),
   Z: zoneName,
-  c: (d) => `${(DAYS[d.getDay()] as string).slice(0, 3)} ${(MONTHS[d.getMonth()] as string).slice(0, 3)} ${String(d.getDate()).padStart(2, ' ')} ${isoTime(d)} ${d.getFullYear()}`,
+  c: (d) => `${dayAbbr(d)} ${monthAbbr(d)} ${spaceDay(d)} ${isoTime(d)} ${d.getFullYear()}`,
   x: usDate,
   X: isoTime,
   F: isoDate,

@@ -11,7 +11,9 @@ const LF = 0x0a
  * Ends quietly when `input` is destroyed while waiting (a signal stopping the publisher).
  */
 export async function * stdinLines (input: Readable): AsyncGenerator<Buffer> {
-  let rest: Buffer | undefined
+  // The start of a line that spans chunks, joined once its LF comes (a long line is not
+  // copied again for every chunk).
+  let pieces: Buffer[] = []
   try {
     for await (const chunk of input as AsyncIterable<Buffer | string>) {
       const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk
@@ -19,22 +21,20 @@ export async function * stdinLines (input: Readable): AsyncGenerator<Buffer> {
       let at = bytes.indexOf(LF)
       while (at !== -1) {
         const piece = bytes.subarray(start, at)
-        if (rest === undefined) yield piece
+        if (pieces.length === 0) yield piece
         else {
-          yield Buffer.concat([rest, piece])
-          rest = undefined
+          pieces.push(piece)
+          yield Buffer.concat(pieces)
+          pieces = []
         }
         start = at + 1
         at = bytes.indexOf(LF, start)
       }
-      if (start < bytes.length) {
-        const tail = bytes.subarray(start)
-        rest = rest === undefined ? Buffer.from(tail) : Buffer.concat([rest, tail])
-      }
+      if (start < bytes.length) pieces.push(bytes.subarray(start))
     }
   } catch (err) {
     if (input.destroyed) return
     throw err
   }
-  if (rest !== undefined) yield rest
+  if (pieces.length > 0) yield Buffer.concat(pieces)
 }
