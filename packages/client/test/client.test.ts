@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect as netConnect, type Socket } from 'node:net'
 import { hasProgram, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
-import { connect, createClient, type ConnectEvent, type Message, type MqttClient } from '../src/index.js'
+import { connect, createClient, type ConnectEvent, type Message, type MqttClient, type PublishOptions } from '../src/index.js'
 import { encode } from '@petrel/wire'
 
 // Against a real mosquitto 2.x, both protocol versions.
@@ -270,15 +270,21 @@ test('v5: subscription options (noLocal, retainAsPublished, retainHandling) and 
   await c.publish(topic, '', { qos: 1, retain: true })
 })
 
-test('v5: properties round trip and request/response', async (t) => {
-  if (!requirePeer(t, 'mosquitto')) return
+/** A v5 client answering each request on `svc` with `answer(request)`, as a responder does (correlation data copied). */
+async function responder (svc: string, answer: (m: Message) => { payload: string, properties?: PublishOptions['properties'] }): Promise<void> {
   const server = await open(5)
-  const svc = uniq('svc')
   await server.subscribe(svc, { qos: 1 }, async (m) => {
     const rt = m.properties?.responseTopic
     if (rt === undefined) return
-    await server.publish(rt, `echo:${m.payload.toString()}`, { qos: 1, properties: { correlationData: m.properties?.correlationData, userProperties: [['k', 'v']], contentType: 'text/plain' } })
+    const a = answer(m)
+    await server.publish(rt, a.payload, { qos: 1, properties: { ...a.properties, correlationData: m.properties?.correlationData } })
   })
+}
+
+test('v5: properties round trip and request/response', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const svc = uniq('svc')
+  await responder(svc, (m) => ({ payload: `echo:${m.payload.toString()}`, properties: { userProperties: [['k', 'v']], contentType: 'text/plain' } }))
   const c = await open(5)
   const answers = await Promise.all([c.request(svc, 'a'), c.request(svc, 'b')])
   assert.deepEqual(answers.map((m) => m.payload.toString()), ['echo:a', 'echo:b'])
@@ -298,12 +304,8 @@ test('v5: properties round trip and request/response', async (t) => {
 
 test('v5: request() works for a client id holding + or # (the response topic stays a valid topic name)', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
-  const server = await open(5)
   const svc = uniq('svc-id')
-  await server.subscribe(svc, { qos: 1 }, async (m) => {
-    const rt = m.properties?.responseTopic
-    if (rt !== undefined) await server.publish(rt, 'pong', { qos: 1, properties: { correlationData: m.properties?.correlationData } })
-  })
+  await responder(svc, () => ({ payload: 'pong' }))
   for (const clientId of [`dev+${process.pid}`, `sensor#${process.pid}`]) {
     const c = await open(5, { clientId })
     const answer = await c.request(svc, 'ping', { timeoutMs: 3000 })
