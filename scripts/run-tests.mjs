@@ -24,8 +24,11 @@ if (selected.length === 0) {
   process.exit(1)
 }
 const c8 = join('node_modules', 'c8', 'bin', 'c8.js')
+// --test-timeout bounds each file too (a hang guard, not a speed check): the longest file, the
+// bench CLI's (~40 tests that each run the tool end to end, one after another), takes ~3 min
+// alone and more on a loaded machine.
 const args = [c8, '--reporter=text-summary', '--reports-dir=coverage', '--all=false',
   '--include=packages/*/dist/src/**', process.execPath,
-  '--test', '--test-timeout=180000', ...process.argv.slice(2), ...selected.sort()]
+  '--test', '--test-timeout=420000', ...process.argv.slice(2), ...selected.sort()]
 const r = spawnSync(process.execPath, args, { stdio: 'inherit' })
 process.exit(r.status ?? 1)
