@@ -202,22 +202,29 @@ export class Connection {
     if (this.closed) return
     if (disconnect !== undefined) {
       this.write(encode({ type: 'disconnect', reasonCode: disconnect.reasonCode }, this.version))
-      this.flush()
-      // end(), not destroy(): TLS and WebSocket streams write asynchronously, and destroying now
-      // would drop the DISCONNECT still on its way (the broker would then publish the will).
-      const s = this.stream
-      // Once all is flushed, the broker gets a moment to close first; a broker that never reads
-      // what is left (a stall) does not hold the socket forever.
-      const stuck = setTimeout(() => { s.destroy() }, 10_000).unref()
-      s.once('finish', () => {
-        clearTimeout(stuck)
-        setTimeout(() => { s.destroy() }, 1000).unref()
-      })
-      s.end()
+      this.flushAndEnd()
     } else {
       this.stream.destroy()
     }
     this.finish(error, disconnect === undefined)
+  }
+
+  /**
+   * Sends what is batched, then ends the stream. end(), not destroy(): TLS and WebSocket streams
+   * write asynchronously, and destroying now would drop the last bytes still on their way (a
+   * DISCONNECT, without which the broker publishes the will; acks, without which it redelivers).
+   */
+  private flushAndEnd (): void {
+    this.flush()
+    const s = this.stream
+    // Once all is flushed, the broker gets a moment to close first; a broker that never reads
+    // what is left (a stall) does not hold the socket forever.
+    const stuck = setTimeout(() => { s.destroy() }, 10_000).unref()
+    s.once('finish', () => {
+      clearTimeout(stuck)
+      setTimeout(() => { s.destroy() }, 1000).unref()
+    })
+    s.end()
   }
 
   private finish (error: PetrelError | undefined, destroy = true): void {
@@ -249,9 +256,15 @@ export class Connection {
       this.handler.onPacket(packets[i] as Packet)
     }
     packets.length = 0
-    if (failure !== undefined) {
-      // [MQTT-4.13.1-1] a malformed packet closes the connection; v5 says why first.
-      this.close(failure, this.version === 5 ? { reasonCode: failure.reasonCode ?? 0x81 } : undefined)
+    if (failure === undefined || this.closed) return
+    // [MQTT-4.13.1-1] a malformed packet closes the connection; v5 says why first.
+    if (this.version === 5) this.close(failure, { reasonCode: failure.reasonCode ?? 0x81 })
+    else {
+      // 3.1.1 has no DISCONNECT from a client that means "error" (one would discard the will),
+      // but the acks batched for the good packets before the bad bytes still go out: lost, they
+      // would have the broker send those messages again.
+      this.flushAndEnd()
+      this.finish(failure, false)
     }
   }
 

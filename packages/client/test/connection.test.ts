@@ -2,6 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Duplex } from 'node:stream'
 import { Connection, type ConnectionHandler } from '../src/connection.js'
+import { encode } from '@petrel/wire'
 
 /** A stream that keeps every chunk it was given (by reference) and completes writes a turn later, as a busy socket does. */
 function sink (): { stream: Duplex, chunks: Buffer[] } {
@@ -80,4 +81,23 @@ test('64 KiB of packets go out at once, before the turn ends; after the burst a 
   c.reserve(10)
   assert.equal(c.buffer.length, 1024, 'quiet: the big slab was let go')
   c.close(undefined)
+})
+
+test('3.1.1: a malformed packet closes the link, but the acks for the good packets read before it still go out', async () => {
+  const { stream, chunks } = sink()
+  let closedWith: unknown
+  const c = new Connection(stream, 4, 1 << 20, {
+    ...handler,
+    // As the client does: a QoS 1 PUBLISH is acked at once, into the turn's batch.
+    onPacket (p) { if (p.type === 'publish' && p.packetId !== undefined) c.write(encode({ type: 'puback', packetId: p.packetId }, 4)) },
+    onClose (err) { closedWith = err }
+  })
+  const good = encode({ type: 'publish', topicName: 'a/b', payload: Buffer.from('x'), qos: 1, packetId: 7, retain: false, dup: false }, 4)
+  const malformed = Buffer.from([0x30, 0x02, 0x00, 0x05]) // topic length 5 in a 2-byte body
+  stream.push(Buffer.concat([good, malformed]))
+  await turn()
+  await turn()
+  assert.equal((closedWith as { code?: string } | undefined)?.code !== undefined, true, 'the link closed with a typed error')
+  assert.ok(c.isClosed)
+  assert.deepEqual(Buffer.concat(chunks), encode({ type: 'puback', packetId: 7 }, 4), 'the PUBACK was sent, and nothing else (no DISCONNECT under 3.1.1)')
 })
