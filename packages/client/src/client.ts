@@ -112,7 +112,12 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   private closing = false
   private paused = false
   private everConnected = false
+  /** Ends the supervisor's wait: a backoff pause, or offline after disconnect(). */
   private wake: (() => void) | undefined
+  /** Aborts the connection attempt under way (set only while one is). */
+  private cancelAttempt: (() => void) | undefined
+  /** reconnect() or disconnect() cut the attempt under way short: its end is no failure. */
+  private attemptAbandoned = false
   private connackWaiter: { resolve: () => void, reject: (e: PetrelError) => void, url: URL | undefined, packet: ConnectPacket } | undefined
   private linkEnded: ((error: PetrelError | undefined) => void) | undefined
   private firstConnect: { resolve: () => void, reject: (e: PetrelError) => void } | undefined
@@ -476,6 +481,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     if (this.closed) return
     this.paused = true
     this.conn?.close(undefined, this.phase === 'connected' ? { reasonCode: 0 } : undefined)
+    this.abandonAttempt()
     this.wake?.()
   }
 
@@ -484,7 +490,19 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     if (this.closed || this.closing) return
     this.paused = false
     if (this.conn !== undefined && !this.conn.isClosed) this.conn.close(undefined, this.phase === 'connected' ? { reasonCode: 0 } : undefined)
+    this.abandonAttempt()
     this.wake?.()
+  }
+
+  /**
+   * Drops the attempt under way, on the app's request: it is not a failure of the broker (no
+   * connectFailures, no backoff growth, no `error`). Called after the link is closed, so an
+   * attempt whose CONNACK just came ends as a connection, with its DISCONNECT.
+   */
+  private abandonAttempt (): void {
+    if (this.cancelAttempt === undefined) return
+    this.attemptAbandoned = true
+    this.cancelAttempt()
   }
 
   /** A snapshot of the counters. Cheap: no allocation beyond the returned object. */
@@ -527,6 +545,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       }
       attempt++
       this.endedEarly = undefined
+      this.attemptAbandoned = false
       const url = this.urls[this.urlIndex % this.urls.length]
       let error: PetrelError | undefined
       try {
@@ -535,6 +554,12 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         error = toPetrelError(err)
       }
       if (this.closed || this.closing) return
+      if (error !== undefined && this.attemptAbandoned) {
+        // reconnect() or disconnect() cut it short: the loop does what was asked (dial again at
+        // once, or wait offline); the next attempt takes this one's number.
+        attempt--
+        continue
+      }
       if (error !== undefined) {
         this.counters.connectFailures++
         this.urlIndex++
@@ -589,7 +614,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     const timer = setTimeout(() => {
       ac.abort(clientError(ClientErrorCode.CONNECT_TIMEOUT, `no CONNACK from ${url?.host ?? 'the transport'} within ${timeoutMs} ms`))
     }, timeoutMs)
-    this.wake = () => { ac.abort(clientError(ClientErrorCode.CONNECTION_FAILED, 'connection attempt cancelled')) }
+    this.cancelAttempt = () => { ac.abort(clientError(ClientErrorCode.CONNECTION_FAILED, 'connection attempt cancelled')) }
     try {
       const stream = await this.dial(url, ac.signal)
       if (ac.signal.aborted || this.closed || this.closing) {
@@ -623,7 +648,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       }
     } finally {
       clearTimeout(timer)
-      this.wake = undefined
+      this.cancelAttempt = undefined
     }
   }
 
@@ -828,6 +853,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     this.subscriptions.clear()
     const conn = this.conn
     if (conn !== undefined) conn.close(undefined, this.phase === 'connected' ? { reasonCode: 0 } : undefined)
+    this.cancelAttempt?.()
     this.wake?.()
     const ended = this.linkEnded
     this.linkEnded = undefined

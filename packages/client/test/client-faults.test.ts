@@ -1,9 +1,9 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer, type Socket } from 'node:net'
-import { Decoder, encode, type Packet } from '@petrel/wire'
+import { Decoder, encode, type Packet, type PetrelError } from '@petrel/wire'
 import { FaultProxy, hasProgram, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
-import { connect, type MqttClient, type ClientOptions } from '../src/index.js'
+import { connect, createClient, type MqttClient, type ClientOptions, type ReconnectEvent } from '../src/index.js'
 
 // Supervisor behaviour under faults: cuts, restarts, blackholes, stalls, malformed input.
 
@@ -272,5 +272,59 @@ test('supervisor: an accept-then-drop broker makes the backoff grow; a connectio
     await c.end({ force: true })
     for (const s of sockets) s.destroy()
     await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+  }
+})
+
+/** Records a client's failure signals: 'error' and 'reconnect' events. */
+function failures (c: MqttClient): { errors: PetrelError[], reconnects: ReconnectEvent[] } {
+  const f = { errors: [] as PetrelError[], reconnects: [] as ReconnectEvent[] }
+  c.on('error', (e) => { f.errors.push(e) })
+  c.on('reconnect', (e) => { f.reconnects.push(e) })
+  return f
+}
+
+test('reconnect() and disconnect() during a connection attempt abandon it: no failure counted, no backoff, no error', { timeout: 20_000 }, async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const b = broker as Mosquitto
+  const proxy = await FaultProxy.start({ target: { host: b.host, port: b.port } })
+  let connects = 0
+  // A stalled proxy holds the CONNECT: the attempt stays under way until we act.
+  proxy.stall()
+  const c = createClient(proxy.url, {
+    protocolVersion: 5,
+    connectTimeoutMs: 5000,
+    backoff: { initialDelayMs: 300, maxDelayMs: 3000, jitter: 0 },
+    trace: (direction, p) => { if (direction === 'out' && p.type === 'connect') connects++ }
+  })
+  const f = failures(c)
+  try {
+    await waitFor(() => connects === 1, { timeoutMs: 3000, message: 'first CONNECT written' })
+    // reconnect(): the attempt is dropped and the next one dials at once.
+    c.reconnect()
+    await waitFor(() => connects === 2, { timeoutMs: 1000, message: 'second CONNECT, without a backoff wait' })
+    assert.equal(c.stats().connectFailures, 0)
+    assert.equal(f.errors.length, 0, `errors: ${f.errors.map((e) => e.message).join('; ')}`)
+    assert.equal(f.reconnects.length, 0, 'no reconnect (backoff) event')
+    // disconnect(): the attempt is dropped and the client stays offline, with nothing reported.
+    c.disconnect()
+    await sleep(500)
+    assert.equal(connects, 2, 'no new attempt while disconnected')
+    assert.equal(c.stats().connectFailures, 0)
+    assert.equal(f.errors.length, 0, `errors: ${f.errors.map((e) => e.message).join('; ')}`)
+    assert.equal(f.reconnects.length, 0, 'no reconnect (backoff) event')
+    // The backoff did not grow: a real failure now waits the initial delay, as attempt 2 of 2.
+    proxy.refuse(true)
+    proxy.resume()
+    c.reconnect()
+    await waitFor(() => f.reconnects.length === 1, { timeoutMs: 3000, message: 'a refused attempt' })
+    assert.deepEqual(f.reconnects.map((e) => [e.attempt, e.delayMs]), [[2, 300]])
+    assert.equal(c.stats().connectFailures, 1)
+    assert.equal(f.errors.length, 1)
+    proxy.refuse(false)
+    await waitFor(() => c.connected, { timeoutMs: 3000, message: 'connected' })
+    assert.equal(c.stats().connectFailures, 1)
+  } finally {
+    await c.end({ force: true })
+    await proxy.close()
   }
 })
