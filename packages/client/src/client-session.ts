@@ -1054,7 +1054,10 @@ export class ClientSession implements InboundAckSink {
     const req = this.inflight.get(id)
     if (req === undefined || req.qos !== qos) return // a late duplicate ack
     if (qos === 2 && !req.released) return // PUBCOMP before PUBREC: ignore
-    this.complete(req, reasonCode, properties)
+    // PUBCOMP 0x92 (Packet Identifier not found) answers a PUBREL the broker had already
+    // completed: the one resent after a reconnect, whose first PUBCOMP was lost with the link.
+    // Its PUBREC took the message, and PUBCOMP has no other non-zero code (§3.7.2.1): delivered.
+    this.complete(req, reasonCode, properties, qos === 2 && reasonCode === 0x92)
   }
 
   private onPubrec (id: number, reasonCode: number, properties: AckProperties | undefined): void {
@@ -1069,12 +1072,12 @@ export class ClientSession implements InboundAckSink {
     this.out.write(pubrelBytes(id, 0))
   }
 
-  private complete (req: PublishRequest, reasonCode: number, properties: AckProperties | undefined): void {
+  private complete (req: PublishRequest, reasonCode: number, properties: AckProperties | undefined, delivered = false): void {
     this.inflight.delete(req.packetId)
     this.ids.release(req.packetId)
     if (req.sentEpoch === this.epoch && this.onWire > 0) this.onWire--
     this.counters.publishesAcked++
-    if (reasonCode >= 0x80) {
+    if (reasonCode >= 0x80 && !delivered) {
       this.settle(req, undefined, clientError(ClientErrorCode.PUBLISH_FAILED,
         `the broker refused the publish to ${JSON.stringify(req.topic)} with reason code 0x${reasonCode.toString(16)}${properties?.reasonString === undefined ? '' : `: ${properties.reasonString}`}`, { reasonCode }))
     } else {

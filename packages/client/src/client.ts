@@ -223,7 +223,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
 
   /**
    * Publishes a message. Resolves when written (QoS 0), on PUBACK (1) or PUBCOMP (2) with the
-   * broker's reason code. Rejects with PETREL_ERR_INVALID_TOPIC_NAME, PETREL_ERR_QOS_NOT_SUPPORTED,
+   * broker's reason code (PUBCOMP 0x92 to a PUBREL resent after a reconnect: the broker had
+   * completed it already, so it resolves too). Rejects with PETREL_ERR_INVALID_TOPIC_NAME, PETREL_ERR_QOS_NOT_SUPPORTED,
    * PETREL_ERR_RETAIN_NOT_SUPPORTED, PETREL_ERR_PACKET_TOO_LARGE, PETREL_ERR_PAYLOAD_FORMAT_INVALID
    * (a payload declared UTF-8 that is not) (nothing sent), PETREL_ERR_QUEUE_FULL
    * / PETREL_ERR_DROPPED (queue policy), PETREL_ERR_PUBLISH_FAILED (reason code >= 0x80),

@@ -170,6 +170,38 @@ test('replay with session present: same ids, DUP=1, windowed (not one at a time)
   assert.equal(x.session.counters.publishesReplayed, 3)
 })
 
+test('QoS 2 replay: PUBCOMP 0x92 to a resent PUBREL completes the publish (the broker had finished it) and frees the id', () => {
+  const x = harness()
+  x.up()
+  const a = x.pub('a', 2)
+  const [id] = ids(x.take()) as [number]
+  x.session.handlePacket({ type: 'pubrec', packetId: id })
+  assert.deepEqual(x.take().map((p) => p.type), ['pubrel'])
+  // The PUBCOMP is lost with the link; the broker completed the flow and forgot the id.
+  x.session.connectionDown()
+  x.up({ sessionPresent: true })
+  assert.deepEqual(x.take(), [{ type: 'pubrel', packetId: id, reasonCode: 0, properties: undefined }])
+  x.session.handlePacket({ type: 'pubcomp', packetId: id, reasonCode: 0x92 })
+  assert.equal(a.state, 'ok', `rejected: ${String(a.error)}`)
+  assert.equal(a.value?.reasonCode, 0x92)
+  assert.equal(x.session.inflightCount, 0)
+  assert.equal(x.session.idle, true)
+  // The id is free: a window of one takes the next QoS 2 publish at once.
+  const y = harness({ inflightWindow: 1 })
+  y.up()
+  const first = y.pub('first', 2)
+  const [fid] = ids(y.take()) as [number]
+  y.session.handlePacket({ type: 'pubrec', packetId: fid })
+  y.session.connectionDown()
+  y.up({ sessionPresent: true })
+  y.take()
+  y.pub('second', 2)
+  assert.deepEqual(y.take(), [], 'waits for the window')
+  y.session.handlePacket({ type: 'pubcomp', packetId: fid, reasonCode: 0x92 })
+  assert.equal(first.state, 'ok')
+  assert.deepEqual(publishes(y.take()).map((p) => p.payload.toString()), ['second'])
+})
+
 test('more than 65,535 queued QoS 1 publishes are all sent and completed (the queue is not keyed by packet id)', () => {
   const x = harness({ inflightWindow: 100, maxQueuedMessages: 100_000 })
   const N = 70_000
