@@ -457,8 +457,10 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
 
   /**
    * Closes the client. Graceful by default: waits (at most `timeoutMs`) for queued and in-flight
-   * requests, then sends DISCONNECT 0x00. Whatever is still pending rejects with
-   * PETREL_ERR_CLIENT_CLOSED. Idempotent.
+   * requests, then sends DISCONNECT 0x00. While the link is down (between attempts, or during
+   * one), it waits within the same bound for the next link to send them on, dialling at once
+   * rather than after the backoff delay; not after `disconnect()`. Whatever is still pending
+   * rejects with PETREL_ERR_CLIENT_CLOSED. Idempotent.
    */
   async end (options: EndOptions = {}): Promise<void> {
     if (this.closed) return
@@ -467,14 +469,27 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       return
     }
     this.closing = true
-    if (options.force !== true && this.phase === 'connected') {
+    if (options.force !== true) {
       const deadline = clock() + (options.timeoutMs ?? 5000)
-      while (!this.session.idle && this.phase === 'connected' && clock() < deadline) {
+      if (this.phase !== 'connected' && this.endMustWait) this.wake?.()
+      while (!this.closed && this.endMustWait && clock() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 5))
       }
       this.conn?.flush()
     }
     this.shutdown(undefined)
+  }
+
+  /**
+   * Whether a graceful end() has something to wait for: requests to finish on the live link; or,
+   * offline, requests the supervisor's next link will carry, or an attempt under way (its CONNECT
+   * may be at the broker already: cut without DISCONNECT, the broker would publish the will).
+   * Offline on purpose (disconnect()), no link is coming.
+   */
+  private get endMustWait (): boolean {
+    if (this.phase === 'connected') return !this.session.idle
+    if (this.paused) return false
+    return !this.session.idle || this.cancelAttempt !== undefined
   }
 
   /** Closes the connection (DISCONNECT 0x00) and stays offline until `reconnect()`. Requests keep queuing. */
@@ -538,7 +553,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
 
   private async supervise (): Promise<void> {
     let attempt = 0
-    while (!this.closed && !this.closing) {
+    // A graceful end() (closing) may be waiting for the next link: the loop runs until closed.
+    while (!this.closed) {
       if (this.paused) {
         await new Promise<void>((resolve) => { this.wake = resolve })
         this.wake = undefined
@@ -554,7 +570,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       } catch (err) {
         error = toPetrelError(err)
       }
-      if (this.closed || this.closing) return
+      if (this.closed) return
       if (error !== undefined && this.attemptAbandoned) {
         // reconnect() or disconnect() cut it short: the loop does what was asked (dial again at
         // once, or wait offline); the next attempt takes this one's number.
@@ -586,7 +602,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         else this.linkEnded = resolve
       })
       this.backoff.connectionEnded(clock() - upAt)
-      if (this.closed || this.closing) return
+      if (this.closed) return
       if (this.paused) continue
       const e = reason ?? clientError(ClientErrorCode.CONNECTION_FAILED, 'the connection closed')
       if (!this.shouldReconnect(1, e)) { this.shutdown(e); return }
@@ -618,7 +634,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     this.cancelAttempt = () => { ac.abort(clientError(ClientErrorCode.CONNECTION_FAILED, 'connection attempt cancelled')) }
     try {
       const stream = await this.dial(url, ac.signal)
-      if (ac.signal.aborted || this.closed || this.closing) {
+      if (ac.signal.aborted || this.closed) {
         stream.destroy()
         throw ac.signal.reason instanceof PetrelError ? ac.signal.reason : clientError(ClientErrorCode.CLIENT_CLOSED, 'the client is closed')
       }

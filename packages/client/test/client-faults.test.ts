@@ -328,3 +328,72 @@ test('reconnect() and disconnect() during a connection attempt abandon it: no fa
     await proxy.close()
   }
 })
+
+test('a graceful end() while reconnecting waits for the link: the queued publish completes, then DISCONNECT (between attempts, and mid-attempt)', { timeout: 30_000 }, async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const b = broker as Mosquitto
+  const proxy = await FaultProxy.start({ target: { host: b.host, port: b.port } })
+  const topic = `end-wait/${process.pid}`
+  const got: string[] = []
+  const s = await connect(b.url, { protocolVersion: 5 })
+  await s.subscribe(topic, { qos: 1 }, (m) => { got.push(m.payload.toString()) })
+  const clients: MqttClient[] = []
+  try {
+    for (const when of ['between attempts', 'mid-attempt'] as const) {
+      const out: string[] = []
+      const c = await connect(proxy.url, {
+        protocolVersion: 5,
+        connectTimeoutMs: 10_000,
+        backoff: { initialDelayMs: 200, maxDelayMs: 2000, jitter: 0 },
+        trace: (direction, p) => { if (direction === 'out') out.push(p.type) }
+      })
+      clients.push(c)
+      c.on('error', () => {})
+      const waiting = new Promise<void>((resolve) => { c.once('reconnect', () => { resolve() }) })
+      if (when === 'between attempts') proxy.refuse(true)
+      else proxy.stall() // the next attempt's CONNECT is held
+      proxy.cut()
+      await withTimeout(waiting, 3000, 'link lost')
+      if (when === 'mid-attempt') await waitFor(() => out.filter((p) => p === 'connect').length === 2, { timeoutMs: 3000, message: 'second CONNECT written' })
+      const pub = c.publish(topic, when, { qos: 1 })
+      const ended = c.end({ timeoutMs: 8000 })
+      await sleep(300)
+      assert.equal(c.isClosed, false, `${when}: end() waits for the link`)
+      proxy.refuse(false)
+      proxy.resume()
+      const r = await withTimeout(pub, 8000, `${when}: queued publish`)
+      assert.equal(r.reasonCode, 0)
+      await withTimeout(ended, 8000, `${when}: end()`)
+      assert.equal(out.at(-1), 'disconnect', `${when}: DISCONNECT last (${out.join(',')})`)
+      await waitFor(() => got.includes(when), { timeoutMs: 3000, message: `${when}: delivered` })
+    }
+  } finally {
+    for (const c of clients) await c.end({ force: true })
+    await s.end({ force: true })
+    await proxy.close()
+  }
+})
+
+test('a graceful end() whose link never comes finishes at its timeout; pending requests reject with PETREL_ERR_CLIENT_CLOSED', { timeout: 20_000 }, async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const b = broker as Mosquitto
+  const proxy = await FaultProxy.start({ target: { host: b.host, port: b.port } })
+  const c = await connect(proxy.url, { protocolVersion: 5, connectTimeoutMs: 10_000, backoff: { initialDelayMs: 100, maxDelayMs: 200, jitter: 0 } })
+  c.on('error', () => {})
+  try {
+    const waiting = new Promise<void>((resolve) => { c.once('reconnect', () => { resolve() }) })
+    proxy.stall()
+    proxy.cut()
+    await withTimeout(waiting, 3000, 'link lost')
+    const pub = c.publish('end-never/t', 'x', { qos: 1 })
+    const started = performance.now()
+    await withTimeout(c.end({ timeoutMs: 600 }), 5000, 'end()')
+    const took = performance.now() - started
+    assert.ok(took >= 550 && took < 2000, `end() took ${Math.round(took)} ms`)
+    await assert.rejects(pub, { code: 'PETREL_ERR_CLIENT_CLOSED' })
+    assert.equal(c.isClosed, true)
+  } finally {
+    await c.end({ force: true })
+    await proxy.close()
+  }
+})
