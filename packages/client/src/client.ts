@@ -460,12 +460,16 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
    * requests, then sends DISCONNECT 0x00. While the link is down (between attempts, or during
    * one), it waits within the same bound for the next link to send them on, dialling at once
    * rather than after the backoff delay; not after `disconnect()`. Whatever is still pending
-   * rejects with PETREL_ERR_CLIENT_CLOSED. Idempotent.
+   * rejects with PETREL_ERR_CLIENT_CLOSED. Idempotent; `force` also cuts short a graceful end()
+   * still waiting.
    */
   async end (options: EndOptions = {}): Promise<void> {
     if (this.closed) return
     if (this.closing) {
-      await new Promise<void>((resolve) => { this.once('close', () => { resolve() }) })
+      // A forced end() cuts short a graceful one still waiting: that one sees `closed` and
+      // returns on its next check, so both settle now.
+      if (options.force === true) this.shutdown(undefined)
+      else await new Promise<void>((resolve) => { this.once('close', () => { resolve() }) })
       return
     }
     this.closing = true

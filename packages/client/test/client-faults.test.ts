@@ -397,3 +397,37 @@ test('a graceful end() whose link never comes finishes at its timeout; pending r
     await proxy.close()
   }
 })
+
+test('end({ force: true }) during a graceful end() closes at once: both settle, pending requests reject with PETREL_ERR_CLIENT_CLOSED', { timeout: 30_000 }, async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const b = broker as Mosquitto
+  const proxy = await FaultProxy.start({ target: { host: b.host, port: b.port } })
+  const clients: MqttClient[] = []
+  try {
+    for (const when of ['waiting for acks', 'waiting for the link'] as const) {
+      proxy.resume()
+      const c = await connect(proxy.url, { protocolVersion: 5, connectTimeoutMs: 20_000, backoff: { initialDelayMs: 100, maxDelayMs: 200, jitter: 0 } })
+      clients.push(c)
+      c.on('error', () => {})
+      proxy.stall()
+      if (when === 'waiting for the link') {
+        const waiting = new Promise<void>((resolve) => { c.once('reconnect', () => { resolve() }) })
+        proxy.cut()
+        await withTimeout(waiting, 3000, 'link lost')
+      }
+      const pub = c.publish('end-force/t', 'x', { qos: 1 })
+      pub.catch(() => {})
+      const graceful = c.end({ timeoutMs: 20_000 })
+      await sleep(200)
+      assert.equal(c.isClosed, false, `${when}: the graceful end() waits`)
+      const started = performance.now()
+      await withTimeout(Promise.all([c.end({ force: true }), graceful]), 2000, `${when}: both end() calls`)
+      assert.ok(performance.now() - started < 500, `${when}: settled after ${Math.round(performance.now() - started)} ms`)
+      await assert.rejects(pub, { code: 'PETREL_ERR_CLIENT_CLOSED' })
+      assert.equal(c.isClosed, true)
+    }
+  } finally {
+    for (const c of clients) await c.end({ force: true })
+    await proxy.close()
+  }
+})
