@@ -63,9 +63,9 @@ export interface ClientEventMap {
 
 /** Options of `client.end()`. */
 export interface EndOptions {
-  /** Close at once: pending requests reject with PETREL_ERR_CLIENT_CLOSED, no DISCONNECT flush wait. */
+  /** Close at once: pending requests reject with PETREL_ERR_CLIENT_CLOSED; no wait for requests, a link or the broker's close. */
   force?: boolean
-  /** Graceful: wait at most this long for queued and in-flight requests. Default 5,000 ms. */
+  /** Graceful: wait at most this long for queued and in-flight requests (and, while the link is down, for the next one). Default 5,000 ms. */
   timeoutMs?: number
 }
 
@@ -76,6 +76,12 @@ export interface RequestOptions extends PublishOptions {
 }
 
 type Phase = 'idle' | 'connecting' | 'connected'
+
+/**
+ * How long a graceful end() waits, after DISCONNECT, for the broker to close the connection: as
+ * long as the connection lets the socket linger once our bytes are flushed.
+ */
+const CLOSE_WAIT_MS = 1000
 
 /** setTimeout's longest delay (a longer one fires after 1 ms). */
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -112,6 +118,10 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   private closing = false
   private paused = false
   private everConnected = false
+  /** The first end() call's work; later calls wait for it (a forced one cuts it short). */
+  private ending: Promise<void> | undefined
+  /** Ends a graceful end()'s wait for the broker to close the link (see brokerClosed). */
+  private cutCloseWait: (() => void) | undefined
   /** Ends the supervisor's wait: a backoff pause, or offline after disconnect(). */
   private wake: (() => void) | undefined
   /** Aborts the connection attempt under way (set only while one is). */
@@ -460,28 +470,69 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
    * requests, then sends DISCONNECT 0x00. While the link is down (between attempts, or during
    * one), it waits within the same bound for the next link to send them on, dialling at once
    * rather than after the backoff delay; not after `disconnect()`. Whatever is still pending
-   * rejects with PETREL_ERR_CLIENT_CLOSED. Idempotent; `force` also cuts short a graceful end()
-   * still waiting.
+   * rejects with PETREL_ERR_CLIENT_CLOSED. Resolves once the broker has closed the connection
+   * after the DISCONNECT (at most 1 s later): it has then read our last acks, so a client taking
+   * the session over next is not sent those messages again. `force` closes at once, without
+   * waiting for anything, and cuts short a graceful end() still waiting. Idempotent.
    */
   async end (options: EndOptions = {}): Promise<void> {
-    if (this.closed) return
-    if (this.closing) {
-      // A forced end() cuts short a graceful one still waiting: that one sees `closed` and
-      // returns on its next check, so both settle now.
-      if (options.force === true) this.shutdown(undefined)
-      else await new Promise<void>((resolve) => { this.once('close', () => { resolve() }) })
+    if (this.ending !== undefined) {
+      if (options.force === true) {
+        // A forced end() cuts short a graceful one still waiting (for requests, a link, or the
+        // broker's close): that one sees `closed` on its next check, so both settle now.
+        this.shutdown(undefined)
+        this.cutCloseWait?.()
+      }
+      await this.ending
       return
     }
+    if (this.closed) return
+    this.ending = this.endOnce(options)
+    await this.ending
+  }
+
+  private async endOnce (options: EndOptions): Promise<void> {
     this.closing = true
-    if (options.force !== true) {
-      const deadline = clock() + (options.timeoutMs ?? 5000)
-      if (this.phase !== 'connected' && this.endMustWait) this.wake?.()
-      while (!this.closed && this.endMustWait && clock() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 5))
-      }
-      this.conn?.flush()
+    if (options.force === true) {
+      this.shutdown(undefined)
+      return
     }
+    const deadline = clock() + (options.timeoutMs ?? 5000)
+    if (this.phase !== 'connected' && this.endMustWait) this.wake?.()
+    while (!this.closed && this.endMustWait && clock() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    if (this.closed) return
+    this.conn?.flush()
+    const conn = this.phase === 'connected' ? this.conn : undefined // the one to get DISCONNECT
     this.shutdown(undefined)
+    if (conn !== undefined) await this.brokerClosed(conn.stream)
+  }
+
+  /**
+   * After our DISCONNECT, waits (at most CLOSE_WAIT_MS) for the broker to close the connection, as
+   * the receiver of a DISCONNECT should (§3.14.4). Then it has read all we sent before it, our
+   * last PUBACK/PUBREC/PUBCOMP included: resolving earlier, a client taking the session over at
+   * once could be served first and be sent those messages again.
+   */
+  private async brokerClosed (stream: Duplex): Promise<void> {
+    if (stream.destroyed || stream.readableEnded) return
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        stream.off('end', done)
+        stream.off('close', done)
+        this.cutCloseWait = undefined
+        resolve()
+      }
+      const timer = setTimeout(done, CLOSE_WAIT_MS)
+      stream.once('end', done)
+      stream.once('close', done)
+      this.cutCloseWait = () => {
+        stream.destroy()
+        done()
+      }
+    })
   }
 
   /**

@@ -431,3 +431,59 @@ test('end({ force: true }) during a graceful end() closes at once: both settle, 
     await proxy.close()
   }
 })
+
+test('a graceful end() resolves once the broker has closed the link: a client taking the session over at once gets nothing again', { timeout: 30_000 }, async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const b = broker as Mosquitto
+  // Latency between the first client and the broker: its last PUBACK and DISCONNECT are still on
+  // their way when end() has written them.
+  const proxy = await FaultProxy.start({ target: { host: b.host, port: b.port }, delayMs: 150 })
+  const clients: MqttClient[] = []
+  try {
+    for (const v of [4, 5] as const) {
+      const id = `linger-${v}-${process.pid}`
+      const topic = `linger/${v}/${process.pid}`
+      const session: ClientOptions = { protocolVersion: v, clientId: id, clean: false, sessionExpiryInterval: 60 }
+      const got: string[] = []
+      const a = await connect(proxy.url, session)
+      clients.push(a)
+      await a.subscribe(topic, { qos: 1 }, (m) => { got.push(m.payload.toString()) })
+      const p = await connect(b.url, { protocolVersion: v })
+      clients.push(p)
+      await p.publish(topic, 'once', { qos: 1 })
+      await waitFor(() => got.length === 1, { timeoutMs: 3000, message: 'delivered' })
+      await a.end()
+      assert.equal(proxy.connections, 0, `v${v}: the link is closed when end() resolves`)
+      // Straight to the broker: this CONNECT overtakes anything still in the proxy.
+      const again = createClient(b.url, { ...session, unroutedHoldMs: 0 })
+      clients.push(again)
+      const redelivered: string[] = []
+      again.on('unrouted', (m) => { redelivered.push(m.payload.toString()) })
+      await waitFor(() => again.connected, { timeoutMs: 3000, message: 'connected again' })
+      await sleep(400)
+      assert.deepEqual(redelivered, [], `v${v}: nothing redelivered`)
+      assert.equal(again.stats().messagesReceived, 0)
+      await again.end()
+      // force still closes at once, without waiting for the broker.
+      const f = await connect(proxy.url, { protocolVersion: v })
+      clients.push(f)
+      const started = performance.now()
+      await f.end({ force: true })
+      assert.ok(performance.now() - started < 100, `v${v}: force took ${Math.round(performance.now() - started)} ms`)
+    }
+    // A graceful end() waiting for the broker's close (here it never comes) is cut short by force.
+    const g = await connect(proxy.url, { protocolVersion: 5 })
+    clients.push(g)
+    proxy.stall()
+    let settled = false
+    const graceful = g.end().then(() => { settled = true })
+    await sleep(200)
+    assert.equal(settled, false, 'the graceful end() waits for the close')
+    const started = performance.now()
+    await withTimeout(Promise.all([g.end({ force: true }), graceful]), 2000, 'both end() calls')
+    assert.ok(performance.now() - started < 300, `settled after ${Math.round(performance.now() - started)} ms`)
+  } finally {
+    for (const c of clients) await c.end({ force: true })
+    await proxy.close()
+  }
+})

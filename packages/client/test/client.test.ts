@@ -162,12 +162,10 @@ for (const v of [4, 5] as const) {
     await waitFor(() => unrouted.length === 3, { timeoutMs: 3000, message: `unrouted ${unrouted.join(',')}` })
     assert.deepEqual(unrouted, ['c0', 'c1', 'c2'])
     assert.equal(again.stats().messagesUnrouted, 0)
-    // All acked: a later client with the session gets nothing again. end() resolves once its
-    // acks and DISCONNECT are handed to the socket, not once mosquitto has read them: a CONNECT
-    // taking the session over at once could be served first (about 1 run in 10), and the old
-    // link's unread acks would then be discarded with it.
+    // All acked: a later client with the session gets nothing again. end() resolves once
+    // mosquitto has closed the link after DISCONNECT, so it has read the acks before it: the
+    // next CONNECT can take the session over at once.
     await again.end()
-    await new Promise((resolve) => setTimeout(resolve, 200))
     const last = await open(v, { clientId: id, clean: false, sessionExpiryInterval: 60, unroutedHoldMs: 300 })
     await last.subscribe([a, b, c], { qos: 1 })
     await new Promise((resolve) => setTimeout(resolve, 500))
@@ -300,10 +298,11 @@ test('v5: properties round trip and request/response', async (t) => {
   const aborted = c.request(silent, 'x', { signal: ac.signal, timeoutMs: 30_000 })
   setTimeout(() => { ac.abort(new Error('user abort')) }, 100)
   await assert.rejects(aborted, /user abort/)
-  const pending = c.request(silent, 'y', { timeoutMs: 30_000 })
+  const pending = assert.rejects(c.request(silent, 'y', { timeoutMs: 30_000 }), { code: 'PETREL_ERR_CLIENT_CLOSED' })
   await new Promise((resolve) => setTimeout(resolve, 100))
+  // It rejects when end() sends DISCONNECT, before end() resolves (on the broker's close).
   await c.end()
-  await assert.rejects(pending, { code: 'PETREL_ERR_CLIENT_CLOSED' })
+  await pending
 })
 
 test('v5: request() works for a client id holding + or # (the response topic stays a valid topic name)', async (t) => {
