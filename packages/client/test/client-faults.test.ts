@@ -487,3 +487,98 @@ test('a graceful end() resolves once the broker has closed the link: a client ta
     await proxy.close()
   }
 })
+
+// --- a broker that breaks the protocol ---------------------------------------------------------
+
+/** One connection to a {@link scriptedBroker}: what the client sent on it, in order. */
+interface ScriptedLink { readonly index: number, readonly socket: Socket, readonly packets: Packet[] }
+
+/**
+ * A hand-written broker, the only way to make one misbehave. `misbehave` sees each packet the
+ * client sends and returns true when it has answered it; otherwise the broker behaves: CONNACK
+ * (session present when the client resumes one), PUBACK / PUBREC / PUBCOMP, SUBACK and UNSUBACK
+ * with one code per filter, PINGRESP.
+ */
+async function scriptedBroker (version: 4 | 5, misbehave: (p: Packet, link: ScriptedLink) => boolean): Promise<{ url: string, links: ScriptedLink[], close: () => Promise<void> }> {
+  const links: ScriptedLink[] = []
+  const server = createServer((socket) => {
+    const link: ScriptedLink = { index: links.length, socket, packets: [] }
+    links.push(link)
+    const dec = new Decoder({ protocolVersion: version })
+    const send = (p: Packet): void => { socket.write(encode(p, version)) }
+    socket.on('data', (chunk) => {
+      for (const p of dec.push(chunk)) {
+        link.packets.push(p)
+        if (misbehave(p, link)) continue
+        switch (p.type) {
+          case 'connect': send({ type: 'connack', sessionPresent: !p.cleanStart && link.index > 0, reasonCode: 0 }); break
+          case 'publish':
+            if (p.qos === 1) send({ type: 'puback', packetId: p.packetId as number })
+            if (p.qos === 2) send({ type: 'pubrec', packetId: p.packetId as number })
+            break
+          case 'pubrel': send({ type: 'pubcomp', packetId: p.packetId }); break
+          case 'subscribe': send({ type: 'suback', packetId: p.packetId, reasonCodes: p.subscriptions.map((x) => x.qos) }); break
+          case 'unsubscribe': send({ type: 'unsuback', packetId: p.packetId, reasonCodes: version === 5 ? p.topicFilters.map(() => 0) : undefined }); break
+          case 'pingreq': send({ type: 'pingresp' }); break
+          default: break
+        }
+      }
+    })
+    socket.on('error', () => {})
+  })
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  const port = (server.address() as { port: number }).port
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    links,
+    close: async () => {
+      for (const l of links) l.socket.destroy()
+      await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+    }
+  }
+}
+
+/** The reason code of the DISCONNECT the client left a link with; null: it closed without one. */
+function disconnectReason (link: ScriptedLink | undefined): number | null {
+  const d = link?.packets.find((p) => p.type === 'disconnect')
+  return d?.type === 'disconnect' ? d.reasonCode ?? 0 : null
+}
+
+/**
+ * The client publishes QoS 1 to `bad/t` on a persistent session; on the first connection the broker
+ * answers that PUBLISH with `bad` instead of PUBACK. The client must leave with `expected.reasonCode`
+ * (in a v5 DISCONNECT; 3.1.1 just closes), report `expected.code`, reconnect, and complete the publish
+ * by replaying it (DUP) on the next connection.
+ */
+async function expectProtocolError (version: 4 | 5, bad: Buffer, expected: { code: string, reasonCode: number },
+  options: ClientOptions = {}, prepare?: (c: MqttClient) => Promise<void>): Promise<void> {
+  const broker = await scriptedBroker(version, (p, link) => {
+    if (p.type !== 'publish' || p.topicName !== 'bad/t' || link.index !== 0) return false
+    link.socket.write(bad)
+    return true
+  })
+  const errors: PetrelError[] = []
+  let c: MqttClient | undefined
+  try {
+    c = await connect(broker.url, { ...fast, protocolVersion: version, clean: false, ...options })
+    c.on('disconnect', (e) => { if (e.error !== undefined) errors.push(e.error) })
+    await prepare?.(c)
+    const r = await withTimeout(c.publish('bad/t', 'kept', { qos: 1 }), 10_000, 'publish completes after reconnect')
+    assert.equal(r.reasonCode, 0)
+    assert.equal(disconnectReason(broker.links[0]), version === 5 ? expected.reasonCode : null, 'how the client left the first link')
+    assert.deepEqual(errors.slice(0, 1).map((e) => [e.code, e.reasonCode]), [[expected.code, expected.reasonCode]], errors[0]?.message)
+    const resent = broker.links[1]?.packets.find((p) => p.type === 'publish')
+    assert.equal(resent?.type === 'publish' ? `${resent.payload.toString()} dup=${String(resent.dup)}` : undefined, 'kept dup=true')
+  } finally {
+    await c?.end({ force: true })
+    await broker.close()
+  }
+}
+
+test('v5: a PUBLISH with Topic Alias 0 [MQTT-3.3.2-8], or above our Topic Alias Maximum [MQTT-3.3.2-11]: DISCONNECT 0x94, reconnect, replay', { timeout: 30_000 }, async () => {
+  // QoS 0 to "t", Topic Alias 0, payload "x" (the encoder refuses to write it).
+  await expectProtocolError(5, Buffer.from([0x30, 0x08, 0x00, 0x01, 0x74, 0x03, 0x23, 0x00, 0x00, 0x78]),
+    { code: 'PETREL_ERR_TOPIC_ALIAS_INVALID', reasonCode: 0x94 })
+  const aliased = encode({ type: 'publish', topicName: 'a/b', payload: Buffer.from('x'), qos: 0, retain: false, dup: false, properties: { topicAlias: 3 } }, 5)
+  await expectProtocolError(5, aliased, { code: 'PETREL_ERR_CLIENT_PROTOCOL_ERROR', reasonCode: 0x94 }, { topicAliasMaximum: 2 })
+})

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Decoder, encode, type ConnackPacket, type Packet, type PublishPacket, type QoS, type SubscribePacket } from '@petrel/wire'
+import { Decoder, encode, type ConnackPacket, type Packet, type PetrelError, type PublishPacket, type QoS, type SubscribePacket } from '@petrel/wire'
 import { ClientSession, type ClientSessionOptions, type PublishRequest, type PublishResult, type SessionOutput } from '../src/client-session.js'
 import type { Message } from '../src/message.js'
 
@@ -71,6 +71,8 @@ function attach (req: PublishRequest, t: Tracked): void {
 
 const publishes = (ps: Packet[]): PublishPacket[] => ps.filter((p): p is PublishPacket => p.type === 'publish')
 const ids = (ps: Packet[]): number[] => publishes(ps).map((p) => p.packetId ?? 0)
+/** `[code, reasonCode]` of each protocol violation the session reported. */
+const violations = (es: Error[]): Array<[string, number | undefined]> => es.map((e) => [(e as PetrelError).code, (e as PetrelError).reasonCode])
 
 test('QoS 1 window: only `inflightWindow` PUBLISH on the wire; out-of-order PUBACK frees a slot', () => {
   const x = harness({ inflightWindow: 3 })
@@ -531,6 +533,18 @@ test('inbound topic aliases: learnt, resolved, and an unknown alias is a protoco
   x.session.handlePacket({ type: 'publish', topicName: '', payload: Buffer.from('3'), qos: 0, retain: false, dup: false, properties: { topicAlias: 3 } })
   assert.equal(x.h.violations.length, 1)
   assert.equal((x.h.violations[0] as unknown as { reasonCode: number }).reasonCode, 0x94)
+})
+
+test('v5: an inbound topic alias above the Topic Alias Maximum we advertised (any alias, when we advertised none) is Topic Alias invalid (0x94) [MQTT-3.3.2-11]', () => {
+  for (const [max, alias] of [[5, 6], [0, 1]] as const) {
+    const x = harness({ topicAliasMaximum: max })
+    x.up()
+    x.session.subscribe([{ topicFilter: '#', qos: 0 }], {})
+    x.take()
+    x.session.handlePacket({ type: 'publish', topicName: 'a/b', payload: Buffer.from('1'), qos: 0, retain: false, dup: false, properties: { topicAlias: alias } })
+    assert.deepEqual(violations(x.h.violations), [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x94]], `maximum ${max}, alias ${alias}`)
+    assert.equal(x.h.delivered.length, 0, 'not delivered')
+  }
 })
 
 test('outbound topic aliases for QoS 0 only, within the broker maximum', () => {

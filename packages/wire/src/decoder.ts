@@ -454,7 +454,13 @@ export class Decoder {
         case 0x1f: props.reasonString = this.utf8(); break
         case 0x21: props.receiveMaximum = this.nonZeroU16(info.name); break
         case 0x22: props.topicAliasMaximum = this.u16(); break
-        case 0x23: props.topicAlias = this.nonZeroU16(info.name); break
+        case 0x23: {
+          const v = this.u16()
+          // [MQTT-3.3.2-8] an alias is never 0; the receiver closes with 0x94, not 0x82 (§3.3.4)
+          if (v === 0) throw new PetrelError(WireErrorCode.TOPIC_ALIAS_INVALID, 'topic alias 0 [MQTT-3.3.2-8]', { reasonCode: 0x94 })
+          props.topicAlias = v
+          break
+        }
         case 0x24: props.maximumQoS = this.flag(info.name) ? 1 : 0; break
         case 0x25: props.retainAvailable = this.flag(info.name); break
         case 0x26: (props.userProperties ??= []).push([this.utf8(), this.utf8()]); break

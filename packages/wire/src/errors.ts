@@ -23,6 +23,8 @@ export const WireErrorCode = {
   PROTOCOL_ERROR: 'PETREL_ERR_PROTOCOL_ERROR',
   /** Larger than the Maximum Packet Size: close with 0x95 Packet Too Large. */
   PACKET_TOO_LARGE: 'PETREL_ERR_PACKET_TOO_LARGE',
+  /** A PUBLISH with Topic Alias 0 [MQTT-3.3.2-8]: close with 0x94 Topic Alias invalid. */
+  TOPIC_ALIAS_INVALID: 'PETREL_ERR_TOPIC_ALIAS_INVALID',
   /** CONNECT with a protocol name or level we do not speak: CONNACK 0x01 (3.1.1) or 0x84 (5.0). */
   UNSUPPORTED_PROTOCOL_VERSION: 'PETREL_ERR_UNSUPPORTED_PROTOCOL_VERSION',
   /** A topic name that is empty, holds a wildcard or U+0000, or is longer than 65,535 bytes. */

@@ -8,6 +8,7 @@ const PROTOCOL: ExpectedError = { code: WireErrorCode.PROTOCOL_ERROR, reasonCode
 const TOO_LARGE: ExpectedError = { code: WireErrorCode.PACKET_TOO_LARGE, reasonCode: 0x95 }
 const UNSUPPORTED: ExpectedError = { code: WireErrorCode.UNSUPPORTED_PROTOCOL_VERSION, reasonCode: 0x84 }
 const PAYLOAD_FORMAT: ExpectedError = { code: WireErrorCode.PAYLOAD_FORMAT_INVALID, reasonCode: 0x99 }
+const TOPIC_ALIAS: ExpectedError = { code: WireErrorCode.TOPIC_ALIAS_INVALID, reasonCode: 0x94 }
 
 function varint (n: number): string {
   const out: number[] = []
@@ -64,7 +65,8 @@ const rows: Row[] = [
   { name: '# in a topic name [MQTT-3.3.2-2]', version: 4, hex: pkt(0x30, '00 01 23'), expected: MALFORMED },
   { name: 'empty topic name in 3.1.1 [MQTT-4.7.3-1]', version: 4, hex: pkt(0x30, '00 00 68'), expected: MALFORMED },
   { name: 'empty topic name without a topic alias in 5.0 [MQTT-3.3.2-1]', version: 5, hex: pkt(0x30, '00 00 00 68'), expected: PROTOCOL },
-  { name: 'topic alias 0 [MQTT-3.3.2-8]', version: 5, hex: pkt(0x30, '00 01 74 03 23 00 00'), expected: PROTOCOL },
+  { name: 'topic alias 0 [MQTT-3.3.2-8]', version: 5, hex: pkt(0x30, '00 01 74 03 23 00 00'), expected: TOPIC_ALIAS },
+  { name: 'topic alias 0 with an empty topic name [MQTT-3.3.2-8]', version: 5, hex: pkt(0x32, '00 00 00 01 03 23 00 00 68'), expected: TOPIC_ALIAS },
   { name: 'topic length runs past the packet', version: 4, hex: pkt(0x30, '00 05 61'), expected: MALFORMED },
   { name: 'payload not UTF-8 although Payload Format Indicator is 1 [MQTT-3.3.2-4]', version: 5, hex: pkt(0x30, '00 01 74 02 01 01 ff'), expected: PAYLOAD_FORMAT },
 
