@@ -2,7 +2,8 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
-import { PetrelError, WireErrorCode } from '../src/index.js'
+import { assertTopicFilter, assertTopicName, Decoder, encode, PetrelError, WireErrorCode, type Packet } from '../src/index.js'
+import { hex } from './helpers.js'
 
 // Compiled to dist/test/errors.test.js; the doc sits at the package root.
 const doc = readFileSync(new URL('../../ERRORS.md', import.meta.url), 'utf8')
@@ -20,6 +21,30 @@ describe('ERRORS.md', () => {
 
   it('gives each code a table row with its reason code', () => {
     for (const code of defined) assert.match(doc, new RegExp(`^\\| \`${code}\` \\|.*\\| (?:\`0x[0-9A-F]{2}\`|none)`, 'm'), code)
+  })
+
+  it('gives each code the reason code its errors really carry', () => {
+    // One input per code that raises it; a new code needs one here before its row can be checked.
+    const raise: Record<WireErrorCode, () => unknown> = {
+      [WireErrorCode.MALFORMED_PACKET]: () => new Decoder({ protocolVersion: 4 }).push(hex('00 00')),
+      [WireErrorCode.PROTOCOL_ERROR]: () => new Decoder({ protocolVersion: 5 }).push(hex('30 04 00 00 00 68')),
+      [WireErrorCode.PACKET_TOO_LARGE]: () => new Decoder({ protocolVersion: 4, maxPacketSize: 1 }).push(hex('c0 00')),
+      [WireErrorCode.TOPIC_ALIAS_INVALID]: () => new Decoder({ protocolVersion: 5 }).push(hex('30 07 00 01 74 03 23 00 00')),
+      [WireErrorCode.UNSUPPORTED_PROTOCOL_VERSION]: () => new Decoder().push(hex('10 0d 00 04 4d 51 54 54 06 02 00 3c 00 01 63')),
+      [WireErrorCode.INVALID_TOPIC_NAME]: () => { assertTopicName('a/+') },
+      [WireErrorCode.INVALID_TOPIC_FILTER]: () => { assertTopicFilter('a#') },
+      [WireErrorCode.PAYLOAD_FORMAT_INVALID]: () => new Decoder({ protocolVersion: 5 }).push(hex('30 07 00 01 74 02 01 01 ff')),
+      [WireErrorCode.INVALID_PACKET]: () => encode({ type: 'publish', topicName: 't', payload: Buffer.alloc(0), qos: 3, retain: false, dup: false } as unknown as Packet, 5)
+    }
+    for (const code of defined) {
+      const row = new RegExp(`^\\| \`${code}\` \\|.*\\| (?:\`(0x[0-9A-F]{2})\`|none)`, 'm').exec(doc)
+      const documentedRc = row?.[1] === undefined ? undefined : Number.parseInt(row[1], 16)
+      let err: unknown
+      try { raise[code as WireErrorCode]() } catch (e) { err = e }
+      assert.ok(err instanceof PetrelError, `${code}: the sample input raised nothing`)
+      assert.equal(err.code, code)
+      assert.equal(err.reasonCode, documentedRc, `${code}: ERRORS.md says ${row?.[1] ?? 'none'}`)
+    }
   })
 })
 
