@@ -780,12 +780,13 @@ export class ClientSession implements InboundAckSink {
     let topic = p.topicName
     const alias = p.properties?.topicAlias
     if (alias !== undefined) {
-      // [MQTT-3.3.2-9] an alias above what we allowed is a Protocol Error (0x94 Topic Alias invalid)
-      if (alias > this.inboundAliasMax) return this.violation(`topic alias ${alias} exceeds our Topic Alias Maximum ${this.inboundAliasMax}`)
+      // [MQTT-3.3.2-11] an alias above what we allowed: 0x94 Topic Alias invalid (alias 0 is the decoder's)
+      if (alias > this.inboundAliasMax) return this.violation(`topic alias ${alias} exceeds our Topic Alias Maximum ${this.inboundAliasMax}`, 0x94)
       if (topic.length > 0) this.inboundAliases.set(alias, topic)
       else {
         const known = this.inboundAliases.get(alias)
-        if (known === undefined) return this.violation(`unknown topic alias ${alias} [MQTT-3.3.2-?]`)
+        // §3.3.2.3.4: an empty topic name needs a mapping made on this connection; without one, Protocol Error
+        if (known === undefined) return this.violation(`empty topic name with topic alias ${alias}, which was never mapped on this connection (§3.3.2.3.4)`, 0x82)
         topic = known
       }
     }
@@ -1116,8 +1117,9 @@ export class ClientSession implements InboundAckSink {
     this.pump()
   }
 
-  private violation (message: string): void {
-    this.out.protocolViolation(clientError(ClientErrorCode.PROTOCOL_ERROR, message, { reasonCode: 0x94 }))
+  /** The broker broke the protocol: the shell closes the link with `reasonCode` (v5 DISCONNECT). */
+  private violation (message: string, reasonCode: number): void {
+    this.out.protocolViolation(clientError(ClientErrorCode.PROTOCOL_ERROR, message, { reasonCode }))
   }
 
   // --- the pump ----------------------------------------------------------------------------

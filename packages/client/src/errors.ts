@@ -46,7 +46,10 @@ export const ClientErrorCode = {
   UNSUBSCRIBE_FAILED: 'PETREL_ERR_UNSUBSCRIBE_FAILED',
   /** An argument is invalid (QoS 3, bad URL, option out of range, feature needing MQTT 5). */
   INVALID_ARGUMENT: 'PETREL_ERR_INVALID_ARGUMENT',
-  /** The broker broke the protocol (unknown topic alias, unexpected packet); the connection is closed. */
+  /**
+   * The broker broke the protocol (a topic alias never mapped or above our maximum, an unexpected
+   * packet); the connection is closed (v5: DISCONNECT with `reasonCode`) and the client reconnects.
+   */
   PROTOCOL_ERROR: 'PETREL_ERR_CLIENT_PROTOCOL_ERROR',
   /** No response to `client.request()` within its timeout. */
   REQUEST_TIMEOUT: 'PETREL_ERR_REQUEST_TIMEOUT',

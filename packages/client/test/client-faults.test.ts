@@ -582,3 +582,8 @@ test('v5: a PUBLISH with Topic Alias 0 [MQTT-3.3.2-8], or above our Topic Alias 
   const aliased = encode({ type: 'publish', topicName: 'a/b', payload: Buffer.from('x'), qos: 0, retain: false, dup: false, properties: { topicAlias: 3 } }, 5)
   await expectProtocolError(5, aliased, { code: 'PETREL_ERR_CLIENT_PROTOCOL_ERROR', reasonCode: 0x94 }, { topicAliasMaximum: 2 })
 })
+
+test('v5: a PUBLISH with an empty topic name and a topic alias never mapped (§3.3.2.3.4): DISCONNECT 0x82, reconnect, replay', { timeout: 30_000 }, async () => {
+  const unmapped = encode({ type: 'publish', topicName: '', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, packetId: 9, properties: { topicAlias: 1 } }, 5)
+  await expectProtocolError(5, unmapped, { code: 'PETREL_ERR_CLIENT_PROTOCOL_ERROR', reasonCode: 0x82 }, { topicAliasMaximum: 5 })
+})

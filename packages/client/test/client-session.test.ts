@@ -522,7 +522,7 @@ test('topic names are checked on every publish, also right after a valid one (th
   assert.deepEqual(publishes(x.take()).map((p) => `${p.topicName}:${p.payload.toString()}`), ['ok/1:a', 'ok/1:b'])
 })
 
-test('inbound topic aliases: learnt, resolved, and an unknown alias is a protocol violation (0x94)', () => {
+test('inbound topic aliases: learnt, resolved, and an empty topic name with an alias never mapped is a Protocol Error (0x82) (§3.3.2.3.4)', () => {
   const x = harness({ topicAliasMaximum: 5 })
   x.up()
   x.session.subscribe([{ topicFilter: '#', qos: 0 }], {})
@@ -531,8 +531,13 @@ test('inbound topic aliases: learnt, resolved, and an unknown alias is a protoco
   x.session.handlePacket({ type: 'publish', topicName: '', payload: Buffer.from('2'), qos: 0, retain: false, dup: false, properties: { topicAlias: 2 } })
   assert.deepEqual(x.h.delivered.map((m) => m.topic), ['long/topic', 'long/topic'])
   x.session.handlePacket({ type: 'publish', topicName: '', payload: Buffer.from('3'), qos: 0, retain: false, dup: false, properties: { topicAlias: 3 } })
-  assert.equal(x.h.violations.length, 1)
-  assert.equal((x.h.violations[0] as unknown as { reasonCode: number }).reasonCode, 0x94)
+  assert.deepEqual(violations(x.h.violations), [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x82]])
+  assert.equal(x.h.delivered.length, 2, 'not delivered')
+  // Mappings die with the connection: alias 2 is unknown on the next one.
+  x.session.connectionDown()
+  x.up()
+  x.session.handlePacket({ type: 'publish', topicName: '', payload: Buffer.from('4'), qos: 0, retain: false, dup: false, properties: { topicAlias: 2 } })
+  assert.deepEqual(violations(x.h.violations).slice(1), [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x82]])
 })
 
 test('v5: an inbound topic alias above the Topic Alias Maximum we advertised (any alias, when we advertised none) is Topic Alias invalid (0x94) [MQTT-3.3.2-11]', () => {
