@@ -200,6 +200,8 @@ export class ControlRequest implements Settleable<number[]> {
   /** An automatic resubscribe: failures go to `resubscribeFailed`. */
   readonly internal: boolean
   readonly topicFilters: string[]
+  /** Topic filters in the packet last sent: the SUBACK / UNSUBACK must carry one reason code each. */
+  sentFilters = 0
 
   constructor (kind: 'subscribe' | 'unsubscribe', entry: SubscriptionEntry, internal: boolean, topicFilters: string[]) {
     this.kind = kind
@@ -771,7 +773,7 @@ export class ClientSession implements InboundAckSink {
         this.out.write(ackBytes(0x70, packet.packetId))
         break
       }
-      case 'suback': case 'unsuback': this.onControlAck(packet.packetId, packet.type, packet.reasonCodes ?? []); break
+      case 'suback': case 'unsuback': this.onControlAck(packet.packetId, packet.type, packet.reasonCodes); break
       default: break
     }
   }
@@ -1087,9 +1089,17 @@ export class ClientSession implements InboundAckSink {
     this.pump()
   }
 
-  private onControlAck (id: number, type: 'suback' | 'unsuback', reasonCodes: number[]): void {
+  /** `codes` undefined: a 3.1.1 UNSUBACK, which has none. */
+  private onControlAck (id: number, type: 'suback' | 'unsuback', codes: number[] | undefined): void {
     const req = this.controlInflight.get(id)
     if (req === undefined || (req.kind === 'subscribe') !== (type === 'suback')) return
+    // [MQTT-3.9.3-1] [MQTT-3.11.3-1] one reason code per topic filter, in order: with more or fewer
+    // they cannot be matched to the filters. The request stays in flight, so connectionDown queues
+    // it again and it is resent on the next connection, neither resolved with wrong codes nor failed.
+    if (codes !== undefined && codes.length !== req.sentFilters) {
+      return this.violation(`${type.toUpperCase()} with ${codes.length} reason codes for ${req.sentFilters} topic filters`, 0x82)
+    }
+    const reasonCodes = codes ?? []
     this.controlInflight.delete(id)
     this.ids.release(id)
     req.state = RState.Done
@@ -1151,7 +1161,9 @@ export class ClientSession implements InboundAckSink {
       if (req.kind === 'subscribe' && req.entry.removed) { this.ids.release(id); req.state = RState.Done; this.settle(req, [], undefined); continue }
       let bytes: Buffer
       try {
-        bytes = encode(this.controlPacket(req, id), this.protocolVersion)
+        const packet = this.controlPacket(req, id)
+        req.sentFilters = packet.type === 'subscribe' ? packet.subscriptions.length : packet.topicFilters.length
+        bytes = encode(packet, this.protocolVersion)
       } catch (err) {
         // Checked when made; should the encoder still refuse it, it fails alone (left queued, it
         // would fail again on every connection).

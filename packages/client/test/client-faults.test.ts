@@ -587,3 +587,41 @@ test('v5: a PUBLISH with an empty topic name and a topic alias never mapped (§3
   const unmapped = encode({ type: 'publish', topicName: '', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, packetId: 9, properties: { topicAlias: 1 } }, 5)
   await expectProtocolError(5, unmapped, { code: 'PETREL_ERR_CLIENT_PROTOCOL_ERROR', reasonCode: 0x82 }, { topicAliasMaximum: 5 })
 })
+
+test('a SUBACK / UNSUBACK with more or fewer reason codes than topic filters: v5 DISCONNECT 0x82 (3.1.1 closes), reconnect, the request is resent and completes', { timeout: 30_000 }, async () => {
+  for (const v of [5, 4] as const) {
+    let unsubacks = 0
+    const broker = await scriptedBroker(v, (p, link) => {
+      if (p.type === 'subscribe' && link.index === 0) {
+        link.socket.write(encode({ type: 'suback', packetId: p.packetId, reasonCodes: [1] }, v))
+        return true
+      }
+      if (p.type === 'unsubscribe' && v === 5 && unsubacks++ === 0) {
+        link.socket.write(encode({ type: 'unsuback', packetId: p.packetId, reasonCodes: [0, 0, 0] }, v))
+        return true
+      }
+      return false
+    })
+    const errors: PetrelError[] = []
+    let c: MqttClient | undefined
+    try {
+      c = await connect(broker.url, { ...fast, protocolVersion: v, clean: false })
+      c.on('disconnect', (e) => { if (e.error !== undefined) errors.push(e.error) })
+      const sub = await withTimeout(c.subscribe(['x/a', 'x/b'], { qos: 1 }), 10_000, 'subscribe completes after reconnect')
+      assert.deepEqual(sub.reasonCodes, [1, 1], `v${v}`)
+      assert.equal(disconnectReason(broker.links[0]), v === 5 ? 0x82 : null, `v${v}: how the client left the first link`)
+      assert.deepEqual(errors.map((e) => [e.code, e.reasonCode]), [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x82]], `v${v}`)
+      const resent = broker.links[1]?.packets.find((p) => p.type === 'subscribe')
+      assert.deepEqual(resent?.type === 'subscribe' ? resent.subscriptions.map((s) => s.topicFilter) : undefined, ['x/a', 'x/b'])
+      if (v === 5) {
+        await withTimeout(sub.unsubscribe(), 10_000, 'unsubscribe completes after reconnect')
+        assert.equal(disconnectReason(broker.links[1]), 0x82, 'UNSUBACK with 3 codes for 2 filters')
+        const again = broker.links[2]?.packets.find((p) => p.type === 'unsubscribe')
+        assert.deepEqual(again?.type === 'unsubscribe' ? again.topicFilters : undefined, ['x/a', 'x/b'])
+      }
+    } finally {
+      await c?.end({ force: true })
+      await broker.close()
+    }
+  }
+})

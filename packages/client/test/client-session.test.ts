@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Decoder, encode, type ConnackPacket, type Packet, type PetrelError, type PublishPacket, type QoS, type SubscribePacket } from '@petrel/wire'
-import { ClientSession, type ClientSessionOptions, type PublishRequest, type PublishResult, type SessionOutput } from '../src/client-session.js'
+import { ClientSession, type ClientSessionOptions, type ControlRequest, type PublishRequest, type PublishResult, type SessionOutput } from '../src/client-session.js'
 import type { Message } from '../src/message.js'
 
 // Table tests of the sans-I/O session: inputs are method calls, outputs are recorded packets.
@@ -387,6 +387,56 @@ test('resubscribe after a connection whose session was not present', () => {
   const again = x.take()
   assert.equal(again.length, 1)
   assert.equal(again[0]?.type === 'subscribe' ? again[0].subscriptions[0]?.topicFilter : '', 'r/#')
+})
+
+test('a SUBACK / UNSUBACK whose reason-code count differs from the request\'s topic filters is a Protocol Error (0x82) [MQTT-3.9.3-1] [MQTT-3.11.3-1]; the request stays pending and is resent after the reconnect', () => {
+  for (const v of [5, 4] as const) {
+    const x = harness({ protocolVersion: v })
+    x.up()
+    const track = (req: ControlRequest | null): { settled: unknown } => {
+      const t: { settled: unknown } = { settled: undefined }
+      assert.ok(req !== null)
+      req.resolve = (codes) => { t.settled = codes }
+      req.reject = (err) => { t.settled = err }
+      return t
+    }
+    const { entry, request } = x.session.subscribe([{ topicFilter: 'a', qos: 1 }, { topicFilter: 'b', qos: 0 }], {})
+    const sub = track(request)
+    for (const wrong of [[1], [1, 0, 0]]) {
+      const [p] = x.take()
+      assert.equal(p?.type, 'subscribe', `v${v}`)
+      x.session.handlePacket({ type: 'suback', packetId: p?.type === 'subscribe' ? p.packetId : 0, reasonCodes: wrong })
+      assert.deepEqual(violations(x.h.violations.splice(0)), [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x82]], `v${v}: SUBACK with ${wrong.length} codes for 2 filters`)
+      assert.equal(sub.settled, undefined, `v${v}: neither resolved with the wrong codes nor rejected`)
+      x.session.connectionDown()
+      x.up({ sessionPresent: v === 5 })
+    }
+    const [again] = x.take()
+    assert.deepEqual(again?.type === 'subscribe' ? again.subscriptions.map((s) => s.topicFilter) : [], ['a', 'b'], `v${v}: resent after the reconnect`)
+    x.session.handlePacket({ type: 'suback', packetId: again?.type === 'subscribe' ? again.packetId : 0, reasonCodes: [1, 0] })
+    assert.deepEqual(sub.settled, [1, 0])
+
+    const unsub = track(x.session.unsubscribe(entry))
+    const [u] = x.take()
+    assert.equal(u?.type, 'unsubscribe')
+    const uid = u?.type === 'unsubscribe' ? u.packetId : 0
+    if (v === 5) {
+      x.session.handlePacket({ type: 'unsuback', packetId: uid, reasonCodes: [0] })
+      assert.deepEqual(violations(x.h.violations.splice(0)), [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x82]], 'UNSUBACK with 1 code for 2 filters')
+      assert.equal(unsub.settled, undefined)
+      x.session.connectionDown()
+      x.up({ sessionPresent: true })
+      const [u2] = x.take()
+      assert.deepEqual(u2?.type === 'unsubscribe' ? u2.topicFilters : [], ['a', 'b'], 'UNSUBSCRIBE resent after the reconnect')
+      x.session.handlePacket({ type: 'unsuback', packetId: u2?.type === 'unsubscribe' ? u2.packetId : 0, reasonCodes: [0, 0x11] })
+      assert.deepEqual(unsub.settled, [0, 0x11])
+    } else {
+      // A 3.1.1 UNSUBACK carries no codes: nothing to count.
+      x.session.handlePacket({ type: 'unsuback', packetId: uid })
+      assert.deepEqual(unsub.settled, [])
+    }
+    assert.deepEqual(x.h.violations, [])
+  }
 })
 
 test('queue policies: reject throws PETREL_ERR_QUEUE_FULL, dropOldest rejects the oldest, block waits for room', () => {
