@@ -785,6 +785,13 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       conn.close(err)
       throw err
     }
+    if (connack.sessionPresent && packet.cleanStart) {
+      // [MQTT-3.2.2-2] a server accepting Clean Start sets Session Present 0 (3.1.1: [MQTT-3.2.2-1]);
+      // [MQTT-3.2.2-4] a client without that session state closes the connection.
+      const err = clientError(ClientErrorCode.PROTOCOL_ERROR, 'the broker accepted a clean start with Session Present set [MQTT-3.2.2-2]', { reasonCode: 0x82 })
+      conn.close(err, this.protocolVersion === 5 ? { reasonCode: 0x82 } : undefined)
+      throw err
+    }
     if (props?.assignedClientIdentifier !== undefined) this.clientId = props.assignedClientIdentifier
     this.phase = 'connected'
     this.counters.connects++

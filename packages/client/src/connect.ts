@@ -5,8 +5,9 @@ import type { ClientOptions } from './options.js'
  * Connects to a broker and resolves once the first CONNACK accepted the connection.
  * `url` is `mqtt://`, `mqtts://`, `ws://`, `wss://` (or `tcp://`, `tls://`), optionally with
  * `user:password@`; several URLs rotate on reconnect. Rejects with PETREL_ERR_CONNECTION_REFUSED,
- * PETREL_ERR_NOT_AUTHORIZED, PETREL_ERR_CONNECTION_FAILED or PETREL_ERR_CONNECT_TIMEOUT when
- * every URL failed once (unless `retryInitialConnect`), or PETREL_ERR_INVALID_ARGUMENT.
+ * PETREL_ERR_NOT_AUTHORIZED, PETREL_ERR_CONNECTION_FAILED, PETREL_ERR_CONNECT_TIMEOUT or
+ * PETREL_ERR_CLIENT_PROTOCOL_ERROR (a broker breaking the protocol while connecting) when every
+ * URL failed once (unless `retryInitialConnect`), or PETREL_ERR_INVALID_ARGUMENT.
  */
 export async function connect (url: string | string[] | undefined, options: ClientOptions = {}): Promise<MqttClient> {
   const client = new MqttClient(parseBrokerUrls(url, options.servers), options)

@@ -625,3 +625,36 @@ test('a SUBACK / UNSUBACK with more or fewer reason codes than topic filters: v5
     }
   }
 })
+
+test('a CONNACK with Session Present after a Clean Start is a protocol error [MQTT-3.2.2-2] [MQTT-3.2.2-4]: v5 DISCONNECT 0x82 (3.1.1 closes), reconnect, no publish lost', { timeout: 30_000 }, async () => {
+  for (const v of [5, 4] as const) {
+    // v5 sends Clean Start only until the first accepted connection, so the broker lies on the
+    // first one; 3.1.1 sends Clean Session every time, so it lies on a reconnect after a cut.
+    const lieOn = v === 5 ? 0 : 1
+    const broker = await scriptedBroker(v, (p, link) => {
+      if (p.type === 'connect' && link.index === lieOn) {
+        link.socket.write(encode({ type: 'connack', sessionPresent: true, reasonCode: 0 }, v))
+        return true
+      }
+      if (p.type === 'publish' && v === 4 && link.index === 0) { link.socket.destroy(); return true }
+      return false
+    })
+    const errors: PetrelError[] = []
+    const c = createClient(broker.url, { ...fast, protocolVersion: v })
+    c.on('reconnect', (e) => { errors.push(e.error) })
+    try {
+      const r = await withTimeout(c.publish('sp/t', 'kept', { qos: 1 }), 10_000, 'publish completes')
+      assert.equal(r.reasonCode, 0)
+      const lied = broker.links[lieOn]
+      assert.equal(lied?.packets[0]?.type === 'connect' ? lied.packets[0].cleanStart : undefined, true, `v${v}: the CONNECT asked for a clean start`)
+      assert.equal(disconnectReason(lied), v === 5 ? 0x82 : null, `v${v}: how the client left the link`)
+      assert.ok(!(lied?.packets.some((p) => p.type === 'publish') ?? true), `v${v}: nothing sent on the refused link`)
+      const err = errors.find((e) => e.code !== 'PETREL_ERR_CONNECTION_FAILED')
+      assert.deepEqual([err?.code, err?.reasonCode], ['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x82], `v${v}: ${errors.map((e) => e.message).join('; ')}`)
+      assert.ok(broker.links[lieOn + 1]?.packets.some((p) => p.type === 'publish' && p.payload.toString() === 'kept'), `v${v}: the publish went out on the next link`)
+    } finally {
+      await c.end({ force: true })
+      await broker.close()
+    }
+  }
+})
