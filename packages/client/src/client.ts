@@ -136,6 +136,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   private reauthWaiter: { resolve: () => void, reject: (e: PetrelError) => void } | undefined
   /** The last re-authentication asked for: the next one starts once it has settled. */
   private reauthTail: Promise<void> = Promise.resolve()
+  /** The Authentication Method of the CONNECT sent on the current link (undefined: none, no AUTH allowed). */
+  private authMethod: string | undefined
   private readonly subscriptions = new Map<Subscription, SubscriptionEntry>()
   private readonly counters = { connects: 0, connectFailures: 0, disconnects: 0, pingTimeouts: 0, messagesDropped: 0, bytesIn: 0, bytesOut: 0 }
   /** The link ended before the supervisor waited for it to (undefined error: on purpose). */
@@ -706,6 +708,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       }
       const conn = new Connection(stream, this.protocolVersion, this.options.maximumPacketSize ?? 256 * 1024 * 1024, this.handler, this.options.trace)
       this.conn = conn
+      this.authMethod = packet.properties?.authenticationMethod
       this.phase = 'connecting'
       // The CONNACK is handled synchronously in onPacket: packets behind it in the same chunk
       // (a resumed session's messages) must find the session already up.
@@ -851,6 +854,17 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   private async onAuth (packet: AuthPacket): Promise<void> {
     const conn = this.conn
     const rc = packet.reasonCode ?? 0
+    // An exchange is under way while connecting with a method, or after our AUTH 0x19: the broker
+    // then answers with Continue (0x18), and ends a re-authentication with Success. Without a
+    // method in the CONNECT it must send no AUTH at all [MQTT-4.12.0-6]; it never sends 0x19.
+    const ours = this.authMethod
+    const exchange = this.phase === 'connecting' || this.reauthWaiter !== undefined
+    if (ours === undefined || !exchange || (rc === 0 ? this.phase !== 'connected' : rc !== 0x18)) {
+      const why = ours === undefined ? 'the CONNECT carried no Authentication Method [MQTT-4.12.0-6]' : 'no authentication exchange is in progress'
+      conn?.close(clientError(ClientErrorCode.PROTOCOL_ERROR, `unexpected AUTH 0x${rc.toString(16)} from the broker: ${why}`, { reasonCode: 0x82 }),
+        { reasonCode: 0x82 })
+      return
+    }
     if (rc === 0) {
       const w = this.reauthWaiter
       this.reauthWaiter = undefined
@@ -858,8 +872,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       return
     }
     const hook = this.options.auth
-    const method = packet.properties?.authenticationMethod ?? this.options.properties?.authenticationMethod
-    if (hook === undefined || method === undefined) {
+    const method = packet.properties?.authenticationMethod ?? ours
+    if (hook === undefined) {
       conn?.close(clientError(ClientErrorCode.AUTH_FAILED, 'the broker sent AUTH but no auth hook is configured', { reasonCode: 0x82 }),
         { reasonCode: 0x82 })
       return

@@ -658,3 +658,14 @@ test('a CONNACK with Session Present after a Clean Start is a protocol error [MQ
     }
   }
 })
+
+test('v5: an AUTH with no exchange in progress, or any AUTH when the CONNECT carried no Authentication Method [MQTT-4.12.0-6]: DISCONNECT 0x82, reconnect, replay', { timeout: 60_000 }, async () => {
+  const expected = { code: 'PETREL_ERR_CLIENT_PROTOCOL_ERROR', reasonCode: 0x82 }
+  const hook = { auth: () => Buffer.from('answer') }
+  // No method in the CONNECT: AUTH Success, and AUTH Continue even though an auth hook could answer it.
+  await expectProtocolError(5, encode({ type: 'auth', reasonCode: 0 }, 5), expected)
+  await expectProtocolError(5, encode({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'M', authenticationData: Buffer.from('c') } }, 5), expected, hook)
+  // With a method (and no re-authentication asked for): AUTH Success out of the blue.
+  await expectProtocolError(5, encode({ type: 'auth', reasonCode: 0, properties: { authenticationMethod: 'M' } }, 5), expected,
+    { ...hook, properties: { authenticationMethod: 'M' } })
+})
