@@ -706,7 +706,11 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
           throw err
         }
       }
-      const conn = new Connection(stream, this.protocolVersion, this.options.maximumPacketSize ?? 256 * 1024 * 1024, this.handler, this.options.trace)
+      // Inbound limit: what the CONNECT advertised (maximumPacketSize or properties.maximumPacketSize,
+      // or a beforeConnect rewrite), which the broker must respect [MQTT-3.1.2-24]; 3.1.1 advertises
+      // nothing, so there only the option bounds what we buffer.
+      const advertised = this.protocolVersion === 5 ? packet.properties?.maximumPacketSize : undefined
+      const conn = new Connection(stream, this.protocolVersion, advertised ?? this.options.maximumPacketSize ?? 256 * 1024 * 1024, this.handler, this.options.trace)
       this.conn = conn
       this.authMethod = packet.properties?.authenticationMethod
       this.phase = 'connecting'

@@ -62,7 +62,11 @@ export interface ClientOptions {
   properties?: ConnectProperties
   /** MQTT 5: topic aliases the broker may use towards us (inbound, opt-in). Default 0. */
   topicAliasMaximum?: number
-  /** Largest inbound packet accepted (MQTT 5 tells the broker). Default 256 MiB. */
+  /**
+   * Largest inbound packet accepted; a bigger one closes the link (v5: DISCONNECT 0x95). MQTT 5
+   * tells the broker, in the CONNECT's Maximum Packet Size (`properties.maximumPacketSize` does the
+   * same). Default 256 MiB.
+   */
   maximumPacketSize?: number
   /** Dial + CONNECT/CONNACK. Default 10,000 ms. */
   connectTimeoutMs?: number

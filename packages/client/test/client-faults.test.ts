@@ -551,7 +551,7 @@ function disconnectReason (link: ScriptedLink | undefined): number | null {
  * by replaying it (DUP) on the next connection.
  */
 async function expectProtocolError (version: 4 | 5, bad: Buffer, expected: { code: string, reasonCode: number },
-  options: ClientOptions = {}, prepare?: (c: MqttClient) => Promise<void>): Promise<void> {
+  options: ClientOptions = {}, prepare?: (c: MqttClient) => Promise<void>): Promise<ScriptedLink[]> {
   const broker = await scriptedBroker(version, (p, link) => {
     if (p.type !== 'publish' || p.topicName !== 'bad/t' || link.index !== 0) return false
     link.socket.write(bad)
@@ -569,6 +569,7 @@ async function expectProtocolError (version: 4 | 5, bad: Buffer, expected: { cod
     assert.deepEqual(errors.slice(0, 1).map((e) => [e.code, e.reasonCode]), [[expected.code, expected.reasonCode]], errors[0]?.message)
     const resent = broker.links[1]?.packets.find((p) => p.type === 'publish')
     assert.equal(resent?.type === 'publish' ? `${resent.payload.toString()} dup=${String(resent.dup)}` : undefined, 'kept dup=true')
+    return broker.links
   } finally {
     await c?.end({ force: true })
     await broker.close()
@@ -668,4 +669,13 @@ test('v5: an AUTH with no exchange in progress, or any AUTH when the CONNECT car
   // With a method (and no re-authentication asked for): AUTH Success out of the blue.
   await expectProtocolError(5, encode({ type: 'auth', reasonCode: 0, properties: { authenticationMethod: 'M' } }, 5), expected,
     { ...hook, properties: { authenticationMethod: 'M' } })
+})
+
+test('v5: a packet larger than the Maximum Packet Size our CONNECT advertised (maximumPacketSize or properties.maximumPacketSize) [MQTT-3.1.2-24]: DISCONNECT 0x95, reconnect, replay', { timeout: 30_000 }, async () => {
+  const big = encode({ type: 'publish', topicName: 'big/t', payload: Buffer.alloc(200, 0x61), qos: 0, retain: false, dup: false }, 5)
+  for (const options of [{ maximumPacketSize: 128 }, { properties: { maximumPacketSize: 128 } }]) {
+    const links = await expectProtocolError(5, big, { code: 'PETREL_ERR_PACKET_TOO_LARGE', reasonCode: 0x95 }, options)
+    const sent = links[0]?.packets[0]
+    assert.equal(sent?.type === 'connect' ? sent.properties?.maximumPacketSize : undefined, 128, `${JSON.stringify(options)}: advertised`)
+  }
 })
