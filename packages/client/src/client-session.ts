@@ -28,6 +28,11 @@ export interface ClientSessionOptions {
   sessionLostPolicy?: SessionLostPolicy | undefined
   /** Topic aliases the broker may use towards us (what the CONNECT advertises). Default 0. */
   topicAliasMaximum?: number | undefined
+  /**
+   * v5: the Receive Maximum the CONNECT advertises. More inbound QoS 1/2 PUBLISHes than this
+   * without our PUBACK / PUBCOMP is a protocol violation (0x93). Default 65,535.
+   */
+  receiveMaximum?: number | undefined
   /** Resubscribe after a connection whose session was not present. Default true. */
   resubscribe?: boolean | undefined
   throttle?: ThrottleOptions | undefined
@@ -247,6 +252,8 @@ export interface SessionCounters {
 interface InboundQoS2 {
   /** The app acked it: a duplicate PUBLISH is answered with PUBREC at once. */
   acked: boolean
+  /** The connection epoch on which it counts against our Receive Maximum (until our PUBCOMP). */
+  counted: number
   /** Ack record of a duplicate that arrived on a later connection while the app still held the first. */
   waiter: InboundAck | undefined
 }
@@ -279,6 +286,14 @@ export class ClientSession implements InboundAckSink {
   private readonly policy: QueuePolicy
   private readonly lostPolicy: SessionLostPolicy
   private readonly inboundAliasMax: number
+  /** Our Receive Maximum (v5; 3.1.1 has none: unbounded). */
+  private readonly receiveMaximum: number
+  /**
+   * Inbound QoS 1/2 PUBLISHes of this connection we have not answered with PUBACK / PUBCOMP: what
+   * the broker counts against our Receive Maximum [MQTT-3.3.4-9]. Counted from the PUBLISH, not by
+   * packet id, for QoS 1: a broker may not resend one on the same connection [MQTT-4.4.0-1].
+   */
+  private inboundUnanswered = 0
   private readonly resubscribe: boolean
   private readonly bucket: TokenBucket | undefined
 
@@ -364,6 +379,7 @@ export class ClientSession implements InboundAckSink {
     this.policy = options.queuePolicy ?? 'block'
     this.lostPolicy = options.sessionLostPolicy ?? 'republish'
     this.inboundAliasMax = options.topicAliasMaximum ?? 0
+    this.receiveMaximum = this.v5 ? options.receiveMaximum ?? 65535 : Number.POSITIVE_INFINITY
     this.resubscribe = options.resubscribe ?? true
     this.holdMs = options.unroutedHoldMs ?? 2000
     this.unroutedManualAck = options.unroutedManualAck ?? false
@@ -415,6 +431,7 @@ export class ClientSession implements InboundAckSink {
     this.connected = true
     this.writable = true
     this.onWire = 0
+    this.inboundUnanswered = 0 // the broker's quota starts again with the connection (§4.9)
 
     if (connack.sessionPresent) {
       // A session the broker kept from before this client: its subscriptions (and their
@@ -489,6 +506,7 @@ export class ClientSession implements InboundAckSink {
     this.connected = false
     this.writable = false
     this.onWire = 0
+    this.inboundUnanswered = 0
     this.resend = []
     this.resendIndex = 0
     this.inboundAliases.clear()
@@ -769,6 +787,8 @@ export class ClientSession implements InboundAckSink {
       case 'pubrec': this.onPubrec(packet.packetId, packet.reasonCode ?? 0, packet.properties); break
       case 'pubrel': {
         // [MQTT-4.3.3-11] answer PUBREL with PUBCOMP; from here a new PUBLISH with this id is a new message
+        const s = this.inboundQoS2.get(packet.packetId)
+        if (s !== undefined && s.counted === this.epoch) this.inboundUnanswered--
         this.inboundQoS2.delete(packet.packetId)
         this.out.write(ackBytes(0x70, packet.packetId))
         break
@@ -796,7 +816,13 @@ export class ClientSession implements InboundAckSink {
     if (qos === 2) {
       const id = p.packetId as number
       const seen = this.inboundQoS2.get(id)
+      // [MQTT-3.3.4-9] it counts until our PUBCOMP; a resend on the same connection is the same flow
+      if (seen?.counted !== this.epoch) {
+        if (this.inboundUnanswered >= this.receiveMaximum) return this.receiveMaximumExceeded()
+        this.inboundUnanswered++
+      }
       if (seen !== undefined) {
+        seen.counted = this.epoch
         // A resend of a message already delivered [MQTT-4.3.3-?]: never deliver twice.
         if (seen.acked) this.out.write(ackBytes(0x50, id))
         else if (seen.waiter === undefined) {
@@ -805,7 +831,11 @@ export class ClientSession implements InboundAckSink {
         }
         return
       }
-      this.inboundQoS2.set(id, { acked: false, waiter: undefined })
+      this.inboundQoS2.set(id, { acked: false, counted: this.epoch, waiter: undefined })
+    } else if (qos === 1) {
+      // [MQTT-3.3.4-9] it counts until our PUBACK
+      if (this.inboundUnanswered >= this.receiveMaximum) return this.receiveMaximumExceeded()
+      this.inboundUnanswered++
     }
     this.counters.messagesReceived++
 
@@ -876,7 +906,10 @@ export class ClientSession implements InboundAckSink {
     // The session's own reference: released now, so an unmatched message is acked at once.
     if (record !== undefined) this.ackInbound(record)
     // A handler may have ended the connection: its acks are never sent on a later one.
-    else if (directAck && this.connected && epoch === this.epoch) this.out.write(ackBytes(0x40, p.packetId as number))
+    else if (directAck && this.connected && epoch === this.epoch) {
+      this.out.write(ackBytes(0x40, p.packetId as number))
+      this.inboundUnanswered--
+    }
   }
 
   /**
@@ -1050,6 +1083,7 @@ export class ClientSession implements InboundAckSink {
         }
       }
       this.out.write(ackBytes(head.qos === 1 ? 0x40 : 0x50, head.packetId))
+      if (head.qos === 1) this.inboundUnanswered-- // PUBREC is not the end of a QoS 2 flow: PUBCOMP is
     }
   }
 
@@ -1125,6 +1159,10 @@ export class ClientSession implements InboundAckSink {
       if (!req.internal) this.settle(req, reasonCodes, undefined)
     }
     this.pump()
+  }
+
+  private receiveMaximumExceeded (): void {
+    this.violation(`more than our Receive Maximum of ${this.receiveMaximum} QoS 1/2 PUBLISH packets without PUBACK / PUBCOMP [MQTT-3.3.4-9]`, 0x93)
   }
 
   /** The broker broke the protocol: the shell closes the link with `reasonCode` (v5 DISCONNECT). */

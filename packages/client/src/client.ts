@@ -187,6 +187,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       queuePolicy: options.queuePolicy,
       sessionLostPolicy: options.sessionLostPolicy,
       topicAliasMaximum: this.protocolVersion === 5 ? options.topicAliasMaximum ?? 0 : 0,
+      receiveMaximum: this.protocolVersion === 5 ? options.properties?.receiveMaximum : undefined,
       resubscribe: options.resubscribe,
       throttle: options.throttle,
       unroutedHoldMs: options.unroutedHoldMs,

@@ -58,7 +58,11 @@ export interface ClientOptions {
   username?: string
   password?: string | Uint8Array
   will?: WillOptions
-  /** Extra MQTT 5 CONNECT properties (receiveMaximum, userProperties, authenticationMethod...). */
+  /**
+   * Extra MQTT 5 CONNECT properties (receiveMaximum, userProperties, authenticationMethod...). The
+   * Receive Maximum (default 65,535) is enforced: a broker with more QoS 1/2 messages outstanding
+   * than that (manual acks not yet given count) is disconnected with 0x93.
+   */
   properties?: ConnectProperties
   /** MQTT 5: topic aliases the broker may use towards us (inbound, opt-in). Default 0. */
   topicAliasMaximum?: number

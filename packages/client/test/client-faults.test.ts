@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { createServer, type Socket } from 'node:net'
 import { Decoder, encode, type Packet, type PetrelError } from '@petrel/wire'
 import { FaultProxy, hasProgram, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
-import { connect, createClient, type MqttClient, type ClientOptions, type ReconnectEvent } from '../src/index.js'
+import { connect, createClient, type MqttClient, type ClientOptions, type ReconnectEvent, type Subscription } from '../src/index.js'
 
 // Supervisor behaviour under faults: cuts, restarts, blackholes, stalls, malformed input.
 
@@ -678,4 +678,16 @@ test('v5: a packet larger than the Maximum Packet Size our CONNECT advertised (m
     const sent = links[0]?.packets[0]
     assert.equal(sent?.type === 'connect' ? sent.properties?.maximumPacketSize : undefined, 128, `${JSON.stringify(options)}: advertised`)
   }
+})
+
+test('v5: more unacknowledged QoS 1 PUBLISHes than the Receive Maximum our CONNECT advertised (manual ack holds them) [MQTT-3.3.4-9]: DISCONNECT 0x93, reconnect, replay', { timeout: 30_000 }, async () => {
+  // Three QoS 1 messages for a manual-ack subscription, none acked, against a Receive Maximum of 2.
+  const three = Buffer.concat([101, 102, 103].map((id) => encode({ type: 'publish', topicName: 'rm/x', payload: Buffer.from(String(id)), qos: 1, retain: false, dup: false, packetId: id }, 5)))
+  let held: Subscription | undefined
+  const links = await expectProtocolError(5, three, { code: 'PETREL_ERR_CLIENT_PROTOCOL_ERROR', reasonCode: 0x93 }, { properties: { receiveMaximum: 2 } },
+    async (c) => { held = await c.subscribe('rm/#', { qos: 1, manualAck: true }) })
+  const sent = links[0]?.packets[0]
+  assert.equal(sent?.type === 'connect' ? sent.properties?.receiveMaximum : undefined, 2, 'advertised')
+  assert.ok(!(links[0]?.packets.some((p) => p.type === 'puback' && p.packetId > 100) ?? true), 'none of them acked')
+  assert.ok(held !== undefined)
 })

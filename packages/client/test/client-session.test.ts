@@ -265,6 +265,79 @@ test('an unmatched QoS 1 message is still acked', () => {
   assert.deepEqual(x.take().map((p) => p.type), ['puback'])
 })
 
+test('v5: more unanswered QoS 1/2 PUBLISHes than the Receive Maximum we advertised is DISCONNECT 0x93 [MQTT-3.3.4-9]; one counts until its PUBACK / PUBCOMP is sent', () => {
+  const RM_EXCEEDED: Array<[string, number]> = [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x93]]
+  const setup = (opts: Partial<ClientSessionOptions>, manualAck: boolean) => {
+    const x = harness(opts)
+    x.up()
+    x.session.subscribe([{ topicFilter: 'm/#', qos: 2 }], { manualAck })
+    x.take()
+    const pub = (id: number, qos: QoS, dup = false): void => {
+      x.session.handlePacket({ type: 'publish', topicName: 'm/x', payload: Buffer.from(String(id)), qos, retain: false, dup, packetId: id })
+    }
+    return { x, pub }
+  }
+
+  // QoS 1, manual ack: a message counts until its PUBACK goes out (in arrival order).
+  {
+    const { x, pub } = setup({ receiveMaximum: 2 }, true)
+    pub(1, 1)
+    pub(2, 1)
+    x.h.delivered[1]?.ack() // acked by the app, but its PUBACK waits behind message 1: still counts
+    assert.deepEqual(x.take(), [])
+    assert.deepEqual(x.h.violations, [])
+    x.h.delivered[0]?.ack() // PUBACK 1 and 2
+    assert.deepEqual(x.take().map((p) => p.type), ['puback', 'puback'])
+    pub(3, 1)
+    pub(4, 1)
+    assert.deepEqual(x.h.violations, [])
+    pub(5, 1)
+    assert.deepEqual(violations(x.h.violations), RM_EXCEEDED)
+    assert.deepEqual(x.h.delivered.map((m) => m.packetId), [1, 2, 3, 4], 'the PUBLISH over the quota is not delivered')
+  }
+  // QoS 2: PUBREC does not end the flow, our PUBCOMP (the answer to PUBREL) does; a resend on the
+  // same connection is the same PUBLISH.
+  {
+    const { x, pub } = setup({ receiveMaximum: 2 }, false)
+    pub(1, 2)
+    pub(2, 2)
+    pub(2, 2, true)
+    assert.deepEqual(x.take().map((p) => p.type), ['pubrec', 'pubrec', 'pubrec'])
+    assert.deepEqual(x.h.violations, [])
+    x.session.handlePacket({ type: 'pubrel', packetId: 1 })
+    assert.deepEqual(x.take().map((p) => p.type), ['pubcomp'])
+    pub(3, 2)
+    assert.deepEqual(x.h.violations, [])
+    pub(4, 2)
+    assert.deepEqual(violations(x.h.violations), RM_EXCEEDED)
+  }
+  // The quota starts again on each connection: the broker resends what was unanswered.
+  {
+    const { x, pub } = setup({ receiveMaximum: 2 }, true)
+    pub(1, 1)
+    pub(2, 2)
+    x.session.connectionDown()
+    x.up({ sessionPresent: true })
+    pub(1, 1, true)
+    pub(2, 2, true)
+    assert.deepEqual(x.h.violations, [])
+    pub(3, 1)
+    assert.deepEqual(violations(x.h.violations), RM_EXCEEDED)
+  }
+  // Auto-ack QoS 1 is answered at once, however many come.
+  {
+    const { x, pub } = setup({ receiveMaximum: 1 }, false)
+    for (let i = 1; i <= 50; i++) pub(i, 1)
+    assert.deepEqual(x.h.violations, [])
+  }
+  // Held (manual ack): the default quota is 65,535, every packet id; 3.1.1 has no Receive Maximum.
+  for (const [opts, n] of [[{}, 65_535], [{ protocolVersion: 4, receiveMaximum: 1 }, 3]] as const) {
+    const { x, pub } = setup(opts, true)
+    for (let i = 1; i <= n; i++) pub(i, 1)
+    assert.deepEqual(x.h.violations, [], JSON.stringify(opts))
+  }
+})
+
 test('QoS 2 inbound: delivered once until PUBREL, duplicates answered with PUBREC', () => {
   const x = harness()
   x.up()
