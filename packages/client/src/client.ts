@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import {
   connackReturnCodeName, PetrelError, reasonCodeName, WireErrorCode,
-  type AuthPacket, type ConnackPacket, type ConnectPacket, type Packet, type ProtocolVersion, type QoS
+  type AuthPacket, type ConnackPacket, type ConnectPacket, type DisconnectPacket, type Packet, type ProtocolVersion, type QoS
 } from '@petrel/wire'
 import { Backoff } from './backoff.js'
 import { ClientSession, type ControlRequest, type PublishRequest, type PublishResult, type SessionOutput, type SubscriptionEntry } from './client-session.js'
@@ -824,7 +824,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
           this.session.handlePacket(packet)
           return
         case 'pingresp': return
-        case 'disconnect': this.onDisconnect(packet.reasonCode ?? 0, packet.properties?.serverReference, packet.properties?.reasonString); return
+        case 'disconnect': this.onDisconnect(packet); return
         case 'auth': void this.onAuth(packet); return
         default: break
       }
@@ -843,16 +843,26 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         return
       }
       if (packet.type === 'auth') { void this.onAuth(packet); return }
-      if (packet.type === 'disconnect') { this.onDisconnect(packet.reasonCode ?? 0, packet.properties?.serverReference, packet.properties?.reasonString); return }
+      if (packet.type === 'disconnect') { this.onDisconnect(packet); return }
     }
     this.conn?.close(clientError(ClientErrorCode.PROTOCOL_ERROR, `unexpected ${packet.type.toUpperCase()} from the broker`, { reasonCode: 0x82 }),
       this.protocolVersion === 5 ? { reasonCode: 0x82 } : undefined)
   }
 
-  private onDisconnect (reasonCode: number, serverReference: string | undefined, reasonString: string | undefined): void {
+  private onDisconnect (packet: DisconnectPacket): void {
+    const reasonCode = packet.reasonCode ?? 0
+    const serverReference = packet.properties?.serverReference
+    const reasonString = packet.properties?.reasonString
     if (serverReference !== undefined) this.emit('serverReference', { serverReference, reasonCode })
     const err = clientError(ClientErrorCode.DISCONNECTED_BY_BROKER,
       `the broker disconnected: ${reasonCodeName(reasonCode, 'disconnect')} (0x${reasonCode.toString(16)})${reasonString === undefined ? '' : `: ${reasonString}`}${serverReferenceText(serverReference)}`, { reasonCode })
+    if (packet.properties?.sessionExpiryInterval !== undefined) {
+      // [MQTT-3.14.2-2] only a client sets the Session Expiry Interval in DISCONNECT. The link is
+      // closing anyway; say why (0x82) and report the typed error, the broker's reason as its cause.
+      this.conn?.close(clientError(ClientErrorCode.PROTOCOL_ERROR, `the broker's DISCONNECT carries a Session Expiry Interval [MQTT-3.14.2-2]; its reason: ${err.message}`,
+        { reasonCode: 0x82, cause: err }), { reasonCode: 0x82 })
+      return
+    }
     this.conn?.close(err)
   }
 

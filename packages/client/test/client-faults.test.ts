@@ -691,3 +691,8 @@ test('v5: more unacknowledged QoS 1 PUBLISHes than the Receive Maximum our CONNE
   assert.ok(!(links[0]?.packets.some((p) => p.type === 'puback' && p.packetId > 100) ?? true), 'none of them acked')
   assert.ok(held !== undefined)
 })
+
+test('v5: a DISCONNECT from the broker carrying a Session Expiry Interval [MQTT-3.14.2-2] is a protocol error: DISCONNECT 0x82, reconnect, replay', { timeout: 30_000 }, async () => {
+  const bad = encode({ type: 'disconnect', reasonCode: 0x8b, properties: { sessionExpiryInterval: 60 } }, 5)
+  await expectProtocolError(5, bad, { code: 'PETREL_ERR_CLIENT_PROTOCOL_ERROR', reasonCode: 0x82 })
+})
