@@ -139,7 +139,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   /** The Authentication Method of the CONNECT sent on the current link (undefined: none, no AUTH allowed). */
   private authMethod: string | undefined
   private readonly subscriptions = new Map<Subscription, SubscriptionEntry>()
-  private readonly counters = { connects: 0, connectFailures: 0, disconnects: 0, pingTimeouts: 0, messagesDropped: 0, bytesIn: 0, bytesOut: 0 }
+  private readonly counters = { connects: 0, connectFailures: 0, disconnects: 0, pingTimeouts: 0, protocolErrors: 0, messagesDropped: 0, bytesIn: 0, bytesOut: 0 }
   /** The link ended before the supervisor waited for it to (undefined error: on purpose). */
   private endedEarly: { error: PetrelError | undefined } | undefined
   private responses: { topic: string, sub: Promise<Subscription>, waiters: Map<string, ResponseWaiter>, next: number } | undefined
@@ -588,6 +588,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       connectFailures: this.counters.connectFailures,
       disconnects: this.counters.disconnects,
       pingTimeouts: this.counters.pingTimeouts,
+      protocolErrors: this.counters.protocolErrors,
       publishesSent: c.publishesSent,
       publishesAcked: c.publishesAcked,
       inflight: this.session.inflightCount,
@@ -913,6 +914,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     const was = this.phase
     this.phase = 'idle'
     if (error?.code === ClientErrorCode.PING_TIMEOUT) this.counters.pingTimeouts++
+    // Counted here, once per link, whichever check ended it (connecting or connected).
+    if (error?.code === ClientErrorCode.PROTOCOL_ERROR || conn?.decodeFailed === true) this.counters.protocolErrors++
     if (was === 'connecting') {
       const w = this.connackWaiter
       this.connackWaiter = undefined

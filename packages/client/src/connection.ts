@@ -46,6 +46,8 @@ export class Connection {
   readonly stream: Duplex
   bytesIn = 0
   bytesOut = 0
+  /** The broker's bytes did not decode: the link was closed for a malformed packet. */
+  decodeFailed = false
   private readonly decoder: Decoder
   private readonly handler: ConnectionHandler
   private readonly version: ProtocolVersion
@@ -257,6 +259,7 @@ export class Connection {
     }
     packets.length = 0
     if (failure === undefined || this.closed) return
+    this.decodeFailed = true
     // [MQTT-4.13.1-1] a malformed packet closes the connection; v5 says why first.
     if (this.version === 5) this.close(failure, { reasonCode: failure.reasonCode ?? 0x81 })
     else {

@@ -8,6 +8,11 @@ export interface ClientStats {
   disconnects: number
   /** Links declared dead for want of a PINGRESP. */
   pingTimeouts: number
+  /**
+   * Connections the client closed because the broker broke the protocol: a malformed packet (the
+   * codec's error) or a PETREL_ERR_CLIENT_PROTOCOL_ERROR (v5: DISCONNECT 0x82, 0x93, 0x94...).
+   */
+  protocolErrors: number
   /** PUBLISH packets written (first sends, not replays). */
   publishesSent: number
   /** QoS 1/2 publishes completed by the broker (PUBACK, PUBCOMP, or a failure code). */
@@ -35,6 +40,7 @@ const HELP: Record<keyof ClientStats, [string, 'counter' | 'gauge']> = {
   connectFailures: ['Connection attempts that failed', 'counter'],
   disconnects: ['Accepted connections that ended', 'counter'],
   pingTimeouts: ['Links declared dead after a ping timeout', 'counter'],
+  protocolErrors: ['Connections closed because the broker broke the protocol', 'counter'],
   publishesSent: ['PUBLISH packets sent (first sends)', 'counter'],
   publishesAcked: ['QoS 1/2 publishes completed by the broker', 'counter'],
   inflight: ['QoS 1/2 publishes in flight', 'gauge'],

@@ -230,6 +230,7 @@ test('a malformed packet from the broker: v5 DISCONNECT 0x81, reconnect, the una
     const resent = (seen[1] ?? []).find((p) => p.type === 'publish')
     assert.equal(resent?.type === 'publish' ? resent.dup : undefined, true)
     assert.equal(resent?.type === 'publish' ? resent.payload.toString() : undefined, 'kept')
+    assert.equal(c.stats().protocolErrors, 1, 'the malformed packet counts as a protocol error')
   } finally {
     await c.end({ force: true })
     for (const s of sockets) s.destroy()
@@ -569,6 +570,8 @@ async function expectProtocolError (version: 4 | 5, bad: Buffer, expected: { cod
     assert.deepEqual(errors.slice(0, 1).map((e) => [e.code, e.reasonCode]), [[expected.code, expected.reasonCode]], errors[0]?.message)
     const resent = broker.links[1]?.packets.find((p) => p.type === 'publish')
     assert.equal(resent?.type === 'publish' ? `${resent.payload.toString()} dup=${String(resent.dup)}` : undefined, 'kept dup=true')
+    assert.equal(c.stats().protocolErrors, 1, 'one connection closed for a protocol error')
+    assert.match(c.metrics(), /^petrel_client_protocol_errors_total\{client_id="[^"]*"\} 1$/m)
     return broker.links
   } finally {
     await c?.end({ force: true })
@@ -620,6 +623,7 @@ test('a SUBACK / UNSUBACK with more or fewer reason codes than topic filters: v5
         const again = broker.links[2]?.packets.find((p) => p.type === 'unsubscribe')
         assert.deepEqual(again?.type === 'unsubscribe' ? again.topicFilters : undefined, ['x/a', 'x/b'])
       }
+      assert.equal(c.stats().protocolErrors, v === 5 ? 2 : 1, `v${v}: connections closed for a protocol error`)
     } finally {
       await c?.end({ force: true })
       await broker.close()
@@ -653,6 +657,7 @@ test('a CONNACK with Session Present after a Clean Start is a protocol error [MQ
       const err = errors.find((e) => e.code !== 'PETREL_ERR_CONNECTION_FAILED')
       assert.deepEqual([err?.code, err?.reasonCode], ['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x82], `v${v}: ${errors.map((e) => e.message).join('; ')}`)
       assert.ok(broker.links[lieOn + 1]?.packets.some((p) => p.type === 'publish' && p.payload.toString() === 'kept'), `v${v}: the publish went out on the next link`)
+      assert.equal(c.stats().protocolErrors, 1, `v${v}: the refused CONNACK counts as a protocol error`)
     } finally {
       await c.end({ force: true })
       await broker.close()

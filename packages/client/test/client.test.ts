@@ -400,6 +400,8 @@ test('stats and Prometheus metrics', async (t) => {
   const text = c.metrics()
   assert.match(text, /# TYPE petrel_client_connects_total counter/)
   assert.match(text, new RegExp(`petrel_client_publishes_acked_total\\{client_id="${c.clientId}"\\} 1`))
+  assert.equal(s.protocolErrors, 0)
+  assert.match(text, /# TYPE petrel_client_protocol_errors_total counter/)
 })
 
 test('v5: will properties and will delay: published after the delay, with its properties', async (t) => {
