@@ -797,9 +797,16 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     if (connack.sessionPresent && packet.cleanStart) {
       // [MQTT-3.2.2-2] a server accepting Clean Start sets Session Present 0 (3.1.1: [MQTT-3.2.2-1]);
       // [MQTT-3.2.2-4] a client without that session state closes the connection.
-      const err = clientError(ClientErrorCode.PROTOCOL_ERROR, 'the broker accepted a clean start with Session Present set [MQTT-3.2.2-2]', { reasonCode: 0x82 })
-      conn.close(err, this.protocolVersion === 5 ? { reasonCode: 0x82 } : undefined)
-      throw err
+      throw this.protocolError(conn, 'the broker accepted a clean start with Session Present set [MQTT-3.2.2-2]')
+    }
+    const method = props?.authenticationMethod
+    const ours = packet.properties?.authenticationMethod
+    if (method !== undefined && method !== ours) {
+      // [MQTT-4.12.0-5] a successful CONNACK carries the CONNECT's method; [MQTT-4.12.0-6] none when
+      // the CONNECT had none. One without a method is accepted: §3.2.2.3.17 makes only a repeated
+      // one a Protocol Error, and it names no other method to be taken as agreed.
+      throw this.protocolError(conn, `the broker accepted the connection with Authentication Method ${JSON.stringify(method)}, ` +
+        (ours === undefined ? 'but the CONNECT carried none [MQTT-4.12.0-6]' : `but the CONNECT's was ${JSON.stringify(ours)} [MQTT-4.12.0-5]`))
     }
     if (props?.assignedClientIdentifier !== undefined) this.clientId = props.assignedClientIdentifier
     this.phase = 'connected'
@@ -846,8 +853,14 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       if (packet.type === 'auth') { void this.onAuth(packet); return }
       if (packet.type === 'disconnect') { this.onDisconnect(packet); return }
     }
-    this.conn?.close(clientError(ClientErrorCode.PROTOCOL_ERROR, `unexpected ${packet.type.toUpperCase()} from the broker`, { reasonCode: 0x82 }),
-      this.protocolVersion === 5 ? { reasonCode: 0x82 } : undefined)
+    this.protocolError(this.conn, `unexpected ${packet.type.toUpperCase()} from the broker`)
+  }
+
+  /** The broker broke the protocol: closes `conn` (v5: DISCONNECT 0x82) and returns the error it was closed with. */
+  private protocolError (conn: Connection | undefined, message: string, cause?: PetrelError): PetrelError {
+    const err = clientError(ClientErrorCode.PROTOCOL_ERROR, message, { reasonCode: 0x82, cause })
+    conn?.close(err, this.protocolVersion === 5 ? { reasonCode: 0x82 } : undefined)
+    return err
   }
 
   private onDisconnect (packet: DisconnectPacket): void {
@@ -860,8 +873,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     if (packet.properties?.sessionExpiryInterval !== undefined) {
       // [MQTT-3.14.2-2] only a client sets the Session Expiry Interval in DISCONNECT. The link is
       // closing anyway; say why (0x82) and report the typed error, the broker's reason as its cause.
-      this.conn?.close(clientError(ClientErrorCode.PROTOCOL_ERROR, `the broker's DISCONNECT carries a Session Expiry Interval [MQTT-3.14.2-2]; its reason: ${err.message}`,
-        { reasonCode: 0x82, cause: err }), { reasonCode: 0x82 })
+      this.protocolError(this.conn, `the broker's DISCONNECT carries a Session Expiry Interval [MQTT-3.14.2-2]; its reason: ${err.message}`, err)
       return
     }
     this.conn?.close(err)
@@ -877,8 +889,15 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     const exchange = this.phase === 'connecting' || this.reauthWaiter !== undefined
     if (ours === undefined || !exchange || (rc === 0 ? this.phase !== 'connected' : rc !== 0x18)) {
       const why = ours === undefined ? 'the CONNECT carried no Authentication Method [MQTT-4.12.0-6]' : 'no authentication exchange is in progress'
-      conn?.close(clientError(ClientErrorCode.PROTOCOL_ERROR, `unexpected AUTH 0x${rc.toString(16)} from the broker: ${why}`, { reasonCode: 0x82 }),
-        { reasonCode: 0x82 })
+      this.protocolError(conn, `unexpected AUTH 0x${rc.toString(16)} from the broker: ${why}`)
+      return
+    }
+    // [MQTT-4.12.0-5] every AUTH carries the CONNECT's method; omitting it is a Protocol Error
+    // (§3.15.2.2.2). The hook is never asked to answer for a method we did not choose.
+    const method = packet.properties?.authenticationMethod
+    if (method !== ours) {
+      this.protocolError(conn, `AUTH 0x${rc.toString(16)} from the broker ${method === undefined ? 'without an Authentication Method' : `with Authentication Method ${JSON.stringify(method)}`}, ` +
+        `the CONNECT's was ${JSON.stringify(ours)} [MQTT-4.12.0-5]`)
       return
     }
     if (rc === 0) {
@@ -888,7 +907,6 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       return
     }
     const hook = this.options.auth
-    const method = packet.properties?.authenticationMethod ?? ours
     if (hook === undefined) {
       conn?.close(clientError(ClientErrorCode.AUTH_FAILED, 'the broker sent AUTH but no auth hook is configured', { reasonCode: 0x82 }),
         { reasonCode: 0x82 })

@@ -701,3 +701,58 @@ test('v5: a DISCONNECT from the broker carrying a Session Expiry Interval [MQTT-
   const bad = encode({ type: 'disconnect', reasonCode: 0x8b, properties: { sessionExpiryInterval: 60 } }, 5)
   await expectProtocolError(5, bad, { code: 'PETREL_ERR_CLIENT_PROTOCOL_ERROR', reasonCode: 0x82 })
 })
+
+test('v5: an AUTH or a successful CONNACK whose Authentication Method is not the CONNECT\'s, or an AUTH without one [MQTT-4.12.0-5] [MQTT-4.12.0-6] (§3.15.2.2.2): DISCONNECT 0x82, reconnect', { timeout: 60_000 }, async () => {
+  const cases: Array<{ name: string, method: string | undefined, lie: Packet }> = [
+    { name: 'AUTH Continue with another method', method: 'M', lie: { type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'OTHER', authenticationData: Buffer.from('c') } } },
+    { name: 'AUTH Continue without a method', method: 'M', lie: { type: 'auth', reasonCode: 0x18, properties: { authenticationData: Buffer.from('c') } } },
+    { name: 'CONNACK success with another method', method: 'M', lie: { type: 'connack', sessionPresent: false, reasonCode: 0, properties: { authenticationMethod: 'OTHER' } } },
+    { name: 'CONNACK success with a method the CONNECT did not carry', method: undefined, lie: { type: 'connack', sessionPresent: false, reasonCode: 0, properties: { authenticationMethod: 'M' } } }
+  ]
+  for (const k of cases) {
+    // The first link gets the lie in answer to CONNECT; later ones an honest exchange.
+    const broker = await scriptedBroker(5, (p, link) => {
+      const send = (x: Packet): true => { link.socket.write(encode(x, 5)); return true }
+      if (p.type === 'connect' && link.index === 0) return send(k.lie)
+      if (p.type === 'connect' && k.method !== undefined) return send({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: k.method, authenticationData: Buffer.from('c') } })
+      if (p.type === 'auth') return send({ type: 'connack', sessionPresent: false, reasonCode: 0, properties: { authenticationMethod: k.method } })
+      return false
+    })
+    const errors: PetrelError[] = []
+    const c = createClient(broker.url, { ...fast, protocolVersion: 5, properties: k.method === undefined ? {} : { authenticationMethod: k.method }, auth: () => Buffer.from('answer') })
+    c.on('reconnect', (e) => { errors.push(e.error) })
+    try {
+      await waitFor(() => c.connected, { timeoutMs: 10_000, message: `${k.name}: connected on a later link` })
+      assert.equal(disconnectReason(broker.links[0]), 0x82, `${k.name}: how the client left the first link`)
+      assert.ok(!(broker.links[0]?.packets.some((p) => p.type === 'auth') ?? true), `${k.name}: no AUTH answered with a method the client did not choose`)
+      assert.deepEqual(errors.slice(0, 1).map((e) => [e.code, e.reasonCode]), [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x82]], `${k.name}: ${errors[0]?.message ?? 'no error'}`)
+      assert.equal(c.stats().protocolErrors, 1, k.name)
+    } finally {
+      await c.end({ force: true })
+      await broker.close()
+    }
+  }
+})
+
+test('v5: a successful CONNACK without the Authentication Method is accepted (§3.2.2.3.17); an AUTH ending a re-authentication without it is a Protocol Error (§3.15.2.2.2): DISCONNECT 0x82', { timeout: 30_000 }, async () => {
+  const broker = await scriptedBroker(5, (p, link) => {
+    const send = (x: Packet): true => { link.socket.write(encode(x, 5)); return true }
+    if (p.type === 'connect') return send({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'M', authenticationData: Buffer.from('c') } })
+    if (p.type === 'auth' && p.reasonCode === 0x18) return send({ type: 'connack', sessionPresent: false, reasonCode: 0 })
+    if (p.type === 'auth' && p.reasonCode === 0x19) return send({ type: 'auth', reasonCode: 0 })
+    return false
+  })
+  let c: MqttClient | undefined
+  try {
+    c = await connect(broker.url, { ...fast, protocolVersion: 5, properties: { authenticationMethod: 'M' }, auth: () => Buffer.from('answer') })
+    assert.equal(broker.links.length, 1)
+    assert.equal(disconnectReason(broker.links[0]), null, 'still on the first link')
+    await assert.rejects(withTimeout(c.reauthenticate(Buffer.from('again')), 5000, 're-authentication'), { code: 'PETREL_ERR_CLIENT_PROTOCOL_ERROR', reasonCode: 0x82 })
+    await waitFor(() => disconnectReason(broker.links[0]) !== null, { timeoutMs: 3000, message: 'DISCONNECT at the broker' })
+    assert.equal(disconnectReason(broker.links[0]), 0x82)
+    assert.equal(c.stats().protocolErrors, 1)
+  } finally {
+    await c?.end({ force: true })
+    await broker.close()
+  }
+})
