@@ -1,6 +1,6 @@
 import {
   encode, isWellFormedUtf8, MAX_PACKET_SIZE, PetrelError, publishQoS0Size, writePublishQoS0, topicNameProblem, topicFilterProblem, parseSharedSubscription, topicMatches, WireErrorCode,
-  type AckProperties, type ConnackPacket, type Packet, type ProtocolVersion, type PublishPacket,
+  type AckProperties, type ConnackPacket, type ConnectPacket, type Packet, type ProtocolVersion, type PublishPacket,
   type PublishProperties, type QoS, type Subscription, type SubscribePacket, type UnsubscribePacket
 } from '@petrel/wire'
 import { PacketIdPool, TopicTrie } from '@petrel/session'
@@ -26,13 +26,6 @@ export interface ClientSessionOptions {
   queuePolicy?: QueuePolicy | undefined
   /** Default `republish`. */
   sessionLostPolicy?: SessionLostPolicy | undefined
-  /** Topic aliases the broker may use towards us (what the CONNECT advertises). Default 0. */
-  topicAliasMaximum?: number | undefined
-  /**
-   * v5: the Receive Maximum the CONNECT advertises. More inbound QoS 1/2 PUBLISHes than this
-   * without our PUBACK / PUBCOMP is a protocol violation (0x93). Default 65,535.
-   */
-  receiveMaximum?: number | undefined
   /** Resubscribe after a connection whose session was not present. Default true. */
   resubscribe?: boolean | undefined
   throttle?: ThrottleOptions | undefined
@@ -285,9 +278,10 @@ export class ClientSession implements InboundAckSink {
   private readonly maxQueuedBytes: number
   private readonly policy: QueuePolicy
   private readonly lostPolicy: SessionLostPolicy
-  private readonly inboundAliasMax: number
-  /** Our Receive Maximum (v5; 3.1.1 has none: unbounded). */
-  private readonly receiveMaximum: number
+  /** Topic aliases the broker may use towards us: what this connection's CONNECT advertised. */
+  private inboundAliasMax = 0
+  /** Our Receive Maximum, as this connection's CONNECT advertised it (v5; 3.1.1 has none: unbounded). */
+  private receiveMaximum = Number.POSITIVE_INFINITY
   /**
    * Inbound QoS 1/2 PUBLISHes of this connection we have not answered with PUBACK / PUBCOMP: what
    * the broker counts against our Receive Maximum [MQTT-3.3.4-9]. Counted from the PUBLISH, not by
@@ -378,8 +372,6 @@ export class ClientSession implements InboundAckSink {
     this.maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024
     this.policy = options.queuePolicy ?? 'block'
     this.lostPolicy = options.sessionLostPolicy ?? 'republish'
-    this.inboundAliasMax = options.topicAliasMaximum ?? 0
-    this.receiveMaximum = this.v5 ? options.receiveMaximum ?? 65535 : Number.POSITIVE_INFINITY
     this.resubscribe = options.resubscribe ?? true
     this.holdMs = options.unroutedHoldMs ?? 2000
     this.unroutedManualAck = options.unroutedManualAck ?? false
@@ -406,11 +398,16 @@ export class ClientSession implements InboundAckSink {
   // --- connection lifecycle ----------------------------------------------------------------
 
   /**
-   * CONNACK accepted the connection. Session present: replay unacked publishes (DUP=1, PUBREL
-   * past PUBREC) windowed, ahead of new ones. Session lost: republish or fail them per policy,
-   * and resubscribe.
+   * CONNACK accepted the connection opened with `connect`. Session present: replay unacked
+   * publishes (DUP=1, PUBREL past PUBREC) windowed, ahead of new ones. Session lost: republish or
+   * fail them per policy, and resubscribe.
    */
-  connectionUp (connack: ConnackPacket): void {
+  connectionUp (connack: ConnackPacket, connect: ConnectPacket): void {
+    // What the broker must respect is what the CONNECT carried (a beforeConnect hook may have
+    // rewritten it), not the options it was made from [MQTT-3.3.4-9] [MQTT-3.3.2-11].
+    const ours = this.v5 ? connect.properties : undefined
+    this.receiveMaximum = this.v5 ? ours?.receiveMaximum ?? 65535 : Number.POSITIVE_INFINITY
+    this.inboundAliasMax = ours?.topicAliasMaximum ?? 0
     const p = connack.properties
     this.limits = this.v5 && p !== undefined
       ? {

@@ -186,8 +186,6 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       maxQueuedBytes: options.maxQueuedBytes,
       queuePolicy: options.queuePolicy,
       sessionLostPolicy: options.sessionLostPolicy,
-      topicAliasMaximum: this.protocolVersion === 5 ? options.topicAliasMaximum ?? 0 : 0,
-      receiveMaximum: this.protocolVersion === 5 ? options.properties?.receiveMaximum : undefined,
       resubscribe: options.resubscribe,
       throttle: options.throttle,
       unroutedHoldMs: options.unroutedHoldMs,
@@ -443,23 +441,27 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   }
 
   /**
-   * MQTT 5 re-authentication: sends AUTH 0x19 with the connection's authentication method and
-   * `authenticationData`; further challenges go to the `auth` hook. Resolves on AUTH Success.
-   * Calls made while one is under way wait for it: one exchange at a time.
+   * MQTT 5 re-authentication: sends AUTH 0x19 with the Authentication Method of the CONNECT the
+   * connection was made with (after `beforeConnect`) and `authenticationData`; further challenges
+   * go to the `auth` hook. Resolves on AUTH Success. Calls made while one is under way wait for
+   * it: one exchange at a time. Rejects with PETREL_ERR_INVALID_ARGUMENT (3.1.1, or that CONNECT
+   * carried no method), PETREL_ERR_CONNECTION_FAILED (not connected), or the error the link ended with.
    */
   async reauthenticate (authenticationData?: Uint8Array): Promise<void> {
-    const method = this.options.properties?.authenticationMethod
-    if (this.protocolVersion !== 5 || method === undefined) {
-      throw clientError(ClientErrorCode.INVALID_ARGUMENT, 're-authentication needs MQTT 5 and properties.authenticationMethod')
-    }
-    const run = this.reauthTail.then(async () => { await this.reauthOnce(method, authenticationData) })
+    if (this.protocolVersion !== 5) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 're-authentication needs MQTT 5')
+    const run = this.reauthTail.then(async () => { await this.reauthOnce(authenticationData) })
     this.reauthTail = run.catch(() => {})
     await run
   }
 
-  private async reauthOnce (method: string, authenticationData: Uint8Array | undefined): Promise<void> {
+  private async reauthOnce (authenticationData: Uint8Array | undefined): Promise<void> {
     const conn = this.conn
     if (conn === undefined || this.phase !== 'connected') throw clientError(ClientErrorCode.CONNECTION_FAILED, 'not connected')
+    // [MQTT-4.12.1-1] the method this connection was authenticated with: its CONNECT's, as sent.
+    const method = this.authMethod
+    if (method === undefined) {
+      throw clientError(ClientErrorCode.INVALID_ARGUMENT, 're-authentication needs an Authentication Method in the CONNECT (properties.authenticationMethod, or set by beforeConnect)')
+    }
     await new Promise<void>((resolve, reject) => {
       this.reauthWaiter = { resolve, reject }
       conn.writePacket({ type: 'auth', reasonCode: 0x19, properties: { authenticationMethod: method, authenticationData } })
@@ -819,7 +821,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       this.firstConnect.resolve()
       this.firstConnect = undefined
     }
-    this.session.connectionUp(connack)
+    this.session.connectionUp(connack, packet)
     this.emit('connect', { url, sessionPresent: connack.sessionPresent, connack, reconnected })
   }
 

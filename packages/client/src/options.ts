@@ -127,7 +127,12 @@ export interface ClientOptions {
   localAddress?: string
   /** A stream, or a factory opening one per attempt, instead of dialing the URL. */
   transport?: Duplex | TransportFactory
-  /** Per attempt: may rewrite the CONNECT packet (rotating a JWT password, ...). */
+  /**
+   * Per attempt: may rewrite the CONNECT packet (rotating a JWT password, ...). The packet it
+   * returns is what the connection holds to: the Receive Maximum, Topic Alias Maximum and Maximum
+   * Packet Size enforced on the broker, and the Authentication Method of AUTH exchanges and
+   * `reauthenticate()`, are the ones it carries.
+   */
   beforeConnect?: (packet: ConnectPacket, attempt: ConnectAttempt) => ConnectPacket | Promise<ConnectPacket>
   /**
    * Sees every packet, decoded, as it is read (`in`) or written (`out`): for debugging (it

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer, type Socket } from 'node:net'
-import { Decoder, encode, type Packet, type PetrelError } from '@petrel/wire'
+import { Decoder, encode, type ConnectPacket, type ConnectProperties, type Packet, type PetrelError } from '@petrel/wire'
 import { FaultProxy, hasProgram, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
 import { connect, createClient, type MqttClient, type ClientOptions, type ReconnectEvent, type Subscription } from '../src/index.js'
 
@@ -751,6 +751,48 @@ test('v5: a successful CONNACK without the Authentication Method is accepted (§
     await waitFor(() => disconnectReason(broker.links[0]) !== null, { timeoutMs: 3000, message: 'DISCONNECT at the broker' })
     assert.equal(disconnectReason(broker.links[0]), 0x82)
     assert.equal(c.stats().protocolErrors, 1)
+  } finally {
+    await c?.end({ force: true })
+    await broker.close()
+  }
+})
+
+test('v5: the Receive Maximum and Topic Alias Maximum enforced are those of the CONNECT sent, as beforeConnect rewrote it', { timeout: 60_000 }, async () => {
+  type Rewrite = (p: ConnectPacket) => ConnectPacket
+  const advertise = (properties: ConnectProperties): Rewrite => (p) => ({ ...p, properties: { ...p.properties, ...properties } })
+  const advertised = (links: ScriptedLink[]): ConnectProperties | undefined => {
+    const sent = links[0]?.packets[0]
+    return sent?.type === 'connect' ? sent.properties : undefined
+  }
+  // The hook lowers the Receive Maximum to 2: a third unacknowledged QoS 1 PUBLISH is 0x93.
+  const three = Buffer.concat([101, 102, 103].map((id) => encode({ type: 'publish', topicName: 'rm/x', payload: Buffer.from(String(id)), qos: 1, retain: false, dup: false, packetId: id }, 5)))
+  let links = await expectProtocolError(5, three, { code: 'PETREL_ERR_CLIENT_PROTOCOL_ERROR', reasonCode: 0x93 }, { beforeConnect: advertise({ receiveMaximum: 2 }) },
+    async (c) => { await c.subscribe('rm/#', { qos: 1, manualAck: true }) })
+  assert.equal(advertised(links)?.receiveMaximum, 2)
+  // The hook takes the Topic Alias Maximum away: an alias is 0x94 though the option allowed 5.
+  const aliased = encode({ type: 'publish', topicName: 'a/b', payload: Buffer.from('x'), qos: 0, retain: false, dup: false, properties: { topicAlias: 3 } }, 5)
+  const strip: Rewrite = (p) => ({ ...p, properties: { ...p.properties, topicAliasMaximum: undefined } })
+  links = await expectProtocolError(5, aliased, { code: 'PETREL_ERR_CLIENT_PROTOCOL_ERROR', reasonCode: 0x94 }, { topicAliasMaximum: 5, beforeConnect: strip })
+  assert.equal(advertised(links)?.topicAliasMaximum, undefined)
+
+  // The hook grants 5 topic aliases (the option left none): the broker may use them.
+  const broker = await scriptedBroker(5, (p, link) => {
+    if (p.type !== 'publish' || p.topicName !== 'go' || link.index !== 0) return false
+    const msg = (topicName: string, payload: string): Buffer => encode({ type: 'publish', topicName, payload: Buffer.from(payload), qos: 0, retain: false, dup: false, properties: { topicAlias: 3 } }, 5)
+    link.socket.write(Buffer.concat([msg('al/x', 'one'), msg('', 'two'), encode({ type: 'puback', packetId: p.packetId as number }, 5)]))
+    return true
+  })
+  let c: MqttClient | undefined
+  try {
+    c = await connect(broker.url, { ...fast, protocolVersion: 5, beforeConnect: advertise({ topicAliasMaximum: 5 }) })
+    const got: string[] = []
+    await c.subscribe('al/#', { qos: 0 }, (m) => { got.push(`${m.topic}:${m.payload.toString()}`) })
+    await c.publish('go', '', { qos: 1 })
+    await waitFor(() => got.length === 2, { timeoutMs: 3000, message: `aliased messages: ${got.join(', ')}` })
+    assert.deepEqual(got, ['al/x:one', 'al/x:two'])
+    assert.equal(advertised(broker.links)?.topicAliasMaximum, 5)
+    assert.equal(disconnectReason(broker.links[0]), null, 'still on the first link')
+    assert.equal(c.stats().protocolErrors, 0)
   } finally {
     await c?.end({ force: true })
     await broker.close()

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Decoder, encode, type ConnackPacket, type Packet, type PetrelError, type PublishPacket, type QoS, type SubscribePacket } from '@petrel/wire'
+import { Decoder, encode, type ConnackPacket, type ConnectPacket, type ConnectProperties, type Packet, type ProtocolVersion, type PetrelError, type PublishPacket, type QoS, type SubscribePacket } from '@petrel/wire'
 import { ClientSession, type ClientSessionOptions, type ControlRequest, type PublishRequest, type PublishResult, type SessionOutput } from '../src/client-session.js'
 import type { Message } from '../src/message.js'
 
@@ -8,7 +8,8 @@ import type { Message } from '../src/message.js'
 
 interface Tracked { state: 'pending' | 'ok' | 'err', value: PublishResult | undefined, error: unknown, payload: string }
 
-function harness (opts: Partial<ClientSessionOptions> = {}) {
+/** `connect`: the properties of the CONNECT each connection is opened with (Receive Maximum, Topic Alias Maximum...). */
+function harness ({ connect: advertised, ...opts }: Partial<ClientSessionOptions> & { connect?: ConnectProperties } = {}) {
   const version = opts.protocolVersion ?? 5
   let decoder = new Decoder({ protocolVersion: version })
   const h = {
@@ -49,9 +50,9 @@ function harness (opts: Partial<ClientSessionOptions> = {}) {
     get h () { return h },
     /** The session's output port: a test may wrap one of its methods. */
     out,
-    up (connack: Partial<ConnackPacket> = {}) {
+    up (connack: Partial<ConnackPacket> = {}, connect: ConnectProperties | undefined = advertised) {
       decoder = new Decoder({ protocolVersion: version })
-      h.session.connectionUp({ type: 'connack', sessionPresent: false, reasonCode: 0, ...connack })
+      h.session.connectionUp({ type: 'connack', sessionPresent: false, reasonCode: 0, ...connack }, connectPacket(version, connect))
     },
     take (): Packet[] { return h.written.splice(0) },
     pub (payload: string, qos: QoS = 1, topic = 't'): Tracked {
@@ -62,6 +63,10 @@ function harness (opts: Partial<ClientSessionOptions> = {}) {
       return t
     }
   }
+}
+
+function connectPacket (protocolVersion: ProtocolVersion, properties?: ConnectProperties): ConnectPacket {
+  return { type: 'connect', protocolVersion, clientId: 'c', cleanStart: false, keepAlive: 0, properties }
 }
 
 function attach (req: PublishRequest, t: Tracked): void {
@@ -267,7 +272,7 @@ test('an unmatched QoS 1 message is still acked', () => {
 
 test('v5: more unanswered QoS 1/2 PUBLISHes than the Receive Maximum we advertised is DISCONNECT 0x93 [MQTT-3.3.4-9]; one counts until its PUBACK / PUBCOMP is sent', () => {
   const RM_EXCEEDED: Array<[string, number]> = [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x93]]
-  const setup = (opts: Partial<ClientSessionOptions>, manualAck: boolean) => {
+  const setup = (opts: Parameters<typeof harness>[0], manualAck: boolean) => {
     const x = harness(opts)
     x.up()
     x.session.subscribe([{ topicFilter: 'm/#', qos: 2 }], { manualAck })
@@ -280,7 +285,7 @@ test('v5: more unanswered QoS 1/2 PUBLISHes than the Receive Maximum we advertis
 
   // QoS 1, manual ack: a message counts until its PUBACK goes out (in arrival order).
   {
-    const { x, pub } = setup({ receiveMaximum: 2 }, true)
+    const { x, pub } = setup({ connect: { receiveMaximum: 2 } }, true)
     pub(1, 1)
     pub(2, 1)
     x.h.delivered[1]?.ack() // acked by the app, but its PUBACK waits behind message 1: still counts
@@ -298,7 +303,7 @@ test('v5: more unanswered QoS 1/2 PUBLISHes than the Receive Maximum we advertis
   // QoS 2: PUBREC does not end the flow, our PUBCOMP (the answer to PUBREL) does; a resend on the
   // same connection is the same PUBLISH.
   {
-    const { x, pub } = setup({ receiveMaximum: 2 }, false)
+    const { x, pub } = setup({ connect: { receiveMaximum: 2 } }, false)
     pub(1, 2)
     pub(2, 2)
     pub(2, 2, true)
@@ -313,7 +318,7 @@ test('v5: more unanswered QoS 1/2 PUBLISHes than the Receive Maximum we advertis
   }
   // The quota starts again on each connection: the broker resends what was unanswered.
   {
-    const { x, pub } = setup({ receiveMaximum: 2 }, true)
+    const { x, pub } = setup({ connect: { receiveMaximum: 2 } }, true)
     pub(1, 1)
     pub(2, 2)
     x.session.connectionDown()
@@ -326,12 +331,12 @@ test('v5: more unanswered QoS 1/2 PUBLISHes than the Receive Maximum we advertis
   }
   // Auto-ack QoS 1 is answered at once, however many come.
   {
-    const { x, pub } = setup({ receiveMaximum: 1 }, false)
+    const { x, pub } = setup({ connect: { receiveMaximum: 1 } }, false)
     for (let i = 1; i <= 50; i++) pub(i, 1)
     assert.deepEqual(x.h.violations, [])
   }
   // Held (manual ack): the default quota is 65,535, every packet id; 3.1.1 has no Receive Maximum.
-  for (const [opts, n] of [[{}, 65_535], [{ protocolVersion: 4, receiveMaximum: 1 }, 3]] as const) {
+  for (const [opts, n] of [[{}, 65_535], [{ protocolVersion: 4, connect: { receiveMaximum: 1 } }, 3]] as const) {
     const { x, pub } = setup(opts, true)
     for (let i = 1; i <= n; i++) pub(i, 1)
     assert.deepEqual(x.h.violations, [], JSON.stringify(opts))
@@ -646,7 +651,7 @@ test('topic names are checked on every publish, also right after a valid one (th
 })
 
 test('inbound topic aliases: learnt, resolved, and an empty topic name with an alias never mapped is a Protocol Error (0x82) (§3.3.2.3.4)', () => {
-  const x = harness({ topicAliasMaximum: 5 })
+  const x = harness({ connect: { topicAliasMaximum: 5 } })
   x.up()
   x.session.subscribe([{ topicFilter: '#', qos: 0 }], {})
   x.take()
@@ -665,7 +670,7 @@ test('inbound topic aliases: learnt, resolved, and an empty topic name with an a
 
 test('v5: an inbound topic alias above the Topic Alias Maximum we advertised (any alias, when we advertised none) is Topic Alias invalid (0x94) [MQTT-3.3.2-11]', () => {
   for (const [max, alias] of [[5, 6], [0, 1]] as const) {
-    const x = harness({ topicAliasMaximum: max })
+    const x = harness({ connect: { topicAliasMaximum: max } })
     x.up()
     x.session.subscribe([{ topicFilter: '#', qos: 0 }], {})
     x.take()
@@ -673,6 +678,42 @@ test('v5: an inbound topic alias above the Topic Alias Maximum we advertised (an
     assert.deepEqual(violations(x.h.violations), [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x94]], `maximum ${max}, alias ${alias}`)
     assert.equal(x.h.delivered.length, 0, 'not delivered')
   }
+})
+
+test('v5: the Receive Maximum and Topic Alias Maximum enforced are those of the CONNECT each connection was opened with', () => {
+  const x = harness()
+  x.session.subscribe([{ topicFilter: '#', qos: 1 }], { manualAck: true })
+  const pub = (id: number, alias?: number): void => {
+    x.session.handlePacket({ type: 'publish', topicName: 'a/b', payload: Buffer.from(String(id)), qos: 1, retain: false, dup: false, packetId: id, properties: alias === undefined ? undefined : { topicAlias: alias } })
+  }
+  // First CONNECT: Receive Maximum 1, no topic aliases.
+  x.up({}, { receiveMaximum: 1 })
+  pub(1)
+  pub(2)
+  assert.deepEqual(violations(x.h.violations), [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x93]])
+  x.session.connectionDown()
+  x.up({}, { receiveMaximum: 1 })
+  pub(3, 1)
+  assert.deepEqual(violations(x.h.violations).slice(1), [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x94]])
+  // Next CONNECT: Receive Maximum 3, 2 topic aliases.
+  x.session.connectionDown()
+  x.h.violations.length = 0
+  x.up({}, { receiveMaximum: 3, topicAliasMaximum: 2 })
+  pub(4, 2)
+  pub(5)
+  pub(6)
+  assert.deepEqual(x.h.violations, [])
+  assert.deepEqual(x.h.delivered.slice(-3).map((m) => `${m.packetId}:${m.topic}`), ['4:a/b', '5:a/b', '6:a/b'])
+  pub(7)
+  assert.deepEqual(violations(x.h.violations), [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x93]])
+  // And back: a CONNECT without them (defaults: 65,535, no aliases).
+  x.session.connectionDown()
+  x.h.violations.length = 0
+  x.up()
+  pub(8, 1)
+  assert.deepEqual(violations(x.h.violations), [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x94]])
+  for (let id = 9; id < 9 + 100; id++) pub(id)
+  assert.equal(x.h.violations.length, 1)
 })
 
 test('outbound topic aliases for QoS 0 only, within the broker maximum', () => {
@@ -882,7 +923,7 @@ test('local matching follows subscription changes (the per-topic match cache is 
     wakeAt () {},
     resubscribeFailed () {}
   })
-  session.connectionUp({ type: 'connack', sessionPresent: false, reasonCode: 0 })
+  session.connectionUp({ type: 'connack', sessionPresent: false, reasonCode: 0 }, connectPacket(4))
   const msg = (payload: string): PublishPacket => ({ type: 'publish', topicName: 'a/b', payload: Buffer.from(payload), qos: 0, retain: false, dup: false })
   const a = session.subscribe([{ topicFilter: 'a/+', qos: 0 }], {}).entry
   names.set(a, 'A')

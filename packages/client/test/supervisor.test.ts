@@ -146,6 +146,28 @@ test('v5 enhanced authentication: AUTH exchange on connect, then re-authenticati
   }
 })
 
+test('v5: re-authentication uses the Authentication Method of the CONNECT sent (beforeConnect may change it) [MQTT-4.12.1-1]', { timeout: 15_000 }, async () => {
+  const b = await fakeBroker((p, socket) => {
+    if (p.type === 'connect') send(socket, { type: 'connack', sessionPresent: false, reasonCode: 0, properties: { authenticationMethod: p.properties?.authenticationMethod } })
+    if (p.type === 'auth' && p.reasonCode === 0x19) send(socket, { type: 'auth', reasonCode: 0, properties: { authenticationMethod: 'NEW' } })
+  })
+  let c: MqttClient | undefined
+  try {
+    c = await connect(b.url, {
+      ...fast,
+      protocolVersion: 5,
+      properties: { authenticationMethod: 'OLD' },
+      beforeConnect: (packet) => ({ ...packet, properties: { ...packet.properties, authenticationMethod: 'NEW' } })
+    })
+    await withTimeout(c.reauthenticate(Buffer.from('again')), 5000, 're-authentication')
+    const sent = (b.seen[0] ?? []).filter((p) => p.type === 'auth').map((p) => p.type === 'auth' ? p.properties?.authenticationMethod : undefined)
+    assert.deepEqual(sent, ['NEW'])
+  } finally {
+    await c?.end({ force: true })
+    await b.close()
+  }
+})
+
 test('v5: request() needs no wildcard subscription (a broker with Wildcard Subscription Available 0)', { timeout: 10_000 }, async () => {
   const b = await fakeBroker((p, socket) => {
     if (p.type === 'connect') send(socket, { type: 'connack', sessionPresent: false, reasonCode: 0, properties: { wildcardSubscriptionAvailable: false } })
