@@ -1,9 +1,9 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { createServer, type Socket } from 'node:net'
-import { Decoder, encode, type ConnectPacket, type ConnectProperties, type Packet, type PetrelError } from '@petrel/wire'
+import { encode, type ConnectPacket, type ConnectProperties, type Packet, type PetrelError } from '@petrel/wire'
 import { FaultProxy, hasProgram, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
 import { connect, createClient, type MqttClient, type ClientOptions, type ReconnectEvent, type Subscription } from '../src/index.js'
+import { disconnectReason, scriptedBroker, type ScriptedLink } from './scripted-broker.js'
 
 // Supervisor behaviour under faults: cuts, restarts, blackholes, stalls, malformed input.
 
@@ -200,63 +200,36 @@ test('abort removes a publish that has not reached the wire', { timeout: 20_000 
 })
 
 test('a malformed packet from the broker: v5 DISCONNECT 0x81, reconnect, the unacked publish is replayed with DUP', { timeout: 20_000 }, async () => {
-  // A hand-written broker: the only way to inject bad bytes.
-  const seen: Packet[][] = []
-  const sockets: Socket[] = []
-  const server = createServer((socket) => {
-    sockets.push(socket)
-    const conn: Packet[] = []
-    seen.push(conn)
-    const dec = new Decoder({ protocolVersion: 5 })
-    socket.on('data', (chunk) => {
-      for (const p of dec.push(chunk)) {
-        conn.push(p)
-        if (p.type === 'connect') socket.write(encode({ type: 'connack', sessionPresent: seen.length > 1, reasonCode: 0 }, 5))
-        if (p.type === 'publish' && seen.length === 1) socket.write(Buffer.from([0x30, 0x02, 0x00, 0x05])) // topic length 5 in a 2-byte body
-        if (p.type === 'publish' && seen.length > 1) socket.write(encode({ type: 'puback', packetId: p.packetId as number }, 5))
-      }
-    })
-    socket.on('error', () => {})
+  const broker = await scriptedBroker(5, (p, link) => {
+    if (p.type !== 'publish' || link.index !== 0) return false
+    link.socket.write(Buffer.from([0x30, 0x02, 0x00, 0x05])) // topic length 5 in a 2-byte body
+    return true
   })
-  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
-  const port = (server.address() as { port: number }).port
-  const c = await connect(`mqtt://127.0.0.1:${port}`, { ...fast, protocolVersion: 5, clean: false })
+  const c = await connect(broker.url, { ...fast, protocolVersion: 5, clean: false })
   try {
     const r = await withTimeout(c.publish('mal/t', 'kept', { qos: 1 }), 10_000, 'publish completes after reconnect')
     assert.equal(r.reasonCode, 0)
-    const first = seen[0] ?? []
-    const disconnect = first.find((p) => p.type === 'disconnect')
-    assert.equal(disconnect?.type === 'disconnect' ? disconnect.reasonCode : undefined, 0x81)
-    const resent = (seen[1] ?? []).find((p) => p.type === 'publish')
+    assert.equal(disconnectReason(broker.links[0]), 0x81)
+    const resent = broker.links[1]?.packets.find((p) => p.type === 'publish')
     assert.equal(resent?.type === 'publish' ? resent.dup : undefined, true)
     assert.equal(resent?.type === 'publish' ? resent.payload.toString() : undefined, 'kept')
     assert.equal(c.stats().protocolErrors, 1, 'the malformed packet counts as a protocol error')
   } finally {
     await c.end({ force: true })
-    for (const s of sockets) s.destroy()
-    await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+    await broker.close()
   }
 })
 
 test('supervisor: an accept-then-drop broker makes the backoff grow; a connection that stays up resets it', { timeout: 20_000 }, async () => {
-  // A hand-written broker that accepts every CONNECT, then drops the link after `upMs`.
+  // A broker that accepts every CONNECT, then drops the link after `upMs`.
   let upMs = 0
-  const sockets: Socket[] = []
-  const server = createServer((socket) => {
-    sockets.push(socket)
-    const dec = new Decoder({ protocolVersion: 5 })
-    socket.on('data', (chunk) => {
-      for (const p of dec.push(chunk)) {
-        if (p.type !== 'connect') continue
-        socket.write(encode({ type: 'connack', sessionPresent: false, reasonCode: 0 }, 5))
-        setTimeout(() => { socket.destroy() }, upMs)
-      }
-    })
-    socket.on('error', () => {})
+  const broker = await scriptedBroker(5, (p, link) => {
+    if (p.type !== 'connect') return false
+    link.send({ type: 'connack', sessionPresent: false, reasonCode: 0 })
+    setTimeout(() => { link.socket.destroy() }, upMs)
+    return true
   })
-  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
-  const port = (server.address() as { port: number }).port
-  const c = await connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, backoff: { initialDelayMs: 20, maxDelayMs: 160, jitter: 0 } })
+  const c = await connect(broker.url, { protocolVersion: 5, backoff: { initialDelayMs: 20, maxDelayMs: 160, jitter: 0 } })
   const delays: number[] = []
   c.on('reconnect', (e) => { delays.push(e.delayMs) })
   try {
@@ -271,8 +244,7 @@ test('supervisor: an accept-then-drop broker makes the backoff grow; a connectio
     assert.equal(delays.at(-1), 20)
   } finally {
     await c.end({ force: true })
-    for (const s of sockets) s.destroy()
-    await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+    await broker.close()
   }
 })
 
@@ -491,60 +463,6 @@ test('a graceful end() resolves once the broker has closed the link: a client ta
 
 // --- a broker that breaks the protocol ---------------------------------------------------------
 
-/** One connection to a {@link scriptedBroker}: what the client sent on it, in order. */
-interface ScriptedLink { readonly index: number, readonly socket: Socket, readonly packets: Packet[] }
-
-/**
- * A hand-written broker, the only way to make one misbehave. `misbehave` sees each packet the
- * client sends and returns true when it has answered it; otherwise the broker behaves: CONNACK
- * (session present when the client resumes one), PUBACK / PUBREC / PUBCOMP, SUBACK and UNSUBACK
- * with one code per filter, PINGRESP.
- */
-async function scriptedBroker (version: 4 | 5, misbehave: (p: Packet, link: ScriptedLink) => boolean): Promise<{ url: string, links: ScriptedLink[], close: () => Promise<void> }> {
-  const links: ScriptedLink[] = []
-  const server = createServer((socket) => {
-    const link: ScriptedLink = { index: links.length, socket, packets: [] }
-    links.push(link)
-    const dec = new Decoder({ protocolVersion: version })
-    const send = (p: Packet): void => { socket.write(encode(p, version)) }
-    socket.on('data', (chunk) => {
-      for (const p of dec.push(chunk)) {
-        link.packets.push(p)
-        if (misbehave(p, link)) continue
-        switch (p.type) {
-          case 'connect': send({ type: 'connack', sessionPresent: !p.cleanStart && link.index > 0, reasonCode: 0 }); break
-          case 'publish':
-            if (p.qos === 1) send({ type: 'puback', packetId: p.packetId as number })
-            if (p.qos === 2) send({ type: 'pubrec', packetId: p.packetId as number })
-            break
-          case 'pubrel': send({ type: 'pubcomp', packetId: p.packetId }); break
-          case 'subscribe': send({ type: 'suback', packetId: p.packetId, reasonCodes: p.subscriptions.map((x) => x.qos) }); break
-          case 'unsubscribe': send({ type: 'unsuback', packetId: p.packetId, reasonCodes: version === 5 ? p.topicFilters.map(() => 0) : undefined }); break
-          case 'pingreq': send({ type: 'pingresp' }); break
-          default: break
-        }
-      }
-    })
-    socket.on('error', () => {})
-  })
-  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
-  const port = (server.address() as { port: number }).port
-  return {
-    url: `mqtt://127.0.0.1:${port}`,
-    links,
-    close: async () => {
-      for (const l of links) l.socket.destroy()
-      await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
-    }
-  }
-}
-
-/** The reason code of the DISCONNECT the client left a link with; null: it closed without one. */
-function disconnectReason (link: ScriptedLink | undefined): number | null {
-  const d = link?.packets.find((p) => p.type === 'disconnect')
-  return d?.type === 'disconnect' ? d.reasonCode ?? 0 : null
-}
-
 /**
  * The client publishes QoS 1 to `bad/t` on a persistent session; on the first connection the broker
  * answers that PUBLISH with `bad` instead of PUBACK. The client must leave with `expected.reasonCode`
@@ -712,10 +630,9 @@ test('v5: an AUTH or a successful CONNACK whose Authentication Method is not the
   for (const k of cases) {
     // The first link gets the lie in answer to CONNECT; later ones an honest exchange.
     const broker = await scriptedBroker(5, (p, link) => {
-      const send = (x: Packet): true => { link.socket.write(encode(x, 5)); return true }
-      if (p.type === 'connect' && link.index === 0) return send(k.lie)
-      if (p.type === 'connect' && k.method !== undefined) return send({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: k.method, authenticationData: Buffer.from('c') } })
-      if (p.type === 'auth') return send({ type: 'connack', sessionPresent: false, reasonCode: 0, properties: { authenticationMethod: k.method } })
+      if (p.type === 'connect' && link.index === 0) return link.send(k.lie)
+      if (p.type === 'connect' && k.method !== undefined) return link.send({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: k.method, authenticationData: Buffer.from('c') } })
+      if (p.type === 'auth') return link.send({ type: 'connack', sessionPresent: false, reasonCode: 0, properties: { authenticationMethod: k.method } })
       return false
     })
     const errors: PetrelError[] = []
@@ -736,10 +653,9 @@ test('v5: an AUTH or a successful CONNACK whose Authentication Method is not the
 
 test('v5: a successful CONNACK without the Authentication Method is accepted (§3.2.2.3.17); an AUTH ending a re-authentication without it is a Protocol Error (§3.15.2.2.2): DISCONNECT 0x82', { timeout: 30_000 }, async () => {
   const broker = await scriptedBroker(5, (p, link) => {
-    const send = (x: Packet): true => { link.socket.write(encode(x, 5)); return true }
-    if (p.type === 'connect') return send({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'M', authenticationData: Buffer.from('c') } })
-    if (p.type === 'auth' && p.reasonCode === 0x18) return send({ type: 'connack', sessionPresent: false, reasonCode: 0 })
-    if (p.type === 'auth' && p.reasonCode === 0x19) return send({ type: 'auth', reasonCode: 0 })
+    if (p.type === 'connect') return link.send({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'M', authenticationData: Buffer.from('c') } })
+    if (p.type === 'auth' && p.reasonCode === 0x18) return link.send({ type: 'connack', sessionPresent: false, reasonCode: 0 })
+    if (p.type === 'auth' && p.reasonCode === 0x19) return link.send({ type: 'auth', reasonCode: 0 })
     return false
   })
   let c: MqttClient | undefined

@@ -1,64 +1,22 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createServer, type Server, type Socket } from 'node:net'
-import { Decoder, encode, type Packet } from '@petrel/wire'
 import { waitFor, withTimeout } from '@petrel/test-utils'
 import { connect, type ClientErrorCode, type MqttClient } from '../src/index.js'
+import { scriptedBroker } from './scripted-broker.js'
 
 // The supervisor and MQTT 5 exchanges mosquitto cannot show (enhanced authentication, server
-// references, per-attempt CONNECT rewriting), against a hand-written MQTT 5 broker on 127.0.0.1.
+// references, per-attempt CONNECT rewriting), against a scripted MQTT 5 broker on 127.0.0.1.
 
-interface FakeBroker {
-  url: string
-  /** Packets received, one array per connection. */
-  seen: Packet[][]
-  sockets: Socket[]
-  close: () => Promise<void>
-}
-
-type Respond = (p: Packet, socket: Socket, connection: number) => void
-
-async function fakeBroker (respond: Respond): Promise<FakeBroker> {
-  const seen: Packet[][] = []
-  const sockets: Socket[] = []
-  const server: Server = createServer((socket) => {
-    sockets.push(socket)
-    const mine: Packet[] = []
-    seen.push(mine)
-    const n = seen.length
-    const dec = new Decoder({ protocolVersion: 5 })
-    socket.on('data', (chunk) => {
-      for (const p of dec.push(chunk)) {
-        mine.push(p)
-        respond(p, socket, n)
-      }
-    })
-    socket.on('error', () => {})
-  })
-  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
-  const port = (server.address() as { port: number }).port
-  return {
-    url: `mqtt://127.0.0.1:${port}`,
-    seen,
-    sockets,
-    close: async () => {
-      for (const s of sockets) s.destroy()
-      await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
-    }
-  }
-}
-
-const send = (socket: Socket, p: Packet): void => { socket.write(encode(p, 5)) }
 const fast = { backoff: { initialDelayMs: 20, maxDelayMs: 100, jitter: 0 }, connectTimeoutMs: 3000 }
 
 test('beforeConnect rewrites the CONNECT on every attempt (rotating password)', { timeout: 15_000 }, async () => {
-  const b = await fakeBroker((p, socket) => {
-    if (p.type === 'connect') {
-      // Only the third token is accepted; the first attempts are refused as bad credentials.
-      const ok = p.password?.toString() === 'token-3'
-      send(socket, { type: 'connack', sessionPresent: false, reasonCode: ok ? 0 : 0x86 })
-      if (!ok) socket.end()
-    }
+  const b = await scriptedBroker(5, (p, link) => {
+    if (p.type !== 'connect') return false
+    // Only the third token is accepted; the first attempts are refused as bad credentials.
+    const ok = p.password?.toString() === 'token-3'
+    link.send({ type: 'connack', sessionPresent: false, reasonCode: ok ? 0 : 0x86 })
+    if (!ok) link.socket.end()
+    return true
   })
   const attempts: number[] = []
   try {
@@ -81,16 +39,16 @@ test('beforeConnect rewrites the CONNECT on every attempt (rotating password)', 
 })
 
 test('beforeConnect runs within the connect timeout; a failing one closes the socket it was given', { timeout: 15_000 }, async () => {
-  const b = await fakeBroker(() => {}) // accepts the TCP connection, never answers
+  const b = await scriptedBroker(5, () => true) // accepts the TCP connection, never answers
   try {
     const closed = (i: number): Promise<void> => new Promise((resolve) => {
-      const s = b.sockets[i]
+      const s = b.links[i]?.socket
       if (s === undefined || s.destroyed) resolve()
       else s.once('close', () => { resolve() })
     })
     const thrown = await connect(b.url, { ...fast, reconnect: false, beforeConnect: async () => { throw new Error('token service down') } }).catch((e: unknown) => e)
     assert.match(String(thrown), /token service down/)
-    await waitFor(() => b.sockets.length === 1, { timeoutMs: 2000, message: 'the attempt dialed' })
+    await waitFor(() => b.links.length === 1, { timeoutMs: 2000, message: 'the attempt dialed' })
     await withTimeout(closed(0), 2000, 'the socket of the failed attempt closed')
     const started = performance.now()
     const slow = connect(b.url, {
@@ -108,16 +66,18 @@ test('beforeConnect runs within the connect timeout; a failing one closes the so
 })
 
 test('v5 enhanced authentication: AUTH exchange on connect, then re-authentication', { timeout: 15_000 }, async () => {
-  const b = await fakeBroker((p, socket) => {
+  const b = await scriptedBroker(5, (p, link) => {
     if (p.type === 'connect') {
       assert.equal(p.properties?.authenticationMethod, 'SCRAM-TEST')
-      send(socket, { type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'SCRAM-TEST', authenticationData: Buffer.from('challenge-1') } })
+      return link.send({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'SCRAM-TEST', authenticationData: Buffer.from('challenge-1') } })
     } else if (p.type === 'auth') {
       const data = p.properties?.authenticationData?.toString()
-      if (data === 'answer:challenge-1') send(socket, { type: 'connack', sessionPresent: false, reasonCode: 0, properties: { authenticationMethod: 'SCRAM-TEST' } })
-      else if (p.reasonCode === 0x19) send(socket, { type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'SCRAM-TEST', authenticationData: Buffer.from('challenge-2') } })
-      else if (data === 'answer:challenge-2') send(socket, { type: 'auth', reasonCode: 0, properties: { authenticationMethod: 'SCRAM-TEST' } })
+      if (data === 'answer:challenge-1') link.send({ type: 'connack', sessionPresent: false, reasonCode: 0, properties: { authenticationMethod: 'SCRAM-TEST' } })
+      else if (p.reasonCode === 0x19) link.send({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'SCRAM-TEST', authenticationData: Buffer.from('challenge-2') } })
+      else if (data === 'answer:challenge-2') link.send({ type: 'auth', reasonCode: 0, properties: { authenticationMethod: 'SCRAM-TEST' } })
+      return true
     }
+    return false
   })
   const challenges: string[] = []
   let c: MqttClient | undefined
@@ -134,7 +94,7 @@ test('v5 enhanced authentication: AUTH exchange on connect, then re-authenticati
     assert.deepEqual(challenges, ['challenge-1'])
     await withTimeout(c.reauthenticate(Buffer.from('again')), 5000, 're-authentication')
     assert.deepEqual(challenges, ['challenge-1', 'challenge-2'])
-    const reauth = (): Array<number | undefined> => (b.seen[0] ?? []).filter((p) => p.type === 'auth').map((p) => p.type === 'auth' ? p.reasonCode : undefined)
+    const reauth = (): Array<number | undefined> => (b.links[0]?.packets ?? []).filter((p) => p.type === 'auth').map((p) => p.type === 'auth' ? p.reasonCode : undefined)
     assert.deepEqual(reauth(), [0x18, 0x19, 0x18], 'continue, re-authenticate, continue')
     // Two at once: one exchange after the other, both settle.
     await withTimeout(Promise.all([c.reauthenticate(Buffer.from('a')), c.reauthenticate(Buffer.from('b'))]), 5000, 'two re-authentications')
@@ -147,9 +107,10 @@ test('v5 enhanced authentication: AUTH exchange on connect, then re-authenticati
 })
 
 test('v5: re-authentication uses the Authentication Method of the CONNECT sent (beforeConnect may change it) [MQTT-4.12.1-1]', { timeout: 15_000 }, async () => {
-  const b = await fakeBroker((p, socket) => {
-    if (p.type === 'connect') send(socket, { type: 'connack', sessionPresent: false, reasonCode: 0, properties: { authenticationMethod: p.properties?.authenticationMethod } })
-    if (p.type === 'auth' && p.reasonCode === 0x19) send(socket, { type: 'auth', reasonCode: 0, properties: { authenticationMethod: 'NEW' } })
+  const b = await scriptedBroker(5, (p, link) => {
+    if (p.type === 'connect') return link.send({ type: 'connack', sessionPresent: false, reasonCode: 0, properties: { authenticationMethod: p.properties?.authenticationMethod } })
+    if (p.type === 'auth' && p.reasonCode === 0x19) return link.send({ type: 'auth', reasonCode: 0, properties: { authenticationMethod: 'NEW' } })
+    return false
   })
   let c: MqttClient | undefined
   try {
@@ -160,7 +121,7 @@ test('v5: re-authentication uses the Authentication Method of the CONNECT sent (
       beforeConnect: (packet) => ({ ...packet, properties: { ...packet.properties, authenticationMethod: 'NEW' } })
     })
     await withTimeout(c.reauthenticate(Buffer.from('again')), 5000, 're-authentication')
-    const sent = (b.seen[0] ?? []).filter((p) => p.type === 'auth').map((p) => p.type === 'auth' ? p.properties?.authenticationMethod : undefined)
+    const sent = (b.links[0]?.packets ?? []).filter((p) => p.type === 'auth').map((p) => p.type === 'auth' ? p.properties?.authenticationMethod : undefined)
     assert.deepEqual(sent, ['NEW'])
   } finally {
     await c?.end({ force: true })
@@ -169,14 +130,14 @@ test('v5: re-authentication uses the Authentication Method of the CONNECT sent (
 })
 
 test('v5: request() needs no wildcard subscription (a broker with Wildcard Subscription Available 0)', { timeout: 10_000 }, async () => {
-  const b = await fakeBroker((p, socket) => {
-    if (p.type === 'connect') send(socket, { type: 'connack', sessionPresent: false, reasonCode: 0, properties: { wildcardSubscriptionAvailable: false } })
-    if (p.type === 'subscribe') send(socket, { type: 'suback', packetId: p.packetId, reasonCodes: p.subscriptions.map((s) => s.qos) })
+  const b = await scriptedBroker(5, (p, link) => {
+    if (p.type === 'connect') return link.send({ type: 'connack', sessionPresent: false, reasonCode: 0, properties: { wildcardSubscriptionAvailable: false } })
     // The responder: answers on the response topic with the correlation data.
     if (p.type === 'publish' && p.properties?.responseTopic !== undefined) {
-      if (p.qos > 0) send(socket, { type: 'puback', packetId: p.packetId as number, reasonCode: 0 })
-      send(socket, { type: 'publish', topicName: p.properties.responseTopic, payload: Buffer.from('answer'), qos: 0, retain: false, dup: false, properties: { correlationData: p.properties.correlationData } })
+      if (p.qos > 0) link.send({ type: 'puback', packetId: p.packetId as number, reasonCode: 0 })
+      return link.send({ type: 'publish', topicName: p.properties.responseTopic, payload: Buffer.from('answer'), qos: 0, retain: false, dup: false, properties: { correlationData: p.properties.correlationData } })
     }
+    return false // SUBACK granting the QoS asked for
   })
   try {
     const c = await connect(b.url, { ...fast, protocolVersion: 5, reconnect: false })
@@ -189,9 +150,8 @@ test('v5: request() needs no wildcard subscription (a broker with Wildcard Subsc
 })
 
 test('server redirect: CONNACK 0x9C with Server Reference is reported and typed', { timeout: 10_000 }, async () => {
-  const b = await fakeBroker((p, socket) => {
-    if (p.type === 'connect') send(socket, { type: 'connack', sessionPresent: false, reasonCode: 0x9c, properties: { serverReference: 'other.example:1883' } })
-  })
+  const b = await scriptedBroker(5, (p, link) => p.type === 'connect' &&
+    link.send({ type: 'connack', sessionPresent: false, reasonCode: 0x9c, properties: { serverReference: 'other.example:1883' } }))
   try {
     const refs: string[] = []
     const err = await connect(b.url, { ...fast, protocolVersion: 5 }).catch((e: unknown) => e)
@@ -200,10 +160,8 @@ test('server redirect: CONNACK 0x9C with Server Reference is reported and typed'
     // connect() rejects before a serverReference listener could be added: the error names it.
     assert.match((err as Error).message, /server reference: other\.example:1883/)
     // And on a live connection: DISCONNECT 0x9D with a reference emits the event.
-    const live = await fakeBroker((p, socket) => {
-      if (p.type === 'connect') send(socket, { type: 'connack', sessionPresent: false, reasonCode: 0 })
-      if (p.type === 'publish') send(socket, { type: 'disconnect', reasonCode: 0x9d, properties: { serverReference: 'moved.example' } })
-    })
+    const live = await scriptedBroker(5, (p, link) => p.type === 'publish' &&
+      link.send({ type: 'disconnect', reasonCode: 0x9d, properties: { serverReference: 'moved.example' } }))
     try {
       const c = await connect(live.url, { ...fast, protocolVersion: 5, reconnect: false })
       c.on('serverReference', (e) => { refs.push(`${e.reasonCode.toString(16)} ${e.serverReference}`) })
@@ -221,44 +179,39 @@ test('server redirect: CONNACK 0x9C with Server Reference is reported and typed'
 })
 
 test('reconnect callback returning false stops the client; pending publishes reject with PETREL_ERR_CLIENT_CLOSED', { timeout: 10_000 }, async () => {
-  const b = await fakeBroker((p, socket) => {
-    if (p.type === 'connect') send(socket, { type: 'connack', sessionPresent: false, reasonCode: 0 })
-    // QoS 1 publishes are never acked; the link is then cut.
-  })
+  // QoS 1 publishes are never acked; the link is then cut.
+  const b = await scriptedBroker(5, (p) => p.type === 'publish')
   try {
     const asked: number[] = []
     const c = await connect(b.url, { ...fast, protocolVersion: 5, reconnect: (attempt) => { asked.push(attempt); return false } })
     const closed = new Promise<void>((resolve) => { c.once('close', () => { resolve() }) })
     const pending = c.publish('t', 'never acked', { qos: 1 })
-    await waitFor(() => (b.seen[0] ?? []).some((p) => p.type === 'publish'), { timeoutMs: 3000, message: 'publish on the wire' })
-    for (const s of b.sockets) s.destroy()
+    await waitFor(() => (b.links[0]?.packets ?? []).some((p) => p.type === 'publish'), { timeoutMs: 3000, message: 'publish on the wire' })
+    for (const l of b.links) l.socket.destroy()
     await assert.rejects(pending, { code: 'PETREL_ERR_CLIENT_CLOSED' })
     await withTimeout(closed, 3000, 'close event')
     assert.deepEqual(asked, [1])
     assert.equal(c.isClosed, true)
-    assert.equal(b.seen.length, 1, 'no second connection')
+    assert.equal(b.links.length, 1, 'no second connection')
   } finally {
     await b.close()
   }
 })
 
 test('disconnect() stays offline and queues; reconnect() resumes and sends the queued publish', { timeout: 10_000 }, async () => {
-  const b = await fakeBroker((p, socket) => {
-    if (p.type === 'connect') send(socket, { type: 'connack', sessionPresent: false, reasonCode: 0 })
-    if (p.type === 'publish' && p.qos === 1) send(socket, { type: 'puback', packetId: p.packetId as number })
-  })
+  const b = await scriptedBroker(5, () => false) // CONNACK, PUBACK
   try {
     const c = await connect(b.url, { ...fast, protocolVersion: 5 })
     c.disconnect()
     await waitFor(() => !c.connected, { timeoutMs: 2000, message: 'offline' })
     const p = c.publish('q', 'while offline', { qos: 1 })
     await new Promise((resolve) => setTimeout(resolve, 300))
-    assert.equal(b.seen.length, 1, 'no reconnect while disconnected on purpose')
-    assert.equal((b.seen[0] ?? []).at(-1)?.type, 'disconnect', 'a DISCONNECT went out')
+    assert.equal(b.links.length, 1, 'no reconnect while disconnected on purpose')
+    assert.equal(b.links[0]?.packets.at(-1)?.type, 'disconnect', 'a DISCONNECT went out')
     c.reconnect()
     const r = await withTimeout(p, 5000, 'queued publish after reconnect')
     assert.equal(r.reasonCode, 0)
-    assert.equal(b.seen.length, 2)
+    assert.equal(b.links.length, 2)
     await c.end({ force: true })
   } finally {
     await b.close()
