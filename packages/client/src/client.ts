@@ -761,6 +761,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
           properties: v5 ? o.will.properties : undefined
         }
     void attempt
+    // Either spelling: the option, or the CONNECT property as for every other property.
+    const aliasMaximum = o.topicAliasMaximum ?? o.properties?.topicAliasMaximum ?? 0
     return {
       type: 'connect',
       protocolVersion: this.protocolVersion,
@@ -774,7 +776,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         ? {
             ...o.properties,
             sessionExpiryInterval: o.sessionExpiryInterval ?? o.properties?.sessionExpiryInterval ?? (clean ? undefined : 300),
-            topicAliasMaximum: (o.topicAliasMaximum ?? 0) > 0 ? o.topicAliasMaximum : undefined,
+            topicAliasMaximum: aliasMaximum > 0 ? aliasMaximum : undefined,
             maximumPacketSize: o.maximumPacketSize ?? o.properties?.maximumPacketSize
           }
         : undefined

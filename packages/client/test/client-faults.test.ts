@@ -714,3 +714,26 @@ test('v5: the Receive Maximum and Topic Alias Maximum enforced are those of the 
     await broker.close()
   }
 })
+
+test('v5: properties.topicAliasMaximum is advertised in the CONNECT, as the topicAliasMaximum option is, and aliases within it are accepted', { timeout: 30_000 }, async () => {
+  const broker = await scriptedBroker(5, (p, link) => {
+    if (p.type !== 'subscribe') return false
+    link.send({ type: 'suback', packetId: p.packetId, reasonCodes: [0] })
+    // Alias 3 is mapped by the first message and used alone by the second.
+    link.send({ type: 'publish', topicName: 'a/b', payload: Buffer.from('1'), qos: 0, retain: false, dup: false, properties: { topicAlias: 3 } })
+    return link.send({ type: 'publish', topicName: '', payload: Buffer.from('2'), qos: 0, retain: false, dup: false, properties: { topicAlias: 3 } })
+  })
+  const c = await connect(broker.url, { protocolVersion: 5, reconnect: false, properties: { topicAliasMaximum: 5 } })
+  try {
+    const connectPacket = broker.links[0]?.packets[0]
+    assert.equal(connectPacket?.type === 'connect' ? connectPacket.properties?.topicAliasMaximum : undefined, 5)
+    const got: string[] = []
+    await c.subscribe('a/#', { qos: 0 }, (m) => { got.push(`${m.topic}=${m.payload.toString()}`) })
+    await waitFor(() => got.length === 2, { timeoutMs: 5000 })
+    assert.deepEqual(got, ['a/b=1', 'a/b=2'])
+    assert.equal(c.stats().protocolErrors, 0)
+  } finally {
+    await c.end({ force: true })
+    await broker.close()
+  }
+})
