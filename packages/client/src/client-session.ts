@@ -111,6 +111,8 @@ export class PublishRequest implements Settleable<PublishResult> {
   packetId = 0
   /** QoS 2 past PUBREC: what is left to send is PUBREL. */
   released = false
+  /** QoS 2: the PUBREC's reason code, what the result reports (0x10 No matching subscribers). */
+  recReasonCode = 0
   /** The connection epoch it was last written on (0: not on the wire of the current one). */
   sentEpoch = 0
   /**
@@ -1087,11 +1089,15 @@ export class ClientSession implements InboundAckSink {
   private onPublishDone (id: number, qos: 1 | 2, reasonCode: number, properties: AckProperties | undefined): void {
     const req = this.inflight.get(id)
     if (req === undefined || req.qos !== qos) return // a late duplicate ack
-    if (qos === 2 && !req.released) return // PUBCOMP before PUBREC: ignore
-    // PUBCOMP 0x92 (Packet Identifier not found) answers a PUBREL the broker had already
-    // completed: the one resent after a reconnect, whose first PUBCOMP was lost with the link.
-    // Its PUBREC took the message, and PUBCOMP has no other non-zero code (§3.7.2.1): delivered.
-    this.complete(req, reasonCode, properties, qos === 2 && reasonCode === 0x92)
+    if (qos === 2) {
+      if (!req.released) return // PUBCOMP before PUBREC: ignore
+      // The PUBREC said whether the broker took the message (0x00, or 0x10 No matching
+      // subscribers); PUBCOMP only ends the flow. Its one other code, 0x92 (Packet Identifier not
+      // found, §3.7.2.1), answers a PUBREL the broker had already completed: the one resent after
+      // a reconnect, whose first PUBCOMP was lost with the link. Delivered either way.
+      reasonCode = req.recReasonCode
+    }
+    this.complete(req, reasonCode, properties)
   }
 
   private onPubrec (id: number, reasonCode: number, properties: AckProperties | undefined): void {
@@ -1103,15 +1109,16 @@ export class ClientSession implements InboundAckSink {
     }
     if (reasonCode >= 0x80) return this.complete(req, reasonCode, properties)
     req.released = true
+    req.recReasonCode = reasonCode
     this.out.write(pubrelBytes(id, 0))
   }
 
-  private complete (req: PublishRequest, reasonCode: number, properties: AckProperties | undefined, delivered = false): void {
+  private complete (req: PublishRequest, reasonCode: number, properties: AckProperties | undefined): void {
     this.inflight.delete(req.packetId)
     this.ids.release(req.packetId)
     if (req.sentEpoch === this.epoch && this.onWire > 0) this.onWire--
     this.counters.publishesAcked++
-    if (reasonCode >= 0x80 && !delivered) {
+    if (reasonCode >= 0x80) {
       this.settle(req, undefined, clientError(ClientErrorCode.PUBLISH_FAILED,
         `the broker refused the publish to ${JSON.stringify(req.topic)} with reason code 0x${reasonCode.toString(16)}${properties?.reasonString === undefined ? '' : `: ${properties.reasonString}`}`, { reasonCode }))
     } else {

@@ -234,7 +234,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
 
   /**
    * Publishes a message. Resolves when written (QoS 0), on PUBACK (1) or PUBCOMP (2) with the
-   * broker's reason code (PUBCOMP 0x92 to a PUBREL resent after a reconnect: the broker had
+   * broker's reason code: the PUBACK's, or for QoS 2 the PUBREC's (0x00, or 0x10 No matching
+   * subscribers; a PUBCOMP 0x92 to a PUBREL resent after a reconnect means the broker had
    * completed it already, so it resolves too). Rejects with PETREL_ERR_INVALID_TOPIC_NAME, PETREL_ERR_QOS_NOT_SUPPORTED,
    * PETREL_ERR_RETAIN_NOT_SUPPORTED, PETREL_ERR_PACKET_TOO_LARGE, PETREL_ERR_PAYLOAD_FORMAT_INVALID
    * (a payload declared UTF-8 that is not) (nothing sent), PETREL_ERR_QUEUE_FULL

@@ -177,6 +177,22 @@ test('replay with session present: same ids, DUP=1, windowed (not one at a time)
   assert.equal(x.session.counters.publishesReplayed, 3)
 })
 
+test('QoS 2: the result carries the PUBREC\'s reason code (0x10 No matching subscribers), not the PUBCOMP\'s', () => {
+  const x = harness()
+  x.up()
+  const a = x.pub('a', 2)
+  const b = x.pub('b', 2)
+  const [ia, ib] = ids(x.take()) as [number, number]
+  x.session.handlePacket({ type: 'pubrec', packetId: ia, reasonCode: 0x10 })
+  x.session.handlePacket({ type: 'pubrec', packetId: ib })
+  assert.deepEqual(x.take().map((p) => p.type), ['pubrel', 'pubrel'])
+  x.session.handlePacket({ type: 'pubcomp', packetId: ia, reasonCode: 0 })
+  x.session.handlePacket({ type: 'pubcomp', packetId: ib, reasonCode: 0 })
+  assert.equal(a.state, 'ok')
+  assert.equal(a.value?.reasonCode, 0x10)
+  assert.equal(b.value?.reasonCode, 0)
+})
+
 test('QoS 2 replay: PUBCOMP 0x92 to a resent PUBREL completes the publish (the broker had finished it) and frees the id', () => {
   const x = harness()
   x.up()
@@ -190,7 +206,7 @@ test('QoS 2 replay: PUBCOMP 0x92 to a resent PUBREL completes the publish (the b
   assert.deepEqual(x.take(), [{ type: 'pubrel', packetId: id, reasonCode: 0, properties: undefined }])
   x.session.handlePacket({ type: 'pubcomp', packetId: id, reasonCode: 0x92 })
   assert.equal(a.state, 'ok', `rejected: ${String(a.error)}`)
-  assert.equal(a.value?.reasonCode, 0x92)
+  assert.equal(a.value?.reasonCode, 0, 'the PUBREC\'s code: the broker took it')
   assert.equal(x.session.inflightCount, 0)
   assert.equal(x.session.idle, true)
   // The id is free: a window of one takes the next QoS 2 publish at once.
