@@ -90,6 +90,24 @@ test('petrel passwd -c adds a user; the broker then requires it', async (t) => {
   assert.equal(await b.exited, 0)
 })
 
+test('petrel passwd without --password reads a pipe (no LF needed); a closed stdin is an error, not a hang', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'petrel-cli-'))
+  const pw = join(dir, 'passwd')
+  const passwd = async (input: string): Promise<{ code: number | null, stderr: string }> => {
+    const child = spawn(process.execPath, [bin, 'passwd', '-c', pw, 'carol'], { stdio: ['pipe', 'ignore', 'pipe'] })
+    let stderr = ''
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    child.stdin.end(input)
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+    return { code, stderr }
+  }
+  assert.equal((await passwd('fromPipe')).code, 0)
+  assert.match(readFileSync(pw, 'utf8'), /^carol:\$scrypt\$/)
+  const ended = await passwd('')
+  assert.equal(ended.code, 1)
+  assert.match(ended.stderr, /no password given \(stdin ended\)/)
+})
+
 test('petrel broker --config with [metrics]: mosquitto_sub -t \'$SYS/#\' -v sees the broker topics; /metrics serves Prometheus text', async (t) => {
   if (!requirePeer(t, 'mosquitto_sub')) return
   const dir = mkdtempSync(join(tmpdir(), 'petrel-cli-'))

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
-import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { setPassword } from '@petrel/broker'
+import { readPassword } from '../read-password.js'
 
 const usage = `petrel passwd [-c] [--password <pw>] <file> <user>
 
@@ -9,17 +9,9 @@ Adds or updates a user in a password file (scrypt hashes, never plain text).
 
 Options:
   -c, --create          create the file if it does not exist
-      --password <pw>   the password (otherwise prompted on the terminal)
+      --password <pw>   the password (otherwise asked for twice on the terminal, not
+                        echoed; or the first line of stdin when it is a pipe)
       --help            show this help`
-
-async function prompt (question: string): Promise<string> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: process.stdin.isTTY })
-  try {
-    return await new Promise<string>((resolve) => { rl.question(question, resolve) })
-  } finally {
-    rl.close()
-  }
-}
 
 /** `petrel passwd`: resolves to the exit code. */
 export async function run (argv: string[]): Promise<number> {
@@ -48,7 +40,16 @@ export async function run (argv: string[]): Promise<number> {
     console.error(`petrel passwd: ${file} does not exist (use -c to create it)`)
     return 1
   }
-  const password = values.password ?? await prompt(`password for ${user}: `)
+  let password = values.password
+  if (password === undefined) {
+    const answer = await readPassword(user, { input: process.stdin, output: process.stderr })
+    if ('problem' in answer) {
+      if (answer.problem === 'interrupted') return 130
+      console.error(answer.problem === 'mismatch' ? 'petrel passwd: the passwords do not match' : 'petrel passwd: no password given (stdin ended)')
+      return 1
+    }
+    password = answer.password
+  }
   if (password.length === 0) {
     console.error('petrel passwd: empty password')
     return 1
