@@ -23,7 +23,7 @@ Output:
                      escapes \\n \\t \\\\ \\e
   --pretty           indent the JSON of --json, %j and %J
   --json             one JSON object per line: topic, payload (utf8, or base64 with
-                     "encoding":"base64"), qos, retain, properties
+                     "encoding":"base64"), qos, retain, properties (those the publisher set)
   -R                 do not print retained messages
   --retained-only    print only retained messages; exit at the first live one
   --remove-retained  clear each retained message received (publish an empty retained one)
@@ -221,9 +221,12 @@ function printer (format: MessageFormat | undefined, json: boolean, verbose: boo
 function jsonLine (m: Message, pretty: boolean): string {
   const text = m.payload.toString('utf8')
   const utf8 = Buffer.from(text, 'utf8').equals(m.payload)
-  const properties = m.properties === undefined
+  // Subscription identifiers are left out, as %S prints blank: the client assigns them itself
+  // to route messages, so they say nothing about the message.
+  const entries = Object.entries(m.properties ?? {}).filter(([k]) => k !== 'subscriptionIdentifiers')
+  const properties = entries.length === 0
     ? undefined
-    : Object.fromEntries(Object.entries(m.properties).map(([k, v]) => [k, v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v]))
+    : Object.fromEntries(entries.map(([k, v]) => [k, v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v]))
   return JSON.stringify({
     topic: m.topic,
     payload: utf8 ? text : m.payload.toString('base64'),
