@@ -65,8 +65,10 @@ export const commonFlags = {
 export const commonHelp = `Connection:
   -h HOST            broker host (default 127.0.0.1)
   -p PORT            broker port (default 1883, 8883 with --cafile)
-  -L URL             mqtt[s]://[user[:pass]@]host[:port]/topic or ws[s]://... (overrides -h -p -t)
-                     (the topic as typed, '#', '?' and '%xx' included, as mosquitto)
+  -L URL             mqtt[s]://[user[:pass]@]host[:port]/topic (overrides -h -p -t; the topic
+                     as typed, '#', '?' and '%xx' included, as mosquitto), or
+                     ws[s]://[user[:pass]@]host[:port][/path] (overrides -h -p; the path is the
+                     WebSocket's, the topic comes from -t)
   --unix PATH        connect through a Unix domain socket instead
   -A ADDRESS         connect from this local address
   -i ID              client id (default: petrel-<random>)
@@ -114,6 +116,8 @@ export interface ResolvedConnection {
   where: string
   /** Topic from the -L URL path, if any. */
   urlTopic: string | undefined
+  /** Added to "a topic is required" when -L gave none because it is a WebSocket URL ('' otherwise). */
+  topicHint: string
   options: ClientOptions
   qos: QoS
 }
@@ -192,6 +196,7 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
   let url: string | undefined
   let where: string | undefined
   let urlTopic: string | undefined
+  let topicHint = ''
   if (v.unix !== undefined) {
     if (v.url !== undefined || tls) throw new UsageError('--unix excludes -L and the TLS flags')
     options.transport = unixTransport(v.unix)
@@ -201,12 +206,13 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
     const resolved = resolveUrlFlag(v.url)
     url = resolved.url
     urlTopic = resolved.topic
+    if (/^wss?:/i.test(resolved.url)) topicHint = ': the path of a ws:// or wss:// -L URL is the WebSocket\'s, not a topic'
   } else {
     const host = v.host ?? '127.0.0.1'
     const port = intFlag(v.port, '-p', 1, 65535) ?? (tls ? 8883 : 1883)
     url = `${tls ? 'mqtts' : 'mqtt'}://${host.includes(':') ? `[${host}]` : host}:${port}`
   }
-  return { url, where: where ?? url ?? '', urlTopic, options, qos }
+  return { url, where: where ?? url ?? '', urlTopic, topicHint, options, qos }
 }
 
 /**

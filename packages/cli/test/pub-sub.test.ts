@@ -144,6 +144,12 @@ test('errors a person can act on: refused connection, bad topic, usage, -L URL',
   const s = start('node', [petrel, 'sub', '-L', `mqtt://127.0.0.1:${port()}/url/t`, '-C', '1'])
   const r = await untilExit(s, async () => await run('node', [petrel, 'pub', '-L', `mqtt://127.0.0.1:${port()}/url/t`, '-m', 'via url']))
   assert.equal(r.stdout, 'via url\n')
+  // A ws:// URL's path is the WebSocket's: the error says so instead of only asking for -t.
+  for (const cmd of [['pub', '-m', 'x'], ['sub']]) {
+    const ws = await run('node', [petrel, ...cmd, '-L', `ws://127.0.0.1:${closed}/home/#`])
+    assert.equal(ws.code, 1)
+    assert.match(ws.stderr, /-t .*: the path of a ws:\/\/ or wss:\/\/ -L URL is the WebSocket's, not a topic/)
+  }
 })
 
 test('petrel sub and petrel pub -l ride out a broker restart; sub | head -1 ends quietly', async (t) => {

@@ -75,7 +75,7 @@ export async function run (argv: string[]): Promise<number> {
     const conn = resolveConnection(values, properties)
     url = conn.where
     const topic = values.topic ?? conn.urlTopic
-    if (topic === undefined) throw new UsageError('a topic is required (-t TOPIC)')
+    if (topic === undefined) throw new UsageError(`a topic is required (-t TOPIC)${conn.topicHint}`)
     // Before connecting, as mosquitto_pub: a bad topic is the user's to fix whatever the broker.
     const problem = topicNameProblem(topic)
     if (problem !== undefined) throw new UsageError(`Bad topic: invalid topic name ${JSON.stringify(topic)}: ${problem}`)

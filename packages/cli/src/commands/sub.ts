@@ -78,7 +78,7 @@ export async function run (argv: string[]): Promise<number> {
     url = conn.where
     const topics = values.topic ?? (conn.urlTopic === undefined ? [] : [conn.urlTopic])
     const unsubscribe = values.unsubscribe ?? []
-    if (topics.length === 0 && unsubscribe.length === 0) throw new UsageError('at least one topic filter is required (-t FILTER, or -U FILTER)')
+    if (topics.length === 0 && unsubscribe.length === 0) throw new UsageError(`at least one topic filter is required (-t FILTER, or -U FILTER)${conn.topicHint}`)
     const count = values.count === undefined ? Infinity : Number(values.count)
     if (!(count === Infinity || (Number.isInteger(count) && count > 0))) throw new UsageError(`-C must be a positive integer, got '${values.count}'`)
     const timeoutS = values.timeout === undefined ? undefined : Number(values.timeout)
