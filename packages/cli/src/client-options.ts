@@ -172,6 +172,8 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
   resolveWill(v, options, protocolVersion === 5 ? properties?.will : undefined)
   if (v.username !== undefined) options.username = v.username
   if (v.pw !== undefined) options.password = v.pw
+  // As mosquitto_pub/sub (and petrel bench): one without the other is a typo, not a wish to be refused by the broker.
+  if ((v.cert === undefined) !== (v.key === undefined)) throw new UsageError(v.cert === undefined ? '--key needs --cert (the client certificate it goes with)' : '--cert needs --key (the private key of the client certificate)')
   if (tls) {
     options.tls = { rejectUnauthorized: v.insecure !== true }
     const ca = [

@@ -231,6 +231,12 @@ test('TLS with a client certificate: --cafile --cert --key, -i, -k, -r', async (
     const noCert = await run('node', [petrel, 'sub', '-p', tlsPort, '--cafile', certs.caFile, '-t', 'tls/t', '-C', '1', '--connect-timeout', '3'])
     assert.equal(noCert.code, 2, noCert.stderr)
     assert.match(noCert.stderr, /connect/i)
+    // --cert without --key (or the reverse) is a usage error before connecting, as mosquitto_pub says.
+    for (const [flags, said] of [[['--cert', certs.clientCertFile], /--cert needs --key/], [['--key', certs.clientKeyFile], /--key needs --cert/]] as const) {
+      const half = await run('node', [petrel, 'pub', '-p', tlsPort, '--cafile', certs.caFile, ...flags, '-t', 'tls/t', '-m', 'x'])
+      assert.equal(half.code, 1, half.stderr)
+      assert.match(half.stderr, said)
+    }
     // --capath (a directory of PEM files), --tls-version as the lowest version, --ciphers.
     const capath = mkdtempSync(join(tmpdir(), 'petrel-capath-'))
     writeFileSync(join(capath, 'ca.pem'), readFileSync(certs.caFile))
