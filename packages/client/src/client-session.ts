@@ -1,5 +1,5 @@
 import {
-  encode, isWellFormedUtf8, MAX_PACKET_SIZE, PetrelError, publishQoS0Size, writePublishQoS0, topicNameProblem, topicFilterProblem, parseSharedSubscription, topicMatches, WireErrorCode,
+  encode, isWellFormedUtf8, MAX_PACKET_SIZE, PetrelError, publishQoS0Size, writePublishQoS0, topicNameProblem, topicFilterProblem, parseSharedSubscription, reasonCodeName, topicMatches, WireErrorCode,
   type AckProperties, type ConnackPacket, type ConnectPacket, type Packet, type ProtocolVersion, type PublishPacket,
   type PublishProperties, type QoS, type Subscription, type SubscribePacket, type UnsubscribePacket
 } from '@petrel/wire'
@@ -1120,7 +1120,7 @@ export class ClientSession implements InboundAckSink {
     this.counters.publishesAcked++
     if (reasonCode >= 0x80) {
       this.settle(req, undefined, clientError(ClientErrorCode.PUBLISH_FAILED,
-        `the broker refused the publish to ${JSON.stringify(req.topic)} with reason code 0x${reasonCode.toString(16)}${properties?.reasonString === undefined ? '' : `: ${properties.reasonString}`}`, { reasonCode }))
+        `the broker refused the publish to ${JSON.stringify(req.topic)} with reason code ${refusalCode(reasonCode, req.qos === 1 ? 'puback' : 'pubrec', this.v5)}${properties?.reasonString === undefined ? '' : `: ${properties.reasonString}`}`, { reasonCode }))
     } else {
       this.settle(req, reasonCode === 0 && properties === undefined ? RESOLVED_RESULT : { reasonCode, properties }, undefined)
     }
@@ -1144,7 +1144,7 @@ export class ClientSession implements InboundAckSink {
     if (req.kind === 'unsubscribe') {
       const failed = reasonCodes.find((rc) => rc >= 0x80)
       if (failed !== undefined) {
-        this.settle(req, undefined, clientError(ClientErrorCode.UNSUBSCRIBE_FAILED, `the broker refused to unsubscribe with reason code 0x${failed.toString(16)}`, { reasonCode: failed }))
+        this.settle(req, undefined, clientError(ClientErrorCode.UNSUBSCRIBE_FAILED, `the broker refused to unsubscribe with reason code ${refusalCode(failed, 'unsuback', this.v5)}`, { reasonCode: failed }))
       } else this.settle(req, reasonCodes, undefined)
       this.pump()
       return
@@ -1154,7 +1154,7 @@ export class ClientSession implements InboundAckSink {
     const failed = reasonCodes.find((rc) => rc >= 0x80)
     if (failed !== undefined && reasonCodes.every((rc) => rc >= 0x80)) {
       const err = clientError(ClientErrorCode.SUBSCRIBE_FAILED,
-        `the broker refused the subscription to ${entry.subscriptions.map((s) => JSON.stringify(s.topicFilter)).join(', ')} with reason code 0x${failed.toString(16)}`, { reasonCode: failed })
+        `the broker refused the subscription to ${entry.subscriptions.map((s) => JSON.stringify(s.topicFilter)).join(', ')} with reason code ${refusalCode(failed, 'suback', this.v5)}`, { reasonCode: failed })
       this.removeEntry(entry)
       if (req.internal) this.out.resubscribeFailed(entry, err)
       else this.settle(req, undefined, err)
@@ -1579,4 +1579,12 @@ function pubrelBytes (id: number, reasonCode: number): Buffer {
 function entryMatches (entry: SubscriptionEntry, topic: string): boolean {
   for (const f of entry.matchFilters) if (topicMatches(f, topic)) return true
   return false
+}
+
+/**
+ * A refusal's code as a person reads it, `0x87 (Not authorized)`, as mosquitto_pub prints the
+ * name. 3.1.1 has one failure code, SUBACK's 0x80, which its spec calls Failure.
+ */
+function refusalCode (code: number, packet: 'puback' | 'pubrec' | 'suback' | 'unsuback', v5: boolean): string {
+  return `0x${code.toString(16)} (${v5 ? reasonCodeName(code, packet) : 'Failure'})`
 }

@@ -1214,3 +1214,41 @@ test('a subscription made by a handler during delivery of held messages gets the
   assert.deepEqual(x.h.delivered.map((m) => m.payload.toString()), ['a1', 'z1'])
   assert.deepEqual(acks(x.take()), ['puback:1', 'puback:2'])
 })
+
+test('a refusal names its reason code: PUBACK / PUBREC / SUBACK / UNSUBACK >= 0x80 reject with the code and its name (3.1.1 SUBACK: Failure)', () => {
+  const x = harness()
+  x.up()
+  const q1 = x.pub('a', 1, 'deny/1')
+  const q2 = x.pub('b', 2, 'deny/2')
+  const [p1, p2] = ids(x.take())
+  x.session.handlePacket({ type: 'puback', packetId: p1 as number, reasonCode: 0x87 })
+  x.session.handlePacket({ type: 'pubrec', packetId: p2 as number, reasonCode: 0x97 })
+  assert.deepEqual([(q1.error as PetrelError).code, (q1.error as PetrelError).reasonCode], ['PETREL_ERR_PUBLISH_FAILED', 0x87])
+  assert.match((q1.error as Error).message, /^the broker refused the publish to "deny\/1" with reason code 0x87 \(Not authorized\)$/)
+  assert.match((q2.error as Error).message, /with reason code 0x97 \(Quota exceeded\)$/)
+
+  const settled = (req: ControlRequest | null): { error: unknown } => {
+    const t: { error: unknown } = { error: undefined }
+    assert.ok(req !== null)
+    req.resolve = () => {}
+    req.reject = (err) => { t.error = err }
+    return t
+  }
+  for (const [v, code, name] of [[5, 0x87, 'Not authorized'], [4, 0x80, 'Failure']] as const) {
+    const y = harness({ protocolVersion: v })
+    y.up()
+    const sub = settled(y.session.subscribe([{ topicFilter: 'deny/#', qos: 1 }], {}).request)
+    const [s] = y.take()
+    y.session.handlePacket({ type: 'suback', packetId: s?.type === 'subscribe' ? s.packetId : 0, reasonCodes: [code] })
+    assert.match((sub.error as Error).message, new RegExp(`^the broker refused the subscription to "deny/#" with reason code 0x${code.toString(16)} \\(${name}\\)$`), `v${v}`)
+  }
+  const z = harness()
+  z.up()
+  const { entry } = z.session.subscribe([{ topicFilter: 'k/#', qos: 1 }], {})
+  const [s] = z.take()
+  z.session.handlePacket({ type: 'suback', packetId: s?.type === 'subscribe' ? s.packetId : 0, reasonCodes: [1] })
+  const unsub = settled(z.session.unsubscribe(entry))
+  const [u] = z.take()
+  z.session.handlePacket({ type: 'unsuback', packetId: u?.type === 'unsubscribe' ? u.packetId : 0, reasonCodes: [0x87] })
+  assert.match((unsub.error as Error).message, /^the broker refused to unsubscribe with reason code 0x87 \(Not authorized\)$/)
+})

@@ -1,5 +1,5 @@
 import { connect, type Message, type MqttClient } from '@petrel/client'
-import { topicFilterProblem, topicMatches } from '@petrel/wire'
+import { reasonCodeName, topicFilterProblem, topicMatches } from '@petrel/wire'
 import { commonFlags, parseCommandArgs, commonHelp, describeError, ExitCode, resolveConnection, UsageError } from '../client-options.js'
 import { compileFormat, NotJsonError, preciseNow, type MessageFormat } from '../message-format.js'
 
@@ -177,7 +177,11 @@ export async function run (argv: string[]): Promise<number> {
       const userProperties = properties.subscribeUserProperties
       subscribed.push(c.subscribe(topics, { qos: conn.qos, manualAck: true, ...(userProperties.length > 0 ? { userProperties } : {}) }, onMessage).then((sub) => {
         const refused = sub.reasonCodes.findIndex((rc) => rc >= 0x80)
-        if (refused >= 0) say(`petrel sub: the broker refused ${topics[refused] ?? ''} (reason code 0x${(sub.reasonCodes[refused] ?? 0).toString(16)})`)
+        if (refused >= 0) {
+          // Some filters granted (all refused rejects the subscribe): said in the words of the client's refusal.
+          const rc = sub.reasonCodes[refused] ?? 0x80
+          say(`petrel sub: the broker refused the subscription to ${JSON.stringify(topics[refused] ?? '')} with reason code 0x${rc.toString(16)} (${conn.options.protocolVersion === 5 ? reasonCodeName(rc, 'suback') : 'Failure'})`)
+        }
       }))
     }
     if (unsubscribe.length > 0) {
