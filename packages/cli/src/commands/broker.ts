@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import {
-  createBroker, loadConfig, startMetricsServer, type BrokerConfig, type ListenerOptions
+  createBroker, isLoopback, loadConfig, startMetricsServer, type BrokerConfig, type BrokerOptions, type ListenerOptions
 } from '@petrel/broker'
 
 const usage = `petrel broker [options]
@@ -68,7 +68,14 @@ export async function run (argv: string[]): Promise<number> {
   }
   const addresses: string[] = []
   try {
-    for (const l of listeners) addresses.push((await broker.listen(l)).url)
+    for (const l of listeners) {
+      const { url } = await broker.listen(l)
+      addresses.push(url)
+      if (admitsNobody(l, options)) {
+        console.error(`petrel broker: warning: nobody can connect to ${url}: a listener not on loopback refuses clients without a user name, ` +
+          'and with no password_file there is no user to be; set [auth] allow_anonymous = true (or the listener\'s allow_anonymous), or a password_file (see CONFIG.md)')
+      }
+    }
   } catch (err) {
     console.error(`petrel broker: ${(err as Error).message}`)
     await broker.close()
@@ -89,4 +96,14 @@ export async function run (argv: string[]): Promise<number> {
   await broker.close()
   await metrics?.close()
   return 0
+}
+
+/**
+ * Whether the default authentication refuses every client of this listener: anonymous ones
+ * (off by default on a host other than loopback, as mosquitto 2 does) and, with no password
+ * file, named ones too. A client certificate's identity would still be let in.
+ */
+function admitsNobody (l: ListenerOptions, options: BrokerOptions): boolean {
+  if (options.authenticate !== undefined || options.passwordFile !== undefined || l.useIdentityAsUsername === true) return false
+  return !(l.allowAnonymous ?? options.allowAnonymous ?? isLoopback(l.host ?? '127.0.0.1'))
 }
