@@ -724,7 +724,15 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       const accepted = new Promise<void>((resolve, reject) => { this.connackWaiter = { resolve, reject, url, packet } })
       const onAbort = (): void => { conn.close(toPetrelError(ac.signal.reason)) }
       ac.signal.addEventListener('abort', onAbort, { once: true })
-      conn.writePacket(packet)
+      try {
+        conn.writePacket(packet)
+      } catch (err) {
+        // A CONNECT the codec refuses (a will topic with a wildcard, a beforeConnect rewrite):
+        // nobody will await `accepted`, so closing must not reject it.
+        this.connackWaiter = undefined
+        conn.close(toPetrelError(err))
+        throw err
+      }
       try {
         await accepted
       } finally {

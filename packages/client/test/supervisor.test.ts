@@ -65,6 +65,26 @@ test('beforeConnect runs within the connect timeout; a failing one closes the so
   }
 })
 
+test('a CONNECT the codec refuses (a will topic with a wildcard) rejects connect() with the codec\'s error, closes the socket, and leaves no unhandled rejection', { timeout: 10_000 }, async () => {
+  const b = await fakeBroker(() => {})
+  const unhandled: unknown[] = []
+  const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
+  process.on('unhandledRejection', onUnhandled)
+  try {
+    for (const v of [4, 5] as const) {
+      const thrown = await connect(b.url, { ...fast, protocolVersion: v, reconnect: false, will: { topic: 'w/#', payload: 'x' } }).catch((e: unknown) => e)
+      assert.equal((thrown as { code?: string }).code, 'PETREL_ERR_INVALID_PACKET', `v${v}: ${String(thrown)}`)
+      assert.match(String(thrown), /wildcard/)
+    }
+    await waitFor(() => b.sockets.length === 2 && b.sockets.every((s) => s.destroyed), { timeoutMs: 2000, message: 'both sockets closed' })
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    assert.deepEqual(unhandled, [])
+  } finally {
+    process.off('unhandledRejection', onUnhandled)
+    await b.close()
+  }
+})
+
 test('v5 enhanced authentication: AUTH exchange on connect, then re-authentication', { timeout: 15_000 }, async () => {
   const b = await scriptedBroker(5, (p, link) => {
     if (p.type === 'connect') {
