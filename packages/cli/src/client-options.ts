@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { ClientErrorCode, type ClientOptions } from '@petrel/client'
-import { PetrelError, type ProtocolVersion, type QoS, type WillProperties } from '@petrel/wire'
+import { PetrelError, topicNameProblem, type ProtocolVersion, type QoS, type WillProperties } from '@petrel/wire'
 import { extractPropertyFlags, type PropertyFlags } from './property-flags.js'
 import { debugTrace } from './debug-trace.js'
 import { UsageError } from './usage-error.js'
@@ -324,6 +324,9 @@ function resolveWill (v: CommonValues, options: ClientOptions, properties: WillP
     if (properties !== undefined && Object.keys(properties).length > 0) throw new UsageError('-D will ... needs --will-topic')
     return
   }
+  // Before connecting, as -t and mosquitto_pub's "Invalid will topic": the broker is not needed to be told.
+  const problem = topicNameProblem(topic)
+  if (problem !== undefined) throw new UsageError(`Bad topic: invalid will topic ${JSON.stringify(topic)}: ${problem}`)
   options.will = {
     topic,
     payload: v['will-payload'] ?? '',

@@ -135,6 +135,12 @@ test('errors a person can act on: refused connection, bad topic, usage, -L URL',
   // Checked before connecting, as mosquitto_pub/sub do: no broker needed to be told.
   const badFirst = await run('node', [petrel, 'sub', '-p', closed, '-t', 'a/#/b'])
   assert.deepEqual([badFirst.code, /Bad topic/.test(badFirst.stderr)], [1, true])
+  // The will topic too: it printed the codec's error, then crashed with a stack trace.
+  for (const cmd of [['pub', '-m', 'x'], ['sub']]) {
+    const badWill = await run('node', [petrel, ...cmd, '-p', port(), '-t', 'ok', '--will-topic', 'w/#'])
+    assert.equal(badWill.code, 1, badWill.stderr)
+    assert.equal(badWill.stderr, `petrel ${cmd[0] as string}: Bad topic: invalid will topic "w/#": a topic name must not contain the wildcards + or # [MQTT-4.7.1-1]\n`)
+  }
   const usage = await run('node', [petrel, 'sub', '-p', port()])
   assert.equal(usage.code, 1)
   assert.match(usage.stderr, /topic filter is required/)
