@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { ClientErrorCode, type ClientOptions } from '@petrel/client'
-import { PetrelError, topicNameProblem, type ProtocolVersion, type QoS, type WillProperties } from '@petrel/wire'
+import { PetrelError, topicNameProblem, WireErrorCode, type ProtocolVersion, type QoS, type WillProperties } from '@petrel/wire'
 import { extractPropertyFlags, type PropertyFlags } from './property-flags.js'
 import { debugTrace } from './debug-trace.js'
 import { UsageError } from './usage-error.js'
@@ -336,12 +336,20 @@ function resolveWill (v: CommonValues, options: ClientOptions, properties: WillP
   }
 }
 
-/** A sentence a person can act on, and the exit code, for an error from connect/publish/subscribe. */
-export function describeError (err: unknown, url: string): { message: string, exitCode: number } {
+/**
+ * A sentence a person can act on, and the exit code, for an error from connect/publish/subscribe;
+ * `connecting`: it came before the connection was up.
+ */
+export function describeError (err: unknown, url: string, connecting = false): { message: string, exitCode: number } {
   if (err instanceof UsageError) return { message: err.message, exitCode: ExitCode.usage }
   if (!(err instanceof PetrelError)) return { message: String(err), exitCode: ExitCode.operation }
   const where = safeHost(url)
   const cause = err.cause as { code?: string } | undefined
+  // What came back to our CONNECT could not be read as MQTT: most often another protocol on that
+  // port ('HTTP/1.1 400' from a WebSocket listener reads as a PUBACK with reserved flags).
+  if (connecting && (err.code === WireErrorCode.MALFORMED_PACKET || err.code === WireErrorCode.PROTOCOL_ERROR)) {
+    return { message: `Cannot connect to ${where}: its answer is not valid MQTT (another protocol on this port? a WebSocket listener takes -L ws://host:port/path): ${err.message}`, exitCode: ExitCode.connection }
+  }
   switch (err.code) {
     case ClientErrorCode.CONNECTION_FAILED:
       if (cause?.code === 'ECONNREFUSED' || cause?.code === 'ENOENT') return { message: `Connection refused: no broker is listening on ${where}.`, exitCode: ExitCode.connection }

@@ -141,6 +141,18 @@ test('errors a person can act on: refused connection, bad topic, usage, -L URL',
     assert.equal(badWill.code, 1, badWill.stderr)
     assert.equal(badWill.stderr, `petrel ${cmd[0] as string}: Bad topic: invalid will topic "w/#": a topic name must not contain the wildcards + or # [MQTT-4.7.1-1]\n`)
   }
+  // Another protocol on the port (a WebSocket listener's HTTP 400): a connection failure that says so, not exit 4 with a codec message alone.
+  const http = createServer((socket) => { socket.once('data', () => { socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n') }) })
+  await new Promise<void>((resolve) => { http.listen(0, '127.0.0.1', resolve) })
+  try {
+    for (const cmd of [['pub', '-m', 'x'], ['sub']]) {
+      const notMqtt = await run('node', [petrel, ...cmd, '-p', String((http.address() as AddressInfo).port), '-t', 'x'])
+      assert.equal(notMqtt.code, 2, notMqtt.stderr)
+      assert.match(notMqtt.stderr, /Cannot connect to .*: its answer is not valid MQTT \(another protocol on this port\? a WebSocket listener takes -L ws:\/\/host:port\/path\)/)
+    }
+  } finally {
+    http.close()
+  }
   const usage = await run('node', [petrel, 'sub', '-p', port()])
   assert.equal(usage.code, 1)
   assert.match(usage.stderr, /topic filter is required/)

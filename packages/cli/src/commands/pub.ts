@@ -167,7 +167,7 @@ export async function run (argv: string[]): Promise<number> {
     return ExitCode.ok
   } catch (err) {
     await client?.end({ force: true })
-    const { message, exitCode } = describeError(err, url)
+    const { message, exitCode } = describeError(err, url, client === undefined)
     if (values.quiet !== true) console.error(`petrel pub: ${message}`)
     return exitCode
   } finally {

@@ -201,7 +201,7 @@ export async function run (argv: string[]): Promise<number> {
     clearTimeout(timer)
     if (onClose !== undefined) client?.off('close', onClose)
     await client?.end({ force: true })
-    const { message, exitCode } = describeError(err, url)
+    const { message, exitCode } = describeError(err, url, client === undefined)
     if (values.quiet !== true) console.error(`petrel sub: ${message}`)
     return exitCode
   } finally {
