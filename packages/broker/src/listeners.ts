@@ -37,7 +37,7 @@ export interface ListenerAddress {
   type: ListenerType
   host: string
   port: number
-  /** e.g. mqtt://127.0.0.1:1883, wss://127.0.0.1:8081 */
+  /** e.g. mqtt://127.0.0.1:1883, wss://127.0.0.1:8081, ws://127.0.0.1:8080/mqtt (a WebSocket listener's `path`, if set) */
   url: string
 }
 
@@ -69,6 +69,8 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
   const port = opts.port ?? defaultPorts[type]
   const allowAnonymous = opts.allowAnonymous ?? defaultAnonymous ?? isLoopback(host)
   const useId = opts.useIdentityAsUsername === true
+  // A request's path always starts with '/': `path = "mqtt"` would match nothing.
+  const wsPath = opts.path === undefined || opts.path.startsWith('/') ? opts.path : `/${opts.path}`
   const secure = type === 'tls' || type === 'wss'
   if (secure && (opts.cert === undefined || opts.key === undefined)) {
     throw brokerError(BrokerErrorCode.LISTEN_FAILED, `a ${type} listener needs cert and key`)
@@ -105,7 +107,7 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
     server = http
     wss = new WebSocketServer({
       server: http,
-      path: opts.path,
+      path: wsPath,
       perMessageDeflate: false,
       // [MQTT-6.0.0-3] subprotocol "mqtt" (and the 3.1 name some clients still send)
       handleProtocols: (protocols) => protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false
@@ -125,7 +127,8 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
   server.on('error', () => { /* accept errors on one socket must not kill the listener */ })
   const bound = (server.address() as AddressInfo).port
   const urlHost = host.includes(':') ? `[${host}]` : host
-  const address: ListenerAddress = { type, host, port: bound, url: `${schemes[type]}://${urlHost}:${bound}` }
+  // A WebSocket listener bound to one path says it: a client dialling the bare host:port gets HTTP 400.
+  const address: ListenerAddress = { type, host, port: bound, url: `${schemes[type]}://${urlHost}:${bound}${wss !== undefined ? wsPath ?? '' : ''}` }
   return {
     address,
     close: async () => {

@@ -78,6 +78,20 @@ for (const type of ['tcp', 'tls', 'ws', 'wss'] as const) {
   }
 }
 
+test('a WebSocket listener with a path (a leading / added if missing): its url carries the path, and MQTT.js dialling that url connects', async () => {
+  const b = createBroker({ sysInterval: 0 })
+  try {
+    for (const path of ['/mqtt', 'mqtt']) {
+      const address = await b.listen({ type: 'ws', port: 0, path })
+      assert.equal(address.url, `ws://127.0.0.1:${address.port}/mqtt`, `path ${JSON.stringify(path)}`)
+      const c = await mqtt.connectAsync(address.url, { protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000 })
+      await c.endAsync()
+    }
+  } finally {
+    await b.close()
+  }
+})
+
 test('mosquitto_pub v5 -> MQTT.js v4 subscriber over WebSocket', async (t) => {
   if (!requirePeer(t, 'mosquitto_pub')) return
   const sub = await mqtt.connectAsync(url('ws'), { protocolVersion: 4, reconnectPeriod: 0 })
