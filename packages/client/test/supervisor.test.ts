@@ -66,7 +66,7 @@ test('beforeConnect runs within the connect timeout; a failing one closes the so
 })
 
 test('a CONNECT the codec refuses (a will topic with a wildcard) rejects connect() with the codec\'s error, closes the socket, and leaves no unhandled rejection', { timeout: 10_000 }, async () => {
-  const b = await fakeBroker(() => {})
+  const b = await scriptedBroker(5, () => false) // the CONNECT never reaches it
   const unhandled: unknown[] = []
   const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
   process.on('unhandledRejection', onUnhandled)
@@ -76,7 +76,7 @@ test('a CONNECT the codec refuses (a will topic with a wildcard) rejects connect
       assert.equal((thrown as { code?: string }).code, 'PETREL_ERR_INVALID_PACKET', `v${v}: ${String(thrown)}`)
       assert.match(String(thrown), /wildcard/)
     }
-    await waitFor(() => b.sockets.length === 2 && b.sockets.every((s) => s.destroyed), { timeoutMs: 2000, message: 'both sockets closed' })
+    await waitFor(() => b.links.length === 2 && b.links.every((l) => l.socket.destroyed), { timeoutMs: 2000, message: 'both sockets closed' })
     await new Promise((resolve) => setTimeout(resolve, 50))
     assert.deepEqual(unhandled, [])
   } finally {
