@@ -81,7 +81,8 @@ export const commonHelp = `Connection:
   --capath DIR       CA certificates: every PEM file in DIR (enables TLS)
   --tls-use-os-certs trust the operating system's CA certificates (enables TLS)
   --cert FILE        client certificate, --key FILE its private key
-  --insecure         do not verify the broker's certificate
+  --insecure         do not check that the broker certificate's name matches the host (its
+                     chain is still verified against the CA, as with mosquitto_pub)
   --tls-version V    the lowest TLS version to accept: tlsv1.3, tlsv1.2 or tlsv1.1
   --ciphers LIST     OpenSSL cipher list
   --psk HEX          TLS with a pre-shared key (hex) instead of certificates; --psk-identity ID
@@ -140,8 +141,9 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
     protocolVersion = p
   }
   const psk = v.psk !== undefined || v['psk-identity'] !== undefined
+  // --insecure alone does not turn TLS on (as in mosquitto_pub: it only loosens a TLS connection).
   const tls = v.cafile !== undefined || v.capath !== undefined || v['tls-use-os-certs'] === true || v.cert !== undefined ||
-    v.insecure === true || v['tls-version'] !== undefined || v.ciphers !== undefined || psk
+    v['tls-version'] !== undefined || v.ciphers !== undefined || psk
   const read = (file: string): Buffer => {
     try {
       return readFileSync(file)
@@ -175,7 +177,7 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
   // As mosquitto_pub/sub (and petrel bench): one without the other is a typo, not a wish to be refused by the broker.
   if ((v.cert === undefined) !== (v.key === undefined)) throw new UsageError(v.cert === undefined ? '--key needs --cert (the client certificate it goes with)' : '--cert needs --key (the private key of the client certificate)')
   if (tls) {
-    options.tls = { rejectUnauthorized: v.insecure !== true }
+    options.tls = { rejectUnauthorized: true }
     const ca = [
       ...(v.cafile === undefined ? [] : [read(v.cafile)]),
       ...(v.capath === undefined ? [] : certificatesIn(v.capath)),
@@ -192,6 +194,8 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
       extra.minVersion = min
     }
     if (v.ciphers !== undefined) extra.ciphers = v.ciphers
+    // mosquitto_pub's --insecure skips the host name check only: an unknown CA still fails.
+    if (v.insecure === true) extra.checkServerIdentity = () => undefined
     if (psk) Object.assign(extra, pskOptions(v))
     if (Object.keys(extra).length > 0) options.tls.extra = extra
   }

@@ -274,6 +274,30 @@ test('TLS with a client certificate: --cafile --cert --key, -i, -k, -r', async (
   }
 })
 
+test('--insecure skips the host name check only, as in mosquitto_pub: the chain is still verified, and alone it does not turn TLS on', async (t) => {
+  if (!requirePeer(t, 'mosquitto') || !requirePeer(t, 'openssl')) return
+  const certs = await makeTestCertificates()
+  // A certificate from the test CA, for a name that is not the address dialled.
+  const m = await startMosquitto({ tls: { certFile: certs.elsewhereCertFile, keyFile: certs.elsewhereKeyFile, caFile: certs.caFile } })
+  try {
+    const tlsPort = String(m.tlsPort)
+    const pub = (...flags: string[]): Promise<Run> => run('node', [petrel, 'pub', '-t', 'tls/i', '-m', 'x', '--connect-timeout', '3', ...flags])
+    const strict = await pub('-p', tlsPort, '--cafile', certs.caFile)
+    assert.equal(strict.code, 2, strict.stderr)
+    assert.match(strict.stderr, /elsewhere\.invalid|altnames|host ?name/i)
+    const loose = await pub('-p', tlsPort, '--cafile', certs.caFile, '--insecure')
+    assert.equal(loose.code, 0, loose.stderr)
+    // A chain that does not lead to the CA given still fails: --insecure is no "trust anything".
+    const wrongCa = await pub('-p', tlsPort, '--cafile', certs.clientCertFile, '--insecure')
+    assert.equal(wrongCa.code, 2, wrongCa.stderr)
+    // Alone, against the plain listener: plain MQTT, as mosquitto_pub does.
+    const plain = await pub('-p', String(m.port), '--insecure')
+    assert.equal(plain.code, 0, plain.stderr)
+  } finally {
+    await m.stop()
+  }
+})
+
 test('petrel pub -l: more lines than it keeps in flight (1,000) all arrive, in order', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const lines = Array.from({ length: 2500 }, (_, i) => `line ${i}`)

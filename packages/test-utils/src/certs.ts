@@ -19,6 +19,12 @@ export interface TestCertificates {
   /** Client certificate: CN=petrel-test-client, signed by the same CA. */
   clientCertFile: string
   clientKeyFile: string
+  /**
+   * A server certificate from the same CA for another host (CN and subjectAltName
+   * elsewhere.invalid): its chain verifies, its name matches no address a test dials.
+   */
+  elsewhereCertFile: string
+  elsewhereKeyFile: string
   ca: string
   cert: string
   key: string
@@ -42,6 +48,13 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
 subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[elsewhere]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:elsewhere.invalid
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 [client]
@@ -101,6 +114,7 @@ async function generate (): Promise<TestCertificates> {
     '-days', VALIDITY_DAYS, '-sha256', '-extensions', 'ca', '-set_serial', randomSerial(), '-out', f('ca.crt'))
   await issue('server', 'localhost', 'server')
   await issue('client', 'petrel-test-client', 'client')
+  await issue('elsewhere', 'elsewhere.invalid', 'elsewhere')
 
   const read = async (name: string): Promise<string> => await readFile(f(name), 'utf8')
   return {
@@ -110,6 +124,8 @@ async function generate (): Promise<TestCertificates> {
     keyFile: f('server.key'),
     clientCertFile: f('client.crt'),
     clientKeyFile: f('client.key'),
+    elsewhereCertFile: f('elsewhere.crt'),
+    elsewhereKeyFile: f('elsewhere.key'),
     ca: await read('ca.crt'),
     cert: await read('server.crt'),
     key: await read('server.key'),
