@@ -1,4 +1,4 @@
-import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto'
+import { createHash, pbkdf2, randomBytes, scrypt, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { BrokerErrorCode, brokerError } from './errors.js'
 
@@ -24,22 +24,56 @@ export async function hashPassword (password: string): Promise<string> {
   return `$scrypt$${N}$${R}$${P}$${salt.toString('base64')}$${key.toString('base64')}`
 }
 
-interface Entry { n: number, r: number, p: number, salt: Buffer, hash: Buffer }
+/**
+ * A user's hash: ours (scrypt), or one of mosquitto_passwd's, so that a mosquitto password file
+ * works as it is: `$7$iterations$salt$hash` (PBKDF2-HMAC-SHA512, mosquitto 2.0's default) and
+ * `$6$salt$hash` (SHA-512 of password then salt, mosquitto 1.6 and `-H sha512`).
+ */
+type Entry =
+  | { kind: 'scrypt', n: number, r: number, p: number, salt: Buffer, hash: Buffer }
+  | { kind: 'pbkdf2', iterations: number, salt: Buffer, hash: Buffer }
+  | { kind: 'sha512', salt: Buffer, hash: Buffer }
 
 function parseHash (user: string, h: string, where: string): Entry {
   const parts = h.split('$')
+  const bad = (what: string): never => { throw brokerError(BrokerErrorCode.PASSWORD_FILE_INVALID, `${where}: ${what} for ${JSON.stringify(user)}`) }
+  const b64 = (i: number): Buffer => Buffer.from(parts[i] as string, 'base64')
+  const positive = (v: number): boolean => Number.isInteger(v) && v > 0
   // ['', 'scrypt', N, r, p, salt, hash]
-  if (parts.length !== 7 || parts[1] !== 'scrypt') {
-    throw brokerError(BrokerErrorCode.PASSWORD_FILE_INVALID, `${where}: the entry for ${JSON.stringify(user)} is not a $scrypt$ hash`)
+  if (parts.length === 7 && parts[1] === 'scrypt') {
+    const [n, r, p] = [Number(parts[2]), Number(parts[3]), Number(parts[4])]
+    if (![n, r, p].every(positive)) bad('bad scrypt parameters')
+    return { kind: 'scrypt', n, r, p, salt: b64(5), hash: b64(6) }
   }
-  const [n, r, p] = [Number(parts[2]), Number(parts[3]), Number(parts[4])]
-  if (![n, r, p].every((v) => Number.isInteger(v) && v > 0)) {
-    throw brokerError(BrokerErrorCode.PASSWORD_FILE_INVALID, `${where}: bad scrypt parameters for ${JSON.stringify(user)}`)
+  // ['', '7', iterations, salt, hash]
+  if (parts.length === 5 && parts[1] === '7') {
+    const iterations = Number(parts[2])
+    if (!positive(iterations)) bad('bad PBKDF2 iteration count')
+    return { kind: 'pbkdf2', iterations, salt: b64(3), hash: b64(4) }
   }
-  return { n, r, p, salt: Buffer.from(parts[5] as string, 'base64'), hash: Buffer.from(parts[6] as string, 'base64') }
+  // ['', '6', salt, hash]
+  if (parts.length === 4 && parts[1] === '6') return { kind: 'sha512', salt: b64(2), hash: b64(3) }
+  return bad('not a $scrypt$ hash (petrel passwd) nor a $7$ / $6$ one (mosquitto_passwd); plain-text passwords are not read')
 }
 
-/** Users and scrypt hashes from a password file (`petrel passwd`). */
+function pbkdf2Sha512 (password: Buffer, salt: Buffer, iterations: number, keylen: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    pbkdf2(password, salt, iterations, keylen, 'sha512', (err, key) => {
+      if (err !== null) reject(err)
+      else resolve(key)
+    })
+  })
+}
+
+async function hashOf (e: Entry, password: Buffer): Promise<Buffer> {
+  switch (e.kind) {
+    case 'scrypt': return await derive(password, e.salt, e.n, e.r, e.p, e.hash.length)
+    case 'pbkdf2': return await pbkdf2Sha512(password, e.salt, e.iterations, e.hash.length)
+    case 'sha512': return createHash('sha512').update(password).update(e.salt).digest()
+  }
+}
+
+/** Users and hashes from a password file (`petrel passwd`, or mosquitto_passwd's). */
 export class PasswordFile {
   private readonly users = new Map<string, Entry>()
 
@@ -74,7 +108,7 @@ export class PasswordFile {
       await derive(pw, Buffer.alloc(16), N, R, P, KEYLEN)
       return false
     }
-    const key = await derive(pw, e.salt, e.n, e.r, e.p, e.hash.length)
+    const key = await hashOf(e, pw)
     return key.length === e.hash.length && timingSafeEqual(key, e.hash)
   }
 }

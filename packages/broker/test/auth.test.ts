@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
 import { createBroker, setPassword, PasswordFile } from '@petrel/broker'
-import { makeTestCertificates, waitFor } from '@petrel/test-utils'
+import { execFileSync } from 'node:child_process'
+import { makeTestCertificates, requirePeer, waitFor } from '@petrel/test-utils'
 import { connected, memoryClient, withBroker } from './helpers.js'
 
 async function passwordFile (users: Record<string, string>): Promise<string> {
@@ -27,6 +28,33 @@ test('password file: scrypt hashes, never the password; verify right and wrong',
   assert.equal(await pf.verify('alice', Buffer.from('nope')), false)
   assert.equal(await pf.verify('carol', Buffer.from('x')), false)
   assert.throws(() => new PasswordFile('alice:plaintext\n'), /PASSWORD_FILE|scrypt/)
+})
+
+test('password file: mosquitto_passwd\'s hashes are read as they are ($7$ PBKDF2-SHA512, $6$ SHA-512)', async () => {
+  // Written by mosquitto_passwd 2.0.11: `-b` (alice, $7$, its default) and `-H sha512 -b` (bob).
+  const pf = new PasswordFile([
+    'alice:$7$101$Wq7he/POLWMMY9+C$26U7pnXbxJ2HSv8oDtbyXQ7JHOa56q82CUPITAaJUxRvBbl9yvj801AA8gwAHwXa/ByEZE6OkaS7zStA9i5sHQ==',
+    'bob:$6$BuOll9k3eyfuhTc4$sybNtvL+QXitFDmA/9fUr3C9phHa20UxoK2u9X10sywgYnA6IvYA4kRLjBWUY8FnENkl4gL7dZZd+viigmg86Q=='
+  ].join('\n'))
+  assert.equal(await pf.verify('alice', Buffer.from('secret')), true)
+  assert.equal(await pf.verify('alice', Buffer.from('Secret')), false)
+  assert.equal(await pf.verify('bob', Buffer.from('hunter2')), true)
+  assert.equal(await pf.verify('bob', Buffer.from('hunter3')), false)
+  assert.throws(() => new PasswordFile('carol:$7$0$c2FsdA==$aGFzaA=='), /iteration/)
+  assert.throws(() => new PasswordFile('carol:$5$c2FsdA==$aGFzaA=='), /mosquitto_passwd/)
+})
+
+test('password file: one made by the installed mosquitto_passwd admits its users', async (t) => {
+  if (!requirePeer(t, 'mosquitto_passwd')) return
+  const file = join(mkdtempSync(join(tmpdir(), 'petrel-mosq-passwd-')), 'passwd')
+  execFileSync('mosquitto_passwd', ['-c', '-b', file, 'dave', 'pw-7'])
+  execFileSync('mosquitto_passwd', ['-H', 'sha512', '-b', file, 'erin', 'pw-6'])
+  await withBroker({ passwordFile: file, allowAnonymous: false }, async (broker) => {
+    for (const [user, pw, rc] of [['dave', 'pw-7', 0], ['erin', 'pw-6', 0], ['dave', 'pw-6', 0x86]] as const) {
+      const c = memoryClient(broker, 5)
+      assert.equal((await c.connect({ username: user, password: Buffer.from(pw) })).reasonCode, rc, user)
+    }
+  })
 })
 
 for (const v of [4, 5] as const) {

@@ -11,6 +11,7 @@ const INSTALL_HINTS: Readonly<Record<string, string>> = {
   mosquitto: 'apt-get install -y mosquitto mosquitto-clients',
   mosquitto_pub: 'apt-get install -y mosquitto mosquitto-clients',
   mosquitto_sub: 'apt-get install -y mosquitto mosquitto-clients',
+  mosquitto_passwd: 'apt-get install -y mosquitto',
   openssl: 'apt-get install -y openssl'
 }
 
