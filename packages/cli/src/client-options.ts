@@ -364,6 +364,9 @@ export function describeError (err: unknown, url: string, connecting = false): {
     case ClientErrorCode.NOT_AUTHORIZED: return { message: `Not authorized by the broker at ${where} (check -u/-P): ${err.message}`, exitCode: ExitCode.notAuthorized }
     case 'PETREL_ERR_INVALID_TOPIC_NAME': case 'PETREL_ERR_INVALID_TOPIC_FILTER': return { message: `Bad topic: ${err.message}`, exitCode: ExitCode.usage }
     case ClientErrorCode.QOS_NOT_SUPPORTED: return { message: err.message, exitCode: ExitCode.usage }
+    // The encoder or the client refused what the flags asked for (a -D value out of range, an
+    // -i over 65,535 bytes): nothing was sent, and it is the command line that must change.
+    case WireErrorCode.INVALID_PACKET: case ClientErrorCode.INVALID_ARGUMENT: return { message: `Bad argument: ${err.message}`, exitCode: ExitCode.usage }
     default: return { message: err.message, exitCode: ExitCode.operation }
   }
 }

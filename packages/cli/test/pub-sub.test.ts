@@ -519,6 +519,20 @@ test('usage errors for the session, will, -D and -F flags', async () => {
   }
 })
 
+test('values the codec refuses (a -D value the spec forbids, an -i over 65,535 bytes) are usage errors, exit 1, with nothing sent', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const cases: Array<[string[], RegExp]> = [
+    [['-V', '5', '-D', 'connect', 'receive-maximum', '0'], /Bad argument: receiveMaximum must be 1\.\.65535/],
+    [['-V', '5', '-D', 'connect', 'maximum-packet-size', '0'], /Bad argument: maximumPacketSize must be 1/],
+    [['-i', 'x'.repeat(70_000)], /Bad argument: .*65,535 bytes/]
+  ]
+  for (const [flags, message] of cases) {
+    const r = await run('node', [petrel, 'pub', '-p', port(), '-t', 'bad/arg', '-m', 'y', ...flags])
+    assert.equal(r.code, 1, `${flags.join(' ').slice(0, 60)}: ${r.stderr}`)
+    assert.match(r.stderr, message)
+  }
+})
+
 test('-d prints each packet in the words of mosquitto_pub, on stderr', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const r = await run('node', [petrel, 'pub', '-p', port(), '-t', 'dbg/x', '-m', 'hello', '-q', '1', '-d', '-i', 'dbg-pub'])

@@ -463,6 +463,8 @@ class Writer {
         case Wire.Two: {
           const v = value as number
           if (!Number.isInteger(v) || v < 0 || v > 65535) throw invalidPacket(`${key} must be 0..65535, got ${v}`)
+          // What a receiver refuses as a Protocol Error is never written (§3.1.2.11.3, [MQTT-3.3.2-8]).
+          if (v === 0 && (key === 'receiveMaximum' || key === 'topicAlias')) throw invalidPacket(`${key} must be 1..65535, got 0`)
           this.u8(info.id)
           this.u16(v)
           break
@@ -470,6 +472,7 @@ class Writer {
         case Wire.Four: {
           const v = value as number
           if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw invalidPacket(`${key} must be 0..4294967295, got ${v}`)
+          if (v === 0 && key === 'maximumPacketSize') throw invalidPacket('maximumPacketSize must be 1..4294967295, got 0 [MQTT-3.1.2-24]')
           this.u8(info.id)
           this.u32(v)
           break
