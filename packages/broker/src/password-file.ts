@@ -1,4 +1,4 @@
-import { createHash, pbkdf2, randomBytes, scrypt, timingSafeEqual } from 'node:crypto'
+import { createHash, createHmac, pbkdf2, randomBytes, scrypt, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { BrokerErrorCode, brokerError } from './errors.js'
 
@@ -76,6 +76,15 @@ async function hashOf (e: Entry, password: Buffer): Promise<Buffer> {
 /** Users and hashes from a password file (`petrel passwd`, or mosquitto_passwd's). */
 export class PasswordFile {
   private readonly users = new Map<string, Entry>()
+  /**
+   * Per user, a keyed digest of the password last verified: a client reconnecting (or a thousand
+   * clients sharing one user) pays the deliberately slow hash once, not per CONNECT (scrypt at
+   * N=2^14 is ~30-50 ms of CPU each). The key lives only in this process.
+   */
+  private readonly verified = new Map<string, Buffer>()
+  /** Checks under way, so that simultaneous CONNECTs with the same credentials share one. */
+  private readonly checking = new Map<string, Promise<boolean>>()
+  private readonly cacheKey = randomBytes(32)
 
   constructor (text: string, readonly path = '<password file>') {
     text.split(/\r?\n/).forEach((line, i) => {
@@ -108,8 +117,20 @@ export class PasswordFile {
       await derive(pw, Buffer.alloc(16), N, R, P, KEYLEN)
       return false
     }
-    const key = await hashOf(e, pw)
-    return key.length === e.hash.length && timingSafeEqual(key, e.hash)
+    const digest = createHmac('sha256', this.cacheKey).update(user).update('\0').update(pw).digest()
+    const known = this.verified.get(user)
+    if (known !== undefined && timingSafeEqual(known, digest)) return true
+    // A wrong password is never cached, and always pays the full hash.
+    const id = digest.toString('base64')
+    let check = this.checking.get(id)
+    if (check === undefined) {
+      check = hashOf(e, pw).then((key) => key.length === e.hash.length && timingSafeEqual(key, e.hash))
+      this.checking.set(id, check)
+      void check.finally(() => { this.checking.delete(id) }).catch(() => {})
+    }
+    const ok = await check
+    if (ok) this.verified.set(user, digest)
+    return ok
   }
 }
 

@@ -44,6 +44,36 @@ test('password file: mosquitto_passwd\'s hashes are read as they are ($7$ PBKDF2
   assert.throws(() => new PasswordFile('carol:$5$c2FsdA==$aGFzaA=='), /mosquitto_passwd/)
 })
 
+test('password file: a password once verified is not hashed again (reconnects, clients sharing a user); a wrong one always is', async () => {
+  const pf = new PasswordFile(await setPassword('', 'alice', 'wonderland'))
+  const cpu = async (f: () => Promise<unknown>): Promise<number> => {
+    const c0 = process.cpuUsage()
+    await f()
+    const c = process.cpuUsage(c0)
+    return c.user + c.system
+  }
+  let first = false
+  const once = await cpu(async () => { first = await pf.verify('alice', Buffer.from('wonderland')) })
+  assert.equal(first, true)
+  const results: boolean[] = []
+  // Twenty at once and twenty after: what a scrypt each would cost twenty times over.
+  const again = await cpu(async () => {
+    results.push(...await Promise.all(Array.from({ length: 20 }, async () => await pf.verify('alice', Buffer.from('wonderland')))))
+    for (let i = 0; i < 20; i++) results.push(await pf.verify('alice', Buffer.from('wonderland')))
+  })
+  assert.deepEqual(results, new Array(40).fill(true))
+  assert.ok(again < 4 * once, `40 verifications of a known password took ${again} µs of CPU, one scrypt ${once} µs`)
+  // The cache never admits what the file does not.
+  assert.equal(await pf.verify('alice', Buffer.from('wonderland!')), false)
+  assert.equal(await pf.verify('alice', undefined), false)
+  assert.equal(await pf.verify('bob', Buffer.from('wonderland')), false)
+  assert.equal(await pf.verify('alice', Buffer.from('wonderland')), true)
+  // Simultaneous first logins with the same credentials share one hash.
+  const fresh = new PasswordFile(await setPassword('', 'carol', 'pw'))
+  const together = await cpu(async () => { await Promise.all(Array.from({ length: 10 }, async () => await fresh.verify('carol', Buffer.from('pw')))) })
+  assert.ok(together < 4 * once, `10 simultaneous first logins took ${together} µs of CPU, one scrypt ${once} µs`)
+})
+
 test('password file: one made by the installed mosquitto_passwd admits its users', async (t) => {
   if (!requirePeer(t, 'mosquitto_passwd')) return
   const file = join(mkdtempSync(join(tmpdir(), 'petrel-mosq-passwd-')), 'passwd')
