@@ -38,21 +38,27 @@ function parseHash (user: string, h: string, where: string): Entry {
   const parts = h.split('$')
   const bad = (what: string): never => { throw brokerError(BrokerErrorCode.PASSWORD_FILE_INVALID, `${where}: ${what} for ${JSON.stringify(user)}`) }
   const b64 = (i: number): Buffer => Buffer.from(parts[i] as string, 'base64')
+  // The derived key is as long as the stored hash: an empty one (a truncated line, a hash that is
+  // not base64) would match every password. Ours is 32 bytes, mosquitto_passwd's 64.
+  const hash = (i: number): Buffer => {
+    const b = b64(i)
+    return b.length >= 16 ? b : bad(`a hash of ${b.length} bytes (at least 16 expected)`)
+  }
   const positive = (v: number): boolean => Number.isInteger(v) && v > 0
   // ['', 'scrypt', N, r, p, salt, hash]
   if (parts.length === 7 && parts[1] === 'scrypt') {
     const [n, r, p] = [Number(parts[2]), Number(parts[3]), Number(parts[4])]
     if (![n, r, p].every(positive)) bad('bad scrypt parameters')
-    return { kind: 'scrypt', n, r, p, salt: b64(5), hash: b64(6) }
+    return { kind: 'scrypt', n, r, p, salt: b64(5), hash: hash(6) }
   }
   // ['', '7', iterations, salt, hash]
   if (parts.length === 5 && parts[1] === '7') {
     const iterations = Number(parts[2])
     if (!positive(iterations)) bad('bad PBKDF2 iteration count')
-    return { kind: 'pbkdf2', iterations, salt: b64(3), hash: b64(4) }
+    return { kind: 'pbkdf2', iterations, salt: b64(3), hash: hash(4) }
   }
   // ['', '6', salt, hash]
-  if (parts.length === 4 && parts[1] === '6') return { kind: 'sha512', salt: b64(2), hash: b64(3) }
+  if (parts.length === 4 && parts[1] === '6') return { kind: 'sha512', salt: b64(2), hash: hash(3) }
   return bad('not a $scrypt$ hash (petrel passwd) nor a $7$ / $6$ one (mosquitto_passwd); plain-text passwords are not read')
 }
 

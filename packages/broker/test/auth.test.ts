@@ -44,6 +44,12 @@ test('password file: mosquitto_passwd\'s hashes are read as they are ($7$ PBKDF2
   assert.throws(() => new PasswordFile('carol:$5$c2FsdA==$aGFzaA=='), /mosquitto_passwd/)
 })
 
+test('password file: an empty or short hash is refused at load (it would match any password)', () => {
+  for (const line of ['dave:$7$101$c2FsdA==$', 'dave:$7$101$c2FsdA==$!!!!', 'dave:$scrypt$16384$8$1$c2FsdA==$', 'dave:$6$c2FsdA==$aGFzaA==']) {
+    assert.throws(() => new PasswordFile(line), /PASSWORD_FILE|bytes/, line)
+  }
+})
+
 test('password file: a password once verified is not hashed again (reconnects, clients sharing a user); a wrong one always is', async () => {
   const pf = new PasswordFile(await setPassword('', 'alice', 'wonderland'))
   const cpu = async (f: () => Promise<unknown>): Promise<number> => {
