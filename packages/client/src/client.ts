@@ -163,7 +163,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       get buffer () { return live()?.buffer ?? NOWHERE },
       commit: (size) => live()?.commit(size) ?? false,
       deliver: (message, entry) => { (entry.sink as Subscription).push(message) },
-      protocolViolation: (error) => { this.conn?.close(error, this.protocolVersion === 5 ? { reasonCode: error.reasonCode ?? 0x82 } : undefined) },
+      protocolViolation: (error) => { this.conn?.closeForProtocolError(error, error.reasonCode ?? 0x82) },
       unrouted: (message) => {
         if (this.listenerCount('unrouted') === 0) return false
         try {
@@ -872,7 +872,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   /** The broker broke the protocol: closes `conn` (v5: DISCONNECT 0x82) and returns the error it was closed with. */
   private protocolError (conn: Connection | undefined, message: string, cause?: PetrelError): PetrelError {
     const err = clientError(ClientErrorCode.PROTOCOL_ERROR, message, { reasonCode: 0x82, cause })
-    conn?.close(err, this.protocolVersion === 5 ? { reasonCode: 0x82 } : undefined)
+    conn?.closeForProtocolError(err, 0x82)
     return err
   }
 

@@ -212,6 +212,22 @@ export class Connection {
   }
 
   /**
+   * Closes the link because the broker broke the protocol [MQTT-4.13.1-1]: v5 says why in a
+   * DISCONNECT with `reasonCode`; 3.1.1 has no DISCONNECT that means "error" (one would discard the
+   * will), so there the stream is only ended. Either way the acks batched for the good packets
+   * read before go out first: lost, they would have the broker send those messages again.
+   */
+  closeForProtocolError (error: PetrelError, reasonCode: number): void {
+    if (this.closed) return
+    if (this.version === 5) {
+      this.close(error, { reasonCode })
+      return
+    }
+    this.flushAndEnd()
+    this.finish(error, false)
+  }
+
+  /**
    * Sends what is batched, then ends the stream. end(), not destroy(): TLS and WebSocket streams
    * write asynchronously, and destroying now would drop the last bytes still on their way (a
    * DISCONNECT, without which the broker publishes the will; acks, without which it redelivers).
@@ -260,15 +276,7 @@ export class Connection {
     packets.length = 0
     if (failure === undefined || this.closed) return
     this.decodeFailed = true
-    // [MQTT-4.13.1-1] a malformed packet closes the connection; v5 says why first.
-    if (this.version === 5) this.close(failure, { reasonCode: failure.reasonCode ?? 0x81 })
-    else {
-      // 3.1.1 has no DISCONNECT from a client that means "error" (one would discard the will),
-      // but the acks batched for the good packets before the bad bytes still go out: lost, they
-      // would have the broker send those messages again.
-      this.flushAndEnd()
-      this.finish(failure, false)
-    }
+    this.closeForProtocolError(failure, failure.reasonCode ?? 0x81)
   }
 
   private traceOut (batch: Buffer[], trace: PacketTrace): void {

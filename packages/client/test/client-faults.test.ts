@@ -549,6 +549,36 @@ test('a SUBACK / UNSUBACK with more or fewer reason codes than topic filters: v5
   }
 })
 
+test('3.1.1: a broker breaking the protocol is left without DISCONNECT, but the acks owed for the messages read before it still go out', { timeout: 20_000 }, async () => {
+  // One chunk: the SUBACK, a QoS 1 message, then a CONNACK, which a connected client never expects.
+  const broker = await scriptedBroker(4, (p, link) => {
+    if (p.type !== 'subscribe' || link.index !== 0) return false
+    link.socket.write(Buffer.concat([
+      encode({ type: 'suback', packetId: p.packetId, reasonCodes: [1] }, 4),
+      encode({ type: 'publish', topicName: 'x/1', payload: Buffer.from('m'), qos: 1, retain: false, dup: false, packetId: 7 }, 4),
+      encode({ type: 'connack', sessionPresent: false, reasonCode: 0 }, 4)
+    ]))
+    return true
+  })
+  let c: MqttClient | undefined
+  try {
+    c = await connect(broker.url, { ...fast, protocolVersion: 4 })
+    const errors: PetrelError[] = []
+    c.on('disconnect', (e) => { if (e.error !== undefined) errors.push(e.error) })
+    const got: string[] = []
+    await c.subscribe('x/#', { qos: 1 }, (m) => { got.push(m.topic) })
+    await withTimeout(waitFor(() => broker.links.length >= 2), 10_000, 'the reconnect')
+    await sleep(50)
+    assert.deepEqual(got, ['x/1'])
+    assert.deepEqual(errors.map((e) => e.code), ['PETREL_ERR_CLIENT_PROTOCOL_ERROR'])
+    const first = broker.links[0]?.packets.filter((p) => p.type !== 'connect' && p.type !== 'subscribe')
+    assert.deepEqual(first?.map((p) => p.type === 'puback' ? `puback ${p.packetId}` : p.type), ['puback 7'], 'the PUBACK went out; no DISCONNECT under 3.1.1')
+  } finally {
+    await c?.end({ force: true })
+    await broker.close()
+  }
+})
+
 test('a CONNACK with Session Present after a Clean Start is a protocol error [MQTT-3.2.2-2] [MQTT-3.2.2-4]: v5 DISCONNECT 0x82 (3.1.1 closes), reconnect, no publish lost', { timeout: 30_000 }, async () => {
   for (const v of [5, 4] as const) {
     // v5 sends Clean Start only until the first accepted connection, so the broker lies on the
