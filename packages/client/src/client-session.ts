@@ -260,6 +260,11 @@ const MATCH_CACHE_MAX = 1024
 const RETIRED_IDS_MAX = 1024
 const RESOLVED_RESULT: PublishResult = Object.freeze({ reasonCode: 0 })
 
+/** A completed publish's result; the common one (0x00, no properties) is shared, not allocated. */
+function publishResult (reasonCode: number, properties: AckProperties | undefined): PublishResult {
+  return reasonCode === 0 && properties === undefined ? RESOLVED_RESULT : { reasonCode, properties }
+}
+
 /**
  * The client side of an MQTT session, sans I/O: inputs are method calls (a packet arrived, the
  * app asks to publish, subscribe or ack, the connection went up or down), outputs go through
@@ -481,7 +486,7 @@ export class ClientSession implements InboundAckSink {
       req.sentEpoch = 0
       if (req.released) {
         // Past PUBREC the broker owned the message: it was delivered, completing it is right.
-        this.settle(req, RESOLVED_RESULT, undefined)
+        this.settle(req, publishResult(req.recReasonCode, undefined), undefined)
       } else if (this.lostPolicy === 'fail') {
         this.settle(req, undefined, clientError(ClientErrorCode.SESSION_LOST, 'the broker lost the session while the publish was unacknowledged'))
       } else {
@@ -1122,7 +1127,7 @@ export class ClientSession implements InboundAckSink {
       this.settle(req, undefined, clientError(ClientErrorCode.PUBLISH_FAILED,
         `the broker refused the publish to ${JSON.stringify(req.topic)} with reason code ${refusalCode(reasonCode, req.qos === 1 ? 'puback' : 'pubrec', this.v5)}${properties?.reasonString === undefined ? '' : `: ${properties.reasonString}`}`, { reasonCode }))
     } else {
-      this.settle(req, reasonCode === 0 && properties === undefined ? RESOLVED_RESULT : { reasonCode, properties }, undefined)
+      this.settle(req, publishResult(reasonCode, properties), undefined)
     }
     this.pump()
   }

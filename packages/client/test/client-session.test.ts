@@ -193,6 +193,18 @@ test('QoS 2: the result carries the PUBREC\'s reason code (0x10 No matching subs
   assert.equal(b.value?.reasonCode, 0)
 })
 
+test('QoS 2 past PUBREC when the broker lost the session: the publish resolves with the PUBREC\'s reason code', () => {
+  const x = harness()
+  x.up()
+  const a = x.pub('a', 2)
+  const [id] = ids(x.take()) as [number]
+  x.session.handlePacket({ type: 'pubrec', packetId: id, reasonCode: 0x10 })
+  x.session.connectionDown()
+  x.up({ sessionPresent: false })
+  assert.equal(a.state, 'ok')
+  assert.equal(a.value?.reasonCode, 0x10)
+})
+
 test('QoS 2 replay: PUBCOMP 0x92 to a resent PUBREL completes the publish (the broker had finished it) and frees the id', () => {
   const x = harness()
   x.up()
