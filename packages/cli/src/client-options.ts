@@ -141,9 +141,11 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
     protocolVersion = p
   }
   const psk = v.psk !== undefined || v['psk-identity'] !== undefined
-  // --insecure alone does not turn TLS on (as in mosquitto_pub: it only loosens a TLS connection).
+  // --insecure alone does not turn TLS on (as in mosquitto_pub: it only loosens a TLS connection,
+  // one the flags ask for or an mqtts:// / wss:// -L URL, which needs the TLS options to carry it).
   const tls = v.cafile !== undefined || v.capath !== undefined || v['tls-use-os-certs'] === true || v.cert !== undefined ||
-    v['tls-version'] !== undefined || v.ciphers !== undefined || psk
+    v['tls-version'] !== undefined || v.ciphers !== undefined || psk ||
+    (v.insecure === true && v.url !== undefined && /^(?:mqtts|wss|tls):/i.test(v.url))
   const read = (file: string): Buffer => {
     try {
       return readFileSync(file)

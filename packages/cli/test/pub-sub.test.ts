@@ -15,8 +15,8 @@ const petrel = fileURLToPath(new URL('../src/bin/petrel.js', import.meta.url))
 
 interface Run { code: number | null, stdout: string, stderr: string }
 
-function start (cmd: string, args: string[], input?: string): { child: ChildProcess, done: Promise<Run>, stdout: () => string } {
-  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] })
+function start (cmd: string, args: string[], input?: string, env?: NodeJS.ProcessEnv): { child: ChildProcess, done: Promise<Run>, stdout: () => string } {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...(env === undefined ? {} : { env: { ...process.env, ...env } }) })
   let stdout = ''
   let stderr = ''
   child.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
@@ -27,8 +27,8 @@ function start (cmd: string, args: string[], input?: string): { child: ChildProc
   return { child, done, stdout: () => stdout }
 }
 
-async function run (cmd: string, args: string[], input?: string): Promise<Run> {
-  const s = start(cmd, args, input)
+async function run (cmd: string, args: string[], input?: string, env?: NodeJS.ProcessEnv): Promise<Run> {
+  const s = start(cmd, args, input, env)
   return await withTimeout(s.done, 15_000, `${cmd} ${args.join(' ')}`)
 }
 
@@ -293,6 +293,14 @@ test('--insecure skips the host name check only, as in mosquitto_pub: the chain 
     // Alone, against the plain listener: plain MQTT, as mosquitto_pub does.
     const plain = await pub('-p', String(m.port), '--insecure')
     assert.equal(plain.code, 0, plain.stderr)
+    // An mqtts:// -L URL turns TLS on by itself, and --insecure loosens that connection too (the
+    // test CA trusted as a system CA would be, through NODE_EXTRA_CA_CERTS).
+    const viaUrl = async (...flags: string[]): Promise<Run> => await run('node', [petrel, 'pub', '-L', `mqtts://127.0.0.1:${tlsPort}/tls/i`, '-m', 'x', '--connect-timeout', '3', ...flags],
+      undefined, { NODE_EXTRA_CA_CERTS: certs.caFile })
+    const urlStrict = await viaUrl()
+    assert.equal(urlStrict.code, 2, urlStrict.stderr)
+    const urlLoose = await viaUrl('--insecure')
+    assert.equal(urlLoose.code, 0, urlLoose.stderr)
   } finally {
     await m.stop()
   }
