@@ -66,6 +66,17 @@ export async function run (argv: string[]): Promise<number> {
     console.error(`petrel broker: ${(err as Error).message}`)
     return 2
   }
+  // Before anything is announced: a SIGTERM sent as soon as "listening on" is read must find the
+  // handler in place, not the default action (killed, with no graceful close).
+  let requestStop = (): void => {}
+  const stopRequested = new Promise<void>((resolve) => { requestStop = resolve })
+  const stop = (): void => {
+    process.off('SIGINT', stop)
+    process.off('SIGTERM', stop)
+    requestStop()
+  }
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
   const addresses: string[] = []
   try {
     for (const l of listeners) {
@@ -77,6 +88,7 @@ export async function run (argv: string[]): Promise<number> {
       }
     }
   } catch (err) {
+    stop()
     console.error(`petrel broker: ${(err as Error).message}`)
     await broker.close()
     return 1
@@ -84,15 +96,7 @@ export async function run (argv: string[]): Promise<number> {
   const metrics = config.metrics === undefined ? undefined : await startMetricsServer(broker, config.metrics.host, config.metrics.port)
   console.log(`petrel broker listening on ${addresses.join(', ')}${metrics === undefined ? '' : ` (metrics on http://${config.metrics?.host ?? ''}:${metrics.port}/metrics)`}`)
   broker.log.info({ addresses }, 'broker started')
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop)
-      process.off('SIGTERM', stop)
-      resolve()
-    }
-    process.on('SIGINT', stop)
-    process.on('SIGTERM', stop)
-  })
+  await stopRequested
   await broker.close()
   await metrics?.close()
   return 0
