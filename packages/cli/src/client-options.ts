@@ -360,7 +360,7 @@ export function describeError (err: unknown, url: string, connecting = false): {
     case ClientErrorCode.CONNECTION_FAILED:
       if (cause?.code === 'ECONNREFUSED' || cause?.code === 'ENOENT') return { message: `Connection refused: no broker is listening on ${where}.`, exitCode: ExitCode.connection }
       if (cause?.code === 'ENOTFOUND') return { message: `Unknown host in ${where}.`, exitCode: ExitCode.connection }
-      return { message: `Cannot connect to ${where}: ${err.message}`, exitCode: ExitCode.connection }
+      return { message: `Cannot connect to ${where}: ${err.message}${connecting ? tlsHint(url, cause?.code, err.message) : ''}`, exitCode: ExitCode.connection }
     case ClientErrorCode.CONNECT_TIMEOUT: return { message: `Timed out connecting to ${where}.`, exitCode: ExitCode.connection }
     case ClientErrorCode.CONNECTION_REFUSED: return { message: `Connection refused by the broker at ${where}: ${err.message}`, exitCode: ExitCode.connection }
     case ClientErrorCode.NOT_AUTHORIZED: return { message: `Not authorized by the broker at ${where} (check -u/-P): ${err.message}`, exitCode: ExitCode.notAuthorized }
@@ -371,6 +371,33 @@ export function describeError (err: unknown, url: string, connecting = false): {
     case WireErrorCode.INVALID_PACKET: case ClientErrorCode.INVALID_ARGUMENT: return { message: `Bad argument: ${err.message}`, exitCode: ExitCode.usage }
     default: return { message: err.message, exitCode: ExitCode.operation }
   }
+}
+
+/** Certificate checks that fail for want of the broker's CA (Node's codes, from OpenSSL's). */
+const UNTRUSTED_CERTIFICATE = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY'
+])
+
+/**
+ * What to try when a connection failed on its way to the CONNACK in a way that most often means
+ * TLS on one side only (a broker's TLS port resets a plain CONNECT, a plain port resets a TLS
+ * ClientHello) or a certificate the client cannot check; '' when nothing is more likely than another.
+ */
+function tlsHint (url: string, causeCode: string | undefined, message: string): string {
+  let tls: boolean
+  try {
+    const p = new URL(url).protocol
+    tls = p === 'mqtts:' || p === 'wss:' || p === 'ssl:' || p === 'tls:'
+  } catch {
+    return ''
+  }
+  if (causeCode !== undefined && UNTRUSTED_CERTIFICATE.has(causeCode)) return ' (give the CA that signed the broker\'s certificate with --cafile)'
+  if (causeCode === 'ERR_TLS_CERT_ALTNAME_INVALID') return ' (connect by a host name the certificate names, or --insecure to skip the host name check)'
+  const reset = causeCode === 'ECONNRESET' || causeCode === 'EPIPE' || /closed the connection|connection closed/.test(message)
+  if (tls && (reset || causeCode === 'EPROTO')) return ' (the TLS handshake failed: if this port speaks plain MQTT, connect without TLS: mqtt://, no --cafile)'
+  if (!tls && reset) return ' (it closed the connection before answering the CONNECT: if this port takes TLS, add --cafile or use an mqtts:// -L URL)'
+  return ''
 }
 
 function safeHost (url: string): string {

@@ -306,6 +306,31 @@ test('--insecure skips the host name check only, as in mosquitto_pub: the chain 
   }
 })
 
+test('TLS on one side only, or a broker certificate with no CA to check it, is named in the error with what to try', async (t) => {
+  if (!requirePeer(t, 'mosquitto') || !requirePeer(t, 'openssl')) return
+  const certs = await makeTestCertificates()
+  const m = await startMosquitto({ tls: { certFile: certs.certFile, keyFile: certs.keyFile, caFile: certs.caFile } })
+  try {
+    const pub = (...flags: string[]): Promise<Run> => run('node', [petrel, 'pub', '-m', 'x', '--connect-timeout', '3', ...flags])
+    // Plain MQTT to the TLS listener: mosquitto resets the connection.
+    const plainToTls = await pub('-p', String(m.tlsPort), '-t', 'tls/h')
+    assert.equal(plainToTls.code, 2, plainToTls.stderr)
+    assert.match(plainToTls.stderr, /if this port takes TLS, add --cafile/)
+    // TLS to the plain listener: the handshake fails.
+    const tlsToPlain = await pub('-L', `mqtts://127.0.0.1:${m.port}/tls/h`)
+    assert.equal(tlsToPlain.code, 2, tlsToPlain.stderr)
+    assert.match(tlsToPlain.stderr, /TLS handshake failed: if this port speaks plain MQTT/)
+    // The right port, but the test CA is not among the system's.
+    const noCa = await pub('-L', `mqtts://127.0.0.1:${m.tlsPort}/tls/h`)
+    assert.equal(noCa.code, 2, noCa.stderr)
+    assert.match(noCa.stderr, /certificate.*\(give the CA that signed the broker's certificate with --cafile\)/)
+    const ok = await pub('-p', String(m.tlsPort), '-t', 'tls/h', '--cafile', certs.caFile)
+    assert.equal(ok.code, 0, ok.stderr)
+  } finally {
+    await m.stop()
+  }
+})
+
 test('petrel pub -l: more lines than it keeps in flight (1,000) all arrive, in order', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const lines = Array.from({ length: 2500 }, (_, i) => `line ${i}`)
