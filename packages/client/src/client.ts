@@ -103,7 +103,7 @@ function capture (resolve: (value: never) => void, reject: (error: unknown) => v
  * own loop: reconnects with backoff, replays and resubscribes; nothing to pump.
  */
 export class MqttClient extends EventEmitter<ClientEventMap> {
-  /** The client identifier (the broker's assigned one under v5 when we sent an empty id). */
+  /** The client identifier: the one the last CONNECT carried (as `beforeConnect` left it), or the broker's assigned one under v5 when that was empty. */
   clientId: string
   readonly protocolVersion: ProtocolVersion
 
@@ -706,6 +706,11 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         // The hook runs within the connect timeout, and a failed one leaves no socket behind.
         try {
           packet = await untilAborted(async () => await hook(packet, { attempt, url }), ac.signal)
+          // The codec, the session and the decoder of this client are set for one protocol version.
+          if (packet?.type !== 'connect') throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'beforeConnect must return a CONNECT packet')
+          if (packet.protocolVersion !== this.protocolVersion) {
+            throw clientError(ClientErrorCode.INVALID_ARGUMENT, `beforeConnect cannot change the protocol version (this client speaks ${this.protocolVersion === 5 ? '5.0' : '3.1.1'}: set protocolVersion when creating it)`)
+          }
         } catch (err) {
           stream.destroy()
           throw err
@@ -821,7 +826,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       throw this.protocolError(conn, `the broker accepted the connection with Authentication Method ${JSON.stringify(method)}, ` +
         (ours === undefined ? 'but the CONNECT carried none [MQTT-4.12.0-6]' : `but the CONNECT's was ${JSON.stringify(ours)} [MQTT-4.12.0-5]`))
     }
-    if (props?.assignedClientIdentifier !== undefined) this.clientId = props.assignedClientIdentifier
+    // The id the session lives under: the one sent (beforeConnect may have rewritten it), or the broker's.
+    this.clientId = props?.assignedClientIdentifier ?? packet.clientId
     this.phase = 'connected'
     this.counters.connects++
     const reconnected = this.everConnected

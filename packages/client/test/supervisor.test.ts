@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { waitFor, withTimeout } from '@petrel/test-utils'
+import type { ConnectPacket } from '@petrel/wire'
 import { connect, type ClientErrorCode, type MqttClient } from '../src/index.js'
 import { scriptedBroker } from './scripted-broker.js'
 
@@ -33,6 +34,39 @@ test('beforeConnect rewrites the CONNECT on every attempt (rotating password)', 
     assert.deepEqual(attempts, [1, 2, 3])
     assert.equal(c.stats().connectFailures, 2)
     await c.end({ force: true })
+  } finally {
+    await b.close()
+  }
+})
+
+test('beforeConnect: a rewritten client id is the client\'s from then on (stats label, next attempt); another protocol version or a non-CONNECT is refused before anything is sent', { timeout: 15_000 }, async () => {
+  const seen: string[] = []
+  const b = await scriptedBroker(5, (p, link) => {
+    if (p.type !== 'connect') return false
+    seen.push(p.clientId)
+    link.send({ type: 'connack', sessionPresent: false, reasonCode: 0 })
+    return true
+  })
+  try {
+    const c = await connect(b.url, {
+      ...fast,
+      protocolVersion: 5,
+      clientId: 'configured',
+      beforeConnect: (packet, attempt) => ({ ...packet, clientId: `${packet.clientId.split('#')[0] ?? ''}#${attempt.attempt}` })
+    })
+    assert.equal(c.clientId, 'configured#1')
+    assert.match(c.metrics(), /client_id="configured#1"/)
+    c.reconnect()
+    await waitFor(() => seen.length === 2 && c.connected, { timeoutMs: 3000, message: 'second connection' })
+    assert.deepEqual(seen, ['configured#1', 'configured#1'], 'attempt numbers restart after a connection; the hook sees the id it set')
+    assert.equal(c.clientId, 'configured#1')
+    await c.end({ force: true })
+
+    for (const hook of [(p: ConnectPacket): ConnectPacket => ({ ...p, protocolVersion: 4 }), (): ConnectPacket => ({ type: 'pingreq' }) as unknown as ConnectPacket]) {
+      const refused = await connect(b.url, { ...fast, protocolVersion: 5, reconnect: false, beforeConnect: hook }).catch((e: unknown) => e)
+      assert.equal((refused as { code?: string }).code, 'PETREL_ERR_INVALID_ARGUMENT', String(refused))
+    }
+    assert.equal(seen.length, 2, 'no CONNECT sent for the refused rewrites')
   } finally {
     await b.close()
   }
