@@ -241,6 +241,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
    * (a payload declared UTF-8 that is not) (nothing sent), PETREL_ERR_QUEUE_FULL
    * / PETREL_ERR_DROPPED (queue policy), PETREL_ERR_PUBLISH_FAILED (reason code >= 0x80),
    * PETREL_ERR_SESSION_LOST, PETREL_ERR_CLIENT_CLOSED, or the signal's abort reason.
+   * The payload may be read until this settles (one waiting for queue room is encoded only when
+   * admitted): do not change a Buffer you reuse before then.
    */
   publish (topic: string, payload: string | Uint8Array, options?: PublishOptions): Promise<PublishResult> {
     if (this.closed || this.closing) return Promise.reject(clientError(ClientErrorCode.CLIENT_CLOSED, 'the client is closed'))
