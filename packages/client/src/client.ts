@@ -381,7 +381,10 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   /**
    * MQTT 5 request/response: publishes with a Response Topic and Correlation Data and resolves
    * with the first message answering it. The client subscribes once to its own response topic.
-   * Rejects with PETREL_ERR_REQUEST_TIMEOUT, or PETREL_ERR_INVALID_ARGUMENT under 3.1.1.
+   * `timeoutMs` and `signal` bound the whole request, the publish included: they end it even
+   * while the broker has not acknowledged the PUBLISH yet (which then still completes or is
+   * replayed as any publish). Rejects with PETREL_ERR_REQUEST_TIMEOUT, the signal's reason,
+   * PETREL_ERR_INVALID_ARGUMENT under 3.1.1, or what `publish()` rejects with.
    */
   async request (topic: string, payload: string | Uint8Array, options: RequestOptions = {}): Promise<Message> {
     if (this.protocolVersion !== 5) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'request/response needs MQTT 5 (responseTopic and correlationData)')
@@ -430,14 +433,19 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         reject: (err) => { done(); reject(err) }
       })
     })
+    const sent = this.publish(topic, payload, {
+      ...options,
+      properties: { ...options.properties, responseTopic: `${r.topic}/r`, correlationData: correlation }
+    })
+    // The timeout or the signal may end the wait while the PUBLISH is still unacknowledged (a
+    // stalled broker): the request rejects then, not when the publish settles, and whichever
+    // promise loses the race must not surface as an unhandled rejection (a crash by default).
+    sent.catch(() => {})
+    answer.catch(() => {})
     try {
-      await this.publish(topic, payload, {
-        ...options,
-        properties: { ...options.properties, responseTopic: `${r.topic}/r`, correlationData: correlation }
-      })
+      await Promise.race([sent, answer])
     } catch (err) {
-      answer.catch(() => {})
-      r.waiters.get(key)?.reject(err) // clears its timer too
+      r.waiters.get(key)?.reject(err) // a failed publish: clears the timer too
       throw err
     }
     return await answer

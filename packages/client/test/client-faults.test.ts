@@ -767,3 +767,27 @@ test('v5: properties.topicAliasMaximum is advertised in the CONNECT, as the topi
     await broker.close()
   }
 })
+
+test('v5: request() ends at its timeout or signal while the broker has not acknowledged the PUBLISH, with no unhandled rejection', { timeout: 20_000 }, async () => {
+  // A stalled broker: it takes the PUBLISH and never answers it.
+  const broker = await scriptedBroker(5, (p) => p.type === 'publish' && p.topicName === 'svc/stalled')
+  const unhandled: unknown[] = []
+  const onUnhandled = (err: unknown): void => { unhandled.push(err) }
+  process.on('unhandledRejection', onUnhandled)
+  const c = await connect(broker.url, { protocolVersion: 5, reconnect: false })
+  try {
+    const started = performance.now()
+    await assert.rejects(withTimeout(c.request('svc/stalled', 'x', { qos: 1, timeoutMs: 200 }), 5000, 'request timeout'), { code: 'PETREL_ERR_REQUEST_TIMEOUT' })
+    assert.ok(performance.now() - started < 2000, 'rejected at its timeout, not when the publish settles')
+    const ac = new AbortController()
+    setTimeout(() => { ac.abort(new Error('user abort')) }, 100)
+    await assert.rejects(withTimeout(c.request('svc/stalled', 'y', { qos: 1, signal: ac.signal, timeoutMs: 30_000 }), 5000, 'request abort'), /user abort/)
+    await sleep(50) // unhandled rejections are reported once the microtasks ran
+    assert.deepEqual(unhandled, [])
+    assert.equal(c.stats().inflight, 2, 'both publishes stay in flight: they went to the wire')
+  } finally {
+    process.off('unhandledRejection', onUnhandled)
+    await c.end({ force: true })
+    await broker.close()
+  }
+})
