@@ -44,7 +44,7 @@ export interface ClientEventMap {
   connect: [ConnectEvent]
   reconnect: [ReconnectEvent]
   disconnect: [DisconnectEvent]
-  /** Non-fatal trouble: a failed attempt, a failed resubscribe, a throwing message handler. Only emitted when listened to. */
+  /** Non-fatal trouble: a failed attempt, a failed resubscribe, a throwing message handler (PETREL_ERR_HANDLER_FAILED). Only emitted when listened to. */
   error: [PetrelError]
   /** The broker named another server (CONNACK or DISCONNECT with 0x9C/0x9D and Server Reference). */
   serverReference: [{ serverReference: string, reasonCode: number }]
@@ -207,7 +207,9 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     this.owner = {
       unsubscribeEntry: async (sub) => { await this.unsubscribeEntry(sub) },
       messageDropped: () => { this.counters.messagesDropped++ },
-      handlerFailed: (err) => { this.emitError(err instanceof PetrelError ? err : clientError(ClientErrorCode.INVALID_ARGUMENT, `a message handler threw: ${String(err)}`, { cause: err })) }
+      // Always wrapped: a handler's own failure (a PetrelError from a publish it awaited, say) must
+      // not pass for the client's (a failed connection attempt, a refused resubscribe).
+      handlerFailed: (err) => { this.emitError(clientError(ClientErrorCode.HANDLER_FAILED, `a message handler threw: ${String(err)}`, { cause: err })) }
     }
   }
 

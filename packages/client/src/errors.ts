@@ -54,7 +54,9 @@ export const ClientErrorCode = {
   /** No response to `client.request()` within its timeout. */
   REQUEST_TIMEOUT: 'PETREL_ERR_REQUEST_TIMEOUT',
   /** Enhanced authentication failed or no `auth` hook could answer the broker's AUTH. */
-  AUTH_FAILED: 'PETREL_ERR_AUTH_FAILED'
+  AUTH_FAILED: 'PETREL_ERR_AUTH_FAILED',
+  /** A message handler (a callback subscription's, an `unrouted` listener) threw or rejected; `cause` is what it threw. */
+  HANDLER_FAILED: 'PETREL_ERR_HANDLER_FAILED'
 } as const
 export type ClientErrorCode = typeof ClientErrorCode[keyof typeof ClientErrorCode]
 

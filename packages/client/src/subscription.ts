@@ -5,7 +5,10 @@ import type { Message } from './message.js'
 /** What a full subscription queue does with one more message (the dropped message is acked and counted). */
 export type OverflowPolicy = 'dropNewest' | 'dropOldest'
 
-/** A callback subscription's handler; a returned promise is not awaited (a rejection is reported as an `error` event). */
+/**
+ * A callback subscription's handler; a returned promise is not awaited. A throw or a rejection is
+ * reported as an `error` event with PETREL_ERR_HANDLER_FAILED (`cause`: what was thrown).
+ */
 export type MessageHandler = (message: Message) => void | Promise<void>
 
 /** The client side a subscription needs. */

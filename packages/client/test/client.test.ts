@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { connect as netConnect, type Socket } from 'node:net'
 import { hasProgram, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
 import { connect, createClient, type ConnectEvent, type Message, type MqttClient, type PublishOptions } from '../src/index.js'
-import { encode } from '@petrel/wire'
+import { encode, PetrelError } from '@petrel/wire'
 
 // Against a real mosquitto 2.x, both protocol versions.
 
@@ -630,4 +630,22 @@ test('iterators: a break out of a manual-ack loop drops (acks) what is queued, s
     await c.end({ force: true })
     await m.stop()
   }
+})
+
+test('a message handler that throws or rejects is reported as an error event with PETREL_ERR_HANDLER_FAILED, its throw as the cause', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const c = await open(5)
+  const errors: PetrelError[] = []
+  c.on('error', (e) => { errors.push(e) })
+  const topic = uniq('handler')
+  const thrown = new Error('sync boom')
+  // A PetrelError from the app's own call (a publish it awaited) is the handler's failure, not the client's.
+  const rejected = new PetrelError('PETREL_ERR_QUEUE_FULL', 'from the app')
+  await c.subscribe(`${topic}/sync`, { qos: 1 }, () => { throw thrown })
+  await c.subscribe(`${topic}/async`, { qos: 1 }, async () => { throw rejected })
+  await c.publish(`${topic}/sync`, 'x', { qos: 1 })
+  await c.publish(`${topic}/async`, 'y', { qos: 1 })
+  await waitFor(() => errors.length === 2, { timeoutMs: 5000 })
+  assert.deepEqual(errors.map((e) => e.code), ['PETREL_ERR_HANDLER_FAILED', 'PETREL_ERR_HANDLER_FAILED'])
+  assert.deepEqual(errors.map((e) => e.cause), [thrown, rejected])
 })
