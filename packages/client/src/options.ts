@@ -167,7 +167,12 @@ export interface SubscribeOptions {
   retainHandling?: 0 | 1 | 2
   /** MQTT 5 user properties of the SUBSCRIBE. */
   userProperties?: Array<[string, string]>
-  /** Hold PUBACK/PUBREC until `msg.ack()`. Default false (acked on arrival). */
+  /**
+   * Hold PUBACK/PUBREC until `msg.ack()`. Default false (acked on arrival). Acks go out in arrival
+   * order [MQTT-4.6.0-2]: until it is acked, a message holds back the acks of every later QoS 1/2
+   * message of the client, other subscriptions' included, and so, at the broker's in-flight
+   * limit, their delivery.
+   */
   manualAck?: boolean
   /** Messages the iterator queue holds. Default 10,000. */
   queueSize?: number

@@ -649,3 +649,23 @@ test('a message handler that throws or rejects is reported as an error event wit
   assert.deepEqual(errors.map((e) => e.code), ['PETREL_ERR_HANDLER_FAILED', 'PETREL_ERR_HANDLER_FAILED'])
   assert.deepEqual(errors.map((e) => e.cause), [thrown, rejected])
 })
+
+test('manual ack: an unacked message holds back the PUBACK of a later message of another, auto-ack subscription, as the README says [MQTT-4.6.0-2]', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const pubacks: number[] = []
+  const c = await open(4, { trace: (direction, p) => { if (direction === 'out' && p.type === 'puback') pubacks.push(p.packetId) } })
+  const topic = uniq('hold')
+  const manual = await c.subscribe(`${topic}/manual`, { qos: 1, manualAck: true })
+  const auto: Message[] = []
+  await c.subscribe(`${topic}/auto`, { qos: 1 }, (m) => { auto.push(m) })
+  const p = await open(4)
+  await p.publish(`${topic}/manual`, 'held', { qos: 1 })
+  const [held] = await take(manual, 1)
+  await p.publish(`${topic}/auto`, 'later', { qos: 1 })
+  await waitFor(() => auto.length === 1, { timeoutMs: 5000 })
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  assert.deepEqual(pubacks, [], 'the auto-ack message waits behind the held one')
+  held?.ack()
+  await waitFor(() => pubacks.length === 2, { timeoutMs: 5000 })
+  assert.deepEqual(pubacks, [held?.packetId, auto[0]?.packetId])
+})
