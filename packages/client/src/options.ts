@@ -151,7 +151,11 @@ export interface PublishOptions {
   retain?: boolean
   /** MQTT 5 properties (messageExpiryInterval, responseTopic, correlationData, userProperties, contentType...). */
   properties?: PublishProperties
-  /** Aborting before the PUBLISH reached the wire removes it and rejects with the abort reason. */
+  /**
+   * Aborting before the PUBLISH reached the wire (queued, blocked, or behind a full inflight
+   * window) removes it and rejects with the abort reason. Once written it cannot be taken back:
+   * the abort is ignored and the promise settles on the broker's answer, as without a signal.
+   */
   signal?: AbortSignal
 }
 

@@ -183,15 +183,19 @@ test('abort removes a publish that has not reached the wire', { timeout: 20_000 
   const c = await connect(proxy.url, { ...fast, keepalive: 0, inflightWindow: 1 })
   try {
     proxy.stall()
-    const first = c.publish('ab/t', 'first', { qos: 1 })
+    const onWire = new AbortController()
+    const first = c.publish('ab/t', 'first', { qos: 1, signal: onWire.signal })
     const ac = new AbortController()
     const second = c.publish('ab/t', 'second', { qos: 1, signal: ac.signal })
     const reason = new Error('changed my mind')
     ac.abort(reason)
     await assert.rejects(second, (err) => err === reason)
     assert.equal(c.stats().queued, 0)
+    // Written already: the abort is ignored, the publish completes on the broker's PUBACK.
+    onWire.abort(new Error('too late'))
     proxy.resume()
-    await withTimeout(first, 5000, 'first publish')
+    const r = await withTimeout(first, 5000, 'first publish')
+    assert.ok(r.reasonCode < 0x80, `completed by the PUBACK (0x${r.reasonCode.toString(16)})`)
     assert.equal(c.stats().publishesSent, 1)
   } finally {
     await c.end({ force: true })
