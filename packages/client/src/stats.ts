@@ -27,7 +27,7 @@ export interface ClientStats {
   blocked: number
   /** Inbound PUBLISH packets (duplicates of QoS 2 not counted). */
   messagesReceived: number
-  /** Inbound messages dropped by full subscription queues. */
+  /** Inbound messages dropped by subscription queues: full (`overflow`), or still queued when a `for await` loop left early (acked, never read). */
   messagesDropped: number
   /** Inbound messages no subscription matched and no `unrouted` listener took (acked, then dropped). */
   messagesUnrouted: number
@@ -48,7 +48,7 @@ const HELP: Record<keyof ClientStats, [string, 'counter' | 'gauge']> = {
   queued: ['Publishes in the request queue, waiting for the wire', 'gauge'],
   blocked: ['Publishes waiting for room in the request queue', 'gauge'],
   messagesReceived: ['PUBLISH packets received', 'counter'],
-  messagesDropped: ['Messages dropped by full subscription queues', 'counter'],
+  messagesDropped: ['Messages dropped by subscription queues (full, or left unread by a loop that ended)', 'counter'],
   messagesUnrouted: ['Messages no subscription matched, dropped', 'counter'],
   bytesIn: ['Bytes read from the broker', 'counter'],
   bytesOut: ['Bytes written to the broker', 'counter']

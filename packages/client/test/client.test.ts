@@ -605,6 +605,7 @@ test('iterators: a break out of a manual-ack loop drops (acks) what is queued, s
     }
     assert.equal(sub.queued, 0)
     assert.ok(sub.dropped >= 2, `dropped ${sub.dropped}`)
+    assert.equal(c.stats().messagesDropped, sub.dropped, 'counted in the client\'s stats too')
     for (let i = 0; i < 100; i++) await c.publish(other, String(i), { qos: 1 })
     await waitFor(() => got === 100, { timeoutMs: 5000, message: `${got} of 100 on the other subscription` })
     // Two readers of one subscription: each next() gets its own message; end() finishes both.
