@@ -307,6 +307,8 @@ export class ClientSession implements InboundAckSink {
   // Publishes waiting for the wire, oldest first; `blocked` waits for room in `pending`.
   private readonly pending = new Deque<PublishRequest>()
   private readonly blocked = new Deque<PublishRequest>()
+  /** Aborted requests still in `blocked` (left there until they reach its head): not counted as blocked. */
+  private blockedAborted = 0
   private queued = 0
   private queuedBytes = 0
   /** QoS 1/2 publishes holding a packet id, in send order (Map keeps insertion order). */
@@ -395,7 +397,7 @@ export class ClientSession implements InboundAckSink {
   get queuedCount (): number { return this.queued }
   get queuedByteCount (): number { return this.queuedBytes }
   /** Publishes waiting for room in the queue (`block` policy). */
-  get blockedCount (): number { return this.blocked.length }
+  get blockedCount (): number { return this.blocked.length - this.blockedAborted }
   /** Nothing queued, blocked or in flight. */
   get idle (): boolean {
     return this.queued === 0 && this.blocked.length === 0 && this.inflight.size === 0 &&
@@ -755,7 +757,10 @@ export class ClientSession implements InboundAckSink {
     if (request.state === RState.Queued || request.state === RState.Blocked) {
       if (request instanceof PublishRequest) {
         if (request.state === RState.Queued) this.unqueue(request)
-        else request.state = RState.Done
+        else {
+          request.state = RState.Done
+          this.blockedAborted++
+        }
         this.admitBlocked()
       } else {
         request.state = RState.Done
@@ -771,6 +776,7 @@ export class ClientSession implements InboundAckSink {
   failAll (error: PetrelError): void {
     const all: Array<PublishRequest | ControlRequest> = [...this.blocked.drain(), ...this.pending.drain(), ...this.inflight.values(),
       ...this.control.drain(), ...this.controlInflight.values()]
+    this.blockedAborted = 0
     this.inflight.clear()
     this.controlInflight.clear()
     this.ids.clear()
@@ -1450,7 +1456,11 @@ export class ClientSession implements InboundAckSink {
   private admitBlocked (): void {
     while (this.blocked.length > 0) {
       const next = this.blocked.peek() as PublishRequest
-      if (next.state !== RState.Blocked) { this.blocked.shift(); continue }
+      if (next.state !== RState.Blocked) {
+        this.blocked.shift()
+        this.blockedAborted--
+        continue
+      }
       if (!this.hasRoom(next.size)) return
       this.blocked.shift()
       let bytes: Buffer

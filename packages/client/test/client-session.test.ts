@@ -594,6 +594,28 @@ test('abort removes a queued request; nothing is written', () => {
   assert.equal(x.session.queuedCount, 0)
 })
 
+test('abort of a blocked publish behind another blocked one: blockedCount drops at once (stats().blocked), the rest keep their order', () => {
+  const x = harness({ maxQueuedMessages: 1, inflightWindow: 1 })
+  x.pub('1')
+  const b1 = x.pub('2')
+  const b2 = x.pub('3')
+  const b3 = x.pub('4')
+  assert.equal(x.session.blockedCount, 3)
+  const blocked = (x.session as unknown as { blocked: { drain (): PublishRequest[], push (r: PublishRequest): void } }).blocked
+  const reqs = blocked.drain()
+  for (const r of reqs) blocked.push(r)
+  // The middle one: the one ahead of it has no room yet, so it cannot simply leave the head.
+  assert.equal(x.session.abort(reqs[1] as PublishRequest, new Error('stop')), true)
+  assert.equal(b2.state, 'err')
+  assert.equal(x.session.blockedCount, 2, 'the aborted one no longer counts as blocked')
+  x.up()
+  assert.deepEqual(publishes(x.take()).map((p) => p.payload.toString()), ['1'])
+  assert.equal(x.session.blockedCount, 1)
+  assert.deepEqual([b1.state, b3.state], ['pending', 'pending'])
+  assert.equal(x.session.abort(reqs[2] as PublishRequest, new Error('stop')), true)
+  assert.equal(x.session.blockedCount, 0)
+})
+
 test('invalid arguments and broker limits reject at once and send nothing', () => {
   const x = harness()
   x.up({ properties: { maximumQoS: 1, retainAvailable: false, maximumPacketSize: 100 } })
