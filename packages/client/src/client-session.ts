@@ -759,7 +759,11 @@ export class ClientSession implements InboundAckSink {
         if (request.state === RState.Queued) this.unqueue(request)
         else {
           request.state = RState.Done
-          this.blockedAborted++
+          request.payload = undefined // never encoded now: the caller's buffer is not ours to hold
+          // Aborted ones leave the waiting list lazily (at its head); one mostly made of them (an
+          // abort-and-retry loop through a long outage) is compacted, so it stays bounded by the
+          // publishes still waiting.
+          if (++this.blockedAborted > 64 && 2 * this.blockedAborted > this.blocked.length) this.compactBlocked()
         }
         this.admitBlocked()
       } else {
@@ -1451,6 +1455,11 @@ export class ClientSession implements InboundAckSink {
     this.queued--
     this.queuedBytes -= req.bytes.length
     this.admitBlocked()
+  }
+
+  private compactBlocked (): void {
+    for (const r of this.blocked.drain()) if (r.state === RState.Blocked) this.blocked.push(r)
+    this.blockedAborted = 0
   }
 
   private admitBlocked (): void {

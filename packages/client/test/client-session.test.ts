@@ -616,6 +616,32 @@ test('abort of a blocked publish behind another blocked one: blockedCount drops 
   assert.equal(x.session.blockedCount, 0)
 })
 
+test('aborted blocked publishes let go of their payload at once, and a waiting list mostly made of them is compacted: bounded by the publishes still waiting, which keep their order', () => {
+  const x = harness({ maxQueuedMessages: 1, inflightWindow: 1 })
+  x.pub('head')
+  const blocked = (): PublishRequest[] => {
+    const list = (x.session as unknown as { blocked: { drain (): PublishRequest[], push (r: PublishRequest): void } }).blocked
+    const reqs = list.drain()
+    for (const r of reqs) list.push(r)
+    return reqs
+  }
+  // An abort-and-retry loop through an outage: 1,000 tries, each aborted, behind one that waits.
+  const keeper = x.pub('keeper')
+  for (let i = 0; i < 1000; i++) {
+    x.pub(`try ${i}`)
+    const reqs = blocked()
+    const last = reqs[reqs.length - 1] as PublishRequest
+    assert.equal(x.session.abort(last, new Error('timeout')), true)
+    assert.equal(last.payload, undefined, 'the aborted one holds no payload')
+  }
+  assert.ok(blocked().length <= 130, `waiting list compacted (holds ${blocked().length})`)
+  assert.equal(x.session.blockedCount, 1)
+  const last = x.pub('last')
+  x.up()
+  assert.deepEqual(publishes(x.take()).map((p) => p.payload.toString()), ['head'])
+  assert.deepEqual([keeper.state, last.state], ['pending', 'pending'])
+})
+
 test('invalid arguments and broker limits reject at once and send nothing', () => {
   const x = harness()
   x.up({ properties: { maximumQoS: 1, retainAvailable: false, maximumPacketSize: 100 } })
