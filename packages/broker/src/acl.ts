@@ -22,10 +22,23 @@ function covers (pattern: string, topic: string): boolean {
   return pattern === topic || topicMatches(pattern, topic)
 }
 
+/**
+ * Whether a user name or client id may stand for `%u` / `%c`: it must fill exactly one topic
+ * level. A client id is the client's choice (so is the user name when no password file is set):
+ * `+` or `#` would turn `clients/%c/#` into a wildcard over every client's topics (mosquitto's
+ * CVE-2017-7650), and `/` would reach into levels below another client's (`alice/x` ->
+ * `clients/alice/x/#`).
+ */
+function isOneLevel (value: string): boolean {
+  return !/[+#/]/.test(value)
+}
+
 function substitute (topic: string, client: ClientInfo): string | undefined {
   if (!topic.includes('%')) return topic
+  const u = topic.includes('%u')
   // a rule naming %u never matches an anonymous client
-  if (topic.includes('%u') && client.username === undefined) return undefined
+  if (u && (client.username === undefined || !isOneLevel(client.username))) return undefined
+  if (topic.includes('%c') && !isOneLevel(client.clientId)) return undefined
   return topic.replaceAll('%u', client.username ?? '').replaceAll('%c', client.clientId)
 }
 

@@ -146,6 +146,42 @@ test('ACL: %u / %c substitution, read vs write, deny wins', async () => {
   })
 })
 
+test('ACL: a client id or user name with +, # or / never widens a %c / %u rule (mosquitto CVE-2017-7650)', async () => {
+  const broker = createBroker({
+    sysInterval: 0,
+    acl: [{ topic: 'clients/%c/#', access: 'readwrite' }, { topic: 'home/%u/#', access: 'readwrite' }]
+  })
+  try {
+    const { port } = await broker.listen({ port: 0 })
+    const url = `mqtt://127.0.0.1:${port}`
+    const victim = await mqtt.connectAsync(url, { clientId: 'alice', protocolVersion: 5, reconnectPeriod: 0 })
+    const got: string[] = []
+    victim.on('message', (topic) => { got.push(topic) })
+    await victim.subscribeAsync('clients/alice/#', { qos: 1 })
+    for (const [clientId, username, filter, topic] of [
+      ['+', undefined, 'clients/+/#', 'clients/alice/in'],
+      ['#', undefined, 'clients/#', 'clients/alice/in'],
+      ['alice/x', undefined, 'clients/alice/x/#', 'clients/alice/x/in'],
+      ['eve', '+', 'home/+/#', 'home/alice/in']
+    ] as const) {
+      const c = await mqtt.connectAsync(url, { clientId, ...(username === undefined ? {} : { username }), protocolVersion: 5, reconnectPeriod: 0 })
+      await assert.rejects(c.subscribeAsync(filter, { qos: 1 }), /Not authorized/, `${clientId} ${filter}`)
+      await assert.rejects(c.publishAsync(topic, 'forged', { qos: 1 }), /Not authorized/, `${clientId} ${topic}`)
+      await c.endAsync()
+    }
+    // the rules still work for an ordinary client id
+    const own = await mqtt.connectAsync(url, { clientId: 'bob', protocolVersion: 5, reconnectPeriod: 0 })
+    await own.publishAsync('clients/bob/x', 'mine', { qos: 1 })
+    await own.endAsync()
+    await victim.publishAsync('clients/alice/self', 'ok', { qos: 1 })
+    await waitFor(() => got.length > 0, { timeoutMs: 2000, message: 'alice gets her own message' })
+    assert.deepEqual(got, ['clients/alice/self'])
+    await victim.endAsync()
+  } finally {
+    await broker.close()
+  }
+})
+
 test('TLS client certificate: required, and its CN used as the user name', async () => {
   const certs = await makeTestCertificates()
   let seenUser: string | undefined
