@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { encode, type ConnackProperties, type ConnectPacket } from '@petrel/wire'
 import { Session } from './session.js'
+import { DropReason } from './stats.js'
 import { ConnectionState, type ServerConnection } from './server-connection.js'
 
 /** What the CONNECT steps work out between them. */
@@ -32,6 +33,7 @@ export const connectSteps: readonly ConnectStep[] = [
   { name: 'validateClientId', run: validateClientId },
   { name: 'checkCapacity', run: checkCapacity },
   { name: 'authenticate', run: authenticate },
+  { name: 'authorizeWill', run: authorizeWill },
   { name: 'takeOver', run: takeOver },
   { name: 'openSession', run: openSession },
   { name: 'sendConnack', run: sendConnack },
@@ -152,6 +154,30 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
   }
   const r = c.core.authenticate(request, c.info.allowAnonymous)
   return r instanceof Promise ? r.then(done, () => { c.refuse(0x80, 3); return false }) : done(r)
+}
+
+/**
+ * The will is a publish by this client, so it passes the same check (ACL or `authorizePublish`)
+ * as any other, once the user name is final: otherwise a client could post to a topic it may not
+ * write to just by dropping its connection. A refused will is discarded (counted as
+ * not_authorized) and the connection goes on, as with mosquitto: refusing the CONNECT would tell
+ * a 3.1.1 client nothing it could act on.
+ */
+function authorizeWill (c: ServerConnection): boolean | Promise<boolean> {
+  const will = c.will
+  const auth = c.core.authorizePublish
+  if (will === undefined || auth === undefined) return true
+  const done = (ok: boolean): boolean => {
+    if (!ok && c.will === will) {
+      c.will = undefined
+      c.core.stats.drop(DropReason.notAuthorized)
+      const log = c.core.log
+      if (log.isLevelEnabled('info')) log.info({ clientId: c.clientId, username: c.username, topic: will.topicName }, 'will refused by the ACL')
+    }
+    return c.state !== ConnectionState.closed
+  }
+  const r = auth(c, { topicName: will.topicName, qos: will.qos, retain: will.retain, payload: will.payload })
+  return r instanceof Promise ? r.then(done, () => done(false)) : done(r)
 }
 
 /** [MQTT-3.1.4-3] a second connection with the same client id takes over from the first. */

@@ -53,7 +53,10 @@ export interface BrokerHooks {
   authenticate?: ((request: AuthenticateRequest) => AuthenticateResult | Promise<AuthenticateResult>) | undefined
   /** MQTT 5 enhanced authentication (AUTH packets). Without it a CONNECT carrying an Authentication Method gets 0x8C. */
   authenticateEnhanced?: ((request: EnhancedAuthRequest) => EnhancedAuthResult | Promise<EnhancedAuthResult>) | undefined
-  /** Whether `client` may publish. Default: the ACL rules, or allow all when there are none. */
+  /**
+   * Whether `client` may publish. Also asked for its will, at CONNECT (a refused will is
+   * discarded, the connection goes on). Default: the ACL rules, or allow all when there are none.
+   */
   authorizePublish?: ((client: ClientInfo, publish: PublishRequest) => boolean | Promise<boolean>) | undefined
   /** Whether `client` may subscribe (filter as sent, `$share/...` included). Default: ACL rules, or allow. */
   authorizeSubscribe?: ((client: ClientInfo, subscription: Subscription) => boolean | Promise<boolean>) | undefined

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
 import { createBroker, setPassword, PasswordFile } from '@petrel/broker'
-import { execFileSync } from 'node:child_process'
-import { makeTestCertificates, requirePeer, waitFor } from '@petrel/test-utils'
+import { execFileSync, spawn } from 'node:child_process'
+import { findProgram, makeTestCertificates, requirePeer, waitFor } from '@petrel/test-utils'
 import { connected, memoryClient, withBroker } from './helpers.js'
 
 async function passwordFile (users: Record<string, string>): Promise<string> {
@@ -177,6 +177,40 @@ test('ACL: a client id or user name with +, # or / never widens a %c / %u rule (
     await waitFor(() => got.length > 0, { timeoutMs: 2000, message: 'alice gets her own message' })
     assert.deepEqual(got, ['clients/alice/self'])
     await victim.endAsync()
+  } finally {
+    await broker.close()
+  }
+})
+
+test('ACL: a will is a publish: one to a topic the client may not write is never sent (mosquitto_sub --will-topic, 3.1.1 and 5.0)', async (t) => {
+  if (!requirePeer(t, 'mosquitto_sub')) return
+  const broker = createBroker({ sysInterval: 0, acl: [{ topic: 'home/%u/#', access: 'readwrite' }] })
+  try {
+    const { port } = await broker.listen({ port: 0 })
+    const alice = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username: 'alice', reconnectPeriod: 0 })
+    const got: string[] = []
+    alice.on('message', (_topic, payload) => { got.push(payload.toString()) })
+    await alice.subscribeAsync('home/alice/#', { qos: 1 })
+    const dieWithWill = async (user: string, version: string, payload: string): Promise<void> => {
+      const p = spawn(findProgram('mosquitto_sub') as string, ['-V', version, '-h', '127.0.0.1', '-p', String(port), '-u', user,
+        '-t', `home/${user}/in`, '--will-topic', 'home/alice/status', '--will-payload', payload, '--will-qos', '1'])
+      const exited = new Promise((resolve) => p.once('exit', resolve))
+      try {
+        // its stdout is a pipe, so block-buffered: the broker says when it has subscribed
+        await waitFor(() => broker.router.subscriptionCount === 2, { timeoutMs: 5000, message: `${user} (${version}) connected and subscribed` })
+      } finally {
+        p.kill('SIGKILL') // no DISCONNECT: the will is due [MQTT-3.1.2-8]
+        await exited
+      }
+      await waitFor(() => broker.router.subscriptionCount === 1, { timeoutMs: 5000, message: `${user}'s session ended` })
+    }
+    for (const v of ['mqttv311', 'mqttv5']) await dieWithWill('bob', v, `forged by bob ${v}`)
+    await dieWithWill('alice', 'mqttv5', 'alice offline')
+    await waitFor(() => got.length > 0, { timeoutMs: 5000, message: 'alice\'s own will arrives' })
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    assert.deepEqual(got, ['alice offline'])
+    assert.equal(broker.stats.drops.not_authorized, 2)
+    await alice.endAsync()
   } finally {
     await broker.close()
   }
