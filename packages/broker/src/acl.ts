@@ -42,6 +42,23 @@ function substitute (topic: string, client: ClientInfo): string | undefined {
   return topic.replaceAll('%u', client.username ?? '').replaceAll('%c', client.clientId)
 }
 
+/**
+ * Whether some topic name matches both filters: level by level, `+` meets anything, `#` meets
+ * everything from there on (the parent level included: `a/#` matches `a` [MQTT-4.7.1-2]).
+ */
+function overlaps (a: string, b: string): boolean {
+  const la = a.split('/')
+  const lb = b.split('/')
+  for (let i = 0; ; i++) {
+    if (i === la.length && i === lb.length) return true
+    const x = la[i]
+    const y = lb[i]
+    if (x === '#' || y === '#') return true
+    if (x === undefined || y === undefined) return false
+    if (x !== '+' && y !== '+' && x !== y) return false
+  }
+}
+
 /** ACL rules compiled into the two checks the broker asks. Default deny once any rule exists. */
 export class Acl {
   constructor (private readonly rules: readonly AclRule[]) {}
@@ -58,6 +75,31 @@ export class Acl {
       f = slash === -1 ? f : f.slice(slash + 1)
     }
     return this.check(client, f, 'read')
+  }
+
+  /**
+   * For a subscription `canSubscribe` allowed: undefined when every message it can match may be
+   * read, else the check each message must pass before it is sent. A deny rule narrower than
+   * the filter (`home/alice/secret` under a subscription to `home/#`) cannot refuse the
+   * subscription, so it is applied to each message, as mosquitto applies its read ACL.
+   */
+  readFilter (client: ClientInfo, topicFilter: string): ((topicName: string) => boolean) | undefined {
+    let f = topicFilter
+    if (f.startsWith('$share/')) {
+      const slash = f.indexOf('/', 7)
+      f = slash === -1 ? f : f.slice(slash + 1)
+    }
+    const narrower = this.rules.some((r) => {
+      if (r.access !== 'deny') return false
+      if (r.user !== undefined && r.user !== client.username) return false
+      if (r.clientId !== undefined && r.clientId !== client.clientId) return false
+      const pattern = substitute(r.topic, client)
+      return pattern !== undefined && overlaps(pattern, f)
+    })
+    if (!narrower) return undefined
+    // a copy of what the rules look at: the session, and this check, outlive the connection
+    const who: ClientInfo = { clientId: client.clientId, username: client.username, protocolVersion: client.protocolVersion, remoteAddress: undefined }
+    return (topicName) => this.check(who, topicName, 'read')
   }
 
   private check (client: ClientInfo, topic: string, want: 'read' | 'write'): boolean {

@@ -25,6 +25,8 @@ export interface BrokerCore extends SessionHost {
   /** Undefined when every publish is allowed (the fast path skips the call). */
   readonly authorizePublish: ((client: ClientInfo, publish: PublishRequest) => boolean | Promise<boolean>) | undefined
   readonly authorizeSubscribe: ((client: ClientInfo, subscription: Subscription) => boolean | Promise<boolean>) | undefined
+  /** The per-message read check for an allowed subscription, when the ACL needs one (Acl.readFilter). */
+  readonly readFilter: ((client: ClientInfo, topicFilter: string) => ((topicName: string) => boolean) | undefined) | undefined
   authenticate (request: AuthenticateRequest, allowAnonymous: boolean): AuthenticateResult | Promise<AuthenticateResult>
   /** Routes a message (and stores it when retained); returns the number of sessions it reached. */
   publish (message: Message): number

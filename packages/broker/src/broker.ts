@@ -46,6 +46,7 @@ export class Broker implements BrokerCore, ConnectionHost {
   readonly authenticateEnhanced: BrokerOptions['authenticateEnhanced']
   readonly authorizePublish: ((client: ClientInfo, publish: PublishRequest) => boolean | Promise<boolean>) | undefined
   readonly authorizeSubscribe: ((client: ClientInfo, subscription: Subscription) => boolean | Promise<boolean>) | undefined
+  readonly readFilter: ((client: ClientInfo, topicFilter: string) => ((topicName: string) => boolean) | undefined) | undefined
   /** Sessions with a clock running: offline with an expiry, or a delayed will. */
   private readonly offline = new Set<Session>()
   private readonly listeners: OpenListener[] = []
@@ -79,6 +80,7 @@ export class Broker implements BrokerCore, ConnectionHost {
       (acl === undefined ? undefined : (c, p) => acl.canPublish(c, p.topicName))
     this.authorizeSubscribe = options.authorizeSubscribe ??
       (acl === undefined ? undefined : (c, s) => acl.canSubscribe(c, s.topicFilter))
+    this.readFilter = acl === undefined || options.authorizeSubscribe !== undefined ? undefined : (c, f) => acl.readFilter(c, f)
     const sysInterval = options.sysInterval ?? 10
     this.sys = sysInterval > 0 ? new SysTopics(this, sysInterval * 1000) : undefined
   }

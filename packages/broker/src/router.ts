@@ -34,7 +34,8 @@ export class Router {
    * Adds or replaces [MQTT-3.8.4-3] `session`'s subscription; returns the stored entry and
    * whether it existed before (for Retain Handling 1).
    */
-  subscribe (session: Session, sub: Subscription, subscriptionIdentifier: number | undefined): { entry: SessionSubscription, existed: boolean } {
+  subscribe (session: Session, sub: Subscription, subscriptionIdentifier: number | undefined,
+    readable?: (topicName: string) => boolean): { entry: SessionSubscription, existed: boolean } {
     const subs = session.subscriptions ??= new Map()
     const existing = subs.get(sub.topicFilter)
     if (existing !== undefined) {
@@ -43,6 +44,7 @@ export class Router {
       existing.retainAsPublished = sub.retainAsPublished === true
       existing.retainHandling = sub.retainHandling ?? 0
       existing.subscriptionIdentifier = subscriptionIdentifier
+      existing.readable = readable
       return { entry: existing, existed: true }
     }
     const shared = parseSharedSubscription(sub.topicFilter)
@@ -57,6 +59,7 @@ export class Router {
       retainHandling: sub.retainHandling ?? 0,
       subscriptionIdentifier,
       budget: this.budgetFor(topicFilter),
+      readable,
       session
     }
     subs.set(sub.topicFilter, entry)
@@ -139,6 +142,8 @@ export class Router {
       // [MQTT-3.8.3-3] no-local: not back to the connection that published it
       if (sub.noLocal && msg.from === sub.session) return
     }
+    // a deny rule inside the subscription's filter (Acl.readFilter)
+    if (sub.readable !== undefined && !sub.readable(msg.topic)) return
     const s = sub.session
     const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS
     // [MQTT-3.3.1-12] (3.1.1: RETAIN 0 on routed messages) / retain as published [MQTT-3.3.1-13]

@@ -409,7 +409,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
         codes.push(this.v5 ? 0x87 : 0x80) // denied: failure code in SUBACK [MQTT-3.9.3-2]
         return
       }
-      const { entry, existed } = this.core.router.subscribe(session, s, sid)
+      const { entry, existed } = this.core.router.subscribe(session, s, sid, this.core.readFilter?.(this, s.topicFilter))
       codes.push(s.qos) // [MQTT-3.9.3-?] granted QoS: we support up to 2
       // [MQTT-3.3.1-9..11] retain handling 0: send, 1: only on a new subscription, 2: never;
       // never for a shared subscription [MQTT-3.8.4-?]
@@ -424,6 +424,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       const sids = entry.subscriptionIdentifier === undefined ? undefined : [entry.subscriptionIdentifier]
       // [MQTT-3.3.1-8] retained messages sent because of a new subscription carry RETAIN 1
       this.core.retained.forEachMatch(entry.topicFilter, now, (m) => {
+        if (entry.readable !== undefined && !entry.readable(m.topic)) return
         session.deliver(m, (m.qos < entry.qos ? m.qos : entry.qos) as QoS, true, sids, entry.budget)
       })
     }

@@ -64,6 +64,8 @@ export interface SessionSubscription {
   retainHandling: 0 | 1 | 2
   subscriptionIdentifier: number | undefined
   budget: FilterBudget
+  /** When the ACL must see each message before it goes out (a deny rule inside the filter). */
+  readable: ((topicName: string) => boolean) | undefined
   readonly session: Session
 }
 

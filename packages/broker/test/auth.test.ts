@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
 import { createBroker, setPassword, PasswordFile } from '@petrel/broker'
-import { execFileSync, spawn } from 'node:child_process'
+import { execFile, execFileSync, spawn } from 'node:child_process'
+import { promisify } from 'node:util'
 import { findProgram, makeTestCertificates, requirePeer, waitFor } from '@petrel/test-utils'
 import { connected, memoryClient, withBroker } from './helpers.js'
 
@@ -181,6 +182,42 @@ test('ACL: a client id or user name with +, # or / never widens a %c / %u rule (
     await broker.close()
   }
 })
+
+for (const v of [4, 5] as const) {
+  test(`ACL v${v}: a deny rule inside a subscribed filter holds back each message it covers, live and retained (mosquitto_pub -> MQTT.js)`, async (t) => {
+    if (!requirePeer(t, 'mosquitto_pub')) return
+    const broker = createBroker({
+      sysInterval: 0,
+      acl: [
+        { topic: 'home/%u/#', access: 'readwrite' },
+        { user: 'reader', topic: 'home/#', access: 'read' },
+        { user: 'reader', topic: 'home/alice/secret', access: 'deny' }
+      ]
+    })
+    try {
+      const { port } = await broker.listen({ port: 0 })
+      const pub = async (topic: string, payload: string, retain: boolean): Promise<void> => {
+        await promisify(execFile)(findProgram('mosquitto_pub') as string, ['-h', '127.0.0.1', '-p', String(port), '-u', 'alice',
+          '-t', topic, '-m', payload, '-q', '1', ...(retain ? ['-r'] : [])])
+      }
+      await pub('home/alice/secret', 'retained secret', true)
+      await pub('home/alice/open', 'retained open', true)
+      const reader = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username: 'reader', protocolVersion: v, reconnectPeriod: 0 })
+      const got: string[] = []
+      reader.on('message', (topic, payload) => { got.push(`${topic} ${payload.toString()}`) })
+      const granted = await reader.subscribeAsync('home/#', { qos: 1 })
+      assert.equal(granted[0]?.qos, 1) // the subscription itself is allowed: reader may read home/#
+      await pub('home/alice/secret', 'live secret', false)
+      await pub('home/alice/open', 'live open', false)
+      await waitFor(() => got.length >= 2, { timeoutMs: 5000, message: 'the open messages arrive' })
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      assert.deepEqual(got.sort(), ['home/alice/open live open', 'home/alice/open retained open'])
+      await reader.endAsync()
+    } finally {
+      await broker.close()
+    }
+  })
+}
 
 test('ACL: a will is a publish: one to a topic the client may not write is never sent (mosquitto_sub --will-topic, 3.1.1 and 5.0)', async (t) => {
   if (!requirePeer(t, 'mosquitto_sub')) return
