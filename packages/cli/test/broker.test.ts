@@ -50,6 +50,21 @@ test('petrel broker: one line saying where it listens; mosquitto_pub/sub in both
   assert.equal(await b.exited, 0)
 })
 
+test('petrel broker: SIGHUP (a mosquitto user\'s reload) does not kill it: it says to restart and keeps serving', async (t) => {
+  if (!requirePeer(t, 'mosquitto_pub')) return
+  const b = await startBroker(['--port', '0'])
+  try {
+    b.child.kill('SIGHUP')
+    await waitFor(() => /SIGHUP/.test(b.stdout()), { timeoutMs: 5000, message: 'the SIGHUP message' })
+    assert.match(b.stdout(), /SIGHUP: the configuration is not reloaded.*stop it \(SIGTERM or Ctrl-C\) and start it again/)
+    assert.equal(b.child.exitCode, null)
+    await run(findProgram('mosquitto_pub') as string, ['-p', String(b.port), '-t', 'after/hup', '-m', 'still here', '-q', '1'])
+  } finally {
+    b.child.kill('SIGTERM')
+  }
+  assert.equal(await b.exited, 0)
+})
+
 test('petrel broker --config with an unknown key exits 2 naming the key and line', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'petrel-cli-'))
   const cfg = join(dir, 'petrel.toml')

@@ -12,9 +12,12 @@ Options:
   -p, --port <port>    port of the first listener (default 1883; 0 picks a free one)
   -h, --host <host>    host of the first listener (default 127.0.0.1)
   -v, --verbose        log connections and errors (pino, level info)
-      --help           show this help`
+      --help           show this help
 
-/** `petrel broker`: runs until SIGINT/SIGTERM, then closes gracefully. Resolves to the exit code. */
+SIGINT (Ctrl-C) or SIGTERM stops it gracefully (MQTT 5 clients get DISCONNECT 0x8B).
+SIGHUP does not reload the configuration (unlike mosquitto): restart to apply changes.`
+
+/** `petrel broker`: runs until SIGINT/SIGTERM, then closes gracefully (SIGHUP does not stop it). Resolves to the exit code. */
 export async function run (argv: string[]): Promise<number> {
   let values
   try {
@@ -70,13 +73,23 @@ export async function run (argv: string[]): Promise<number> {
   // handler in place, not the default action (killed, with no graceful close).
   let requestStop = (): void => {}
   const stopRequested = new Promise<void>((resolve) => { requestStop = resolve })
+  // mosquitto reloads its password and ACL files on SIGHUP, so its users send one after
+  // `petrel passwd`; Node's default action for it is to exit at once, with no graceful close and
+  // every session lost. There is no reload: say so, and keep running.
+  const hangup = (): void => {
+    const what = values.config === undefined ? 'the options' : `${values.config} (its password_file and [[acl]] rules included)`
+    console.error(`petrel broker: SIGHUP: the configuration is not reloaded; the broker carries on with what it read at start-up. ` +
+      `To apply changes to ${what}, stop it (SIGTERM or Ctrl-C) and start it again`)
+  }
   const stop = (): void => {
     process.off('SIGINT', stop)
     process.off('SIGTERM', stop)
+    process.off('SIGHUP', hangup)
     requestStop()
   }
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
+  process.on('SIGHUP', hangup)
   const addresses: string[] = []
   try {
     for (const l of listeners) {
