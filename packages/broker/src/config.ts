@@ -1,5 +1,7 @@
+import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
+import { createSecureContext } from 'node:tls'
 import { parse } from 'smol-toml'
 import { isValidTopicFilter } from '@petrel/wire'
 import type { AclRule } from './acl.js'
@@ -140,12 +142,50 @@ export function parseConfig (text: string, path = 'petrel.toml', baseDir = '.'):
   const options: BrokerOptions = {}
   const listeners: ListenerOptions[] = []
   let metrics: MetricsOptions | undefined
-  const file = (p: string): Buffer => {
+  /** The contents of the file `key` names, or a failure naming the key, its line and the path tried. */
+  const file = (p: string, key: string, table?: string, index?: number): Buffer => {
+    const full = resolve(baseDir, p)
     try {
-      return readFileSync(resolve(baseDir, p))
+      return readFileSync(full)
     } catch (err) {
-      return r.fail(p, `cannot read file: ${(err as Error).message}`)
+      const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message
+      const hint = full === p ? '' : ` (looked for ${full}: paths are relative to the config file)`
+      return r.fail(key, `cannot read file ${JSON.stringify(p)}${hint}: ${why}`, table, index)
     }
+  }
+  /**
+   * The listener's PEM files, loaded as TLS will load them: a key given as `cert` (or a key that
+   * is not that certificate's) otherwise stops start-up later with a bare OpenSSL message
+   * ("DECODER routines::unsupported") that names neither the file nor the key.
+   */
+  const tlsFiles = (l: Record<string, unknown>, i: number): { cert?: Buffer, key?: Buffer, ca?: Buffer } => {
+    const out: { cert?: Buffer, key?: Buffer, ca?: Buffer } = {}
+    const name = (k: string): string => JSON.stringify(l[k])
+    if (l.cert !== undefined) {
+      out.cert = file(l.cert as string, 'cert', 'listener', i)
+      try { createSecureContext({ cert: out.cert }) } catch (err) {
+        r.fail('cert', `${name('cert')} is not a PEM certificate (chain): ${(err as Error).message}`, 'listener', i)
+      }
+    }
+    if (l.key !== undefined) {
+      out.key = file(l.key as string, 'key', 'listener', i)
+      try { createSecureContext({ key: out.key }) } catch (err) {
+        r.fail('key', `${name('key')} is not a PEM private key (or it is encrypted): ${(err as Error).message}`, 'listener', i)
+      }
+    }
+    if (out.cert !== undefined && out.key !== undefined) {
+      try { createSecureContext({ cert: out.cert, key: out.key }) } catch (err) {
+        r.fail('key', `${name('key')} is not the private key of the certificate in ${name('cert')}: ${(err as Error).message}`, 'listener', i)
+      }
+    }
+    if (l.ca !== undefined) {
+      out.ca = file(l.ca as string, 'ca', 'listener', i)
+      // TLS itself skips what it cannot parse here, and would then refuse every client certificate
+      try { new X509Certificate(out.ca) } catch (err) {
+        r.fail('ca', `${name('ca')} is not a PEM CA certificate: ${(err as Error).message}`, 'listener', i)
+      }
+    }
+    return out
   }
   for (const [key, value] of Object.entries(doc)) {
     const kind = topKeys[key]
@@ -163,13 +203,14 @@ export function parseConfig (text: string, path = 'petrel.toml', baseDir = '.'):
           r.check(l, listenerKeys, 'listener', i)
           const type = (l.type ?? 'tcp') as ListenerType
           if ((type === 'tls' || type === 'wss') && (l.cert === undefined || l.key === undefined)) r.fail('type', `a ${type} listener needs cert and key`, 'listener', i)
+          const pem = tlsFiles(l, i)
           listeners.push({
             type,
             host: l.host as string | undefined,
             port: l.port as number | undefined,
-            cert: l.cert === undefined ? undefined : file(l.cert as string),
-            key: l.key === undefined ? undefined : file(l.key as string),
-            ca: l.ca === undefined ? undefined : file(l.ca as string),
+            cert: pem.cert,
+            key: pem.key,
+            ca: pem.ca,
             requireClientCertificate: l.require_client_certificate as boolean | undefined,
             useIdentityAsUsername: l.use_identity_as_username as boolean | undefined,
             path: l.path as string | undefined,
@@ -191,7 +232,7 @@ export function parseConfig (text: string, path = 'petrel.toml', baseDir = '.'):
         r.check(t, { allow_anonymous: bool, password_file: str }, 'auth')
         if (t.allow_anonymous !== undefined) options.allowAnonymous = t.allow_anonymous as boolean
         if (t.password_file !== undefined) {
-          file(t.password_file as string) // fails here, with the line, when unreadable
+          file(t.password_file as string, 'password_file', 'auth') // fails here, with the line, when unreadable
           options.passwordFile = resolve(baseDir, t.password_file as string)
         }
         break

@@ -1,5 +1,5 @@
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
+import { createSecureContext, createServer as createTlsServer, type TLSSocket } from 'node:tls'
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
@@ -81,6 +81,15 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
     ca: opts.ca,
     requestCert: opts.requireClientCertificate === true || useId,
     rejectUnauthorized: opts.requireClientCertificate === true
+  }
+  if (secure) {
+    // Load the PEM material now, so a bad one is this listener's LISTEN_FAILED, not a bare OpenSSL error.
+    try {
+      createSecureContext(tlsOptions)
+    } catch (err) {
+      throw brokerError(BrokerErrorCode.LISTEN_FAILED, `the ${type} listener on ${host}:${port} cannot use its cert/key/ca ` +
+        `(PEM: the server certificate chain, its unencrypted private key, the client CAs): ${(err as Error).message}`, { cause: err })
+    }
   }
   let server: NetServer | HttpServer
   let wss: WebSocketServer | undefined

@@ -4,6 +4,8 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { execFileSync } from 'node:child_process'
+import { makeTestCertificates } from '@petrel/test-utils'
 import { BrokerErrorCode, createBroker, parseConfig, loadConfig, startMetricsServer } from '@petrel/broker'
 import { PetrelError } from '@petrel/wire'
 import { connected, memoryClient, withBroker } from './helpers.js'
@@ -79,7 +81,48 @@ test('loadConfig resolves files relative to the config and reports unreadable on
   const dir = mkdtempSync(join(tmpdir(), 'petrel-cfg-'))
   const path = join(dir, 'petrel.toml')
   writeFileSync(path, '[[listener]]\ntype = "tls"\ncert = "missing.crt"\nkey = "missing.key"\n')
-  assert.throws(() => loadConfig(path), /petrel\.toml:3: .*cannot read file/)
+  assert.throws(() => loadConfig(path), /petrel\.toml:3: listener\.cert: cannot read file "missing\.crt" \(looked for .*missing\.crt: paths are relative to the config file\): no such file/)
+  writeFileSync(path, '[auth]\nallow_anonymous = false\npassword_file = "passwd"\n')
+  assert.throws(() => loadConfig(path), /petrel\.toml:3: auth\.password_file: cannot read file "passwd"/)
+})
+
+test('a listener\'s cert, key and ca that TLS cannot use: the message names the line, the key and the file (openssl-made files mixed up)', async () => {
+  const certs = await makeTestCertificates()
+  const dir = mkdtempSync(join(tmpdir(), 'petrel-cfg-'))
+  const path = join(dir, 'petrel.toml')
+  const other = join(dir, 'other.key')
+  execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', other])
+  const listener = (cert: string, key: string, ca = certs.caFile): string =>
+    `log_level = "warn"\n\n[[listener]]\nport = 1883\n\n[[listener]]\ntype = "tls"\ncert = ${JSON.stringify(cert)}\nkey = ${JSON.stringify(key)}\nca = ${JSON.stringify(ca)}\n`
+  const cases: Array<[string, RegExp]> = [
+    [listener(certs.keyFile, certs.keyFile), /petrel\.toml:8: listener\.cert: ".*server\.key" is not a PEM certificate/],
+    [listener(certs.certFile, certs.certFile), /petrel\.toml:9: listener\.key: ".*server\.crt" is not a PEM private key/],
+    [listener(certs.certFile, other), /petrel\.toml:9: listener\.key: ".*other\.key" is not the private key of the certificate in ".*server\.crt"/],
+    [listener(certs.certFile, certs.keyFile, certs.keyFile), /petrel\.toml:10: listener\.ca: ".*server\.key" is not a PEM CA certificate/]
+  ]
+  for (const [text, pattern] of cases) {
+    writeFileSync(path, text)
+    assert.throws(() => loadConfig(path), (err: unknown) => {
+      assert.ok(err instanceof PetrelError)
+      assert.equal(err.code, BrokerErrorCode.CONFIG_INVALID)
+      assert.match(err.message, pattern)
+      return true
+    })
+  }
+  writeFileSync(path, listener(certs.certFile, certs.keyFile))
+  assert.equal(loadConfig(path).listeners[1]?.type, 'tls')
+  // the same mix-up through the API: this listener's LISTEN_FAILED, not a bare OpenSSL error
+  const broker = createBroker({ sysInterval: 0 })
+  try {
+    await assert.rejects(broker.listen({ type: 'wss', port: 0, cert: certs.key, key: certs.cert }), (err: unknown) => {
+      assert.ok(err instanceof PetrelError)
+      assert.equal(err.code, BrokerErrorCode.LISTEN_FAILED)
+      assert.match(err.message, /the wss listener on 127\.0\.0\.1:0 cannot use its cert\/key\/ca/)
+      return true
+    })
+  } finally {
+    await broker.close()
+  }
 })
 
 test('per-filter memory override applies to matching filters only', async () => {
