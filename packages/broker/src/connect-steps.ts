@@ -192,12 +192,19 @@ function openSession (c: ServerConnection, ctx: ConnectContext): boolean {
   const core = c.core
   const limits = core.limits
   let s = core.sessions.get(c.clientId)
-  if (s !== undefined && ctx.packet.cleanStart) {
+  // Another user's session is not resumed: its subscriptions and queued messages passed that
+  // user's ACL, checked when made, so taking it over would read with the other user's rights.
+  const foreign = s !== undefined && s.username !== c.username
+  if (s !== undefined && (ctx.packet.cleanStart || foreign)) {
+    if (foreign && !ctx.packet.cleanStart && core.log.isLevelEnabled('info')) {
+      core.log.info({ clientId: c.clientId, username: c.username }, 'the session of this client id belongs to another user: starting a new one')
+    }
     core.endSession(s)
     s = undefined
   }
   if (s === undefined) {
     s = new Session(c.clientId, core)
+    s.username = c.username
     core.sessions.set(c.clientId, s)
   } else {
     ctx.sessionPresent = true

@@ -85,6 +85,8 @@ export class Session {
   inflight: Map<number, Delivery> | undefined
   /** QoS 2 packet ids received and PUBREC'd, awaiting PUBREL [MQTT-4.3.3-9]. */
   incomingQos2: Set<number> | undefined
+  /** The user whose connection made or last resumed it: its subscriptions passed that user's ACL. */
+  username: string | undefined = undefined
   /** Seconds the session outlives its connection [MQTT-3.1.2-23]. */
   expiryInterval = 0
   /** Epoch ms at which an offline session ends; 0 while online. */

@@ -219,6 +219,48 @@ for (const v of [4, 5] as const) {
   })
 }
 
+for (const v of [4, 5] as const) {
+  test(`ACL v${v}: a persistent session is resumed by its own user only; another user with the same client id starts a new one and reads nothing the session held (MQTT.js)`, async () => {
+    const broker = createBroker({ sysInterval: 0, acl: [{ topic: 'home/%u/#', access: 'readwrite' }] })
+    try {
+      const { port } = await broker.listen({ port: 0 })
+      const url = `mqtt://127.0.0.1:${port}`
+      const as = async (username: string): Promise<{ c: mqtt.MqttClient, sessionPresent: boolean, got: string[] }> => {
+        const got: string[] = []
+        const c = mqtt.connect(url, { clientId: 'shared-id', username, clean: false, protocolVersion: v, reconnectPeriod: 0, ...(v === 5 ? { properties: { sessionExpiryInterval: 300 } } : {}) })
+        c.on('message', (topic, payload) => { got.push(`${topic} ${payload.toString()}`) })
+        const connack = await new Promise<mqtt.IConnackPacket>((resolve, reject) => { c.once('connect', resolve); c.once('error', reject) })
+        return { c, sessionPresent: connack.sessionPresent, got }
+      }
+      const queue = async (payload: string): Promise<void> => {
+        const p = await mqtt.connectAsync(url, { username: 'alice', protocolVersion: v, reconnectPeriod: 0 })
+        await p.publishAsync('home/alice/door', payload, { qos: 1 })
+        await p.endAsync()
+      }
+      const alice = await as('alice')
+      await alice.c.subscribeAsync('home/alice/#', { qos: 1 })
+      await alice.c.endAsync()
+      await queue('one')
+      // Her own reconnect resumes the session and gets what it held.
+      const again = await as('alice')
+      assert.equal(again.sessionPresent, true)
+      await waitFor(() => again.got.length === 1, { timeoutMs: 3000, message: 'the held message' })
+      assert.deepEqual(again.got, ['home/alice/door one'])
+      await again.c.endAsync()
+      await queue('two')
+      // Mallory, claiming her client id, does not get her session, its subscription or its queue.
+      const mallory = await as('mallory')
+      assert.equal(mallory.sessionPresent, false)
+      await queue('three')
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      assert.deepEqual(mallory.got, [])
+      await mallory.c.endAsync()
+    } finally {
+      await broker.close()
+    }
+  })
+}
+
 test('ACL: a will is a publish: one to a topic the client may not write is never sent (mosquitto_sub --will-topic, 3.1.1 and 5.0)', async (t) => {
   if (!requirePeer(t, 'mosquitto_sub')) return
   const broker = createBroker({ sysInterval: 0, acl: [{ topic: 'home/%u/#', access: 'readwrite' }] })
