@@ -59,6 +59,20 @@ function overlaps (a: string, b: string): boolean {
   }
 }
 
+/** The rule's pattern for this client, or undefined when the rule is not the client's. */
+function applicable (r: AclRule, client: ClientInfo): string | undefined {
+  if (r.user !== undefined && r.user !== client.username) return undefined
+  if (r.clientId !== undefined && r.clientId !== client.clientId) return undefined
+  return substitute(r.topic, client)
+}
+
+/** A shared subscription is checked on its filter: $share/group/f -> f. */
+function unshared (topicFilter: string): string {
+  if (!topicFilter.startsWith('$share/')) return topicFilter
+  const slash = topicFilter.indexOf('/', 7)
+  return slash === -1 ? topicFilter : topicFilter.slice(slash + 1)
+}
+
 /** ACL rules compiled into the two checks the broker asks. Default deny once any rule exists. */
 export class Acl {
   constructor (private readonly rules: readonly AclRule[]) {}
@@ -67,36 +81,43 @@ export class Acl {
     return this.check(client, topicName, 'write')
   }
 
+  /**
+   * A subscription is granted when some rule lets the client read part of what it matches and no
+   * deny rule covers it all: `#` with only `home/alice/#` readable is granted, and each message
+   * then passes `readFilter`'s check, as mosquitto applies its read ACL on delivery (MQTT
+   * Explorer and the like subscribe to `#`). One that no read rule reaches is refused (mosquitto
+   * grants it and never delivers anything: the refusal tells the client why).
+   */
   canSubscribe (client: ClientInfo, topicFilter: string): boolean {
-    // a shared subscription is checked on its filter: $share/group/f -> f
-    let f = topicFilter
-    if (f.startsWith('$share/')) {
-      const slash = f.indexOf('/', 7)
-      f = slash === -1 ? f : f.slice(slash + 1)
+    const f = unshared(topicFilter)
+    let reach = false
+    for (const r of this.rules) {
+      const pattern = applicable(r, client)
+      if (pattern === undefined) continue
+      if (r.access === 'deny') {
+        if (covers(pattern, f)) return false
+      } else if (r.access !== 'write' && !reach) reach = overlaps(pattern, f)
     }
-    return this.check(client, f, 'read')
+    return reach
   }
 
   /**
-   * For a subscription `canSubscribe` allowed: undefined when every message it can match may be
-   * read, else the check each message must pass before it is sent. A deny rule narrower than
-   * the filter (`home/alice/secret` under a subscription to `home/#`) cannot refuse the
-   * subscription, so it is applied to each message, as mosquitto applies its read ACL.
+   * For a subscription `canSubscribe` granted: undefined when every message it can match may be
+   * read (one read rule covers its whole filter and no deny rule reaches into it), else the check
+   * each message must pass before it is sent, live or retained: a filter wider than the read
+   * rules, or a deny rule narrower than the filter (`home/alice/secret` under `home/#`).
    */
   readFilter (client: ClientInfo, topicFilter: string): ((topicName: string) => boolean) | undefined {
-    let f = topicFilter
-    if (f.startsWith('$share/')) {
-      const slash = f.indexOf('/', 7)
-      f = slash === -1 ? f : f.slice(slash + 1)
+    const f = unshared(topicFilter)
+    let covered = false
+    let denyInside = false
+    for (const r of this.rules) {
+      const pattern = applicable(r, client)
+      if (pattern === undefined) continue
+      if (r.access === 'deny') denyInside ||= overlaps(pattern, f)
+      else if (r.access !== 'write') covered ||= covers(pattern, f)
     }
-    const narrower = this.rules.some((r) => {
-      if (r.access !== 'deny') return false
-      if (r.user !== undefined && r.user !== client.username) return false
-      if (r.clientId !== undefined && r.clientId !== client.clientId) return false
-      const pattern = substitute(r.topic, client)
-      return pattern !== undefined && overlaps(pattern, f)
-    })
-    if (!narrower) return undefined
+    if (covered && !denyInside) return undefined
     // a copy of what the rules look at: the session, and this check, outlive the connection
     const who: ClientInfo = { clientId: client.clientId, username: client.username, protocolVersion: client.protocolVersion, remoteAddress: undefined }
     return (topicName) => this.check(who, topicName, 'read')
@@ -105,9 +126,7 @@ export class Acl {
   private check (client: ClientInfo, topic: string, want: 'read' | 'write'): boolean {
     let allowed = false
     for (const r of this.rules) {
-      if (r.user !== undefined && r.user !== client.username) continue
-      if (r.clientId !== undefined && r.clientId !== client.clientId) continue
-      const pattern = substitute(r.topic, client)
+      const pattern = applicable(r, client)
       if (pattern === undefined || !covers(pattern, topic)) continue
       if (r.access === 'deny') return false
       if (r.access === 'readwrite' || r.access === want) allowed = true

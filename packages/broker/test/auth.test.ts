@@ -261,6 +261,41 @@ for (const v of [4, 5] as const) {
   })
 }
 
+for (const v of [4, 5] as const) {
+  test(`ACL v${v}: a subscription wider than the read rules (#, as MQTT Explorer makes) is granted and delivers only what the client may read, live and retained; one no read rule reaches is refused`, async () => {
+    const broker = createBroker({ sysInterval: 0, acl: [{ topic: 'home/%u/#', access: 'readwrite' }, { topic: 'home/+/live', access: 'write' }, { topic: 'public/#', access: 'write' }] })
+    try {
+      const { port } = await broker.listen({ port: 0 })
+      const url = `mqtt://127.0.0.1:${port}`
+      const bob = await mqtt.connectAsync(url, { username: 'bob', protocolVersion: v, reconnectPeriod: 0 })
+      await bob.publishAsync('home/bob/retained', 'bob r', { qos: 1, retain: true })
+      const alice = await mqtt.connectAsync(url, { username: 'alice', protocolVersion: v, reconnectPeriod: 0 })
+      await alice.publishAsync('home/alice/retained', 'alice r', { qos: 1, retain: true })
+      const got: string[] = []
+      alice.on('message', (topic, payload) => { got.push(`${topic} ${payload.toString()}`) })
+      for (const filter of ['#', '$share/g/home/+/live']) {
+        const granted = await alice.subscribeAsync(filter, { qos: 1 })
+        assert.equal(granted[0]?.qos, 1, filter)
+      }
+      // Nothing readable under public/ (write only) or other/: refused, not granted to deliver nothing.
+      for (const filter of ['other/#', 'public/#']) {
+        await assert.rejects(alice.subscribeAsync(filter, { qos: 1 }), v === 5 ? /Not authorized/ : /Unspecified error/, filter)
+      }
+      await bob.publishAsync('home/bob/live', 'bob live', { qos: 1 })
+      await bob.publishAsync('public/news', 'public', { qos: 1 })
+      await bob.publishAsync('home/alice/live', 'to alice', { qos: 1 })
+      await waitFor(() => got.length >= 2, { timeoutMs: 3000, message: `alice gets her messages (got ${JSON.stringify(got)})` })
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      // home/alice/live matches # and the shared subscription: one copy [MQTT-3.3.4-2].
+      assert.deepEqual(got.sort(), ['home/alice/live to alice', 'home/alice/retained alice r'])
+      await alice.endAsync()
+      await bob.endAsync()
+    } finally {
+      await broker.close()
+    }
+  })
+}
+
 test('ACL: a will is a publish: one to a topic the client may not write is never sent (mosquitto_sub --will-topic, 3.1.1 and 5.0)', async (t) => {
   if (!requirePeer(t, 'mosquitto_sub')) return
   const broker = createBroker({ sysInterval: 0, acl: [{ topic: 'home/%u/#', access: 'readwrite' }] })
