@@ -52,6 +52,8 @@ export class Connection implements Transport {
   private readTurn = -1
   private readBytes = 0
   private budgetPaused = false
+  /** Input paused because the client does not read what it asked for (see `checkBacklog`). */
+  private outputPaused = false
   dirty = false
 
   constructor (private readonly host: ConnectionHost, readonly stream: Duplex, info: ConnectionInfo) {
@@ -170,7 +172,28 @@ export class Connection implements Transport {
   /** @internal called through the shared 'drain' listener */
   onDrain (): void {
     this.blocked = false
+    if (this.outputPaused) {
+      this.outputPaused = false
+      if (!this.busy && !this.budgetPaused && !this.stream.destroyed) this.stream.resume()
+    }
     this.pumpSession()
+  }
+
+  /**
+   * Stops reading a client that does not read its answers. PUBLISH output stops at the write
+   * high-water mark (the session queue takes over), but every PINGREQ, QoS 1/2 PUBLISH,
+   * SUBSCRIBE... gets a control packet that is written regardless: a client flooding requests
+   * without reading made the broker buffer their answers without bound (tens of MB a second
+   * on loopback). Past what the publish path itself can leave buffered (the high-water mark
+   * plus one packet) its input waits for 'drain'; TCP then pushes back on the client, and its
+   * keepalive runs out if it never reads again. Cheap: nothing to do unless a write was refused.
+   */
+  private checkBacklog (): void {
+    if (!this.blocked || this.outputPaused || this.stream.destroyed) return
+    const limits = this.host.limits
+    if (this.stream.writableLength <= limits.writeHighWaterMark + limits.maxPacketSize) return
+    this.outputPaused = true
+    this.stream.pause()
   }
 
   /** @internal called through the shared 'end' listener */
@@ -188,7 +211,7 @@ export class Connection implements Transport {
   resumeReading (): void {
     this.budgetPaused = false
     this.readBytes = 0
-    if (!this.busy && !this.stream.destroyed) this.stream.resume()
+    if (!this.busy && !this.outputPaused && !this.stream.destroyed) this.stream.resume()
   }
 
   /** @internal called through the shared 'data' listener */
@@ -240,6 +263,7 @@ export class Connection implements Transport {
     out.length = 0
     if (error !== undefined) pc.protocolFailure(error, this.decoder.protocolVersion)
     this.flushControl()
+    this.checkBacklog()
     this.host.inputDone()
   }
 
@@ -266,7 +290,8 @@ export class Connection implements Transport {
     const err = this.backlogError
     this.backlogError = undefined
     if (err !== undefined) { pc.protocolFailure(err, this.decoder.protocolVersion); return }
-    if (!this.stream.destroyed && !this.budgetPaused) this.stream.resume()
+    this.checkBacklog()
+    if (!this.stream.destroyed && !this.budgetPaused && !this.outputPaused) this.stream.resume()
   }
 }
 
