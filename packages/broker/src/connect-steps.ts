@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { encode, type ConnackProperties, type ConnectPacket } from '@petrel/wire'
 import { Session } from './session.js'
 import { DropReason } from './stats.js'
-import { ConnectionState, type ServerConnection } from './server-connection.js'
+import { ConnectionState, isReservedTopic, type ServerConnection } from './server-connection.js'
 
 /** What the CONNECT steps work out between them. */
 export interface ConnectContext {
@@ -165,8 +165,9 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
  */
 function authorizeWill (c: ServerConnection): boolean | Promise<boolean> {
   const will = c.will
+  if (will === undefined) return true
   const auth = c.core.authorizePublish
-  if (will === undefined || auth === undefined) return true
+  if (auth === undefined && !isReservedTopic(will.topicName)) return true
   const done = (ok: boolean): boolean => {
     if (!ok && c.will === will) {
       c.will = undefined
@@ -176,6 +177,8 @@ function authorizeWill (c: ServerConnection): boolean | Promise<boolean> {
     }
     return c.state !== ConnectionState.closed
   }
+  // a will on $SYS/... or $share/... is refused like a publish there (see isReservedTopic)
+  if (auth === undefined || isReservedTopic(will.topicName)) return done(false)
   const r = auth(c, { topicName: will.topicName, qos: will.qos, retain: will.retain, payload: will.payload })
   return r instanceof Promise ? r.then(done, () => done(false)) : done(r)
 }

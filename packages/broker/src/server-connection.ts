@@ -285,6 +285,12 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
         }
       }
     }
+    // `$SYS/...` is the broker's own, `$share/...` a subscription form no subscriber can receive
+    // (as mosquitto: 0x87, the connection stays). One compare for ordinary topics.
+    if (topic.charCodeAt(0) === 0x24 && isReservedTopic(topic)) {
+      this.finishPublish(p, undefined, false)
+      return
+    }
     const session = this.session as Session
     if (p.qos === 2) {
       const q2 = session.incomingQos2
@@ -529,3 +535,13 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   }
 }
 
+/**
+ * Topics a client may not publish to (nor leave a will on): `$SYS` (the broker's statistics, which
+ * a client could otherwise overwrite, retained, for every reader) and `$share` (a shared
+ * subscription's prefix: a filter starting with it is never a plain subscription, so no one could
+ * receive the message). Topics starting with `$` are for the server's own use [MQTT-4.7.2-1].
+ */
+export function isReservedTopic (topic: string): boolean {
+  return ((topic.startsWith('$SYS') && (topic.length === 4 || topic.charCodeAt(4) === 0x2f)) ||
+    (topic.startsWith('$share') && (topic.length === 6 || topic.charCodeAt(6) === 0x2f)))
+}

@@ -6,6 +6,7 @@ import { connect as netConnect, type Socket } from 'node:net'
 import { encode } from '@petrel/wire'
 import { createBroker, type Broker, type BrokerOptions } from '@petrel/broker'
 import { waitFor } from '@petrel/test-utils'
+import { tcpClient, text } from './helpers.js'
 
 async function withTcpBroker (options: BrokerOptions, fn: (broker: Broker, port: number) => Promise<void>): Promise<void> {
   const broker = createBroker({ sysInterval: 0, sweepIntervalMs: 50, ...options })
@@ -55,3 +56,39 @@ test('a client that floods PINGREQ without reading is paused, not buffered for: 
     s.destroy()
   })
 })
+
+for (const v of [4, 5] as const) {
+  test(`v${v}: a client cannot publish (or leave a will) on $SYS/... or $share/...: 5.0 PUBACK 0x87, nothing stored or delivered`, async () => {
+    await withTcpBroker({}, async (broker, port) => {
+      const reader = await tcpClient(port, 5)
+      await reader.connect({ clientId: 'reader' })
+      reader.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: '$SYS/#', qos: 1 }, { topicFilter: '$share/g/x', qos: 1 }, { topicFilter: 'ok', qos: 1 }] })
+      await reader.expect('suback')
+      broker.publishMessage({ topic: '$SYS/broker/version', payload: 'petrel', retain: true })
+      assert.equal(text((await reader.expect('publish')).payload), 'petrel')
+      const evil = await tcpClient(port, v)
+      await evil.connect({ clientId: 'evil', will: { topicName: '$SYS/broker/uptime', payload: Buffer.from('will'), qos: 0, retain: true } })
+      for (const [i, topicName] of ['$SYS/broker/version', '$SYS', '$share/g/x', '$share'].entries()) {
+        evil.send({ type: 'publish', topicName, payload: Buffer.from('forged'), qos: 1, retain: true, dup: false, packetId: i + 1 })
+        const ack = await evil.expect('puback')
+        assert.equal(ack.reasonCode, v === 5 ? 0x87 : undefined, topicName)
+      }
+      evil.send({ type: 'publish', topicName: '$SYS/broker/clients/connected', payload: Buffer.from('forged'), qos: 0, retain: true, dup: false })
+      // topics that only look alike are ordinary
+      evil.send({ type: 'publish', topicName: 'ok', payload: Buffer.from('fine'), qos: 1, retain: false, dup: false, packetId: 9 })
+      assert.equal((await evil.expect('puback')).reasonCode, v === 5 ? 0 : undefined)
+      assert.equal(text((await reader.expect('publish')).payload), 'fine', 'only the ordinary publish reaches the reader')
+      evil.destroy() // the will would go out now
+      await evil.waitClosed()
+      assert.equal(await reader.quiet(200), true, 'no forged message or will')
+      assert.equal(broker.retained.size, 1, 'only the broker\'s own $SYS value is retained')
+      const late = await tcpClient(port, 5)
+      await late.connect({ clientId: 'late' })
+      late.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: '$SYS/broker/version', qos: 0 }] })
+      await late.expect('suback')
+      assert.equal(text((await late.expect('publish')).payload), 'petrel')
+      late.destroy()
+      reader.destroy()
+    })
+  })
+}
