@@ -40,7 +40,8 @@ const limitKeys: Record<string, [keyof BrokerLimits, Check]> = {
   connect_timeout_ms: ['connectTimeoutMs', int(100)],
   max_session_expiry_interval: ['maxSessionExpiryInterval', int(0, 0xffffffff)],
   write_high_water_mark: ['writeHighWaterMark', int(1024)],
-  max_retained_messages: ['maxRetainedMessages', int(0)]
+  max_retained_messages: ['maxRetainedMessages', int(0)],
+  max_topic_levels: ['maxTopicLevels', int(1, 32768)]
 }
 const listenerKeys: Record<string, Check> = {
   type: oneOf('tcp', 'tls', 'ws', 'wss'), host: str, port: int(0, 65535), cert: str, key: str, ca: str,

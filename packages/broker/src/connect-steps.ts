@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { encode, type ConnackProperties, type ConnectPacket } from '@petrel/wire'
 import { Session } from './session.js'
 import { DropReason } from './stats.js'
-import { ConnectionState, isReservedTopic, type ServerConnection } from './server-connection.js'
+import { ConnectionState, isReservedTopic, tooDeep, type ServerConnection } from './server-connection.js'
 
 /** What the CONNECT steps work out between them. */
 export interface ConnectContext {
@@ -167,18 +167,20 @@ function authorizeWill (c: ServerConnection): boolean | Promise<boolean> {
   const will = c.will
   if (will === undefined) return true
   const auth = c.core.authorizePublish
-  if (auth === undefined && !isReservedTopic(will.topicName)) return true
+  // a will deeper than max_topic_levels is refused as a publish there would be (0x90)
+  const deep = tooDeep(will.topicName, c.core.limits.maxTopicLevels)
+  if (auth === undefined && !deep && !isReservedTopic(will.topicName)) return true
   const done = (ok: boolean): boolean => {
     if (!ok && c.will === will) {
       c.will = undefined
-      c.core.stats.drop(DropReason.notAuthorized)
+      c.core.stats.drop(deep ? DropReason.topicInvalid : DropReason.notAuthorized)
       const log = c.core.log
       if (log.isLevelEnabled('info')) log.info({ clientId: c.clientId, username: c.username, topic: will.topicName }, 'will refused by the ACL')
     }
     return c.state !== ConnectionState.closed
   }
   // a will on $SYS/... or $share/... is refused like a publish there (see isReservedTopic)
-  if (auth === undefined || isReservedTopic(will.topicName)) return done(false)
+  if (auth === undefined || deep || isReservedTopic(will.topicName)) return done(false)
   const r = auth(c, { topicName: will.topicName, qos: will.qos, retain: will.retain, payload: will.payload })
   return r instanceof Promise ? r.then(done, () => done(false)) : done(r)
 }

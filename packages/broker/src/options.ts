@@ -87,6 +87,11 @@ export interface BrokerLimits {
   writeHighWaterMark: number
   /** Retained messages kept; past this, new retained topics are not stored (counted). Default 100,000. */
   maxRetainedMessages: number
+  /**
+   * Levels a client's topic name or filter may have (`a/b/c`: 3). Deeper publishes are refused
+   * (0x90), deeper subscriptions get 0x8F / 0x80 in SUBACK. Default 200, as mosquitto.
+   */
+  maxTopicLevels: number
 }
 
 /** Memory budget per subscription filter, rumqttd style: bytes = max_segment_size x max_segment_count. */
@@ -133,7 +138,8 @@ export const defaultLimits: Readonly<BrokerLimits> = {
   connectTimeoutMs: 10_000,
   maxSessionExpiryInterval: 86_400,
   writeHighWaterMark: 256 * 1024,
-  maxRetainedMessages: 100_000
+  maxRetainedMessages: 100_000,
+  maxTopicLevels: 200
 }
 
 export const defaultFilterMemory: Readonly<FilterMemory> = { maxSegmentSize: 1024 * 1024, maxSegmentCount: 4 }

@@ -1,5 +1,5 @@
 import {
-  encode, isWellFormedUtf8, WireErrorCode, type PetrelError, type AuthPacket, type ConnectPacket, type DisconnectPacket, type Packet,
+  encode, isWellFormedUtf8, parseSharedSubscription, WireErrorCode, type PetrelError, type AuthPacket, type ConnectPacket, type DisconnectPacket, type Packet,
   type ProtocolVersion, type PublishPacket, type PublishProperties, type QoS, type SubscribePacket,
   type UnsubscribePacket, type Will
 } from '@petrel/wire'
@@ -291,6 +291,15 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       this.finishPublish(p, undefined, false)
       return
     }
+    // Too many levels: matching walks one level per step, and a topic of 30,000 empty levels
+    // against a filter of as many `+` overflowed the stack and killed the process. Refused like
+    // a denied publish, with 0x90 Topic Name invalid ("correctly formed but not accepted").
+    // Free for ordinary topics: fewer characters than the limit means fewer levels.
+    const maxLevels = this.core.limits.maxTopicLevels
+    if (topic.length >= maxLevels && tooDeep(topic, maxLevels)) {
+      this.finishPublish(p, undefined, false, 0x90)
+      return
+    }
     const session = this.session as Session
     if (p.qos === 2) {
       const q2 = session.incomingQos2
@@ -356,7 +365,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       // while acks are already held, later ones queue behind them: no second wait to register
       if (p.qos > 0 && this.heldAcks === undefined) wait = this.core.takePressure()
     } else {
-      this.core.stats.drop(refusal === 0x99 ? DropReason.payloadFormatInvalid : DropReason.notAuthorized)
+      this.core.stats.drop(refusal === 0x99 ? DropReason.payloadFormatInvalid : refusal === 0x90 ? DropReason.topicInvalid : DropReason.notAuthorized)
     }
     if (p.qos === 0) return
     const packetId = p.packetId as number
@@ -410,9 +419,16 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     const sid = p.properties?.subscriptionIdentifier
     const codes: number[] = []
     let retainedFor: SessionSubscription[] | undefined
+    const maxLevels = this.core.limits.maxTopicLevels
     p.subscriptions.forEach((s, i) => {
       if (allowed !== undefined && allowed[i] !== true) {
         codes.push(this.v5 ? 0x87 : 0x80) // denied: failure code in SUBACK [MQTT-3.9.3-2]
+        return
+      }
+      // deeper than max_topic_levels: 0x8F Topic Filter invalid, "correctly formed but not
+      // accepted by this Server" (the filter of a shared subscription is what is counted)
+      if (s.topicFilter.length >= maxLevels && tooDeep(parseSharedSubscription(s.topicFilter)?.topicFilter ?? s.topicFilter, maxLevels)) {
+        codes.push(this.v5 ? 0x8f : 0x80)
         return
       }
       const { entry, existed } = this.core.router.subscribe(session, s, sid, this.core.readFilter?.(this, s.topicFilter))
@@ -544,4 +560,13 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
 export function isReservedTopic (topic: string): boolean {
   return ((topic.startsWith('$SYS') && (topic.length === 4 || topic.charCodeAt(4) === 0x2f)) ||
     (topic.startsWith('$share') && (topic.length === 6 || topic.charCodeAt(6) === 0x2f)))
+}
+
+/** Whether `topic` has more than `max` levels (`/`-separated parts). */
+export function tooDeep (topic: string, max: number): boolean {
+  let levels = 1
+  for (let i = topic.indexOf('/'); i !== -1; i = topic.indexOf('/', i + 1)) {
+    if (++levels > max) return true
+  }
+  return false
 }

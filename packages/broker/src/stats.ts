@@ -16,7 +16,9 @@ export const DropReason = {
   /** The publish was refused by `authorizePublish` or the ACL. */
   notAuthorized: 'not_authorized',
   /** The payload was not UTF-8 although its Payload Format Indicator said so [MQTT-3.3.2-4]. */
-  payloadFormatInvalid: 'payload_format_invalid'
+  payloadFormatInvalid: 'payload_format_invalid',
+  /** A topic deeper than `max_topic_levels` (publish or will refused with 0x90). */
+  topicInvalid: 'topic_invalid'
 } as const
 export type DropReason = typeof DropReason[keyof typeof DropReason]
 
@@ -39,7 +41,7 @@ export class BrokerStats {
   /** Times a QoS 1/2 publisher was held back because a subscriber it reached was behind. */
   flowControlHolds = 0
   readonly drops: Record<DropReason, number> = {
-    queue_full: 0, filter_limit: 0, offline: 0, expired: 0, packet_too_large: 0, not_authorized: 0, payload_format_invalid: 0
+    queue_full: 0, filter_limit: 0, offline: 0, expired: 0, packet_too_large: 0, not_authorized: 0, payload_format_invalid: 0, topic_invalid: 0
   }
 
   drop (reason: DropReason): void {

@@ -92,3 +92,34 @@ for (const v of [4, 5] as const) {
     })
   })
 }
+
+for (const v of [4, 5] as const) {
+  test(`v${v}: topics deeper than max_topic_levels are refused (SUBACK 0x8F / 0x80, PUBACK 0x90), not a stack overflow`, async () => {
+    await withTcpBroker({}, async (broker, port) => {
+      const deep = 30_000 // levels: a filter of that many `+` and a topic of that many empty levels
+      const c = await tcpClient(port, v)
+      await c.connect({ clientId: 'deep', will: { topicName: '/'.repeat(deep - 1), payload: Buffer.from('will'), qos: 0, retain: false } })
+      const limit = Array(200).fill('+').join('/')
+      c.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: Array(deep).fill('+').join('/'), qos: 1 }, { topicFilter: `$share/g/${'a/'.repeat(200)}#`, qos: 1 }, { topicFilter: limit, qos: 1 }] })
+      assert.deepEqual((await c.expect('suback')).reasonCodes, v === 5 ? [0x8f, 0x8f, 1] : [0x80, 0x80, 1])
+      c.send({ type: 'publish', topicName: '/'.repeat(deep - 1), payload: Buffer.from('deep'), qos: 1, retain: true, dup: false, packetId: 2 })
+      assert.equal((await c.expect('puback')).reasonCode, v === 5 ? 0x90 : undefined)
+      c.send({ type: 'publish', topicName: '/'.repeat(deep - 1), payload: Buffer.from('deep'), qos: 0, retain: false, dup: false })
+      // 200 levels is within the limit: delivered through the 200-level filter
+      c.send({ type: 'publish', topicName: '/'.repeat(199), payload: Buffer.from('ok'), qos: 1, retain: false, dup: false, packetId: 3 })
+      const [a, b] = [await c.next(), await c.next()]
+      const m = [a, b].find((p) => p.type === 'publish')
+      assert.ok(m !== undefined && m.type === 'publish' && text(m.payload) === 'ok', 'the 200-level topic is delivered')
+      assert.equal(broker.retained.size, 0)
+      assert.equal(broker.stats.drops.topic_invalid, 3, 'the will at CONNECT, then the two publishes')
+      const other = await tcpClient(port, v)
+      await other.connect({ clientId: 'other' })
+      c.destroy() // its will, on a topic as deep, is not sent either
+      await c.waitClosed()
+      other.send({ type: 'pingreq' })
+      await other.expect('pingresp')
+      assert.equal(broker.stats.drops.topic_invalid, 3)
+      other.destroy()
+    })
+  })
+}
