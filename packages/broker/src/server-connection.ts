@@ -442,12 +442,17 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     // [MQTT-3.8.4-1] SUBACK with the same packet id, one code per filter [MQTT-3.8.4-6]
     this.transport.writeControl(encode({ type: 'suback', packetId: p.packetId, reasonCodes: codes }, this.protocolVersion))
     if (retainedFor === undefined) return
+    // Once the session's queue is full, what is left would only be dropped: the walk stops
+    // there, so a SUBSCRIBE of `#` repeated (or of thousands of filters) costs what the
+    // subscriber can hold, not filters x retained messages.
     for (const entry of retainedFor) {
+      if (session.saturated) break
       const sids = entry.subscriptionIdentifier === undefined ? undefined : [entry.subscriptionIdentifier]
       // [MQTT-3.3.1-8] retained messages sent because of a new subscription carry RETAIN 1
       this.core.retained.forEachMatch(entry.topicFilter, now, (m) => {
-        if (entry.readable !== undefined && !entry.readable(m.topic)) return
+        if (entry.readable !== undefined && !entry.readable(m.topic)) return true
         session.deliver(m, (m.qos < entry.qos ? m.qos : entry.qos) as QoS, true, sids, entry.budget)
+        return !session.saturated
       })
     }
   }

@@ -126,6 +126,14 @@ export class Session {
     return this.queuedBytes
   }
 
+  /** The queue holds all it may: anything more for this session is dropped. */
+  get saturated (): boolean {
+    const n = this.queueLength
+    if (n === 0) return false
+    const limits = this.host.limits
+    return n >= limits.maxQueuedMessages || this.queuedBytes >= limits.maxQueuedBytes
+  }
+
   get inflightCount (): number {
     return this.inflight?.size ?? 0
   }
