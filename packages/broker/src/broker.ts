@@ -63,6 +63,9 @@ export class Broker implements BrokerCore, ConnectionHost {
   private logger: Logger | undefined
   private readonly passwords: PasswordFile | undefined
   private readonly sys: SysTopics | undefined
+  private retainWarnedAt = -Infinity
+  /** Refusals not logged since the last warning. */
+  private retainWarnSuppressed = 0
 
   constructor (readonly options: BrokerOptions = {}) {
     this.limits = { ...defaultLimits, ...stripUndefined(options.limits ?? {}) }
@@ -71,7 +74,7 @@ export class Broker implements BrokerCore, ConnectionHost {
       maxSegmentSize: mem?.maxSegmentSize ?? defaultFilterMemory.maxSegmentSize,
       maxSegmentCount: mem?.maxSegmentCount ?? defaultFilterMemory.maxSegmentCount
     }, mem?.filters ?? [])
-    this.retained = new RetainedStore(this.limits.maxRetainedMessages)
+    this.retained = new RetainedStore(this.limits.maxRetainedMessages, this.limits.maxRetainedBytes)
     this.responseInformation = options.responseInformation
     this.authenticateEnhanced = options.authenticateEnhanced
     this.passwords = options.passwordFile === undefined ? undefined : PasswordFile.load(options.passwordFile)
@@ -152,8 +155,28 @@ export class Broker implements BrokerCore, ConnectionHost {
 
   publish (message: Message): number {
     if (this.pressured.length > 0) this.pressured.length = 0
-    if (message.retain && !this.retained.set(message)) this.log.warn({ topic: message.topic }, 'retained store full; message not retained')
+    if (message.retain && !this.retained.set(message)) this.retainRefused(message)
     return this.router.route(message)
+  }
+
+  /**
+   * A retained message the store had no room for: still routed (the publish itself is fine, as
+   * the store is the broker's own budget), counted, and logged at most once per
+   * RETAIN_WARN_MS with how many were refused since: one warning per refusal let a client fill
+   * the log as fast as it could publish.
+   */
+  private retainRefused (message: Message): void {
+    this.stats.retainedRefused++
+    const now = this.now()
+    if (now - this.retainWarnedAt < RETAIN_WARN_MS) {
+      this.retainWarnSuppressed++
+      return
+    }
+    const limit = this.retained.size >= this.limits.maxRetainedMessages ? 'max_retained_messages' : 'max_retained_bytes'
+    this.log.warn({ topic: message.topic, bytes: message.size, limit, suppressed: this.retainWarnSuppressed },
+      `retained store full (${limit}); message not retained`)
+    this.retainWarnedAt = now
+    this.retainWarnSuppressed = 0
   }
 
   notePressure (s: Session): void {
@@ -302,6 +325,9 @@ export class Broker implements BrokerCore, ConnectionHost {
     }
   }
 }
+
+/** At most one 'retained store full' warning per this many ms. */
+const RETAIN_WARN_MS = 10_000
 
 const ANONYMOUS_ALLOWED: ConnectionInfo = Object.freeze({ allowAnonymous: true, certificateIdentity: undefined })
 const ANONYMOUS_REFUSED: ConnectionInfo = Object.freeze({ allowAnonymous: false, certificateIdentity: undefined })

@@ -41,6 +41,7 @@ const limitKeys: Record<string, [keyof BrokerLimits, Check]> = {
   max_session_expiry_interval: ['maxSessionExpiryInterval', int(0, 0xffffffff)],
   write_high_water_mark: ['writeHighWaterMark', int(1024)],
   max_retained_messages: ['maxRetainedMessages', int(0)],
+  max_retained_bytes: ['maxRetainedBytes', int(0)],
   max_topic_levels: ['maxTopicLevels', int(1, 32768)]
 }
 const listenerKeys: Record<string, Check> = {

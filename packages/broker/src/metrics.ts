@@ -28,6 +28,7 @@ export function createMetricsRegistry (broker: Broker): Registry {
   gauge('petrel_sessions', 'Sessions held, online or offline', () => broker.sessions.size)
   gauge('petrel_subscriptions', 'Subscriptions', () => broker.router.subscriptionCount)
   gauge('petrel_retained_messages', 'Retained messages', () => broker.retained.size)
+  gauge('petrel_retained_bytes', 'Bytes of retained messages (payload + topic)', () => broker.retained.bytes)
   gauge('petrel_queued_messages', 'Messages queued across sessions', () => sum(broker, 'queueLength'))
   gauge('petrel_queued_bytes', 'Bytes queued across sessions', () => sum(broker, 'queueBytes'))
   gauge('petrel_inflight_messages', 'QoS 1/2 messages in flight to clients', () => sum(broker, 'inflightCount'))
@@ -39,6 +40,7 @@ export function createMetricsRegistry (broker: Broker): Registry {
   counter('petrel_connect_refused_total', 'CONNECTs refused', [], (set) => { set({}, s.connectRefused) })
   counter('petrel_protocol_errors_total', 'Connections closed for bad input', [], (set) => { set({}, s.protocolErrors) })
   counter('petrel_flow_control_holds_total', 'QoS 1/2 publishers held back because a subscriber was behind', [], (set) => { set({}, s.flowControlHolds) })
+  counter('petrel_retained_refused_total', 'Retained publishes not stored (retained store full), still delivered', [], (set) => { set({}, s.retainedRefused) })
   counter('petrel_keepalive_timeouts_total', 'Clients dropped for keepalive', [], (set) => { set({}, s.keepaliveTimeouts) })
   counter('petrel_messages_dropped_total', 'Messages not delivered to one subscriber, by reason', ['reason'], (set) => {
     for (const r of Object.values(DropReason)) set({ reason: r }, s.drops[r])

@@ -88,6 +88,11 @@ export interface BrokerLimits {
   /** Retained messages kept; past this, new retained topics are not stored (counted). Default 100,000. */
   maxRetainedMessages: number
   /**
+   * Bytes of retained messages kept (payload + topic, as queue budgets count them); a retained
+   * publish that would go past it is not stored, but still delivered (counted). Default 256 MiB.
+   */
+  maxRetainedBytes: number
+  /**
    * Levels a client's topic name or filter may have (`a/b/c`: 3). Deeper publishes are refused
    * (0x90), deeper subscriptions get 0x8F / 0x80 in SUBACK. Default 200, as mosquitto.
    */
@@ -139,6 +144,7 @@ export const defaultLimits: Readonly<BrokerLimits> = {
   maxSessionExpiryInterval: 86_400,
   writeHighWaterMark: 256 * 1024,
   maxRetainedMessages: 100_000,
+  maxRetainedBytes: 256 * 1024 * 1024,
   maxTopicLevels: 200
 }
 

@@ -19,15 +19,22 @@ const ALL = -1
 export class RetainedStore {
   private readonly byTopic = new Map<string, Message>()
   private readonly root: Level = { children: undefined, message: undefined }
+  /** Sum of `Message.size` over what is stored (expired messages count until they are dropped). */
   bytes = 0
 
-  constructor (private readonly max: number) {}
+  constructor (private readonly max: number, private readonly maxBytes: number) {}
 
   get size (): number {
     return this.byTopic.size
   }
 
-  /** Stores, replaces, or (empty payload) clears [MQTT-3.3.1-6] [MQTT-3.3.1-7]; false when full. */
+  /**
+   * Stores, replaces, or (empty payload) clears [MQTT-3.3.1-6] [MQTT-3.3.1-7]; false when the
+   * message does not fit: a new topic past `max` messages, or anything past `maxBytes` bytes
+   * (a replacement counts what it adds over the message it replaces). A replacement that does
+   * not fit still removes the old message: kept, it would be handed to new subscribers as the
+   * topic's last value when it no longer is.
+   */
   set (message: Message): boolean {
     const old = this.byTopic.get(message.topic)
     if (message.payload.length === 0) {
@@ -35,7 +42,12 @@ export class RetainedStore {
       return true
     }
     if (old === undefined && this.byTopic.size >= this.max) return false
-    if (old !== undefined) this.bytes -= old.size
+    const oldSize = old === undefined ? 0 : old.size
+    if (this.bytes - oldSize + message.size > this.maxBytes) {
+      if (old !== undefined) this.remove(old)
+      return false
+    }
+    this.bytes -= oldSize
     this.byTopic.set(message.topic, message.own())
     this.bytes += message.size
     let n = this.root

@@ -40,6 +40,8 @@ export class BrokerStats {
   keepaliveTimeouts = 0
   /** Times a QoS 1/2 publisher was held back because a subscriber it reached was behind. */
   flowControlHolds = 0
+  /** Retained publishes not stored: `max_retained_messages` or `max_retained_bytes` reached (still delivered). */
+  retainedRefused = 0
   readonly drops: Record<DropReason, number> = {
     queue_full: 0, filter_limit: 0, offline: 0, expired: 0, packet_too_large: 0, not_authorized: 0, payload_format_invalid: 0, topic_invalid: 0
   }

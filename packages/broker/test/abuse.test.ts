@@ -3,6 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect as netConnect, type Socket } from 'node:net'
+import { pino } from 'pino'
 import { encode } from '@petrel/wire'
 import { createBroker, type Broker, type BrokerOptions } from '@petrel/broker'
 import { waitFor } from '@petrel/test-utils'
@@ -152,5 +153,65 @@ test('one SUBSCRIBE of thousands of wildcard filters against thousands of retain
     }
     assert.ok(worst < 1000, `the event loop stalled for ${worst} ms`)
     c.destroy()
+  })
+})
+
+test('retained messages are bounded in bytes (max_retained_bytes): past it a retained publish is delivered, not stored, and logged at most once in a while', async () => {
+  const lines: string[] = []
+  const logger = pino({ level: 'warn' }, { write: (s: string) => { lines.push(s) } })
+  await withTcpBroker({ logger, limits: { maxRetainedBytes: 10_000 } }, async (broker, port) => {
+    const sub = await tcpClient(port, 5)
+    await sub.connect({ clientId: 'sub' })
+    sub.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'r/#', qos: 1 }] })
+    await sub.expect('suback')
+    const pubc = await tcpClient(port, 5)
+    await pubc.connect({ clientId: 'pub' })
+    let id = 0
+    const publish = async (topic: string, bytes: number): Promise<void> => {
+      pubc.send({ type: 'publish', topicName: topic, payload: Buffer.alloc(bytes, 0x61), qos: 1, retain: true, dup: false, packetId: ++id })
+      // the publish itself is accepted: PUBACK 0x00, as when max_retained_messages is reached
+      assert.equal((await pubc.expect('puback')).reasonCode ?? 0, 0)
+      const m = await sub.expect('publish')
+      assert.equal(m.topicName, topic)
+      assert.equal(m.payload.length, bytes, 'delivered to the current subscriber whether stored or not')
+      sub.send({ type: 'puback', packetId: m.packetId as number })
+    }
+    await publish('r/a', 6000)
+    assert.equal(broker.retained.size, 1)
+    assert.equal(broker.retained.bytes, 6003)
+    await publish('r/b', 6000) // 12,006 bytes would go past 10,000
+    assert.equal(broker.retained.size, 1)
+    assert.equal(broker.retained.bytes, 6003)
+    assert.equal(broker.stats.retainedRefused, 1)
+    await publish('r/a', 9000) // a replacement frees what it replaces first
+    assert.equal(broker.retained.bytes, 9003)
+    await publish('r/a', 20_000) // does not fit at all: the old value is not kept as the last one either
+    assert.equal(broker.retained.size, 0)
+    assert.equal(broker.retained.bytes, 0)
+    await publish('r/a', 4000)
+    await publish('r/a', 0) // an empty payload deletes
+    assert.equal(broker.retained.size, 0)
+    assert.equal(broker.retained.bytes, 0)
+    // a flood of refusals: all counted, one warning
+    await publish('r/c', 9000)
+    for (let i = 0; i < 200; i++) await publish(`r/flood/${i}`, 2000)
+    assert.equal(broker.stats.retainedRefused, 202)
+    const warnings = (): string[] => lines.filter((l) => l.includes('retained store full'))
+    assert.equal(warnings().length, 1, 'the first refusal is logged, the flood within 10 s is not')
+    const realNow = broker.now.bind(broker)
+    broker.now = () => realNow() + 11_000
+    await publish('r/late', 2000)
+    assert.equal(warnings().length, 2)
+    const last = JSON.parse(warnings()[1] as string) as { limit: string, suppressed: number }
+    assert.deepEqual([last.limit, last.suppressed], ['max_retained_bytes', 201], 'the next warning says how many were not logged')
+    broker.now = realNow
+    // a new subscriber gets what was stored, and only that
+    const late = await tcpClient(port, 5)
+    await late.connect({ clientId: 'late' })
+    late.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'r/#', qos: 0 }] })
+    await late.expect('suback')
+    assert.equal((await late.expect('publish')).topicName, 'r/c')
+    assert.equal(await late.quiet(200), true)
+    for (const c of [sub, pubc, late]) c.destroy()
   })
 })
