@@ -37,5 +37,7 @@ export interface BrokerCore extends SessionHost {
   /** Ends a session: its subscriptions go, a delayed will is sent [MQTT-3.1.3-9]. */
   endSession (session: Session): void
   connectionClosed (connection: ServerConnection): void
+  /** CONNACK sent: the connection is a client's, no longer one a new socket may replace. */
+  connectionReady (connection: ServerConnection): void
   readonly log: Logger
 }

@@ -39,8 +39,10 @@ export class Broker implements BrokerCore, ConnectionHost {
   readonly retained: RetainedStore
   readonly sessions = new Map<string, Session>()
   readonly online = new Map<string, ServerConnection>()
-  /** Every open connection, CONNECT'd or not. */
+  /** Every open connection, CONNECT'd or not: what `max_connections` counts. */
   readonly connections = new Set<ServerConnection>()
+  /** Of `connections`, those not CONNACK'd yet, oldest first: the ones a new socket may take the place of. */
+  private readonly unconnected = new Set<ServerConnection>()
   readonly scratch: Packet[] = []
   readonly responseInformation: string | undefined
   readonly authenticateEnhanced: BrokerOptions['authenticateEnhanced']
@@ -102,6 +104,11 @@ export class Broker implements BrokerCore, ConnectionHost {
       stream.destroy()
       return
     }
+    if (this.connections.size >= this.limits.maxConnections && !this.evictUnconnected()) {
+      this.stats.connectionsRejected++
+      stream.destroy()
+      return
+    }
     const allowAnonymous = info?.allowAnonymous ?? this.options.allowAnonymous ?? true
     const identity = info?.certificateIdentity
     // without a certificate identity the info is one of two shared objects, not one per connection
@@ -109,6 +116,7 @@ export class Broker implements BrokerCore, ConnectionHost {
       ? (allowAnonymous ? ANONYMOUS_ALLOWED : ANONYMOUS_REFUSED)
       : { allowAnonymous, certificateIdentity: identity })
     this.connections.add(c.protocol)
+    this.unconnected.add(c.protocol)
     this.stats.connectionsTotal++
     this.startClock()
   }
@@ -249,6 +257,26 @@ export class Broker implements BrokerCore, ConnectionHost {
 
   connectionClosed (c: ServerConnection): void {
     this.connections.delete(c)
+    this.unconnected.delete(c)
+  }
+
+  connectionReady (c: ServerConnection): void {
+    this.unconnected.delete(c)
+  }
+
+  /**
+   * Sockets count against `max_connections` from accept, as in mosquitto: counting only
+   * CONNACK'd clients let any number of sockets sit without CONNECT until connect_timeout_ms,
+   * each buffering a partial CONNECT. At the limit a new socket takes the place of the oldest
+   * one still without CONNACK (a flood of idle sockets then only churns among itself instead of
+   * locking every client out); when all are CONNACK'd clients, the new socket is closed.
+   */
+  private evictUnconnected (): boolean {
+    const oldest = this.unconnected.values().next()
+    if (oldest.done === true) return false
+    this.stats.connectionsEvicted++
+    oldest.value.close() // -> connectionClosed: counted out now, not when its socket is gone
+    return true
   }
 
   scheduleFlush (c: Connection): void {

@@ -31,6 +31,7 @@ const filter: Check = (v) => typeof v === 'string' && isValidTopicFilter(v) ? un
 const limitKeys: Record<string, [keyof BrokerLimits, Check]> = {
   max_connections: ['maxConnections', int(1)],
   max_packet_size: ['maxPacketSize', int(16, 268_435_460)],
+  max_connect_packet_size: ['maxConnectPacketSize', int(16, 268_435_460)],
   max_inflight_messages: ['maxInflightMessages', int(1, 65535)],
   max_queued_messages: ['maxQueuedMessages', int(0)],
   max_queued_bytes: ['maxQueuedBytes', int(0)],

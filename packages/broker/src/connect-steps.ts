@@ -31,7 +31,6 @@ export interface ConnectStep {
 export const connectSteps: readonly ConnectStep[] = [
   { name: 'negotiate', run: negotiate },
   { name: 'validateClientId', run: validateClientId },
-  { name: 'checkCapacity', run: checkCapacity },
   { name: 'authenticate', run: authenticate },
   { name: 'authorizeWill', run: authorizeWill },
   { name: 'takeOver', run: takeOver },
@@ -90,12 +89,6 @@ function validateClientId (c: ServerConnection, ctx: ConnectContext): boolean {
   c.clientId = 'petrel-' + randomBytes(9).toString('base64url')
   if (c.v5) ctx.assignedClientIdentifier = c.clientId // [MQTT-3.2.2-16]
   return true
-}
-
-function checkCapacity (c: ServerConnection): boolean {
-  if (c.core.online.size < c.core.limits.maxConnections || c.core.online.has(c.clientId)) return true
-  c.refuse(0x89, 3) // Server busy / Server unavailable
-  return false
 }
 
 function authenticate (c: ServerConnection, ctx: ConnectContext, index: number): boolean | Promise<boolean> {
@@ -247,6 +240,7 @@ function sendConnack (c: ServerConnection, ctx: ConnectContext): boolean {
   }
   c.state = ConnectionState.connected
   c.core.online.set(c.clientId, c)
+  c.core.connectionReady(c)
   const log = c.core.log
   if (log.isLevelEnabled('info')) log.info({ clientId: c.clientId, protocolVersion: c.protocolVersion, username: c.username, remoteAddress: c.remoteAddress, sessionPresent: ctx.sessionPresent }, 'client connected')
   // [MQTT-3.2.2-2] [MQTT-3.2.2-3] session present reflects what we kept

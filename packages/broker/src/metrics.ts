@@ -37,6 +37,8 @@ export function createMetricsRegistry (broker: Broker): Registry {
   counter('petrel_bytes_received_total', 'Bytes received', [], (set) => { set({}, s.bytesIn) })
   counter('petrel_bytes_sent_total', 'PUBLISH bytes sent', [], (set) => { set({}, s.bytesOut) })
   counter('petrel_connections_total', 'Connections accepted', [], (set) => { set({}, s.connectionsTotal) })
+  counter('petrel_connections_rejected_total', 'Sockets closed at accept: max_connections reached by CONNACKed clients', [], (set) => { set({}, s.connectionsRejected) })
+  counter('petrel_connections_evicted_total', 'Sockets without CONNACK closed to make room for a new one at max_connections', [], (set) => { set({}, s.connectionsEvicted) })
   counter('petrel_connect_refused_total', 'CONNECTs refused', [], (set) => { set({}, s.connectRefused) })
   counter('petrel_protocol_errors_total', 'Connections closed for bad input', [], (set) => { set({}, s.protocolErrors) })
   counter('petrel_flow_control_holds_total', 'QoS 1/2 publishers held back because a subscriber was behind', [], (set) => { set({}, s.flowControlHolds) })

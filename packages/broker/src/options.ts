@@ -63,10 +63,18 @@ export interface BrokerHooks {
 }
 
 export interface BrokerLimits {
-  /** Open connections at once; more are refused (CONNACK 0x89 / 0x03). Default 10,000. */
+  /**
+   * Open connections at once, counted from accept (CONNECT sent or not). Past it a new socket
+   * first takes the place of the oldest one still without CONNACK, else is closed at once. Default 10,000.
+   */
   maxConnections: number
   /** Largest packet accepted from a client, and announced as Maximum Packet Size (5.0). Default 1 MiB. */
   maxPacketSize: number
+  /**
+   * Largest CONNECT (or AUTH) accepted, will included: what a client can make the broker buffer
+   * before it is authenticated. Capped at `maxPacketSize`. Default 64 KiB.
+   */
+  maxConnectPacketSize: number
   /** QoS 1/2 messages in flight to one subscriber (also capped by its Receive Maximum). Default 100. */
   maxInflightMessages: number
   /** Messages queued for one session (offline or slow). Default 1,000. */
@@ -134,6 +142,7 @@ export interface BrokerOptions extends BrokerHooks {
 export const defaultLimits: Readonly<BrokerLimits> = {
   maxConnections: 10_000,
   maxPacketSize: 1024 * 1024,
+  maxConnectPacketSize: 64 * 1024,
   maxInflightMessages: 100,
   maxQueuedMessages: 1000,
   maxQueuedBytes: 4 * 1024 * 1024,

@@ -36,6 +36,10 @@ export class BrokerStats {
   bytesOut = 0
   connectionsTotal = 0
   connectRefused = 0
+  /** Sockets closed at accept: `max_connections` reached, every one of them a CONNACK'd client. */
+  connectionsRejected = 0
+  /** Sockets without CONNACK yet closed to make room for a new one at `max_connections`. */
+  connectionsEvicted = 0
   protocolErrors = 0
   keepaliveTimeouts = 0
   /** Times a QoS 1/2 publisher was held back because a subscriber it reached was behind. */

@@ -215,3 +215,72 @@ test('retained messages are bounded in bytes (max_retained_bytes): past it a ret
     for (const c of [sub, pubc, late]) c.destroy()
   })
 })
+
+test('sockets count against max_connections from accept: a flood of idle sockets with partial CONNECTs stays within it and does not lock clients out', async () => {
+  const max = 40
+  await withTcpBroker({ limits: { maxConnections: max } }, async (broker, port) => {
+    const clients = []
+    for (let i = 0; i < 10; i++) {
+      const c = await tcpClient(port, 5)
+      assert.equal((await c.connect({ clientId: `c${i}` })).reasonCode, 0)
+      clients.push(c)
+    }
+    // 200 sockets, each holding the start of a CONNECT that announces 60,000 bytes
+    const head = Buffer.from([0x10, 0xe0, 0xd4, 0x03]) // remaining length 59,996
+    const idle: Socket[] = []
+    let closedIdle = 0
+    for (let i = 0; i < 200; i++) {
+      const s = await rawSocket(port)
+      s.on('close', () => { closedIdle++ })
+      s.write(Buffer.concat([head, Buffer.alloc(1000)]))
+      idle.push(s)
+      assert.ok(broker.connections.size <= max, `${broker.connections.size} connections open, max_connections ${max}`)
+    }
+    await waitFor(() => closedIdle >= 200 - (max - 10), { message: `${closedIdle} idle sockets closed` })
+    assert.ok(broker.connections.size <= max)
+    assert.equal(broker.stats.connectionsEvicted, 200 - (max - 10))
+    // a client arriving now takes the place of the oldest idle socket
+    const late = await tcpClient(port, 5)
+    assert.equal((await late.connect({ clientId: 'late' })).reasonCode, 0)
+    clients.push(late)
+    // every slot a CONNACK'd client: a new socket is closed at once, nobody is evicted for it
+    for (const s of idle) s.destroy()
+    await waitFor(() => broker.connections.size === clients.length)
+    for (let i = clients.length; i < max; i++) {
+      const c = await tcpClient(port, 4)
+      assert.equal((await c.connect({ clientId: `fill${i}` })).reasonCode, 0)
+      clients.push(c)
+    }
+    const refused = await tcpClient(port, 4)
+    await refused.waitClosed()
+    assert.equal(broker.stats.connectionsRejected, 1)
+    clients[0]?.send({ type: 'pingreq' })
+    await clients[0]?.expect('pingresp')
+    for (const c of clients) c.destroy()
+  })
+})
+
+test('a CONNECT larger than max_connect_packet_size (64 KiB) is refused from its header, before it is buffered; packets after it keep max_packet_size', async () => {
+  await withTcpBroker({}, async (broker, port) => {
+    // announces 100,000 bytes: within max_packet_size (1 MiB), past the CONNECT bound
+    const s = await rawSocket(port)
+    const closed = new Promise<void>((resolve) => { s.once('close', () => { resolve() }) })
+    s.write(Buffer.from([0x10, 0xa0, 0x8d, 0x06]))
+    await closed
+    assert.equal(broker.stats.protocolErrors, 1)
+    // a will of 32 KiB still fits, and a 500 KiB PUBLISH sent right behind the CONNECT is taken
+    const c = await tcpClient(port, 5)
+    const ack = await c.connect({ clientId: 'big-will', will: { topicName: 'w', payload: Buffer.alloc(32 * 1024), qos: 0, retain: false } })
+    assert.equal(ack.reasonCode, 0)
+    c.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'big', qos: 0 }] })
+    await c.expect('suback')
+    const p = await tcpClient(port, 5)
+    p.sendRaw(Buffer.concat([
+      encode({ type: 'connect', protocolVersion: 5, clientId: 'pipelined', cleanStart: true, keepAlive: 0 }, 5),
+      encode({ type: 'publish', topicName: 'big', payload: Buffer.alloc(500 * 1024), qos: 0, retain: false, dup: false }, 5)
+    ]))
+    assert.equal((await p.expect('connack')).reasonCode, 0)
+    assert.equal((await c.expect('publish')).payload.length, 500 * 1024)
+    for (const x of [c, p]) x.destroy()
+  })
+})

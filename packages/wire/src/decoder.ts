@@ -19,6 +19,12 @@ export interface DecoderOptions {
   /** Packets larger than this (whole packet, header included) raise Packet Too Large (0x95). */
   maxPacketSize?: number | undefined
   /**
+   * CONNECT and AUTH packets larger than this raise Packet Too Large (0x95); default
+   * `maxPacketSize`. A server sets it lower: these arrive before the client is authenticated,
+   * and a partial one is buffered until it is complete.
+   */
+  maxConnectPacketSize?: number | undefined
+  /**
    * Whether a PUBLISH whose Payload Format Indicator says UTF-8 must carry well-formed UTF-8
    * (else Payload Format Invalid, 0x99). Default true. The check is a receiver's option
    * [MQTT-3.3.2-4]: a client turns it off, since failing the link for a message the broker
@@ -38,6 +44,7 @@ const requiredFlags = [-2, 0, 0, -1, 0, 0, 2, 0, 2, 0, 2, 0, 0, 0, 0, 0]
 const T_CONNECT = 1
 const T_PUBLISH = 3
 const T_SUBSCRIBE = 8
+const T_AUTH = 15
 
 /**
  * Incremental MQTT decoder: push chunks of a byte stream, get the complete packets in them.
@@ -54,6 +61,7 @@ const T_SUBSCRIBE = 8
 export class Decoder {
   protocolVersion: ProtocolVersion | undefined
   maxPacketSize: number
+  maxConnectPacketSize: number
   private readonly checkPayloadFormat: boolean
 
   private state = State.Idle
@@ -75,6 +83,7 @@ export class Decoder {
   constructor (options: DecoderOptions = {}) {
     this.protocolVersion = options.protocolVersion
     this.maxPacketSize = options.maxPacketSize ?? MAX_PACKET_SIZE
+    this.maxConnectPacketSize = Math.min(options.maxConnectPacketSize ?? this.maxPacketSize, this.maxPacketSize)
     this.checkPayloadFormat = options.checkPayloadFormat ?? true
   }
 
@@ -206,6 +215,10 @@ export class Decoder {
     if (total > this.maxPacketSize) {
       throw new PetrelError(WireErrorCode.PACKET_TOO_LARGE,
         `packet of ${total} bytes exceeds the maximum packet size of ${this.maxPacketSize}`, { reasonCode: 0x95 })
+    }
+    if (total > this.maxConnectPacketSize && (type === T_CONNECT || type === T_AUTH)) {
+      throw new PetrelError(WireErrorCode.PACKET_TOO_LARGE,
+        `${type === T_CONNECT ? 'CONNECT' : 'AUTH'} of ${total} bytes exceeds the maximum of ${this.maxConnectPacketSize}`, { reasonCode: 0x95 })
     }
     return total
   }

@@ -284,6 +284,17 @@ describe('Decoder', () => {
       assertPetrelError(() => new Decoder({ protocolVersion: 4, maxPacketSize: packet.length - 1 }).push(packet), TOO_LARGE)
     })
 
+    it('bounds CONNECT and AUTH by maxConnectPacketSize (from the header), other packets by maxPacketSize', () => {
+      const connect = encode({ type: 'connect', protocolVersion: 5, clientId: 'x'.repeat(200), cleanStart: true, keepAlive: 0 }, 5)
+      const publish = encode({ type: 'publish', topicName: 't', payload: Buffer.alloc(300), qos: 0, retain: false, dup: false }, 5)
+      const opts = { maxPacketSize: 1000, maxConnectPacketSize: 100 }
+      assertPetrelError(() => new Decoder(opts).push(connect.subarray(0, 4)), TOO_LARGE)
+      assert.equal(new Decoder({ ...opts, protocolVersion: 5 }).push(publish).length, 1)
+      assertPetrelError(() => new Decoder({ ...opts, protocolVersion: 5 }).push(hex('f0 ff 01')), TOO_LARGE) // AUTH of 258 bytes
+      assert.equal(new Decoder({ maxPacketSize: 1000 }).push(connect).length, 1, 'default: maxPacketSize')
+      assert.equal(new Decoder({ maxPacketSize: 50, maxConnectPacketSize: 5000 }).maxConnectPacketSize, 50, 'capped at maxPacketSize')
+    })
+
     it('defaults to the largest packet the spec allows', () => {
       assert.equal(new Decoder().maxPacketSize, MAX_PACKET_SIZE)
       assert.equal(MAX_PACKET_SIZE, 1 + 4 + 268_435_455)
