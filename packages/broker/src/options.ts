@@ -105,6 +105,13 @@ export interface BrokerLimits {
    * (0x90), deeper subscriptions get 0x8F / 0x80 in SUBACK. Default 200, as mosquitto.
    */
   maxTopicLevels: number
+  /**
+   * Subscriptions one session may hold: each costs about 550 bytes of heap (more for long
+   * filters), and without a cap every SUBSCRIBE of 100,000 new short filters added 53 MB. A
+   * new filter beyond gets 0x97 / 0x80 in SUBACK; replacing one does not count. 0 refuses
+   * every subscription. Default 10,000.
+   */
+  maxSubscriptionsPerSession: number
 }
 
 /** Memory budget per subscription filter, rumqttd style: bytes = max_segment_size x max_segment_count. */
@@ -154,7 +161,8 @@ export const defaultLimits: Readonly<BrokerLimits> = {
   writeHighWaterMark: 256 * 1024,
   maxRetainedMessages: 100_000,
   maxRetainedBytes: 256 * 1024 * 1024,
-  maxTopicLevels: 200
+  maxTopicLevels: 200,
+  maxSubscriptionsPerSession: 10_000
 }
 
 export const defaultFilterMemory: Readonly<FilterMemory> = { maxSegmentSize: 1024 * 1024, maxSegmentCount: 4 }

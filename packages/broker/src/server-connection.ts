@@ -420,6 +420,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     const codes: number[] = []
     let retainedFor: SessionSubscription[] | undefined
     const maxLevels = this.core.limits.maxTopicLevels
+    const maxSubs = this.core.limits.maxSubscriptionsPerSession
     p.subscriptions.forEach((s, i) => {
       if (allowed !== undefined && allowed[i] !== true) {
         codes.push(this.v5 ? 0x87 : 0x80) // denied: failure code in SUBACK [MQTT-3.9.3-2]
@@ -429,6 +430,17 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       // accepted by this Server" (the filter of a shared subscription is what is counted)
       if (s.topicFilter.length >= maxLevels && tooDeep(parseSharedSubscription(s.topicFilter)?.topicFilter ?? s.topicFilter, maxLevels)) {
         codes.push(this.v5 ? 0x8f : 0x80)
+        return
+      }
+      // Each subscription holds a trie entry, a budget and its filter for the session's life, so a
+      // client repeating SUBSCRIBEs of thousands of new filters grew the heap without bound. Past
+      // the cap a new filter is refused with 0x97 Quota exceeded (3.1.1: 0x80 Failure); the
+      // others in the packet are still processed as separate SUBSCRIBEs would be [MQTT-3.8.4-5]
+      // (3.1.1: [MQTT-3.8.4-4]). Replacing an existing filter adds nothing [MQTT-3.8.4-3].
+      const subs = session.subscriptions
+      if ((subs?.size ?? 0) >= maxSubs && subs?.has(s.topicFilter) !== true) {
+        this.core.stats.subscriptionQuotaExceeded++
+        codes.push(this.v5 ? 0x97 : 0x80) // a Subscribe Reason Code [MQTT-3.9.3-2]
         return
       }
       const { entry, existed } = this.core.router.subscribe(session, s, sid, this.core.readFilter?.(this, s.topicFilter))

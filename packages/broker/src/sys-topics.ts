@@ -41,6 +41,7 @@ export class SysTopics {
       ['clients/total', b.sessions.size],
       ['clients/disconnected', b.sessions.size - b.online.size],
       ['subscriptions/count', b.router.subscriptionCount],
+      ['subscriptions/quota_exceeded', s.subscriptionQuotaExceeded],
       ['retained messages/count', b.retained.size],
       ['messages/received', s.messagesIn[0]! + s.messagesIn[1]! + s.messagesIn[2]!],
       ['messages/sent', s.messagesOut[0]! + s.messagesOut[1]! + s.messagesOut[2]!],

@@ -284,3 +284,54 @@ test('a CONNECT larger than max_connect_packet_size (64 KiB) is refused from its
     for (const x of [c, p]) x.destroy()
   })
 })
+
+for (const v of [4, 5] as const) {
+  test(`v${v}: subscriptions per session are capped: a new filter past max_subscriptions_per_session gets 0x97 / 0x80, the rest are granted`, async () => {
+    await withTcpBroker({ limits: { maxSubscriptionsPerSession: 3 } }, async (broker, port) => {
+      const refused = v === 5 ? 0x97 : 0x80
+      const c = await tcpClient(port, v)
+      await c.connect({ clientId: 'many' })
+      // 'a' again replaces the first 'a' (no new room taken); '$share/g/d' is a subscription too
+      c.send({ type: 'subscribe', packetId: 1, subscriptions: ['a', 'b', 'c', 'd', 'a', '$share/g/d'].map((topicFilter) => ({ topicFilter, qos: 1 as const })) })
+      assert.deepEqual((await c.expect('suback')).reasonCodes, [1, 1, 1, refused, 1, refused])
+      assert.equal(broker.stats.subscriptionQuotaExceeded, 2)
+      c.send({ type: 'publish', topicName: 'd', payload: Buffer.from('no'), qos: 0, retain: false, dup: false })
+      c.send({ type: 'publish', topicName: 'c', payload: Buffer.from('yes'), qos: 0, retain: false, dup: false })
+      const m = await c.expect('publish')
+      assert.equal(m.topicName, 'c', 'the refused filter receives nothing')
+      // unsubscribing frees room
+      c.send({ type: 'unsubscribe', packetId: 2, topicFilters: ['b'] })
+      await c.expect('unsuback')
+      c.send({ type: 'subscribe', packetId: 3, subscriptions: [{ topicFilter: 'd', qos: 0 }, { topicFilter: 'e', qos: 0 }] })
+      assert.deepEqual((await c.expect('suback')).reasonCodes, [0, refused])
+      c.send({ type: 'publish', topicName: 'd', payload: Buffer.from('now'), qos: 0, retain: false, dup: false })
+      assert.equal(text((await c.expect('publish')).payload), 'now')
+      assert.equal(broker.router.subscriptionCount, 3)
+      // the cap is per session: another client has its own room
+      const other = await tcpClient(port, v)
+      await other.connect({ clientId: 'other' })
+      other.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'x', qos: 0 }] })
+      assert.deepEqual((await other.expect('suback')).reasonCodes, [0])
+      other.destroy()
+      c.destroy()
+    })
+  })
+}
+
+test('by default one session holds at most 10,000 subscriptions, however many SUBSCRIBEs of new filters it sends', async () => {
+  await withTcpBroker({}, async (broker, port) => {
+    const c = await tcpClient(port, 5)
+    await c.connect({ clientId: 'hoarder' })
+    for (let round = 0; round < 2; round++) {
+      const subscriptions = []
+      for (let i = 0; i < 12_000; i++) subscriptions.push({ topicFilter: `h/${round}/${i}`, qos: 0 as const })
+      c.send({ type: 'subscribe', packetId: round + 1, subscriptions })
+      const codes = (await c.expect('suback', 10_000)).reasonCodes ?? []
+      assert.equal(codes.filter((rc) => rc === 0).length, round === 0 ? 10_000 : 0)
+      assert.equal(codes.filter((rc) => rc === 0x97).length, round === 0 ? 2_000 : 12_000)
+    }
+    assert.equal(broker.router.subscriptionCount, 10_000)
+    assert.equal(broker.stats.subscriptionQuotaExceeded, 14_000)
+    c.destroy()
+  })
+})
