@@ -85,6 +85,9 @@ export class Connection implements Transport {
     else this.pending.push(bytes)
     this.pendingBytes += bytes.length
     if (this.pendingBytes >= FLUSH_AT) {
+      // control packets batched earlier still go first: on a resumed session a queued PUBLISH of
+      // 64 KiB or more otherwise reached the client ahead of its CONNACK [MQTT-3.2.0-1]
+      this.flushControl()
       this.flushPending()
       return
     }

@@ -2,7 +2,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { encode } from '@petrel/wire'
-import { connected, memoryClient, sleep, text, versions, withBroker } from './helpers.js'
+import { createBroker } from '@petrel/broker'
+import { connected, memoryClient, sleep, tcpClient, text, versions, withBroker } from './helpers.js'
 
 for (const v of versions) {
   test(`v${v}: CONNECT gets CONNACK 0, session not present on clean start [MQTT-3.2.2-2]`, async () => {
@@ -281,3 +282,27 @@ test('close(): v5 clients get DISCONNECT 0x8B Server shutting down', async () =>
     await c4.waitClosed()
   })
 })
+
+for (const v of versions) {
+  test(`v${v}: a resumed session's queued PUBLISH of 64 KiB or more comes after the CONNACK [MQTT-3.2.0-1]`, async () => {
+    const broker = createBroker({ sysInterval: 0, sweepIntervalMs: 50 })
+    const { port } = await broker.listen({ host: '127.0.0.1', port: 0 })
+    try {
+      const persistent = v === 5 ? { cleanStart: false, properties: { sessionExpiryInterval: 300 } } : { cleanStart: false }
+      const sub = await tcpClient(port, v)
+      await sub.connect({ clientId: 'big', ...persistent })
+      sub.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'big', qos: 1 }] })
+      await sub.expect('suback')
+      sub.send({ type: 'disconnect' })
+      await sub.waitClosed()
+      broker.publishMessage({ topic: 'big', payload: Buffer.alloc(100_000, 0x61), qos: 1 })
+      const back = await tcpClient(port, v)
+      const ack = await back.connect({ clientId: 'big', ...persistent })
+      assert.equal(ack.sessionPresent, true)
+      assert.equal((await back.expect('publish')).payload.length, 100_000)
+      back.destroy()
+    } finally {
+      await broker.close()
+    }
+  })
+}
