@@ -79,7 +79,7 @@ export interface BrokerLimits {
   maxInflightMessages: number
   /** Messages queued for one session (offline or slow). Default 1,000. */
   maxQueuedMessages: number
-  /** Payload bytes queued for one session. Default 4 MiB. */
+  /** Bytes queued for one session (`Message.size`: payload, topic, properties' heap cost). Default 4 MiB. */
   maxQueuedBytes: number
   /** Receive Maximum announced to 5.0 clients: QoS 2 publishes awaiting PUBREL. Default 100. */
   receiveMaximum: number

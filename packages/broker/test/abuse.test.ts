@@ -335,3 +335,44 @@ test('by default one session holds at most 10,000 subscriptions, however many SU
     c.destroy()
   })
 })
+
+test('user properties count against max_queued_bytes and the retained store: a PUBLISH of 50,000 empty pairs is not a few bytes', async () => {
+  await withTcpBroker({}, async (broker, port) => {
+    const sub = await tcpClient(port, 5)
+    await sub.connect({ clientId: 'sub', properties: { sessionExpiryInterval: 300 } })
+    sub.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'up', qos: 1 }] })
+    await sub.expect('suback')
+    sub.send({ type: 'disconnect', reasonCode: 0 })
+    await sub.waitClosed()
+    // 250 KB on the wire each, 3.7 MB of heap once decoded: one fits in the 4 MiB queue, not two
+    const userProperties = Array.from({ length: 50_000 }, (): [string, string] => ['', ''])
+    const pub = await tcpClient(port, 5)
+    await pub.connect({ clientId: 'pub' })
+    for (let i = 1; i <= 3; i++) {
+      pub.send({ type: 'publish', topicName: 'up', payload: Buffer.from(String(i)), qos: 1, retain: i === 1, dup: false, packetId: i, properties: { userProperties } })
+      assert.equal((await pub.expect('puback')).reasonCode, 0)
+    }
+    assert.ok(broker.retained.bytes >= 50_000 * 72, `the retained store counts ${broker.retained.bytes} bytes`)
+    const session = broker.sessions.get('sub')
+    assert.equal(session?.queueLength, 1)
+    assert.ok(session.queueBytes >= 50_000 * 72 && session.queueBytes <= 4 * 1024 * 1024, `${session.queueBytes} bytes queued`)
+    assert.equal(broker.stats.drops.queue_full, 2)
+    // what was queued arrives whole
+    const back = await tcpClient(port, 5)
+    await back.connect({ clientId: 'sub', cleanStart: false, properties: { sessionExpiryInterval: 300 } })
+    const m = await back.expect('publish', 5000)
+    assert.equal(text(m.payload), '1')
+    assert.equal(m.properties?.userProperties?.length, 50_000)
+    back.send({ type: 'puback', packetId: m.packetId as number })
+    assert.equal(await back.quiet(200), true)
+    assert.equal(session.queueBytes, 0)
+    // a message without properties still counts payload + topic only
+    back.destroy()
+    await back.waitClosed()
+    pub.send({ type: 'publish', topicName: 'up', payload: Buffer.from('plain'), qos: 1, retain: false, dup: false, packetId: 9 })
+    await pub.expect('puback')
+    await waitFor(() => session.queueLength === 1, { timeoutMs: 2000, message: 'queued while offline' })
+    assert.equal(session.queueBytes, 'plain'.length + 'up'.length)
+    pub.destroy()
+  })
+})
