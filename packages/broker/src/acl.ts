@@ -1,4 +1,4 @@
-import { topicMatches } from '@petrel/wire'
+import { parseSharedSubscription, topicMatches } from '@petrel/wire'
 import type { ClientInfo } from './options.js'
 
 /**
@@ -66,11 +66,9 @@ function applicable (r: AclRule, client: ClientInfo): string | undefined {
   return substitute(r.topic, client)
 }
 
-/** A shared subscription is checked on its filter: $share/group/f -> f. */
+/** A shared subscription is checked on its filter: $share/group/f -> f (validated by the decoder already). */
 function unshared (topicFilter: string): string {
-  if (!topicFilter.startsWith('$share/')) return topicFilter
-  const slash = topicFilter.indexOf('/', 7)
-  return slash === -1 ? topicFilter : topicFilter.slice(slash + 1)
+  return parseSharedSubscription(topicFilter)?.topicFilter ?? topicFilter
 }
 
 /** ACL rules compiled into the two checks the broker asks. Default deny once any rule exists. */
