@@ -124,7 +124,7 @@ export class Broker implements BrokerCore, ConnectionHost {
   /** Opens a listener; resolves with the bound address (port 0 picks one). */
   async listen (options: ListenerOptions = {}): Promise<ListenerAddress> {
     if (this.closing) throw brokerError(BrokerErrorCode.BROKER_CLOSED, 'the broker is closed')
-    const l = await openListener(options, this.options.allowAnonymous, (s, info) => { this.handle(s, info) })
+    const l = await openListener(options, this.options.allowAnonymous, this.limits, (s, info) => { this.handle(s, info) })
     this.listeners.push(l)
     this.startClock()
     return l.address

@@ -62,7 +62,13 @@ function identity (socket: TLSSocket, use: boolean): string | undefined {
 }
 
 /** Opens one listener that hands every accepted stream to `handle` (the broker core never sees a server). */
-export async function openListener (opts: ListenerOptions, defaultAnonymous: boolean | undefined, handle: Handle): Promise<OpenListener> {
+/** What a listener bounds before the MQTT layer sees a byte. */
+export interface ListenerBounds {
+  maxPacketSize: number
+  connectTimeoutMs: number
+}
+
+export async function openListener (opts: ListenerOptions, defaultAnonymous: boolean | undefined, bounds: ListenerBounds, handle: Handle): Promise<OpenListener> {
   const type = opts.type ?? 'tcp'
   if (!(type in defaultPorts)) throw brokerError(BrokerErrorCode.LISTEN_FAILED, `unknown listener type ${JSON.stringify(type)}`)
   const host = opts.host ?? '127.0.0.1'
@@ -76,6 +82,9 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
     throw brokerError(BrokerErrorCode.LISTEN_FAILED, `a ${type} listener needs cert and key`)
   }
   const tlsOptions = {
+    // A client that opens TLS and never finishes the handshake holds a socket for Node's 120 s
+    // default: it gets no longer than a client that never sends CONNECT.
+    handshakeTimeout: bounds.connectTimeoutMs,
     cert: opts.cert,
     key: opts.key,
     ca: opts.ca,
@@ -112,12 +121,23 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
       handle(s, { allowAnonymous, certificateIdentity: identity(s, useId) })
     })
   } else {
-    const http: HttpServer = type === 'ws' ? createHttpServer() : createHttpsServer(tlsOptions)
+    // The upgrade request gets the CONNECT's time too (Node's default headers timeout is 60 s).
+    // (Node checks those timeouts every connectionsCheckingInterval, 30 s by default.)
+    const httpOptions = {
+      headersTimeout: bounds.connectTimeoutMs,
+      requestTimeout: bounds.connectTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, bounds.connectTimeoutMs)
+    }
+    const http: HttpServer = type === 'ws' ? createHttpServer(httpOptions) : createHttpsServer({ ...tlsOptions, ...httpOptions })
     server = http
     wss = new WebSocketServer({
       server: http,
       path: wsPath,
       perMessageDeflate: false,
+      // ws buffers a whole message before the MQTT decoder sees it (its default bound: 100 MiB
+      // per connection). One message may carry several packets or part of one: twice the
+      // largest packet admits any sane client; a bigger one closes the socket (1009).
+      maxPayload: 2 * bounds.maxPacketSize + 65536,
       // [MQTT-6.0.0-3] subprotocol "mqtt" (and the 3.1 name some clients still send)
       handleProtocols: (protocols) => protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false
     })
@@ -134,6 +154,9 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
     server.listen({ host, port, backlog: opts.backlog ?? 4096 }, () => { resolve() })
   })
   server.on('error', () => { /* accept errors on one socket must not kill the listener */ })
+  // Node reports a handshake that timed out (handshakeTimeout) or failed here and, with a
+  // listener or not, leaves a timed-out socket open: close it.
+  if (secure) server.on('tlsClientError', (_err: Error, socket: { destroy (): void }) => { socket.destroy() })
   const bound = (server.address() as AddressInfo).port
   const urlHost = host.includes(':') ? `[${host}]` : host
   // A WebSocket listener bound to one path says it: a client dialling the bare host:port gets HTTP 400.

@@ -6,7 +6,9 @@ import { connect as netConnect, type Socket } from 'node:net'
 import { pino } from 'pino'
 import { encode } from '@petrel/wire'
 import { createBroker, type Broker, type BrokerOptions } from '@petrel/broker'
-import { waitFor } from '@petrel/test-utils'
+import { makeTestCertificates, waitFor, withTimeout } from '@petrel/test-utils'
+import mqtt from 'mqtt'
+import { WebSocket } from 'ws'
 import { tcpClient, text } from './helpers.js'
 
 async function withTcpBroker (options: BrokerOptions, fn: (broker: Broker, port: number) => Promise<void>): Promise<void> {
@@ -375,4 +377,45 @@ test('user properties count against max_queued_bytes and the retained store: a P
     assert.equal(session.queueBytes, 'plain'.length + 'up'.length)
     pub.destroy()
   })
+})
+
+test('TLS and WebSocket listeners bound what comes before MQTT: an unfinished TLS handshake and a slow upgrade request are closed at connect_timeout_ms, an oversized WebSocket message closes its socket; a live WebSocket client outlasts that timeout', { timeout: 30_000 }, async () => {
+  const certs = await makeTestCertificates()
+  const broker = createBroker({ sysInterval: 0, limits: { connectTimeoutMs: 800, maxPacketSize: 16 * 1024 } })
+  try {
+    const tls = await broker.listen({ type: 'tls', port: 0, cert: certs.cert, key: certs.key })
+    const ws = await broker.listen({ type: 'ws', port: 0 })
+    const closedWithin = async (s: Socket, ms: number, what: string): Promise<void> => {
+      await withTimeout(new Promise<void>((resolve) => { if (s.destroyed) resolve(); else s.once('close', () => { resolve() }) }), ms, what)
+    }
+    // TCP to the TLS port, no ClientHello: Node's own default would hold it 120 s.
+    const silent = await rawSocket(tls.port)
+    await closedWithin(silent, 5000, 'the TLS socket without a handshake closed')
+    // An HTTP upgrade request that never ends its headers (Node's default: 60 s).
+    const slow = await rawSocket(ws.port)
+    slow.resume() // reads the 408, then sees the close
+    slow.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n')
+    await closedWithin(slow, 5000, 'the unfinished upgrade request closed')
+
+    // A live MQTT-over-WebSocket client is not cut by those timeouts.
+    const c = await mqtt.connectAsync(`ws://127.0.0.1:${ws.port}`, { protocolVersion: 5, reconnectPeriod: 0 })
+    await c.subscribeAsync('t', { qos: 1 })
+    await new Promise((resolve) => setTimeout(resolve, 2000))
+    assert.equal(c.connected, true)
+    const got = new Promise<string>((resolve) => { c.once('message', (_t, p) => { resolve(p.toString()) }) })
+    await c.publishAsync('t', 'still here', { qos: 1 })
+    assert.equal(await withTimeout(got, 3000, 'the message'), 'still here')
+    await c.endAsync()
+
+    // One WebSocket message far bigger than any packet the broker takes is refused as it
+    // arrives (1009), not buffered whole (ws's default bound is 100 MiB per connection).
+    const big = new WebSocket(`ws://127.0.0.1:${ws.port}`, 'mqtt')
+    await new Promise<void>((resolve, reject) => { big.once('open', () => { resolve() }); big.once('error', reject) })
+    const code = new Promise<number>((resolve) => { big.once('close', (c: number) => { resolve(c) }) })
+    big.on('error', () => {})
+    big.send(Buffer.alloc(4 * 1024 * 1024))
+    assert.equal(await withTimeout(code, 5000, 'the close'), 1009)
+  } finally {
+    await broker.close()
+  }
 })
