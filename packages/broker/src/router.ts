@@ -142,7 +142,7 @@ export class Router {
       // [MQTT-3.8.3-3] no-local: not back to the connection that published it
       if (sub.noLocal && msg.from === sub.session) return
     }
-    // a deny rule inside the subscription's filter (Acl.readFilter)
+    // the ACL reads each message: a filter wider than the read rules, or a deny rule inside it (Acl.readFilter)
     if (sub.readable !== undefined && !sub.readable(msg.topic)) return
     const s = sub.session
     const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS

@@ -64,7 +64,7 @@ export interface SessionSubscription {
   retainHandling: 0 | 1 | 2
   subscriptionIdentifier: number | undefined
   budget: FilterBudget
-  /** When the ACL must see each message before it goes out (a deny rule inside the filter). */
+  /** When the ACL must see each message before it goes out (a filter wider than the read rules, or a deny rule inside it). */
   readable: ((topicName: string) => boolean) | undefined
   readonly session: Session
 }
