@@ -57,7 +57,9 @@ async function open (opts = {}) {
       clean: opts.clean ?? true,
       reconnect: opts.reconnect ?? false,
       backoff: { initialDelayMs: 100, jitter: 0 },
-      // PETREL_BENCH_INFLIGHT: try another inflight window (exploration only; reported runs use the default).
+      // PETREL_BENCH_INFLIGHT: try another inflight window; PETREL_BENCH_READ_MODERATION=off: eager
+      // reads (exploration only; reported runs use the defaults).
+      ...(process.env.PETREL_BENCH_READ_MODERATION === 'off' ? { readModeration: false } : {}),
       ...(process.env.PETREL_BENCH_INFLIGHT === undefined ? {} : { inflightWindow: Number(process.env.PETREL_BENCH_INFLIGHT) })
     })
     return {
