@@ -270,6 +270,9 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     let topic = p.topicName
     let props = p.properties
     if (props !== undefined) {
+      // [MQTT-3.3.4-6] Subscription Identifiers go from server to client only: one from a client
+      // was forwarded as sent, so subscribers saw identifiers of subscriptions they never made.
+      if (props.subscriptionIdentifiers !== undefined) return this.fail(0x82, 'subscription identifier in a PUBLISH from a client [MQTT-3.3.4-6]')
       const alias = props.topicAlias
       if (alias !== undefined) {
         // [MQTT-3.3.2-9] an alias above our Topic Alias Maximum is a Topic Alias invalid error

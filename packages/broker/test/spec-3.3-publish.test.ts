@@ -243,3 +243,14 @@ test('v5: user properties, response topic and correlation data are forwarded unc
     assert.equal(m.properties?.contentType, 'text/plain')
   })
 })
+
+test('v5: a client\'s PUBLISH carrying a Subscription Identifier is a protocol error (0x82), not forwarded [MQTT-3.3.4-6]', async () => {
+  await withBroker({}, async (broker) => {
+    const s = await connected(broker, 5, { clientId: 's' })
+    await subscribe(s, 'sid/#')
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('sid/x', 'forged', { properties: { subscriptionIdentifiers: [5] } }))
+    assert.equal((await p.expect('disconnect')).reasonCode, 0x82)
+    assert.equal(await s.quiet(150), true, 'not routed')
+  })
+})
