@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { Subscription } from '@petrel/wire'
+import type { Subscription, Will } from '@petrel/wire'
 import type { Message } from './message.js'
 import type { RetainedStore } from './retained-store.js'
 import type { Router } from './router.js'
@@ -32,8 +32,8 @@ export interface BrokerCore extends SessionHost {
   publish (message: Message): number
   /** Flow control after a client's QoS 1/2 publish: hold its acks until this settles (see Broker). */
   takePressure (): Promise<void> | undefined
-  /** A session lost its connection: start its expiry (or end it now), and its will. */
-  sessionOffline (session: Session, will: Message | undefined, willDelay: number): void
+  /** A session lost its connection: start its expiry (or end it now), and its will (published now or after its Will Delay Interval). */
+  sessionOffline (session: Session, will: Will | undefined): void
   /** Ends a session: its subscriptions go, a delayed will is sent [MQTT-3.1.3-9]. */
   endSession (session: Session): void
   connectionClosed (connection: ServerConnection): void

@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream'
 import { pino, type Logger } from 'pino'
-import type { Packet, PublishProperties, QoS, Subscription } from '@petrel/wire'
+import type { Packet, PublishProperties, QoS, Subscription, Will } from '@petrel/wire'
 import { Acl } from './acl.js'
 import type { BrokerCore } from './broker-core.js'
 import { Connection, type ConnectionHost } from './connection.js'
@@ -226,15 +226,16 @@ export class Broker implements BrokerCore, ConnectionHost {
     return { ok: false, reasonCode: request.username === undefined ? 0x87 : 0x86 }
   }
 
-  sessionOffline (s: Session, will: Message | undefined, willDelay: number): void {
+  sessionOffline (s: Session, will: Will | undefined): void {
     const now = this.now()
     if (will !== undefined) {
+      const willDelay = will.properties?.willDelayInterval ?? 0
       // [MQTT-3.1.3-9] the will waits min(Will Delay, Session Expiry); sent at once otherwise
       if (willDelay > 0 && s.expiryInterval > 0) {
         s.delayedWill = will
         s.willAt = now + Math.min(willDelay, s.expiryInterval) * 1000
       } else {
-        this.publish(will)
+        this.publish(Message.fromWill(will, now, s))
       }
     }
     if (s.expiryInterval === 0) {
@@ -248,7 +249,7 @@ export class Broker implements BrokerCore, ConnectionHost {
   endSession (s: Session): void {
     const will = s.delayedWill
     s.delayedWill = undefined
-    if (will !== undefined) this.publish(will)
+    if (will !== undefined) this.publish(Message.fromWill(will, this.now(), s))
     this.router.unsubscribeAll(s)
     s.clear()
     if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId)
@@ -347,7 +348,7 @@ export class Broker implements BrokerCore, ConnectionHost {
       if (s.delayedWill !== undefined && now >= s.willAt) {
         const will = s.delayedWill
         s.delayedWill = undefined
-        this.publish(will)
+        this.publish(Message.fromWill(will, now, s))
       }
       if (s.expiresAt !== 0 && now >= s.expiresAt) this.endSession(s)
     }

@@ -1,4 +1,4 @@
-import { encode, type PublishPacket, type PublishProperties, type QoS } from '@petrel/wire'
+import { encode, type PublishPacket, type PublishProperties, type QoS, type Will } from '@petrel/wire'
 
 // Heap cost of decoded properties, measured with the wire Decoder on Node 20 x64: a user
 // property pair is a 2-element array (JSArray + elements store) plus its slot in the list,
@@ -63,6 +63,24 @@ export class Message {
   ) {
     this.payload = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)
     this.properties = properties
+  }
+
+  /**
+   * The message a will becomes when it is published, at `now`. Its Message Expiry Interval is
+   * the lifetime from then, not from the disconnect (§3.1.3.2.4: it "is sent as the Publication
+   * Expiry Interval when the Server publishes the Will Message"): counted from the disconnect, a
+   * will delayed at least as long as its expiry was never delivered, and others lost the delay
+   * from their lifetime.
+   */
+  static fromWill (will: Will, now: number, from: Origin | undefined): Message {
+    let props: PublishProperties | undefined
+    let expiresAt = 0
+    if (will.properties !== undefined) {
+      const { willDelayInterval: _d, messageExpiryInterval, ...rest } = will.properties
+      props = rest
+      if (messageExpiryInterval !== undefined) expiresAt = now + messageExpiryInterval * 1000
+    }
+    return new Message(will.topicName, will.payload, will.qos, will.retain, props, expiresAt, from).own()
   }
 
   /**

@@ -1,6 +1,6 @@
 import {
   encode, isWellFormedUtf8, parseSharedSubscription, WireErrorCode, type PetrelError, type AuthPacket, type ConnectPacket, type DisconnectPacket, type Packet,
-  type ProtocolVersion, type PublishPacket, type PublishProperties, type QoS, type SubscribePacket,
+  type ProtocolVersion, type PublishPacket, type QoS, type SubscribePacket,
   type UnsubscribePacket, type Will
 } from '@petrel/wire'
 import type { BrokerCore } from './broker-core.js'
@@ -526,7 +526,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     const will = this.will
     this.will = undefined
     if (will !== undefined && !(sessionContinues && (will.properties?.willDelayInterval ?? 0) > 0)) {
-      this.core.publish(this.willMessage(will))
+      this.core.publish(Message.fromWill(will, this.core.now(), this.session))
     }
     const s = this.session
     if (s !== undefined && s.outlet === this) s.outlet = undefined
@@ -556,18 +556,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     if (core.online.get(this.clientId) === this) core.online.delete(this.clientId)
     const will = this.will
     this.will = undefined
-    core.sessionOffline(s, will === undefined ? undefined : this.willMessage(will), will?.properties?.willDelayInterval ?? 0)
-  }
-
-  willMessage (will: Will): Message {
-    let props: PublishProperties | undefined
-    let expiresAt = 0
-    if (will.properties !== undefined) {
-      const { willDelayInterval: _d, messageExpiryInterval, ...rest } = will.properties
-      props = rest
-      if (messageExpiryInterval !== undefined) expiresAt = this.core.now() + messageExpiryInterval * 1000
-    }
-    return new Message(will.topicName, will.payload, will.qos, will.retain, props, expiresAt, this.session).own()
+    core.sessionOffline(s, will)
   }
 }
 

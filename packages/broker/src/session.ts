@@ -1,4 +1,4 @@
-import type { QoS } from '@petrel/wire'
+import type { QoS, Will } from '@petrel/wire'
 import type { Message } from './message.js'
 import { DropReason, type BrokerStats } from './stats.js'
 import type { BrokerLimits } from './options.js'
@@ -91,8 +91,8 @@ export class Session {
   expiryInterval = 0
   /** Epoch ms at which an offline session ends; 0 while online. */
   expiresAt = 0
-  /** A will waiting out its Will Delay Interval [MQTT-3.1.3-9]. */
-  delayedWill: Message | undefined
+  /** A will waiting out its Will Delay Interval [MQTT-3.1.3-9]; made a Message when published. */
+  delayedWill: Will | undefined
   willAt = 0
   /** Epoch ms of the subscriber's last progress (an ack, or queued bytes taken by its socket). */
   lastProgress = 0

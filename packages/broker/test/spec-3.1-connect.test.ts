@@ -231,6 +231,23 @@ test('v5: will delay: not sent if the session resumes in time, sent after the de
   })
 })
 
+test('v5: a delayed will\'s Message Expiry Interval runs from its publication, not from the disconnect (§3.1.3.2.4)', async () => {
+  await withBroker({}, async (broker) => {
+    const watcher = await connected(broker, 5, { clientId: 'w' })
+    watcher.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 1 }] })
+    await watcher.expect('suback')
+    // expiry no longer than the delay: counted from the disconnect, it had expired when published
+    const will = { topicName: 'will/e', payload: Buffer.from('late'), qos: 1 as const, retain: false, properties: { willDelayInterval: 1, messageExpiryInterval: 1 } }
+    const c = await connected(broker, 5, { clientId: 'e', will, properties: { sessionExpiryInterval: 60 } })
+    c.destroy()
+    const p = await watcher.expect('publish', 3000)
+    assert.equal(p.topicName, 'will/e')
+    assert.equal(p.properties?.messageExpiryInterval, 1, 'its whole lifetime is left')
+    watcher.send({ type: 'puback', packetId: p.packetId as number })
+    assert.equal(broker.stats.drops.expired, 0)
+  })
+})
+
 test('v5: session expiry set on DISCONNECT after 0 on CONNECT is a protocol error [MQTT-3.14.2-2]', async () => {
   await withBroker({}, async (broker) => {
     const c = await connected(broker, 5, { clientId: 'e' })
