@@ -17,6 +17,8 @@ export class FilterBudget {
 export class Delivery {
   /** QoS 2 only: PUBREC received, PUBREL sent, awaiting PUBCOMP. */
   released = false
+  /** In flight from an earlier connection, not resent on this one yet (the client's Receive Maximum was full). */
+  unsent = false
   constructor (
     readonly message: Message,
     readonly qos: QoS,
@@ -102,6 +104,10 @@ export class Session {
   private queueHead = 0
   private queuedBytes = 0
   private lastId = 0
+  /** Packet ids of `inflight` deliveries still to resend after a reconnect, in send order; `unsent` of them are. */
+  private resends: number[] | undefined
+  private resendHead = 0
+  private unsent = 0
 
   // Router scratch: merges overlapping subscriptions into one delivery per publish.
   routeEpoch = 0
@@ -206,7 +212,9 @@ export class Session {
   pump (): void {
     const out = this.outlet
     const q = this.queue
-    if (out === undefined || q === undefined) return
+    if (out === undefined) return
+    if (this.unsent > 0 && !this.resendPending(out)) return
+    if (q === undefined) return
     const now = this.host.now()
     const before = this.queueHead
     while (this.queueHead < q.length && out.writable) {
@@ -269,10 +277,40 @@ export class Session {
     return id
   }
 
+  /**
+   * Resends, in order, deliveries from an earlier connection that the client's Receive Maximum
+   * had no room for at `resume`; true once none is left. Like `resume`, not held for a backed-up
+   * socket: the window bounds it, and the acks that open the window are what call it.
+   */
+  private resendPending (out: SessionOutlet): boolean {
+    const ids = this.resends as number[]
+    const inflight = this.inflight as Map<number, Delivery>
+    while (this.resendHead < ids.length && inflight.size - this.unsent < out.sendQuota) {
+      const id = ids[this.resendHead++] as number
+      const d = inflight.get(id)
+      if (d === undefined || !d.unsent) continue // acknowledged meanwhile (see settle)
+      d.unsent = false
+      this.unsent--
+      if (!out.sendPublish(d.message, d.qos, d.retain, d.subscriptionIdentifiers, id, true)) inflight.delete(id)
+    }
+    if (this.unsent > 0) return false
+    this.resends = undefined
+    this.resendHead = 0
+    return true
+  }
+
+  /** A delivery's ack arrived: one not resent yet no longer waits to be. */
+  private settle (d: Delivery): void {
+    if (!d.unsent) return
+    d.unsent = false
+    this.unsent--
+  }
+
   /** PUBACK [MQTT-4.3.2-5]; false when the id is not a QoS 1 in flight. */
   puback (packetId: number): boolean {
     const d = this.inflight?.get(packetId)
     if (d === undefined || d.qos !== 1) return false
+    this.settle(d)
     this.inflight?.delete(packetId)
     this.lastProgress = this.host.now()
     this.pump()
@@ -283,6 +321,7 @@ export class Session {
   pubrec (packetId: number, reasonCode: number): boolean {
     const d = this.inflight?.get(packetId)
     if (d === undefined || d.qos !== 2) return false
+    this.settle(d)
     if (reasonCode >= 0x80) {
       this.inflight?.delete(packetId)
       this.pump()
@@ -305,15 +344,36 @@ export class Session {
   /**
    * After reconnect with the session present: resend unacknowledged PUBLISH with DUP set and
    * PUBREL for those past PUBREC, in the original order [MQTT-4.4.0-1] [MQTT-4.6.0-1], then the queue.
+   *
+   * Resent PUBLISHes count against the new connection's Receive Maximum like new ones
+   * [MQTT-3.3.4-9] (the quota starts afresh on each connection, §4.9): a client reconnecting
+   * with a smaller one than it had got every message in flight at once. Those past it are
+   * resent, still in order and before anything queued, as acks make room (`resendPending`).
    */
   resume (): void {
     const out = this.outlet
     if (out === undefined) return
     this.lastProgress = this.host.now()
-    if (this.inflight !== undefined) {
-      for (const [id, d] of this.inflight) {
-        if (d.released) out.sendPubrel(id)
-        else if (!out.sendPublish(d.message, d.qos, d.retain, d.subscriptionIdentifiers, id, true)) this.inflight.delete(id)
+    this.resends = undefined
+    this.resendHead = 0
+    this.unsent = 0
+    const inflight = this.inflight
+    if (inflight !== undefined) {
+      const quota = out.sendQuota
+      let sent = 0
+      for (const [id, d] of inflight) {
+        d.unsent = false
+        if (d.released) {
+          out.sendPubrel(id) // awaiting PUBCOMP: still counts against the quota
+          sent++
+        } else if (sent < quota) {
+          if (out.sendPublish(d.message, d.qos, d.retain, d.subscriptionIdentifiers, id, true)) sent++
+          else inflight.delete(id)
+        } else {
+          d.unsent = true
+          this.unsent++
+          ;(this.resends ??= []).push(id)
+        }
       }
     }
     this.pump()
@@ -327,6 +387,9 @@ export class Session {
     this.queueHead = 0
     this.inflight = undefined
     this.incomingQos2 = undefined
+    this.resends = undefined
+    this.resendHead = 0
+    this.unsent = 0
     this.wakeWaiters()
   }
 }

@@ -116,6 +116,47 @@ test('v5: the client\'s Receive Maximum limits QoS 1 in flight [MQTT-3.3.4-7]; a
   })
 })
 
+test('v5: messages in flight are resent within the Receive Maximum of the new connection, in order, before new ones [MQTT-3.3.4-9] [MQTT-4.4.0-1]', async () => {
+  await withBroker({}, async (broker) => {
+    const props = { sessionExpiryInterval: 60 }
+    const s = await connected(broker, 5, { clientId: 's', properties: { ...props, receiveMaximum: 10 } })
+    s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'rr', qos: 2 }] })
+    await s.expect('suback')
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('rr', 'q2', { qos: 2, packetId: 1 }))
+    const q2 = await s.expect('publish')
+    s.send({ type: 'pubrec', packetId: q2.packetId as number })
+    await s.expect('pubrel')
+    for (const [i, t] of ['a', 'b', 'c', 'd'].entries()) p.send(pub('rr', t, { qos: 1, packetId: 10 + i }))
+    const first = new Map<string, number>()
+    for (let i = 0; i < 4; i++) {
+      const m = await s.expect('publish')
+      first.set(text(m.payload), m.packetId as number)
+    }
+    s.destroy()
+    await sleep(50)
+    // 5 unacknowledged (q2 awaiting PUBCOMP, a-d awaiting PUBACK); the client now takes 2
+    const r = memoryClient(broker, 5)
+    assert.equal((await r.connect({ clientId: 's', cleanStart: false, properties: { ...props, receiveMaximum: 2 } })).sessionPresent, true)
+    p.send(pub('rr', 'e', { qos: 1, packetId: 20 }))
+    assert.equal((await r.expect('pubrel')).packetId, q2.packetId)
+    const a = await r.expect('publish')
+    assert.deepEqual([text(a.payload), a.dup, a.packetId], ['a', true, first.get('a')])
+    assert.equal(await r.quiet(200), true, 'two unacknowledged: the Receive Maximum is full')
+    const got: string[] = []
+    const take = async (): Promise<void> => {
+      const m = await r.expect('publish')
+      got.push(text(m.payload) + (m.dup ? ' (dup)' : ''))
+      r.send({ type: 'puback', packetId: m.packetId as number })
+    }
+    r.send({ type: 'pubcomp', packetId: q2.packetId as number })
+    r.send({ type: 'puback', packetId: a.packetId as number })
+    for (let i = 0; i < 4; i++) await take()
+    assert.deepEqual(got, ['b (dup)', 'c (dup)', 'd (dup)', 'e'], 'the rest resent in order, then the new one')
+    assert.equal(await r.quiet(150), true)
+  })
+})
+
 test('v5: QoS 1 counts against our Receive Maximum with unreleased QoS 2 [MQTT-3.3.4-7]: one too many is DISCONNECT 0x93', async () => {
   await withBroker({ limits: { receiveMaximum: 2 } }, async (broker) => {
     const p = await connected(broker, 5, { clientId: 'p' })
