@@ -144,15 +144,20 @@ export class Session {
     return this.inflight?.size ?? 0
   }
 
-  /** Hands a message to this session: sent now when there is room, else queued within bounds. */
+  /**
+   * Hands a message to this session: sent now when there is room, else queued within bounds.
+   *
+   * Sent now, its onward delivery starts as it arrives, so its lifetime has not passed
+   * [MQTT-3.3.2-5]: every caller hands over a message just published or, from the retained
+   * store, one checked alive at that moment. Checking here dropped every message with a Message
+   * Expiry Interval of 0 (a lifetime of 0 s, not "no expiry"), even for subscribers ready to
+   * take it, while its publisher got PUBACK 0x00. Copies that wait (queued) are checked when
+   * they leave the queue, so such a message reaches whoever can take it now, and nobody later.
+   */
   deliver (message: Message, qos: QoS, retain: boolean, subIds: number[] | undefined, budget: FilterBudget | undefined): void {
     const out = this.outlet
     if (out !== undefined && this.queueLength === 0 && out.writable &&
         (qos === 0 || this.inflightCount < out.sendQuota)) {
-      if (message.expiresAt !== 0 && message.expiresAt <= this.host.now()) {
-        this.host.stats.drop(DropReason.expired)
-        return
-      }
       this.transmit(out, message, qos, retain, subIds, undefined)
       return
     }

@@ -109,6 +109,29 @@ test('v5: message expiry: expired messages are not delivered, remaining interval
   })
 })
 
+test('v5: a Message Expiry Interval of 0 reaches the subscribers that can take it at once, and is neither queued nor retained [MQTT-3.3.2-5]', async () => {
+  await withBroker({}, async (broker) => {
+    const live = await connected(broker, 5, { clientId: 'live' })
+    await subscribe(live, 'z/#', 1)
+    const away = await connected(broker, 5, { clientId: 'away', properties: { sessionExpiryInterval: 60 } })
+    await subscribe(away, 'z/#', 1)
+    away.destroy()
+    await sleep(50)
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('z/now', 'now or never', { qos: 1, packetId: 1, retain: true, properties: { messageExpiryInterval: 0 } }))
+    assert.equal((await p.expect('puback')).reasonCode, 0)
+    const m = await live.expect('publish')
+    assert.equal(text(m.payload), 'now or never')
+    assert.equal(m.properties?.messageExpiryInterval, 0, 'no lifetime left')
+    live.send({ type: 'puback', packetId: m.packetId as number })
+    const back = await connected(broker, 5, { clientId: 'away', cleanStart: false, properties: { sessionExpiryInterval: 60 } })
+    assert.equal(await back.quiet(200), true, 'the offline copy expired')
+    const late = await connected(broker, 5, { clientId: 'late' })
+    assert.deepEqual(await subscribe(late, 'z/#', 1), [1])
+    assert.equal(await late.quiet(200), true, 'not retained past its lifetime')
+  })
+})
+
 test('v5: inbound topic aliases; above the maximum is 0x94, unknown is 0x82 [MQTT-3.3.2-9]', async () => {
   await withBroker({ limits: { topicAliasMaximum: 4 } }, async (broker) => {
     const s = await connected(broker, 5, { clientId: 's' })
