@@ -25,6 +25,10 @@ export interface BrokerPublish {
   payload: Uint8Array | string
   qos?: QoS | undefined
   retain?: boolean | undefined
+  /**
+   * 5.0 properties forwarded to subscribers. Message Expiry Interval starts now; Topic Alias and
+   * Subscription Identifiers belong to one connection and are not taken from here.
+   */
   properties?: PublishProperties | undefined
 }
 
@@ -155,8 +159,18 @@ export class Broker implements BrokerCore, ConnectionHost {
   /** Publishes from the application, as if from a client without a session. */
   publishMessage (m: BrokerPublish): number {
     const payload = typeof m.payload === 'string' ? Buffer.from(m.payload) : m.payload
-    const mei = m.properties?.messageExpiryInterval
-    return this.publish(new Message(m.topic, payload, m.qos ?? 0, m.retain ?? false, m.properties, mei === undefined ? 0 : this.now() + mei * 1000, undefined))
+    let props = m.properties
+    let expiresAt = 0
+    if (props !== undefined) {
+      // A Topic Alias or Subscription Identifiers given here went out to every 5.0 subscriber as
+      // they were: an alias above a client's Topic Alias Maximum (0 unless it asked for more)
+      // [MQTT-3.3.2-11], one that remapped an alias the broker had given that client to another
+      // topic, identifiers of subscriptions it never made. The router sets both per subscriber.
+      const { topicAlias: _a, subscriptionIdentifiers: _s, messageExpiryInterval: mei, ...rest } = props
+      props = Object.keys(rest).length > 0 ? rest : undefined
+      if (mei !== undefined) expiresAt = this.now() + mei * 1000
+    }
+    return this.publish(new Message(m.topic, payload, m.qos ?? 0, m.retain ?? false, props, expiresAt, undefined))
   }
 
   // --- BrokerCore ---------------------------------------------------------------------------

@@ -277,3 +277,18 @@ test('v5: a client\'s PUBLISH carrying a Subscription Identifier is a protocol e
     assert.equal(await s.quiet(150), true, 'not routed')
   })
 })
+
+test('v5: broker.publishMessage does not pass a Topic Alias or Subscription Identifiers on to subscribers [MQTT-3.3.2-11] (§3.3.2.3.8)', async () => {
+  await withBroker({}, async (broker) => {
+    const plain = await connected(broker, 5, { clientId: 'plain' })
+    await subscribe(plain, 'app/#')
+    const own = await connected(broker, 5, { clientId: 'own' })
+    await subscribe(own, 'app/#', 0, {}, 8)
+    broker.publishMessage({ topic: 'app/t', payload: 'x', properties: { topicAlias: 5, subscriptionIdentifiers: [3], userProperties: [['k', 'v']] } })
+    const a = await plain.expect('publish')
+    assert.deepEqual(a.properties, { userProperties: [['k', 'v']] }, 'no alias above its Topic Alias Maximum of 0, no identifiers')
+    const b = await own.expect('publish')
+    assert.deepEqual(b.properties?.subscriptionIdentifiers, [8], 'only its own identifier')
+    assert.equal(b.properties?.topicAlias, undefined)
+  })
+})
