@@ -179,9 +179,9 @@ function authorizeWill (c: ServerConnection): boolean | Promise<boolean> {
 }
 
 /** [MQTT-3.1.4-3] a second connection with the same client id takes over from the first. */
-function takeOver (c: ServerConnection, ctx: ConnectContext): boolean {
+function takeOver (c: ServerConnection): boolean {
   const old = c.core.online.get(c.clientId)
-  if (old !== undefined && old !== c) old.takenOver(!ctx.packet.cleanStart)
+  if (old !== undefined && old !== c) old.takenOver()
   return true
 }
 
@@ -190,6 +190,13 @@ function openSession (c: ServerConnection, ctx: ConnectContext): boolean {
   const core = c.core
   const limits = core.limits
   let s = core.sessions.get(c.clientId)
+  // [MQTT-3.1.2-8] [MQTT-3.1.3-9] a will waiting out its delay is not sent once a new connection
+  // for its client id arrives, whether or not that connection resumes the session: ending the
+  // session below (clean start) published it at once
+  if (s !== undefined) {
+    s.delayedWill = undefined
+    s.willAt = 0
+  }
   // Another user's session is not resumed: its subscriptions and queued messages passed that
   // user's ACL, checked when made, so taking it over would read with the other user's rights.
   const foreign = s !== undefined && s.username !== c.username
@@ -206,9 +213,6 @@ function openSession (c: ServerConnection, ctx: ConnectContext): boolean {
     core.sessions.set(c.clientId, s)
   } else {
     ctx.sessionPresent = true
-    // [MQTT-3.1.3-9] the will of the previous connection is not sent if the session resumes in time
-    s.delayedWill = undefined
-    s.willAt = 0
     s.expiresAt = 0
   }
   // 3.1.1 clean session 0: the session lasts until the maximum; 5.0: as asked, within the maximum

@@ -518,14 +518,15 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
 
   /**
    * Another connection took this client id [MQTT-3.1.4-3]: 5.0 gets DISCONNECT 0x8E. The will
-   * goes out now, unless it has a delay and the session carries on [MQTT-3.1.3-9].
+   * goes out now, unless it has a delay: the new connection for the client id arrived within
+   * it, so it is not sent at all [MQTT-3.1.2-8], clean start or not (as mosquitto).
    */
-  takenOver (sessionContinues: boolean): void {
+  takenOver (): void {
     if (this.state === ConnectionState.closed) return
     if (this.v5) this.transport.writeControl(encode({ type: 'disconnect', reasonCode: 0x8e }, 5))
     const will = this.will
     this.will = undefined
-    if (will !== undefined && !(sessionContinues && (will.properties?.willDelayInterval ?? 0) > 0)) {
+    if (will !== undefined && (will.properties?.willDelayInterval ?? 0) === 0) {
       this.core.publish(Message.fromWill(will, this.core.now(), this.session))
     }
     const s = this.session

@@ -1,7 +1,7 @@
 // MQTT 5.0 §3.1 CONNECT / §3.2 CONNACK / §3.14 DISCONNECT, and the 3.1.1 equivalents.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { encode } from '@petrel/wire'
+import { encode, type ConnectPacket } from '@petrel/wire'
 import { createBroker } from '@petrel/broker'
 import { connected, memoryClient, sleep, tcpClient, text, versions, withBroker } from './helpers.js'
 
@@ -228,6 +228,25 @@ test('v5: will delay: not sent if the session resumes in time, sent after the de
     const p = await watcher.expect('publish', 3000)
     assert.equal(p.topicName, 'will/d')
     assert.ok(Date.now() - t0 >= 900, 'sent after the delay')
+  })
+})
+
+test('v5: a new connection for the client id within the will delay cancels the will, even with clean start [MQTT-3.1.2-8] [MQTT-3.1.3-9]', async () => {
+  await withBroker({}, async (broker) => {
+    const watcher = await connected(broker, 5, { clientId: 'w' })
+    watcher.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 0 }] })
+    await watcher.expect('suback')
+    const will = (name: string): ConnectPacket['will'] => ({ topicName: `will/${name}`, payload: Buffer.from(name), qos: 0, retain: false, properties: { willDelayInterval: 1 } })
+    const props = { sessionExpiryInterval: 60 }
+    // offline, waiting out the delay, then a clean-start connection
+    const a = await connected(broker, 5, { clientId: 'a', will: will('a'), properties: props })
+    a.destroy()
+    await sleep(200)
+    await connected(broker, 5, { clientId: 'a', cleanStart: true })
+    // still connected, taken over by a clean-start connection
+    await connected(broker, 5, { clientId: 'b', will: will('b'), properties: props })
+    await connected(broker, 5, { clientId: 'b', cleanStart: true })
+    assert.equal(await watcher.quiet(1500), true, 'neither will is sent, now or after the delay')
   })
 })
 
