@@ -3,13 +3,17 @@ import type { Duplex } from 'node:stream'
 
 /** Buffers everything a socket sends and hands it out in exact-length reads. */
 export class SocketReader {
-  #buffered = Buffer.alloc(0)
+  // Chunks are joined only when a read needs them: concatenating on every 'data' event made a
+  // large transfer quadratic (16 MiB took seconds of copying on a loaded machine).
+  #chunks: Buffer[] = []
+  #length = 0
   #ended = false
   #wake: (() => void) | undefined
 
   constructor (socket: Duplex) {
     socket.on('data', (chunk: Buffer) => {
-      this.#buffered = Buffer.concat([this.#buffered, chunk])
+      this.#chunks.push(chunk)
+      this.#length += chunk.length
       this.#wake?.()
     })
     socket.on('close', () => { this.#ended = true; this.#wake?.() })
@@ -17,22 +21,25 @@ export class SocketReader {
   }
 
   get ended (): boolean { return this.#ended }
-  get available (): number { return this.#buffered.length }
+  get available (): number { return this.#length }
 
   /** Resolves with exactly `n` bytes; rejects on close or after `timeoutMs`. */
   async read (n: number, timeoutMs = 5000): Promise<Buffer> {
     const deadline = Date.now() + timeoutMs
-    while (this.#buffered.length < n) {
-      if (this.#ended) throw new Error(`socket closed after ${this.#buffered.length} of ${n} bytes`)
+    while (this.#length < n) {
+      if (this.#ended) throw new Error(`socket closed after ${this.#length} of ${n} bytes`)
       const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`read ${this.#buffered.length} of ${n} bytes in ${timeoutMs} ms`)
+      if (left <= 0) throw new Error(`read ${this.#length} of ${n} bytes in ${timeoutMs} ms`)
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left)
         this.#wake = () => { clearTimeout(timer); this.#wake = undefined; resolve() }
       })
     }
-    const out = this.#buffered.subarray(0, n)
-    this.#buffered = this.#buffered.subarray(n)
+    const all = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#length)
+    const out = all.subarray(0, n)
+    const rest = all.subarray(n)
+    this.#chunks = rest.length > 0 ? [rest] : []
+    this.#length = rest.length
     return out
   }
 
