@@ -13,7 +13,7 @@ import type { Message } from './message.js'
 import type { ClientOptions, PublishOptions, SubscribeOptions } from './options.js'
 import { renderMetrics, type ClientStats } from './stats.js'
 import { Subscription, type MessageHandler, type SubscriptionOwner } from './subscription.js'
-import { isSupportedProtocol, openTransport } from './transport.js'
+import { isSupportedProtocol, maxWebSocketMessage, openTransport } from './transport.js'
 
 /** Payload of the `connect` event. */
 export interface ConnectEvent {
@@ -82,6 +82,8 @@ type Phase = 'idle' | 'connecting' | 'connected'
  * long as the connection lets the socket linger once our bytes are flushed.
  */
 const CLOSE_WAIT_MS = 1000
+/** Largest inbound packet when `maximumPacketSize` is not set. */
+const DEFAULT_MAX_PACKET_SIZE = 256 * 1024 * 1024
 
 /** setTimeout's longest delay (a longer one fires after 1 ms). */
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -732,7 +734,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       // or a beforeConnect rewrite), which the broker must respect [MQTT-3.1.2-24]; 3.1.1 advertises
       // nothing, so there only the option bounds what we buffer.
       const advertised = this.protocolVersion === 5 ? packet.properties?.maximumPacketSize : undefined
-      const conn = new Connection(stream, this.protocolVersion, advertised ?? this.options.maximumPacketSize ?? 256 * 1024 * 1024, this.handler, this.options.trace)
+      const conn = new Connection(stream, this.protocolVersion, advertised ?? this.options.maximumPacketSize ?? DEFAULT_MAX_PACKET_SIZE, this.handler, this.options.trace)
       this.conn = conn
       this.authMethod = packet.properties?.authenticationMethod
       this.phase = 'connecting'
@@ -765,7 +767,13 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     const t = this.options.transport
     if (t !== undefined) return typeof t === 'function' ? await t(url, signal) : t
     if (url === undefined) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'no broker URL and no transport')
-    return await openTransport(url, { tls: this.options.tls, ws: this.options.ws, readModeration: this.options.readModeration, localAddress: this.options.localAddress }, signal)
+    // A WebSocket message is buffered whole before the decoder sees it: bound it by the inbound
+    // packet limit (a beforeConnect rewrite of that limit comes after the dial: the option rules).
+    const o = this.options
+    const maxPacket = o.maximumPacketSize ?? (this.protocolVersion === 5 ? o.properties?.maximumPacketSize : undefined) ?? DEFAULT_MAX_PACKET_SIZE
+    return await openTransport(url, {
+      tls: o.tls, ws: o.ws, readModeration: o.readModeration, localAddress: o.localAddress, maxMessageBytes: maxWebSocketMessage(maxPacket)
+    }, signal)
   }
 
   private connectPacket (url: URL | undefined, attempt: number): ConnectPacket {

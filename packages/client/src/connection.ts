@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream'
-import { Decoder, encode, PetrelError, type Packet, type ProtocolVersion } from '@petrel/wire'
+import { Decoder, encode, PetrelError, WireErrorCode, type Packet, type ProtocolVersion } from '@petrel/wire'
 import { directReaderOf } from './direct-read.js'
 import { ClientErrorCode, clientError } from './errors.js'
 import { Keepalive, KeepaliveAction } from './keepalive.js'
@@ -86,7 +86,14 @@ export class Connection {
     if (direct !== undefined) direct.attach((chunk) => { this.onData(chunk) }, () => handler.readsMayPause())
     else stream.on('data', (chunk: Buffer) => { this.onData(chunk) })
     stream.on('drain', () => { this.onStreamDrain() })
-    stream.on('error', (err: Error) => {
+    stream.on('error', (err: Error & { code?: string }) => {
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+        // A WebSocket message over the transport's bound (see maxWebSocketMessage): refused from
+        // its frame header, as the decoder refuses a packet from its fixed header.
+        this.decodeFailed = true
+        this.finish(new PetrelError(WireErrorCode.PACKET_TOO_LARGE, `a WebSocket message larger than this client accepts: ${err.message}`, { reasonCode: 0x95, cause: err }))
+        return
+      }
       this.finish(clientError(ClientErrorCode.CONNECTION_FAILED, `connection error: ${err.message}`, { cause: err }))
     })
     stream.on('close', () => { this.finish(clientError(ClientErrorCode.CONNECTION_FAILED, 'the connection closed')) })

@@ -32,7 +32,10 @@ export const ClientErrorCode = {
   QOS_NOT_SUPPORTED: 'PETREL_ERR_QOS_NOT_SUPPORTED',
   /** Retain requested but the broker's Retain Available is 0. */
   RETAIN_NOT_SUPPORTED: 'PETREL_ERR_RETAIN_NOT_SUPPORTED',
-  /** The packet would exceed the broker's Maximum Packet Size (or the protocol's limit). */
+  /**
+   * The packet would exceed the broker's Maximum Packet Size (or the protocol's limit). Inbound: a
+   * packet, or a WebSocket message, from the broker went past our `maximumPacketSize` (link closed, 0x95).
+   */
   PACKET_TOO_LARGE: 'PETREL_ERR_PACKET_TOO_LARGE',
   /** A wildcard filter, but the broker's Wildcard Subscription Available is 0. */
   WILDCARD_NOT_SUPPORTED: 'PETREL_ERR_WILDCARD_NOT_SUPPORTED',

@@ -69,7 +69,9 @@ export interface ClientOptions {
   /**
    * Largest inbound packet accepted; a bigger one closes the link (v5: DISCONNECT 0x95). MQTT 5
    * tells the broker, in the CONNECT's Maximum Packet Size (`properties.maximumPacketSize` does the
-   * same). Default 256 MiB.
+   * same). Default 256 MiB. Over WebSocket it also bounds a message (twice this plus 64 KiB: a
+   * message may hold several packets); ws refuses a bigger one from its frame header (close 1009,
+   * PETREL_ERR_PACKET_TOO_LARGE) instead of buffering it (ws's own default is 100 MiB).
    */
   maximumPacketSize?: number
   /** Dial + CONNECT/CONNACK. Default 10,000 ms. */

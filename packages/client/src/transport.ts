@@ -2,6 +2,7 @@ import { isIP, type Socket } from 'node:net'
 import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import WebSocket, { createWebSocketStream, type ClientOptions as WsClientOptions } from 'ws'
+import { MAX_PACKET_SIZE } from '@petrel/wire'
 import { connectDirect } from './direct-read.js'
 import type { ReadModerationOptions } from './read-moderation.js'
 import { ClientErrorCode, clientError } from './errors.js'
@@ -38,7 +39,26 @@ export interface TransportOptions {
   readModeration?: ReadModerationOptions | false | undefined
   /** The local address to connect from. */
   localAddress?: string | undefined
+  /**
+   * WebSocket: the largest message accepted (ws `maxPayload`, which `ws` otherwise sets to 100 MiB
+   * whatever the MQTT limit). The client derives it from its `maximumPacketSize`; `ws.maxPayload`
+   * overrides it.
+   */
+  maxMessageBytes?: number | undefined
 }
+
+/**
+ * The WebSocket message bound for an inbound MQTT packet limit of `maxPacketSize`: a message may
+ * hold several packets or parts of them [MQTT-6.0.0-2] (a broker may batch a tick's writes), so
+ * twice the limit plus 64 KiB, as the broker bounds its clients. ws refuses a bigger message from
+ * its frame header (close 1009), before buffering it.
+ */
+export function maxWebSocketMessage (maxPacketSize: number): number {
+  return 2 * Math.min(maxPacketSize, MAX_PACKET_SIZE) + 64 * 1024
+}
+
+/** See `closeTimeout` in openWebSocket; as long as a closing Connection lets a socket linger. */
+const WS_CLOSE_TIMEOUT_MS = 1000
 
 const DEFAULT_PORTS: Record<string, number> = { 'mqtt:': 1883, 'tcp:': 1883, 'mqtts:': 8883, 'tls:': 8883, 'ssl:': 8883, 'ws:': 80, 'wss:': 443 }
 
@@ -105,6 +125,10 @@ async function openWebSocket (url: URL, options: TransportOptions, signal: Abort
   // wss:// takes the same TLS settings as mqtts:// (ws hands them to tls.connect).
   const ws = new WebSocket(url, ['mqtt'], {
     ...t.extra,
+    ...(options.maxMessageBytes === undefined ? {} : { maxPayload: options.maxMessageBytes }),
+    // After a close frame (ours, or ws's own on a refused message), how long the broker has to
+    // close before the socket is cut: the link is reported lost only then (ws waits 30 s).
+    closeTimeout: WS_CLOSE_TIMEOUT_MS,
     ...options.ws,
     ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
     ca: t.ca,

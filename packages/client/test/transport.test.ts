@@ -1,6 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { connect as tcpConnect } from 'node:net'
+import { connect as tcpConnect, type AddressInfo, type Socket } from 'node:net'
+import { createServer as createHttpServer } from 'node:http'
+import { createHash } from 'node:crypto'
+import { encode } from '@petrel/wire'
 import { freePort, makeTestCertificates, requirePeer, startMosquitto, waitFor, withTimeout } from '@petrel/test-utils'
 import { connect, type Message } from '../src/index.js'
 
@@ -135,5 +138,112 @@ test('end() gets its DISCONNECT through on TCP, TLS and WebSocket: the broker ke
   } finally {
     await watcher.end()
     await m.stop()
+  }
+})
+
+/**
+ * A WebSocket server (subprotocol mqtt) that writes raw frames, so a test can send what a broker
+ * may: several MQTT packets in one message, or a frame header announcing more than it sends.
+ * `onLink` gets the socket once the client's CONNECT has arrived.
+ */
+async function rawWebSocketBroker (onLink: (socket: Socket, clientFrames: Buffer[]) => void): Promise<{ url: string, close: () => Promise<void> }> {
+  const server = createHttpServer()
+  const sockets = new Set<Socket>()
+  server.on('upgrade', (req, socket: Socket) => {
+    sockets.add(socket)
+    const accept = createHash('sha1').update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n`)
+    const frames: Buffer[] = []
+    let pending = Buffer.alloc(0)
+    socket.on('data', (chunk: Buffer) => {
+      // Client frames are small here: 7-bit or 16-bit lengths, always masked.
+      pending = Buffer.concat([pending, chunk])
+      for (;;) {
+        if (pending.length < 2) return
+        let len = (pending[1] as number) & 0x7f
+        let at = 2
+        if (len === 126) { if (pending.length < 4) return; len = pending.readUInt16BE(2); at = 4 }
+        if (pending.length < at + 4 + len) return
+        const mask = pending.subarray(at, at + 4)
+        const payload = Buffer.from(pending.subarray(at + 4, at + 4 + len))
+        for (let i = 0; i < len; i++) payload[i] = (payload[i] as number) ^ (mask[i & 3] as number)
+        frames.push(Buffer.concat([pending.subarray(0, 1), payload]))
+        pending = pending.subarray(at + 4 + len)
+        if (frames.length === 1) onLink(socket, frames)
+      }
+    })
+    socket.on('error', () => {})
+    socket.on('close', () => { sockets.delete(socket) })
+  })
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  return {
+    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+    close: async () => {
+      for (const s of sockets) s.destroy()
+      await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+    }
+  }
+}
+
+/** A binary frame from the server (unmasked) with `payload`, or with only a header claiming `claimed` bytes. */
+function serverFrame (payload: Buffer, claimed = payload.length): Buffer {
+  const head = Buffer.alloc(10)
+  head[0] = 0x82
+  head[1] = 127
+  head.writeBigUInt64BE(BigInt(claimed), 2)
+  return Buffer.concat([head, payload])
+}
+
+const CONNACK_V5 = encode({ type: 'connack', sessionPresent: false, reasonCode: 0 }, 5)
+
+test('WebSocket: a message over what maximumPacketSize allows is refused from its frame header (1009), not buffered', async () => {
+  const closeCodes: number[] = []
+  const broker = await rawWebSocketBroker((socket, frames) => {
+    socket.write(serverFrame(CONNACK_V5))
+    // A message announcing 50 MiB, against a client that accepts 64 KiB packets: ws's own default
+    // (100 MiB) would have the client wait for, and buffer, all of it.
+    // (A moment after CONNACK: the test listens for the disconnect once connect() resolved.)
+    setTimeout(() => { socket.write(serverFrame(Buffer.alloc(1024), 50 * 1024 * 1024)) }, 200)
+    socket.on('data', () => {
+      for (const f of frames) if (f[0] === 0x88 && f.length >= 3) closeCodes.push(f.readUInt16BE(1))
+    })
+  })
+  const c = await connect(broker.url, { protocolVersion: 5, maximumPacketSize: 64 * 1024, reconnect: false })
+  try {
+    const gone = await withTimeout(new Promise<{ error: { code: string, reasonCode?: number | undefined } | undefined }>((resolve) => { c.once('disconnect', resolve) }), 3000, 'disconnect')
+    assert.equal(gone.error?.code, 'PETREL_ERR_PACKET_TOO_LARGE')
+    assert.equal(gone.error?.reasonCode, 0x95)
+    await waitFor(() => closeCodes.length > 0, { timeoutMs: 3000, message: 'close frame' })
+    assert.equal(closeCodes[0], 1009, 'close: Message Too Big')
+    assert.equal(c.stats().bytesIn < 64 * 1024, true)
+  } finally {
+    await c.end()
+    await broker.close()
+  }
+})
+
+test('WebSocket: one message holding two packets of exactly maximumPacketSize is delivered whole', async () => {
+  const max = 64 * 1024
+  const packet = (n: number): Buffer => {
+    const head = encode({ type: 'publish', topicName: 'ws/big', payload: Buffer.alloc(0), qos: 0, retain: false, dup: false }, 5)
+    // Fill the payload so that the packet is `max` bytes, header included (3 length bytes here).
+    return encode({ type: 'publish', topicName: 'ws/big', payload: Buffer.alloc(max - head.length - 2, n), qos: 0, retain: false, dup: false }, 5)
+  }
+  const one = packet(1)
+  assert.equal(one.length, max)
+  const broker = await rawWebSocketBroker((socket) => {
+    socket.write(serverFrame(CONNACK_V5))
+    socket.write(serverFrame(Buffer.concat([one, packet(2)])))
+  })
+  const got: number[] = []
+  const c = await connect(broker.url, { protocolVersion: 5, maximumPacketSize: max, reconnect: false })
+  try {
+    c.on('unrouted', (m) => { got.push(m.payload[0] as number) })
+    await waitFor(() => got.length === 2, { timeoutMs: 3000, message: `messages ${got.join(',')}` })
+    assert.deepEqual(got, [1, 2])
+    assert.equal(c.connected, true)
+  } finally {
+    await c.end()
+    await broker.close()
   }
 })
