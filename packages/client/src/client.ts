@@ -84,6 +84,8 @@ type Phase = 'idle' | 'connecting' | 'connected'
 const CLOSE_WAIT_MS = 1000
 /** Largest inbound packet when `maximumPacketSize` is not set. */
 const DEFAULT_MAX_PACKET_SIZE = 256 * 1024 * 1024
+/** User Property pairs accepted in one inbound packet when `maxUserProperties` is not set. */
+const DEFAULT_MAX_USER_PROPERTIES = 1024
 
 /** setTimeout's longest delay (a longer one fires after 1 ms). */
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -734,7 +736,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       // or a beforeConnect rewrite), which the broker must respect [MQTT-3.1.2-24]; 3.1.1 advertises
       // nothing, so there only the option bounds what we buffer.
       const advertised = this.protocolVersion === 5 ? packet.properties?.maximumPacketSize : undefined
-      const conn = new Connection(stream, this.protocolVersion, advertised ?? this.options.maximumPacketSize ?? DEFAULT_MAX_PACKET_SIZE, this.handler, this.options.trace)
+      const conn = new Connection(stream, this.protocolVersion, advertised ?? this.options.maximumPacketSize ?? DEFAULT_MAX_PACKET_SIZE, this.handler, this.options.trace,
+        this.options.maxUserProperties ?? DEFAULT_MAX_USER_PROPERTIES)
       this.conn = conn
       this.authMethod = packet.properties?.authenticationMethod
       this.phase = 'connecting'

@@ -75,13 +75,14 @@ export class Connection {
     this.flush()
   }
 
-  constructor (stream: Duplex, protocolVersion: ProtocolVersion, maxPacketSize: number, handler: ConnectionHandler, trace?: PacketTrace) {
+  /** `maxUserProperties`: User Property pairs accepted in one inbound packet (default: no limit). */
+  constructor (stream: Duplex, protocolVersion: ProtocolVersion, maxPacketSize: number, handler: ConnectionHandler, trace?: PacketTrace, maxUserProperties?: number) {
     this.stream = stream
     this.version = protocolVersion
     this.handler = handler
     this.trace = trace
     // A message's payload is delivered as received, whatever its Payload Format Indicator says.
-    this.decoder = new Decoder({ protocolVersion, maxPacketSize, checkPayloadFormat: false })
+    this.decoder = new Decoder({ protocolVersion, maxPacketSize, checkPayloadFormat: false, maxUserProperties })
     const direct = directReaderOf(stream)
     if (direct !== undefined) direct.attach((chunk) => { this.onData(chunk) }, () => handler.readsMayPause())
     else stream.on('data', (chunk: Buffer) => { this.onData(chunk) })

@@ -74,6 +74,14 @@ export interface ClientOptions {
    * PETREL_ERR_PACKET_TOO_LARGE) instead of buffering it (ws's own default is 100 MiB).
    */
   maximumPacketSize?: number
+  /**
+   * MQTT 5: User Property pairs accepted in one inbound packet; a packet with more closes the link
+   * (DISCONNECT 0x95, PETREL_ERR_PACKET_TOO_LARGE) before they are decoded. A pair costs 5 bytes on
+   * the wire but some 75 bytes of heap, so without a bound a broker could make one packet cost 15
+   * times `maximumPacketSize` (4 GB for 256 MiB), and each queued message as much. Brokers and
+   * clouds allow 10 to 100 (EMQX on CONNECT, Alibaba IoT: 20). Default 1,024; `Infinity`: no limit.
+   */
+  maxUserProperties?: number
   /** Dial + CONNECT/CONNACK. Default 10,000 ms. */
   connectTimeoutMs?: number
   /** Reconnect after a lost connection: true (default), false, or a callback deciding per attempt. */

@@ -637,6 +637,31 @@ test('v5: a packet larger than the Maximum Packet Size our CONNECT advertised (m
   }
 })
 
+test('v5: a packet with more User Properties than maxUserProperties (default 1,024; 75 bytes of heap each for 5 on the wire): DISCONNECT 0x95, reconnect, replay; within it, delivered', { timeout: 30_000 }, async () => {
+  const flood = (n: number): Buffer => encode({
+    type: 'publish', topicName: 'up/t', payload: Buffer.from('x'), qos: 0, retain: false, dup: false,
+    properties: { userProperties: Array.from({ length: n }, () => ['', ''] as [string, string]) }
+  }, 5)
+  await expectProtocolError(5, flood(1025), { code: 'PETREL_ERR_PACKET_TOO_LARGE', reasonCode: 0x95 })
+  await expectProtocolError(5, flood(11), { code: 'PETREL_ERR_PACKET_TOO_LARGE', reasonCode: 0x95 }, { maxUserProperties: 10 })
+  // At the limit the message arrives, its properties whole.
+  const broker = await scriptedBroker(5, (p, link) => {
+    if (p.type === 'subscribe') setImmediate(() => { link.socket.write(flood(1024)) })
+    return false
+  })
+  const c = await connect(broker.url, { ...fast, protocolVersion: 5 })
+  try {
+    const got: number[] = []
+    await c.subscribe('up/#', {}, (m) => { got.push(m.properties?.userProperties?.length ?? 0) })
+    await waitFor(() => got.length === 1, { timeoutMs: 5000, message: 'message at the limit' })
+    assert.deepEqual(got, [1024])
+    assert.equal(c.stats().protocolErrors, 0)
+  } finally {
+    await c.end({ force: true })
+    await broker.close()
+  }
+})
+
 test('v5: more unacknowledged QoS 1 PUBLISHes than the Receive Maximum our CONNECT advertised (manual ack holds them) [MQTT-3.3.4-9]: DISCONNECT 0x93, reconnect, replay', { timeout: 30_000 }, async () => {
   // Three QoS 1 messages for a manual-ack subscription, none acked, against a Receive Maximum of 2.
   const three = Buffer.concat([101, 102, 103].map((id) => encode({ type: 'publish', topicName: 'rm/x', payload: Buffer.from(String(id)), qos: 1, retain: false, dup: false, packetId: id }, 5)))

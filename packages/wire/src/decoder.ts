@@ -31,6 +31,14 @@ export interface DecoderOptions {
    * will send again on reconnect would fail it for ever.
    */
   checkPayloadFormat?: boolean | undefined
+  /**
+   * User Property pairs accepted in one packet (a CONNECT's and its will's together); one more
+   * raises Packet Too Large (0x95) before it is decoded. Default: no limit. A pair is 5 bytes on
+   * the wire at least but some 75 bytes of heap once decoded, so a packet made of them costs 15
+   * times its size (a 256 MiB one, 4 GB and over a minute of decoding): set this where the peer
+   * is not trusted.
+   */
+  maxUserProperties?: number | undefined
 }
 
 const enum State { Idle, Header, Body }
@@ -63,6 +71,9 @@ export class Decoder {
   maxPacketSize: number
   maxConnectPacketSize: number
   private readonly checkPayloadFormat: boolean
+  private readonly maxUserProperties: number
+  /** User Property pairs of the packet being decoded. */
+  private userProperties = 0
 
   private state = State.Idle
   // Header state: up to 5 bytes of a fixed header split across chunks (allocated on first need).
@@ -85,6 +96,7 @@ export class Decoder {
     this.maxPacketSize = options.maxPacketSize ?? MAX_PACKET_SIZE
     this.maxConnectPacketSize = Math.min(options.maxConnectPacketSize ?? this.maxPacketSize, this.maxPacketSize)
     this.checkPayloadFormat = options.checkPayloadFormat ?? true
+    this.maxUserProperties = options.maxUserProperties ?? Number.POSITIVE_INFINITY
   }
 
   /** Decodes `chunk` (after any partial input kept from earlier calls); returns the complete packets. */
@@ -231,6 +243,7 @@ export class Decoder {
     this.buf = buf
     this.pos = p
     this.end = end
+    this.userProperties = 0
     const type = b1 >> 4
     const v5 = this.protocolVersion === 5
     switch (type) {
@@ -476,7 +489,12 @@ export class Decoder {
         }
         case 0x24: props.maximumQoS = this.flag(info.name) ? 1 : 0; break
         case 0x25: props.retainAvailable = this.flag(info.name); break
-        case 0x26: (props.userProperties ??= []).push([this.utf8(), this.utf8()]); break
+        case 0x26:
+          if (++this.userProperties > this.maxUserProperties) {
+            throw new PetrelError(WireErrorCode.PACKET_TOO_LARGE, `more than ${this.maxUserProperties} user properties in one packet`, { reasonCode: 0x95 })
+          }
+          (props.userProperties ??= []).push([this.utf8(), this.utf8()])
+          break
         case 0x27: {
           const v = this.u32()
           if (v === 0) throw protocolError('maximum packet size 0 [MQTT-3.1.2-24]')

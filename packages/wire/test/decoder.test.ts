@@ -295,6 +295,29 @@ describe('Decoder', () => {
       assert.equal(new Decoder({ maxPacketSize: 50, maxConnectPacketSize: 5000 }).maxConnectPacketSize, 50, 'capped at maxPacketSize')
     })
 
+    it('bounds the User Property pairs of one packet by maxUserProperties (a CONNECT\'s and its will\'s together), before decoding the one too many', () => {
+      const pairs = (n: number): Array<[string, string]> => Array.from({ length: n }, (_, i) => [`k${i}`, 'v'])
+      const publish = (n: number): Buffer => encode({ type: 'publish', topicName: 't', payload: Buffer.alloc(0), qos: 0, retain: false, dup: false, properties: { userProperties: pairs(n) } }, 5)
+      const dec = new Decoder({ protocolVersion: 5, maxUserProperties: 3 })
+      // The count starts again with each packet.
+      const two = dec.push(Buffer.concat([publish(3), publish(3)]))
+      assert.equal(two.length, 2)
+      assert.deepEqual(two[1]?.type === 'publish' ? two[1].properties?.userProperties : undefined, pairs(3))
+      assertPetrelError(() => new Decoder({ protocolVersion: 5, maxUserProperties: 3 }).push(publish(4)), TOO_LARGE)
+      const connect = encode({
+        type: 'connect', protocolVersion: 5, clientId: 'c', cleanStart: true, keepAlive: 0, properties: { userProperties: pairs(2) },
+        will: { topicName: 'w', payload: Buffer.alloc(0), qos: 0, retain: false, properties: { userProperties: pairs(2) } }
+      }, 5)
+      assertPetrelError(() => new Decoder({ maxUserProperties: 3 }).push(connect), TOO_LARGE)
+      assert.equal(new Decoder({ maxUserProperties: 4 }).push(connect).length, 1)
+      // Default: no limit (what the spec sets).
+      assert.equal(new Decoder({ protocolVersion: 5 }).push(publish(5000)).length, 1)
+      // 200,000 empty pairs (1 MB) fail at the first one past the limit: cheap, whatever comes after.
+      const flood = Buffer.concat([hex('00 01 74'), hex(varint(1_000_000)), Buffer.alloc(1_000_000).fill(hex('26 00 00 00 00'))])
+      const packet = Buffer.concat([hex(`30 ${varint(flood.length)}`), flood])
+      assertPetrelError(() => new Decoder({ protocolVersion: 5, maxUserProperties: 1024 }).push(packet), TOO_LARGE)
+    })
+
     it('defaults to the largest packet the spec allows', () => {
       assert.equal(new Decoder().maxPacketSize, MAX_PACKET_SIZE)
       assert.equal(MAX_PACKET_SIZE, 1 + 4 + 268_435_455)
