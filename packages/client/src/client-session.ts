@@ -804,7 +804,10 @@ export class ClientSession implements InboundAckSink {
         const s = this.inboundQoS2.get(packet.packetId)
         if (s !== undefined && s.counted === this.epoch) this.inboundUnanswered--
         this.inboundQoS2.delete(packet.packetId)
-        this.out.write(ackBytes(0x70, packet.packetId))
+        // An id we hold no state for (a PUBREL resent after our PUBCOMP was lost with the link, or a
+        // broker whose session state is not ours): v5 says so, 0x92 Packet Identifier not found
+        // (§3.7.2.1), which is no error during recovery; 3.1.1 has only the plain PUBCOMP.
+        this.out.write(s === undefined && this.v5 ? ackWithReason(0x70, packet.packetId, 0x92) : ackBytes(0x70, packet.packetId))
         break
       }
       case 'suback': case 'unsuback': this.onControlAck(packet.packetId, packet.type, packet.reasonCodes); break
@@ -1589,9 +1592,13 @@ function ackBytes (b1: number, id: number): Buffer {
 }
 
 function pubrelBytes (id: number, reasonCode: number): Buffer {
-  if (reasonCode === 0) return ackBytes(PUBREL_FIXED, id)
+  return reasonCode === 0 ? ackBytes(PUBREL_FIXED, id) : ackWithReason(PUBREL_FIXED, id, reasonCode)
+}
+
+/** A v5 PUBREL / PUBCOMP (`b1`) with a reason code and no properties: 5 bytes. */
+function ackWithReason (b1: number, id: number, reasonCode: number): Buffer {
   const b = Buffer.allocUnsafe(5)
-  b[0] = PUBREL_FIXED
+  b[0] = b1
   b[1] = 3
   b[2] = id >> 8
   b[3] = id & 0xff

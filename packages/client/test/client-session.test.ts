@@ -388,6 +388,26 @@ test('QoS 2 inbound: delivered once until PUBREL, duplicates answered with PUBRE
   assert.equal(x.h.delivered.length, 2, 'after PUBREL the id starts a new message')
 })
 
+test('QoS 2 inbound: a PUBREL for an id we hold no state for is answered PUBCOMP 0x92 Packet Identifier not found under v5 (§3.7.2.1), plain PUBCOMP under 3.1.1', () => {
+  for (const v of [5, 4] as const) {
+    const x = harness({ protocolVersion: v })
+    x.up()
+    x.session.subscribe([{ topicFilter: '#', qos: 2 }], {})
+    x.take()
+    x.session.handlePacket({ type: 'publish', topicName: 'q', payload: Buffer.from('2'), qos: 2, retain: false, dup: false, packetId: 5 })
+    x.session.handlePacket({ type: 'pubrel', packetId: 5 })
+    // The same PUBREL again (resent after a reconnect that lost our PUBCOMP), then one never seen.
+    x.session.connectionDown()
+    x.up({ sessionPresent: true })
+    x.session.handlePacket({ type: 'pubrel', packetId: 5 })
+    x.session.handlePacket({ type: 'pubrel', packetId: 77 })
+    const codes = x.take().filter((p) => p.type === 'pubcomp').map((p) => [p.packetId, p.type === 'pubcomp' ? p.reasonCode : -1])
+    assert.deepEqual(codes, v === 5 ? [[5, 0], [5, 0x92], [77, 0x92]] : [[5, undefined], [5, undefined], [77, undefined]])
+    assert.deepEqual(x.h.violations, [])
+    assert.equal(x.h.delivered.length, 1)
+  }
+})
+
 test('QoS 2 inbound: a resend after reconnect while the app still holds the message is not delivered again', () => {
   const x = harness()
   x.up()
