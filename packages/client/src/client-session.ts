@@ -1106,9 +1106,15 @@ export class ClientSession implements InboundAckSink {
 
   private onPublishDone (id: number, qos: 1 | 2, reasonCode: number, properties: AckProperties | undefined): void {
     const req = this.inflight.get(id)
-    if (req === undefined || req.qos !== qos) return // a late duplicate ack
+    if (req === undefined) return // an id not in flight: nothing of ours to settle
+    // An ack that does not fit the flow of the publish in flight under that id (PUBACK for QoS 2,
+    // PUBCOMP for QoS 1 or before PUBREC) ends nothing [MQTT-4.3.2-1] [MQTT-4.3.3-1]. Ignored, the
+    // publish would wait for ever on a broker that thinks it done; as a Protocol Error the link is
+    // closed, and the publish is replayed on the next one (DUP), where it can complete.
+    if (req.qos !== qos || (qos === 2 && !req.released)) {
+      return this.violation(`${qos === 1 ? 'PUBACK' : 'PUBCOMP'} for packet id ${id}, whose QoS ${req.qos} PUBLISH is ${req.released ? 'past PUBREC' : 'waiting for its first ack'} [MQTT-4.3.2-1] [MQTT-4.3.3-1]`, 0x82)
+    }
     if (qos === 2) {
-      if (!req.released) return // PUBCOMP before PUBREC: ignore
       // The PUBREC said whether the broker took the message (0x00, or 0x10 No matching
       // subscribers); PUBCOMP only ends the flow. Its one other code, 0x92 (Packet Identifier not
       // found, §3.7.2.1), answers a PUBREL the broker had already completed: the one resent after
@@ -1120,11 +1126,14 @@ export class ClientSession implements InboundAckSink {
 
   private onPubrec (id: number, reasonCode: number, properties: AckProperties | undefined): void {
     const req = this.inflight.get(id)
-    if (req === undefined || req.qos !== 2) {
+    if (req === undefined) {
       // [MQTT-4.3.3-?] not ours any more: release it so the broker can let go of its state
       if (reasonCode < 0x80) this.out.write(pubrelBytes(id, this.v5 ? 0x92 : 0))
       return
     }
+    // PUBREC for a QoS 1 publish: a PUBREL would not end its flow (a PUBACK does), and waiting
+    // would wait for ever; as for a PUBACK of the wrong kind, close and replay.
+    if (req.qos !== 2) return this.violation(`PUBREC for packet id ${id}, whose PUBLISH is QoS 1 [MQTT-4.3.2-1]`, 0x82)
     if (reasonCode >= 0x80) return this.complete(req, reasonCode, properties)
     req.released = true
     req.recReasonCode = reasonCode

@@ -637,6 +637,13 @@ test('v5: a packet larger than the Maximum Packet Size our CONNECT advertised (m
   }
 })
 
+test('a PUBREC answering a QoS 1 PUBLISH [MQTT-4.3.2-1]: a Protocol Error (v5 DISCONNECT 0x82, 3.1.1 closes), reconnect, the publish is replayed and completes', { timeout: 30_000 }, async () => {
+  for (const v of [5, 4] as const) {
+    // The first PUBLISH of a fresh client carries packet id 1.
+    await expectProtocolError(v, encode({ type: 'pubrec', packetId: 1 }, v), { code: 'PETREL_ERR_CLIENT_PROTOCOL_ERROR', reasonCode: 0x82 })
+  }
+})
+
 test('v5: a packet with more User Properties than maxUserProperties (default 1,024; 75 bytes of heap each for 5 on the wire): DISCONNECT 0x95, reconnect, replay; within it, delivered', { timeout: 30_000 }, async () => {
   const flood = (n: number): Buffer => encode({
     type: 'publish', topicName: 'up/t', payload: Buffer.from('x'), qos: 0, retain: false, dup: false,

@@ -193,6 +193,35 @@ test('QoS 2: the result carries the PUBREC\'s reason code (0x10 No matching subs
   assert.equal(b.value?.reasonCode, 0)
 })
 
+test('an ack of the wrong kind for a publish in flight (PUBACK for QoS 2, PUBREC for QoS 1, PUBCOMP for QoS 1 or before PUBREC) is a Protocol Error: nothing settles, the publish is replayed and completes on the next link', () => {
+  const cases: Array<{ qos: 1 | 2, ack: 'puback' | 'pubrec' | 'pubcomp' }> = [
+    { qos: 2, ack: 'puback' }, { qos: 1, ack: 'pubrec' }, { qos: 1, ack: 'pubcomp' }, { qos: 2, ack: 'pubcomp' }]
+  for (const { qos, ack } of cases) {
+    const what = `${ack} for QoS ${qos}`
+    const x = harness()
+    x.up()
+    const a = x.pub('a', qos)
+    const [id] = ids(x.take()) as [number]
+    x.session.handlePacket({ type: ack, packetId: id })
+    assert.deepEqual(violations(x.h.violations), [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x82]], what)
+    assert.equal(a.state, 'pending', what)
+    assert.deepEqual(x.take(), [], `${what}: nothing answered (no PUBREL for a QoS 1 publish)`)
+    // An ack for an id not in flight is still let pass (nothing of ours to settle).
+    x.session.handlePacket({ type: ack === 'pubrec' ? 'puback' : ack, packetId: id + 1 })
+    assert.equal(x.h.violations.length, 1, what)
+    x.session.connectionDown()
+    x.up({ sessionPresent: true })
+    const replay = publishes(x.take())
+    assert.deepEqual(replay.map((p) => [p.packetId, p.dup, p.qos]), [[id, true, qos]], what)
+    if (qos === 1) x.session.handlePacket({ type: 'puback', packetId: id })
+    else {
+      x.session.handlePacket({ type: 'pubrec', packetId: id })
+      x.session.handlePacket({ type: 'pubcomp', packetId: id })
+    }
+    assert.equal(a.state, 'ok', what)
+  }
+})
+
 test('QoS 2 past PUBREC when the broker lost the session: the publish resolves with the PUBREC\'s reason code', () => {
   const x = harness()
   x.up()
