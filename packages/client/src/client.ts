@@ -84,6 +84,8 @@ type Phase = 'idle' | 'connecting' | 'connected'
 const CLOSE_WAIT_MS = 1000
 /** Largest inbound packet when `maximumPacketSize` is not set. */
 const DEFAULT_MAX_PACKET_SIZE = 256 * 1024 * 1024
+/** Bytes a subscription's iterator queue holds when `queueBytes` is not set. */
+const DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024
 /** User Property pairs accepted in one inbound packet when `maxUserProperties` is not set. */
 const DEFAULT_MAX_USER_PROPERTIES = 1024
 
@@ -305,7 +307,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       return Promise.reject(new PetrelError(WireErrorCode.INVALID_TOPIC_FILTER, 'topic filters must be strings', { reasonCode: 0x8f }))
     }
     const qos: QoS = o.qos ?? 0
-    const sub = new Subscription(this.owner, filters, handler, o.queueSize ?? 10_000, o.overflow ?? 'dropOldest')
+    const sub = new Subscription(this.owner, filters, handler, o.queueSize ?? 10_000, o.overflow ?? 'dropOldest', o.queueBytes ?? DEFAULT_QUEUE_BYTES)
     let result
     try {
       result = this.session.subscribe(filters.map((f) => ({

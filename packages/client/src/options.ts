@@ -190,6 +190,13 @@ export interface SubscribeOptions {
   manualAck?: boolean
   /** Messages the iterator queue holds. Default 10,000. */
   queueSize?: number
+  /**
+   * Bytes the iterator queue holds (payload, topic and properties; a User Property pair counts 80
+   * more for what it costs decoded). Default 64 MiB; one message bigger than this is still queued
+   * alone. Past it, `overflow` drops as for `queueSize`: the count alone let a broker sending large
+   * messages to a slow reader fill 10,000 x its packet size (2.6 GB at 256 KiB each).
+   */
+  queueBytes?: number
   /** When the queue is full. Default `dropOldest`. */
   overflow?: OverflowPolicy
   signal?: AbortSignal

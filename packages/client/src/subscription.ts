@@ -18,10 +18,29 @@ export interface SubscriptionOwner {
   handlerFailed (error: unknown): void
 }
 
+/** Heap a decoded User Property pair costs beyond its strings (measured: ~75 bytes). */
+const USER_PROPERTY_COST = 80
+
+/**
+ * What a queued message holds, roughly: payload, topic and the properties that carry data. Not
+ * exact (object headers are left out), but proportional to what a broker can make us hold.
+ */
+export function messageBytes (m: Message): number {
+  let n = m.payload.length + m.topic.length
+  const p = m.properties
+  if (p !== undefined) {
+    n += (p.correlationData?.length ?? 0) + (p.responseTopic?.length ?? 0) + (p.contentType?.length ?? 0)
+    const up = p.userProperties
+    if (up !== undefined) for (const [k, v] of up) n += k.length + v.length + USER_PROPERTY_COST
+  }
+  return n
+}
+
 /**
  * Messages of one `subscribe()` call: an async iterable (`for await`) over a bounded queue, or a
  * callback. Each subscription has its own queue, so a slow consumer here never holds back
- * keepalive, acks or other subscriptions; when the queue is full the overflow policy drops a
+ * keepalive, acks or other subscriptions; when the queue is full (by count, or by bytes: one
+ * message bigger than the byte bound is still queued alone) the overflow policy drops a
  * message (acked, counted in `dropped` and in the client's stats). Breaking out of a
  * `for await` loop (or a throw in its body) unsubscribes at once, without waiting for the
  * broker; messages still queued then will never be read, so they are acked and counted as
@@ -39,17 +58,21 @@ export class Subscription implements AsyncIterableIterator<Message> {
   private readonly owner: SubscriptionOwner
   private readonly handler: MessageHandler | undefined
   private readonly limit: number
+  private readonly byteLimit: number
   private readonly overflow: OverflowPolicy
   private readonly queue = new Deque<Message>()
+  private queueBytes = 0
   private readonly waiters = new Deque<(result: IteratorResult<Message>) => void>()
   private ended = false
 
   /** @internal Created by `client.subscribe()`. */
-  constructor (owner: SubscriptionOwner, topicFilters: string[], handler: MessageHandler | undefined, limit: number, overflow: OverflowPolicy) {
+  constructor (owner: SubscriptionOwner, topicFilters: string[], handler: MessageHandler | undefined, limit: number, overflow: OverflowPolicy,
+    byteLimit = Number.POSITIVE_INFINITY) {
     this.owner = owner
     this.topicFilters = topicFilters
     this.handler = handler
     this.limit = limit
+    this.byteLimit = byteLimit
     this.overflow = overflow
   }
 
@@ -89,20 +112,33 @@ export class Subscription implements AsyncIterableIterator<Message> {
       waiter({ value: message, done: false })
       return
     }
-    if (this.queue.length >= this.limit) {
+    const size = messageBytes(message)
+    while (this.queue.length > 0 && (this.queue.length >= this.limit || this.queueBytes + size > this.byteLimit)) {
       this.dropped++
       this.owner.messageDropped()
       if (this.overflow === 'dropNewest') {
         message.ack()
         return
       }
-      this.queue.shift()?.ack()
+      this.take()?.ack()
     }
     this.queue.push(message)
+    this.queueBytes += size
+  }
+
+  /** Bytes of the messages waiting in the queue (as {@link messageBytes} counts them). */
+  get queuedBytes (): number {
+    return this.queueBytes
+  }
+
+  private take (): Message | undefined {
+    const m = this.queue.shift()
+    if (m !== undefined) this.queueBytes -= messageBytes(m)
+    return m
   }
 
   async next (): Promise<IteratorResult<Message>> {
-    const m = this.queue.shift()
+    const m = this.take()
     if (m !== undefined) return { value: m, done: false }
     if (this.ended) return { value: undefined, done: true }
     return await new Promise<IteratorResult<Message>>((resolve) => { this.waiters.push(resolve) })
@@ -115,7 +151,7 @@ export class Subscription implements AsyncIterableIterator<Message> {
   async return (): Promise<IteratorResult<Message>> {
     if (!this.ended) {
       this.end()
-      for (let m = this.queue.shift(); m !== undefined; m = this.queue.shift()) {
+      for (let m = this.take(); m !== undefined; m = this.take()) {
         this.dropped++
         this.owner.messageDropped()
         m.ack()

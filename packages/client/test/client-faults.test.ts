@@ -637,6 +637,31 @@ test('v5: a packet larger than the Maximum Packet Size our CONNECT advertised (m
   }
 })
 
+test('a broker streaming large messages to a for-await loop that does not read: the queue stays within queueBytes (default 64 MiB), the rest dropped and counted', { timeout: 30_000 }, async () => {
+  const n = 300
+  const big = encode({ type: 'publish', topicName: 'flood/t', payload: Buffer.alloc(512 * 1024, 1), qos: 0, retain: false, dup: false }, 5)
+  const broker = await scriptedBroker(5, (p, link) => {
+    if (p.type !== 'subscribe') return false
+    link.send({ type: 'suback', packetId: p.packetId, reasonCodes: [0] })
+    let i = 0
+    const pump = (): void => { while (i < n) { i++; if (!link.socket.write(big)) { link.socket.once('drain', pump); return } } }
+    pump()
+    return true
+  })
+  const c = await connect(broker.url, { ...fast, protocolVersion: 5 })
+  try {
+    const sub = await c.subscribe('flood/#')
+    await waitFor(() => c.stats().messagesReceived === n, { timeoutMs: 20_000, message: `received ${c.stats().messagesReceived}` })
+    assert.ok(sub.queuedBytes <= 64 * 1024 * 1024, `queued ${sub.queuedBytes} bytes`)
+    assert.equal(sub.queued, 127)
+    assert.equal(sub.dropped, n - 127)
+    assert.equal(c.stats().messagesDropped, n - 127)
+  } finally {
+    await c.end({ force: true })
+    await broker.close()
+  }
+})
+
 test('a PUBREC answering a QoS 1 PUBLISH [MQTT-4.3.2-1]: a Protocol Error (v5 DISCONNECT 0x82, 3.1.1 closes), reconnect, the publish is replayed and completes', { timeout: 30_000 }, async () => {
   for (const v of [5, 4] as const) {
     // The first PUBLISH of a fresh client carries packet id 1.

@@ -1,0 +1,63 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import type { PublishProperties } from '@petrel/wire'
+import { Message } from '../src/message.js'
+import { messageBytes, Subscription, type OverflowPolicy, type SubscriptionOwner } from '../src/subscription.js'
+
+// The iterator queue of one subscription, alone: its bounds and what it drops.
+
+function owner (): SubscriptionOwner & { drops: number } {
+  return {
+    drops: 0,
+    async unsubscribeEntry () {},
+    messageDropped () { this.drops++ },
+    handlerFailed () {}
+  }
+}
+
+const msg = (tag: string, size: number, properties?: PublishProperties): Message =>
+  new Message('t', Buffer.alloc(size, tag), 0, false, false, 0, properties, undefined, undefined)
+
+const tags = async (sub: Subscription): Promise<string[]> => {
+  const out: string[] = []
+  while (sub.queued > 0) out.push(((await sub.next()).value as Message).payload.toString()[0] as string)
+  return out
+}
+
+test('the queue is bounded by bytes as well as by count: dropOldest drops from the head until the new message fits', async () => {
+  const o = owner()
+  const sub = new Subscription(o, ['t'], undefined, 100, 'dropOldest', 1000)
+  for (const t of ['a', 'b', 'c']) sub.push(msg(t, 399)) // 400 bytes each with the topic
+  assert.equal(sub.queued, 2)
+  assert.equal(sub.queuedBytes, 800)
+  assert.equal(sub.dropped, 1)
+  assert.equal(o.drops, 1)
+  // One message bigger than the bound empties the queue and is kept alone.
+  sub.push(msg('d', 5000))
+  assert.equal(sub.dropped, 3)
+  assert.equal(sub.queuedBytes, 5001)
+  assert.deepEqual(await tags(sub), ['d'])
+  assert.equal(sub.queuedBytes, 0)
+})
+
+test('dropNewest keeps what is queued and drops the message that does not fit (by bytes or count)', async () => {
+  for (const [limit, bytes] of [[100, 1000], [2, Number.POSITIVE_INFINITY]] as const) {
+    const sub = new Subscription(owner(), ['t'], undefined, limit, 'dropNewest' as OverflowPolicy, bytes)
+    for (const t of ['a', 'b', 'c']) sub.push(msg(t, 399))
+    assert.equal(sub.dropped, 1)
+    assert.deepEqual(await tags(sub), ['a', 'b'], `limit ${limit}, bytes ${bytes}`)
+  }
+})
+
+test('a message counts its payload, topic and data-carrying properties, and 80 bytes more per User Property pair', async () => {
+  assert.equal(messageBytes(msg('a', 10)), 11)
+  const props: PublishProperties = { userProperties: Array.from({ length: 100 }, () => ['', ''] as [string, string]), correlationData: Buffer.alloc(16), responseTopic: 'r/1' }
+  assert.equal(messageBytes(msg('a', 10, props)), 11 + 100 * 80 + 16 + 3)
+  // 200 tiny messages of 100 empty pairs each would be 8 MB of heap; a 64 KiB bound keeps 8.
+  const sub = new Subscription(owner(), ['t'], undefined, 10_000, 'dropOldest', 64 * 1024)
+  for (let i = 0; i < 200; i++) sub.push(msg('a', 0, props))
+  assert.equal(sub.queued, 8)
+  // Leaving the loop drops (and acks) what is left: the byte count goes back to 0.
+  await sub.return()
+  assert.equal(sub.queuedBytes, 0)
+})
