@@ -303,6 +303,8 @@ export class ClientSession implements InboundAckSink {
   private epoch = 0
   private effectiveWindow = 0
   private readonly ids = new PacketIdPool()
+  /** Ids of QoS 2 publishes given up unacknowledged: not reused until the broker's session ends. */
+  private quarantined: number[] = []
 
   // Publishes waiting for the wire, oldest first; `blocked` waits for room in `pending`.
   private readonly pending = new Deque<PublishRequest>()
@@ -456,6 +458,8 @@ export class ClientSession implements InboundAckSink {
       this.resend = []
       // [MQTT-4.3.3-?] a new session knows none of our QoS 2 receipts
       this.inboundQoS2.clear()
+      for (const id of this.quarantined) this.ids.release(id)
+      this.quarantined = []
       this.sessionLost()
       if (this.resubscribe) {
         const queued = new Set<SubscriptionEntry>()
@@ -746,7 +750,9 @@ export class ClientSession implements InboundAckSink {
     encode(this.controlPacket(request, 1), this.protocolVersion) // refused input rejects now
     this.control.push(request)
     this.pump()
-    return request // settled by UNSUBACK, never before the caller attaches to it
+    // Settled by UNSUBACK, after the caller attaches to it; refused at once (over the broker's
+    // Maximum Packet Size) it throws here instead.
+    return this.handOver(request) ?? request
   }
 
   /**
@@ -1233,13 +1239,19 @@ export class ClientSession implements InboundAckSink {
         const packet = this.controlPacket(req, id)
         req.sentFilters = packet.type === 'subscribe' ? packet.subscriptions.length : packet.topicFilters.length
         bytes = encode(packet, this.protocolVersion)
+        // [MQTT-3.2.2-15] never past the broker's Maximum Packet Size: it would end the link, and
+        // the request, queued again, would end every later one.
+        if (bytes.length > this.limits.maximumPacketSize) {
+          throw clientError(ClientErrorCode.PACKET_TOO_LARGE, `a${packet.type === 'subscribe' ? ' SUBSCRIBE' : 'n UNSUBSCRIBE'} of ${bytes.length} bytes exceeds the broker's Maximum Packet Size of ${this.limits.maximumPacketSize}`, { reasonCode: 0x95 })
+        }
       } catch (err) {
-        // Checked when made; should the encoder still refuse it, it fails alone (left queued, it
-        // would fail again on every connection).
+        // Checked when made; should the encoder still refuse it (or the broker's Maximum Packet
+        // Size, lower on this link), it fails alone (left queued, it would fail again on every connection).
         this.ids.release(id)
         req.state = RState.Done
         if (req.kind === 'subscribe') this.removeEntry(req.entry)
-        this.settle(req, undefined, err)
+        if (req.internal) this.out.resubscribeFailed(req.entry, err as PetrelError)
+        else this.settle(req, undefined, err)
         continue
       }
       req.packetId = id
@@ -1252,6 +1264,18 @@ export class ClientSession implements InboundAckSink {
         if (this.onWire >= this.effectiveWindow) break
         const req = this.resend[this.resendIndex] as PublishRequest
         if (req.state !== RState.Inflight) { this.resendIndex++; continue }
+        if (!req.released && req.bytes.length > this.limits.maximumPacketSize) {
+          // The broker's limit is lower than on the link it was sent on [MQTT-3.2.2-15]: resent, it
+          // would end this link and every later one. It fails alone (the broker never acked it).
+          this.resendIndex++
+          this.inflight.delete(req.packetId)
+          // A QoS 2 id stays taken while the session lives: the broker may hold it as received
+          // (its PUBREC lost), and would take a new PUBLISH with it for a duplicate.
+          if (req.qos === 2) this.quarantined.push(req.packetId)
+          else this.ids.release(req.packetId)
+          this.settle(req, undefined, this.tooLarge(req.bytes.length))
+          continue
+        }
         if (!req.released && this.throttled(req.bytes.length)) break
         this.resendIndex++
         req.sentEpoch = this.epoch

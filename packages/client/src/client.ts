@@ -290,7 +290,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
    * Subscribes to one or more filters. Resolves with a {@link Subscription} (async iterable, or
    * fed to `handler`) once the broker answered; `sub.reasonCodes` holds the per-filter codes.
    * Rejects with PETREL_ERR_INVALID_TOPIC_FILTER, PETREL_ERR_WILDCARD_NOT_SUPPORTED,
-   * PETREL_ERR_SHARED_NOT_SUPPORTED (nothing sent), PETREL_ERR_SUBSCRIBE_FAILED (every filter
+   * PETREL_ERR_SHARED_NOT_SUPPORTED, PETREL_ERR_PACKET_TOO_LARGE (over the broker's Maximum Packet Size; nothing sent), PETREL_ERR_SUBSCRIBE_FAILED (every filter
    * refused), PETREL_ERR_CLIENT_CLOSED, or the signal's abort reason.
    */
   subscribe (topicFilter: string | string[], options?: SubscribeOptions | MessageHandler, handler?: MessageHandler): Promise<Subscription> {
@@ -346,7 +346,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
    * Unsubscribes from filters that no subscription of this client holds: subscriptions the
    * broker's session kept from an earlier connection (`clean: false`). A subscription made here
    * ends with its own `sub.unsubscribe()`. Resolves with the UNSUBACK reason codes (none under
-   * 3.1.1). Rejects with PETREL_ERR_INVALID_TOPIC_FILTER, PETREL_ERR_INVALID_ARGUMENT (a filter in
+   * 3.1.1). Rejects with PETREL_ERR_INVALID_TOPIC_FILTER, PETREL_ERR_PACKET_TOO_LARGE, PETREL_ERR_INVALID_ARGUMENT (a filter in
    * use here), PETREL_ERR_UNSUBSCRIBE_FAILED, PETREL_ERR_CLIENT_CLOSED, or the signal's reason.
    */
   unsubscribe (topicFilter: string | string[], options: { userProperties?: Array<[string, string]>, signal?: AbortSignal } = {}): Promise<number[]> {

@@ -222,6 +222,70 @@ test('an ack of the wrong kind for a publish in flight (PUBACK for QoS 2, PUBREC
   }
 })
 
+test('the broker\'s Maximum Packet Size bounds SUBSCRIBE and UNSUBSCRIBE too [MQTT-3.2.2-15]: over it they reject with PETREL_ERR_PACKET_TOO_LARGE, nothing sent', () => {
+  const x = harness()
+  x.up({ properties: { maximumPacketSize: 64 } })
+  const long = `f/${'x'.repeat(100)}`
+  assert.throws(() => x.session.subscribe([{ topicFilter: long, qos: 1 }], {}), { code: 'PETREL_ERR_PACKET_TOO_LARGE', reasonCode: 0x95 })
+  assert.throws(() => x.session.unsubscribeFilters([long]), { code: 'PETREL_ERR_PACKET_TOO_LARGE', reasonCode: 0x95 })
+  assert.deepEqual(x.take(), [])
+  // Nothing left behind: a small one goes out, and the next connection resends nothing.
+  const { request } = x.session.subscribe([{ topicFilter: 'f/1', qos: 1 }], {})
+  assert.deepEqual(x.take().map((p) => p.type), ['subscribe'])
+  assert.ok(request !== null)
+  x.session.connectionDown()
+  x.up({ sessionPresent: true, properties: { maximumPacketSize: 64 } })
+  const resent = x.take()
+  assert.deepEqual(resent.map((p) => p.type === 'subscribe' ? p.subscriptions.map((s) => s.topicFilter) : p.type), [['f/1']])
+  // A resubscribe (session lost) over a limit lowered since: reported as a failed resubscribe.
+  const failed: string[] = []
+  x.out.resubscribeFailed = (entry, err) => { failed.push(`${entry.subscriptions[0]?.topicFilter ?? ''} ${err.code}`) }
+  x.session.handlePacket({ type: 'suback', packetId: resent[0]?.type === 'subscribe' ? resent[0].packetId : 0, reasonCodes: [1] })
+  x.session.connectionDown()
+  x.up({ sessionPresent: false, properties: { maximumPacketSize: 5 } })
+  assert.deepEqual(x.take(), [])
+  assert.deepEqual(failed, ['f/1 PETREL_ERR_PACKET_TOO_LARGE'])
+})
+
+test('a replay over a Maximum Packet Size lowered since it was sent fails alone [MQTT-3.2.2-15]; a QoS 2 one keeps its id until the session ends', () => {
+  const x = harness({ protocolVersion: 5 })
+  x.up()
+  const big1 = x.session.publish('t', Buffer.alloc(200), 1, false, undefined) as PublishRequest
+  const big2 = x.session.publish('t', Buffer.alloc(200), 2, false, undefined) as PublishRequest
+  const t1: Tracked = { state: 'pending', value: undefined, error: undefined, payload: '' }
+  const t2: Tracked = { state: 'pending', value: undefined, error: undefined, payload: '' }
+  attach(big1, t1)
+  attach(big2, t2)
+  const small = x.pub('s', 1)
+  const [i1, i2, i3] = ids(x.take()) as [number, number, number]
+  x.session.connectionDown()
+  x.up({ sessionPresent: true, properties: { maximumPacketSize: 100 } })
+  // Only the small one is resent (DUP); the big ones reject, nothing of them on the wire.
+  assert.deepEqual(publishes(x.take()).map((p) => [p.packetId, p.dup]), [[i3, true]])
+  assert.deepEqual([t1.state, t2.state], ['err', 'err'])
+  assert.equal((t1.error as PetrelError).code, 'PETREL_ERR_PACKET_TOO_LARGE')
+  x.session.handlePacket({ type: 'puback', packetId: i3 })
+  assert.equal(small.state, 'ok')
+  assert.equal(x.session.inflightCount, 0)
+  // The QoS 1 id is free again; the QoS 2 one is not, until a session that is not present.
+  const taken = (): number[] => {
+    const seen: number[] = []
+    for (let i = 0; i < 65534; i++) {
+      x.session.publish('t', Buffer.alloc(0), 1, false, undefined)
+      const got = ids(x.take())
+      seen.push(...got)
+      for (const id of got) x.session.handlePacket({ type: 'puback', packetId: id })
+    }
+    return seen
+  }
+  const used = new Set(taken())
+  assert.ok(used.has(i1), 'the QoS 1 id is reused')
+  assert.ok(!used.has(i2), 'the QoS 2 id is not')
+  x.session.connectionDown()
+  x.up({ sessionPresent: false })
+  assert.ok(new Set(taken()).has(i2), 'freed with the session')
+})
+
 test('QoS 2 past PUBREC when the broker lost the session: the publish resolves with the PUBREC\'s reason code', () => {
   const x = harness()
   x.up()
