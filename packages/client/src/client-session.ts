@@ -1264,16 +1264,18 @@ export class ClientSession implements InboundAckSink {
         if (this.onWire >= this.effectiveWindow) break
         const req = this.resend[this.resendIndex] as PublishRequest
         if (req.state !== RState.Inflight) { this.resendIndex++; continue }
-        if (!req.released && req.bytes.length > this.limits.maximumPacketSize) {
-          // The broker's limit is lower than on the link it was sent on [MQTT-3.2.2-15]: resent, it
-          // would end this link and every later one. It fails alone (the broker never acked it).
+        const refused = req.released ? undefined : this.limitError(req)
+        if (refused !== undefined) {
+          // The broker's limits are lower than on the link it was sent on (Maximum Packet Size
+          // [MQTT-3.2.2-15], Maximum QoS [MQTT-3.2.2-11], Retain Available [MQTT-3.2.2-14]):
+          // resent, it would end this link and every later one. It fails alone (never acked).
           this.resendIndex++
           this.inflight.delete(req.packetId)
           // A QoS 2 id stays taken while the session lives: the broker may hold it as received
           // (its PUBREC lost), and would take a new PUBLISH with it for a duplicate.
           if (req.qos === 2) this.quarantined.push(req.packetId)
           else this.ids.release(req.packetId)
-          this.settle(req, undefined, this.tooLarge(req.bytes.length))
+          this.settle(req, undefined, refused)
           continue
         }
         if (!req.released && this.throttled(req.bytes.length)) break

@@ -286,6 +286,28 @@ test('a replay over a Maximum Packet Size lowered since it was sent fails alone 
   assert.ok(new Set(taken()).has(i2), 'freed with the session')
 })
 
+test('a replay the broker\'s new Maximum QoS or Retain Available refuses fails alone [MQTT-3.2.2-11] [MQTT-3.2.2-14]; one past PUBREC still gets its PUBREL', () => {
+  const x = harness({ protocolVersion: 5 })
+  x.up()
+  const track = (req: PublishRequest | null): Tracked => {
+    const t: Tracked = { state: 'pending', value: undefined, error: undefined, payload: '' }
+    attach(req as PublishRequest, t)
+    return t
+  }
+  const q2 = track(x.session.publish('t', Buffer.from('a'), 2, false, undefined))
+  const kept = track(x.session.publish('t', Buffer.from('b'), 1, true, undefined))
+  const released = track(x.session.publish('t', Buffer.from('c'), 2, false, undefined))
+  const [, , i3] = ids(x.take()) as [number, number, number]
+  x.session.handlePacket({ type: 'pubrec', packetId: i3 })
+  x.take()
+  x.session.connectionDown()
+  x.up({ sessionPresent: true, properties: { maximumQoS: 1, retainAvailable: false } })
+  assert.deepEqual(x.take().map((p) => p.type), ['pubrel'])
+  assert.deepEqual([(q2.error as PetrelError).code, (kept.error as PetrelError).code], ['PETREL_ERR_QOS_NOT_SUPPORTED', 'PETREL_ERR_RETAIN_NOT_SUPPORTED'])
+  x.session.handlePacket({ type: 'pubcomp', packetId: i3 })
+  assert.equal(released.state, 'ok')
+})
+
 test('QoS 2 past PUBREC when the broker lost the session: the publish resolves with the PUBREC\'s reason code', () => {
   const x = harness()
   x.up()
