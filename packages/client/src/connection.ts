@@ -34,6 +34,14 @@ const COPY_MAX = 4096
 const SLAB_MIN = 1024
 const SLAB_MAX = 64 * 1024
 const PINGREQ = Buffer.from([0xc0, 0])
+/**
+ * Bytes written while the buffer is over its high-water mark (PUBLISHes are held then: these are
+ * acks and control packets) past which the broker's bytes are no longer read until it drains. A
+ * broker that sends QoS 1/2 without reading our acks would otherwise have us buffer 4 bytes per
+ * message without end. A broker within our Receive Maximum cannot cause this many (65,535
+ * unacked x PUBREC + PUBCOMP is 512 KiB), so reading stops only for one that never reads.
+ */
+const READ_HOLD_BYTES = 4 * 1024 * 1024
 
 const now = (): number => performance.now()
 
@@ -63,6 +71,9 @@ export class Connection {
   private lastBatchBytes = 0
   private flushScheduled = false
   private full = false
+  /** Bytes written since the buffer went over its high-water mark (see READ_HOLD_BYTES). */
+  private overflowBytes = 0
+  private readsHeld = false
   private closed = false
   private keepalive: Keepalive | undefined
   private timer: NodeJS.Timeout | undefined
@@ -161,10 +172,28 @@ export class Connection {
       setImmediate(this.flushNow)
     }
     if (this.batchBytes + this.stream.writableLength >= HIGH_WATER_MARK) {
+      if (this.full && (this.overflowBytes += length) > READ_HOLD_BYTES && !this.readsHeld) this.holdReads(true)
       this.full = true
       return false
     }
     return true
+  }
+
+  /** Stops (or starts again) reading the broker's bytes: while held, nothing it sends is read. */
+  private holdReads (hold: boolean): void {
+    this.readsHeld = hold
+    const direct = directReaderOf(this.stream)
+    if (direct !== undefined) direct.held = hold
+    if (hold) this.stream.pause()
+    else this.stream.resume()
+  }
+
+  /** The buffer went below its high-water mark. */
+  private drainedBelowMark (): void {
+    this.full = false
+    this.overflowBytes = 0
+    if (this.readsHeld && !this.closed) this.holdReads(false)
+    this.handler.onDrain()
   }
 
   writePacket (packet: Packet): boolean {
@@ -198,10 +227,7 @@ export class Connection {
       for (const b of batch) ok = this.stream.write(b)
       this.stream.uncork()
     }
-    if (!nested && ok && this.full && this.stream.writableLength < HIGH_WATER_MARK) {
-      this.full = false
-      this.handler.onDrain()
-    }
+    if (!nested && ok && this.full && this.stream.writableLength < HIGH_WATER_MARK) this.drainedBelowMark()
   }
 
   /**
@@ -311,10 +337,7 @@ export class Connection {
   }
 
   private onStreamDrain (): void {
-    if (this.full && this.batchBytes + this.stream.writableLength < HIGH_WATER_MARK) {
-      this.full = false
-      this.handler.onDrain()
-    }
+    if (this.full && this.batchBytes + this.stream.writableLength < HIGH_WATER_MARK) this.drainedBelowMark()
   }
 
   private schedule (): void {

@@ -19,6 +19,8 @@ export class DirectReader {
   private early: Buffer[] | undefined = undefined
   /** Whether read moderation may pause now; the connection's owner knows (see {@link attach}). */
   mayPause: () => boolean = () => true
+  /** Reading is held (paused) by the connection: read moderation must not resume it. */
+  held = false
 
   /** @internal From the socket's `onread` callback. */
   deliver (chunk: Buffer): void {
@@ -50,7 +52,7 @@ export function connectDirect (host: string, port: number, moderation: ReadModer
   const reader = new DirectReader()
   const moderator = moderation === false ? undefined : new ReadModeration(moderation)
   let resumeTimer: NodeJS.Timeout | undefined
-  const resume = (): void => { socket.resume() }
+  const resume = (): void => { if (!reader.held) socket.resume() }
   const socket: Socket = netConnect({
     host,
     port,
@@ -62,6 +64,7 @@ export function connectDirect (host: string, port: number, moderation: ReadModer
         const chunk = Buffer.allocUnsafe(n)
         chunk.set(n === buf.length ? buf : buf.subarray(0, n))
         reader.deliver(chunk)
+        if (reader.held) return false
         if (moderator === undefined) return true
         const pauseMs = moderator.onRead(n, performance.now())
         if (pauseMs === 0 || socket.destroyed || !reader.mayPause()) return true

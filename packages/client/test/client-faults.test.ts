@@ -1,4 +1,5 @@
 import { test, before, after } from 'node:test'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
 import assert from 'node:assert/strict'
 import { encode, type ConnectPacket, type ConnectProperties, type Packet, type PetrelError } from '@petrel/wire'
 import { FaultProxy, hasProgram, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
@@ -659,6 +660,46 @@ test('a broker streaming large messages to a for-await loop that does not read: 
   } finally {
     await c.end({ force: true })
     await broker.close()
+  }
+})
+
+test('a broker flooding QoS 1 PUBLISHes without reading our PUBACKs is no longer read from once 4 MiB of acks wait (they were buffered without end); reading resumes when it reads again', { timeout: 30_000 }, async () => {
+  const batch = Buffer.concat(Array.from({ length: 1000 }, (_, i) => encode({ type: 'publish', topicName: 'f/t', payload: Buffer.alloc(0), qos: 1, retain: false, dup: false, packetId: i + 1 }, 5)))
+  let stop = false
+  let socket: Socket | undefined
+  const server = createServer((s) => {
+    socket = s
+    s.on('error', () => {})
+    s.once('data', () => {
+      s.pause() // reads nothing more: every PUBACK stays on our side
+      s.write(encode({ type: 'connack', sessionPresent: false, reasonCode: 0 }, 5))
+      const pump = (): void => { while (!stop) { if (!s.write(batch)) { s.once('drain', pump); return } } }
+      pump()
+    })
+  })
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  const c = await connect(`mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`, { protocolVersion: 5, reconnect: false, keepalive: 0 })
+  try {
+    // Reading stops (how soon depends on the machine's speed), and stays stopped.
+    let held = -1
+    await waitFor(async () => {
+      const before = c.stats().bytesIn
+      await sleep(300)
+      held = c.stats().bytesIn
+      return held === before
+    }, { timeoutMs: 15_000, message: `still reading: ${c.stats().bytesIn} bytes in` })
+    await sleep(1000)
+    assert.equal(c.stats().bytesIn, held, 'no more read')
+    assert.ok(held < 64 * 1024 * 1024, `read ${held} bytes before holding`)
+    assert.equal(c.connected, true)
+    // The broker reads again: our acks drain, and its messages are read again.
+    socket?.resume()
+    await waitFor(() => c.stats().bytesIn > held + 8 * 1024 * 1024, { timeoutMs: 10_000, message: 'reading again' })
+  } finally {
+    stop = true
+    await c.end({ force: true })
+    socket?.destroy()
+    await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
   }
 })
 
