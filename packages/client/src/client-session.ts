@@ -808,6 +808,12 @@ export class ClientSession implements InboundAckSink {
       case 'pubrel': {
         // [MQTT-4.3.3-11] answer PUBREL with PUBCOMP; from here a new PUBLISH with this id is a new message
         const s = this.inboundQoS2.get(packet.packetId)
+        if (s !== undefined && !s.acked) {
+          // No PUBREC went out for it (the app holds it, or its ack waits behind an earlier one):
+          // a broker may only release what we acknowledged [MQTT-4.3.3-1]. Taken as the end of the
+          // flow, the PUBREC still owed would later answer whatever the broker next sends on that id.
+          return this.violation(`PUBREL for packet id ${packet.packetId}, whose QoS 2 PUBLISH was not acknowledged with PUBREC [MQTT-4.3.3-1]`, 0x82)
+        }
         if (s !== undefined && s.counted === this.epoch) this.inboundUnanswered--
         this.inboundQoS2.delete(packet.packetId)
         // An id we hold no state for (a PUBREL resent after our PUBCOMP was lost with the link, or a

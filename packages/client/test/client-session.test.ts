@@ -523,6 +523,27 @@ test('QoS 2 inbound: a PUBREL for an id we hold no state for is answered PUBCOMP
   }
 })
 
+test('QoS 2 inbound: a PUBREL before our PUBREC (the app still holds the message) is a Protocol Error; the message keeps its state and its ack', () => {
+  const x = harness()
+  x.up()
+  x.session.subscribe([{ topicFilter: '#', qos: 2 }], { manualAck: true })
+  x.take()
+  x.session.handlePacket({ type: 'publish', topicName: 'q', payload: Buffer.from('2'), qos: 2, retain: false, dup: false, packetId: 5 })
+  x.session.handlePacket({ type: 'pubrel', packetId: 5 })
+  assert.deepEqual(violations(x.h.violations), [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x82]])
+  assert.deepEqual(x.take(), [], 'no PUBCOMP')
+  // The link goes; the broker resends the message: it is not delivered again, and is answered once acked.
+  x.session.connectionDown()
+  x.up({ sessionPresent: true })
+  x.session.handlePacket({ type: 'publish', topicName: 'q', payload: Buffer.from('2'), qos: 2, retain: false, dup: true, packetId: 5 })
+  assert.equal(x.h.delivered.length, 1)
+  x.h.delivered[0]?.ack()
+  assert.deepEqual(x.take().filter((p) => p.type !== 'subscribe').map((p) => p.type), ['pubrec'])
+  x.session.handlePacket({ type: 'pubrel', packetId: 5 })
+  assert.deepEqual(x.take().map((p) => [p.type, p.type === 'pubcomp' ? p.reasonCode : -1]), [['pubcomp', 0]])
+  assert.equal(x.h.violations.length, 1)
+})
+
 test('QoS 2 inbound: a resend after reconnect while the app still holds the message is not delivered again', () => {
   const x = harness()
   x.up()
