@@ -42,6 +42,12 @@ const PINGREQ = Buffer.from([0xc0, 0])
  * unacked x PUBREC + PUBCOMP is 512 KiB), so reading stops only for one that never reads.
  */
 const READ_HOLD_BYTES = 4 * 1024 * 1024
+/**
+ * Subscription Identifiers accepted in one PUBLISH: a broker sends one per subscription of ours
+ * that matches it, far fewer than this; without a bound a 256 MiB PUBLISH of them decodes into
+ * 134 million numbers (1.4 GB of heap, half a minute of decoding).
+ */
+const MAX_SUBSCRIPTION_IDENTIFIERS = 65_535
 
 const now = (): number => performance.now()
 
@@ -86,14 +92,17 @@ export class Connection {
     this.flush()
   }
 
-  /** `maxUserProperties`: User Property pairs accepted in one inbound packet (default: no limit). */
+  /**
+   * `maxUserProperties`: User Property pairs accepted in one inbound packet (default: no limit);
+   * Subscription Identifiers in one PUBLISH are bounded by MAX_SUBSCRIPTION_IDENTIFIERS.
+   */
   constructor (stream: Duplex, protocolVersion: ProtocolVersion, maxPacketSize: number, handler: ConnectionHandler, trace?: PacketTrace, maxUserProperties?: number) {
     this.stream = stream
     this.version = protocolVersion
     this.handler = handler
     this.trace = trace
     // A message's payload is delivered as received, whatever its Payload Format Indicator says.
-    this.decoder = new Decoder({ protocolVersion, maxPacketSize, checkPayloadFormat: false, maxUserProperties })
+    this.decoder = new Decoder({ protocolVersion, maxPacketSize, checkPayloadFormat: false, maxUserProperties, maxSubscriptionIdentifiers: MAX_SUBSCRIPTION_IDENTIFIERS })
     const direct = directReaderOf(stream)
     if (direct !== undefined) direct.attach((chunk) => { this.onData(chunk) }, () => handler.readsMayPause())
     else stream.on('data', (chunk: Buffer) => { this.onData(chunk) })

@@ -22,7 +22,8 @@ export interface SubscriptionOwner {
 const USER_PROPERTY_COST = 80
 
 /**
- * What a queued message holds, roughly: payload, topic and the properties that carry data. Not
+ * What a queued message holds, roughly: payload, topic and the properties that carry data
+ * (8 bytes per Subscription Identifier). Not
  * exact (object headers are left out), but proportional to what a broker can make us hold.
  */
 export function messageBytes (m: Message): number {
@@ -32,6 +33,7 @@ export function messageBytes (m: Message): number {
     n += (p.correlationData?.length ?? 0) + (p.responseTopic?.length ?? 0) + (p.contentType?.length ?? 0)
     const up = p.userProperties
     if (up !== undefined) for (const [k, v] of up) n += k.length + v.length + USER_PROPERTY_COST
+    n += 8 * (p.subscriptionIdentifiers?.length ?? 0)
   }
   return n
 }

@@ -710,13 +710,19 @@ test('a PUBREC answering a QoS 1 PUBLISH [MQTT-4.3.2-1]: a Protocol Error (v5 DI
   }
 })
 
-test('v5: a packet with more User Properties than maxUserProperties (default 1,024; 75 bytes of heap each for 5 on the wire): DISCONNECT 0x95, reconnect, replay; within it, delivered', { timeout: 30_000 }, async () => {
+test('v5: a packet with more User Properties than maxUserProperties (default 1,024; 75 bytes of heap each for 5 on the wire), or a PUBLISH with more than 65,535 Subscription Identifiers: DISCONNECT 0x95, reconnect, replay; within it, delivered', { timeout: 30_000 }, async () => {
   const flood = (n: number): Buffer => encode({
     type: 'publish', topicName: 'up/t', payload: Buffer.from('x'), qos: 0, retain: false, dup: false,
     properties: { userProperties: Array.from({ length: n }, () => ['', ''] as [string, string]) }
   }, 5)
   await expectProtocolError(5, flood(1025), { code: 'PETREL_ERR_PACKET_TOO_LARGE', reasonCode: 0x95 })
   await expectProtocolError(5, flood(11), { code: 'PETREL_ERR_PACKET_TOO_LARGE', reasonCode: 0x95 }, { maxUserProperties: 10 })
+  // Subscription Identifiers: at most 65,535 in one PUBLISH (one per matching subscription of ours).
+  const ids = encode({
+    type: 'publish', topicName: 'up/t', payload: Buffer.from('x'), qos: 0, retain: false, dup: false,
+    properties: { subscriptionIdentifiers: Array.from({ length: 65_536 }, () => 1) }
+  }, 5)
+  await expectProtocolError(5, ids, { code: 'PETREL_ERR_PACKET_TOO_LARGE', reasonCode: 0x95 })
   // At the limit the message arrives, its properties whole.
   const broker = await scriptedBroker(5, (p, link) => {
     if (p.type === 'subscribe') setImmediate(() => { link.socket.write(flood(1024)) })

@@ -53,6 +53,7 @@ test('a message counts its payload, topic and data-carrying properties, and 80 b
   assert.equal(messageBytes(msg('a', 10)), 11)
   const props: PublishProperties = { userProperties: Array.from({ length: 100 }, () => ['', ''] as [string, string]), correlationData: Buffer.alloc(16), responseTopic: 'r/1' }
   assert.equal(messageBytes(msg('a', 10, props)), 11 + 100 * 80 + 16 + 3)
+  assert.equal(messageBytes(msg('a', 10, { subscriptionIdentifiers: [1, 2, 3] })), 11 + 3 * 8)
   // 200 tiny messages of 100 empty pairs each would be 8 MB of heap; a 64 KiB bound keeps 8.
   const sub = new Subscription(owner(), ['t'], undefined, 10_000, 'dropOldest', 64 * 1024)
   for (let i = 0; i < 200; i++) sub.push(msg('a', 0, props))

@@ -39,6 +39,12 @@ export interface DecoderOptions {
    * is not trusted.
    */
   maxUserProperties?: number | undefined
+  /**
+   * Subscription Identifiers accepted in one PUBLISH; one more raises Packet Too Large (0x95). Default:
+   * no limit. Each is 2 bytes on the wire at least, some 10 bytes of heap decoded; a server sends
+   * one per subscription of the client that matches, so a client knows how many make sense.
+   */
+  maxSubscriptionIdentifiers?: number | undefined
 }
 
 const enum State { Idle, Header, Body }
@@ -72,6 +78,7 @@ export class Decoder {
   maxConnectPacketSize: number
   private readonly checkPayloadFormat: boolean
   private readonly maxUserProperties: number
+  private readonly maxSubscriptionIdentifiers: number
   /** User Property pairs of the packet being decoded. */
   private userProperties = 0
 
@@ -97,6 +104,7 @@ export class Decoder {
     this.maxConnectPacketSize = Math.min(options.maxConnectPacketSize ?? this.maxPacketSize, this.maxPacketSize)
     this.checkPayloadFormat = options.checkPayloadFormat ?? true
     this.maxUserProperties = options.maxUserProperties ?? Number.POSITIVE_INFINITY
+    this.maxSubscriptionIdentifiers = options.maxSubscriptionIdentifiers ?? Number.POSITIVE_INFINITY
   }
 
   /** Decodes `chunk` (after any partial input kept from earlier calls); returns the complete packets. */
@@ -463,8 +471,13 @@ export class Decoder {
         case 0x0b: {
           const sid = this.varint()
           if (sid === 0) throw protocolError('subscription identifier 0 [MQTT-3.8.2.1.2]')
-          if (packetType === T_PUBLISH) (props.subscriptionIdentifiers ??= []).push(sid)
-          else props.subscriptionIdentifier = sid
+          if (packetType === T_PUBLISH) {
+            const ids = props.subscriptionIdentifiers ??= []
+            if (ids.length >= this.maxSubscriptionIdentifiers) {
+              throw new PetrelError(WireErrorCode.PACKET_TOO_LARGE, `more than ${this.maxSubscriptionIdentifiers} subscription identifiers in one PUBLISH`, { reasonCode: 0x95 })
+            }
+            ids.push(sid)
+          } else props.subscriptionIdentifier = sid
           break
         }
         case 0x11: props.sessionExpiryInterval = this.u32(); break

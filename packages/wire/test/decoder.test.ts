@@ -318,6 +318,14 @@ describe('Decoder', () => {
       assertPetrelError(() => new Decoder({ protocolVersion: 5, maxUserProperties: 1024 }).push(packet), TOO_LARGE)
     })
 
+    it('bounds the Subscription Identifiers of one PUBLISH by maxSubscriptionIdentifiers', () => {
+      const publish = (n: number): Buffer => encode({ type: 'publish', topicName: 't', payload: Buffer.alloc(0), qos: 0, retain: false, dup: false, properties: { subscriptionIdentifiers: Array.from({ length: n }, (_, i) => i + 1) } }, 5)
+      const dec = new Decoder({ protocolVersion: 5, maxSubscriptionIdentifiers: 3 })
+      assert.equal(dec.push(Buffer.concat([publish(3), publish(3)])).length, 2)
+      assertPetrelError(() => new Decoder({ protocolVersion: 5, maxSubscriptionIdentifiers: 3 }).push(publish(4)), TOO_LARGE)
+      assert.equal(new Decoder({ protocolVersion: 5 }).push(publish(5000)).length, 1, 'default: no limit')
+    })
+
     it('defaults to the largest packet the spec allows', () => {
       assert.equal(new Decoder().maxPacketSize, MAX_PACKET_SIZE)
       assert.equal(MAX_PACKET_SIZE, 1 + 4 + 268_435_455)
