@@ -39,6 +39,14 @@ export function messageBytes (m: Message): number {
 }
 
 /**
+ * Whether `view` keeps alive a buffer far larger than itself (a socket read, a WebSocket message
+ * holding other packets). Node's 8 KiB pool slabs are left out: shared anyway.
+ */
+function pins (view: Uint8Array): boolean {
+  return view.buffer.byteLength > 2 * view.byteLength + 16 * 1024
+}
+
+/**
  * Messages of one `subscribe()` call: an async iterable (`for await`) over a bounded queue, or a
  * callback. Each subscription has its own queue, so a slow consumer here never holds back
  * keepalive, acks or other subscriptions; when the queue is full (by count, or by bytes: one
@@ -63,7 +71,11 @@ export class Subscription implements AsyncIterableIterator<Message> {
   private readonly byteLimit: number
   private readonly overflow: OverflowPolicy
   private readonly queue = new Deque<Message>()
+  /** What each queued message is charged against `byteLimit`, in queue order. */
+  private readonly charges = new Deque<number>()
   private queueBytes = 0
+  /** The buffer the last queued payload is a view into. */
+  private lastBuffer: ArrayBufferLike | undefined = undefined
   private readonly waiters = new Deque<(result: IteratorResult<Message>) => void>()
   private ended = false
 
@@ -114,7 +126,13 @@ export class Subscription implements AsyncIterableIterator<Message> {
       waiter({ value: message, done: false })
       return
     }
-    const size = messageBytes(message)
+    // A payload is a view into the bytes read with it (zero-copy), which it keeps alive while it
+    // waits: the first message queued from a large buffer is charged that buffer, those after it
+    // from the same buffer only their own size. So a tiny message read alongside a large one for
+    // someone else counts as what it holds (accurate within one buffer), without a copy.
+    let size = messageBytes(message)
+    const buffer = message.payload.buffer
+    if (buffer !== this.lastBuffer && pins(message.payload)) size += buffer.byteLength
     while (this.queue.length > 0 && (this.queue.length >= this.limit || this.queueBytes + size > this.byteLimit)) {
       this.dropped++
       this.owner.messageDropped()
@@ -125,7 +143,9 @@ export class Subscription implements AsyncIterableIterator<Message> {
       this.take()?.ack()
     }
     this.queue.push(message)
+    this.charges.push(size)
     this.queueBytes += size
+    this.lastBuffer = buffer
   }
 
   /** Bytes of the messages waiting in the queue (as {@link messageBytes} counts them). */
@@ -135,7 +155,9 @@ export class Subscription implements AsyncIterableIterator<Message> {
 
   private take (): Message | undefined {
     const m = this.queue.shift()
-    if (m !== undefined) this.queueBytes -= messageBytes(m)
+    if (m === undefined) return undefined
+    this.queueBytes -= this.charges.shift() as number
+    if (this.queue.length === 0) this.lastBuffer = undefined
     return m
   }
 

@@ -62,3 +62,30 @@ test('a message counts its payload, topic and data-carrying properties, and 80 b
   await sub.return()
   assert.equal(sub.queuedBytes, 0)
 })
+
+test('a queued payload that is a view into a much larger buffer (a socket read, a WebSocket message) is charged that buffer, once for the messages queued from it in a row', async () => {
+  const MiB = 1024 * 1024
+  const [x, y, z] = [Buffer.alloc(MiB), Buffer.alloc(MiB), Buffer.alloc(MiB)]
+  const from = (chunk: Buffer, tag: number): Message => {
+    chunk[tag] = tag
+    return new Message('t', chunk.subarray(tag, tag + 4), 0, false, false, 0, undefined, undefined, undefined)
+  }
+  const sub = new Subscription(owner(), ['t'], undefined, 100, 'dropOldest', 2.5 * MiB)
+  // A reader already waiting takes it at once: not queued, not charged, still a view.
+  const waiting = sub.next()
+  sub.push(from(x, 9))
+  assert.equal(((await waiting).value as Message).payload.buffer, x.buffer)
+  sub.push(from(x, 1))
+  sub.push(from(x, 2))
+  sub.push(from(y, 3))
+  assert.equal(sub.queuedBytes, 2 * MiB + 15, 'x once, y once, 5 bytes each')
+  // A third buffer does not fit: the oldest goes (the one charged for x).
+  sub.push(from(z, 4))
+  assert.equal(sub.dropped, 1)
+  assert.equal(sub.queuedBytes, 2 * MiB + 15)
+  assert.deepEqual((await Promise.all([sub.next(), sub.next(), sub.next()])).map((r) => (r.value as Message).payload[0]), [2, 3, 4])
+  assert.equal(sub.queuedBytes, 0)
+  // Small buffers (Node's pool) are not charged beyond the message.
+  sub.push(new Message('t', Buffer.from('abcd'), 0, false, false, 0, undefined, undefined, undefined))
+  assert.equal(sub.queuedBytes, 5)
+})
