@@ -16,7 +16,7 @@ import { RetainedStore } from './retained-store.js'
 import { Router } from './router.js'
 import type { ServerConnection, ConnectionInfo } from './server-connection.js'
 import { STALL_MS, type Session } from './session.js'
-import { BrokerStats } from './stats.js'
+import { BrokerStats, DropReason } from './stats.js'
 import { SysTopics } from './sys-topics.js'
 
 /** A message published by the application (not by a client). */
@@ -265,7 +265,12 @@ export class Broker implements BrokerCore, ConnectionHost {
     s.delayedWill = undefined
     if (will !== undefined) this.publish(Message.fromWill(will, this.now(), s))
     this.router.unsubscribeAll(s)
-    s.clear()
+    // What it still held: a shared subscription's messages go to another member of the group
+    // (4.8.2), the rest end with the session, counted (QoS 0 promised nothing).
+    for (const d of s.clear()) {
+      if (d.share !== undefined && this.router.deliverShared(d.share, d.message, d.qos)) continue
+      if (d.qos > 0) this.stats.drop(DropReason.sessionEnded)
+    }
     if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId)
     this.offline.delete(s)
   }

@@ -58,7 +58,7 @@ export class Router {
       retainAsPublished: sub.retainAsPublished === true,
       retainHandling: sub.retainHandling ?? 0,
       subscriptionIdentifier,
-      budget: this.budgetFor(topicFilter),
+      budget: this.budgetFor(topicFilter, shared === undefined ? undefined : sub.topicFilter),
       readable,
       session
     }
@@ -130,11 +130,27 @@ export class Router {
     return n
   }
 
+  /**
+   * Hands a message that a member of shared group `key` held when its session ended to another
+   * member (4.8.2: the Server SHOULD send it to another client subscribed to the same shared
+   * subscription). False when no member is left (or the one chosen may not read it).
+   */
+  deliverShared (key: string, message: Message, qos: QoS): boolean {
+    const g = this.groups.get(key)
+    if (g === undefined) return false
+    const sub = pick(g, qos)
+    if (sub === undefined || (sub.readable !== undefined && !sub.readable(message.topic))) return false
+    const q = (sub.qos < qos ? sub.qos : qos) as QoS
+    const sid = sub.subscriptionIdentifier
+    sub.session.deliver(message, q, sub.retainAsPublished && message.retain, sid === undefined ? undefined : [sid], sub.budget)
+    return true
+  }
+
   private add (e: Entry): void {
     const msg = this.current as Message
     let sub: SessionSubscription
     if (e instanceof SharedGroup) {
-      const picked = pick(e)
+      const picked = pick(e, msg.qos)
       if (picked === undefined) return
       sub = picked
     } else {
@@ -184,34 +200,51 @@ export class Router {
    * else the default. Each subscription gets its own, so a frozen subscriber uses up only its
    * own allowance and never the room its fellow subscribers need.
    */
-  private budgetFor (filter: string): FilterBudget {
+  private budgetFor (filter: string, share: string | undefined): FilterBudget {
     let m = this.memory
     for (const o of this.overrides) {
       if (o.pattern === filter || topicMatches(o.pattern, filter)) { m = o; break }
     }
-    return new FilterBudget(filter, m.maxSegmentSize * m.maxSegmentCount)
+    return new FilterBudget(filter, m.maxSegmentSize * m.maxSegmentCount, share)
   }
 }
 
 /**
- * Next member of a shared group, round robin, skipping members that are offline or whose socket
- * is backed up while another can take the message now (a stalled member does not hold the group).
+ * Next member of a shared group: round robin over the members that can send it now (online,
+ * socket not backed up, nothing queued, room in their in-flight window). When none can, the
+ * online member that acknowledged most recently, among those whose queue is under half full,
+ * else the one with the shortest queue: a member that has stopped acknowledging keeps only
+ * what fills its window and never holds the group (round robin alone gave it its share, to
+ * queue until it dropped them). Offline members only when every member is.
  */
-function pick (g: SharedGroup): SessionSubscription | undefined {
+function pick (g: SharedGroup, qos: QoS): SessionSubscription | undefined {
   const n = g.members.length
   if (n === 0) return undefined
-  let fallback: SessionSubscription | undefined
+  let best: SessionSubscription | undefined
+  let bestAt = 0
+  let bestRoomy = false
   for (let k = 0; k < n; k++) {
     const i = (g.next + k) % n
     const m = g.members[i] as SessionSubscription
-    const out = m.session.outlet
-    if (out !== undefined && out.writable) {
+    const s = m.session
+    if (s.ready((m.qos < qos ? m.qos : qos) as QoS)) {
       g.next = (i + 1) % n
       return m
     }
-    if (fallback === undefined && out !== undefined) fallback = m
+    if (s.outlet === undefined) continue
+    const roomy = !s.overHalf(undefined)
+    if (best === undefined || (roomy && !bestRoomy) ||
+        (roomy === bestRoomy && (roomy ? s.lastProgress > best.session.lastProgress : s.queueLength < best.session.queueLength))) {
+      best = m
+      bestAt = i
+      bestRoomy = roomy
+    }
   }
-  const m = fallback ?? g.members[g.next % n] as SessionSubscription
+  if (best !== undefined) {
+    g.next = (bestAt + 1) % n
+    return best
+  }
+  const m = g.members[g.next % n] as SessionSubscription
   g.next = (g.next + 1) % n
   return m
 }

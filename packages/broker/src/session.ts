@@ -10,7 +10,12 @@ import type { BrokerLimits } from './options.js'
  */
 export class FilterBudget {
   used = 0
-  constructor (readonly filter: string, readonly limit: number) {}
+  constructor (
+    readonly filter: string,
+    readonly limit: number,
+    /** The `$share/{group}/{filter}` key when the subscription is a shared one. */
+    readonly share: string | undefined = undefined
+  ) {}
 }
 
 /** A message on its way to one subscriber: queued, or in flight awaiting its ack. */
@@ -25,7 +30,9 @@ export class Delivery {
     readonly retain: boolean,
     readonly subscriptionIdentifiers: number[] | undefined,
     /** Charged while queued; undefined once it leaves the queue. */
-    public budget: FilterBudget | undefined
+    public budget: FilterBudget | undefined,
+    /** The shared subscription it was sent for: another member takes it if this session ends. */
+    readonly share: string | undefined
   ) {}
 }
 
@@ -158,7 +165,7 @@ export class Session {
     const out = this.outlet
     if (out !== undefined && this.queueLength === 0 && out.writable &&
         (qos === 0 || this.inflightCount < out.sendQuota)) {
-      this.transmit(out, message, qos, retain, subIds, undefined)
+      this.transmit(out, message, qos, retain, subIds, undefined, budget?.share)
       return
     }
     this.enqueue(message, qos, retain, subIds, budget)
@@ -184,16 +191,26 @@ export class Session {
       budget.used += size
     }
     this.queuedBytes += size
-    ;(this.queue ??= []).push(new Delivery(message.own(), qos, retain, subIds, budget))
+    ;(this.queue ??= []).push(new Delivery(message.own(), qos, retain, subIds, budget, budget?.share))
     // QoS 1/2 to a connected subscriber that is falling behind: flow-control the publisher
     // rather than run into the bounds and drop (the publisher's window then paces it).
     if (qos > 0 && this.outlet !== undefined && this.overHalf(budget)) this.host.notePressure(this)
   }
 
-  private overHalf (budget: FilterBudget | undefined): boolean {
+  /** The queue is at least half full (of its count or bytes bound, or of `budget`). */
+  overHalf (budget: FilterBudget | undefined): boolean {
     const limits = this.host.limits
     return this.queueLength * 2 >= limits.maxQueuedMessages || this.queuedBytes * 2 >= limits.maxQueuedBytes ||
       (budget !== undefined && budget.used * 2 >= budget.limit)
+  }
+
+  /**
+   * Whether a message at `qos` would go on the wire now instead of waiting in the queue: what a
+   * shared group asks before choosing a member.
+   */
+  ready (qos: QoS): boolean {
+    const out = this.outlet
+    return out !== undefined && this.queueLength === 0 && out.writable && (qos === 0 || this.inflightCount < out.sendQuota)
   }
 
   /** Whether a publisher should wait for this session: it is behind, but still making progress. */
@@ -231,7 +248,7 @@ export class Session {
         this.host.stats.drop(DropReason.expired)
         continue
       }
-      this.transmit(out, d.message, d.qos, d.retain, d.subscriptionIdentifiers, d)
+      this.transmit(out, d.message, d.qos, d.retain, d.subscriptionIdentifiers, d, d.share)
     }
     if (this.queueHead !== before) this.lastProgress = now
     if (this.queueHead === q.length) {
@@ -254,7 +271,7 @@ export class Session {
     }
   }
 
-  private transmit (out: SessionOutlet, message: Message, qos: QoS, retain: boolean, subIds: number[] | undefined, d: Delivery | undefined): void {
+  private transmit (out: SessionOutlet, message: Message, qos: QoS, retain: boolean, subIds: number[] | undefined, d: Delivery | undefined, share: string | undefined): void {
     if (qos === 0) {
       if (!out.sendPublish(message, 0, retain, subIds, 0, false)) this.host.stats.drop(DropReason.packetTooLarge)
       return
@@ -265,7 +282,7 @@ export class Session {
       return
     }
     message.own()
-    ;(this.inflight ??= new Map()).set(id, d ?? new Delivery(message, qos, retain, subIds, undefined))
+    ;(this.inflight ??= new Map()).set(id, d ?? new Delivery(message, qos, retain, subIds, undefined, share))
   }
 
   /**
@@ -384,10 +401,21 @@ export class Session {
     this.pump()
   }
 
-  /** Drops everything queued (session end or clean start); releases filter budgets. */
-  clear (): void {
+  /**
+   * Empties the session (it ends): releases filter budgets and returns what it still held, in
+   * flight first (oldest), then queued, for the broker to hand on or count.
+   */
+  clear (): Delivery[] {
+    const left: Delivery[] = []
+    if (this.inflight !== undefined) for (const d of this.inflight.values()) left.push(d)
     const q = this.queue
-    if (q !== undefined) for (let i = this.queueHead; i < q.length; i++) this.release(q[i] as Delivery)
+    if (q !== undefined) {
+      for (let i = this.queueHead; i < q.length; i++) {
+        const d = q[i] as Delivery
+        this.release(d)
+        left.push(d)
+      }
+    }
     this.queue = undefined
     this.queueHead = 0
     this.inflight = undefined
@@ -396,5 +424,6 @@ export class Session {
     this.resendHead = 0
     this.unsent = 0
     this.wakeWaiters()
+    return left
   }
 }

@@ -18,7 +18,12 @@ export const DropReason = {
   /** The payload was not UTF-8 although its Payload Format Indicator said so [MQTT-3.3.2-4]. */
   payloadFormatInvalid: 'payload_format_invalid',
   /** A topic deeper than `max_topic_levels` (publish or will refused with 0x90). */
-  topicInvalid: 'topic_invalid'
+  topicInvalid: 'topic_invalid',
+  /**
+   * QoS 1/2 still queued or unacknowledged for a session that ended (clean start, a clean
+   * disconnect, expiry, takeover by another user), and not handed to another member of a shared group.
+   */
+  sessionEnded: 'session_ended'
 } as const
 export type DropReason = typeof DropReason[keyof typeof DropReason]
 
@@ -49,7 +54,7 @@ export class BrokerStats {
   /** Filters refused in SUBACK (0x97 / 0x80) because the session held `max_subscriptions_per_session`. */
   subscriptionQuotaExceeded = 0
   readonly drops: Record<DropReason, number> = {
-    queue_full: 0, filter_limit: 0, offline: 0, expired: 0, packet_too_large: 0, not_authorized: 0, payload_format_invalid: 0, topic_invalid: 0
+    queue_full: 0, filter_limit: 0, offline: 0, expired: 0, packet_too_large: 0, not_authorized: 0, payload_format_invalid: 0, topic_invalid: 0, session_ended: 0
   }
 
   drop (reason: DropReason): void {

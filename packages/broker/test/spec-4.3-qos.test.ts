@@ -204,3 +204,20 @@ test('3.1.1: session queue bound: messages past max_queued_messages are dropped 
     assert.deepEqual(got, ['1', '2', '3'])
   })
 })
+
+test('QoS 1/2 still unacknowledged or queued when a session ends are counted (session_ended), not lost silently', async () => {
+  await withBroker({ limits: { maxInflightMessages: 2 } }, async (broker) => {
+    const s = await connected(broker, 5, { clientId: 'leaves' })
+    s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'e', qos: 2 }] })
+    await s.expect('suback')
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('e', 'q0'))
+    for (let i = 1; i <= 5; i++) p.send(pub('e', String(i), { qos: i % 2 === 0 ? 2 : 1, packetId: i }))
+    await s.expect('publish') // the QoS 0 one, gone on the wire
+    await s.expect('publish')
+    await s.expect('publish') // two in flight (never acknowledged), three queued
+    s.destroy() // a clean session: it ends with its connection
+    await sleep(50)
+    assert.equal(broker.stats.drops.session_ended, 5)
+  })
+})

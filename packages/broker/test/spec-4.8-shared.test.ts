@@ -1,7 +1,7 @@
 // MQTT 5.0 §4.8.2 shared subscriptions.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { connected, sleep, withBroker } from './helpers.js'
+import { connected, sleep, withBroker, type RawClient } from './helpers.js'
 
 test('shared subscription: each message goes to one member, balanced round robin [MQTT-4.8.2-4]', async () => {
   await withBroker({}, async (broker) => {
@@ -60,3 +60,72 @@ test('shared subscription: unsubscribing one member leaves the others served', a
     assert.equal(await a.quiet(100), true)
   })
 })
+
+/** Subscribes `m` to `filter` and waits for its SUBACK. */
+async function join (m: RawClient, filter: string, qos: 0 | 1 | 2 = 1): Promise<void> {
+  m.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: filter, qos }] })
+  await m.expect('suback')
+}
+
+/** Reads PUBLISH packets until `ms` of quiet, acking QoS 1 ones when `ack`; returns their payloads. */
+async function drain (m: RawClient, ms: number, ack: boolean): Promise<string[]> {
+  const got: string[] = []
+  for (;;) {
+    let p
+    try { p = await m.next(ms) } catch { return got }
+    if (p.type !== 'publish') continue
+    got.push(Buffer.from(p.payload).toString())
+    if (ack && p.qos === 1) m.send({ type: 'puback', packetId: p.packetId as number })
+  }
+}
+
+test('shared subscription: a member that stops acknowledging does not stall the group; its unacked messages stay in flight to it, the rest go to the others', async () => {
+  await withBroker({ limits: { maxInflightMessages: 10, maxQueuedMessages: 100 } }, async (broker) => {
+    const stuck = await connected(broker, 5, { clientId: 'stuck' })
+    const live = await connected(broker, 5, { clientId: 'live' })
+    await join(stuck, '$share/g/work')
+    await join(live, '$share/g/work')
+    const p = await connected(broker, 5, { clientId: 'p' })
+    const n = 500
+    // a publisher keeping 20 unacknowledged, as clients do (and our Receive Maximum asks)
+    const publish = async (): Promise<void> => {
+      let sent = 0
+      const send = (): void => { p.send({ type: 'publish', topicName: 'work', payload: Buffer.from(String(sent)), qos: 1, retain: false, dup: false, packetId: ++sent }) }
+      while (sent < 20) send()
+      for (let acked = 0; acked < n; acked++) {
+        await p.expect('puback', 3000)
+        await new Promise((resolve) => setImmediate(resolve)) // let the broker's end-of-turn flush run (see flow-control.test)
+        if (sent < n) send()
+      }
+    }
+    const [toStuck, toLive] = await Promise.all([drain(stuck, 500, false), drain(live, 500, true), publish()])
+    // the stuck member holds what fills its in-flight window (kept for its session), no more
+    assert.equal(toStuck.length, 10, `the stuck member got ${toStuck.length}; live ${toLive.length}; drops ${JSON.stringify(broker.stats.drops)}`)
+    assert.equal(toLive.length, n - 10, `the live member got ${toLive.length}`)
+    assert.equal(broker.stats.dropsTotal, 0, JSON.stringify(broker.stats.drops))
+  })
+})
+
+for (const persistent of [false, true]) {
+  test(`shared subscription: a member whose session ends (${persistent ? 'expires' : 'clean disconnect'}) with unacked QoS 1 messages: they go to another member [MQTT-4.8.2-?] (4.8.2: SHOULD), nothing lost`, async () => {
+    await withBroker({ limits: { maxInflightMessages: 5 } }, async (broker) => {
+      const gone = await connected(broker, 5, persistent
+        ? { clientId: 'gone', cleanStart: false, properties: { sessionExpiryInterval: 1 } }
+        : { clientId: 'gone' })
+      const live = await connected(broker, 5, { clientId: 'live' })
+      await join(gone, '$share/g/work')
+      await join(live, '$share/g/work')
+      const p = await connected(broker, 5, { clientId: 'p' })
+      const n = 20
+      for (let i = 0; i < n; i++) p.send({ type: 'publish', topicName: 'work', payload: Buffer.from(String(i)), qos: 1, retain: false, dup: false, packetId: i + 1 })
+      // the member that will go away reads but acknowledges nothing, then drops its link
+      const before = await Promise.all([drain(gone, 200, false), drain(live, 200, true)])
+      assert.ok(before[0].length > 0, 'the member that goes away had some')
+      gone.destroy()
+      const after = await drain(live, persistent ? 2000 : 500, true)
+      const all = new Set([...before[1], ...after])
+      for (let i = 0; i < n; i++) assert.ok(all.has(String(i)), `message ${i} lost with the member's session`)
+      assert.equal(broker.sessions.has('gone'), false)
+    })
+  })
+}
