@@ -109,6 +109,8 @@ export class Session {
   /** Publishers held back until this session's queue is under half its bounds again. */
   private drainWaiters: Array<() => void> | undefined
   private queueHead = 0
+  /** A pump (or a resume's resend) is running: a flush it causes must not pump again (see `pump`). */
+  private pumping = false
   private queuedBytes = 0
   private lastId = 0
   /** Packet ids of `inflight` deliveries still to resend after a reconnect, in send order; `unsent` of them are. */
@@ -234,9 +236,22 @@ export class Session {
   pump (): void {
     const out = this.outlet
     const q = this.queue
-    if (out === undefined) return
-    if (this.unsent > 0 && !this.resendPending(out)) return
-    if (q === undefined) return
+    // Not re-entered: a write of 64 KiB or more flushes at once, and a flush the socket takes
+    // pumps the session again. The inner pump sent the queue ahead of the outer one and, once it
+    // had emptied it, the outer one read a slot already taken (TypeError: the process died).
+    // The outer loop sends what the inner one would have.
+    if (out === undefined || this.pumping) return
+    this.pumping = true
+    try {
+      if (this.unsent > 0 && !this.resendPending(out)) return
+      if (q === undefined) return
+      this.pumpFrom(out, q)
+    } finally {
+      this.pumping = false
+    }
+  }
+
+  private pumpFrom (out: SessionOutlet, q: Delivery[]): void {
     const now = this.host.now()
     const before = this.queueHead
     while (this.queueHead < q.length && out.writable) {
@@ -376,6 +391,8 @@ export class Session {
     const out = this.outlet
     if (out === undefined) return
     this.lastProgress = this.host.now()
+    // the queue waits for the resends: a flush during them must not pump it ahead [MQTT-4.6.0-1]
+    this.pumping = true
     this.resends = undefined
     this.resendHead = 0
     this.unsent = 0
@@ -398,6 +415,7 @@ export class Session {
         }
       }
     }
+    this.pumping = false
     this.pump()
   }
 

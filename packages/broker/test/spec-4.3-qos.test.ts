@@ -221,3 +221,32 @@ test('QoS 1/2 still unacknowledged or queued when a session ends are counted (se
     assert.equal(broker.stats.drops.session_ended, 5)
   })
 })
+
+for (const v of versions) {
+  test(`v${v}: a resumed session's queue of messages of 64 KiB or more is sent whole and in order, after its in-flight ones [MQTT-4.6.0-6]`, async () => {
+    // Each write of 64 KiB or more flushes at once, and a flush that the socket takes pumps the
+    // session: the queue was pumped from inside its own pump, and the outer loop then read a
+    // slot the inner one had emptied (TypeError: the broker process died).
+    await withBroker({ limits: { maxInflightMessages: 2 } }, async (broker) => {
+      const big = (i: number): string => String(i).padEnd(100 * 1024, '.')
+      const s = await connected(broker, v, { clientId: 'resume-big', cleanStart: false, properties: v === 5 ? { sessionExpiryInterval: 60 } : undefined })
+      s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'rb', qos: 1 }] })
+      await s.expect('suback')
+      const p = await connected(broker, v, { clientId: 'p' })
+      for (let i = 1; i <= 6; i++) p.send(pub('rb', big(i), { qos: 1, packetId: i }))
+      for (let i = 1; i <= 6; i++) await p.expect('puback')
+      await s.expect('publish')
+      await s.expect('publish') // two in flight, never acknowledged; four queued
+      s.destroy()
+      await sleep(50)
+      const again = await connected(broker, v, { clientId: 'resume-big', cleanStart: false, properties: v === 5 ? { sessionExpiryInterval: 60 } : undefined })
+      const got: string[] = []
+      while (got.length < 6) {
+        const m = await again.expect('publish')
+        got.push(text(m.payload).replace(/\.+$/, ''))
+        again.send({ type: 'puback', packetId: m.packetId as number })
+      }
+      assert.deepEqual(got, ['1', '2', '3', '4', '5', '6'])
+    })
+  })
+}
