@@ -32,6 +32,7 @@ export function createMetricsRegistry (broker: Broker): Registry {
   gauge('petrel_queued_messages', 'Messages queued across sessions', () => sum(broker, 'queueLength'))
   gauge('petrel_queued_bytes', 'Bytes queued across sessions', () => sum(broker, 'queueBytes'))
   gauge('petrel_inflight_messages', 'QoS 1/2 messages in flight to clients', () => sum(broker, 'inflightCount'))
+  gauge('petrel_inflight_bytes', 'Bytes of QoS 1/2 messages in flight to clients', () => sum(broker, 'inflightByteCount'))
   counter('petrel_messages_received_total', 'PUBLISH received from clients', ['qos'], (set) => { s.messagesIn.forEach((v, q) => { set({ qos: String(q) }, v) }) })
   counter('petrel_messages_sent_total', 'PUBLISH sent to clients', ['qos'], (set) => { s.messagesOut.forEach((v, q) => { set({ qos: String(q) }, v) }) })
   counter('petrel_bytes_received_total', 'Bytes received', [], (set) => { set({}, s.bytesIn) })
@@ -51,7 +52,7 @@ export function createMetricsRegistry (broker: Broker): Registry {
   return registry
 }
 
-function sum (broker: Broker, field: 'queueLength' | 'queueBytes' | 'inflightCount'): number {
+function sum (broker: Broker, field: 'queueLength' | 'queueBytes' | 'inflightCount' | 'inflightByteCount'): number {
   let n = 0
   for (const session of broker.sessions.values()) n += session[field]
   return n

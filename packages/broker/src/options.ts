@@ -77,6 +77,12 @@ export interface BrokerLimits {
   maxConnectPacketSize: number
   /** QoS 1/2 messages in flight to one subscriber (also capped by its Receive Maximum). Default 100. */
   maxInflightMessages: number
+  /**
+   * Bytes of QoS 1/2 messages in flight to one subscriber (`Message.size`, as the queue counts);
+   * past it the next waits in the queue until acks free room. One message always goes, however
+   * large. 0: no bound (mosquitto's default). Default 16 MiB.
+   */
+  maxInflightBytes: number
   /** Messages queued for one session (offline or slow). Default 1,000. */
   maxQueuedMessages: number
   /** Bytes queued for one session (`Message.size`: payload, topic, properties' heap cost). Default 4 MiB. */
@@ -151,6 +157,7 @@ export const defaultLimits: Readonly<BrokerLimits> = {
   maxPacketSize: 1024 * 1024,
   maxConnectPacketSize: 64 * 1024,
   maxInflightMessages: 100,
+  maxInflightBytes: 16 * 1024 * 1024,
   maxQueuedMessages: 1000,
   maxQueuedBytes: 4 * 1024 * 1024,
   receiveMaximum: 100,

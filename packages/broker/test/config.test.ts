@@ -53,6 +53,7 @@ path = "/mqtt"
 [limits]
 max_connections = 7
 max_queued_messages = 3
+max_inflight_bytes = 1048576
 [auth]
 allow_anonymous = false
 [[acl]]
@@ -70,6 +71,7 @@ port = 0
 `, 'full.toml')
   assert.equal(c.options.logLevel, 'info')
   assert.equal(c.options.limits?.maxConnections, 7)
+  assert.equal(c.options.limits?.maxInflightBytes, 1048576)
   assert.equal(c.options.allowAnonymous, false)
   assert.deepEqual(c.options.acl, [{ user: 'u', clientId: undefined, topic: 'a/%u/#', access: 'read' }])
   assert.deepEqual(c.options.memory?.filters, [{ pattern: 'x/#', maxSegmentSize: 10, maxSegmentCount: 2 }])

@@ -222,6 +222,48 @@ test('QoS 1/2 still unacknowledged or queued when a session ends are counted (se
   })
 })
 
+for (const qos of [1, 2] as const) {
+  test(`QoS ${qos} in flight to one subscriber is bounded in bytes (max_inflight_bytes), not only in count; one message always goes, however large`, async () => {
+    const MiB = 1024 * 1024
+    await withBroker({
+      limits: { maxPacketSize: 8 * MiB, maxInflightBytes: 4 * MiB + 1024, maxQueuedBytes: 64 * MiB },
+      memory: { maxSegmentSize: 64 * MiB, maxSegmentCount: 1 }
+    }, async (broker) => {
+      const s = await connected(broker, 5, { clientId: 'big' })
+      s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'big/#', qos }] })
+      await s.expect('suback')
+      const p = await connected(broker, 5, { clientId: 'p' })
+      // 10 x 1 MiB, then one of 6 MiB: the count (100) would let all of them be in flight at once
+      for (let i = 1; i <= 10; i++) p.send(pub('big/a', String(i).padEnd(MiB, '.'), { qos, packetId: i }))
+      p.send(pub('big/b', '11'.padEnd(6 * MiB, '.'), { qos, packetId: 11 }))
+      const got: PublishPacket[] = []
+      for (let i = 0; i < 4; i++) got.push(await s.expect('publish', 5000))
+      assert.equal(await s.quiet(200), true, 'no more than 4 x 1 MiB in flight')
+      const session = broker.sessions.get('big')
+      assert.ok(session !== undefined && session.inflightCount === 4 && session.inflightByteCount <= 4 * MiB + 1024, `in flight: ${session?.inflightCount}, ${session?.inflightByteCount} B`)
+      const ack = async (m: PublishPacket): Promise<void> => {
+        if (qos === 1) { s.send({ type: 'puback', packetId: m.packetId as number }); return }
+        s.send({ type: 'pubrec', packetId: m.packetId as number })
+        await s.expect('pubrel')
+        s.send({ type: 'pubcomp', packetId: m.packetId as number })
+      }
+      // each ack frees room for the next, in order
+      for (let i = 0; i < 10; i++) {
+        await ack(got[i] as PublishPacket)
+        if (i + 4 < 10) got.push(await s.expect('publish', 5000))
+      }
+      // the 6 MiB one, larger than the bound, goes once nothing else is in flight
+      const last = await s.expect('publish', 5000)
+      assert.equal(last.payload.length, 6 * MiB)
+      assert.deepEqual(got.map((m) => text(m.payload).replace(/\.+$/, '')), Array.from({ length: 10 }, (_, i) => String(i + 1)))
+      await ack(last)
+      await sleep(50)
+      assert.equal(session.inflightByteCount, 0)
+      assert.equal(broker.stats.dropsTotal, 0)
+    })
+  })
+}
+
 for (const v of versions) {
   test(`v${v}: a resumed session's queue of messages of 64 KiB or more is sent whole and in order, after its in-flight ones [MQTT-4.6.0-6]`, async () => {
     // Each write of 64 KiB or more flushes at once, and a flush that the socket takes pumps the
