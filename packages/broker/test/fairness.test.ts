@@ -5,7 +5,9 @@ import assert from 'node:assert/strict'
 import { connect, type Socket } from 'node:net'
 import { Decoder, encode } from '@petrel/wire'
 import { createBroker, type Broker } from '@petrel/broker'
-import { waitFor } from '@petrel/test-utils'
+import mqtt from 'mqtt'
+import { connect as connectClient } from '@petrel/client'
+import { FaultProxy, waitFor } from '@petrel/test-utils'
 import { sleep } from './helpers.js'
 
 const PAYLOAD = 1024
@@ -123,6 +125,59 @@ test('memory bounded under a stalled subscriber: heap does not grow with the bac
     pub.destroy()
     stalled.destroy()
   } finally {
+    await broker.close()
+  }
+})
+
+test('QoS 1/2 with subscribers that stop reading (TCP and WebSocket, through a stalled link): the others and the publisher keep going; the stalled sessions stay within their bounds', { timeout: 30_000 }, async () => {
+  const broker = createBroker({ sysInterval: 0, limits: { maxQueuedMessages: 200, maxInflightMessages: 20 } })
+  const tcp = await broker.listen({ port: 0 })
+  const ws = await broker.listen({ type: 'ws', port: 0 })
+  const stallTcp = await FaultProxy.start({ target: { host: '127.0.0.1', port: tcp.port } })
+  const stallWs = await FaultProxy.start({ target: { host: '127.0.0.1', port: ws.port } })
+  const opts = { reconnect: false, clean: true } as const
+  const clients: Array<{ end: () => Promise<void> }> = []
+  try {
+    const n = 2000
+    const topic = 'fair/q'
+    const counts = { petrel: 0, mqttjs: 0 }
+    const healthy = await connectClient(tcp.url, { ...opts, clientId: 'healthy-tcp' })
+    clients.push({ end: async () => { await healthy.end({ force: true }) } })
+    await healthy.subscribe(topic, { qos: 2 }, () => { counts.petrel++ })
+    const healthyWs = mqtt.connect(ws.url, { clientId: 'healthy-ws', reconnectPeriod: 0 })
+    clients.push({ end: async () => { await healthyWs.endAsync(true) } })
+    await new Promise<void>((resolve) => healthyWs.once('connect', () => { resolve() }))
+    await healthyWs.subscribeAsync(topic, { qos: 2 })
+    healthyWs.on('message', () => { counts.mqttjs++ })
+    const stuck = await connectClient(stallTcp.url, { ...opts, clientId: 'stuck-tcp', keepalive: 0 })
+    clients.push({ end: async () => { await stuck.end({ force: true }) } })
+    await stuck.subscribe(topic, { qos: 2 })
+    const stuckWs = mqtt.connect(`ws://127.0.0.1:${stallWs.port}`, { clientId: 'stuck-ws', reconnectPeriod: 0, keepalive: 0 })
+    clients.push({ end: async () => { await stuckWs.endAsync(true) } })
+    stuckWs.on('error', () => {})
+    await new Promise<void>((resolve) => stuckWs.once('connect', () => { resolve() }))
+    await stuckWs.subscribeAsync(topic, { qos: 2 })
+    stallTcp.stall()
+    stallWs.stall()
+    const pub = await connectClient(tcp.url, { ...opts, clientId: 'pub' })
+    clients.push({ end: async () => { await pub.end({ force: true }) } })
+    const t0 = Date.now()
+    const payload = Buffer.alloc(8 * 1024, 1) // 16 MB in all: more than the stalled sockets' buffers take
+    await Promise.all(Array.from({ length: n }, async (_, i) => { await pub.publish(topic, payload, { qos: i % 2 === 0 ? 1 : 2 }) }))
+    await waitFor(() => counts.petrel === n && counts.mqttjs === n, { timeoutMs: 10_000, message: `healthy got ${JSON.stringify(counts)} of ${n}` })
+    const took = Date.now() - t0
+    assert.ok(took < 8000, `took ${took} ms`)
+    for (const id of ['stuck-tcp', 'stuck-ws']) {
+      const s = broker.sessions.get(id)
+      assert.ok(s !== undefined && s.queueLength <= 200 && s.queueBytes <= 4 * 1024 * 1024 && s.inflightCount <= 20, `${id}: queue ${s?.queueLength} (${s?.queueBytes} B), in flight ${s?.inflightCount}`)
+    }
+    assert.ok(broker.stats.drops.queue_full + broker.stats.drops.filter_limit > 0, `the stalled subscribers' overflow is counted: ${JSON.stringify(broker.stats.drops)}`)
+  } finally {
+    stallTcp.resume()
+    stallWs.resume()
+    for (const c of clients) await c.end()
+    await stallTcp.close()
+    await stallWs.close()
     await broker.close()
   }
 })
