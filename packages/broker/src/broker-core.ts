@@ -34,6 +34,8 @@ export interface BrokerCore extends SessionHost {
   takePressure (): Promise<void> | undefined
   /** A session lost its connection: start its expiry (or end it now), and its will (published now or after its Will Delay Interval). */
   sessionOffline (session: Session, will: Will | undefined): void
+  /** Takes a session's delayed will off it (a connection for its client id arrived, or the will is due). */
+  takeDelayedWill (session: Session): Will | undefined
   /** Ends a session: its subscriptions go, a delayed will is sent [MQTT-3.1.3-9]. */
   endSession (session: Session): void
   connectionClosed (connection: ServerConnection): void

@@ -6,7 +6,7 @@ import type { BrokerCore } from './broker-core.js'
 import { Connection, type ConnectionHost } from './connection.js'
 import { BrokerErrorCode, brokerError } from './errors.js'
 import { openListener, type ListenerAddress, type ListenerOptions, type OpenListener } from './listeners.js'
-import { Message } from './message.js'
+import { Message, propertiesCost } from './message.js'
 import {
   defaultFilterMemory, defaultLimits, type AuthenticateRequest, type AuthenticateResult, type BrokerLimits,
   type BrokerOptions, type ClientInfo, type PublishRequest
@@ -69,6 +69,10 @@ export class Broker implements BrokerCore, ConnectionHost {
   private logger: Logger | undefined
   private readonly passwords: PasswordFile | undefined
   private readonly sys: SysTopics | undefined
+  /** Bytes of wills waiting out their Will Delay Interval (see `canHoldWill`). */
+  delayedWillBytes = 0
+  private willWarnedAt = -Infinity
+  private willWarnSuppressed = 0
   private retainWarnedAt = -Infinity
   /** Refusals not logged since the last warning. */
   private retainWarnSuppressed = 0
@@ -245,9 +249,11 @@ export class Broker implements BrokerCore, ConnectionHost {
     if (will !== undefined) {
       const willDelay = will.properties?.willDelayInterval ?? 0
       // [MQTT-3.1.3-9] the will waits min(Will Delay, Session Expiry); sent at once otherwise
-      if (willDelay > 0 && s.expiryInterval > 0) {
-        s.delayedWill = will
+      if (willDelay > 0 && s.expiryInterval > 0 && this.canHoldWill(will)) {
+        // its own copy: a view into the CONNECT's socket chunk would hold the whole chunk
+        s.delayedWill = { ...will, payload: Buffer.from(will.payload) }
         s.willAt = now + Math.min(willDelay, s.expiryInterval) * 1000
+        this.delayedWillBytes += willCost(will)
       } else {
         this.publish(Message.fromWill(will, now, s))
       }
@@ -260,9 +266,40 @@ export class Broker implements BrokerCore, ConnectionHost {
     this.offline.add(s)
   }
 
-  endSession (s: Session): void {
+  /**
+   * Whether a will may wait out its delay within max_delayed_will_bytes. Each waits in an
+   * offline session for up to the session's expiry (a day by default), so a client connecting
+   * with a new client id, a will delay and a 60 KiB will, then dropping, again and again, grew
+   * the heap by 60 KiB a time with nothing to stop it. Past the bound the will is sent at once,
+   * as if it had no delay (the client has gone: its will is due, only sooner), and counted.
+   */
+  private canHoldWill (will: Will): boolean {
+    const max = this.limits.maxDelayedWillBytes
+    if (max === 0 || this.delayedWillBytes + willCost(will) <= max) return true
+    this.stats.willsSentEarly++
+    const now = this.now()
+    if (now - this.willWarnedAt >= RETAIN_WARN_MS) {
+      this.log.warn({ bytes: this.delayedWillBytes, limit: max, suppressed: this.willWarnSuppressed },
+        'delayed wills at max_delayed_will_bytes: a will is sent without its delay')
+      this.willWarnedAt = now
+      this.willWarnSuppressed = 0
+    } else {
+      this.willWarnSuppressed++
+    }
+    return false
+  }
+
+  takeDelayedWill (s: Session): Will | undefined {
     const will = s.delayedWill
+    if (will === undefined) return undefined
     s.delayedWill = undefined
+    s.willAt = 0
+    this.delayedWillBytes -= willCost(will)
+    return will
+  }
+
+  endSession (s: Session): void {
+    const will = this.takeDelayedWill(s)
     if (will !== undefined) this.publish(Message.fromWill(will, this.now(), s))
     this.router.unsubscribeAll(s)
     // What it still held: a shared subscription's messages go to another member of the group
@@ -364,11 +401,7 @@ export class Broker implements BrokerCore, ConnectionHost {
         this.offline.delete(s)
         continue
       }
-      if (s.delayedWill !== undefined && now >= s.willAt) {
-        const will = s.delayedWill
-        s.delayedWill = undefined
-        this.publish(Message.fromWill(will, now, s))
-      }
+      if (s.delayedWill !== undefined && now >= s.willAt) this.publish(Message.fromWill(this.takeDelayedWill(s) as Will, now, s))
       if (s.expiresAt !== 0 && now >= s.expiresAt) this.endSession(s)
     }
   }
@@ -376,6 +409,12 @@ export class Broker implements BrokerCore, ConnectionHost {
 
 /** At most one 'retained store full' warning per this many ms. */
 const RETAIN_WARN_MS = 10_000
+
+/** What a delayed will holds: payload, topic and properties as queues count a message's, plus the objects themselves. */
+function willCost (will: Will): number {
+  const p = will.properties
+  return will.payload.byteLength + will.topicName.length + (p === undefined ? 0 : propertiesCost(p)) + 256
+}
 
 const ANONYMOUS_ALLOWED: ConnectionInfo = Object.freeze({ allowAnonymous: true, certificateIdentity: undefined })
 const ANONYMOUS_REFUSED: ConnectionInfo = Object.freeze({ allowAnonymous: false, certificateIdentity: undefined })

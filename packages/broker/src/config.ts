@@ -34,6 +34,7 @@ const limitKeys: Record<string, [keyof BrokerLimits, Check]> = {
   max_connect_packet_size: ['maxConnectPacketSize', int(16, 268_435_460)],
   max_inflight_messages: ['maxInflightMessages', int(1, 65535)],
   max_inflight_bytes: ['maxInflightBytes', int(0)],
+  max_delayed_will_bytes: ['maxDelayedWillBytes', int(0)],
   max_queued_messages: ['maxQueuedMessages', int(0)],
   max_queued_bytes: ['maxQueuedBytes', int(0)],
   receive_maximum: ['receiveMaximum', int(1, 65535)],

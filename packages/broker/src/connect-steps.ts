@@ -193,10 +193,7 @@ function openSession (c: ServerConnection, ctx: ConnectContext): boolean {
   // [MQTT-3.1.2-8] [MQTT-3.1.3-9] a will waiting out its delay is not sent once a new connection
   // for its client id arrives, whether or not that connection resumes the session: ending the
   // session below (clean start) published it at once
-  if (s !== undefined) {
-    s.delayedWill = undefined
-    s.willAt = 0
-  }
+  if (s !== undefined) core.takeDelayedWill(s)
   // Another user's session is not resumed: its subscriptions and queued messages passed that
   // user's ACL, checked when made, so taking it over would read with the other user's rights.
   const foreign = s !== undefined && s.username !== c.username

@@ -118,6 +118,12 @@ export interface BrokerLimits {
    * every subscription. Default 10,000.
    */
   maxSubscriptionsPerSession: number
+  /**
+   * Bytes of wills waiting out their Will Delay Interval, over all sessions (each counts its
+   * payload, topic and properties plus 256). A will that would go past it is sent at once,
+   * without its delay, and counted. 0: no bound. Default 64 MiB.
+   */
+  maxDelayedWillBytes: number
 }
 
 /** Memory budget per subscription filter, rumqttd style: bytes = max_segment_size x max_segment_count. */
@@ -169,7 +175,8 @@ export const defaultLimits: Readonly<BrokerLimits> = {
   maxRetainedMessages: 100_000,
   maxRetainedBytes: 256 * 1024 * 1024,
   maxTopicLevels: 200,
-  maxSubscriptionsPerSession: 10_000
+  maxSubscriptionsPerSession: 10_000,
+  maxDelayedWillBytes: 64 * 1024 * 1024
 }
 
 export const defaultFilterMemory: Readonly<FilterMemory> = { maxSegmentSize: 1024 * 1024, maxSegmentCount: 4 }

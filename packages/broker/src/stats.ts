@@ -53,6 +53,8 @@ export class BrokerStats {
   retainedRefused = 0
   /** Filters refused in SUBACK (0x97 / 0x80) because the session held `max_subscriptions_per_session`. */
   subscriptionQuotaExceeded = 0
+  /** Wills sent without their Will Delay Interval: `max_delayed_will_bytes` was reached. */
+  willsSentEarly = 0
   readonly drops: Record<DropReason, number> = {
     queue_full: 0, filter_limit: 0, offline: 0, expired: 0, packet_too_large: 0, not_authorized: 0, payload_format_invalid: 0, topic_invalid: 0, session_ended: 0
   }

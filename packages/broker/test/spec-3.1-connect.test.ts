@@ -267,6 +267,32 @@ test('v5: a delayed will\'s Message Expiry Interval runs from its publication, n
   })
 })
 
+test('v5: delayed wills are bounded in bytes (max_delayed_will_bytes): connect/drop loops with new client ids cannot grow the broker; past the bound a will goes out at once, counted', async () => {
+  const KiB = 1024
+  await withBroker({ limits: { maxDelayedWillBytes: 256 * KiB } }, async (broker) => {
+    const watcher = await connected(broker, 5, { clientId: 'w' })
+    watcher.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 0 }] })
+    await watcher.expect('suback')
+    // each will holds 60 KiB for up to an hour: without a bound, 10,000 such clients held 600 MB
+    const will = { topicName: 'will/loop', payload: Buffer.alloc(60 * KiB), qos: 0 as const, retain: false, properties: { willDelayInterval: 3600 } }
+    for (let i = 0; i < 20; i++) {
+      const c = await connected(broker, 5, { clientId: `loop-${i}`, cleanStart: false, will, properties: { sessionExpiryInterval: 3600 } })
+      c.destroy()
+      await c.closedPromise
+    }
+    await sleep(50)
+    assert.ok(broker.delayedWillBytes <= 256 * KiB, `delayed wills hold ${broker.delayedWillBytes} bytes`)
+    const held = Math.floor(256 * KiB / (60 * KiB + 'will/loop'.length + 64 + 256))
+    assert.equal(broker.stats.willsSentEarly, 20 - held)
+    for (let i = 0; i < 20 - held; i++) assert.equal((await watcher.expect('publish')).topicName, 'will/loop')
+    assert.equal(await watcher.quiet(100), true)
+    // a session that resumes gives its will's room back
+    const back = await connected(broker, 5, { clientId: 'loop-0', cleanStart: false, properties: { sessionExpiryInterval: 3600 } })
+    assert.ok(broker.delayedWillBytes <= 256 * KiB - 60 * KiB, `after a resume: ${broker.delayedWillBytes}`)
+    back.destroy()
+  })
+})
+
 test('v5: session expiry set on DISCONNECT after 0 on CONNECT is a protocol error [MQTT-3.14.2-2]', async () => {
   await withBroker({}, async (broker) => {
     const c = await connected(broker, 5, { clientId: 'e' })
