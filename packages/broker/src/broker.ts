@@ -71,6 +71,9 @@ export class Broker implements BrokerCore, ConnectionHost {
   private readonly sys: SysTopics | undefined
   /** Bytes of wills waiting out their Will Delay Interval (see `canHoldWill`). */
   delayedWillBytes = 0
+  private dropWarnedAt = -Infinity
+  /** Drops not logged since the last warning. */
+  private dropWarnSuppressed = 0
   private willWarnedAt = -Infinity
   private willWarnSuppressed = 0
   private retainWarnedAt = -Infinity
@@ -203,6 +206,26 @@ export class Broker implements BrokerCore, ConnectionHost {
       `retained store full (${limit}); message not retained`)
     this.retainWarnedAt = now
     this.retainWarnSuppressed = 0
+  }
+
+  /**
+   * A message dropped at a session's bound (queue or filter budget): counted as always, and
+   * logged with the client id, at most once per RETAIN_WARN_MS with how many drops it stands
+   * for, so an operator can tell which subscriber loses messages (a persistent session offline
+   * past max_queued_messages loses QoS 1/2), not only that some do.
+   */
+  overflow (s: Session, reason: DropReason, qos: QoS): void {
+    this.stats.drop(reason)
+    const now = this.now()
+    if (now - this.dropWarnedAt < RETAIN_WARN_MS) {
+      this.dropWarnSuppressed++
+      return
+    }
+    const limit = reason === DropReason.filterLimit ? 'max_segment_size x max_segment_count' : 'max_queued_messages / max_queued_bytes'
+    this.log.warn({ clientId: s.clientId, online: s.outlet !== undefined, reason, qos, queued: s.queueLength, queuedBytes: s.queueBytes, suppressed: this.dropWarnSuppressed },
+      `session queue full (${limit}); message dropped for this client`)
+    this.dropWarnedAt = now
+    this.dropWarnSuppressed = 0
   }
 
   notePressure (s: Session): void {

@@ -53,6 +53,8 @@ export interface SessionHost {
   now (): number
   /** A QoS 1/2 message left this session's queue more than half full: hold its publisher back. */
   notePressure (session: Session): void
+  /** A message dropped for this session at one of its bounds (counted, and logged now and then). */
+  overflow (session: Session, reason: DropReason, qos: QoS): void
 }
 
 /**
@@ -200,12 +202,12 @@ export class Session {
     const size = message.size
     const limits = this.host.limits
     if (this.queueLength >= limits.maxQueuedMessages || this.queuedBytes + size > limits.maxQueuedBytes) {
-      stats.drop(DropReason.queueFull)
+      this.host.overflow(this, DropReason.queueFull, qos)
       return
     }
     if (budget !== undefined) {
       if (budget.used + size > budget.limit) {
-        stats.drop(DropReason.filterLimit)
+        this.host.overflow(this, DropReason.filterLimit, qos)
         return
       }
       budget.used += size

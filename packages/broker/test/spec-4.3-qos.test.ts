@@ -1,6 +1,7 @@
 // MQTT 5.0 §4.3 QoS flows, §4.4 redelivery, §4.9 flow control, and persistent sessions (§4.1).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { pino } from 'pino'
 import type { PublishPacket } from '@petrel/wire'
 import { connected, memoryClient, sleep, text, versions, withBroker } from './helpers.js'
 
@@ -292,3 +293,23 @@ for (const v of versions) {
     })
   })
 }
+
+test('messages dropped at a session\'s queue bound are logged with the client id, at most once in a while, besides being counted', async () => {
+  const lines: string[] = []
+  const logger = pino({ level: 'warn' }, { write: (s: string) => { lines.push(s) } })
+  await withBroker({ logger, limits: { maxQueuedMessages: 3 } }, async (broker) => {
+    const s = await connected(broker, 4, { clientId: 'offline-too-long', cleanStart: false })
+    s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'b', qos: 1 }] })
+    await s.expect('suback')
+    s.destroy()
+    await sleep(50)
+    const p = await connected(broker, 4, { clientId: 'p' })
+    for (let i = 1; i <= 50; i++) p.send(pub('b', String(i), { qos: 1, packetId: i }))
+    for (let i = 1; i <= 50; i++) await p.expect('puback')
+    assert.equal(broker.stats.drops.queue_full, 47)
+    const warnings = lines.map((l) => JSON.parse(l) as { clientId?: string, reason?: string, msg: string }).filter((l) => l.reason === 'queue_full')
+    assert.equal(warnings.length, 1, 'one warning for a burst of drops')
+    assert.equal(warnings[0]?.clientId, 'offline-too-long')
+    assert.match(warnings[0]?.msg ?? '', /max_queued_messages/)
+  })
+})
