@@ -326,9 +326,10 @@ export class Broker implements BrokerCore, ConnectionHost {
     if (will !== undefined) this.publish(Message.fromWill(will, this.now(), s))
     this.router.unsubscribeAll(s)
     // What it still held: a shared subscription's messages go to another member of the group
-    // (4.8.2), the rest end with the session, counted (QoS 0 promised nothing).
+    // (4.8.2: SHOULD for QoS 1), except a QoS 2 one already sent, which no other client may get
+    // [MQTT-4.8.2-5]; the rest end with the session, counted (QoS 0 promised nothing).
     for (const d of s.clear()) {
-      if (d.share !== undefined && this.router.deliverShared(d.share, d.message, d.qos)) continue
+      if (d.share !== undefined && !(d.qos === 2 && d.sent) && this.router.deliverShared(d.share, d.message, d.qos)) continue
       if (d.qos > 0) this.stats.drop(DropReason.sessionEnded)
     }
     if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId)

@@ -24,6 +24,8 @@ export class Delivery {
   released = false
   /** In flight from an earlier connection, not resent on this one yet (the client's Receive Maximum was full). */
   unsent = false
+  /** Written to the client at least once (in flight, not merely queued). */
+  sent = false
   constructor (
     readonly message: Message,
     readonly qos: QoS,
@@ -317,7 +319,9 @@ export class Session {
       return
     }
     message.own()
-    ;(this.inflight ??= new Map()).set(id, d ?? new Delivery(message, qos, retain, subIds, undefined, share))
+    const sent = d ?? new Delivery(message, qos, retain, subIds, undefined, share)
+    sent.sent = true
+    ;(this.inflight ??= new Map()).set(id, sent)
     this.inflightBytes += message.size
   }
 

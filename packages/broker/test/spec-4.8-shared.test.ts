@@ -1,7 +1,7 @@
 // MQTT 5.0 §4.8.2 shared subscriptions.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { connected, sleep, withBroker, type RawClient } from './helpers.js'
+import { connected, sleep, text, withBroker, type RawClient } from './helpers.js'
 
 test('shared subscription: each message goes to one member, balanced round robin [MQTT-4.8.2-4]', async () => {
   await withBroker({}, async (broker) => {
@@ -129,3 +129,20 @@ for (const persistent of [false, true]) {
     })
   })
 }
+
+test('shared subscription: a QoS 2 message already sent to a member whose session ends goes to no other member [MQTT-4.8.2-5]; one still queued for it does', async () => {
+  await withBroker({ limits: { maxInflightMessages: 1 } }, async (broker) => {
+    const gone = await connected(broker, 5, { clientId: 'gone' })
+    await join(gone, '$share/g/q2', 2)
+    const p = await connected(broker, 5, { clientId: 'p' })
+    for (let i = 0; i < 2; i++) p.send({ type: 'publish', topicName: 'q2', payload: Buffer.from(String(i)), qos: 2, retain: false, dup: false, packetId: i + 1 })
+    assert.equal(text((await gone.expect('publish')).payload), '0') // in flight, no PUBREC yet; '1' waits in its queue
+    const live = await connected(broker, 5, { clientId: 'live' })
+    await join(live, '$share/g/q2', 2)
+    gone.destroy()
+    const m = await live.expect('publish')
+    assert.equal(text(m.payload), '1', 'the queued one goes to the other member')
+    assert.equal(await live.quiet(200), true, 'the one already sent does not [MQTT-4.8.2-5]')
+    assert.equal(broker.stats.drops.session_ended, 1)
+  })
+})
