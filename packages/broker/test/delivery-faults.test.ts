@@ -119,3 +119,43 @@ for (const [qos, subKind, subV, pubKind, pubV] of [
     }
   })
 }
+
+for (const qos of [1, 2] as const) {
+  test(`QoS ${qos} to a persistent subscriber whose link goes dead silently (blackhole): it reconnects after its keepalive, takes its session over from the half-open one, and gets every message`, { timeout: 30_000 }, async () => {
+    const broker = createBroker({ sysInterval: 0, sweepIntervalMs: 50 })
+    const { port } = await broker.listen({ port: 0 })
+    const proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port } })
+    const closers: Array<() => Promise<void>> = []
+    try {
+      const topic = `blackhole/${qos}`
+      const got: Received = { order: [], counts: new Map() }
+      const sub = await connect(proxy.url, { ...fast, clientId: 'sub', clean: false, protocolVersion: 5, keepalive: 1, pingTimeoutMs: 500 })
+      closers.push(async () => { await sub.end({ force: true }) })
+      await sub.subscribe(topic, { qos }, (m) => { record(got, m.payload) })
+      // the publisher connects directly: only the subscriber's link dies
+      const pub = await connect(`mqtt://127.0.0.1:${port}`, { clientId: 'pub', protocolVersion: 5 })
+      closers.push(async () => { await pub.end({ force: true }) })
+      const n = 600
+      const sends: Array<Promise<unknown>> = []
+      for (let i = 0; i < n; i++) {
+        if (i === 200) proxy.blackhole(true) // the broker keeps writing into a link that is gone
+        if (i === 400) proxy.blackhole(false)
+        sends.push(pub.publish(topic, String(i), { qos }))
+        await sleep(5)
+      }
+      await withTimeout(Promise.all(sends), 10_000, 'publishes')
+      await waitFor(() => got.counts.size === n, { timeoutMs: 10_000, message: `received ${got.counts.size} of ${n}` })
+      assert.ok(sub.stats().connects >= 2, 'the subscriber reconnected')
+      firstArrivalsInOrder(got)
+      if (qos === 2) {
+        await sleep(200)
+        assert.deepEqual([...got.counts.entries()].filter(([, c]) => c !== 1).slice(0, 5), [], 'exactly once')
+      }
+      assert.equal(broker.stats.dropsTotal, 0, JSON.stringify(broker.stats.drops))
+    } finally {
+      for (const c of closers) await c()
+      await proxy.close()
+      await broker.close()
+    }
+  })
+}
