@@ -191,13 +191,13 @@ export class Broker implements BrokerCore, ConnectionHost {
   /**
    * A retained message the store had no room for: still routed (the publish itself is fine, as
    * the store is the broker's own budget), counted, and logged at most once per
-   * RETAIN_WARN_MS with how many were refused since: one warning per refusal let a client fill
+   * WARN_MS with how many were refused since: one warning per refusal let a client fill
    * the log as fast as it could publish.
    */
   private retainRefused (message: Message): void {
     this.stats.retainedRefused++
     const now = this.now()
-    if (now - this.retainWarnedAt < RETAIN_WARN_MS) {
+    if (now - this.retainWarnedAt < WARN_MS) {
       this.retainWarnSuppressed++
       return
     }
@@ -210,14 +210,14 @@ export class Broker implements BrokerCore, ConnectionHost {
 
   /**
    * A message dropped at a session's bound (queue or filter budget): counted as always, and
-   * logged with the client id, at most once per RETAIN_WARN_MS with how many drops it stands
+   * logged with the client id, at most once per WARN_MS with how many drops it stands
    * for, so an operator can tell which subscriber loses messages (a persistent session offline
    * past max_queued_messages loses QoS 1/2), not only that some do.
    */
   overflow (s: Session, reason: DropReason, qos: QoS): void {
     this.stats.drop(reason)
     const now = this.now()
-    if (now - this.dropWarnedAt < RETAIN_WARN_MS) {
+    if (now - this.dropWarnedAt < WARN_MS) {
       this.dropWarnSuppressed++
       return
     }
@@ -301,7 +301,7 @@ export class Broker implements BrokerCore, ConnectionHost {
     if (max === 0 || this.delayedWillBytes + willCost(will) <= max) return true
     this.stats.willsSentEarly++
     const now = this.now()
-    if (now - this.willWarnedAt >= RETAIN_WARN_MS) {
+    if (now - this.willWarnedAt >= WARN_MS) {
       this.log.warn({ bytes: this.delayedWillBytes, limit: max, suppressed: this.willWarnSuppressed },
         'delayed wills at max_delayed_will_bytes: a will is sent without its delay')
       this.willWarnedAt = now
@@ -431,8 +431,8 @@ export class Broker implements BrokerCore, ConnectionHost {
   }
 }
 
-/** At most one 'retained store full' warning per this many ms. */
-const RETAIN_WARN_MS = 10_000
+/** At most one warning of each kind (retained store full, session queue drops, wills sent early) per this many ms. */
+const WARN_MS = 10_000
 
 /** What a delayed will holds: payload, topic and properties as queues count a message's, plus the objects themselves. */
 function willCost (will: Will): number {
