@@ -32,6 +32,7 @@ const limitKeys: Record<string, [keyof BrokerLimits, Check]> = {
   max_connections: ['maxConnections', int(1)],
   max_packet_size: ['maxPacketSize', int(16, 268_435_460)],
   max_connect_packet_size: ['maxConnectPacketSize', int(16, 268_435_460)],
+  max_user_properties: ['maxUserProperties', int(0)],
   max_inflight_messages: ['maxInflightMessages', int(1, 65535)],
   max_inflight_bytes: ['maxInflightBytes', int(0)],
   max_delayed_will_bytes: ['maxDelayedWillBytes', int(0)],

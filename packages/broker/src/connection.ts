@@ -58,7 +58,7 @@ export class Connection implements Transport {
 
   constructor (private readonly host: ConnectionHost, readonly stream: Duplex, info: ConnectionInfo) {
     // The payload format is checked where a refusal can be an ack (ServerConnection.onPublish).
-    this.decoder = new Decoder({ maxPacketSize: host.limits.maxPacketSize, maxConnectPacketSize: host.limits.maxConnectPacketSize, checkPayloadFormat: false })
+    this.decoder = new Decoder({ maxPacketSize: host.limits.maxPacketSize, maxConnectPacketSize: host.limits.maxConnectPacketSize, maxUserProperties: host.limits.maxUserProperties, checkPayloadFormat: false })
     this.protocol = new ServerConnection(host, this, info, host.now())
     // Shared listeners, not closures: an emitter calls them with `this` = the stream, and the
     // stream points back here. Five closures and their context cost ~330 B per connection,

@@ -75,6 +75,11 @@ export interface BrokerLimits {
    * before it is authenticated. Capped at `maxPacketSize`. Default 64 KiB.
    */
   maxConnectPacketSize: number
+  /**
+   * User Property pairs accepted in one packet (5.0). A pair is 5 bytes on the wire but ~75 bytes
+   * decoded, so a 1 MiB packet of them held ~15 MB of heap. One more: DISCONNECT 0x95. Default 1,024.
+   */
+  maxUserProperties: number
   /** QoS 1/2 messages in flight to one subscriber (also capped by its Receive Maximum). Default 100. */
   maxInflightMessages: number
   /**
@@ -162,6 +167,7 @@ export const defaultLimits: Readonly<BrokerLimits> = {
   maxConnections: 10_000,
   maxPacketSize: 1024 * 1024,
   maxConnectPacketSize: 64 * 1024,
+  maxUserProperties: 1024,
   maxInflightMessages: 100,
   maxInflightBytes: 16 * 1024 * 1024,
   maxQueuedMessages: 1000,

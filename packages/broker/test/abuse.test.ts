@@ -339,7 +339,7 @@ test('by default one session holds at most 10,000 subscriptions, however many SU
 })
 
 test('user properties count against max_queued_bytes and the retained store: a PUBLISH of 50,000 empty pairs is not a few bytes', async () => {
-  await withTcpBroker({}, async (broker, port) => {
+  await withTcpBroker({ limits: { maxUserProperties: 50_000 } }, async (broker, port) => {
     const sub = await tcpClient(port, 5)
     await sub.connect({ clientId: 'sub', properties: { sessionExpiryInterval: 300 } })
     sub.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'up', qos: 1 }] })
@@ -376,6 +376,30 @@ test('user properties count against max_queued_bytes and the retained store: a P
     await waitFor(() => session.queueLength === 1, { timeoutMs: 2000, message: 'queued while offline' })
     assert.equal(session.queueBytes, 'plain'.length + 'up'.length)
     pub.destroy()
+  })
+})
+
+test('by default a packet may hold 1,024 User Property pairs: one more is DISCONNECT 0x95 before it is decoded, and no other client notices', async () => {
+  await withTcpBroker({}, async (_broker, port) => {
+    const other = await tcpClient(port, 5)
+    await other.connect({ clientId: 'other' })
+    other.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'up', qos: 0 }] })
+    await other.expect('suback')
+    const pub = await tcpClient(port, 5)
+    await pub.connect({ clientId: 'pub' })
+    const pairs = (n: number): Array<[string, string]> => Array.from({ length: n }, (): [string, string] => ['', ''])
+    pub.send({ type: 'publish', topicName: 'up', payload: Buffer.from('ok'), qos: 1, retain: false, dup: false, packetId: 1, properties: { userProperties: pairs(1024) } })
+    assert.equal((await pub.expect('puback')).reasonCode, 0)
+    assert.equal((await other.expect('publish')).properties?.userProperties?.length, 1024)
+    // 1,025 pairs of 5 bytes: a few KiB on the wire, well under max_packet_size
+    pub.send({ type: 'publish', topicName: 'up', payload: Buffer.from('too many'), qos: 1, retain: false, dup: false, packetId: 2, properties: { userProperties: pairs(1025) } })
+    const d = await pub.expect('disconnect')
+    assert.equal(d.reasonCode, 0x95)
+    await pub.waitClosed()
+    assert.equal(await other.quiet(200), true, 'nothing of the refused PUBLISH was routed')
+    other.send({ type: 'pingreq' })
+    await other.expect('pingresp')
+    other.destroy()
   })
 })
 

@@ -54,6 +54,7 @@ path = "/mqtt"
 max_connections = 7
 max_queued_messages = 3
 max_inflight_bytes = 1048576
+max_user_properties = 64
 [auth]
 allow_anonymous = false
 [[acl]]
@@ -72,6 +73,7 @@ port = 0
   assert.equal(c.options.logLevel, 'info')
   assert.equal(c.options.limits?.maxConnections, 7)
   assert.equal(c.options.limits?.maxInflightBytes, 1048576)
+  assert.equal(c.options.limits?.maxUserProperties, 64)
   assert.equal(c.options.allowAnonymous, false)
   assert.deepEqual(c.options.acl, [{ user: 'u', clientId: undefined, topic: 'a/%u/#', access: 'read' }])
   assert.deepEqual(c.options.memory?.filters, [{ pattern: 'x/#', maxSegmentSize: 10, maxSegmentCount: 2 }])
