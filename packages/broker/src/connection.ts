@@ -44,6 +44,12 @@ export class Connection implements Transport {
   private pendingBytes = 0
   private control: Buffer[] | undefined
   private blocked = false
+  /**
+   * write_high_water_mark, but never below the stream's own: 'drain' only comes after a write
+   * the stream refused, so with a lower mark a socket holding a few KiB made us stop sending
+   * while every write was still accepted, and nothing woke the session when it emptied.
+   */
+  private readonly highWaterMark: number
   private ending = false
   /** Packets held while an async hook (auth, ACL) runs, in arrival order. */
   private backlog: Packet[] = SHARED_EMPTY
@@ -60,6 +66,7 @@ export class Connection implements Transport {
     // The payload format is checked where a refusal can be an ack (ServerConnection.onPublish).
     this.decoder = new Decoder({ maxPacketSize: host.limits.maxPacketSize, maxConnectPacketSize: host.limits.maxConnectPacketSize, maxUserProperties: host.limits.maxUserProperties, checkPayloadFormat: false })
     this.protocol = new ServerConnection(host, this, info, host.now())
+    this.highWaterMark = Math.max(host.limits.writeHighWaterMark, stream.writableHighWaterMark)
     // Shared listeners, not closures: an emitter calls them with `this` = the stream, and the
     // stream points back here. Five closures and their context cost ~330 B per connection,
     // which is most of what an idle connection holds beyond node's own socket. 'drain' is
@@ -76,7 +83,7 @@ export class Connection implements Transport {
   }
 
   get writable (): boolean {
-    return !this.blocked && !this.ending && this.pendingBytes + this.stream.writableLength < this.host.limits.writeHighWaterMark
+    return !this.blocked && !this.ending && this.pendingBytes + this.stream.writableLength < this.highWaterMark
   }
 
   write (bytes: Buffer): void {

@@ -3,12 +3,13 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect, type Socket } from 'node:net'
+import { Duplex } from 'node:stream'
 import { Decoder, encode } from '@petrel/wire'
 import { createBroker, type Broker } from '@petrel/broker'
 import mqtt from 'mqtt'
 import { connect as connectClient } from '@petrel/client'
 import { FaultProxy, waitFor } from '@petrel/test-utils'
-import { sleep } from './helpers.js'
+import { connected, RawClient, sleep } from './helpers.js'
 
 const PAYLOAD = 1024
 const TOPIC = 'fair/t'
@@ -178,6 +179,43 @@ test('QoS 1/2 with subscribers that stop reading (TCP and WebSocket, through a s
     for (const c of clients) await c.end()
     await stallTcp.close()
     await stallWs.close()
+    await broker.close()
+  }
+})
+
+test('a write_high_water_mark below the stream\'s own (16 KiB) does not strand queued messages once a slow subscriber catches up', async () => {
+  const broker = createBroker({ sysInterval: 0, limits: { writeHighWaterMark: 1024 } })
+  // The subscriber's link: the broker's writes complete only while the gate is open, as a socket's
+  // do once the kernel's buffers are full. 'drain' follows only a write the stream refused.
+  let held: Array<() => void> | undefined = []
+  const client: Duplex = new Duplex({ read () {}, write (chunk: Buffer, _enc, cb) { side.push(Buffer.from(chunk)); cb() } })
+  const side: Duplex = new Duplex({
+    writableHighWaterMark: 16 * 1024,
+    read () {},
+    write (chunk: Buffer, _enc, cb) {
+      client.push(Buffer.from(chunk))
+      if (held !== undefined) held.push(cb)
+      else cb()
+    }
+  })
+  broker.handle(side)
+  const sub = new RawClient(client, 4)
+  try {
+    held = undefined
+    await sub.connect({ clientId: 'slow' })
+    sub.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: TOPIC, qos: 0 }] })
+    await sub.expect('suback')
+    held = []
+    const pub = await connected(broker, 4, { clientId: 'pub' })
+    for (let i = 0; i < 100; i++) pub.send({ type: 'publish', topicName: TOPIC, payload: Buffer.alloc(PAYLOAD, 7), qos: 0, retain: false, dup: false })
+    await sleep(100) // all routed; the first write is still held, the rest wait in the broker
+    const cbs = held
+    held = undefined
+    for (const cb of cbs) cb() // the link drains; nothing more is published to wake the session
+    for (let i = 0; i < 100; i++) await sub.expect('publish', 2000)
+    pub.destroy()
+  } finally {
+    sub.destroy()
     await broker.close()
   }
 })
