@@ -116,6 +116,11 @@ export class PublishRequest implements Settleable<PublishResult> {
   /** The connection epoch it was last written on (0: not on the wire of the current one). */
   sentEpoch = 0
   /**
+   * Written once already, then queued again because the broker lost the session: its next send
+   * is a replay (counted in publishesReplayed), not a new publish.
+   */
+  republished = false
+  /**
    * Encoded once with packet id 0 for QoS > 0; the id and DUP are patched in place. Empty while
    * the request is blocked (`block` policy, queue full): a caller firing many publishes at a
    * stalled broker then costs us a small object each, not a second copy of every payload.
@@ -504,6 +509,7 @@ export class ClientSession implements InboundAckSink {
       const req = again[i] as PublishRequest
       req.bytes[0] = (req.bytes[0] as number) & ~0x08
       req.state = RState.Queued
+      req.republished = true
       this.queued++
       this.queuedBytes += req.bytes.length
       this.pending.unshift(req)
@@ -1337,7 +1343,9 @@ export class ClientSession implements InboundAckSink {
       }
       this.pending.shift()
       this.unqueue(req)
-      this.counters.publishesSent++
+      // A republish after a lost session sends a message the app published once already.
+      if (req.republished) this.counters.publishesReplayed++
+      else this.counters.publishesSent++
       if (req.qos === 0) {
         if (!this.out.write(bytes)) this.writable = false
         this.settle(req, RESOLVED_RESULT, undefined)

@@ -13,13 +13,17 @@ export interface ClientStats {
    * codec's error) or a PETREL_ERR_CLIENT_PROTOCOL_ERROR (v5: DISCONNECT 0x82, 0x93, 0x94...).
    */
   protocolErrors: number
-  /** PUBLISH packets written (first sends, not replays). */
+  /** Publishes written for the first time: each publish() counts once at most, however often it is resent. */
   publishesSent: number
   /** QoS 1/2 publishes completed by the broker (PUBACK, PUBCOMP, or a failure code). */
   publishesAcked: number
   /** QoS 1/2 publishes holding a packet id right now. */
   inflight: number
-  /** Publishes (and PUBRELs) resent after a reconnect with the session present. */
+  /**
+   * Resends after a reconnect: with the session present, unacknowledged PUBLISHes (DUP set) and
+   * PUBRELs; with the session lost (`sessionLostPolicy: 'republish'`), publishes written again
+   * under a new packet id. Each resend counts, so a message resent twice counts twice.
+   */
   publishesReplayed: number
   /** Publishes in the bounded request queue, waiting for the wire, right now. */
   queued: number
@@ -41,10 +45,10 @@ const HELP: Record<keyof ClientStats, [string, 'counter' | 'gauge']> = {
   disconnects: ['Accepted connections that ended', 'counter'],
   pingTimeouts: ['Links declared dead after a ping timeout', 'counter'],
   protocolErrors: ['Connections closed because the broker broke the protocol', 'counter'],
-  publishesSent: ['PUBLISH packets sent (first sends)', 'counter'],
+  publishesSent: ['Publishes sent for the first time', 'counter'],
   publishesAcked: ['QoS 1/2 publishes completed by the broker', 'counter'],
   inflight: ['QoS 1/2 publishes in flight', 'gauge'],
-  publishesReplayed: ['Packets resent after reconnecting with the session present', 'counter'],
+  publishesReplayed: ['Publishes (and PUBRELs) resent after a reconnect, session present or lost', 'counter'],
   queued: ['Publishes in the request queue, waiting for the wire', 'gauge'],
   blocked: ['Publishes waiting for room in the request queue', 'gauge'],
   messagesReceived: ['PUBLISH packets received', 'counter'],

@@ -631,6 +631,30 @@ test('session lost: republish (default) resends with new ids and DUP=0; `fail` r
   }
 })
 
+test('stats: a publish republished after a lost session counts once in publishesSent and each resend in publishesReplayed, as one resent with the session present does', () => {
+  const x = harness()
+  x.up()
+  const a = x.pub('a')
+  x.pub('b', 0)
+  x.take()
+  assert.deepEqual([x.session.counters.publishesSent, x.session.counters.publishesReplayed], [2, 0])
+  // Lost twice, then resumed: three resends of the one unacknowledged message, no new publish.
+  x.session.connectionDown()
+  x.up({ sessionPresent: false })
+  x.session.connectionDown()
+  x.up({ sessionPresent: false })
+  x.session.connectionDown()
+  x.up({ sessionPresent: true })
+  const w = publishes(x.take())
+  assert.deepEqual(w.map((p) => [p.payload.toString(), p.dup]), [['a', false], ['a', false], ['a', true]])
+  assert.deepEqual([x.session.counters.publishesSent, x.session.counters.publishesReplayed], [2, 3])
+  x.session.handlePacket({ type: 'puback', packetId: w[2]?.packetId as number })
+  assert.equal(a.state, 'ok')
+  // A new publish after all that is a first send again.
+  x.pub('c')
+  assert.deepEqual([x.session.counters.publishesSent, x.session.counters.publishesReplayed], [3, 3])
+})
+
 test('resubscribe after a connection whose session was not present', () => {
   const x = harness()
   x.up()
