@@ -697,11 +697,20 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   }
 
   private async pause (delayMs: number, attempt: number, error: PetrelError): Promise<void> {
-    this.emit('reconnect', { attempt, delayMs, error })
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => { this.wake = undefined; resolve() }, delayMs)
+    let timer: NodeJS.Timeout | undefined
+    const slept = new Promise<void>((resolve) => {
+      timer = setTimeout(() => { this.wake = undefined; resolve() }, delayMs)
       this.wake = () => { clearTimeout(timer); this.wake = undefined; resolve() }
     })
+    // The wait is set first: a listener calling end(), disconnect() or reconnect() ends it (a
+    // timer left behind would hold the process open for the whole delay, up to 30 s).
+    try {
+      this.emit('reconnect', { attempt, delayMs, error })
+    } catch (err) {
+      this.wake?.()
+      throw err
+    }
+    await slept
   }
 
   /** One attempt: dial, CONNECT (through `beforeConnect`), AUTH exchange, CONNACK; all within the connect timeout. */

@@ -1,8 +1,9 @@
 import { test } from 'node:test'
+import { spawn } from 'node:child_process'
 import assert from 'node:assert/strict'
 import { waitFor, withTimeout } from '@petrel/test-utils'
 import type { ConnectPacket } from '@petrel/wire'
-import { connect, type ClientErrorCode, type MqttClient } from '../src/index.js'
+import { connect, createClient, MqttClient, type ClientErrorCode } from '../src/index.js'
 import { scriptedBroker } from './scripted-broker.js'
 
 // The supervisor and MQTT 5 exchanges mosquitto cannot show (enhanced authentication, server
@@ -268,6 +269,50 @@ test('disconnect() stays offline and queues; reconnect() resumes and sends the q
     assert.equal(b.links.length, 2)
     await c.end({ force: true })
   } finally {
+    await b.close()
+  }
+})
+
+/**
+ * Runs `body` (an ES module body; `client` is this package's index, `scriptedBroker` the helper)
+ * in a fresh Node process and resolves with its stdout and how long it took to exit: a timer or
+ * socket the client left behind keeps a process alive.
+ */
+async function runAlone (body: string, timeoutMs: number): Promise<{ out: string, code: number | null, ms: number }> {
+  const head = `import * as client from ${JSON.stringify(new URL('../src/index.js', import.meta.url).href)}\n` +
+    `import { scriptedBroker } from ${JSON.stringify(new URL('./scripted-broker.js', import.meta.url).href)}\n`
+  const started = performance.now()
+  const child = spawn(process.execPath, ['--input-type=module', '-e', head + body], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  const timer = setTimeout(() => { child.kill('SIGKILL') }, timeoutMs)
+  const code = await new Promise<number | null>((resolve) => { child.on('exit', (c) => { resolve(c) }) })
+  clearTimeout(timer)
+  return { out: out.trim(), code, ms: performance.now() - started }
+}
+
+test('a reconnect listener calling end() ends the backoff wait (the process exits at once); one calling reconnect() dials at once', { timeout: 20_000 }, async () => {
+  const r = await runAlone(`const c = client.createClient('mqtt://127.0.0.1:1', { backoff: { initialDelayMs: 20000, jitter: 0 } })
+    c.on('error', () => {})
+    c.on('reconnect', () => { void c.end().then(() => { console.log('ended') }) })`, 15_000)
+  assert.equal(r.out, 'ended')
+  assert.ok(r.ms < 5000, `the process exited after ${Math.round(r.ms)} ms`)
+  // The first CONNECT is refused; the listener asks for the next attempt now, not in 20 s.
+  const b = await scriptedBroker(5, (p, link) => {
+    if (p.type !== 'connect' || link.index > 0) return false
+    link.send({ type: 'connack', sessionPresent: false, reasonCode: 0x88 })
+    link.socket.end()
+    return true
+  })
+  const c = createClient(b.url, { backoff: { initialDelayMs: 20_000, jitter: 0 } })
+  try {
+    c.on('error', () => {})
+    let delays = 0
+    c.on('reconnect', () => { if (delays++ === 0) c.reconnect() })
+    await waitFor(() => c.connected, { timeoutMs: 3000, message: 'connected without waiting out the delay' })
+    assert.equal(b.links.length, 2)
+  } finally {
+    await c.end({ force: true })
     await b.close()
   }
 })
