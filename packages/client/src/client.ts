@@ -571,13 +571,21 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     return !this.session.idle || this.cancelAttempt !== undefined
   }
 
-  /** Closes the connection (DISCONNECT 0x00) and stays offline until `reconnect()`. Requests keep queuing. */
+  /**
+   * Closes the connection (DISCONNECT 0x00) and stays offline until `reconnect()`. Requests keep
+   * queuing. Called before the first connection was made (from `beforeConnect`, say), it rejects
+   * the pending `connect()` with PETREL_ERR_ABORTED: no connection is coming for it to resolve on.
+   */
   disconnect (): void {
     if (this.closed) return
     this.paused = true
     this.conn?.close(undefined, this.phase === 'connected' ? { reasonCode: 0 } : undefined)
     this.abandonAttempt()
     this.wake?.()
+    if (this.firstConnect !== undefined) {
+      this.firstConnect.reject(clientError(ClientErrorCode.ABORTED, 'disconnect() was called before the first connection was made'))
+      this.firstConnect = undefined
+    }
   }
 
   /** Reconnects now: ends a `disconnect()`, skips a backoff wait, or drops the current link and dials again. */

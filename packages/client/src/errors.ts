@@ -22,7 +22,10 @@ export const ClientErrorCode = {
   QUEUE_FULL: 'PETREL_ERR_QUEUE_FULL',
   /** The request was the oldest in a full queue under the `dropOldest` policy. */
   DROPPED: 'PETREL_ERR_DROPPED',
-  /** Rejection of an aborted request whose signal carries no reason (normally the rejection is `signal.reason` itself). */
+  /**
+   * Rejection of an aborted request whose signal carries no reason (normally the rejection is
+   * `signal.reason` itself), or of `connect()` when `disconnect()` was called before the first connection.
+   */
   ABORTED: 'PETREL_ERR_ABORTED',
   /** `end()` was called, or the client stopped reconnecting, while the request was pending. */
   CLIENT_CLOSED: 'PETREL_ERR_CLIENT_CLOSED',

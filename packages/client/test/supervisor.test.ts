@@ -291,6 +291,46 @@ async function runAlone (body: string, timeoutMs: number): Promise<{ out: string
   return { out: out.trim(), code, ms: performance.now() - started }
 }
 
+test('disconnect() during the first connect() (from beforeConnect, or from a reconnect listener) rejects it with PETREL_ERR_ABORTED and leaves no socket or timer behind; reconnect() still resumes', { timeout: 20_000 }, async () => {
+  const b = await scriptedBroker(5, () => false)
+  try {
+    // connect() hands out no client before it resolves: the client is made as connect() makes it.
+    let hooked = 0
+    const c: MqttClient = new MqttClient([new URL(b.url)], {
+      ...fast,
+      beforeConnect: (p) => { if (hooked++ === 0) c.disconnect(); return p }
+    })
+    await assert.rejects(withTimeout(c.start(true), 3000, 'connect()'), { code: 'PETREL_ERR_ABORTED' })
+    assert.equal(c.isClosed, false, 'offline, as after any disconnect()')
+    await waitFor(() => b.links.every((l) => l.socket.destroyed), { timeoutMs: 2000, message: 'the attempt\'s socket closed' })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.equal(c.connected, false)
+    c.reconnect()
+    await waitFor(() => c.connected, { timeoutMs: 3000, message: 'reconnect() after the aborted connect()' })
+    await c.end()
+  } finally {
+    await b.close()
+  }
+  // Long connect timeout and backoff: a timer left running would hold the process for 20 s.
+  const slow = '{ connectTimeoutMs: 20000, backoff: { initialDelayMs: 20000, jitter: 0 }, retryInitialConnect: true }'
+  for (const [name, body] of [
+    ['beforeConnect', `const b = await scriptedBroker(5, () => false)
+      let c
+      c = new client.MqttClient([new URL(b.url)], { ...${slow}, beforeConnect: (p) => { c.disconnect(); return p } })
+      await c.start(true).catch((e) => { console.log(e.code) })
+      await b.close()`],
+    ['reconnect listener', `const c = new client.MqttClient([new URL('mqtt://127.0.0.1:1')], ${slow})
+      c.on('error', () => {})
+      c.on('reconnect', () => { c.disconnect() })
+      await c.start(true).catch((e) => { console.log(e.code) })`]
+  ] as const) {
+    const r = await runAlone(body, 15_000)
+    assert.equal(r.out, 'PETREL_ERR_ABORTED', name)
+    assert.equal(r.code, 0, name)
+    assert.ok(r.ms < 5000, `${name}: the process exited after ${Math.round(r.ms)} ms`)
+  }
+})
+
 test('a reconnect listener calling end() ends the backoff wait (the process exits at once); one calling reconnect() dials at once', { timeout: 20_000 }, async () => {
   const r = await runAlone(`const c = client.createClient('mqtt://127.0.0.1:1', { backoff: { initialDelayMs: 20000, jitter: 0 } })
     c.on('error', () => {})
