@@ -44,6 +44,11 @@ export class Backoff {
     return this.last
   }
 
+  /** The first delay (before jitter): the quickest pace of retries. */
+  get initialDelay (): number {
+    return this.initial
+  }
+
   /** The delay most recently returned by `next()` (0 before the first). */
   get lastDelay (): number {
     return this.last

@@ -493,7 +493,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
    * Closes the client. Graceful by default: waits (at most `timeoutMs`) for queued and in-flight
    * requests, then sends DISCONNECT 0x00. While the link is down (between attempts, or during
    * one), it waits within the same bound for the next link to send them on, dialling at once
-   * rather than after the backoff delay; not after `disconnect()`. Whatever is still pending
+   * rather than after the backoff delay, then again at the backoff's first step (`initialDelayMs`)
+   * rather than its grown delay; not after `disconnect()`. Whatever is still pending
    * rejects with PETREL_ERR_CLIENT_CLOSED. Resolves once the broker has closed the connection
    * after the DISCONNECT (at most 1 s later): it has then read our last acks, so a client taking
    * the session over next is not sent those messages again. `force` closes at once, without
@@ -676,7 +677,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         }
         this.emitError(error)
         if (!this.shouldReconnect(attempt, error)) { this.shutdown(error); return }
-        await this.pause(this.backoff.next(), attempt + 1, error)
+        await this.pause(this.nextDelay(), attempt + 1, error)
         continue
       }
       attempt = 0
@@ -695,8 +696,18 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       const e = reason ?? clientError(ClientErrorCode.CONNECTION_FAILED, 'the connection closed')
       if (!this.shouldReconnect(1, e)) { this.shutdown(e); return }
       if (reason === undefined) continue // reconnect() on demand: dial at once
-      await this.pause(this.backoff.next(), 1, e)
+      await this.pause(this.nextDelay(), 1, e)
     }
+  }
+
+  /**
+   * The wait before the next attempt. While a graceful end() waits for a link, at most the first
+   * backoff step: end() has its own deadline, and a delay grown by earlier failures (up to 30 s)
+   * would outlast it, the broker back long before the next dial.
+   */
+  private nextDelay (): number {
+    const delay = this.backoff.next()
+    return this.closing ? Math.min(delay, this.backoff.initialDelay) : delay
   }
 
   private shouldReconnect (attempt: number, error: PetrelError): boolean {

@@ -352,6 +352,33 @@ test('a graceful end() while reconnecting waits for the link: the queued publish
   }
 })
 
+test('a graceful end() after the backoff has grown redials at its first step, not the grown delay: the broker back, the queued publish and end() complete at once', { timeout: 30_000 }, async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const b = broker as Mosquitto
+  const proxy = await FaultProxy.start({ target: { host: b.host, port: b.port } })
+  const c = await connect(proxy.url, { protocolVersion: 5, backoff: { initialDelayMs: 50, maxDelayMs: 30_000, jitter: 0 } })
+  c.on('error', () => {})
+  try {
+    // 50, 100, ... 1600 ms: the delay after the next failure would be 3.2 s.
+    const grown = new Promise<void>((resolve) => { c.on('reconnect', (e) => { if (e.delayMs >= 1600) resolve() }) })
+    proxy.refuse(true)
+    proxy.cut()
+    await withTimeout(grown, 10_000, 'backoff grown')
+    const pub = c.publish('end-grown/t', 'x', { qos: 1 })
+    const ended = c.end({ timeoutMs: 10_000 })
+    await sleep(300) // end() dialled at once, refused: the supervisor waits again
+    proxy.refuse(false)
+    const back = performance.now()
+    assert.ok((await withTimeout(pub, 10_000, 'queued publish')).reasonCode < 0x80) // 0x10: no subscribers
+    await withTimeout(ended, 10_000, 'end()')
+    const took = performance.now() - back
+    assert.ok(took < 1500, `end() completed ${Math.round(took)} ms after the broker came back`)
+  } finally {
+    await c.end({ force: true })
+    await proxy.close()
+  }
+})
+
 test('a graceful end() whose link never comes finishes at its timeout; pending requests reject with PETREL_ERR_CLIENT_CLOSED', { timeout: 20_000 }, async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const b = broker as Mosquitto
