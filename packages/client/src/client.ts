@@ -389,13 +389,16 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   /**
    * MQTT 5 request/response: publishes with a Response Topic and Correlation Data and resolves
    * with the first message answering it. The client subscribes once to its own response topic.
-   * `timeoutMs` and `signal` bound the whole request, the publish included: they end it even
-   * while the broker has not acknowledged the PUBLISH yet (which then still completes or is
-   * replayed as any publish). Rejects with PETREL_ERR_REQUEST_TIMEOUT, the signal's reason,
+   * `timeoutMs` and `signal` bound the whole request, that subscription (which waits for a link
+   * while offline) and the publish included: they end it even while the broker has not
+   * acknowledged the PUBLISH yet (which then still completes or is replayed as any publish); a
+   * signal aborted already rejects at once, nothing sent. Rejects with PETREL_ERR_REQUEST_TIMEOUT, the signal's reason,
    * PETREL_ERR_INVALID_ARGUMENT under 3.1.1, or what `publish()` rejects with.
    */
   async request (topic: string, payload: string | Uint8Array, options: RequestOptions = {}): Promise<Message> {
     if (this.protocolVersion !== 5) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'request/response needs MQTT 5 (responseTopic and correlationData)')
+    const signal = options.signal
+    if (signal?.aborted === true) throw abortReason(signal)
     if (this.responses === undefined) {
       // A client id may hold `+` or `#` (not allowed in a topic name); the filter names the one
       // topic, so it needs no Wildcard Subscription Available.
@@ -415,12 +418,11 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       sub.catch(() => { this.responses = undefined })
     }
     const r = this.responses
-    await r.sub
     const correlation = Buffer.from(`${(r.next++).toString(16)}-${randomBytes(4).toString('hex')}`)
     const key = correlation.toString('hex')
     const timeoutMs = options.timeoutMs ?? 10_000
-    const signal = options.signal
-    // The wait for the response is the client's alone: the signal and end() cancel it too.
+    // The wait for the response is the client's alone: the signal and end() cancel it too. It
+    // starts now: the subscription to the response topic may itself wait (for a link, say).
     const answer = new Promise<Message>((resolve, reject) => {
       const done = (): void => {
         clearTimeout(timer)
@@ -441,6 +443,13 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         reject: (err) => { done(); reject(err) }
       })
     })
+    answer.catch(() => {})
+    try {
+      await Promise.race([r.sub, answer])
+    } catch (err) {
+      r.waiters.get(key)?.reject(err) // a failed subscription: clears the timer too
+      throw err
+    }
     const sent = this.publish(topic, payload, {
       ...options,
       properties: { ...options.properties, responseTopic: `${r.topic}/r`, correlationData: correlation }
@@ -449,7 +458,6 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     // stalled broker): the request rejects then, not when the publish settles, and whichever
     // promise loses the race must not surface as an unhandled rejection (a crash by default).
     sent.catch(() => {})
-    answer.catch(() => {})
     try {
       await Promise.race([sent, answer])
     } catch (err) {

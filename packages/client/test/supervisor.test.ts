@@ -356,3 +356,24 @@ test('a reconnect listener calling end() ends the backoff wait (the process exit
     await b.close()
   }
 })
+
+test('v5: request() is bounded by its timeout and signal while offline too (the response subscription waits for a link); a signal aborted already rejects at once, nothing sent', { timeout: 20_000 }, async () => {
+  const b = await scriptedBroker(5, () => false)
+  try {
+    const c = await connect(b.url, { ...fast, protocolVersion: 5 })
+    await assert.rejects(c.request('svc/a', 'x', { signal: AbortSignal.abort() }), { name: 'AbortError' })
+    c.disconnect()
+    await waitFor(() => !c.connected, { timeoutMs: 2000, message: 'offline' })
+    const started = performance.now()
+    await assert.rejects(withTimeout(c.request('svc/a', 'x', { timeoutMs: 300 }), 3000, 'request()'), { code: 'PETREL_ERR_REQUEST_TIMEOUT' })
+    assert.ok(performance.now() - started < 1000, `rejected after ${Math.round(performance.now() - started)} ms`)
+    const ac = new AbortController()
+    const aborted = c.request('svc/a', 'x', { signal: ac.signal })
+    setTimeout(() => { ac.abort(new Error('stop')) }, 100)
+    await assert.rejects(withTimeout(aborted, 3000, 'request()'), { message: 'stop' })
+    assert.deepEqual(b.links.flatMap((l) => l.packets.map((p) => p.type)), ['connect', 'disconnect'], 'nothing sent for them')
+    await c.end({ force: true })
+  } finally {
+    await b.close()
+  }
+})
