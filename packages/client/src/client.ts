@@ -502,7 +502,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
    * requests, then sends DISCONNECT 0x00. While the link is down (between attempts, or during
    * one), it waits within the same bound for the next link to send them on, dialling at once
    * rather than after the backoff delay, then again at the backoff's first step (`initialDelayMs`)
-   * rather than its grown delay; not after `disconnect()`. Whatever is still pending
+   * rather than its grown delay; not after `disconnect()`. With nothing to send it waits only for
+   * an attempt whose CONNECT was written, to end it with DISCONNECT (so the broker drops the will). Whatever is still pending
    * rejects with PETREL_ERR_CLIENT_CLOSED. Resolves once the broker has closed the connection
    * after the DISCONNECT (at most 1 s later): it has then read our last acks, so a client taking
    * the session over next is not sent those messages again. `force` closes at once, without
@@ -570,14 +571,15 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
 
   /**
    * Whether a graceful end() has something to wait for: requests to finish on the live link; or,
-   * offline, requests the supervisor's next link will carry, or an attempt under way (its CONNECT
-   * may be at the broker already: cut without DISCONNECT, the broker would publish the will).
+   * offline, requests the supervisor's next link will carry, or an attempt whose CONNECT was
+   * written (it may be at the broker already: cut without DISCONNECT, the broker would publish
+   * the will). One still dialling or in `beforeConnect` has sent nothing: it is cut at once.
    * Offline on purpose (disconnect()), no link is coming.
    */
   private get endMustWait (): boolean {
     if (this.phase === 'connected') return !this.session.idle
     if (this.paused) return false
-    return !this.session.idle || this.cancelAttempt !== undefined
+    return !this.session.idle || this.phase === 'connecting'
   }
 
   /**

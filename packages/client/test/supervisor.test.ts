@@ -377,3 +377,21 @@ test('v5: request() is bounded by its timeout and signal while offline too (the 
     await b.close()
   }
 })
+
+test('a graceful end() with nothing to send, while an attempt is still dialling or in beforeConnect, ends it at once (no CONNECT was sent: no will to keep from the broker)', { timeout: 20_000 }, async () => {
+  const b = await scriptedBroker(5, () => false)
+  try {
+    let hooked = false
+    // A token fetch that never answers: the attempt sits in beforeConnect.
+    const c = createClient(b.url, { ...fast, connectTimeoutMs: 10_000, beforeConnect: async () => { hooked = true; return await new Promise<never>(() => {}) } })
+    await waitFor(() => hooked, { timeoutMs: 3000, message: 'beforeConnect called' })
+    const started = performance.now()
+    await withTimeout(c.end({ timeoutMs: 3000 }), 5000, 'end()')
+    assert.ok(performance.now() - started < 500, `end() took ${Math.round(performance.now() - started)} ms`)
+    assert.equal(c.isClosed, true)
+    await waitFor(() => b.links.every((l) => l.socket.destroyed || l.socket.readableEnded), { timeoutMs: 2000, message: 'the attempt\'s socket closed' })
+    assert.deepEqual(b.links.flatMap((l) => l.packets), [], 'nothing sent')
+  } finally {
+    await b.close()
+  }
+})
