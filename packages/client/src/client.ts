@@ -44,7 +44,10 @@ export interface ClientEventMap {
   connect: [ConnectEvent]
   reconnect: [ReconnectEvent]
   disconnect: [DisconnectEvent]
-  /** Non-fatal trouble: a failed attempt, a failed resubscribe, a throwing message handler (PETREL_ERR_HANDLER_FAILED). Only emitted when listened to. */
+  /**
+   * Non-fatal trouble: a failed attempt, a failed resubscribe, a throwing message handler or
+   * listener of the other events (PETREL_ERR_HANDLER_FAILED). Only emitted when listened to.
+   */
   error: [PetrelError]
   /** The broker named another server (CONNACK or DISCONNECT with 0x9C/0x9D and Server Reference). */
   serverReference: [{ serverReference: string, reasonCode: number }]
@@ -733,12 +736,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     })
     // The wait is set first: a listener calling end(), disconnect() or reconnect() ends it (a
     // timer left behind would hold the process open for the whole delay, up to 30 s).
-    try {
-      this.emit('reconnect', { attempt, delayMs, error })
-    } catch (err) {
-      this.wake?.()
-      throw err
-    }
+    this.notify('reconnect', { attempt, delayMs, error })
     await slept
   }
 
@@ -868,7 +866,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       const name = v5 ? reasonCodeName(rc, 'connack') : connackReturnCodeName(rc)
       const denied = v5 ? rc === 0x86 || rc === 0x87 || rc === 0x8c : rc === 4 || rc === 5
       if (v5 && (rc === 0x9c || rc === 0x9d) && props?.serverReference !== undefined) {
-        this.emit('serverReference', { serverReference: props.serverReference, reasonCode: rc })
+        this.notify('serverReference', { serverReference: props.serverReference, reasonCode: rc })
       }
       const err = clientError(denied ? ClientErrorCode.NOT_AUTHORIZED : ClientErrorCode.CONNECTION_REFUSED,
         `the broker refused the connection: ${name} (${v5 ? `0x${rc.toString(16)}` : rc})${props?.reasonString === undefined ? '' : `: ${props.reasonString}`}${serverReferenceText(props?.serverReference)}`, { reasonCode: rc })
@@ -902,7 +900,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       this.firstConnect = undefined
     }
     this.session.connectionUp(connack, packet)
-    this.emit('connect', { url, sessionPresent: connack.sessionPresent, connack, reconnected })
+    this.notify('connect', { url, sessionPresent: connack.sessionPresent, connack, reconnected })
   }
 
   // --- inbound -----------------------------------------------------------------------------
@@ -949,7 +947,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     const reasonCode = packet.reasonCode ?? 0
     const serverReference = packet.properties?.serverReference
     const reasonString = packet.properties?.reasonString
-    if (serverReference !== undefined) this.emit('serverReference', { serverReference, reasonCode })
+    if (serverReference !== undefined) this.notify('serverReference', { serverReference, reasonCode })
     const err = clientError(ClientErrorCode.DISCONNECTED_BY_BROKER,
       `the broker disconnected: ${reasonCodeName(reasonCode, 'disconnect')} (0x${reasonCode.toString(16)})${reasonString === undefined ? '' : `: ${reasonString}`}${serverReferenceText(serverReference)}`, { reasonCode })
     if (packet.properties?.sessionExpiryInterval !== undefined) {
@@ -1028,7 +1026,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     const rw = this.reauthWaiter
     this.reauthWaiter = undefined
     rw?.reject(error ?? clientError(ClientErrorCode.CONNECTION_FAILED, 'the connection closed'))
-    this.emit('disconnect', { error })
+    this.notify('disconnect', { error })
     const ended = this.linkEnded
     this.linkEnded = undefined
     if (ended !== undefined) ended(error)
@@ -1046,6 +1044,20 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       this.wakeTimer = undefined
       this.session.wake()
     }, Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(time - clock()))))
+  }
+
+  /**
+   * Emits a lifecycle event. A listener that throws is reported as an `error` event
+   * (PETREL_ERR_HANDLER_FAILED), as a message handler is: let through, it would unwind the
+   * supervisor mid-step (a 'connect' listener's throw failed an accepted connection and left its
+   * socket open beside the next one; a 'reconnect' listener's killed the reconnect loop).
+   */
+  private notify<K extends 'connect' | 'reconnect' | 'disconnect' | 'close' | 'serverReference'> (event: K, ...args: ClientEventMap[K]): void {
+    try {
+      (this.emit as (event: K, ...args: ClientEventMap[K]) => boolean)(event, ...args)
+    } catch (err) {
+      this.emitError(clientError(ClientErrorCode.HANDLER_FAILED, `a '${event}' listener threw: ${String(err)}`, { cause: err }))
+    }
   }
 
   private emitError (error: PetrelError): void {
@@ -1073,7 +1085,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       this.firstConnect.reject(error ?? closedError)
       this.firstConnect = undefined
     }
-    this.emit('close', error)
+    this.notify('close', error)
   }
 }
 

@@ -61,7 +61,10 @@ export const ClientErrorCode = {
   REQUEST_TIMEOUT: 'PETREL_ERR_REQUEST_TIMEOUT',
   /** Enhanced authentication failed or no `auth` hook could answer the broker's AUTH. */
   AUTH_FAILED: 'PETREL_ERR_AUTH_FAILED',
-  /** A message handler (a callback subscription's, an `unrouted` listener) threw or rejected; `cause` is what it threw. */
+  /**
+   * A message handler (a callback subscription's, an `unrouted` listener) threw or rejected, or a
+   * listener of `connect`, `reconnect`, `disconnect`, `close` or `serverReference` threw; `cause` is what it threw.
+   */
   HANDLER_FAILED: 'PETREL_ERR_HANDLER_FAILED'
 } as const
 export type ClientErrorCode = typeof ClientErrorCode[keyof typeof ClientErrorCode]

@@ -395,3 +395,36 @@ test('a graceful end() with nothing to send, while an attempt is still dialling 
     await b.close()
   }
 })
+
+test('a connect, reconnect or disconnect listener that throws is reported (PETREL_ERR_HANDLER_FAILED) and the supervisor carries on: one link open, no attempt failed, no unhandled rejection', { timeout: 20_000 }, async () => {
+  // The second CONNECT is refused, so that a reconnect event comes.
+  const b = await scriptedBroker(5, (p, link) => {
+    if (p.type !== 'connect' || link.index !== 1) return false
+    link.send({ type: 'connack', sessionPresent: false, reasonCode: 0x88 })
+    link.socket.end()
+    return true
+  })
+  const unhandled: unknown[] = []
+  const onUnhandled = (err: unknown): void => { unhandled.push(err) }
+  process.on('unhandledRejection', onUnhandled)
+  try {
+    const c = await connect(b.url, { ...fast, protocolVersion: 5 })
+    const errors: string[] = []
+    c.on('error', (e) => { errors.push(`${e.code} ${e.message}`) })
+    for (const event of ['connect', 'reconnect', 'disconnect'] as const) c.on(event, () => { throw new Error(`${event} listener bug`) })
+    c.reconnect()
+    await waitFor(() => b.links.length === 3 && c.connected, { timeoutMs: 5000, message: 'connected again after the refusal' })
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    assert.equal(b.links.filter((l) => !l.socket.destroyed && !l.socket.readableEnded).length, 1, 'one link open')
+    assert.equal(c.stats().connectFailures, 1, 'only the refusal failed')
+    for (const event of ['connect', 'reconnect', 'disconnect']) {
+      assert.ok(errors.some((e) => e.startsWith(`PETREL_ERR_HANDLER_FAILED a '${event}' listener threw`)), `${event}: ${errors.join('; ')}`)
+    }
+    assert.equal((await withTimeout(c.publish('t', 'x', { qos: 1 }), 3000, 'publish')).reasonCode, 0)
+    await c.end()
+    assert.deepEqual(unhandled, [])
+  } finally {
+    process.off('unhandledRejection', onUnhandled)
+    await b.close()
+  }
+})
