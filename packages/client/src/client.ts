@@ -575,8 +575,9 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   /**
    * Whether a graceful end() has something to wait for: requests to finish on the live link; or,
    * offline, requests the supervisor's next link will carry, or an attempt whose CONNECT was
-   * written (it may be at the broker already: cut without DISCONNECT, the broker would publish
-   * the will). One still dialling or in `beforeConnect` has sent nothing: it is cut at once.
+   * written: it is ended with DISCONNECT once accepted and end() resolves once the broker closed
+   * it, so a client taking the id over next cannot be taken over by that late CONNECT. One still
+   * dialling or in `beforeConnect` has sent nothing: it is cut at once.
    * Offline on purpose (disconnect()), no link is coming.
    */
   private get endMustWait (): boolean {
@@ -593,7 +594,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   disconnect (): void {
     if (this.closed) return
     this.paused = true
-    this.conn?.close(undefined, this.phase === 'connected' ? { reasonCode: 0 } : undefined)
+    this.conn?.close(undefined, this.closeOnPurpose)
     this.abandonAttempt()
     this.wake?.()
     if (this.firstConnect !== undefined) {
@@ -606,9 +607,19 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   reconnect (): void {
     if (this.closed || this.closing) return
     this.paused = false
-    if (this.conn !== undefined && !this.conn.isClosed) this.conn.close(undefined, this.phase === 'connected' ? { reasonCode: 0 } : undefined)
+    if (this.conn !== undefined && !this.conn.isClosed) this.conn.close(undefined, this.closeOnPurpose)
     this.abandonAttempt()
     this.wake?.()
+  }
+
+  /**
+   * How the app closes the link on purpose (disconnect(), reconnect(), end()): with DISCONNECT
+   * 0x00 once the CONNECT is written, CONNACK or not. The broker may have accepted the connection
+   * already (its CONNACK on the way): closed without DISCONNECT, it would publish the will. A
+   * client may send DISCONNECT before the CONNACK (§3.1.4), even during an AUTH exchange [MQTT-3.1.2-30].
+   */
+  private get closeOnPurpose (): { reasonCode: number } | undefined {
+    return this.phase === 'connected' || this.phase === 'connecting' ? { reasonCode: 0 } : undefined
   }
 
   /**
@@ -1075,7 +1086,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     for (const sub of this.subscriptions.keys()) sub.end()
     this.subscriptions.clear()
     const conn = this.conn
-    if (conn !== undefined) conn.close(undefined, this.phase === 'connected' ? { reasonCode: 0 } : undefined)
+    if (conn !== undefined) conn.close(undefined, this.closeOnPurpose)
     this.cancelAttempt?.()
     this.wake?.()
     const ended = this.linkEnded

@@ -352,6 +352,46 @@ test('reconnect() and disconnect() during a connection attempt abandon it: no fa
   }
 })
 
+test('disconnect(), reconnect() and end({ force: true }) while the CONNACK is on its way send DISCONNECT: the broker, which accepted the connection, does not publish the will', { timeout: 40_000 }, async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const b = broker as Mosquitto
+  // 300 ms each way: the broker accepts the CONNECT 300 ms after it was written, its CONNACK is
+  // back 300 ms later; the call comes between.
+  const proxy = await FaultProxy.start({ target: { host: b.host, port: b.port }, delayMs: 300 })
+  try {
+    for (const v of [4, 5] as const) {
+      for (const how of ['disconnect', 'reconnect', 'end force'] as const) {
+        const topic = `will-mid/${v}/${how.replace(' ', '-')}/${process.pid}`
+        const watcher = await connect(b.url, { protocolVersion: v })
+        const wills: string[] = []
+        await watcher.subscribe(topic, { qos: 1 }, (m) => { wills.push(m.payload.toString()) })
+        let written = 0
+        const c = createClient(proxy.url, {
+          protocolVersion: v,
+          will: { topic, payload: 'gone', qos: 1 },
+          trace: (direction, p) => { if (direction === 'out' && p.type === 'connect' && written === 0) written = performance.now() }
+        })
+        c.on('error', () => {})
+        try {
+          await waitFor(() => written > 0, { timeoutMs: 3000, message: 'CONNECT written' })
+          await sleep(450 - (performance.now() - written))
+          assert.equal(c.connected, false, `v${v} ${how}: still waiting for the CONNACK`)
+          if (how === 'disconnect') c.disconnect()
+          else if (how === 'reconnect') c.reconnect()
+          else await c.end({ force: true })
+          await sleep(1000)
+          assert.deepEqual(wills, [], `v${v} ${how}: no will`)
+        } finally {
+          await c.end({ force: true })
+          await watcher.end()
+        }
+      }
+    }
+  } finally {
+    await proxy.close()
+  }
+})
+
 test('a graceful end() while reconnecting waits for the link: the queued publish completes, then DISCONNECT (between attempts, and mid-attempt)', { timeout: 30_000 }, async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const b = broker as Mosquitto
