@@ -227,7 +227,11 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     const first = waitForFirst
       ? new Promise<void>((resolve, reject) => { this.firstConnect = { resolve, reject } })
       : Promise.resolve()
-    void this.supervise()
+    void this.supervise().catch((err: unknown) => {
+      // Only app code can throw in there (the `reconnect` callback, an `error` listener): the loop
+      // cannot go on, so the client closes saying why, rather than linger unsupervised.
+      this.shutdown(clientError(ClientErrorCode.HANDLER_FAILED, `the supervisor stopped: ${String(err)}`, { cause: err }))
+    })
     return first
   }
 

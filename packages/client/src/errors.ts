@@ -64,6 +64,7 @@ export const ClientErrorCode = {
   /**
    * A message handler (a callback subscription's, an `unrouted` listener) threw or rejected, or a
    * listener of `connect`, `reconnect`, `disconnect`, `close` or `serverReference` threw; `cause` is what it threw.
+   * Also the reason the client closed when the `reconnect` callback (or an `error` listener) threw.
    */
   HANDLER_FAILED: 'PETREL_ERR_HANDLER_FAILED'
 } as const

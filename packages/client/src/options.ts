@@ -84,7 +84,11 @@ export interface ClientOptions {
   maxUserProperties?: number
   /** Dial + CONNECT/CONNACK. Default 10,000 ms. */
   connectTimeoutMs?: number
-  /** Reconnect after a lost connection: true (default), false, or a callback deciding per attempt. */
+  /**
+   * Reconnect after a lost connection: true (default), false, or a callback deciding per attempt.
+   * A callback that throws stops the client as false does, the `close` event and pending requests
+   * saying why (PETREL_ERR_HANDLER_FAILED, what it threw as `cause`).
+   */
   reconnect?: boolean | ((attempt: number, error: PetrelError) => boolean)
   /** Reconnect delays. Default 1 s -> 30 s, x2, +/-20%. */
   backoff?: BackoffOptions

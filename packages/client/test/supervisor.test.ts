@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import { spawn } from 'node:child_process'
 import assert from 'node:assert/strict'
 import { waitFor, withTimeout } from '@petrel/test-utils'
-import type { ConnectPacket } from '@petrel/wire'
+import type { ConnectPacket, PetrelError } from '@petrel/wire'
 import { connect, createClient, MqttClient, type ClientErrorCode } from '../src/index.js'
 import { scriptedBroker } from './scripted-broker.js'
 
@@ -422,6 +422,30 @@ test('a connect, reconnect or disconnect listener that throws is reported (PETRE
     }
     assert.equal((await withTimeout(c.publish('t', 'x', { qos: 1 }), 3000, 'publish')).reasonCode, 0)
     await c.end()
+    assert.deepEqual(unhandled, [])
+  } finally {
+    process.off('unhandledRejection', onUnhandled)
+    await b.close()
+  }
+})
+
+test('a reconnect callback that throws closes the client, saying why (PETREL_ERR_HANDLER_FAILED), with no unhandled rejection', { timeout: 10_000 }, async () => {
+  const unhandled: unknown[] = []
+  const onUnhandled = (err: unknown): void => { unhandled.push(err) }
+  process.on('unhandledRejection', onUnhandled)
+  // A listening port that closes every connection: each attempt fails at once.
+  const b = await scriptedBroker(5, (_, link) => { link.socket.destroy(); return true })
+  try {
+    const c = createClient(b.url, { ...fast, reconnect: () => { throw new Error('decider bug') } })
+    c.on('error', () => {})
+    const closed = new Promise<PetrelError | undefined>((resolve) => { c.once('close', resolve) })
+    const pending = c.publish('t', 'x', { qos: 1 })
+    const why = await withTimeout(closed, 3000, 'close event')
+    assert.equal(why?.code, 'PETREL_ERR_HANDLER_FAILED')
+    assert.equal((why?.cause as Error).message, 'decider bug')
+    await assert.rejects(pending, { code: 'PETREL_ERR_CLIENT_CLOSED' })
+    assert.equal(c.isClosed, true)
+    await new Promise((resolve) => setTimeout(resolve, 50))
     assert.deepEqual(unhandled, [])
   } finally {
     process.off('unhandledRejection', onUnhandled)
