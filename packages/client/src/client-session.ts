@@ -496,7 +496,9 @@ export class ClientSession implements InboundAckSink {
       req.packetId = 0
       req.sentEpoch = 0
       if (req.released) {
-        // Past PUBREC the broker owned the message: it was delivered, completing it is right.
+        // Past PUBREC the broker owned the message: it was delivered, completing it is right
+        // (and counting it acked: the PUBREC was the broker's answer).
+        this.counters.publishesAcked++
         this.settle(req, publishResult(req.recReasonCode, undefined), undefined)
       } else if (this.lostPolicy === 'fail') {
         this.settle(req, undefined, clientError(ClientErrorCode.SESSION_LOST, 'the broker lost the session while the publish was unacknowledged'))

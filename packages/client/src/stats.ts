@@ -15,7 +15,10 @@ export interface ClientStats {
   protocolErrors: number
   /** Publishes written for the first time: each publish() counts once at most, however often it is resent. */
   publishesSent: number
-  /** QoS 1/2 publishes completed by the broker (PUBACK, PUBCOMP, or a failure code). */
+  /**
+   * QoS 1/2 publishes completed by the broker (PUBACK, PUBCOMP, or a failure code; a QoS 2 one
+   * past its PUBREC when the broker lost the session, which then resolves, too).
+   */
   publishesAcked: number
   /** QoS 1/2 publishes holding a packet id right now. */
   inflight: number

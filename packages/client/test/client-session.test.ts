@@ -655,6 +655,18 @@ test('stats: a publish republished after a lost session counts once in publishes
   assert.deepEqual([x.session.counters.publishesSent, x.session.counters.publishesReplayed], [3, 3])
 })
 
+test('stats: a QoS 2 publish past its PUBREC when the session is lost resolves and counts as acked', () => {
+  const x = harness()
+  x.up()
+  const a = x.pub('a', 2)
+  const [p] = publishes(x.take())
+  x.session.handlePacket({ type: 'pubrec', packetId: p?.packetId as number })
+  x.session.connectionDown()
+  x.up({ sessionPresent: false })
+  assert.equal(a.state, 'ok')
+  assert.deepEqual([x.session.counters.publishesSent, x.session.counters.publishesAcked, x.session.inflightCount], [1, 1, 0])
+})
+
 test('resubscribe after a connection whose session was not present', () => {
   const x = harness()
   x.up()
