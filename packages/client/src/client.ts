@@ -704,7 +704,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
           return
         }
         this.emitError(error)
-        if (!this.shouldReconnect(attempt, error)) { this.shutdown(error); return }
+        if (!this.canRedial || !this.shouldReconnect(attempt, error)) { this.shutdown(error); return }
         await this.pause(this.nextDelay(), attempt + 1, error)
         continue
       }
@@ -720,6 +720,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       })
       this.backoff.connectionEnded(clock() - upAt)
       if (this.closed) return
+      if (!this.canRedial) { this.shutdown(reason ?? oneShotEnded()); return }
       if (this.paused) continue
       const e = reason ?? clientError(ClientErrorCode.CONNECTION_FAILED, 'the connection closed')
       if (!this.shouldReconnect(1, e)) { this.shutdown(e); return }
@@ -736,6 +737,11 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   private nextDelay (): number {
     const delay = this.backoff.next()
     return this.closing ? Math.min(delay, this.backoff.initialDelay) : delay
+  }
+
+  /** A stream given as `transport` carries one connection: once it ended there is nothing to dial. */
+  private get canRedial (): boolean {
+    return typeof this.options.transport !== 'object'
   }
 
   private shouldReconnect (attempt: number, error: PetrelError): boolean {
@@ -821,7 +827,12 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
 
   private async dial (url: URL | undefined, signal: AbortSignal): Promise<Duplex> {
     const t = this.options.transport
-    if (t !== undefined) return typeof t === 'function' ? await t(url, signal) : t
+    if (t !== undefined && typeof t !== 'function') {
+      // Used once: reading a second CONNACK from an ended stream would wait for the connect timeout.
+      if (t.destroyed || t.readableEnded || t.writableEnded || this.everConnected) throw oneShotEnded()
+      return t
+    }
+    if (t !== undefined) return await t(url, signal)
     if (url === undefined) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'no broker URL and no transport')
     // A WebSocket message is buffered whole before the decoder sees it: bound it by the inbound
     // packet limit (a beforeConnect rewrite of that limit comes after the dial: the option rules).
@@ -1141,6 +1152,10 @@ function abortReason (signal: AbortSignal): unknown {
 function asPetrelError (err: unknown): PetrelError {
   if (err instanceof PetrelError) return err
   return clientError(ClientErrorCode.INVALID_ARGUMENT, err instanceof Error ? err.message : String(err), { cause: err })
+}
+
+function oneShotEnded (): PetrelError {
+  return clientError(ClientErrorCode.CONNECTION_FAILED, 'the transport stream has ended and cannot be dialled again (pass a factory as `transport` to reconnect)')
 }
 
 function toPetrelError (err: unknown): PetrelError {

@@ -139,7 +139,12 @@ export interface ClientOptions {
   ws?: WsClientOptions
   /** The local address to connect from (a multi-homed host picking its interface). Default: the OS's choice. */
   localAddress?: string
-  /** A stream, or a factory opening one per attempt, instead of dialing the URL. */
+  /**
+   * A stream, or a factory opening one per attempt, instead of dialing the URL. A stream carries
+   * one connection: when it ends, for whatever reason (`disconnect()` and `reconnect()` included),
+   * the client closes (`close` event, pending requests rejected with PETREL_ERR_CLIENT_CLOSED).
+   * Give a factory to reconnect.
+   */
   transport?: Duplex | TransportFactory
   /**
    * Per attempt: may rewrite the CONNECT packet (rotating a JWT password, ...). The packet it

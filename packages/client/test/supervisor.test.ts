@@ -1,5 +1,6 @@
 import { test } from 'node:test'
 import { spawn } from 'node:child_process'
+import { connect as netConnect } from 'node:net'
 import assert from 'node:assert/strict'
 import { waitFor, withTimeout } from '@petrel/test-utils'
 import type { ConnectPacket, PetrelError } from '@petrel/wire'
@@ -449,6 +450,32 @@ test('a reconnect callback that throws closes the client, saying why (PETREL_ERR
     assert.deepEqual(unhandled, [])
   } finally {
     process.off('unhandledRejection', onUnhandled)
+    await b.close()
+  }
+})
+
+test('a stream given as transport carries one connection: when it ends (the broker\'s close, or disconnect()) the client closes at once instead of redialling the dead stream', { timeout: 20_000 }, async () => {
+  const b = await scriptedBroker(5, () => false)
+  const clients: MqttClient[] = []
+  try {
+    const { port } = new URL(b.url)
+    for (const how of ['broker closes', 'disconnect()'] as const) {
+      const socket = netConnect(Number(port), '127.0.0.1')
+      await new Promise((resolve) => { socket.once('connect', resolve) })
+      const c = await connect(undefined, { ...fast, transport: socket })
+      clients.push(c)
+      c.on('error', () => {})
+      const closed = new Promise<PetrelError | undefined>((resolve) => { c.once('close', resolve) })
+      const pending = c.publish('t', 'x', { qos: 1 }).catch((e: PetrelError) => e.code)
+      if (how === 'broker closes') b.links.at(-1)?.socket.destroy()
+      else c.disconnect()
+      await withTimeout(closed, 2000, `${how}: close event`)
+      assert.equal(c.isClosed, true, how)
+      const code = await withTimeout(pending, 2000, `${how}: the queued publish`)
+      assert.ok(code === 'PETREL_ERR_CLIENT_CLOSED' || code === undefined, `${how}: ${String(code)}`)
+    }
+  } finally {
+    for (const c of clients) await c.end({ force: true })
     await b.close()
   }
 })
