@@ -137,6 +137,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   private cancelAttempt: (() => void) | undefined
   /** reconnect() or disconnect() cut the attempt under way short: its end is no failure. */
   private attemptAbandoned = false
+  /** reconnect() was called with no wait to end yet (from a 'disconnect' listener, say): the next one is skipped. */
+  private dialNow = false
   private connackWaiter: { resolve: () => void, reject: (e: PetrelError) => void, url: URL | undefined, packet: ConnectPacket } | undefined
   private linkEnded: ((error: PetrelError | undefined) => void) | undefined
   private firstConnect: { resolve: () => void, reject: (e: PetrelError) => void } | undefined
@@ -607,13 +609,18 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     }
   }
 
-  /** Reconnects now: ends a `disconnect()`, skips a backoff wait, or drops the current link and dials again. */
+  /**
+   * Reconnects now: ends a `disconnect()`, skips a backoff wait (the one under way, or the next
+   * when called from a `disconnect`, `error` or `reconnect` listener), or drops the current link
+   * and dials again.
+   */
   reconnect (): void {
     if (this.closed || this.closing) return
     this.paused = false
     if (this.conn !== undefined && !this.conn.isClosed) this.conn.close(undefined, this.closeOnPurpose)
     this.abandonAttempt()
-    this.wake?.()
+    if (this.wake !== undefined) this.wake()
+    else this.dialNow = true
   }
 
   /**
@@ -680,6 +687,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       attempt++
       this.endedEarly = undefined
       this.attemptAbandoned = false
+      this.dialNow = false
       const url = this.urls[this.urlIndex % this.urls.length]
       let error: PetrelError | undefined
       try {
@@ -750,6 +758,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   }
 
   private async pause (delayMs: number, attempt: number, error: PetrelError): Promise<void> {
+    if (this.dialNow) return // reconnect() asked for the next attempt at once
     let timer: NodeJS.Timeout | undefined
     const slept = new Promise<void>((resolve) => {
       timer = setTimeout(() => { this.wake = undefined; resolve() }, delayMs)

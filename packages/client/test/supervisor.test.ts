@@ -479,3 +479,22 @@ test('a stream given as transport carries one connection: when it ends (the brok
     await b.close()
   }
 })
+
+test('reconnect() from a disconnect listener dials at once, not after the backoff delay', { timeout: 10_000 }, async () => {
+  const b = await scriptedBroker(5, () => false)
+  try {
+    const c = await connect(b.url, { ...fast, backoff: { initialDelayMs: 20_000, jitter: 0 } })
+    try {
+      const delays: number[] = []
+      c.on('reconnect', (e) => { delays.push(e.delayMs) })
+      c.once('disconnect', () => { c.reconnect() })
+      b.links[0]?.socket.destroy()
+      await waitFor(() => b.links.length === 2 && c.connected, { timeoutMs: 3000, message: 'connected again' })
+      assert.deepEqual(delays, [], 'no backoff wait')
+    } finally {
+      await c.end({ force: true })
+    }
+  } finally {
+    await b.close()
+  }
+})
