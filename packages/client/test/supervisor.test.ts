@@ -498,3 +498,85 @@ test('reconnect() from a disconnect listener dials at once, not after the backof
     await b.close()
   }
 })
+
+test('reconnect(), disconnect() and end() in every state (connecting, connected, backoff, offline, ended), alone and together: each settles, and the client ends where asked', { timeout: 60_000 }, async () => {
+  // connecting: the broker never answers the CONNECT; backoff: it refuses it, once.
+  let mode: 'answer' | 'silent' | 'refuse' = 'answer'
+  const b = await scriptedBroker(5, (p, link) => {
+    if (p.type !== 'connect' || mode === 'answer') return false
+    if (mode === 'refuse') {
+      mode = 'answer'
+      link.send({ type: 'connack', sessionPresent: false, reasonCode: 0x88 })
+      link.socket.end()
+    }
+    return true
+  })
+  const unhandled: unknown[] = []
+  const onUnhandled = (err: unknown): void => { unhandled.push(err) }
+  process.on('unhandledRejection', onUnhandled)
+  const slow = { backoff: { initialDelayMs: 20_000, jitter: 0 }, connectTimeoutMs: 20_000 }
+  const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+  try {
+    for (const state of ['connecting', 'connected', 'backoff', 'offline', 'ended'] as const) {
+      for (const call of ['reconnect', 'disconnect', 'end', 'end force', 'end twice', 'disconnect end', 'reconnect end'] as const) {
+        mode = state === 'connecting' ? 'silent' : state === 'backoff' ? 'refuse' : 'answer'
+        let c: MqttClient
+        if (state === 'backoff') {
+          c = createClient(b.url, slow)
+          c.on('error', () => {})
+          await withTimeout(new Promise((resolve) => { c.once('reconnect', resolve) }), 3000, 'backoff')
+        } else if (state === 'connecting') {
+          const before = b.links.length
+          c = createClient(b.url, slow)
+          c.on('error', () => {})
+          await waitFor(() => b.links[before]?.packets.length === 1, { timeoutMs: 3000, message: 'CONNECT written' })
+        } else {
+          c = await connect(b.url, slow)
+          if (state === 'offline') c.disconnect()
+          if (state === 'ended') await c.end()
+        }
+        const what = `${state}: ${call}`
+        try {
+          const ending: Array<Promise<void>> = []
+          if (call === 'reconnect' || call === 'reconnect end') c.reconnect()
+          if (call === 'disconnect' || call === 'disconnect end') c.disconnect()
+          if (call === 'end' || call.endsWith(' end')) ending.push(c.end({ timeoutMs: 300 }))
+          if (call === 'end force') ending.push(c.end({ force: true }))
+          if (call === 'end twice') ending.push(c.end({ timeoutMs: 300 }), c.end({ timeoutMs: 300 }))
+          await withTimeout(Promise.all(ending), 2000, what)
+          await sleep(50)
+          const ended = call !== 'reconnect' && call !== 'disconnect'
+          assert.equal(c.isClosed, ended || state === 'ended', what)
+          if (!ended && state !== 'ended') {
+            // reconnect() dials at once (not after the 20 s delay); disconnect() stays offline.
+            if (call === 'reconnect' && state !== 'connecting') await waitFor(() => c.connected, { timeoutMs: 2000, message: what })
+            if (call === 'disconnect') assert.equal(c.connected, false, what)
+          }
+        } finally {
+          await c.end({ force: true })
+        }
+      }
+    }
+    assert.deepEqual(unhandled, [])
+  } finally {
+    process.off('unhandledRejection', onUnhandled)
+    await b.close()
+  }
+})
+
+test('a process that connects, works and ends exits at once: no timer or socket left behind (keepalive, a pending request, an iterator, a throttle)', { timeout: 20_000 }, async () => {
+  const r = await runAlone(`const b = await scriptedBroker(5, () => false)
+    const c = await client.connect(b.url, { keepalive: 1, throttle: { messagesPerSecond: 1000 } })
+    const sub = await c.subscribe('s/#', { qos: 1 })
+    const reading = (async () => { for await (const m of sub) void m })()
+    await c.publish('s/1', 'x', { qos: 2 })
+    const req = c.request('nobody/answers', 'x', { timeoutMs: 60000 }).catch((e) => e.code)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    await c.end()
+    console.log(await req)
+    await reading
+    await b.close()`, 15_000)
+  assert.equal(r.out, 'PETREL_ERR_CLIENT_CLOSED')
+  assert.equal(r.code, 0)
+  assert.ok(r.ms < 5000, `the process exited after ${Math.round(r.ms)} ms`)
+})
