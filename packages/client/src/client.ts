@@ -841,7 +841,17 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       if (t.destroyed || t.readableEnded || t.writableEnded || this.everConnected) throw oneShotEnded()
       return t
     }
-    if (t !== undefined) return await t(url, signal)
+    if (t !== undefined) {
+      // The connect timeout (and end(), reconnect()...) bound the factory even when it ignores the
+      // signal; a stream it hands over late is closed.
+      const opening = Promise.resolve().then(async () => await t(url, signal))
+      try {
+        return await untilAborted(async () => await opening, signal)
+      } catch (err) {
+        if (signal.aborted) opening.then((stream) => { stream.destroy() }, () => {})
+        throw err
+      }
+    }
     if (url === undefined) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'no broker URL and no transport')
     // A WebSocket message is buffered whole before the decoder sees it: bound it by the inbound
     // packet limit (a beforeConnect rewrite of that limit comes after the dial: the option rules).

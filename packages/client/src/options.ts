@@ -143,7 +143,8 @@ export interface ClientOptions {
    * A stream, or a factory opening one per attempt, instead of dialing the URL. A stream carries
    * one connection: when it ends, for whatever reason (`disconnect()` and `reconnect()` included),
    * the client closes (`close` event, pending requests rejected with PETREL_ERR_CLIENT_CLOSED).
-   * Give a factory to reconnect.
+   * Give a factory to reconnect: it gets a signal that aborts at the connect timeout (or on
+   * `end()`, `reconnect()`...), and the attempt ends then even if the factory ignores it.
    */
   transport?: Duplex | TransportFactory
   /**

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import { spawn } from 'node:child_process'
-import { connect as netConnect } from 'node:net'
+import { connect as netConnect, type Socket } from 'node:net'
 import assert from 'node:assert/strict'
 import { waitFor, withTimeout } from '@petrel/test-utils'
 import type { ConnectPacket, PetrelError } from '@petrel/wire'
@@ -579,4 +579,25 @@ test('a process that connects, works and ends exits at once: no timer or socket 
   assert.equal(r.out, 'PETREL_ERR_CLIENT_CLOSED')
   assert.equal(r.code, 0)
   assert.ok(r.ms < 5000, `the process exited after ${Math.round(r.ms)} ms`)
+})
+
+test('a transport factory that ignores its signal is still bounded by the connect timeout; the stream it hands over late is closed', { timeout: 10_000 }, async () => {
+  const b = await scriptedBroker(5, () => false)
+  try {
+    const { port } = new URL(b.url)
+    let late: Socket | undefined
+    const started = performance.now()
+    await assert.rejects(withTimeout(connect(undefined, {
+      ...fast,
+      connectTimeoutMs: 300,
+      // Opens a socket only after 800 ms, whatever the signal says.
+      transport: async () => await new Promise<Socket>((resolve) => {
+        setTimeout(() => { late = netConnect(Number(port), '127.0.0.1'); resolve(late) }, 800)
+      })
+    }), 3000, 'connect()'), { code: 'PETREL_ERR_CONNECT_TIMEOUT' })
+    assert.ok(performance.now() - started < 700, `rejected after ${Math.round(performance.now() - started)} ms`)
+    await waitFor(() => late?.destroyed === true, { timeoutMs: 2000, message: 'the late stream closed' })
+  } finally {
+    await b.close()
+  }
 })
