@@ -401,8 +401,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
    * `timeoutMs` and `signal` bound the whole request, that subscription (which waits for a link
    * while offline) and the publish included: they end it even while the broker has not
    * acknowledged the PUBLISH yet (which then still completes or is replayed as any publish); a
-   * signal aborted already rejects at once, nothing sent. Rejects with PETREL_ERR_REQUEST_TIMEOUT, the signal's reason,
-   * PETREL_ERR_INVALID_ARGUMENT under 3.1.1, or what `publish()` rejects with.
+   * signal aborted already rejects at once, nothing sent. Rejects with PETREL_ERR_REQUEST_TIMEOUT,
+   * the signal's reason, PETREL_ERR_INVALID_ARGUMENT under 3.1.1, or what `publish()` rejects with.
    */
   async request (topic: string, payload: string | Uint8Array, options: RequestOptions = {}): Promise<Message> {
     if (this.protocolVersion !== 5) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'request/response needs MQTT 5 (responseTopic and correlationData)')
@@ -512,11 +512,12 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
    * one), it waits within the same bound for the next link to send them on, dialling at once
    * rather than after the backoff delay, then again at the backoff's first step (`initialDelayMs`)
    * rather than its grown delay; not after `disconnect()`. With nothing to send it waits only for
-   * an attempt whose CONNECT was written, to end it with DISCONNECT (so the broker drops the will). Whatever is still pending
-   * rejects with PETREL_ERR_CLIENT_CLOSED. Resolves once the broker has closed the connection
-   * after the DISCONNECT (at most 1 s later): it has then read our last acks, so a client taking
-   * the session over next is not sent those messages again. `force` closes at once, without
-   * waiting for anything, and cuts short a graceful end() still waiting. Idempotent.
+   * an attempt whose CONNECT was written, to end that connection too with DISCONNECT and the
+   * broker's close. Whatever is still pending rejects with PETREL_ERR_CLIENT_CLOSED. Resolves
+   * once the broker has closed the connection after the DISCONNECT (at most 1 s later): it has
+   * then read our last acks, so a client taking the session over next is not sent those messages
+   * again. `force` closes at once, without waiting for anything, and cuts short a graceful end()
+   * still waiting. Idempotent.
    */
   async end (options: EndOptions = {}): Promise<void> {
     if (this.ending !== undefined) {
