@@ -51,7 +51,11 @@ export interface ClientOptions {
   clean?: boolean
   /** MQTT 5 Session Expiry Interval in seconds. Default: 0 when `clean`, else 300. */
   sessionExpiryInterval?: number
-  /** Keepalive in seconds (0: off). Default 60. A v5 Server Keep Alive overrides it. */
+  /**
+   * Keepalive in seconds (0: off). Default 60. A v5 Server Keep Alive overrides it, 0 included
+   * [MQTT-3.2.2-21]: a broker that sends 0 turns our PINGREQs off, and a link that dies without
+   * a FIN or RST is then noticed only when a write fails.
+   */
   keepalive?: number
   /** Wait for PINGRESP before the link counts as dead. Default min(10 s, keepalive / 2). */
   pingTimeoutMs?: number
