@@ -8,22 +8,10 @@ import { ClientErrorCode, type ClientOptions } from '@petrel/client'
 import { PetrelError, topicNameProblem, WireErrorCode, type ProtocolVersion, type QoS, type WillProperties } from '@petrel/wire'
 import { extractPropertyFlags, type PropertyFlags } from './property-flags.js'
 import { debugTrace } from './debug-trace.js'
+import { ExitCode } from './exit-code.js'
 import { UsageError } from './usage-error.js'
 
-/** Exit codes shared by `petrel pub` and `petrel sub`. */
-export const ExitCode = {
-  ok: 0,
-  /** Bad flags or arguments (unknown flag, bad topic, QoS 3). */
-  usage: 1,
-  /** Could not connect: refused, unreachable, timeout, TLS failure. */
-  connection: 2,
-  /** The broker refused the credentials or the client is not authorized. */
-  notAuthorized: 3,
-  /** Connected, but a publish or subscribe failed or timed out. */
-  operation: 4,
-  /** `petrel sub -W`: the time ran out (mosquitto_sub's code for it). */
-  timedOut: 27
-} as const
+export { ExitCode }
 
 /** Flags common to pub and sub, with mosquitto_pub/mosquitto_sub spellings. */
 export const commonFlags = {

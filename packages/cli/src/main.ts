@@ -7,7 +7,9 @@ Commands:
   bench    load-test any broker (pub | sub | pubsub | conn)
   passwd   add or update a user in a password file
 
-Run 'petrel <command> --help' for the command's options.`
+Run 'petrel <command> --help' for the command's options and exit codes.
+Exit codes: 1 for bad options or arguments in every command (as mosquitto_pub and emqtt-bench);
+pub, sub and bench then share 2 connection failed, 3 not authorized, 4 failed once connected.`
 
 type Command = (argv: string[]) => Promise<number>
 

@@ -65,12 +65,12 @@ test('petrel broker: SIGHUP (a mosquitto user\'s reload) does not kill it: it sa
   assert.equal(await b.exited, 0)
 })
 
-test('petrel broker --config with an unknown key exits 2 naming the key and line', async () => {
+test('petrel broker --config with an unknown key exits 1 naming the key and line', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'petrel-cli-'))
   const cfg = join(dir, 'petrel.toml')
   writeFileSync(cfg, '[limits]\nmax_connections = 10\nmax_conections = 5\n')
   await assert.rejects(run(process.execPath, [bin, 'broker', '--config', cfg]), (err: { code?: number, stderr?: string }) => {
-    assert.equal(err.code, 2)
+    assert.equal(err.code, 1)
     assert.match(err.stderr ?? '', /petrel\.toml:3: limits\.max_conections: unknown key/)
     return true
   })

@@ -16,8 +16,11 @@ export interface PacketSink {
 export class BenchError extends Error {
   override readonly name = 'BenchError'
 
-  /** `cancelled`: the run ended first (Ctrl-C, --duration), which is no fault of the broker. */
-  constructor (message: string, readonly cancelled = false) {
+  /**
+   * `cancelled`: the run ended first (Ctrl-C, --duration), which is no fault of the broker;
+   * `notAuthorized`: the CONNACK refused the credentials (the exit code says so apart).
+   */
+  constructor (message: string, readonly cancelled = false, readonly notAuthorized = false) {
     super(message)
   }
 }
@@ -238,6 +241,11 @@ export function connackRefusal (connack: ConnackPacket, protocolVersion: Protoco
     : `connack: ${connackReturnCodeName(connack.reasonCode)} (${connack.reasonCode})`
 }
 
+/** A refusal for the credentials (as @petrel/client's NOT_AUTHORIZED): bad user name or password, not authorized, bad authentication method (5.0). */
+export function isAuthRefusal (reasonCode: number, protocolVersion: ProtocolVersion): boolean {
+  return protocolVersion === 5 ? reasonCode === 0x86 || reasonCode === 0x87 || reasonCode === 0x8c : reasonCode === 4 || reasonCode === 5
+}
+
 /**
  * Dials, sends CONNECT and waits for a successful CONNACK, all within `timeoutMs`; an abort of
  * `signal` ends it at once. Throws a BenchError; on any failure the socket is destroyed, so
@@ -259,7 +267,7 @@ export async function openConnection (target: Target, tls: TlsMaterial, connect:
     const left = Math.max(1, timeoutMs - (performance.now() - started))
     const connack = await conn.next('connack', left, { signal, budgetMs: timeoutMs })
     const refusal = connackRefusal(connack, connect.protocolVersion)
-    if (refusal !== undefined) throw new BenchError(refusal)
+    if (refusal !== undefined) throw new BenchError(refusal, false, isAuthRefusal(connack.reasonCode, connect.protocolVersion))
     return { conn, connack }
   } catch (err) {
     conn.socket.destroy()

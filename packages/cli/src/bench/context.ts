@@ -24,7 +24,7 @@ export class RunContext {
   /** Publishers and subscribers that got going, and those of them lost: pubsub fails when one side is all gone. */
   readonly publishers = { started: 0, lost: 0 }
   readonly subscribers = { started: 0, lost: 0 }
-  /** Why the run failed, beyond what the counters say (exit code 1). */
+  /** Why the run failed, beyond what the counters say (a failed run: exit code 2, 3 or 4). */
   readonly failures: string[] = []
   private readonly stopWaiters: (() => void)[] = []
   private readonly interruptWaiters: (() => void)[] = []
@@ -96,6 +96,7 @@ export class RunContext {
       if (err instanceof BenchError && err.cancelled) s.connectCancelled++
       else {
         s.connectFailed++
+        if (err instanceof BenchError && err.notAuthorized) s.connectNotAuthorized++
         s.error(describeError(err))
       }
       return undefined
@@ -137,7 +138,7 @@ export class RunContext {
     })
   }
 
-  /** Stops the run as failed: `reason` is printed with the summary and the exit code is 1. */
+  /** Stops the run as failed: `reason` is printed with the summary and the exit code says it failed. */
   fail (reason: string): void {
     if (!this.failures.includes(reason)) this.failures.push(reason)
     this.stop()

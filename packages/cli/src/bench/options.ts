@@ -118,12 +118,14 @@ subscribed cannot be known); 'pubsub' counts from the first message sent.
 Progress: one line redrawn in place on a terminal, a plain line per second otherwise.
 Ctrl-C (or SIGTERM) stops the run, also while it waits for what is in flight, and prints the
 summary; a second one exits at once, without it.
-Exit codes:
+Exit codes (as petrel pub and sub; a failed run says why under FAILED):
   0    the run completed, or was stopped by Ctrl-C/SIGTERM, with nothing failed; also when the
        reader of the output went away (| head): the run stops quietly
-  1    the run failed, said under FAILED (no connection could be made, every connection was lost,
-       a subscription failed, a broker limit it cannot meet, QoS 1/2 publishes left unacknowledged)
-  2    bad arguments
+  1    bad arguments (as mosquitto_pub and emqtt-bench)
+  2    no connection could be made (refused, unreachable, timed out, TLS failure)
+  3    no connection could be made: every one was refused for its credentials (-u/-P)
+  4    the run failed once connected (every connection was lost, a subscription failed, a broker
+       limit it cannot meet, QoS 1/2 publishes left unacknowledged)
   130  a second Ctrl-C (SIGINT)     143  a second SIGTERM`
 
 export { UsageError }

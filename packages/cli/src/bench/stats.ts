@@ -8,6 +8,8 @@ export class BenchStats {
   connectAttempts = 0
   connected = 0
   connectFailed = 0
+  /** Of connectFailed, those whose CONNACK refused the credentials. */
+  connectNotAuthorized = 0
   /** Handshakes still under way when the run ended (Ctrl-C, --duration): neither made nor failed. */
   connectCancelled = 0
   /** Established connections that ended without us asking. */

@@ -46,7 +46,7 @@ export interface BenchSummary {
   maxConnecting: number
   elapsedSeconds: number
   /**
-   * Why the run failed, empty when it did not (exit code 1 otherwise): no connection made,
+   * Why the run failed, empty when it did not (exit code 2, 3 or 4 otherwise): no connection made,
    * every connection lost, subscriptions refused, a limit of the broker's in the way.
    */
   failures: string[]

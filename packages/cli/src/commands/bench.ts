@@ -8,10 +8,7 @@ import type { ReceiveResult } from '../bench/sequence-tracker.js'
 import { runSub } from '../bench/sub.js'
 import { buildSummary, formatSummary } from '../bench/summary.js'
 import { prepareTransport } from '../bench/transport.js'
-
-/** 128 + the signal number, as a shell reports a process killed by it. */
-const EXIT_SIGINT = 130
-const EXIT_SIGTERM = 143
+import { ExitCode } from '../exit-code.js'
 
 async function runMode (ctx: RunContext): Promise<ReceiveResult | undefined> {
   switch (ctx.options.mode) {
@@ -49,11 +46,22 @@ function failuresOf (ctx: RunContext): string[] {
 }
 
 /**
+ * The exit code of a failed run, in the table pub and sub use: nothing connected is 2, or 3 when
+ * every refusal was for the credentials; a run that failed once connected is 4.
+ */
+function failureExitCode (ctx: RunContext): number {
+  const s = ctx.stats
+  if (s.connected > 0) return ExitCode.operation
+  return s.connectFailed > 0 && s.connectNotAuthorized === s.connectFailed ? ExitCode.notAuthorized : ExitCode.connection
+}
+
+/**
  * `petrel bench`: load-tests a broker and prints a summary (JSON with --json). Resolves to the
- * exit code: 0; 1 when the run failed (no connection made, every connection lost, a subscription
- * refused, a broker limit the run cannot meet, publishes left unacknowledged), said in the
- * summary; 2 on bad arguments. A second Ctrl-C or SIGTERM exits at once with 130 or 143, and no
- * summary; a reader that went away (EPIPE) ends the run quietly with 0.
+ * exit code (ExitCode, as pub and sub): 0; 1 on bad arguments; when the run failed, said in the
+ * summary: 2 no connection could be made, 3 every one refused for its credentials, 4 the run
+ * failed once connected (every connection lost, a subscription refused, a broker limit the run
+ * cannot meet, publishes left unacknowledged). A second Ctrl-C or SIGTERM exits at once with 130
+ * or 143, and no summary; a reader that went away (EPIPE) ends the run quietly with 0.
  */
 export async function run (argv: string[]): Promise<number> {
   let options: BenchOptions | undefined
@@ -63,11 +71,11 @@ export async function run (argv: string[]): Promise<number> {
     if (!(err instanceof UsageError)) throw err
     // The error and where the options are; the whole usage would push the error off screen.
     console.error(`petrel bench: ${err.message}\nRun 'petrel bench --help' for the options.`)
-    return 2
+    return ExitCode.usage
   }
   if (options === undefined) {
     console.log(usage)
-    return 0
+    return ExitCode.ok
   }
   let ctx: RunContext
   try {
@@ -75,7 +83,7 @@ export async function run (argv: string[]): Promise<number> {
   } catch (err) {
     // A certificate or key file that cannot be read: the message names the flag.
     console.error(`petrel bench: ${(err as Error).message}`)
-    return 2
+    return ExitCode.usage
   }
   // A reader that went away (petrel bench ... | head -1): stop quietly, as petrel sub does, with no
   // summary to write. Left attached: a write still under way may fail after the run.
@@ -93,7 +101,7 @@ export async function run (argv: string[]): Promise<number> {
   // the shell's code for death by that signal. Counted apart from ctx.stopping, which --duration sets.
   let signals = 0
   const onSignal = (signal: NodeJS.Signals): void => {
-    if (++signals > 1) process.exit(signal === 'SIGTERM' ? EXIT_SIGTERM : EXIT_SIGINT)
+    if (++signals > 1) process.exit(signal === 'SIGTERM' ? ExitCode.sigterm : ExitCode.sigint)
     ctx.interrupt()
   }
   process.on('SIGINT', onSignal)
@@ -123,6 +131,6 @@ export async function run (argv: string[]): Promise<number> {
       else console.log(formatSummary(summary))
     }
   }
-  if (outputGone !== undefined) return outputGone === 'EPIPE' ? 0 : 1
-  return failures.length > 0 ? 1 : 0
+  if (outputGone !== undefined) return outputGone === 'EPIPE' ? ExitCode.ok : ExitCode.operation
+  return failures.length > 0 ? failureExitCode(ctx) : ExitCode.ok
 }

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util'
 import {
   createBroker, isLoopback, loadConfig, startMetricsServer, type BrokerConfig, type BrokerOptions, type ListenerOptions
 } from '@petrel/broker'
+import { ExitCode } from '../exit-code.js'
 
 const usage = `petrel broker [options]
 
@@ -15,7 +16,10 @@ Options:
       --help           show this help
 
 SIGINT (Ctrl-C) or SIGTERM stops it gracefully (MQTT 5 clients get DISCONNECT 0x8B).
-SIGHUP does not reload the configuration (unlike mosquitto): restart to apply changes.`
+SIGHUP does not reload the configuration (unlike mosquitto): restart to apply changes.
+
+Exit codes: 0 stopped by SIGINT/SIGTERM; 1 bad options, a config file that cannot be used, or a
+listener that cannot start (address in use, certificate unusable).`
 
 /** `petrel broker`: runs until SIGINT/SIGTERM, then closes gracefully (SIGHUP does not stop it). Resolves to the exit code. */
 export async function run (argv: string[]): Promise<number> {
@@ -34,7 +38,7 @@ export async function run (argv: string[]): Promise<number> {
     }))
   } catch (err) {
     console.error(`petrel broker: ${(err as Error).message}\n\n${usage}`)
-    return 2
+    return ExitCode.usage
   }
   if (values.help === true) {
     console.log(usage)
@@ -46,7 +50,7 @@ export async function run (argv: string[]): Promise<number> {
       config = loadConfig(values.config)
     } catch (err) {
       console.error(`petrel broker: ${(err as Error).message}`)
-      return 2
+      return ExitCode.usage
     }
   }
   const listeners: ListenerOptions[] = config.listeners.length > 0 ? [...config.listeners] : [{ type: 'tcp' }]
@@ -55,7 +59,7 @@ export async function run (argv: string[]): Promise<number> {
     port = Number(values.port)
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       console.error(`petrel broker: --port must be 0..65535, got ${values.port}`)
-      return 2
+      return ExitCode.usage
     }
   }
   const first = listeners[0] as ListenerOptions
@@ -67,7 +71,7 @@ export async function run (argv: string[]): Promise<number> {
     broker = createBroker(options)
   } catch (err) {
     console.error(`petrel broker: ${(err as Error).message}`)
-    return 2
+    return ExitCode.usage
   }
   // Before anything is announced: a SIGTERM sent as soon as "listening on" is read must find the
   // handler in place, not the default action (killed, with no graceful close).
@@ -104,7 +108,8 @@ export async function run (argv: string[]): Promise<number> {
     stop()
     console.error(`petrel broker: ${(err as Error).message}`)
     await broker.close()
-    return 1
+    // An address in use or a certificate TLS cannot take: the options or the config must change.
+    return ExitCode.usage
   }
   const metrics = config.metrics === undefined ? undefined : await startMetricsServer(broker, config.metrics.host, config.metrics.port)
   console.log(`petrel broker listening on ${addresses.join(', ')}${metrics === undefined ? '' : ` (metrics on http://${config.metrics?.host ?? ''}:${metrics.port}/metrics)`}`)
@@ -112,7 +117,7 @@ export async function run (argv: string[]): Promise<number> {
   await stopRequested
   await broker.close()
   await metrics?.close()
-  return 0
+  return ExitCode.ok
 }
 
 /**

@@ -2,6 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { setPassword } from '@petrel/broker'
 import { readPassword } from '../read-password.js'
+import { ExitCode } from '../exit-code.js'
 
 const usage = `petrel passwd [-c] [--password <pw>] <file> <user>
 
@@ -11,7 +12,10 @@ Options:
   -c, --create          create the file if it does not exist
       --password <pw>   the password (otherwise asked for twice on the terminal, not
                         echoed; or the first line of stdin when it is a pipe)
-      --help            show this help`
+      --help            show this help
+
+Exit codes: 0 done; 1 bad arguments or the file could not be updated (as mosquitto_passwd);
+130 interrupted at the password prompt.`
 
 /** `petrel passwd`: resolves to the exit code. */
 export async function run (argv: string[]): Promise<number> {
@@ -24,7 +28,7 @@ export async function run (argv: string[]): Promise<number> {
     })
   } catch (err) {
     console.error(`petrel passwd: ${(err as Error).message}\n\n${usage}`)
-    return 2
+    return ExitCode.usage
   }
   const { values, positionals } = parsed
   if (values.help === true) {
@@ -34,7 +38,7 @@ export async function run (argv: string[]): Promise<number> {
   const [file, user] = positionals
   if (file === undefined || user === undefined || positionals.length > 2) {
     console.error(usage)
-    return 2
+    return ExitCode.usage
   }
   if (!existsSync(file) && values.create !== true) {
     console.error(`petrel passwd: ${file} does not exist (use -c to create it)`)
