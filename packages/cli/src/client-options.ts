@@ -367,11 +367,42 @@ const UNTRUSTED_CERTIFICATE = new Set([
   'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY'
 ])
 
+/** How a command spells the flags a TLS hint points to. */
+export interface TlsHintWords {
+  /** Turning TLS on. */
+  on: string
+  /** Turning it off. */
+  off: string
+  /** Trusting the broker's certificate. */
+  ca: string
+  /** Getting past a certificate that does not name the host. */
+  name: string
+}
+
+/** pub and sub (mosquitto_pub's flags). */
+const CLIENT_TLS_WORDS: TlsHintWords = {
+  on: 'add --cafile or use an mqtts:// -L URL',
+  off: 'mqtt://, no --cafile',
+  ca: 'give the CA that signed the broker\'s certificate with --cafile',
+  name: 'connect by a host name the certificate names, or --insecure to skip the host name check'
+}
+
 /**
  * What to try when a connection failed on its way to the CONNACK in a way that most often means
  * TLS on one side only (a broker's TLS port resets a plain CONNECT, a plain port resets a TLS
  * ClientHello) or a certificate the client cannot check; '' when nothing is more likely than another.
+ * `tls`: whether the client spoke TLS; `causeCode`: the socket's or TLS's error code.
  */
+export function tlsAdvice (tls: boolean, causeCode: string | undefined, message: string, words: TlsHintWords = CLIENT_TLS_WORDS): string {
+  if (causeCode !== undefined && UNTRUSTED_CERTIFICATE.has(causeCode)) return words.ca
+  if (causeCode === 'ERR_TLS_CERT_ALTNAME_INVALID') return words.name
+  const reset = causeCode === 'ECONNRESET' || causeCode === 'EPIPE' || /closed the connection|connection closed/.test(message)
+  if (tls && (reset || causeCode === 'EPROTO')) return `the TLS handshake failed: if this port speaks plain MQTT, connect without TLS: ${words.off}`
+  if (!tls && reset) return `it closed the connection before answering the CONNECT: if this port takes TLS, ${words.on}`
+  return ''
+}
+
+/** {@link tlsAdvice} in parentheses, for a client of `url`; '' when there is none. */
 function tlsHint (url: string, causeCode: string | undefined, message: string): string {
   let tls: boolean
   try {
@@ -380,12 +411,8 @@ function tlsHint (url: string, causeCode: string | undefined, message: string): 
   } catch {
     return ''
   }
-  if (causeCode !== undefined && UNTRUSTED_CERTIFICATE.has(causeCode)) return ' (give the CA that signed the broker\'s certificate with --cafile)'
-  if (causeCode === 'ERR_TLS_CERT_ALTNAME_INVALID') return ' (connect by a host name the certificate names, or --insecure to skip the host name check)'
-  const reset = causeCode === 'ECONNRESET' || causeCode === 'EPIPE' || /closed the connection|connection closed/.test(message)
-  if (tls && (reset || causeCode === 'EPROTO')) return ' (the TLS handshake failed: if this port speaks plain MQTT, connect without TLS: mqtt://, no --cafile)'
-  if (!tls && reset) return ' (it closed the connection before answering the CONNECT: if this port takes TLS, add --cafile or use an mqtts:// -L URL)'
-  return ''
+  const advice = tlsAdvice(tls, causeCode, message)
+  return advice === '' ? '' : ` (${advice})`
 }
 
 function safeHost (url: string): string {

@@ -379,7 +379,9 @@ test('TLS with a CA file, and username/password: refused without, accepted with'
   const refused = await bench(['pub', '--url', url, '--cafile', certs.caFile, '-c', '2', '-L', '10', '--json', '--quiet'])
   // As petrel pub: 3 when every connection was refused for its credentials, 2 when none could be made.
   assert.equal(refused.code, 3)
-  assert.deepEqual((JSON.parse(refused.stdout) as BenchSummary).errors, { 'connack: Not authorized (5)': 2 })
+  const refusedSummary = JSON.parse(refused.stdout) as BenchSummary
+  assert.deepEqual(refusedSummary.errors, { 'connack: Not authorized (5)': 2 })
+  assert.deepEqual(refusedSummary.failures, ['no connection could be made (see errors): the broker refused the credentials (check -u/-P, or the user in --url)'])
   const untrusted = await bench(['pub', '--url', url, '-u', 'alice', '-P', 'secret', '-L', '10', '--json', '--quiet'])
   assert.equal(untrusted.code, 2)
   assert.match(Object.keys((JSON.parse(untrusted.stdout) as BenchSummary).errors)[0] ?? '', /^connect: /)
@@ -390,6 +392,26 @@ test('TLS with a CA file, and username/password: refused without, accepted with'
   assert.equal(s.receive?.received, 1000)
   assert.equal(s.receive?.missing, 0)
   assertSaneLatency(s)
+})
+
+test('no connection for want of TLS, or with TLS to a plain port, or an unknown CA: the summary says what to try, as petrel pub does', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const certs = await makeTestCertificates()
+  const broker = await startMosquitto({ tls: { certFile: certs.certFile, keyFile: certs.keyFile, caFile: certs.caFile } })
+  t.after(() => broker.stop())
+  const cases = [
+    [['-S', '-p', String(broker.port)], /: the TLS handshake failed: if this port speaks plain MQTT, connect without TLS: no -S, --url mqtt:\/\/\.\.\.$/],
+    [['-p', String(broker.tlsPort)], /: it closed the connection before answering the CONNECT: if this port takes TLS, add -S \(or --url mqtts:\/\/\.\.\.\)$/],
+    [['--url', `mqtts://localhost:${broker.tlsPort ?? 0}`], /: give the CA that signed the broker's certificate with --cafile, or --insecure to skip the checks$/]
+  ] as const
+  const runs = await Promise.all(cases.map(async ([args]) => await bench(['pub', ...args, '-L', '10', '--json', '--quiet'])))
+  for (const [i, r] of runs.entries()) {
+    const [args, advice] = cases[i] as typeof cases[number]
+    assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code}\n${r.stderr}`)
+    const s = JSON.parse(r.stdout) as BenchSummary
+    assert.equal(s.failures.length, 1, `${args.join(' ')}: ${JSON.stringify(s.failures)}`)
+    assert.match(s.failures[0] ?? '', advice, `${args.join(' ')}: ${JSON.stringify(s.errors)}`)
+  }
 })
 
 test('against petrel broker: paced QoS 1 pubsub with %i/%c topics arrives whole', async (t) => {
@@ -508,7 +530,7 @@ test('no connection left: sub and conn against a dead port print a summary and e
     assert.equal(r.code, 2, `exit ${r.code}\n${r.stderr}`)
     const s = JSON.parse(r.stdout) as BenchSummary
     assert.deepEqual(s.errors, { 'connect: ECONNREFUSED': 2 })
-    assert.deepEqual(s.failures, ['no connection could be made (see errors)'])
+    assert.deepEqual(s.failures, [`no connection could be made (see errors): no broker is listening on 127.0.0.1:${port} (-h, -p, --url)`])
   }
 })
 

@@ -8,7 +8,16 @@ import type { ReceiveResult } from '../bench/sequence-tracker.js'
 import { runSub } from '../bench/sub.js'
 import { buildSummary, formatSummary } from '../bench/summary.js'
 import { prepareTransport } from '../bench/transport.js'
+import { tlsAdvice, type TlsHintWords } from '../client-options.js'
 import { ExitCode } from '../exit-code.js'
+
+/** The TLS hints of pub and sub, in bench's flags (-L is --limit here, and --insecure skips every check). */
+const BENCH_TLS_WORDS: TlsHintWords = {
+  on: 'add -S (or --url mqtts://...)',
+  off: 'no -S, --url mqtt://...',
+  ca: 'give the CA that signed the broker\'s certificate with --cafile, or --insecure to skip the checks',
+  name: 'connect by a host name the certificate names, or --insecure to skip the checks'
+}
 
 async function runMode (ctx: RunContext): Promise<ReceiveResult | undefined> {
   switch (ctx.options.mode) {
@@ -29,7 +38,7 @@ function failuresOf (ctx: RunContext): string[] {
   const out: string[] = []
   if (s.connected === 0) {
     // Handshakes cancelled by a Ctrl-C are the user's doing; cut short by --duration, the run measured nothing.
-    if (s.connectFailed > 0) out.push('no connection could be made (see errors)')
+    if (s.connectFailed > 0) out.push(`no connection could be made (see errors)${connectAdvice(ctx)}`)
     else if (!ctx.interrupted) out.push(s.connectAttempts === 0 ? 'no connection was attempted' : 'no connection was made before the run ended (a --duration too short?)')
   } else if (ctx.allLost) out.push('every connection was lost before the end of the run (see errors)')
   else if (ctx.options.mode === 'pubsub') {
@@ -43,6 +52,25 @@ function failuresOf (ctx: RunContext): string[] {
   }
   out.push(...ctx.failures)
   return out
+}
+
+/**
+ * What to try when no connection could be made, from the commonest reason (as pub and sub say
+ * it): ': ...', or '' when nothing is more likely than another.
+ */
+function connectAdvice (ctx: RunContext): string {
+  const s = ctx.stats
+  const t = ctx.options.target
+  if (s.connectNotAuthorized === s.connectFailed) return ': the broker refused the credentials (check -u/-P, or the user in --url)'
+  const top = [...s.errors].sort((a, b) => b[1] - a[1])[0]?.[0] ?? ''
+  const reason = /^(?:connect|connack): (.*)$/.exec(top)?.[1]
+  if (reason === undefined) return ''
+  if (reason === 'ECONNREFUSED') return `: no broker is listening on ${t.host}:${t.port} (-h, -p, --url)`
+  if (reason === 'ENOTFOUND') return `: unknown host '${t.host}'`
+  // Socket and TLS errors are reported by their code alone ("ECONNRESET"); others by a sentence.
+  const code = /^[A-Z][A-Z0-9_]+$/.test(reason) ? reason : undefined
+  const advice = tlsAdvice(t.protocol === 'mqtts' || t.protocol === 'wss', code, reason, BENCH_TLS_WORDS)
+  return advice === '' ? '' : `: ${advice}`
 }
 
 /**
