@@ -103,7 +103,7 @@ test('petrel pub -l sends what mosquitto_pub -l sends: split on LF only, CR kept
   assert.equal(got[1], got[0])
 })
 
-test('petrel sub --json: one object per line, binary payloads in base64, v5 properties', async (t) => {
+test('petrel sub --json: one object per line, the same keys on every line (binary payloads in base64, v5 properties)', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const s = start('node', [petrel, 'sub', '-p', port(), '-V', '5', '-t', 'json/x', '--json', '-C', '1'])
   const r = await untilExit(s, async () => await run('mosquitto_pub', ['-p', port(), '-V', 'mqttv5', '-t', 'json/x', '-m', 'text', '-D', 'publish', 'user-property', 'k', 'v']))
@@ -120,6 +120,11 @@ test('petrel sub --json: one object per line, binary payloads in base64, v5 prop
   const rb = await run('node', [petrel, 'sub', '-p', port(), '-t', 'json/bin', '--json', '-C', '1'])
   const o = JSON.parse(rb.stdout) as Record<string, unknown>
   assert.deepEqual([o.payload, o.encoding, o.retain], ['//4A', 'base64', true])
+  // One shape whatever the payload and version: a script need not check whether a key is there.
+  const keys = ['topic', 'payload', 'encoding', 'qos', 'retain', 'properties']
+  assert.deepEqual(Object.keys(text), keys)
+  assert.deepEqual(Object.keys(o), keys)
+  assert.deepEqual([text.encoding, o.properties], ['utf8', {}])
   await run('node', [petrel, 'pub', '-p', port(), '-t', 'json/bin', '-n', '-r', '-q', '1'])
 })
 

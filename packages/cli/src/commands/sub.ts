@@ -22,8 +22,11 @@ Output:
                      the local time (@Y-@m-@d @H:@M:@S, @s, @N nanoseconds, @@);
                      escapes \\n \\t \\\\ \\e
   --pretty           indent the JSON of --json, %j and %J
-  --json             one JSON object per line: topic, payload (utf8, or base64 with
-                     "encoding":"base64"), qos, retain, properties (those the publisher set)
+  --json             one JSON object per line, every line with the same keys: topic, payload,
+                     encoding ("utf8", or "base64" for a payload that is not UTF-8), qos,
+                     retain (true/false), properties ({}, or the MQTT 5 ones the publisher set).
+                     -F %j is mosquitto_sub's JSON instead: tst, topic, qos, retain (0/1),
+                     payloadlen, payload (the bytes as they came)
   -R                 do not print retained messages
   --retained-only    print only retained messages; exit at the first live one
   --remove-retained  clear each retained message received (publish an empty retained one)
@@ -222,21 +225,22 @@ function printer (format: MessageFormat | undefined, json: boolean, verbose: boo
   }
 }
 
+/**
+ * --json: one shape for every message, whatever its payload or protocol version, so that a
+ * script reads `encoding` and `properties` without checking that they are there.
+ */
 function jsonLine (m: Message, pretty: boolean): string {
   const text = m.payload.toString('utf8')
   const utf8 = Buffer.from(text, 'utf8').equals(m.payload)
   // Subscription identifiers are left out, as %S prints blank: the client assigns them itself
   // to route messages, so they say nothing about the message.
   const entries = Object.entries(m.properties ?? {}).filter(([k]) => k !== 'subscriptionIdentifiers')
-  const properties = entries.length === 0
-    ? undefined
-    : Object.fromEntries(entries.map(([k, v]) => [k, v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v]))
   return JSON.stringify({
     topic: m.topic,
     payload: utf8 ? text : m.payload.toString('base64'),
-    ...(utf8 ? {} : { encoding: 'base64' }),
+    encoding: utf8 ? 'utf8' : 'base64',
     qos: m.qos,
     retain: m.retain,
-    ...(properties === undefined ? {} : { properties })
+    properties: Object.fromEntries(entries.map(([k, v]) => [k, v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v]))
   }, null, pretty ? 2 : undefined)
 }
