@@ -107,8 +107,16 @@ test('options: emqtt-bench style flags, URL and protocol version', () => {
   assert.equal(e?.connRate, 250)
   assert.equal(e?.target.url, 'wss://127.0.0.1:8084/mqtt')
   assert.equal(parseOptions(['pub', '-S'])?.target.url, 'mqtts://127.0.0.1:8883')
-  assert.equal(parseOptions(['pub', '--count', '7'])?.limit, 7)
-  assert.throws(() => parseOptions(['pub', '-L', '1', '--count', '2']), UsageError)
+  // ... and its long names (MQTTX bench's too), in their meaning: --count is clients, --interval
+  // the milliseconds between connections, not messages.
+  const long = parseOptions(['pub', '--count', '7', '--interval', '20', '--interval_of_msg', '100', '--startnumber', '3', '-S', '--certfile', 'c.pem', '--keyfile', 'k.pem'])
+  assert.deepEqual([long?.clients, long?.connRate, long?.rate, long?.startIndex, long?.limit, long?.cert, long?.key], [7, 50, 10, 3, 0, 'c.pem', 'k.pem'])
+  assert.equal(parseOptions(['pub', '--message-interval', '250'])?.rate, 4)
+  for (const both of [['-c', '1', '--count', '2'], ['-i', '1', '--interval', '2'], ['-I', '1', '--interval_of_msg', '2'], ['--cert', 'a', '--certfile', 'b']]) {
+    assert.throws(() => parseOptions(['pub', ...both]), (err: unknown) => err instanceof UsageError && / is --[a-z-]+: give one of them$/.test(err.message), both.join(' '))
+  }
+  // Another tool's flag: said plainly, without Node's note on positionals after '--'.
+  assert.throws(() => parseOptions(['pub', '--retain']), (err: unknown) => err instanceof UsageError && err.message === "unknown option '--retain'")
   assert.throws(() => parseOptions(['pub', '-R', '1', '-i', '2']), UsageError)
   assert.throws(() => parseOptions(['pub', '--rate', '1', '-I', '2']), UsageError)
   assert.equal(parseOptions(['pub', '--help']), undefined)

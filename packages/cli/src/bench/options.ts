@@ -54,7 +54,9 @@ export interface BenchOptions {
 
 export const usage = `petrel bench <pub|sub|conn|pubsub> [options]
 
-Load-tests any MQTT broker, in the spirit of emqtt-bench (same short flags where they exist).
+Load-tests any MQTT broker, in the spirit of emqtt-bench: its flags mean the same here (-c and
+--count clients, -i and --interval ms between connections, -I and --interval_of_msg ms between
+messages, -L limit, -n/--startnumber, -S, --certfile/--keyfile), as do MQTTX bench's.
 
   pub      publishers send stamped messages
   sub      subscribers receive them, report latency, loss, duplicates, reordering
@@ -78,17 +80,20 @@ Target:
   -V, --protocol-version    3, 4, 5, mqttv31, mqttv311 or mqttv5 (default 4)
   -u, --username <name>     -P, --password <password>
   -k, --keepalive <s>       keepalive seconds (default 60)
-      --cafile <file>       --cert <file> --key <file> (together)  --insecure (skip certificate checks)
+      --cafile <file>       --cert <file> --key <file> (together; alias --certfile --keyfile)
+      --insecure            skip certificate checks
       --ifaddr <ip,ip,...>  source addresses, used in turn (past ~28k connections from one address)
 Load:
-  -c, --clients <n>         clients (publishers in pubsub) (default 1)
+  -c, --clients <n>         clients (publishers in pubsub) (default 1) (alias --count)
       --subs <n>            subscribers in pubsub (default 1)
   -R, --conn-rate <n>       connections per second (default 0: all at once; then connect times
                             include each handshake's wait in this process's own queue)
-  -i, --conn-interval <ms>  or: milliseconds between connections
+  -i, --conn-interval <ms>  or: milliseconds between connections (alias --interval)
       --max-connecting <n>  at most n connections being set up at once (default 0: no limit);
                             with -R 0 this measures the broker's sustained handshake rate
-  -I, --interval <ms>       milliseconds between messages of one publisher
+  -I, --message-interval <ms>  milliseconds between messages of one publisher (default: none,
+                            as fast as the broker takes them, where emqtt-bench sends one a
+                            second; alias --interval_of_msg)
       --rate <n>            or: messages per second per publisher (default 0: unlimited)
   -s, --size <bytes>        payload size (default 256; at least 24 to carry the stamp)
   -q, --qos <0|1|2>         QoS of publishes and subscriptions (default 0)
@@ -100,9 +105,10 @@ Load:
                             --warmup + --duration at most 24 days)
       --warmup <s>          run this long first, unmeasured: latency percentiles leave out what
                             arrived meanwhile (reported apart); --duration counts after it
-  -L, --limit <n>           messages per publisher (pub/pubsub) or per subscriber (sub) (alias --count)
+  -L, --limit <n>           messages per publisher (pub/pubsub) or per subscriber (sub)
       --prefix <prefix>     client id prefix (default petrel-bench-<pid>-); ids are <prefix><pub|sub|conn>-<index>
   -n, --start-number <n>    first client index (default 0), to run several processes side by side
+                            (alias --startnumber)
       --drain-timeout <s>   wait for QoS 1/2 acks and in-flight messages at the end (default 5)
 Output:
       --json                print the summary as JSON on stdout (progress goes to stderr)
@@ -150,7 +156,7 @@ const flags = {
   'conn-rate': { type: 'string', short: 'R' },
   'conn-interval': { type: 'string', short: 'i' },
   'max-connecting': { type: 'string' },
-  interval: { type: 'string', short: 'I' },
+  'message-interval': { type: 'string', short: 'I' },
   rate: { type: 'string' },
   size: { type: 'string', short: 's' },
   qos: { type: 'string', short: 'q' },
@@ -160,14 +166,40 @@ const flags = {
   duration: { type: 'string' },
   warmup: { type: 'string' },
   limit: { type: 'string', short: 'L' },
-  count: { type: 'string' },
   prefix: { type: 'string' },
   'start-number': { type: 'string', short: 'n' },
   'drain-timeout': { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean' },
-  help: { type: 'boolean' }
+  help: { type: 'boolean' },
+  // emqtt-bench's (and MQTTX bench's) long names, taken in their meaning: --count is the number
+  // of clients and --interval the time between connections there, not messages.
+  count: { type: 'string' },
+  interval: { type: 'string' },
+  interval_of_msg: { type: 'string' },
+  startnumber: { type: 'string' },
+  certfile: { type: 'string' },
+  keyfile: { type: 'string' }
 } as const
+
+type FlagValues = ReturnType<typeof parseArgs<{ options: typeof flags, allowPositionals: true, strict: true }>>['values']
+
+/** Alias -> the flag it stands for. */
+const ALIASES = {
+  count: 'clients', interval: 'conn-interval', interval_of_msg: 'message-interval', startnumber: 'start-number', certfile: 'cert', keyfile: 'key'
+} as const satisfies Partial<Record<keyof FlagValues, keyof FlagValues>>
+
+/** Copies each alias to its flag (the alias is not read after); both given is an error (which one was meant is not known). */
+function resolveAliases (v: FlagValues): FlagValues {
+  const out = { ...v }
+  for (const [alias, name] of Object.entries(ALIASES) as Array<[keyof typeof ALIASES, typeof ALIASES[keyof typeof ALIASES]]>) {
+    const value = out[alias]
+    if (value === undefined) continue
+    if (out[name] !== undefined) throw new UsageError(`--${alias} is --${name}: give one of them`)
+    out[name] = value
+  }
+  return out
+}
 
 const modes: readonly string[] = ['pub', 'sub', 'conn', 'pubsub']
 
@@ -275,10 +307,6 @@ function localAddresses (text: string | undefined): string[] {
   return list
 }
 
-function limit (l: string | undefined, count: string | undefined): number {
-  if (l !== undefined && count !== undefined) throw new UsageError('give either --limit or --count, not both')
-  return l !== undefined ? int('limit', l, 0, 0) : int('count', count, 0, 0)
-}
 
 /** Parses `petrel bench` arguments; returns undefined for --help, throws UsageError on bad input. */
 export function parseOptions (argv: string[]): BenchOptions | undefined {
@@ -286,9 +314,13 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
   try {
     parsed = parseArgs({ args: argv, options: flags, allowPositionals: true, strict: true })
   } catch (err) {
-    throw new UsageError((err as Error).message)
+    // Node adds a note on positionals after '--' to an unknown option (the mode is a positional):
+    // no help to someone who typed a flag of another tool.
+    const unknown = /^Unknown option '([^']*)'/.exec((err as Error).message)
+    throw new UsageError(unknown === null ? (err as Error).message : `unknown option '${unknown[1] ?? ''}'`)
   }
-  const { values: v, positionals } = parsed
+  const { positionals } = parsed
+  const v = resolveAliases(parsed.values)
   if (v.help === true) return undefined
   const mode = positionals[0]
   if (mode === undefined || !modes.includes(mode)) throw new UsageError(`expected a mode: pub, sub, conn or pubsub${mode === undefined ? '' : `, got '${mode}'`}`)
@@ -300,8 +332,8 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
     if (err instanceof UsageError) throw err
     throw new UsageError((err as Error).message)
   }
-  const interval = num('interval', v.interval, 0, 0)
-  if (v.rate !== undefined && v.interval !== undefined) throw new UsageError('give either --rate or --interval, not both')
+  const interval = num('message-interval', v['message-interval'], 0, 0)
+  if (v.rate !== undefined && v['message-interval'] !== undefined) throw new UsageError('give either --rate or -I/--message-interval, not both')
   const rate = v.rate !== undefined ? num('rate', v.rate, 0, 0) : interval > 0 ? 1000 / interval : 0
   const payloadSize = int('size', v.size, 256, 0, MAX_REMAINING_LENGTH)
   const qos = int('qos', v.qos, 0, 0, 2) as QoS
@@ -325,7 +357,7 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
     subTopic: v['sub-topic'] ?? subTopicDefault,
     duration,
     warmup,
-    limit: limit(v.limit, v.count),
+    limit: int('limit', v.limit, 0, 0),
     protocolVersion: protocolVersion(v['protocol-version']),
     keepAlive: int('keepalive', v.keepalive, 60, 0, 65535),
     username: v.username ?? target.username,
