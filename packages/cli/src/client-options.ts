@@ -342,7 +342,7 @@ export function describeError (err: unknown, url: string, connecting = false): {
   // What came back to our CONNECT could not be read as MQTT: most often another protocol on that
   // port ('HTTP/1.1 400' from a WebSocket listener reads as a PUBACK with reserved flags).
   if (connecting && (err.code === WireErrorCode.MALFORMED_PACKET || err.code === WireErrorCode.PROTOCOL_ERROR)) {
-    return { message: `Cannot connect to ${where}: its answer is not valid MQTT (another protocol on this port? a WebSocket listener takes -L ws://host:port/path): ${err.message}`, exitCode: ExitCode.connection }
+    return { message: `Cannot connect to ${where}: ${notMqttAdvice('-L ws://host:port/path')}: ${err.message}`, exitCode: ExitCode.connection }
   }
   switch (err.code) {
     case ClientErrorCode.CONNECTION_FAILED:
@@ -359,6 +359,14 @@ export function describeError (err: unknown, url: string, connecting = false): {
     case WireErrorCode.INVALID_PACKET: case ClientErrorCode.INVALID_ARGUMENT: return { message: `Bad argument: ${err.message}`, exitCode: ExitCode.usage }
     default: return { message: err.message, exitCode: ExitCode.operation }
   }
+}
+
+/**
+ * What to say when the answer to CONNECT could not be read as MQTT; `ws`: how the command asks
+ * for a WebSocket.
+ */
+export function notMqttAdvice (ws: string): string {
+  return `its answer is not valid MQTT (another protocol on this port? a WebSocket listener takes ${ws})`
 }
 
 /** Certificate checks that fail for want of the broker's CA (Node's codes, from OpenSSL's). */

@@ -422,6 +422,17 @@ test('no connection for want of TLS, or with TLS to a plain port, or an unknown 
   }
 })
 
+test('no connection because the port speaks HTTP (a WebSocket listener): the summary says so, as petrel pub does', async (t) => {
+  // What a WebSocket listener answers to bytes that are not an upgrade request.
+  const http = createServer((socket) => { socket.once('data', () => { socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n') }) })
+  await new Promise<void>((resolve) => { http.listen(0, '127.0.0.1', resolve) })
+  t.after(() => { http.close() })
+  const r = await bench(['conn', '-p', String((http.address() as { port: number }).port), '-c', '2', '--json', '--quiet'])
+  assert.equal(r.code, 2, `exit ${r.code}\n${r.stderr}`)
+  const s = JSON.parse(r.stdout) as BenchSummary
+  assert.deepEqual(s.failures, ['no connection could be made (see errors): its answer is not valid MQTT (another protocol on this port? a WebSocket listener takes --ws, or --url ws://host:port/path)'], JSON.stringify(s.errors))
+})
+
 test('against petrel broker: paced QoS 1 pubsub with %i/%c topics arrives whole', async (t) => {
   const child = spawn(process.execPath, [PETREL, 'broker', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
   children.add(child)

@@ -8,7 +8,7 @@ import type { ReceiveResult } from '../bench/sequence-tracker.js'
 import { runSub } from '../bench/sub.js'
 import { buildSummary, formatSummary } from '../bench/summary.js'
 import { prepareTransport } from '../bench/transport.js'
-import { tlsAdvice, type TlsHintWords } from '../client-options.js'
+import { notMqttAdvice, tlsAdvice, type TlsHintWords } from '../client-options.js'
 import { ExitCode } from '../exit-code.js'
 
 /** The TLS hints of pub and sub, in bench's flags (-L is --limit here, and --insecure skips every check). */
@@ -67,6 +67,8 @@ function connectAdvice (ctx: RunContext): string {
   if (reason === undefined) return ''
   if (reason === 'ECONNREFUSED') return `: no broker is listening on ${t.host}:${t.port} (-h, -p, --url)`
   if (reason === 'ENOTFOUND') return `: unknown host '${t.host}'`
+  // 'HTTP/1.1 400' from a WebSocket listener reads as a PUBACK with reserved flags.
+  if (/^decode: PETREL_ERR_(?:MALFORMED_PACKET|PROTOCOL_ERROR)/.test(reason)) return `: ${notMqttAdvice('--ws, or --url ws://host:port/path')}`
   // Socket and TLS errors are reported by their code alone ("ECONNRESET"); others by a sentence.
   const code = /^[A-Z][A-Z0-9_]+$/.test(reason) ? reason : undefined
   const advice = tlsAdvice(t.protocol === 'mqtts' || t.protocol === 'wss', code, reason, BENCH_TLS_WORDS)
