@@ -965,6 +965,22 @@ test('pubsub whose publishers are all lost fails, as pub does; a broker\'s Maxim
   assert.deepEqual(qos1.received.flat().filter((p) => p.type === 'publish'), [])
 })
 
+test('summary: a lone sub that received nothing says loss was not checked, not \'0 missing\'', () => {
+  const o = parseOptions(['sub', '-t', 'wrong/#'])
+  assert.ok(o !== undefined)
+  const s = new BenchStats()
+  s.connectAttempts = s.connected = 1
+  const r = buildSummary(o, s, s.startedAt + 2000, { reports: [], streams: 0 })
+  assert.equal(r.receive?.checked, 'none')
+  assert.match(formatSummary(r), /loss\s+not checked \(nothing received: is a publisher sending to the filter\?\)/)
+  // Something received: checked per publisher, counts with separators as the other lines.
+  s.received = 12_345
+  const rows = [{ run: 'r', publisher: 0, received: 12_345, missing: 23_456, duplicates: 0, outOfOrder: 0 }]
+  const got = buildSummary(o, s, s.startedAt + 2000, { reports: rows, streams: 1 })
+  assert.equal(got.receive?.checked, 'sequence')
+  assert.match(formatSummary(got), /loss\s+23,456 missing, 0 duplicated/)
+})
+
 test('summary: a steady rate reads as configured: N messages of a paced publisher span N - 1 intervals', () => {
   // 200 publishers at 1 msg/s for 3 s: each sends at 0, 1 and 2 s, so the 600 messages span 2 s.
   const o = parseOptions(['pubsub', '-c', '200', '--rate', '1'])

@@ -96,7 +96,7 @@ export interface BenchSummary {
     /**
      * How loss was checked: 'sequence' (per publisher, from the stamps), 'count' (payloads too
      * small for a stamp: received against sent, no duplicate or order check), or 'none'
-     * (`sub` with unstamped payloads: nothing to compare against).
+     * (`sub` that received nothing, or only unstamped payloads: nothing to compare against).
      */
     checked: 'sequence' | 'count' | 'none'
     /** Messages that carried no bench stamp (too short, or other traffic on the filter): not in latency or loss. */
@@ -170,7 +170,8 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
     const rows = result?.reports ?? []
     const latency = s.latency.summary()
     // pubsub knows the payload size; a lone `sub` can only tell from what arrived.
-    const stamped = o.mode === 'pubsub' ? o.payloadSize >= STAMP_BYTES : s.received === 0 || s.received > s.unstamped
+    // A lone `sub` that received nothing has no publisher to check: '0 missing' would read as a pass.
+    const stamped = o.mode === 'pubsub' ? o.payloadSize >= STAMP_BYTES : s.received > s.unstamped
     const checked = stamped ? 'sequence' : result?.expected !== undefined ? 'count' : 'none'
     summary.receive = {
       received,
@@ -279,12 +280,12 @@ export function formatSummary (r: BenchSummary): string {
       // A lone subscriber counts from the first message it saw of each publisher.
       const from = r.mode === 'sub' ? ', each from its first message seen' : ''
       const n = v.publisherCount
-      row('loss', `${v.missing} missing, ${v.duplicates} duplicated, ${v.outOfOrder} out of order (${n.toLocaleString('en-US')} publisher${n === 1 ? '' : 's'}${from})`)
+      row('loss', `${v.missing.toLocaleString('en-US')} missing, ${v.duplicates.toLocaleString('en-US')} duplicated, ${v.outOfOrder.toLocaleString('en-US')} out of order (${n.toLocaleString('en-US')} publisher${n === 1 ? '' : 's'}${from})`)
       if (v.sharedGroups > 0) row('', `shared subscriptions: each $share group counted as one receiver; order checked within each member only`)
     } else if (v.checked === 'count') {
-      row('loss', `${v.missing} missing by count (no per-publisher check: ${noStamps})`)
+      row('loss', `${v.missing.toLocaleString('en-US')} missing by count (no per-publisher check: ${noStamps})`)
     } else {
-      row('loss', `not checked (${noStamps})`)
+      row('loss', `not checked (${v.received === 0 ? 'nothing received: is a publisher sending to the filter?' : noStamps})`)
     }
     for (const p of v.publishers.filter((x) => x.missing + x.duplicates + x.outOfOrder > 0).slice(0, 10)) {
       row('', `publisher ${p.publisher} (run ${p.run}): ${p.received} received, ${p.missing} missing, ${p.duplicates} duplicated, ${p.outOfOrder} out of order`)
