@@ -115,6 +115,11 @@ test('options: emqtt-bench style flags, URL and protocol version', () => {
   for (const both of [['-c', '1', '--count', '2'], ['-i', '1', '--interval', '2'], ['-I', '1', '--interval_of_msg', '2'], ['--cert', 'a', '--certfile', 'b']]) {
     assert.throws(() => parseOptions(['pub', ...both]), (err: unknown) => err instanceof UsageError && / is --[a-z-]+: give one of them$/.test(err.message), both.join(' '))
   }
+  // emqtt-bench's %u: the user name, in -t and --sub-topic; without one it is an error, not a literal '%u'.
+  const u = parseOptions(['pubsub', '-u', 'alice', '-t', 'u/%u/%i', '--sub-topic', 'u/%u/#'])
+  assert.deepEqual([u?.topic, u?.subTopic], ['u/alice/%i', 'u/alice/#'])
+  assert.equal(parseOptions(['sub', '--url', 'mqtt://bob:pw@h', '-t', 'u/%u/#'])?.subTopic, 'u/bob/#')
+  assert.throws(() => parseOptions(['pub', '-t', 'u/%u']), (err: unknown) => err instanceof UsageError && /%u is the user name, and no -u/.test(err.message))
   // Another tool's flag: said plainly, without Node's note on positionals after '--'.
   assert.throws(() => parseOptions(['pub', '--retain']), (err: unknown) => err instanceof UsageError && err.message === "unknown option '--retain'")
   assert.throws(() => parseOptions(['pub', '-R', '1', '-i', '2']), UsageError)

@@ -22,7 +22,7 @@ export interface BenchOptions {
   rate: number
   payloadSize: number
   qos: QoS
-  /** Topic pattern of publishers (`%i` client index, `%c` client id). */
+  /** Topic pattern of publishers (`%i` client index, `%c` client id; `%u` is already the user name). */
   topic: string
   /** Topic filter pattern of subscribers. */
   subTopic: string
@@ -97,7 +97,8 @@ Load:
       --rate <n>            or: messages per second per publisher (default 0: unlimited)
   -s, --size <bytes>        payload size (default 256; at least 24 to carry the stamp)
   -q, --qos <0|1|2>         QoS of publishes and subscriptions (default 0)
-  -t, --topic <pattern>     publish topic, %i = client index, %c = client id (default bench/%i)
+  -t, --topic <pattern>     publish topic, %i = client index, %c = client id, %u = user name
+                            (default bench/%i)
       --sub-topic <filter>  subscription, same patterns (pubsub default: -t with each level that
                             holds %i or %c as +; in 'sub' mode -t sets it, default bench/#)
       --inflight <n>        QoS 1/2 window per publisher (default 100)
@@ -337,8 +338,16 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
   const rate = v.rate !== undefined ? num('rate', v.rate, 0, 0) : interval > 0 ? 1000 / interval : 0
   const payloadSize = int('size', v.size, 256, 0, MAX_REMAINING_LENGTH)
   const qos = int('qos', v.qos, 0, 0, 2) as QoS
-  const topic = v.topic ?? 'bench/%i'
-  const subTopicDefault = mode === 'sub' ? v.topic ?? 'bench/#' : filterOf(topic)
+  const username = v.username ?? target.username
+  // emqtt-bench's %u, the user name: the same for every client, so it is put in once, here.
+  const withUser = (pattern: string | undefined, flag: string): string | undefined => {
+    if (pattern === undefined || !pattern.includes('%u')) return pattern
+    if (username === undefined) throw new UsageError(`${flag} '${pattern}': %u is the user name, and no -u (or user in --url) was given`)
+    return pattern.replaceAll('%u', username)
+  }
+  const topicFlag = withUser(v.topic, '-t')
+  const topic = topicFlag ?? 'bench/%i'
+  const subTopicDefault = mode === 'sub' ? topicFlag ?? 'bench/#' : filterOf(topic)
   if ((v.cert === undefined) !== (v.key === undefined)) throw new UsageError(v.cert === undefined ? '--key needs --cert (the client certificate it goes with)' : '--cert needs --key (the private key of the client certificate)')
   const duration = seconds('duration', v.duration, 0)
   const warmup = seconds('warmup', v.warmup, 0)
@@ -354,13 +363,13 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
     payloadSize,
     qos,
     topic,
-    subTopic: v['sub-topic'] ?? subTopicDefault,
+    subTopic: withUser(v['sub-topic'], '--sub-topic') ?? subTopicDefault,
     duration,
     warmup,
     limit: int('limit', v.limit, 0, 0),
     protocolVersion: protocolVersion(v['protocol-version']),
     keepAlive: int('keepalive', v.keepalive, 60, 0, 65535),
-    username: v.username ?? target.username,
+    username,
     password: v.password ?? target.password,
     clientIdPrefix: v.prefix ?? `petrel-bench-${process.pid}-`,
     startIndex: int('start-number', v['start-number'], 0, 0, 0xffffffff),
