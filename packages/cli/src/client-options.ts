@@ -8,6 +8,7 @@ import { ClientErrorCode, type ClientOptions } from '@petrel/client'
 import { PetrelError, topicNameProblem, WireErrorCode, type ProtocolVersion, type QoS, type WillProperties } from '@petrel/wire'
 import { extractPropertyFlags, type PropertyFlags } from './property-flags.js'
 import { debugTrace } from './debug-trace.js'
+import { argsErrorMessage } from './args-error.js'
 import { ExitCode } from './exit-code.js'
 import { UsageError } from './usage-error.js'
 
@@ -445,7 +446,7 @@ export function parseCommandArgs<T extends ParseArgsConfig> (command: string, co
     properties = extracted.properties
     values = parseArgs({ ...config, args: extracted.rest }).values
   } catch (err) {
-    console.error(`petrel ${command}: ${(err as Error).message}\nRun 'petrel ${command} --help' for the options.`)
+    console.error(`petrel ${command}: ${argsErrorMessage(err)}\nRun 'petrel ${command} --help' for the options.`)
     return ExitCode.usage
   }
   if ((values as { help?: unknown }).help === true) {

@@ -2,6 +2,7 @@ import { isIP } from 'node:net'
 import { parseArgs } from 'node:util'
 import { parseSharedSubscription, topicFilterProblem, topicMatches, topicNameProblem, type ProtocolVersion, type QoS } from '@petrel/wire'
 import { parseTarget, type Target } from './target.js'
+import { argsErrorMessage } from '../args-error.js'
 import { UsageError } from '../usage-error.js'
 
 export type BenchMode = 'pub' | 'sub' | 'conn' | 'pubsub'
@@ -315,10 +316,7 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
   try {
     parsed = parseArgs({ args: argv, options: flags, allowPositionals: true, strict: true })
   } catch (err) {
-    // Node adds a note on positionals after '--' to an unknown option (the mode is a positional):
-    // no help to someone who typed a flag of another tool.
-    const unknown = /^Unknown option '([^']*)'/.exec((err as Error).message)
-    throw new UsageError(unknown === null ? (err as Error).message : `unknown option '${unknown[1] ?? ''}'`)
+    throw new UsageError(argsErrorMessage(err))
   }
   const { positionals } = parsed
   const v = resolveAliases(parsed.values)

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util'
 import {
   createBroker, isLoopback, loadConfig, startMetricsServer, type BrokerConfig, type BrokerOptions, type ListenerOptions
 } from '@petrel/broker'
+import { argsErrorMessage } from '../args-error.js'
 import { ExitCode } from '../exit-code.js'
 
 const usage = `petrel broker [options]
@@ -37,7 +38,7 @@ export async function run (argv: string[]): Promise<number> {
       strict: true
     }))
   } catch (err) {
-    console.error(`petrel broker: ${(err as Error).message}\n\n${usage}`)
+    console.error(`petrel broker: ${argsErrorMessage(err)}\n\n${usage}`)
     return ExitCode.usage
   }
   if (values.help === true) {

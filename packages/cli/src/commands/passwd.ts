@@ -2,6 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { setPassword } from '@petrel/broker'
 import { readPassword } from '../read-password.js'
+import { argsErrorMessage } from '../args-error.js'
 import { ExitCode } from '../exit-code.js'
 
 const usage = `petrel passwd [-c] [--password <pw>] <file> <user>
@@ -27,7 +28,7 @@ export async function run (argv: string[]): Promise<number> {
       options: { create: { type: 'boolean', short: 'c' }, password: { type: 'string' }, help: { type: 'boolean' } }
     })
   } catch (err) {
-    console.error(`petrel passwd: ${(err as Error).message}\n\n${usage}`)
+    console.error(`petrel passwd: ${argsErrorMessage(err)}\n\n${usage}`)
     return ExitCode.usage
   }
   const { values, positionals } = parsed
