@@ -438,6 +438,19 @@ test('no connection because the port speaks HTTP (a WebSocket listener): the sum
   assert.deepEqual(s.failures, ['no connection could be made (see errors): its answer is not valid MQTT (another protocol on this port? a WebSocket listener takes --ws, or --url ws://host:port/path)'], JSON.stringify(s.errors))
 })
 
+test('MQTT 3.1.1 against mosquitto\'s default max_inflight_messages (20): the default window loses nothing it was acked for', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  // The harness raises it to 100; a user's mosquitto has 20, and acks (PUBREC) then drops a QoS 2 PUBLISH past it.
+  const broker = await startMosquitto({ extraConfig: 'max_inflight_messages 20' })
+  t.after(() => broker.stop())
+  assert.equal(parseOptions(['pub'])?.inflight, 20)
+  assert.equal(parseOptions(['pub', '-V', '5'])?.inflight, 100)
+  const s = summaryOf(await bench(['pubsub', '-p', String(broker.port), '-q', '2', '-c', '3', '--subs', '2', '-L', '500', '--json', '--quiet']))
+  assert.equal(s.publish?.acked, 1500)
+  assert.equal(s.receive?.missing, 0, JSON.stringify(s.receive?.publishers))
+  assert.equal(s.receive?.received, 3000)
+})
+
 test('against petrel broker: paced QoS 1 pubsub with %i/%c topics arrives whole', async (t) => {
   const child = spawn(process.execPath, [PETREL, 'broker', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
   children.add(child)

@@ -40,6 +40,7 @@ export interface BenchOptions {
   clientIdPrefix: string
   /** First client index (to run several processes without clashing ids and topics). */
   startIndex: number
+  /** QoS 1/2 window per publisher (5.0: at most the broker's Receive Maximum). */
   inflight: number
   /** Source addresses, used in turn (--ifaddr); empty: the system picks. */
   localAddresses: string[]
@@ -102,7 +103,10 @@ Load:
                             (default bench/%i)
       --sub-topic <filter>  subscription, same patterns (pubsub default: -t with each level that
                             holds %i or %c as +; in 'sub' mode -t sets it, default bench/#)
-      --inflight <n>        QoS 1/2 window per publisher (default 100)
+      --inflight <n>        QoS 1/2 window per publisher (default 20 with MQTT 3.1.1 and 3.1, as
+                            libmosquitto: mosquitto acknowledges and drops a QoS 2 PUBLISH past
+                            its max_inflight_messages, 20 by default, and 3.1.1 cannot say so;
+                            100 with 5.0, at most the broker's Receive Maximum)
       --duration <s>        stop after this many seconds (default: until the limit or Ctrl-C;
                             --warmup + --duration at most 24 days)
       --warmup <s>          run this long first, unmeasured: latency percentiles leave out what
@@ -228,6 +232,16 @@ function protocolVersion (text: string | undefined): ProtocolVersion {
     case '3': case 'mqttv31': return 3
     default: throw new UsageError(`-V must be 3, 4, 5, mqttv31, mqttv311 or mqttv5, got '${text}'`)
   }
+}
+
+/**
+ * --inflight's default. 5.0 has Receive Maximum, which caps the window; 3.1.1 has nothing: a
+ * broker over its quota may drop what it acknowledges (mosquitto 2.0, past max_inflight_messages,
+ * 20 by default, answers a QoS 2 PUBLISH with PUBREC and discards it), which the run reports as
+ * loss. 20 is libmosquitto's window, and petrel pub's -M.
+ */
+function defaultInflight (version: ProtocolVersion): number {
+  return version === 5 ? 100 : 20
 }
 
 function connRate (rate: string | undefined, interval: string | undefined): number {
@@ -371,7 +385,7 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
     password: v.password ?? target.password,
     clientIdPrefix: v.prefix ?? `petrel-bench-${process.pid}-`,
     startIndex: int('start-number', v['start-number'], 0, 0, 0xffffffff),
-    inflight: int('inflight', v.inflight, 100, 1, 65535),
+    inflight: int('inflight', v.inflight, defaultInflight(protocolVersion(v['protocol-version'])), 1, 65535),
     localAddresses: localAddresses(v.ifaddr),
     cafile: v.cafile,
     cert: v.cert,
