@@ -999,6 +999,22 @@ test('summary: a lone sub that received nothing says loss was not checked, not \
   assert.match(formatSummary(got), /loss\s+23,456 missing, 0 duplicated/)
 })
 
+test('summary: QoS 1 messages acknowledged to every publisher and missing at the subscribers are said to be the broker\'s drops', () => {
+  const o = parseOptions(['pubsub', '-q', '1', '-c', '2'])
+  assert.ok(o !== undefined)
+  const s = new BenchStats()
+  s.connectAttempts = s.connected = 3
+  s.sent = s.acked = 2000
+  s.received = 1500
+  const rows = [{ run: 'r', publisher: 0, received: 700, missing: 300, duplicates: 0, outOfOrder: 0 },
+    { run: 'r', publisher: 1, received: 800, missing: 200, duplicates: 0, outOfOrder: 0 }]
+  const dropped = formatSummary(buildSummary(o, s, s.startedAt + 2000, { reports: rows, streams: 2 }))
+  assert.match(dropped, /loss\s+500 missing.*\n\s+every publish was acknowledged, so the broker dropped these after taking them: a queue limit/)
+  // Not all acknowledged (a publisher lost, a broker that never acks): nothing to say about where.
+  s.acked = 1900
+  assert.doesNotMatch(formatSummary(buildSummary(o, s, s.startedAt + 2000, { reports: rows, streams: 2 })), /every publish was acknowledged/)
+})
+
 test('summary: a steady rate reads as configured: N messages of a paced publisher span N - 1 intervals', () => {
   // 200 publishers at 1 msg/s for 3 s: each sends at 0, 1 and 2 s, so the 600 messages span 2 s.
   const o = parseOptions(['pubsub', '-c', '200', '--rate', '1'])

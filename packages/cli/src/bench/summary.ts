@@ -284,7 +284,14 @@ export function formatSummary (r: BenchSummary): string {
       if (v.sharedGroups > 0) row('', `shared subscriptions: each $share group counted as one receiver; order checked within each member only`)
     } else if (v.checked === 'count') {
       row('loss', `${v.missing.toLocaleString('en-US')} missing by count (no per-publisher check: ${noStamps})`)
-    } else {
+    }
+    // Loss at QoS 1/2 reads as the tool's or the protocol's fault unless it is said where it happened.
+    const p = r.publish
+    if (r.mode === 'pubsub' && r.qos > 0 && v.missing > 0 && p !== undefined && p.sent > 0 && p.acked === p.sent) {
+      row('', 'every publish was acknowledged, so the broker dropped these after taking them: a queue limit for a slow ' +
+        'subscriber (mosquitto: max_queued_messages, 1000 by default)? --inflight over its max_inflight_messages (3.1.1)? a lower QoS granted?')
+    }
+    if (v.checked === 'none') {
       row('loss', `not checked (${v.received === 0 ? 'nothing received: is a publisher sending to the filter?' : noStamps})`)
     }
     for (const p of v.publishers.filter((x) => x.missing + x.duplicates + x.outOfOrder > 0).slice(0, 10)) {
