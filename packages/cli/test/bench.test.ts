@@ -475,6 +475,26 @@ test('against petrel broker: paced QoS 1 pubsub with %i/%c topics arrives whole'
   assertSaneLatency(s)
 })
 
+test('MQTT 3.1.1 publishes over petrel broker\'s 1 MiB max_packet_size: the lost connections are explained', async (t) => {
+  const child = spawn(process.execPath, [PETREL, 'broker', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  children.add(child)
+  t.after(() => { child.kill('SIGKILL'); children.delete(child) })
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = ''
+    const timer = setTimeout(() => { reject(new Error(`petrel broker did not start: ${out}`)) }, 10_000)
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d
+      const m = /mqtt:\/\/127\.0\.0\.1:(\d+)/.exec(out)
+      if (m !== null) { clearTimeout(timer); resolve(Number(m[1])) }
+    })
+  })
+  const r = await bench(['pub', '-p', String(port), '-s', '2000000', '-q', '1', '-L', '3', '--json', '--quiet'])
+  assert.equal(r.code, 4, `exit ${r.code}\n${r.stderr}`)
+  const s = JSON.parse(r.stdout) as BenchSummary
+  assert.equal(s.failures.length, 1, JSON.stringify(s.failures))
+  assert.match(s.failures[0] ?? '', /^every connection was lost before the end of the run \(see errors\): PUBLISH packets of -s 2000000 are over 1 MiB.*-V 5 to be told the limit$/)
+})
+
 test('bench conn establishes N connections at the connection rate and reports connect times', async (t) => {
   const broker = await mosquitto(t)
   if (broker === undefined) return

@@ -40,11 +40,11 @@ function failuresOf (ctx: RunContext): string[] {
     // Handshakes cancelled by a Ctrl-C are the user's doing; cut short by --duration, the run measured nothing.
     if (s.connectFailed > 0) out.push(`no connection could be made (see errors)${connectAdvice(ctx)}`)
     else if (!ctx.interrupted) out.push(s.connectAttempts === 0 ? 'no connection was attempted' : 'no connection was made before the run ended (a --duration too short?)')
-  } else if (ctx.allLost) out.push('every connection was lost before the end of the run (see errors)')
+  } else if (ctx.allLost) out.push(`every connection was lost before the end of the run (see errors)${oversizeAdvice(ctx.options)}`)
   else if (ctx.options.mode === 'pubsub') {
     // One side all gone while the other holds on: nothing more is measured, as when all are lost.
     for (const [side, c] of [['publisher', ctx.publishers], ['subscriber', ctx.subscribers]] as const) {
-      if (c.started > 0 && c.lost === c.started) out.push(`every ${side} was lost before the end of the run (see errors)`)
+      if (c.started > 0 && c.lost === c.started) out.push(`every ${side} was lost before the end of the run (see errors)${side === 'publisher' ? oversizeAdvice(ctx.options) : ''}`)
     }
   }
   if (s.subscribeFailed > 0) {
@@ -73,6 +73,22 @@ function connectAdvice (ctx: RunContext): string {
   const code = /^[A-Z][A-Z0-9_]+$/.test(reason) ? reason : undefined
   const advice = tlsAdvice(t.protocol === 'mqtts' || t.protocol === 'wss', code, reason, BENCH_TLS_WORDS)
   return advice === '' ? '' : `: ${advice}`
+}
+
+/** A common broker limit on packet size: petrel broker's max_packet_size, EMQX's max_packet_size. */
+const COMMON_PACKET_LIMIT = 1024 * 1024
+
+/**
+ * Publishers lost under MQTT 3.1/3.1.1 with PUBLISH packets over 1 MiB: a broker that takes no
+ * packet that large can only close the connection (5.0 says its Maximum Packet Size in CONNACK,
+ * which the run checks up front); '' otherwise.
+ */
+function oversizeAdvice (o: BenchOptions): string {
+  if (o.protocolVersion === 5 || (o.mode !== 'pub' && o.mode !== 'pubsub')) return ''
+  // fixed header (up to 5) + topic length (2) + topic + packet id (2): the pattern's length is near enough
+  if (5 + 2 + Buffer.byteLength(o.topic) + 2 + o.payloadSize <= COMMON_PACKET_LIMIT) return ''
+  return `: PUBLISH packets of -s ${o.payloadSize} are over 1 MiB, a common broker limit (petrel broker's and EMQX's max_packet_size), ` +
+    'and an MQTT 3.1.1 broker can only close the connection on one: try a smaller -s, or -V 5 to be told the limit'
 }
 
 /**
