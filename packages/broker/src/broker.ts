@@ -328,8 +328,17 @@ export class Broker implements BrokerCore, ConnectionHost {
     // What it still held: a shared subscription's messages go to another member of the group
     // (4.8.2: SHOULD for QoS 1), except a QoS 2 one already sent, which no other client may get
     // [MQTT-4.8.2-5]; the rest end with the session, counted (QoS 0 promised nothing).
+    const now = this.now()
     for (const d of s.clear()) {
-      if (d.share !== undefined && !(d.qos === 2 && d.sent) && this.router.deliverShared(d.share, d.message, d.qos)) continue
+      if (d.share !== undefined && !(d.qos === 2 && d.sent)) {
+        // Held since it was published, it may have expired meanwhile: Session.deliver sends at
+        // once without checking (it takes messages just published) [MQTT-3.3.2-5].
+        if (d.message.expiresAt !== 0 && d.message.expiresAt <= now) {
+          this.stats.drop(DropReason.expired)
+          continue
+        }
+        if (this.router.deliverShared(d.share, d.message, d.qos)) continue
+      }
       if (d.qos > 0) this.stats.drop(DropReason.sessionEnded)
     }
     if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId)

@@ -181,7 +181,7 @@ export class Session {
    *
    * Sent now, its onward delivery starts as it arrives, so its lifetime has not passed
    * [MQTT-3.3.2-5]: every caller hands over a message just published or, from the retained
-   * store, one checked alive at that moment. Checking here dropped every message with a Message
+   * store or a shared member's ended session (Broker.endSession), one checked alive at that moment. Checking here dropped every message with a Message
    * Expiry Interval of 0 (a lifetime of 0 s, not "no expiry"), even for subscribers ready to
    * take it, while its publisher got PUBACK 0x00. Copies that wait (queued) are checked when
    * they leave the queue, so such a message reaches whoever can take it now, and nobody later.

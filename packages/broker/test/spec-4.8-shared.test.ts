@@ -146,3 +146,20 @@ test('shared subscription: a QoS 2 message already sent to a member whose sessio
     assert.equal(broker.stats.drops.session_ended, 1)
   })
 })
+
+test('shared subscription: a message that expired while a member held it is not handed to another member when that session ends [MQTT-3.3.2-5]', async () => {
+  await withBroker({ limits: { maxInflightMessages: 1 } }, async (broker) => {
+    const gone = await connected(broker, 5, { clientId: 'gone' })
+    await join(gone, '$share/g/exp', 1)
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send({ type: 'publish', topicName: 'exp', payload: Buffer.from('0'), qos: 1, retain: false, dup: false, packetId: 1, properties: { messageExpiryInterval: 1 } })
+    assert.equal(text((await gone.expect('publish')).payload), '0') // in flight, never acked
+    p.send({ type: 'publish', topicName: 'exp', payload: Buffer.from('1'), qos: 1, retain: false, dup: false, packetId: 2 })
+    await sleep(1200) // '0' has expired; '1' waits in the queue
+    const live = await connected(broker, 5, { clientId: 'live' })
+    await join(live, '$share/g/exp', 1)
+    gone.destroy()
+    assert.equal(text((await live.expect('publish')).payload), '1', 'the expired one goes to nobody; the live one to the other member')
+    assert.equal(broker.stats.drops.expired, 1)
+  })
+})
