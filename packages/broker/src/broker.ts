@@ -273,8 +273,11 @@ export class Broker implements BrokerCore, ConnectionHost {
       const willDelay = will.properties?.willDelayInterval ?? 0
       // [MQTT-3.1.3-9] the will waits min(Will Delay, Session Expiry); sent at once otherwise
       if (willDelay > 0 && s.expiryInterval > 0 && this.canHoldWill(will)) {
-        // its own copy: a view into the CONNECT's socket chunk would hold the whole chunk
-        s.delayedWill = { ...will, payload: Buffer.from(will.payload) }
+        // its own copy: a view into the CONNECT's socket chunk would hold the whole chunk (the
+        // Correlation Data too: a few bytes counted, the whole CONNECT kept alive)
+        const p = will.properties
+        const cd = p?.correlationData
+        s.delayedWill = { ...will, payload: Buffer.from(will.payload), properties: cd === undefined ? p : { ...p, correlationData: Buffer.from(cd) } }
         s.willAt = now + Math.min(willDelay, s.expiryInterval) * 1000
         this.delayedWillBytes += willCost(will)
       } else {

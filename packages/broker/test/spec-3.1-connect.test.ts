@@ -293,6 +293,21 @@ test('v5: delayed wills are bounded in bytes (max_delayed_will_bytes): connect/d
   })
 })
 
+test('v5: a delayed will holds its own Correlation Data, not a view into the CONNECT it came in (which max_delayed_will_bytes does not count)', async () => {
+  await withBroker({}, async (broker) => {
+    // a 4-byte correlation data read with a 40 KiB CONNECT: as a view it kept all 40 KiB alive for the will's delay
+    const will = { topicName: 'will/cd', payload: Buffer.from('x'), qos: 0 as const, retain: false, properties: { willDelayInterval: 3600, correlationData: Buffer.from('abcd') } }
+    const c = await connected(broker, 5, { clientId: 'cd', will, properties: { sessionExpiryInterval: 3600, userProperties: [['pad', 'p'.repeat(40 * 1024)]] } })
+    c.destroy()
+    await c.closedPromise
+    await sleep(50)
+    const cd = broker.sessions.get('cd')?.delayedWill?.properties?.correlationData
+    assert.ok(cd !== undefined)
+    assert.equal(Buffer.from(cd).toString(), 'abcd')
+    assert.ok(cd.buffer.byteLength < 16 * 1024, `the correlation data keeps ${cd.buffer.byteLength} bytes alive`)
+  })
+})
+
 test('v5: session expiry set on DISCONNECT after 0 on CONNECT is a protocol error [MQTT-3.14.2-2]', async () => {
   await withBroker({}, async (broker) => {
     const c = await connected(broker, 5, { clientId: 'e' })
