@@ -201,7 +201,7 @@ export class Connection implements Transport {
   private checkBacklog (): void {
     if (!this.blocked || this.outputPaused || this.stream.destroyed) return
     const limits = this.host.limits
-    if (this.stream.writableLength <= limits.writeHighWaterMark + limits.maxPacketSize) return
+    if (this.stream.writableLength <= this.highWaterMark + limits.maxPacketSize) return
     this.outputPaused = true
     this.stream.pause()
   }

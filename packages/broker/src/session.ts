@@ -169,11 +169,13 @@ export class Session {
    * alone let 100 unacknowledged 15 MB messages pin 1.5 GB for one subscriber. A message goes
    * when nothing is in flight, however large, so no size can block a session for ever.
    */
-  private hasRoom (out: SessionOutlet, qos: QoS, size: number): boolean {
+  /** Room in flight for `message` (undefined: for one more of no size). Its size is read only if needed. */
+  private hasRoom (out: SessionOutlet, qos: QoS, message: Message | undefined): boolean {
     if (qos === 0) return true
     if (this.inflightCount >= out.sendQuota) return false
+    if (this.inflightBytes === 0) return true
     const max = this.host.limits.maxInflightBytes
-    return max === 0 || this.inflightBytes === 0 || this.inflightBytes + size <= max
+    return max === 0 || this.inflightBytes + (message?.size ?? 0) <= max
   }
 
   /**
@@ -181,14 +183,15 @@ export class Session {
    *
    * Sent now, its onward delivery starts as it arrives, so its lifetime has not passed
    * [MQTT-3.3.2-5]: every caller hands over a message just published or, from the retained
-   * store or a shared member's ended session (Broker.endSession), one checked alive at that moment. Checking here dropped every message with a Message
-   * Expiry Interval of 0 (a lifetime of 0 s, not "no expiry"), even for subscribers ready to
-   * take it, while its publisher got PUBACK 0x00. Copies that wait (queued) are checked when
+   * store or a shared member's ended session (Broker.endSession), one checked alive at that
+   * moment. Checking here dropped every message with a Message Expiry Interval of 0 (a lifetime
+   * of 0 s, not "no expiry"), even for subscribers ready to take it, while its publisher got
+   * PUBACK 0x00. Copies that wait (queued) are checked when
    * they leave the queue, so such a message reaches whoever can take it now, and nobody later.
    */
   deliver (message: Message, qos: QoS, retain: boolean, subIds: number[] | undefined, budget: FilterBudget | undefined): void {
     const out = this.outlet
-    if (out !== undefined && this.queueLength === 0 && out.writable && this.hasRoom(out, qos, message.size)) {
+    if (out !== undefined && this.queueLength === 0 && out.writable && this.hasRoom(out, qos, message)) {
       this.transmit(out, message, qos, retain, subIds, undefined, budget?.share)
       return
     }
@@ -234,7 +237,7 @@ export class Session {
    */
   ready (qos: QoS): boolean {
     const out = this.outlet
-    return out !== undefined && this.queueLength === 0 && out.writable && this.hasRoom(out, qos, 0)
+    return out !== undefined && this.queueLength === 0 && out.writable && this.hasRoom(out, qos, undefined)
   }
 
   /** Whether a publisher should wait for this session: it is behind, but still making progress. */
@@ -278,7 +281,7 @@ export class Session {
     const before = this.queueHead
     while (this.queueHead < q.length && out.writable) {
       const d = q[this.queueHead] as Delivery
-      if (!this.hasRoom(out, d.qos, d.message.size)) break
+      if (!this.hasRoom(out, d.qos, d.message)) break
       q[this.queueHead++] = undefined as unknown as Delivery
       this.release(d)
       if (d.message.expiresAt !== 0 && d.message.expiresAt <= now) {

@@ -35,12 +35,16 @@ export class SocketReader {
         this.#wake = () => { clearTimeout(timer); this.#wake = undefined; resolve() }
       })
     }
-    const all = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#length)
-    const out = all.subarray(0, n)
-    const rest = all.subarray(n)
-    this.#chunks = rest.length > 0 ? [rest] : []
-    this.#length = rest.length
-    return out
+    // join only the chunks that cover n bytes: a small read off a large backlog copies little
+    let k = 0
+    let covered = 0
+    while (covered < n) covered += this.#chunks[k++]!.length
+    const head = k === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks.slice(0, k), covered)
+    const rest = this.#chunks.slice(k)
+    if (covered > n) rest.unshift(head.subarray(n))
+    this.#chunks = rest
+    this.#length -= n
+    return head.subarray(0, n)
   }
 
   /** Resolves when the socket has closed; rejects after `timeoutMs`. */
