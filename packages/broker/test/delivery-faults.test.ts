@@ -7,31 +7,12 @@ import assert from 'node:assert/strict'
 import mqtt from 'mqtt'
 import { connect, type MqttClient } from '@petrel/client'
 import { createBroker } from '@petrel/broker'
-import { FaultProxy, waitFor, withTimeout } from '@petrel/test-utils'
+import { FaultProxy, progressCutter, waitFor, withTimeout } from '@petrel/test-utils'
 import { sleep } from './helpers.js'
 
 const N_PETREL = 10_000
 const CUTS = 20
 const fast = { backoff: { initialDelayMs: 20, maxDelayMs: 200 }, connectTimeoutMs: 3000 }
-
-/**
- * `cuts` cut points at random distinct progress marks in 1..n-1: `check(progress)` cuts every
- * connection through `proxy` once per mark passed, so every cut falls inside the transfer.
- */
-function progressCutter (proxy: FaultProxy, n: number, cuts: number): { check: (progress: number) => void, made: () => number } {
-  const marks = new Set<number>()
-  while (marks.size < cuts) marks.add(1 + Math.floor(Math.random() * (n - 1)))
-  const sorted = [...marks].sort((a, b) => a - b)
-  let next = 0
-  return {
-    check: (progress) => {
-      let due = false
-      while (next < sorted.length && progress >= (sorted[next] as number)) { next++; due = true }
-      if (due) setImmediate(() => { proxy.cut() })
-    },
-    made: () => next
-  }
-}
 
 /** What a subscriber saw: every payload in arrival order. */
 interface Received { order: number[], counts: Map<number, number> }

@@ -79,6 +79,22 @@ async function mosquitto (t: TestContext): Promise<Mosquitto | undefined> {
   return broker
 }
 
+/** Starts `petrel broker` on an ephemeral port (killed after the test); resolves with its port. */
+async function petrelBroker (t: TestContext): Promise<number> {
+  const child = spawn(process.execPath, [PETREL, 'broker', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  children.add(child)
+  t.after(() => { child.kill('SIGKILL'); children.delete(child) })
+  return await new Promise<number>((resolve, reject) => {
+    let out = ''
+    const timer = setTimeout(() => { reject(new Error(`petrel broker did not start: ${out}`)) }, 10_000)
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d
+      const m = /mqtt:\/\/127\.0\.0\.1:(\d+)/.exec(out)
+      if (m !== null) { clearTimeout(timer); resolve(Number(m[1])) }
+    })
+  })
+}
+
 function assertSaneLatency (s: BenchSummary): void {
   const l = s.receive?.latencyMs
   assert.ok(l !== null && l !== undefined, 'latency reported')
@@ -452,18 +468,7 @@ test('MQTT 3.1.1 against mosquitto\'s default max_inflight_messages (20): the de
 })
 
 test('against petrel broker: paced QoS 1 pubsub with %i/%c topics arrives whole', async (t) => {
-  const child = spawn(process.execPath, [PETREL, 'broker', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  children.add(child)
-  t.after(() => { child.kill('SIGKILL'); children.delete(child) })
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = ''
-    const timer = setTimeout(() => { reject(new Error(`petrel broker did not start: ${out}`)) }, 10_000)
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      out += d
-      const m = /mqtt:\/\/127\.0\.0\.1:(\d+)/.exec(out)
-      if (m !== null) { clearTimeout(timer); resolve(Number(m[1])) }
-    })
-  })
+  const port = await petrelBroker(t)
   // Subscriber i listens on its own publisher's topic (index and client id in the name).
   const s = summaryOf(await bench(['pubsub', '-p', String(port), '-c', '2', '--subs', '2', '-q', '1', '--prefix', 'pt-',
     '-t', 'pt/%i/pt-pub-%i', '--sub-topic', 'pt/%i/+', '-L', '2000', '--rate', '4000', '-V', '5', '--json']))
@@ -476,18 +481,7 @@ test('against petrel broker: paced QoS 1 pubsub with %i/%c topics arrives whole'
 })
 
 test('MQTT 3.1.1 publishes over petrel broker\'s 1 MiB max_packet_size: the lost connections are explained', async (t) => {
-  const child = spawn(process.execPath, [PETREL, 'broker', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  children.add(child)
-  t.after(() => { child.kill('SIGKILL'); children.delete(child) })
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = ''
-    const timer = setTimeout(() => { reject(new Error(`petrel broker did not start: ${out}`)) }, 10_000)
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      out += d
-      const m = /mqtt:\/\/127\.0\.0\.1:(\d+)/.exec(out)
-      if (m !== null) { clearTimeout(timer); resolve(Number(m[1])) }
-    })
-  })
+  const port = await petrelBroker(t)
   const r = await bench(['pub', '-p', String(port), '-s', '2000000', '-q', '1', '-L', '3', '--json', '--quiet'])
   assert.equal(r.code, 4, `exit ${r.code}\n${r.stderr}`)
   const s = JSON.parse(r.stdout) as BenchSummary

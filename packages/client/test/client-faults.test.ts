@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
 import assert from 'node:assert/strict'
 import { encode, type ConnectPacket, type ConnectProperties, type Packet, type PetrelError } from '@petrel/wire'
-import { FaultProxy, hasProgram, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
+import { FaultProxy, hasProgram, progressCutter, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
 import { connect, createClient, type MqttClient, type ClientOptions, type ReconnectEvent, type Subscription } from '../src/index.js'
 import { disconnectReason, scriptedBroker, type ScriptedLink } from './scripted-broker.js'
 
@@ -16,27 +16,6 @@ after(async () => { await broker?.stop() })
 
 const fast: ClientOptions = { backoff: { initialDelayMs: 20, maxDelayMs: 200 }, connectTimeoutMs: 3000 }
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
-
-/**
- * 20 cut points at random distinct progress marks in 1..n-1: `check(progress)` cuts every
- * connection through `proxy` once per mark passed. Cutting on progress (not on a timer) puts every
- * cut inside the transfer however fast the machine is.
- */
-function progressCutter (proxy: FaultProxy, n: number, cuts: number): { check: (progress: number) => void, made: () => number } {
-  const marks = new Set<number>()
-  while (marks.size < cuts) marks.add(1 + Math.floor(Math.random() * (n - 1)))
-  const sorted = [...marks].sort((a, b) => a - b)
-  let next = 0
-  return {
-    check: (progress) => {
-      let due = false
-      while (next < sorted.length && progress >= (sorted[next] as number)) { next++; due = true }
-      // One cut per callback even if several marks were passed: the connections are gone after the first.
-      if (due) setImmediate(() => { proxy.cut() })
-    },
-    made: () => next
-  }
-}
 
 for (const [qos, pubV, subV, label] of [[1, 4, 5, 'no loss'], [2, 5, 4, 'exactly once'], [2, 4, 5, 'exactly once']] as const) {
   test(`10,000 QoS ${qos} messages across 20 random cuts (publisher v${pubV}, subscriber v${subV}): ${label}`, { timeout: 90_000 }, async (t) => {
