@@ -613,7 +613,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   /**
    * Reconnects now: ends a `disconnect()`, skips a backoff wait (the one under way, or the next
    * when called from a `disconnect`, `error` or `reconnect` listener), or drops the current link
-   * and dials again.
+   * and dials again. Called on every `error`, it dials without any backoff against a broker that
+   * keeps refusing: leave retries to the supervisor unless something has changed.
    */
   reconnect (): void {
     if (this.closed || this.closing) return
