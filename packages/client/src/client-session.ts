@@ -18,6 +18,7 @@ export interface ClientSessionOptions {
   protocolVersion: ProtocolVersion
   /** QoS 1/2 publishes in flight at once; under v5 also capped by the broker's Receive Maximum. Default 100. */
   inflightWindow?: number | undefined
+  inflightWindowQos2?: number | undefined
   /** Requests waiting for the wire (not yet in flight). Default 1,000. */
   maxQueuedMessages?: number | undefined
   /** Bytes of encoded packets waiting for the wire. Default 16 MiB. */
@@ -322,6 +323,9 @@ export class ClientSession implements InboundAckSink {
   private readonly inflight = new Map<number, PublishRequest>()
   /** Of `inflight`, how many were written on this connection and not completed (the window). */
   private onWire = 0
+  /** Of `onWire`, the QoS 2 ones, held to `windowQos2`. */
+  private onWireQos2 = 0
+  private readonly windowQos2: number
   /**
    * Set when new QoS 1/2 traffic found the window full: it then waits until `refillSlack`
    * places are free rather than going out one ack at a time. On a fast link acks arrive a few
@@ -384,6 +388,11 @@ export class ClientSession implements InboundAckSink {
     this.out = out
     this.now = options.now
     this.window = options.inflightWindow ?? 100
+    // 3.1.1 has no Receive Maximum to learn the broker's limit, and mosquitto (max_inflight_messages,
+    // default 20) answers a QoS 2 PUBLISH past it with PUBREC and then discards it: 1,000 fired at
+    // once against a stock mosquitto were all acknowledged and 200 delivered. Under 5.0 its
+    // Receive Maximum (20) caps the window instead.
+    this.windowQos2 = options.inflightWindowQos2 ?? (this.v5 ? 65535 : 20)
     this.maxQueued = options.maxQueuedMessages ?? 1000
     this.maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024
     this.policy = options.queuePolicy ?? 'block'
@@ -393,6 +402,7 @@ export class ClientSession implements InboundAckSink {
     this.unroutedManualAck = options.unroutedManualAck ?? false
     this.bucket = options.throttle === undefined ? undefined : new TokenBucket(options.throttle, options.now())
     if (!(this.window >= 1 && this.window <= 65535)) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'inflightWindow must be 1..65535')
+    if (!(this.windowQos2 >= 1 && this.windowQos2 <= 65535)) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'inflightWindowQos2 must be 1..65535')
   }
 
   // --- introspection -----------------------------------------------------------------------
@@ -444,6 +454,7 @@ export class ClientSession implements InboundAckSink {
     this.connected = true
     this.writable = true
     this.onWire = 0
+    this.onWireQos2 = 0
     this.inboundUnanswered = 0 // the broker's quota starts again with the connection (§4.9)
 
     if (connack.sessionPresent) {
@@ -524,6 +535,7 @@ export class ClientSession implements InboundAckSink {
     this.connected = false
     this.writable = false
     this.onWire = 0
+    this.onWireQos2 = 0
     this.inboundUnanswered = 0
     this.resend = []
     this.resendIndex = 0
@@ -1163,7 +1175,10 @@ export class ClientSession implements InboundAckSink {
   private complete (req: PublishRequest, reasonCode: number, properties: AckProperties | undefined): void {
     this.inflight.delete(req.packetId)
     this.ids.release(req.packetId)
-    if (req.sentEpoch === this.epoch && this.onWire > 0) this.onWire--
+    if (req.sentEpoch === this.epoch && this.onWire > 0) {
+      this.onWire--
+      if (req.qos === 2 && this.onWireQos2 > 0) this.onWireQos2--
+    }
     this.counters.publishesAcked++
     if (reasonCode >= 0x80) {
       this.settle(req, undefined, clientError(ClientErrorCode.PUBLISH_FAILED,
@@ -1278,6 +1293,7 @@ export class ClientSession implements InboundAckSink {
         if (this.onWire >= this.effectiveWindow) break
         const req = this.resend[this.resendIndex] as PublishRequest
         if (req.state !== RState.Inflight) { this.resendIndex++; continue }
+        if (req.qos === 2 && this.onWireQos2 >= this.windowQos2) break
         const refused = req.released ? undefined : this.limitError(req)
         if (refused !== undefined) {
           // The broker's limits are lower than on the link it was sent on (Maximum Packet Size
@@ -1296,6 +1312,7 @@ export class ClientSession implements InboundAckSink {
         this.resendIndex++
         req.sentEpoch = this.epoch
         this.onWire++
+        if (req.qos === 2) this.onWireQos2++
         this.counters.publishesReplayed++
         if (req.released) {
           this.out.write(pubrelBytes(req.packetId, 0))
@@ -1310,6 +1327,7 @@ export class ClientSession implements InboundAckSink {
       if (req.state !== RState.Queued) { this.pending.shift(); continue }
       if (req.qos > 0) {
         if (this.onWire >= this.effectiveWindow) { this.windowFull = true; break }
+        if (req.qos === 2 && this.onWireQos2 >= this.windowQos2) break
         if (this.windowFull) {
           if (this.onWire > this.effectiveWindow - this.refillSlack) break
           this.windowFull = false
@@ -1359,6 +1377,7 @@ export class ClientSession implements InboundAckSink {
         req.sentEpoch = this.epoch
         this.inflight.set(id, req)
         this.onWire++
+        if (req.qos === 2) this.onWireQos2++
         if (!this.out.write(bytes)) this.writable = false
       }
     }

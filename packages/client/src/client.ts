@@ -193,6 +193,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     this.session = new ClientSession({
       protocolVersion: this.protocolVersion,
       inflightWindow: options.inflightWindow,
+      inflightWindowQos2: options.inflightWindowQos2,
       maxQueuedMessages: options.maxQueuedMessages,
       maxQueuedBytes: options.maxQueuedBytes,
       queuePolicy: options.queuePolicy,

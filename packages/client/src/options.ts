@@ -102,6 +102,12 @@ export interface ClientOptions {
   servers?: string[]
   /** QoS 1/2 publishes in flight at once (under v5 also capped by the broker's Receive Maximum). Default 100. */
   inflightWindow?: number
+  /**
+   * Of those, QoS 2 publishes in flight at once. Default: 20 under MQTT 3.1.1 / 3.1, where the
+   * broker cannot tell us its limit and mosquitto (max_inflight_messages, default 20) acknowledges
+   * a QoS 2 PUBLISH past it and then discards it; no further limit under 5.0 (Receive Maximum).
+   */
+  inflightWindowQos2?: number
   /** Publishes waiting for the wire. Default 1,000. */
   maxQueuedMessages?: number
   /** Bytes waiting for the wire. Default 16 MiB. */

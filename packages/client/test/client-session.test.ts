@@ -150,6 +150,34 @@ test('v5: the window is min(inflightWindow, broker Receive Maximum)', () => {
   assert.equal(publishes(x.take()).length, 2)
 })
 
+test('3.1.1: at most 20 QoS 2 publishes in flight by default (mosquitto drops past its max_inflight_messages 20), in order, QoS 1 not held; 5.0 leaves it to Receive Maximum', () => {
+  const x = harness({ protocolVersion: 4 })
+  x.up()
+  for (let i = 0; i < 25; i++) x.pub(`q2-${i}`, 2)
+  x.pub('q1', 1)
+  let w = publishes(x.take())
+  assert.deepEqual(w.map((p) => p.payload.toString()), Array.from({ length: 20 }, (_, i) => `q2-${i}`))
+  // PUBREC leaves the message in flight: the broker holds it until PUBREL
+  x.session.handlePacket({ type: 'pubrec', packetId: w[0]?.packetId as number })
+  assert.equal(publishes(x.take()).length, 0)
+  x.session.handlePacket({ type: 'pubcomp', packetId: w[0]?.packetId as number })
+  assert.deepEqual(publishes(x.take()).map((p) => p.payload.toString()), ['q2-20'])
+  for (const p of w.slice(1)) {
+    x.session.handlePacket({ type: 'pubrec', packetId: p.packetId as number })
+    x.session.handlePacket({ type: 'pubcomp', packetId: p.packetId as number })
+  }
+  w = publishes(x.take())
+  assert.deepEqual(w.map((p) => p.payload.toString()), ['q2-21', 'q2-22', 'q2-23', 'q2-24', 'q1'])
+  const v5 = harness({ protocolVersion: 5 })
+  v5.up()
+  for (let i = 0; i < 25; i++) v5.pub(String(i), 2)
+  assert.equal(publishes(v5.take()).length, 25)
+  const set = harness({ protocolVersion: 4, inflightWindowQos2: 3 })
+  set.up()
+  for (let i = 0; i < 5; i++) set.pub(String(i), 2)
+  assert.equal(publishes(set.take()).length, 3)
+})
+
 test('replay with session present: same ids, DUP=1, windowed (not one at a time), PUBREL past PUBREC', () => {
   const x = harness({ inflightWindow: 3 })
   x.up()

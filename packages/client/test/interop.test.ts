@@ -35,3 +35,25 @@ for (const v of [4, 5] as const) {
     }
   })
 }
+
+test('MQTT 3.1.1 against mosquitto\'s default max_inflight_messages (20): 1,000 QoS 2 publishes fired at once all arrive exactly once', { timeout: 30_000 }, async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  // The harness raises the limit to 100; a stock mosquitto sends PUBREC for a QoS 2 PUBLISH past
+  // 20 in flight and then drops it (with a window of 100, 200 of 1,000 arrived).
+  const stock = await startMosquitto({ extraConfig: 'max_inflight_messages 20' })
+  t.after(() => stock.stop())
+  const url = `mqtt://127.0.0.1:${stock.port}`
+  const sub = await connect(url, { protocolVersion: 4 })
+  const pub = await connect(url, { protocolVersion: 4 })
+  try {
+    const seen = new Map<string, number>()
+    await sub.subscribe('stock/q2', { qos: 2 }, (m) => { const k = m.payload.toString(); seen.set(k, (seen.get(k) ?? 0) + 1) })
+    const N = 1000
+    await Promise.all(Array.from({ length: N }, (_, i) => pub.publish('stock/q2', String(i), { qos: 2 })))
+    await waitFor(() => seen.size === N, { timeoutMs: 10_000, message: `all ${N} delivered` }).catch((e: unknown) => { throw new Error(`${seen.size} of ${N}: ${String(e)}`) })
+    assert.ok([...seen.values()].every((n) => n === 1), 'exactly once')
+  } finally {
+    await pub.end()
+    await sub.end()
+  }
+})

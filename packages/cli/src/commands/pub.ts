@@ -116,7 +116,7 @@ export async function run (argv: string[]): Promise<number> {
     // -l runs as long as its input: once up, a lost link is reconnected and what was read
     // meanwhile goes out then, as mosquitto_pub does.
     const lines = values['stdin-line'] === true
-    client = await connect(conn.url, { ...conn.options, inflightWindow: inflight, ...(lines ? { reconnect: true } : {}) })
+    client = await connect(conn.url, { ...conn.options, inflightWindow: inflight, inflightWindowQos2: inflight, ...(lines ? { reconnect: true } : {}) })
     if (lines) client.on('error', () => {})
     if (payload !== undefined) {
       // Without a delay the repeats are pipelined (within the client's window), like -l.
