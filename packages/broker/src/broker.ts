@@ -18,6 +18,7 @@ import type { ServerConnection, ConnectionInfo } from './server-connection.js'
 import { STALL_MS, type Session } from './session.js'
 import { BrokerStats, DropReason } from './stats.js'
 import { SysTopics } from './sys-topics.js'
+import { WarningLimiter } from './warning-limiter.js'
 
 /** A message published by the application (not by a client). */
 export interface BrokerPublish {
@@ -71,14 +72,9 @@ export class Broker implements BrokerCore, ConnectionHost {
   private readonly sys: SysTopics | undefined
   /** Bytes of wills waiting out their Will Delay Interval (see `canHoldWill`). */
   delayedWillBytes = 0
-  private dropWarnedAt = -Infinity
-  /** Drops not logged since the last warning. */
-  private dropWarnSuppressed = 0
-  private willWarnedAt = -Infinity
-  private willWarnSuppressed = 0
-  private retainWarnedAt = -Infinity
-  /** Refusals not logged since the last warning. */
-  private retainWarnSuppressed = 0
+  private readonly dropWarning = new WarningLimiter()
+  private readonly willWarning = new WarningLimiter()
+  private readonly retainWarning = new WarningLimiter()
 
   constructor (readonly options: BrokerOptions = {}) {
     this.limits = { ...defaultLimits, ...stripUndefined(options.limits ?? {}) }
@@ -190,42 +186,31 @@ export class Broker implements BrokerCore, ConnectionHost {
 
   /**
    * A retained message the store had no room for: still routed (the publish itself is fine, as
-   * the store is the broker's own budget), counted, and logged at most once per
-   * WARN_MS with how many were refused since: one warning per refusal let a client fill
-   * the log as fast as it could publish.
+   * the store is the broker's own budget), counted, and logged now and then with how many
+   * were refused since.
    */
   private retainRefused (message: Message): void {
     this.stats.retainedRefused++
-    const now = this.now()
-    if (now - this.retainWarnedAt < WARN_MS) {
-      this.retainWarnSuppressed++
-      return
-    }
+    const suppressed = this.retainWarning.due(this.now())
+    if (suppressed === undefined) return
     const limit = this.retained.size >= this.limits.maxRetainedMessages ? 'max_retained_messages' : 'max_retained_bytes'
-    this.log.warn({ topic: message.topic, bytes: message.size, limit, suppressed: this.retainWarnSuppressed },
+    this.log.warn({ topic: message.topic, bytes: message.size, limit, suppressed },
       `retained store full (${limit}); message not retained`)
-    this.retainWarnedAt = now
-    this.retainWarnSuppressed = 0
   }
 
   /**
    * A message dropped at a session's bound (queue or filter budget): counted as always, and
-   * logged with the client id, at most once per WARN_MS with how many drops it stands
-   * for, so an operator can tell which subscriber loses messages (a persistent session offline
-   * past max_queued_messages loses QoS 1/2), not only that some do.
+   * logged with the client id now and then with how many drops it stands for, so an operator
+   * can tell which subscriber loses messages (a persistent session offline past
+   * max_queued_messages loses QoS 1/2), not only that some do.
    */
   overflow (s: Session, reason: DropReason, qos: QoS): void {
     this.stats.drop(reason)
-    const now = this.now()
-    if (now - this.dropWarnedAt < WARN_MS) {
-      this.dropWarnSuppressed++
-      return
-    }
+    const suppressed = this.dropWarning.due(this.now())
+    if (suppressed === undefined) return
     const limit = reason === DropReason.filterLimit ? 'max_segment_size x max_segment_count' : 'max_queued_messages / max_queued_bytes'
-    this.log.warn({ clientId: s.clientId, online: s.outlet !== undefined, reason, qos, queued: s.queueLength, queuedBytes: s.queueBytes, suppressed: this.dropWarnSuppressed },
+    this.log.warn({ clientId: s.clientId, online: s.outlet !== undefined, reason, qos, queued: s.queueLength, queuedBytes: s.queueBytes, suppressed },
       `session queue full (${limit}); message dropped for this client`)
-    this.dropWarnedAt = now
-    this.dropWarnSuppressed = 0
   }
 
   notePressure (s: Session): void {
@@ -303,14 +288,10 @@ export class Broker implements BrokerCore, ConnectionHost {
     const max = this.limits.maxDelayedWillBytes
     if (max === 0 || this.delayedWillBytes + willCost(will) <= max) return true
     this.stats.willsSentEarly++
-    const now = this.now()
-    if (now - this.willWarnedAt >= WARN_MS) {
-      this.log.warn({ bytes: this.delayedWillBytes, limit: max, suppressed: this.willWarnSuppressed },
+    const suppressed = this.willWarning.due(this.now())
+    if (suppressed !== undefined) {
+      this.log.warn({ bytes: this.delayedWillBytes, limit: max, suppressed },
         'delayed wills at max_delayed_will_bytes: a will is sent without its delay')
-      this.willWarnedAt = now
-      this.willWarnSuppressed = 0
-    } else {
-      this.willWarnSuppressed++
     }
     return false
   }
@@ -442,9 +423,6 @@ export class Broker implements BrokerCore, ConnectionHost {
     }
   }
 }
-
-/** At most one warning of each kind (retained store full, session queue drops, wills sent early) per this many ms. */
-const WARN_MS = 10_000
 
 /** What a delayed will holds: payload, topic and properties as queues count a message's, plus the objects themselves. */
 function willCost (will: Will): number {

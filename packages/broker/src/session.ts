@@ -164,12 +164,12 @@ export class Session {
   }
 
   /**
-   * Room in the in-flight window for one more message of `size` bytes at `qos`: under the
-   * outlet's count (Receive Maximum, max_inflight_messages) and max_inflight_bytes. The count
+   * Room in the in-flight window for `message` at `qos` (undefined: one more of no size): under
+   * the outlet's count (Receive Maximum, max_inflight_messages) and max_inflight_bytes. The count
    * alone let 100 unacknowledged 15 MB messages pin 1.5 GB for one subscriber. A message goes
-   * when nothing is in flight, however large, so no size can block a session for ever.
+   * when nothing is in flight, however large, so no size can block a session for ever. Its size
+   * is read only when needed (never for QoS 0).
    */
-  /** Room in flight for `message` (undefined: for one more of no size). Its size is read only if needed. */
   private hasRoom (out: SessionOutlet, qos: QoS, message: Message | undefined): boolean {
     if (qos === 0) return true
     if (this.inflightCount >= out.sendQuota) return false
@@ -186,8 +186,8 @@ export class Session {
    * store or a shared member's ended session (Broker.endSession), one checked alive at that
    * moment. Checking here dropped every message with a Message Expiry Interval of 0 (a lifetime
    * of 0 s, not "no expiry"), even for subscribers ready to take it, while its publisher got
-   * PUBACK 0x00. Copies that wait (queued) are checked when
-   * they leave the queue, so such a message reaches whoever can take it now, and nobody later.
+   * PUBACK 0x00. Copies that wait (queued) are checked when they leave the queue, so such a
+   * message reaches whoever can take it now, and nobody later.
    */
   deliver (message: Message, qos: QoS, retain: boolean, subIds: number[] | undefined, budget: FilterBudget | undefined): void {
     const out = this.outlet

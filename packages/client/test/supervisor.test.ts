@@ -1,4 +1,4 @@
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import { spawn } from 'node:child_process'
 import { connect as netConnect, type Socket } from 'node:net'
 import assert from 'node:assert/strict'
@@ -11,6 +11,15 @@ import { scriptedBroker } from './scripted-broker.js'
 // references, per-attempt CONNECT rewriting), against a scripted MQTT 5 broker on 127.0.0.1.
 
 const fast = { backoff: { initialDelayMs: 20, maxDelayMs: 100, jitter: 0 }, connectTimeoutMs: 3000 }
+
+/** Unhandled rejections while the test runs (its listener is removed after the test). */
+function unhandledRejections (t: TestContext): unknown[] {
+  const seen: unknown[] = []
+  const onUnhandled = (reason: unknown): void => { seen.push(reason) }
+  process.on('unhandledRejection', onUnhandled)
+  t.after(() => { process.off('unhandledRejection', onUnhandled) })
+  return seen
+}
 
 test('beforeConnect rewrites the CONNECT on every attempt (rotating password)', { timeout: 15_000 }, async () => {
   const b = await scriptedBroker(5, (p, link) => {
@@ -101,11 +110,9 @@ test('beforeConnect runs within the connect timeout; a failing one closes the so
   }
 })
 
-test('a CONNECT the codec refuses (a will topic with a wildcard) rejects connect() with the codec\'s error, closes the socket, and leaves no unhandled rejection', { timeout: 10_000 }, async () => {
+test('a CONNECT the codec refuses (a will topic with a wildcard) rejects connect() with the codec\'s error, closes the socket, and leaves no unhandled rejection', { timeout: 10_000 }, async (t) => {
   const b = await scriptedBroker(5, () => false) // the CONNECT never reaches it
-  const unhandled: unknown[] = []
-  const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
-  process.on('unhandledRejection', onUnhandled)
+  const unhandled = unhandledRejections(t)
   try {
     for (const v of [4, 5] as const) {
       const thrown = await connect(b.url, { ...fast, protocolVersion: v, reconnect: false, will: { topic: 'w/#', payload: 'x' } }).catch((e: unknown) => e)
@@ -116,7 +123,6 @@ test('a CONNECT the codec refuses (a will topic with a wildcard) rejects connect
     await new Promise((resolve) => setTimeout(resolve, 50))
     assert.deepEqual(unhandled, [])
   } finally {
-    process.off('unhandledRejection', onUnhandled)
     await b.close()
   }
 })
@@ -397,7 +403,7 @@ test('a graceful end() with nothing to send, while an attempt is still dialling 
   }
 })
 
-test('a connect, reconnect or disconnect listener that throws is reported (PETREL_ERR_HANDLER_FAILED) and the supervisor carries on: one link open, no attempt failed, no unhandled rejection', { timeout: 20_000 }, async () => {
+test('a connect, reconnect or disconnect listener that throws is reported (PETREL_ERR_HANDLER_FAILED) and the supervisor carries on: one link open, no attempt failed, no unhandled rejection', { timeout: 20_000 }, async (t) => {
   // The second CONNECT is refused, so that a reconnect event comes.
   const b = await scriptedBroker(5, (p, link) => {
     if (p.type !== 'connect' || link.index !== 1) return false
@@ -405,9 +411,7 @@ test('a connect, reconnect or disconnect listener that throws is reported (PETRE
     link.socket.end()
     return true
   })
-  const unhandled: unknown[] = []
-  const onUnhandled = (err: unknown): void => { unhandled.push(err) }
-  process.on('unhandledRejection', onUnhandled)
+  const unhandled = unhandledRejections(t)
   try {
     const c = await connect(b.url, { ...fast, protocolVersion: 5 })
     const errors: string[] = []
@@ -425,15 +429,12 @@ test('a connect, reconnect or disconnect listener that throws is reported (PETRE
     await c.end()
     assert.deepEqual(unhandled, [])
   } finally {
-    process.off('unhandledRejection', onUnhandled)
     await b.close()
   }
 })
 
-test('a reconnect callback that throws closes the client, saying why (PETREL_ERR_HANDLER_FAILED), with no unhandled rejection', { timeout: 10_000 }, async () => {
-  const unhandled: unknown[] = []
-  const onUnhandled = (err: unknown): void => { unhandled.push(err) }
-  process.on('unhandledRejection', onUnhandled)
+test('a reconnect callback that throws closes the client, saying why (PETREL_ERR_HANDLER_FAILED), with no unhandled rejection', { timeout: 10_000 }, async (t) => {
+  const unhandled = unhandledRejections(t)
   // A listening port that closes every connection: each attempt fails at once.
   const b = await scriptedBroker(5, (_, link) => { link.socket.destroy(); return true })
   try {
@@ -449,7 +450,6 @@ test('a reconnect callback that throws closes the client, saying why (PETREL_ERR
     await new Promise((resolve) => setTimeout(resolve, 50))
     assert.deepEqual(unhandled, [])
   } finally {
-    process.off('unhandledRejection', onUnhandled)
     await b.close()
   }
 })
@@ -499,7 +499,7 @@ test('reconnect() from a disconnect listener dials at once, not after the backof
   }
 })
 
-test('reconnect(), disconnect() and end() in every state (connecting, connected, backoff, offline, ended), alone and together: each settles, and the client ends where asked', { timeout: 60_000 }, async () => {
+test('reconnect(), disconnect() and end() in every state (connecting, connected, backoff, offline, ended), alone and together: each settles, and the client ends where asked', { timeout: 60_000 }, async (t) => {
   // connecting: the broker never answers the CONNECT; backoff: it refuses it, once.
   let mode: 'answer' | 'silent' | 'refuse' = 'answer'
   const b = await scriptedBroker(5, (p, link) => {
@@ -511,9 +511,7 @@ test('reconnect(), disconnect() and end() in every state (connecting, connected,
     }
     return true
   })
-  const unhandled: unknown[] = []
-  const onUnhandled = (err: unknown): void => { unhandled.push(err) }
-  process.on('unhandledRejection', onUnhandled)
+  const unhandled = unhandledRejections(t)
   const slow = { backoff: { initialDelayMs: 20_000, jitter: 0 }, connectTimeoutMs: 20_000 }
   const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
   try {
@@ -559,7 +557,6 @@ test('reconnect(), disconnect() and end() in every state (connecting, connected,
     }
     assert.deepEqual(unhandled, [])
   } finally {
-    process.off('unhandledRejection', onUnhandled)
     await b.close()
   }
 })
