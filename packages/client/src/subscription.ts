@@ -23,8 +23,8 @@ const USER_PROPERTY_COST = 80
 
 /**
  * What a queued message holds, roughly: payload, topic and the properties that carry data
- * (8 bytes per Subscription Identifier). Not
- * exact (object headers are left out), but proportional to what a broker can make us hold.
+ * (8 bytes per Subscription Identifier). Not exact (object headers are left out), but
+ * proportional to what a broker can make us hold.
  */
 export function messageBytes (m: Message): number {
   let n = m.payload.length + m.topic.length
