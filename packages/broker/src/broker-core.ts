@@ -38,6 +38,8 @@ export interface BrokerCore extends SessionHost {
   takeDelayedWill (session: Session): Will | undefined
   /** Ends a session: its subscriptions go, a delayed will is sent [MQTT-3.1.3-9]. */
   endSession (session: Session): void
+  /** A CONNECT was refused at max_sessions (counted, and logged now and then). */
+  sessionQuotaExceeded (clientId: string): void
   connectionClosed (connection: ServerConnection): void
   /** CONNACK sent: the connection is a client's, no longer one a new socket may replace. */
   connectionReady (connection: ServerConnection): void

@@ -75,9 +75,12 @@ export class Broker implements BrokerCore, ConnectionHost {
   private readonly dropWarning = new WarningLimiter()
   private readonly willWarning = new WarningLimiter()
   private readonly retainWarning = new WarningLimiter()
+  private readonly sessionWarning = new WarningLimiter()
 
   constructor (readonly options: BrokerOptions = {}) {
-    this.limits = { ...defaultLimits, ...stripUndefined(options.limits ?? {}) }
+    const limits = { ...defaultLimits, ...stripUndefined(options.limits ?? {}) }
+    if (options.limits?.maxSessions === undefined) limits.maxSessions = 2 * limits.maxConnections
+    this.limits = limits
     const mem = options.memory
     this.router = new Router({
       maxSegmentSize: mem?.maxSegmentSize ?? defaultFilterMemory.maxSegmentSize,
@@ -211,6 +214,19 @@ export class Broker implements BrokerCore, ConnectionHost {
     const limit = reason === DropReason.filterLimit ? 'max_segment_size x max_segment_count' : 'max_queued_messages / max_queued_bytes'
     this.log.warn({ clientId: s.clientId, online: s.outlet !== undefined, reason, qos, queued: s.queueLength, queuedBytes: s.queueBytes, suppressed },
       `session queue full (${limit}); message dropped for this client`)
+  }
+
+  /**
+   * A CONNECT refused because it would create one more session that outlives its connection
+   * while max_sessions are held: counted, and logged now and then with how many were refused
+   * since (a burst of made-up client ids logs one line per 10 s, not one per CONNECT).
+   */
+  sessionQuotaExceeded (clientId: string): void {
+    this.stats.sessionsRefused++
+    const suppressed = this.sessionWarning.due(this.now())
+    if (suppressed === undefined) return
+    this.log.warn({ clientId, sessions: this.sessions.size, limit: this.limits.maxSessions, suppressed },
+      'sessions at max_sessions: a CONNECT for a new persistent session refused')
   }
 
   notePressure (s: Session): void {

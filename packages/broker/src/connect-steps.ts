@@ -33,6 +33,7 @@ export const connectSteps: readonly ConnectStep[] = [
   { name: 'validateClientId', run: validateClientId },
   { name: 'authenticate', run: authenticate },
   { name: 'authorizeWill', run: authorizeWill },
+  { name: 'limitSessions', run: limitSessions },
   { name: 'takeOver', run: takeOver },
   { name: 'openSession', run: openSession },
   { name: 'sendConnack', run: sendConnack },
@@ -176,6 +177,30 @@ function authorizeWill (c: ServerConnection): boolean | Promise<boolean> {
   if (auth === undefined || deep || isReservedTopic(will.topicName)) return done(false)
   const r = auth(c, { topicName: will.topicName, qos: will.qos, retain: will.retain, payload: will.payload })
   return r instanceof Promise ? r.then(done, () => done(false)) : done(r)
+}
+
+/**
+ * max_sessions: a CONNECT that would add a session outliving its connection is refused while
+ * that many are held, with 0x97 Quota exceeded (3.1.1: 0x03 Server unavailable), as EMQX's
+ * session quota answers. Without it, CONNECTs with ever new client ids and a session expiry
+ * left one offline session each (up to max_queued_bytes of messages and its subscriptions) for
+ * up to max_session_expiry_interval, with no bound on their number. Refusing rather than evicting
+ * the offline session closest to expiry (mosquitto, HiveMQ and EMQX do not evict either): an
+ * eviction would let such a flood discard real clients' sessions and their queued QoS 1/2
+ * messages, which they learn of only from Session Present 0; a refusal costs only new clients,
+ * and lifts as the flood's sessions expire. A client id that has a session is never refused
+ * (resuming it, or replacing it with clean start, adds none), nor is a session that ends with
+ * its connection: max_connections bounds those.
+ */
+function limitSessions (c: ServerConnection, ctx: ConnectContext): boolean {
+  const core = c.core
+  const max = core.limits.maxSessions
+  if (max === 0 || core.sessions.size < max || core.sessions.has(c.clientId)) return true
+  const persistent = c.v5 ? c.connectSessionExpiry > 0 : !ctx.packet.cleanStart
+  if (!persistent || core.limits.maxSessionExpiryInterval === 0) return true
+  core.sessionQuotaExceeded(c.clientId)
+  c.refuse(0x97, 3)
+  return false
 }
 
 /** [MQTT-3.1.4-3] a second connection with the same client id takes over from the first. */

@@ -129,6 +129,14 @@ export interface BrokerLimits {
    * without its delay, and counted. 0: no bound. Default 64 MiB.
    */
   maxDelayedWillBytes: number
+  /**
+   * Sessions held at once, connected or not. When there are this many, a CONNECT that would
+   * create a new session that outlives its connection (5.0 Session Expiry Interval > 0, 3.1.1
+   * clean session 0) is refused: CONNACK 0x97 Quota exceeded (3.1.1: 0x03 Server unavailable).
+   * A client id that has a session is never refused, nor is a session that ends with its
+   * connection (bounded by `maxConnections`). 0: no bound. Default: twice `maxConnections`.
+   */
+  maxSessions: number
 }
 
 /** Memory budget per subscription filter, rumqttd style: bytes = max_segment_size x max_segment_count. */
@@ -182,7 +190,8 @@ export const defaultLimits: Readonly<BrokerLimits> = {
   maxRetainedBytes: 256 * 1024 * 1024,
   maxTopicLevels: 200,
   maxSubscriptionsPerSession: 10_000,
-  maxDelayedWillBytes: 64 * 1024 * 1024
+  maxDelayedWillBytes: 64 * 1024 * 1024,
+  maxSessions: 20_000
 }
 
 export const defaultFilterMemory: Readonly<FilterMemory> = { maxSegmentSize: 1024 * 1024, maxSegmentCount: 4 }

@@ -53,6 +53,8 @@ export class BrokerStats {
   retainedRefused = 0
   /** Filters refused in SUBACK (0x97 / 0x80) because the session held `max_subscriptions_per_session`. */
   subscriptionQuotaExceeded = 0
+  /** CONNECTs refused (0x97 / 0x03) because they would have created a persistent session past `max_sessions`. */
+  sessionsRefused = 0
   /** Wills sent without their Will Delay Interval: `max_delayed_will_bytes` was reached. */
   willsSentEarly = 0
   readonly drops: Record<DropReason, number> = {

@@ -40,6 +40,7 @@ export class SysTopics {
       ['clients/connected', b.online.size],
       ['clients/total', b.sessions.size],
       ['clients/disconnected', b.sessions.size - b.online.size],
+      ['clients/refused', s.sessionsRefused],
       ['subscriptions/count', b.router.subscriptionCount],
       ['subscriptions/quota_exceeded', s.subscriptionQuotaExceeded],
       ['retained messages/count', b.retained.size],

@@ -443,3 +443,57 @@ test('TLS and WebSocket listeners bound what comes before MQTT: an unfinished TL
     await broker.close()
   }
 })
+
+for (const v of [4, 5] as const) {
+  test(`v${v}: sessions are bounded (max_sessions): past it a CONNECT for a new persistent session gets 0x97 / 0x03; existing sessions resume, clean ones still connect; counted, one warning per burst`, async () => {
+    const lines: string[] = []
+    const logger = pino({ level: 'warn' }, { write: (s: string) => { lines.push(s) } })
+    await withTcpBroker({ logger, limits: { maxSessions: 3 } }, async (broker, port) => {
+      // 5.0: a Session Expiry Interval; 3.1.1: clean session 0
+      const persistent = v === 5 ? { cleanStart: false, properties: { sessionExpiryInterval: 600 } } : { cleanStart: false }
+      const open = async (clientId: string, p: object = persistent): Promise<{ reasonCode: number, sessionPresent: boolean }> => {
+        const c = await tcpClient(port, v)
+        const ack = await c.connect({ clientId, ...p })
+        if (ack.reasonCode === 0) {
+          c.destroy() // dropped: the session stays, offline
+          await waitFor(() => broker.online.get(clientId) === undefined)
+        } else {
+          await c.waitClosed()
+        }
+        return ack
+      }
+      for (const id of ['a', 'b', 'c']) assert.equal((await open(id)).reasonCode, 0)
+      assert.equal(broker.sessions.size, 3)
+      const refused = v === 5 ? 0x97 : 0x03
+      // a flood of made-up client ids: every one refused, none held
+      for (let i = 0; i < 50; i++) assert.equal((await open(`flood-${i}`)).reasonCode, refused)
+      assert.equal(broker.sessions.size, 3)
+      assert.equal(broker.stats.sessionsRefused, 50)
+      const warnings = lines.filter((l) => l.includes('max_sessions'))
+      assert.equal(warnings.length, 1, 'one warning for the burst')
+      // an existing session resumes at the limit, with clean start too (it replaces, adds none)
+      const resumed = await open('a')
+      assert.deepEqual([resumed.reasonCode, resumed.sessionPresent], [0, true])
+      assert.equal((await open('b', { cleanStart: true, ...(v === 5 ? { properties: { sessionExpiryInterval: 600 } } : {}) })).reasonCode, 0)
+      // a session that ends with its connection is bounded by max_connections, not refused here
+      const clean = await tcpClient(port, v)
+      assert.equal((await clean.connect({ clientId: 'clean', cleanStart: true })).reasonCode, 0)
+      clean.destroy()
+      assert.equal(broker.stats.sessionsRefused, 50)
+    })
+  })
+}
+
+test('max_sessions defaults to twice max_connections; 0 is no bound', async () => {
+  assert.equal(createBroker({ limits: { maxConnections: 7 } }).limits.maxSessions, 14)
+  assert.equal(createBroker({}).limits.maxSessions, 20_000)
+  await withTcpBroker({ limits: { maxSessions: 0, maxConnections: 2 } }, async (broker, port) => {
+    for (let i = 0; i < 5; i++) {
+      const c = await tcpClient(port, 5)
+      assert.equal((await c.connect({ clientId: `s${i}`, properties: { sessionExpiryInterval: 60 } })).reasonCode, 0)
+      c.destroy()
+      await waitFor(() => broker.connections.size === 0)
+    }
+    assert.equal(broker.sessions.size, 5)
+  })
+})

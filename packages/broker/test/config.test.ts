@@ -55,6 +55,7 @@ max_connections = 7
 max_queued_messages = 3
 max_inflight_bytes = 1048576
 max_user_properties = 64
+max_sessions = 0
 [auth]
 allow_anonymous = false
 [[acl]]
@@ -74,6 +75,7 @@ port = 0
   assert.equal(c.options.limits?.maxConnections, 7)
   assert.equal(c.options.limits?.maxInflightBytes, 1048576)
   assert.equal(c.options.limits?.maxUserProperties, 64)
+  assert.equal(c.options.limits?.maxSessions, 0)
   assert.equal(c.options.allowAnonymous, false)
   assert.deepEqual(c.options.acl, [{ user: 'u', clientId: undefined, topic: 'a/%u/#', access: 'read' }])
   assert.deepEqual(c.options.memory?.filters, [{ pattern: 'x/#', maxSegmentSize: 10, maxSegmentCount: 2 }])
