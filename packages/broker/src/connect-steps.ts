@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { encode, type ConnackProperties, type ConnectPacket } from '@petrel/wire'
+import { encode, isWellFormedUtf8, type ConnackProperties, type ConnectPacket } from '@petrel/wire'
 import { Session } from './session.js'
 import { DropReason } from './stats.js'
 import { ConnectionState, isReservedTopic, tooDeep, type ServerConnection } from './server-connection.js'
@@ -30,6 +30,7 @@ export interface ConnectStep {
 /** CONNECT handling as a list of named steps, run in order (aedes style). */
 export const connectSteps: readonly ConnectStep[] = [
   { name: 'negotiate', run: negotiate },
+  { name: 'validateWill', run: validateWill },
   { name: 'validateClientId', run: validateClientId },
   { name: 'authenticate', run: authenticate },
   { name: 'authorizeWill', run: authorizeWill },
@@ -78,6 +79,23 @@ function negotiate (c: ServerConnection, ctx: ConnectContext): boolean {
     ? undefined
     : { ...p.will, payload: Buffer.from(p.will.payload) } // copied: kept for the whole connection
   return true
+}
+
+/**
+ * A will whose Payload Format Indicator says UTF-8 but whose payload is not: CONNACK 0x99
+ * Payload format invalid. §3.1.3.2.3: "The Server MAY validate that the Will Message is of the
+ * format indicated, and if it is not send a CONNACK with the Reason Code of 0x99 (Payload format
+ * invalid)". Accepted, it went out as it was (the indicator is forwarded unaltered
+ * [MQTT-3.3.2-4]), and a subscriber that checks the format, as Petrel's client does, took it
+ * for a malformed packet and dropped its connection; retained, every new subscriber did. A
+ * PUBLISH of the same kind is refused in its ack (ServerConnection.onPublish). Checked before
+ * authentication: it needs only the packet, and says nothing about credentials.
+ */
+function validateWill (c: ServerConnection): boolean {
+  const will = c.will
+  if (will?.properties?.payloadFormatIndicator !== true || isWellFormedUtf8(will.payload, 0, will.payload.length)) return true
+  c.refuse(0x99, 0x99) // 5.0 only: a 3.1.1 will has no properties
+  return false
 }
 
 /** [MQTT-3.1.3-6] an empty client id gets one assigned; 3.1.1 only with clean session [MQTT-3.1.3-8]. */

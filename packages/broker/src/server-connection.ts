@@ -312,9 +312,11 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
         return
       }
     }
-    // [MQTT-3.3.2-4] a payload declared UTF-8 that is not: refused in its PUBACK/PUBREC (0x99),
-    // so a client that sends it again after a reconnect is not disconnected for ever; QoS 0 has
-    // no ack, so DISCONNECT 0x99.
+    // A payload declared UTF-8 that is not: refused in its PUBACK/PUBREC (0x99), so a client that
+    // sends it again after a reconnect is not disconnected for ever; QoS 0 has no ack, so
+    // DISCONNECT 0x99. §3.3.2.3.2: "The receiver MAY validate that the Payload is of the format
+    // indicated, and if it is not send a PUBACK, PUBREC, or DISCONNECT with Reason Code of 0x99";
+    // forwarded, the indicator would go out unaltered [MQTT-3.3.2-4] on a payload that belies it.
     if (props?.payloadFormatIndicator === true && !isWellFormedUtf8(p.payload, 0, p.payload.length)) {
       if (p.qos === 0) return this.fail(0x99, 'payload not UTF-8 although its Payload Format Indicator is 1')
       this.finishPublish(p, undefined, false, 0x99)

@@ -200,6 +200,37 @@ test('v5: CONNACK announces limits; Server Keep Alive caps the keepalive [MQTT-3
   })
 })
 
+test('v5: a will declared UTF-8 (Payload Format Indicator 1) that is not gets CONNACK 0x99 and is never published (§3.1.3.2.3)', async () => {
+  await withBroker({}, async (broker) => {
+    const { port } = await broker.listen({ host: '127.0.0.1', port: 0 })
+    const watcher = await tcpClient(port, 5)
+    await watcher.connect({ clientId: 'w' })
+    watcher.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 0 }] })
+    await watcher.expect('suback')
+    const bad = Buffer.from([0x68, 0x69, 0xc3, 0x28]) // "hi" then an invalid 2-byte sequence
+    const c = await tcpClient(port, 5)
+    const ack = await c.connect({ clientId: 'bad-will', will: { topicName: 'will/bad', payload: bad, qos: 0, retain: true, properties: { payloadFormatIndicator: true } } })
+    assert.equal(ack.reasonCode, 0x99)
+    await c.waitClosed()
+    assert.equal(broker.sessions.has('bad-will'), false)
+    assert.equal(broker.retained.size, 0, 'the will was neither retained')
+    assert.equal(await watcher.quiet(300), true, 'nor published: a subscriber checking the format would take it for a malformed packet')
+    // the same bytes without the indicator are unspecified bytes: accepted, and published as they are
+    const ok = await tcpClient(port, 5)
+    assert.equal((await ok.connect({ clientId: 'bytes-will', will: { topicName: 'will/bytes', payload: bad, qos: 0, retain: false } })).reasonCode, 0)
+    ok.destroy()
+    assert.deepEqual(Buffer.from((await watcher.expect('publish')).payload), bad)
+    // and a well-formed UTF-8 will with the indicator is fine
+    const good = await tcpClient(port, 5)
+    assert.equal((await good.connect({ clientId: 'good-will', will: { topicName: 'will/good', payload: Buffer.from('adiós'), qos: 0, retain: false, properties: { payloadFormatIndicator: true } } })).reasonCode, 0)
+    good.destroy()
+    const p = await watcher.expect('publish')
+    assert.equal(text(p.payload), 'adiós')
+    assert.equal(p.properties?.payloadFormatIndicator, true)
+    watcher.destroy()
+  })
+})
+
 test('v5: DISCONNECT 0x04 publishes the will [MQTT-3.14.4-3]', async () => {
   await withBroker({}, async (broker) => {
     const watcher = await connected(broker, 5, { clientId: 'w' })
