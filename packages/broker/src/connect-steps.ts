@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { encode, isWellFormedUtf8, type ConnackProperties, type ConnectPacket } from '@petrel/wire'
+import { isWellFormedUtf8, type ConnackProperties, type ConnectPacket } from '@petrel/wire'
 import { Session } from './session.js'
 import { DropReason } from './stats.js'
 import { ConnectionState, isReservedTopic, tooDeep, type ServerConnection } from './server-connection.js'
@@ -16,6 +16,8 @@ export interface ConnectContext {
   authStep: number
   /** Step to continue from once enhanced authentication completes. */
   resumeAt: number
+  /** The success CONNACK, Session Present 0, sized for the client (see prepareConnack). */
+  connack: Buffer | undefined
 }
 
 /**
@@ -34,6 +36,7 @@ export const connectSteps: readonly ConnectStep[] = [
   { name: 'validateClientId', run: validateClientId },
   { name: 'authenticate', run: authenticate },
   { name: 'authorizeWill', run: authorizeWill },
+  { name: 'prepareConnack', run: prepareConnack },
   { name: 'limitSessions', run: limitSessions },
   { name: 'takeOver', run: takeOver },
   { name: 'openSession', run: openSession },
@@ -132,7 +135,7 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
         c.state = ConnectionState.authenticating
         ctx.resumeAt = index + 1
         c.pendingConnect = ctx
-        c.transport.writeControl(encode({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: method, authenticationData: r.data } }, 5))
+        c.sendControl({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: method, authenticationData: r.data } })
         return false
       }
       c.refuse(r.reasonCode, 5)
@@ -262,7 +265,16 @@ function openSession (c: ServerConnection, ctx: ConnectContext): boolean {
   return true
 }
 
-function sendConnack (c: ServerConnection, ctx: ConnectContext): boolean {
+/**
+ * The success CONNACK, made before anything changes (takeover, session), so that a client whose
+ * Maximum Packet Size it cannot fit is refused with nothing done: it is never sent a larger
+ * packet [MQTT-3.1.2-24], and a CONNACK it never got would have left it waiting, its session
+ * opened. Response Information (and any Reason String or User Property) is left out first (see
+ * fitPacket); the rest is what the client must know (our limits, its assigned client id, Server
+ * Keep Alive, authentication data), so without room for it the CONNECT is refused with 0x95
+ * Packet too large, if even that fits.
+ */
+function prepareConnack (c: ServerConnection, ctx: ConnectContext): boolean {
   let properties: ConnackProperties | undefined
   if (c.v5) {
     const core = c.core
@@ -282,13 +294,28 @@ function sendConnack (c: ServerConnection, ctx: ConnectContext): boolean {
       authenticationData: ctx.authData
     }
   }
+  ctx.connack = c.encodeControl({ type: 'connack', sessionPresent: false, reasonCode: 0, properties })
+  if (ctx.connack !== undefined) return true
+  c.refuse(0x95, 3)
+  return false
+}
+
+function sendConnack (c: ServerConnection, ctx: ConnectContext): boolean {
+  const connack = ctx.connack as Buffer
+  ctx.connack = undefined
+  // [MQTT-3.2.2-2] [MQTT-3.2.2-3] session present reflects what we kept: bit 0 of the byte after
+  // the fixed header
+  if (ctx.sessionPresent) {
+    let i = 1
+    while (((connack[i++] as number) & 0x80) !== 0);
+    connack[i] = 1
+  }
   c.state = ConnectionState.connected
   c.core.online.set(c.clientId, c)
   c.core.connectionReady(c)
   const log = c.core.log
   if (log.isLevelEnabled('info')) log.info({ clientId: c.clientId, protocolVersion: c.protocolVersion, username: c.username, remoteAddress: c.remoteAddress, sessionPresent: ctx.sessionPresent }, 'client connected')
-  // [MQTT-3.2.2-2] [MQTT-3.2.2-3] session present reflects what we kept
-  c.transport.writeControl(encode({ type: 'connack', sessionPresent: ctx.sessionPresent, reasonCode: 0, properties }, c.protocolVersion))
+  c.transport.writeControl(connack)
   return true
 }
 

@@ -5,6 +5,7 @@ import {
 } from '@petrel/wire'
 import type { BrokerCore } from './broker-core.js'
 import { runConnectSteps, type ConnectContext } from './connect-steps.js'
+import { fitPacket } from './fit-packet.js'
 import { Message } from './message.js'
 import type { ClientInfo } from './options.js'
 import type { Session, SessionOutlet, SessionSubscription } from './session.js'
@@ -129,8 +130,30 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     return true
   }
 
+  /**
+   * A control packet's bytes, sized for the client: never larger than its Maximum Packet Size
+   * [MQTT-3.1.2-24], optional properties left out first (see fitPacket). One that cannot fit is
+   * discarded and the exchange goes on as if it had been sent [MQTT-3.1.2-25] (a SUBACK for a
+   * SUBSCRIBE of more filters than the client can take acknowledgements for: its subscriptions
+   * are made); counted. 3.1.1 has no limit to honour.
+   */
+  encodeControl (p: Packet): Buffer | undefined {
+    const b = fitPacket(p, this.protocolVersion, this.clientMaximumPacketSize)
+    if (b !== undefined) return b
+    this.core.stats.controlPacketsTooLarge++
+    const log = this.core.log
+    if (log.isLevelEnabled('info')) log.info({ clientId: this.clientId, type: p.type, maximumPacketSize: this.clientMaximumPacketSize }, 'control packet larger than the client\'s Maximum Packet Size: not sent')
+    return undefined
+  }
+
+  /** Writes a control packet, unless it cannot fit the client's Maximum Packet Size (see `encodeControl`). */
+  sendControl (p: Packet): void {
+    const b = this.encodeControl(p)
+    if (b !== undefined) this.transport.writeControl(b)
+  }
+
   sendPubrel (packetId: number): void {
-    this.transport.writeControl(encode({ type: 'pubrel', packetId }, this.protocolVersion))
+    this.sendControl({ type: 'pubrel', packetId })
   }
 
   // --- input ---------------------------------------------------------------------------------
@@ -155,19 +178,19 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       case 'puback': this.session?.puback(p.packetId); return
       case 'pubrec':
         if (this.session?.pubrec(p.packetId, p.reasonCode ?? 0) !== true && (p.reasonCode ?? 0) < 0x80) {
-          this.transport.writeControl(encode({ type: 'pubrel', packetId: p.packetId, reasonCode: 0x92 }, this.protocolVersion))
+          this.sendControl({ type: 'pubrel', packetId: p.packetId, reasonCode: 0x92 })
         }
         return
       case 'pubcomp': this.session?.pubcomp(p.packetId); return
       case 'pubrel': {
         // [MQTT-4.3.3-11] PUBCOMP; the id may be reused from here [MQTT-4.3.3-12]
         const known = this.session?.incomingQos2?.delete(p.packetId) === true
-        this.transport.writeControl(encode({ type: 'pubcomp', packetId: p.packetId, reasonCode: known ? 0 : 0x92 }, this.protocolVersion))
+        this.sendControl({ type: 'pubcomp', packetId: p.packetId, reasonCode: known ? 0 : 0x92 })
         return
       }
       case 'subscribe': return this.onSubscribe(p, now)
       case 'unsubscribe': this.onUnsubscribe(p); return
-      case 'pingreq': this.transport.writeControl(PINGRESP); return // [MQTT-3.12.4-1]
+      case 'pingreq': if (this.clientMaximumPacketSize >= 2) this.transport.writeControl(PINGRESP); return // [MQTT-3.12.4-1]
       case 'disconnect': this.onDisconnect(p); return
       case 'auth': return this.onAuth(p)
       case 'connect': return this.fail(0x82, 'second CONNECT [MQTT-3.1.0-2]')
@@ -213,7 +236,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   // --- CONNECT -------------------------------------------------------------------------------
 
   private onConnect (p: ConnectPacket, now: number): void | Promise<void> {
-    return runConnectSteps(this, { packet: p, now, sessionPresent: false, assignedClientIdentifier: undefined, serverKeepAlive: undefined, authData: undefined, authStep: 0, resumeAt: 0 }, 0)
+    return runConnectSteps(this, { packet: p, now, sessionPresent: false, assignedClientIdentifier: undefined, serverKeepAlive: undefined, authData: undefined, authStep: 0, resumeAt: 0, connack: undefined }, 0)
   }
 
   /** Refuses a CONNECT: CONNACK with the reason (5.0) or return code (3.1.1), then close [MQTT-3.2.2-6]. */
@@ -223,7 +246,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     this.core.stats.connectRefused++
     const log = this.core.log
     if (log.isLevelEnabled('info')) log.info({ clientId: this.clientId, remoteAddress: this.remoteAddress, reasonCode: this.v5 ? v5Reason : v3Code }, 'connect refused')
-    this.transport.writeControl(encode({ type: 'connack', sessionPresent: false, reasonCode: this.v5 ? v5Reason : v3Code }, this.protocolVersion))
+    this.sendControl({ type: 'connack', sessionPresent: false, reasonCode: this.v5 ? v5Reason : v3Code })
     this.close()
   }
 
@@ -244,7 +267,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     const go = (r: { reasonCode: number, data?: Buffer }): void | Promise<void> => {
       if (this.state === ConnectionState.closed) return
       if (r.reasonCode === 0x18) {
-        this.transport.writeControl(encode({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: method, authenticationData: r.data } }, 5))
+        this.sendControl({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: method, authenticationData: r.data } })
         return
       }
       this.reauthStep = 0
@@ -256,7 +279,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
         return runConnectSteps(this, ctx, ctx.resumeAt)
       }
       if (r.reasonCode !== 0) { this.fail(r.reasonCode, 're-authentication failed'); return }
-      this.transport.writeControl(encode({ type: 'auth', reasonCode: 0, properties: { authenticationMethod: method, authenticationData: r.data } }, 5))
+      this.sendControl({ type: 'auth', reasonCode: 0, properties: { authenticationMethod: method, authenticationData: r.data } })
     }
     const r = hook({ clientId: this.clientId, method, data: p.properties?.authenticationData === undefined ? undefined : Buffer.from(p.properties.authenticationData), step })
     return r instanceof Promise ? r.then(go) : go(r)
@@ -308,7 +331,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       const q2 = session.incomingQos2
       // [MQTT-4.3.3-10] a duplicate of a QoS 2 publish not yet released: PUBREC again, no onward delivery
       if (q2?.has(p.packetId as number) === true) {
-        this.transport.writeControl(encode({ type: 'pubrec', packetId: p.packetId as number }, this.protocolVersion))
+        this.sendControl({ type: 'pubrec', packetId: p.packetId as number })
         return
       }
     }
@@ -375,14 +398,15 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     if (p.qos === 0) return
     const packetId = p.packetId as number
     const rc = this.v5 && !allowed ? refusal : 0
-    let ack: Buffer
+    let ack: Buffer | undefined
     if (p.qos === 1) {
-      ack = encode({ type: 'puback', packetId, reasonCode: rc }, this.protocolVersion) // [MQTT-4.3.2-4]
+      ack = this.encodeControl({ type: 'puback', packetId, reasonCode: rc }) // [MQTT-4.3.2-4]
     } else {
       // [MQTT-4.3.3-9] keep the id until PUBREL (not on a failure code: that ends the flow)
       if (rc < 0x80) (this.session?.incomingQos2 ?? ((this.session as Session).incomingQos2 = new Set())).add(packetId)
-      ack = encode({ type: 'pubrec', packetId, reasonCode: rc }, this.protocolVersion)
+      ack = this.encodeControl({ type: 'pubrec', packetId, reasonCode: rc })
     }
+    if (ack === undefined) return // [MQTT-3.1.2-25] as if sent
     if (this.heldAcks !== undefined) {
       this.heldAcks.push(ack)
       if (p.qos === 1) this.heldQos1++
@@ -457,7 +481,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       }
     })
     // [MQTT-3.8.4-1] SUBACK with the same packet id, one code per filter [MQTT-3.8.4-6]
-    this.transport.writeControl(encode({ type: 'suback', packetId: p.packetId, reasonCodes: codes }, this.protocolVersion))
+    this.sendControl({ type: 'suback', packetId: p.packetId, reasonCodes: codes })
     if (retainedFor === undefined) return
     // Once the session's queue is full, what is left would only be dropped: the walk stops
     // there, so a SUBSCRIBE of `#` repeated (or of thousands of filters) costs what the
@@ -478,7 +502,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     const session = this.session as Session
     const codes = p.topicFilters.map((f) => this.core.router.unsubscribe(session, f) ? 0 : 0x11)
     // [MQTT-3.10.4-4] UNSUBACK even when nothing matched
-    this.transport.writeControl(encode({ type: 'unsuback', packetId: p.packetId, reasonCodes: this.v5 ? codes : undefined }, this.protocolVersion))
+    this.sendControl({ type: 'unsuback', packetId: p.packetId, reasonCodes: this.v5 ? codes : undefined })
   }
 
   // --- DISCONNECT and closing ----------------------------------------------------------------
@@ -505,7 +529,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     const log = this.core.log
     if (log.isLevelEnabled('info')) log.info({ clientId: this.clientId, remoteAddress: this.remoteAddress, reasonCode, why }, 'closing connection')
     if (this.v5 && this.state === ConnectionState.connected) {
-      this.transport.writeControl(encode({ type: 'disconnect', reasonCode }, 5))
+      this.sendControl({ type: 'disconnect', reasonCode })
     }
     this.close()
   }
@@ -513,7 +537,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   /** Graceful server shutdown: 5.0 clients get DISCONNECT 0x8B [MQTT-3.14.2-?]. Wills are not sent. */
   shutdown (): void {
     if (this.state === ConnectionState.closed) return
-    if (this.v5 && this.state === ConnectionState.connected) this.transport.writeControl(encode({ type: 'disconnect', reasonCode: 0x8b }, 5))
+    if (this.v5 && this.state === ConnectionState.connected) this.sendControl({ type: 'disconnect', reasonCode: 0x8b })
     this.will = undefined
     this.close()
   }
@@ -525,7 +549,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
    */
   takenOver (): void {
     if (this.state === ConnectionState.closed) return
-    if (this.v5) this.transport.writeControl(encode({ type: 'disconnect', reasonCode: 0x8e }, 5))
+    if (this.v5) this.sendControl({ type: 'disconnect', reasonCode: 0x8e })
     const will = this.will
     this.will = undefined
     if (will !== undefined && (will.properties?.willDelayInterval ?? 0) === 0) {

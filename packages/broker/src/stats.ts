@@ -53,6 +53,11 @@ export class BrokerStats {
   retainedRefused = 0
   /** Filters refused in SUBACK (0x97 / 0x80) because the session held `max_subscriptions_per_session`. */
   subscriptionQuotaExceeded = 0
+  /**
+   * Control packets (CONNACK, SUBACK, PUBACK...) not sent because they were larger than the
+   * client's Maximum Packet Size even without their optional properties [MQTT-3.1.2-25].
+   */
+  controlPacketsTooLarge = 0
   /** CONNECTs refused (0x97 / 0x03) because they would have created a persistent session past `max_sessions`. */
   sessionsRefused = 0
   /** Wills sent without their Will Delay Interval: `max_delayed_will_bytes` was reached. */

@@ -1,9 +1,9 @@
 // MQTT 5.0 §3.1 CONNECT / §3.2 CONNACK / §3.14 DISCONNECT, and the 3.1.1 equivalents.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { encode, type ConnectPacket } from '@petrel/wire'
+import { Decoder, encode, type ConnectPacket } from '@petrel/wire'
 import { createBroker } from '@petrel/broker'
-import { connected, memoryClient, sleep, tcpClient, text, versions, withBroker } from './helpers.js'
+import { connected, memoryClient, sleep, tcpClient, text, versions, withBroker, type RawClient } from './helpers.js'
 
 for (const v of versions) {
   test(`v${v}: CONNECT gets CONNACK 0, session not present on clean start [MQTT-3.2.2-2]`, async () => {
@@ -228,6 +228,49 @@ test('v5: a will declared UTF-8 (Payload Format Indicator 1) that is not gets CO
     assert.equal(text(p.payload), 'adiós')
     assert.equal(p.properties?.payloadFormatIndicator, true)
     watcher.destroy()
+  })
+})
+
+/** Records every packet the broker sends `c` whose size is over `max` (a second decoder on the same bytes). */
+function oversize (c: RawClient, max: number): string[] {
+  const seen: string[] = []
+  const strict = new Decoder({ protocolVersion: 5, maxPacketSize: max })
+  c.stream.on('data', (chunk: Buffer) => {
+    try { strict.push(chunk) } catch (err) { seen.push((err as Error).message) }
+  })
+  return seen
+}
+
+test('v5: nothing larger than the client\'s Maximum Packet Size is sent: CONNACK drops Response Information, a SUBACK that cannot fit is discarded as if sent, a CONNACK that cannot fit refuses with 0x95 [MQTT-3.1.2-24] [MQTT-3.1.2-25]', async () => {
+  await withBroker({ responseInformation: 'responses/for/the/client/%c/please' }, async (broker) => {
+    const { port } = await broker.listen({ host: '127.0.0.1', port: 0 })
+    const max = 40
+    const c = await tcpClient(port, 5)
+    const seen = oversize(c, max)
+    const ack = await c.connect({ clientId: 'tiny', properties: { maximumPacketSize: max, requestResponseInformation: true } })
+    assert.equal(ack.reasonCode, 0)
+    assert.equal(ack.properties?.responseInformation, undefined, 'Response Information left out: it would not fit')
+    assert.equal(ack.properties?.maximumPacketSize, broker.limits.maxPacketSize, 'the limits the client must respect are kept')
+    // a SUBACK for 60 filters is 66 bytes: not sent, and the subscriptions are made all the same
+    const filters = Array.from({ length: 60 }, (_, i) => ({ topicFilter: `t/${i}`, qos: 0 as const }))
+    c.send({ type: 'subscribe', packetId: 1, subscriptions: filters })
+    assert.equal(await c.quiet(300), true, 'no SUBACK')
+    assert.equal(broker.stats.controlPacketsTooLarge, 1)
+    c.send({ type: 'subscribe', packetId: 2, subscriptions: [{ topicFilter: 'u', qos: 1 }] })
+    assert.deepEqual((await c.expect('suback')).reasonCodes, [1])
+    c.send({ type: 'publish', topicName: 't/59', payload: Buffer.from('hi'), qos: 1, retain: false, dup: false, packetId: 3 })
+    assert.equal((await c.expect('puback')).packetId, 3)
+    assert.equal(text((await c.expect('publish')).payload), 'hi', 'subscribed by the SUBSCRIBE whose SUBACK was discarded')
+    assert.deepEqual(seen, [])
+    // with no room even for what it must know (its assigned client id among it): refused, no session
+    const d = await tcpClient(port, 5)
+    const seenD = oversize(d, 16)
+    const refused = await d.connect({ clientId: '', properties: { maximumPacketSize: 16, sessionExpiryInterval: 60 } })
+    assert.equal(refused.reasonCode, 0x95)
+    await d.waitClosed()
+    assert.deepEqual(seenD, [])
+    assert.equal(broker.sessions.size, 1)
+    c.destroy()
   })
 })
 
