@@ -30,6 +30,7 @@ const FLUSH_AT = 64 * 1024
 const READ_BUDGET = 256 * 1024
 
 const SHARED_EMPTY: Packet[] = []
+const SHARED_TIMES: number[] = []
 
 /**
  * The thin I/O shell around one `ServerConnection`: any Duplex in, a Decoder, and writes
@@ -51,8 +52,9 @@ export class Connection implements Transport {
    */
   private readonly highWaterMark: number
   private ending = false
-  /** Packets held while an async hook (auth, ACL) runs, in arrival order. */
+  /** Packets held while an async hook (auth, ACL) runs, in arrival order, and when each was read. */
   private backlog: Packet[] = SHARED_EMPTY
+  private backlogAt: number[] = SHARED_TIMES
   private backlogError: PetrelError | undefined
   private busy = false
   private readTurn = -1
@@ -246,8 +248,9 @@ export class Connection implements Transport {
       } catch (err) {
         this.backlogError = asPetrelError(err)
       }
-      if (this.backlog === SHARED_EMPTY) this.backlog = []
-      for (const p of more) this.backlog.push(p)
+      if (this.backlog === SHARED_EMPTY) { this.backlog = []; this.backlogAt = [] }
+      const at = this.host.now()
+      for (const p of more) { this.backlog.push(p); this.backlogAt.push(at) }
       return
     }
     const out = this.host.scratch
@@ -264,6 +267,7 @@ export class Connection implements Transport {
       const r = pc.receive(out[i] as Packet, now)
       if (r !== undefined) {
         this.backlog = out.slice(i + 1)
+        this.backlogAt = this.backlog.map(() => now)
         this.backlogError = error
         out.length = 0
         this.hold(r)
@@ -291,12 +295,14 @@ export class Connection implements Transport {
     const pc = this.protocol
     while (this.backlog.length > 0) {
       const p = this.backlog.shift() as Packet
-      const r = pc.receive(p, this.host.now())
+      // its Message Expiry Interval runs from when it was read (ServerConnection.onPublish)
+      const r = pc.receive(p, this.host.now(), this.backlogAt.shift())
       if (r !== undefined) { this.hold(r); return }
     }
     this.flushControl()
     this.busy = false
     this.backlog = SHARED_EMPTY
+    this.backlogAt = SHARED_TIMES
     const err = this.backlogError
     this.backlogError = undefined
     if (err !== undefined) { pc.protocolFailure(err, this.decoder.protocolVersion); return }

@@ -158,8 +158,11 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
 
   // --- input ---------------------------------------------------------------------------------
 
-  /** One decoded packet. A returned promise means: hold further input until it settles. */
-  receive (p: Packet, now: number): void | Promise<void> {
+  /**
+   * One decoded packet, at `now`, read at `receivedAt` (earlier when it waited behind an async
+   * hook). A returned promise means: hold further input until it settles.
+   */
+  receive (p: Packet, now: number, receivedAt = now): void | Promise<void> {
     this.lastRx = clock(now)
     switch (this.state) {
       case ConnectionState.connecting:
@@ -174,7 +177,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
         return
     }
     switch (p.type) {
-      case 'publish': return this.onPublish(p, now)
+      case 'publish': return this.onPublish(p, now, receivedAt)
       case 'puback': this.session?.puback(p.packetId); return
       case 'pubrec':
         if (this.session?.pubrec(p.packetId, p.reasonCode ?? 0) !== true && (p.reasonCode ?? 0) < 0x80) {
@@ -287,7 +290,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
 
   // --- PUBLISH -------------------------------------------------------------------------------
 
-  private onPublish (p: PublishPacket, now: number): void | Promise<void> {
+  private onPublish (p: PublishPacket, now: number, receivedAt: number): void | Promise<void> {
     const stats = this.core.stats
     stats.messagesIn[p.qos] = (stats.messagesIn[p.qos] as number) + 1
     let topic = p.topicName
@@ -314,7 +317,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     // `$SYS/...` is the broker's own, `$share/...` a subscription form no subscriber can receive
     // (as mosquitto: 0x87, the connection stays). One compare for ordinary topics.
     if (topic.charCodeAt(0) === 0x24 && isReservedTopic(topic)) {
-      this.finishPublish(p, undefined, false)
+      this.finishPublish(p, undefined, false, now)
       return
     }
     // Too many levels: matching walks one level per step, and a topic of 30,000 empty levels
@@ -323,7 +326,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     // Free for ordinary topics: fewer characters than the limit means fewer levels.
     const maxLevels = this.core.limits.maxTopicLevels
     if (topic.length >= maxLevels && tooDeep(topic, maxLevels)) {
-      this.finishPublish(p, undefined, false, 0x90)
+      this.finishPublish(p, undefined, false, now, 0x90)
       return
     }
     const session = this.session as Session
@@ -342,7 +345,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     // forwarded, the indicator would go out unaltered [MQTT-3.3.2-4] on a payload that belies it.
     if (props?.payloadFormatIndicator === true && !isWellFormedUtf8(p.payload, 0, p.payload.length)) {
       if (p.qos === 0) return this.fail(0x99, 'payload not UTF-8 although its Payload Format Indicator is 1')
-      this.finishPublish(p, undefined, false, 0x99)
+      this.finishPublish(p, undefined, false, now, 0x99)
       return
     }
     // [MQTT-3.3.4-7] the client sends at most our Receive Maximum QoS 1/2 publishes we have not
@@ -354,7 +357,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     let expiresAt = 0
     if (props !== undefined) {
       const mei = props.messageExpiryInterval
-      if (mei !== undefined) expiresAt = now + mei * 1000
+      // the lifetime runs from receipt [MQTT-3.3.2-6], not from when a held packet gets its turn
+      if (mei !== undefined) expiresAt = receivedAt + mei * 1000
       if (props.topicAlias !== undefined || mei !== undefined) {
         props = { ...props }
         delete props.topicAlias
@@ -366,11 +370,11 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       const r = auth(this, { topicName: topic, qos: p.qos, retain: p.retain, payload: p.payload })
       if (r instanceof Promise) {
         const msg = new Message(topic, p.payload, p.qos, p.retain, props, expiresAt, session).own()
-        return r.then((ok) => { this.finishPublish(p, msg, ok) })
+        return r.then((ok) => { this.finishPublish(p, msg, ok, this.core.now()) })
       }
-      if (!r) { this.finishPublish(p, undefined, false); return }
+      if (!r) { this.finishPublish(p, undefined, false, now); return }
     }
-    this.finishPublish(p, new Message(topic, p.payload, p.qos, p.retain, props, expiresAt, session), true)
+    this.finishPublish(p, new Message(topic, p.payload, p.qos, p.retain, props, expiresAt, session), true, now)
   }
 
   /**
@@ -384,11 +388,18 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
    * connection queues behind it, in order [MQTT-4.6.0-2] [MQTT-4.6.0-3]. The publisher's own
    * window (our Receive Maximum under 5.0) then paces it. Input is not paused, so its acks for
    * messages routed to it still arrive: a client subscribed to its own topic cannot deadlock.
+   *
+   * A message whose lifetime ran out before `now` (an async authorizePublish, or input held
+   * behind one) is accepted but goes nowhere, counted as expired [MQTT-3.3.2-5]: routed, it went
+   * to every ready subscriber with a Message Expiry Interval of 0. One of 0 s that is routed as
+   * it arrives still reaches them (see Session.deliver).
    */
-  private finishPublish (p: PublishPacket, msg: Message | undefined, allowed: boolean, refusal = 0x87): void {
+  private finishPublish (p: PublishPacket, msg: Message | undefined, allowed: boolean, now: number, refusal = 0x87): void {
     if (this.state === ConnectionState.closed) return
     let wait: Promise<void> | undefined
-    if (allowed && msg !== undefined) {
+    if (allowed && msg !== undefined && msg.expiresAt !== 0 && msg.expiresAt < now) {
+      this.core.stats.drop(DropReason.expired)
+    } else if (allowed && msg !== undefined) {
       this.core.publish(msg)
       // while acks are already held, later ones queue behind them: no second wait to register
       if (p.qos > 0 && this.heldAcks === undefined) wait = this.core.takePressure()

@@ -1,8 +1,8 @@
 // MQTT 5.0 §3.3 PUBLISH (retain, properties, aliases, expiry) and §3.8 SUBSCRIBE options.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { PublishPacket } from '@petrel/wire'
-import { connected, sleep, text, versions, withBroker, type RawClient } from './helpers.js'
+import { encode, type PublishPacket } from '@petrel/wire'
+import { connected, sleep, tcpClient, text, versions, withBroker, type RawClient } from './helpers.js'
 
 async function subscribe (c: RawClient, topicFilter: string, qos: 0 | 1 | 2 = 0, extra: Partial<{ noLocal: boolean, retainAsPublished: boolean, retainHandling: 0 | 1 | 2 }> = {}, subscriptionIdentifier?: number): Promise<number[]> {
   c.send({ type: 'subscribe', packetId: 7, subscriptions: [{ topicFilter, qos, ...extra }], properties: subscriptionIdentifier === undefined ? undefined : { subscriptionIdentifier } })
@@ -290,5 +290,42 @@ test('v5: broker.publishMessage does not pass a Topic Alias or Subscription Iden
     const b = await own.expect('publish')
     assert.deepEqual(b.properties?.subscriptionIdentifiers, [8], 'only its own identifier')
     assert.equal(b.properties?.topicAlias, undefined)
+  })
+})
+
+test('v5: a message whose Message Expiry Interval runs out while an async authorizePublish is pending is not delivered; one that waited is forwarded with what is left of it, counted from receipt [MQTT-3.3.2-5] [MQTT-3.3.2-6]', async () => {
+  const delays = new Map<string, number>([['e/slow', 1200], ['e/first', 1100]])
+  const authorizePublish = async (_c: unknown, p: { topicName: string }): Promise<boolean> => {
+    const ms = delays.get(p.topicName) ?? 0
+    if (ms > 0) await sleep(ms)
+    return true
+  }
+  await withBroker({ authorizePublish }, async (broker) => {
+    const { port } = await broker.listen({ host: '127.0.0.1', port: 0 })
+    const s = await tcpClient(port, 5)
+    await s.connect({ clientId: 's' })
+    await subscribe(s, 'e/#', 1)
+    const p = await tcpClient(port, 5)
+    await p.connect({ clientId: 'p' })
+    // a 1 s lifetime, and the hook takes 1.2 s: accepted (PUBACK 0), but nobody may get it now
+    p.send(pub('e/slow', 'stale', { qos: 1, packetId: 1, retain: true, properties: { messageExpiryInterval: 1 } }))
+    assert.equal((await p.expect('puback', 3000)).reasonCode ?? 0, 0)
+    assert.equal(await s.quiet(300), true, 'expired before onward delivery could start')
+    assert.equal(broker.stats.drops.expired, 1)
+    assert.equal(broker.retained.size, 0, 'nor retained')
+    // 5 s lifetimes: the first waits 1.1 s on the hook, the second (in the same segment) behind
+    // it. Each is forwarded with what is left of 5 s counted from when it arrived, not 0 nor 5.
+    p.sendRaw(Buffer.concat([
+      encode(pub('e/first', '1', { qos: 1, packetId: 2, properties: { messageExpiryInterval: 5 } }), 5),
+      encode(pub('e/second', '2', { qos: 1, packetId: 3, properties: { messageExpiryInterval: 5 } }), 5)
+    ]))
+    for (const topic of ['e/first', 'e/second']) {
+      const m = await s.expect('publish', 5000)
+      assert.equal(m.topicName, topic)
+      const left = m.properties?.messageExpiryInterval ?? 0
+      assert.ok(left > 0 && left < 5, `${topic}: ${left} s left`)
+    }
+    s.destroy()
+    p.destroy()
   })
 })
