@@ -70,6 +70,8 @@ export class Broker implements BrokerCore, ConnectionHost {
   private logger: Logger | undefined
   private readonly passwords: PasswordFile | undefined
   private readonly sys: SysTopics | undefined
+  /** Bytes queued for sessions while they were offline (max_offline_queued_bytes; see Session.enqueue). */
+  offlineQueuedBytes = 0
   /** Bytes of wills waiting out their Will Delay Interval (see `canHoldWill`). */
   delayedWillBytes = 0
   private readonly dropWarning = new WarningLimiter()
@@ -211,7 +213,9 @@ export class Broker implements BrokerCore, ConnectionHost {
     this.stats.drop(reason)
     const suppressed = this.dropWarning.due(this.now())
     if (suppressed === undefined) return
-    const limit = reason === DropReason.filterLimit ? 'max_segment_size x max_segment_count' : 'max_queued_messages / max_queued_bytes'
+    const limit = reason === DropReason.filterLimit
+      ? 'max_segment_size x max_segment_count'
+      : reason === DropReason.offlineLimit ? 'max_offline_queued_bytes' : 'max_queued_messages / max_queued_bytes'
     this.log.warn({ clientId: s.clientId, online: s.outlet !== undefined, reason, qos, queued: s.queueLength, queuedBytes: s.queueBytes, suppressed },
       `session queue full (${limit}); message dropped for this client`)
   }

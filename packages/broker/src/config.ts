@@ -48,7 +48,8 @@ const limitKeys: Record<string, [keyof BrokerLimits, Check]> = {
   max_retained_bytes: ['maxRetainedBytes', int(0)],
   max_topic_levels: ['maxTopicLevels', int(1, 32768)],
   max_subscriptions_per_session: ['maxSubscriptionsPerSession', int(0)],
-  max_sessions: ['maxSessions', int(0)]
+  max_sessions: ['maxSessions', int(0)],
+  max_offline_queued_bytes: ['maxOfflineQueuedBytes', int(0)]
 }
 const listenerKeys: Record<string, Check> = {
   type: oneOf('tcp', 'tls', 'ws', 'wss'), host: str, port: int(0, 65535), cert: str, key: str, ca: str,

@@ -137,6 +137,13 @@ export interface BrokerLimits {
    * connection (bounded by `maxConnections`). 0: no bound. Default: twice `maxConnections`.
    */
   maxSessions: number
+  /**
+   * Bytes of messages queued for sessions while they were offline, over all sessions (each
+   * counted as `maxQueuedBytes` counts it, until it leaves the queue). Past it a message for an
+   * offline session is dropped for that session (`offline_limit`); connected subscribers are not
+   * affected. 0: no bound. Default 1 GiB.
+   */
+  maxOfflineQueuedBytes: number
 }
 
 /** Memory budget per subscription filter, rumqttd style: bytes = max_segment_size x max_segment_count. */
@@ -191,7 +198,8 @@ export const defaultLimits: Readonly<BrokerLimits> = {
   maxTopicLevels: 200,
   maxSubscriptionsPerSession: 10_000,
   maxDelayedWillBytes: 64 * 1024 * 1024,
-  maxSessions: 20_000
+  maxSessions: 20_000,
+  maxOfflineQueuedBytes: 1024 * 1024 * 1024
 }
 
 export const defaultFilterMemory: Readonly<FilterMemory> = { maxSegmentSize: 1024 * 1024, maxSegmentCount: 4 }

@@ -26,6 +26,8 @@ export class Delivery {
   unsent = false
   /** Written to the client at least once (in flight, not merely queued). */
   sent = false
+  /** Queued while its session was offline: charged to the broker's `offlineQueuedBytes` until it leaves the queue. */
+  offline = false
   constructor (
     readonly message: Message,
     readonly qos: QoS,
@@ -52,6 +54,8 @@ export interface SessionOutlet {
 export interface SessionHost {
   readonly stats: BrokerStats
   readonly limits: BrokerLimits
+  /** Bytes queued for sessions while they were offline, over all sessions (max_offline_queued_bytes). */
+  offlineQueuedBytes: number
   now (): number
   /** A QoS 1/2 message left this session's queue more than half full: hold its publisher back. */
   notePressure (session: Session): void
@@ -210,6 +214,15 @@ export class Session {
       this.host.overflow(this, DropReason.queueFull, qos)
       return
     }
+    // Each offline session's queue is bounded, but not their number times that bound: with many
+    // sessions offline (max_sessions of them, each up to max_queued_bytes) the broker could hold
+    // tens of GB. Their total has its own budget; a connected subscriber's queue is not charged.
+    const offline = this.outlet === undefined
+    const maxOffline = limits.maxOfflineQueuedBytes
+    if (offline && maxOffline > 0 && this.host.offlineQueuedBytes + size > maxOffline) {
+      this.host.overflow(this, DropReason.offlineLimit, qos)
+      return
+    }
     if (budget !== undefined) {
       if (budget.used + size > budget.limit) {
         this.host.overflow(this, DropReason.filterLimit, qos)
@@ -218,7 +231,12 @@ export class Session {
       budget.used += size
     }
     this.queuedBytes += size
-    ;(this.queue ??= []).push(new Delivery(message.own(), qos, retain, subIds, budget, budget?.share))
+    const d = new Delivery(message.own(), qos, retain, subIds, budget, budget?.share)
+    if (offline) {
+      d.offline = true
+      this.host.offlineQueuedBytes += size
+    }
+    ;(this.queue ??= []).push(d)
     // QoS 1/2 to a connected subscriber that is falling behind: flow-control the publisher
     // rather than run into the bounds and drop (the publisher's window then paces it).
     if (qos > 0 && this.outlet !== undefined && this.overHalf(budget)) this.host.notePressure(this)
@@ -305,6 +323,10 @@ export class Session {
   private release (d: Delivery): void {
     const size = d.message.size
     this.queuedBytes -= size
+    if (d.offline) {
+      d.offline = false
+      this.host.offlineQueuedBytes -= size
+    }
     if (d.budget !== undefined) {
       d.budget.used -= size
       d.budget = undefined

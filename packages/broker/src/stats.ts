@@ -7,6 +7,8 @@ export const DropReason = {
   queueFull: 'queue_full',
   /** The per-filter memory budget (`max_segment_size` x `max_segment_count`) was used up. */
   filterLimit: 'filter_limit',
+  /** Offline sessions' queues, over all sessions, held `max_offline_queued_bytes`. */
+  offlineLimit: 'offline_limit',
   /** A QoS 0 message for a session that is offline (QoS 0 is not queued offline). */
   offline: 'offline',
   /** The message expired before it could be delivered [MQTT-3.3.2-5]. */
@@ -63,7 +65,7 @@ export class BrokerStats {
   /** Wills sent without their Will Delay Interval: `max_delayed_will_bytes` was reached. */
   willsSentEarly = 0
   readonly drops: Record<DropReason, number> = {
-    queue_full: 0, filter_limit: 0, offline: 0, expired: 0, packet_too_large: 0, not_authorized: 0, payload_format_invalid: 0, topic_invalid: 0, session_ended: 0
+    queue_full: 0, filter_limit: 0, offline_limit: 0, offline: 0, expired: 0, packet_too_large: 0, not_authorized: 0, payload_format_invalid: 0, topic_invalid: 0, session_ended: 0
   }
 
   drop (reason: DropReason): void {

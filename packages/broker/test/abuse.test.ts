@@ -497,3 +497,47 @@ test('max_sessions defaults to twice max_connections; 0 is no bound', async () =
     assert.equal(broker.sessions.size, 5)
   })
 })
+
+test('messages queued for offline sessions are bounded in total (max_offline_queued_bytes): past it an offline session\'s copy is dropped (offline_limit), connected subscribers get theirs, and the budget frees as queues drain', async () => {
+  await withTcpBroker({ limits: { maxOfflineQueuedBytes: 10_000 } }, async (broker, port) => {
+    const away = async (clientId: string): Promise<void> => {
+      const c = await tcpClient(port, 5)
+      await c.connect({ clientId, cleanStart: false, properties: { sessionExpiryInterval: 600 } })
+      c.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 't', qos: 1 }] })
+      await c.expect('suback')
+      c.destroy()
+      await waitFor(() => broker.online.get(clientId) === undefined)
+    }
+    await away('a')
+    await away('b')
+    const live = await tcpClient(port, 5)
+    await live.connect({ clientId: 'live' })
+    live.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 't', qos: 1 }] })
+    await live.expect('suback')
+    const p = await tcpClient(port, 5)
+    await p.connect({ clientId: 'p' })
+    for (let i = 1; i <= 6; i++) {
+      p.send({ type: 'publish', topicName: 't', payload: Buffer.alloc(2000, 0x30 + i), qos: 1, retain: false, dup: false, packetId: i })
+      assert.equal((await p.expect('puback')).reasonCode ?? 0, 0)
+      const m = await live.expect('publish')
+      live.send({ type: 'puback', packetId: m.packetId as number })
+    }
+    // 2,001 bytes a copy: a, b, a, b fit in 10,000; every later copy for them is dropped
+    assert.equal(broker.offlineQueuedBytes, 4 * 2001)
+    assert.equal(broker.stats.drops.offline_limit, 8)
+    assert.equal(broker.sessions.get('a')?.queueLength, 2)
+    // a reconnects and takes its two: the budget frees
+    const a = await tcpClient(port, 5)
+    assert.equal((await a.connect({ clientId: 'a', cleanStart: false, properties: { sessionExpiryInterval: 600 } })).sessionPresent, true)
+    for (let i = 0; i < 2; i++) a.send({ type: 'puback', packetId: (await a.expect('publish')).packetId as number })
+    await waitFor(() => broker.offlineQueuedBytes === 2 * 2001)
+    p.send({ type: 'publish', topicName: 't', payload: Buffer.alloc(2000), qos: 1, retain: false, dup: false, packetId: 7 })
+    await p.expect('puback')
+    assert.equal(broker.sessions.get('b')?.queueLength, 3, 'room again for the session still offline')
+    // a session that ends gives its charge back
+    const b = await tcpClient(port, 5)
+    await b.connect({ clientId: 'b', cleanStart: true })
+    assert.equal(broker.offlineQueuedBytes, 0)
+    for (const c of [a, b, p, live]) c.destroy()
+  })
+})

@@ -56,6 +56,7 @@ max_queued_messages = 3
 max_inflight_bytes = 1048576
 max_user_properties = 64
 max_sessions = 0
+max_offline_queued_bytes = 65536
 [auth]
 allow_anonymous = false
 [[acl]]
@@ -76,6 +77,7 @@ port = 0
   assert.equal(c.options.limits?.maxInflightBytes, 1048576)
   assert.equal(c.options.limits?.maxUserProperties, 64)
   assert.equal(c.options.limits?.maxSessions, 0)
+  assert.equal(c.options.limits?.maxOfflineQueuedBytes, 65536)
   assert.equal(c.options.allowAnonymous, false)
   assert.deepEqual(c.options.acl, [{ user: 'u', clientId: undefined, topic: 'a/%u/#', access: 'read' }])
   assert.deepEqual(c.options.memory?.filters, [{ pattern: 'x/#', maxSegmentSize: 10, maxSegmentCount: 2 }])
