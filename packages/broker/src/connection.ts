@@ -169,8 +169,14 @@ export class Connection implements Transport {
       s.destroy() // a client that does not read gets no graceful goodbye
       return
     }
-    s.end(() => { s.destroy() })
-    // a peer that never reads its last bytes must not hold the socket
+    // Half-close, then read (and drop) what the client still sends until it closes its side.
+    // Destroying the socket as soon as our last bytes were written made the kernel answer the
+    // packets already on their way (PUBRELs for our PUBRECs, more PUBLISHes) with a reset: a
+    // client still writing got EPIPE/ECONNRESET and lost our DISCONNECT and its reason code
+    // (0x93, 0x95...) unread in its socket [MQTT-4.13.1-1].
+    s.end(() => { if (s.readableEnded) s.destroy() })
+    s.resume()
+    // a peer that never reads its last bytes, or never closes, must not hold the socket
     setTimeout(() => { s.destroy() }, 2000).unref()
   }
 
@@ -210,7 +216,7 @@ export class Connection implements Transport {
 
   /** @internal called through the shared 'end' listener */
   onEnd (): void {
-    if (!this.ending) this.stream.destroy()
+    if (!this.ending || this.stream.writableFinished) this.stream.destroy()
   }
 
   private pumpSession (): void {
@@ -228,6 +234,7 @@ export class Connection implements Transport {
 
   /** @internal called through the shared 'data' listener */
   onData (chunk: Buffer): void {
+    if (this.ending) return // lingering after our DISCONNECT (see `end`)
     this.host.stats.bytesIn += chunk.length
     const turn = this.host.turn
     if (turn !== this.readTurn) {

@@ -1,10 +1,11 @@
 // MQTT 5.0 §4.13 Handling errors, §3.1.4 session takeover and §4.12 re-authentication: each
 // client error gets the spec's answer, and the broker and every other client carry on.
+import { connect as netConnect } from 'node:net'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { PublishPacket } from '@petrel/wire'
 import { waitFor } from '@petrel/test-utils'
-import { connected, memoryClient, sleep, text, versions, withBroker } from './helpers.js'
+import { connected, memoryClient, RawClient, sleep, text, versions, withBroker } from './helpers.js'
 
 const pub = (topicName: string, payload: string | Buffer, extra: Partial<PublishPacket> = {}): PublishPacket =>
   ({ type: 'publish', topicName, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos: 0, retain: false, dup: false, ...extra })
@@ -135,5 +136,32 @@ test('v5: AUTH from a client that did not use enhanced authentication is a proto
     c.send({ type: 'auth', reasonCode: 0x19, properties: { authenticationMethod: 'x' } })
     assert.equal((await c.expect('disconnect')).reasonCode, 0x82)
     await c.waitClosed()
+  })
+})
+
+test('v5: a client still writing when we disconnect it reads our DISCONNECT and sees a clean close, not a reset [MQTT-4.13.1-1]', async () => {
+  await withBroker({ limits: { receiveMaximum: 2 } }, async (broker) => {
+    const { port } = await broker.listen({ host: '127.0.0.1', port: 0 })
+    // half-open allowed, as a plain socket (Python's, C's) is: our FIN does not close its side
+    const socket = netConnect({ host: '127.0.0.1', port, allowHalfOpen: true })
+    await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+    const c = new RawClient(socket, 5)
+    let socketError: Error | undefined
+    socket.on('error', (err) => { socketError = err })
+    const closed = new Promise((resolve) => { socket.once('close', resolve) })
+    await c.connect({ clientId: 'flood' })
+    // one QoS 2 publish past our Receive Maximum; the client answers each PUBREC as it reads it
+    for (let i = 1; i <= 3; i++) c.send(pub('rm/x', 'q2', { qos: 2, packetId: i }))
+    let disconnect: number | undefined
+    for (let i = 0; i < 3; i++) {
+      const p = await c.next()
+      if (p.type === 'pubrec') c.send({ type: 'pubrel', packetId: p.packetId })
+      else if (p.type === 'disconnect') disconnect = p.reasonCode
+      await sleep(50)
+    }
+    assert.equal(disconnect, 0x93)
+    c.end()
+    await closed
+    assert.equal(socketError, undefined, 'the PUBRELs already on their way were met with a reset')
   })
 })
