@@ -475,7 +475,11 @@ test('v5 properties (-D) both ways with mosquitto_pub/sub, %J and %P formats', a
 
 test('petrel sub -F prints what mosquitto_sub -F prints for the same format (widths, %m, @@, empty messages)', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
-  const p = port()
+  // Its own broker, logging SUBSCRIBEs to stderr (stdout is block-buffered into a pipe), so the publishes wait until all six are subscribed
+  // (a fixed sleep was too short on a busy machine).
+  const own = await startMosquitto({ extraConfig: 'log_type subscribe\nlog_dest stderr' })
+  t.after(async () => { await own.stop() })
+  const p = String(own.port)
   // Date-level @ letters only (the two processes print at slightly different times); no @Z,
   // whose names differ between glibc and ICU for some zones.
   const format = '|%15t|%-15t|%.3t|%8p|%-8p|%3m|%03m|%-3m|%04l|%5C|%-5C|%3E|%2F|%q|%r|%%|@@|@x|@G-@V|@U@W|@%|'
@@ -487,7 +491,7 @@ test('petrel sub -F prints what mosquitto_sub -F prints for the same format (wid
   const refPlain = start('mosquitto_sub', ['-p', p, '-t', 'same/#', '-C', '3'])
   const refVerbose = start('mosquitto_sub', ['-p', p, '-t', 'same/#', '-C', '3', '-v'])
   // Publish once all six are subscribed: each gets exactly three messages.
-  await new Promise((resolve) => setTimeout(resolve, 1500))
+  await waitFor(() => own.logs().split(' same/#').length - 1 >= 6)
   await run('mosquitto_pub', ['-p', p, '-V', 'mqttv5', '-t', 'same/abcdefgh', '-m', 'payload-long', '-q', '1',
     '-D', 'publish', 'content-type', 'tx', '-D', 'publish', 'message-expiry-interval', '30'])
   await run('mosquitto_pub', ['-p', p, '-t', 'same/x', '-m', 'pp'])
