@@ -112,6 +112,32 @@ test('QoS 1 window: a full window is refilled in steps of a quarter of it, not o
   assert.equal(x.session.inflightCount, 8)
 })
 
+test('QoS 1 window: free places short of a quarter go out 1 ms later if no more acks come (a broker with Nagle on holds them behind our delayed TCP ACK)', () => {
+  const x = harness({ inflightWindow: 20 })
+  x.up()
+  for (let i = 0; i < 40; i++) x.pub(String(i))
+  const first = ids(x.take())
+  assert.equal(first.length, 20)
+  x.h.now = 100
+  x.session.handlePacket({ type: 'puback', packetId: first[0] as number })
+  assert.deepEqual(x.take(), [], 'one free place of 20: wait for more acks a little')
+  assert.equal(x.h.wakes.at(-1), 101, 'but not longer than 1 ms')
+  x.h.now = 100.5
+  x.session.wake() // a timer firing early
+  assert.deepEqual(x.take(), [])
+  assert.equal(x.h.wakes.at(-1), 101, 'asks again')
+  x.h.now = 101
+  x.session.wake()
+  assert.deepEqual(publishes(x.take()).map((p) => p.payload.toString()), ['20'])
+  // The next full window waits for a quarter again, from its own first free place.
+  x.h.now = 200
+  x.session.handlePacket({ type: 'puback', packetId: first[1] as number })
+  assert.deepEqual(x.take(), [])
+  assert.equal(x.h.wakes.at(-1), 201)
+  for (let i = 2; i < 6; i++) x.session.handlePacket({ type: 'puback', packetId: first[i] as number })
+  assert.deepEqual(publishes(x.take()).map((p) => p.payload.toString()), ['21', '22', '23', '24', '25'])
+})
+
 test('a window of 1 still sends the next publish on each PUBACK', () => {
   const x = harness({ inflightWindow: 1 })
   x.up()

@@ -19,6 +19,12 @@ export interface MosquittoOptions {
   persistence?: boolean
   /** Default true. */
   allowAnonymous?: boolean
+  /**
+   * Leave mosquitto's own defaults for what the harness otherwise tunes (max_queued_messages
+   * 100000, max_inflight_messages 100, set_tcp_nodelay true): a stock broker queues at most 1,000
+   * messages per offline client, allows 20 in flight and has Nagle's algorithm on.
+   */
+  stock?: boolean
   passwordFile?: string
 }
 
@@ -80,11 +86,9 @@ function buildConfig (opts: MosquittoOptions, ports: Ports, dir: string): string
     'log_type error',
     'log_type warning',
     'log_type notice',
-    'log_type information',
-    'max_queued_messages 100000',
-    'max_inflight_messages 100',
-    'set_tcp_nodelay true'
+    'log_type information'
   )
+  if (opts.stock !== true) lines.push('max_queued_messages 100000', 'max_inflight_messages 100', 'set_tcp_nodelay true')
   if (opts.persistence === true) {
     lines.push('persistence true', `persistence_location ${join(dir, 'data')}/`, 'autosave_interval 1800')
   } else {
