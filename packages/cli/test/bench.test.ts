@@ -1029,6 +1029,24 @@ test('summary: QoS 1 messages acknowledged to every publisher and missing at the
   assert.doesNotMatch(formatSummary(buildSummary(o, s, s.startedAt + 2000, { reports: rows, streams: 2 })), /every publish was acknowledged/)
 })
 
+test('summary: a lone QoS 1 sub missing messages on a connection never lost says the broker did not send them', () => {
+  const o = parseOptions(['sub', '-q', '1'])
+  assert.ok(o !== undefined)
+  const s = new BenchStats()
+  s.connectAttempts = s.connected = 1
+  s.received = 1500
+  const rows = [{ run: 'r', publisher: 0, received: 1500, missing: 500, duplicates: 0, outOfOrder: 0 }]
+  const note = /no subscriber connection was lost, so the broker never sent these: dropped for a slow subscriber \(mosquitto: max_queued_messages/
+  assert.match(formatSummary(buildSummary(o, s, s.startedAt + 2000, { reports: rows, streams: 1 })), note)
+  // A lost connection (a clean session: what was published meanwhile is gone) or QoS 0: nothing to say.
+  s.lost = 1
+  assert.doesNotMatch(formatSummary(buildSummary(o, s, s.startedAt + 2000, { reports: rows, streams: 1 })), note)
+  s.lost = 0
+  const q0 = parseOptions(['sub', '-q', '0'])
+  assert.ok(q0 !== undefined)
+  assert.doesNotMatch(formatSummary(buildSummary(q0, s, s.startedAt + 2000, { reports: rows, streams: 1 })), note)
+})
+
 test('summary: a steady rate reads as configured: N messages of a paced publisher span N - 1 intervals', () => {
   // 200 publishers at 1 msg/s for 3 s: each sends at 0, 1 and 2 s, so the 600 messages span 2 s.
   const o = parseOptions(['pubsub', '-c', '200', '--rate', '1'])

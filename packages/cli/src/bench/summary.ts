@@ -290,6 +290,10 @@ export function formatSummary (r: BenchSummary): string {
     if (r.mode === 'pubsub' && r.qos > 0 && v.missing > 0 && p !== undefined && p.sent > 0 && p.acked === p.sent) {
       row('', 'every publish was acknowledged, so the broker dropped these after taking them: a queue limit for a slow ' +
         'subscriber (mosquitto: max_queued_messages, 1000 by default)? --inflight over its max_inflight_messages (3.1.1)? a lower QoS granted?')
+    } else if (r.mode === 'sub' && r.qos > 0 && v.missing > 0 && r.connections.lost === 0) {
+      // The publishers' acks are not seen here; a subscription that never went away still says where.
+      row('', 'no subscriber connection was lost, so the broker never sent these: dropped for a slow subscriber (mosquitto: ' +
+        'max_queued_messages, 1000 by default), or never taken from the publishers (are all their publishes acked?)')
     }
     if (v.checked === 'none') {
       row('loss', `not checked (${v.received === 0 ? 'nothing received: is a publisher sending to the filter?' : noStamps})`)
