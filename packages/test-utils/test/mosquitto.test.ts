@@ -132,6 +132,26 @@ test('extraConfig lines reach mosquitto.conf', async (t) => {
   }
 })
 
+test('stock leaves mosquitto\'s own limits: Receive Maximum 20 in an MQTT 5 CONNACK, 100 otherwise', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  // MQTT 5 CONNECT, clean start, keepalive 60, no properties, empty client id.
+  const connect5 = hex('10 0d 00 04 4d 51 54 54 05 02 00 3c 00 00 00')
+  for (const [stock, receiveMaximum] of [[true, '00 14'], [false, '00 64']] as const) {
+    const broker = await startMosquitto({ stock })
+    t.after(() => broker.stop())
+    const { socket, reader } = await tcp(broker.port)
+    try {
+      socket.write(connect5)
+      const head = await reader.read(2)
+      assert.equal(head[0], 0x20, broker.logs())
+      const rest = await reader.read(head[1] as number) // short: one length byte
+      assert.ok(rest.includes(hex(`21 ${receiveMaximum}`)), `stock ${stock}: ${rest.toString('hex')}`)
+    } finally {
+      socket.destroy()
+    }
+  }
+})
+
 test('allowAnonymous false refuses a CONNECT without credentials', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const broker = await startMosquitto({ allowAnonymous: false })
