@@ -433,6 +433,25 @@ for (const v of ['mqttv311', 'mqttv5']) {
   })
 }
 
+test('a stock mosquitto keeps 1,000 of 5,000 QoS 1 messages published while a -c session was away: petrel sub -c prints those, each once, in order', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const stock = await startMosquitto({ stock: true })
+  t.after(() => stock.stop())
+  const p = String(stock.port)
+  for (const v of ['mqttv311', 'mqttv5']) {
+    const id = `cli-stock-${v}-${process.pid}`
+    const created = await run('node', [petrel, 'sub', '-p', p, '-V', v, '-c', '-i', id, '-q', '1', '-t', 'away', '-E'])
+    assert.equal(created.code, 0, created.stderr)
+    const lines = Array.from({ length: 5000 }, (_, i) => String(i + 1))
+    const published = await run('mosquitto_pub', ['-p', p, '-t', 'away', '-q', '1', '-l'], lines.join('\n') + '\n')
+    assert.equal(published.code, 0, published.stderr)
+    // max_queued_messages 1000: mosquitto keeps the first 1,000 and drops the rest (its log says so).
+    const back = await run('node', [petrel, 'sub', '-p', p, '-V', v, '-c', '-i', id, '-q', '1', '-t', 'away', '-W', '3'])
+    assert.equal(back.code, 27, back.stderr)
+    assert.equal(back.stdout, lines.slice(0, 1000).join('\n') + '\n', `${v}: ${back.stdout.split('\n').length - 1} lines`)
+  }
+})
+
 test('petrel sub -F, -T, --retained-only, --remove-retained; petrel pub --repeat', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const p = port()
