@@ -22,7 +22,7 @@ export interface MosquittoOptions {
   /**
    * Leave mosquitto's own defaults for what the harness otherwise tunes (max_queued_messages
    * 100000, max_inflight_messages 100, set_tcp_nodelay true): a stock broker queues at most 1,000
-   * messages per offline client, allows 20 in flight and has Nagle's algorithm on.
+   * QoS 1/2 messages per client (away, or behind), allows 20 in flight and has Nagle's algorithm on.
    */
   stock?: boolean
   passwordFile?: string
