@@ -512,13 +512,13 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
    * requests, then sends DISCONNECT 0x00. While the link is down (between attempts, or during
    * one), it waits within the same bound for the next link to send them on, dialling at once
    * rather than after the backoff delay, then again at the backoff's first step (`initialDelayMs`)
-   * rather than its grown delay; not after `disconnect()`. With nothing to send it waits only for
-   * an attempt whose CONNECT was written, to end that connection too with DISCONNECT and the
-   * broker's close. Whatever is still pending rejects with PETREL_ERR_CLIENT_CLOSED. Resolves
-   * once the broker has closed the connection after the DISCONNECT (at most 1 s later): it has
-   * then read our last acks, so a client taking the session over next is not sent those messages
-   * again. `force` closes at once, without waiting for anything, and cuts short a graceful end()
-   * still waiting. Idempotent.
+   * rather than its grown delay; not after `disconnect()`. With nothing to send it does not wait
+   * for a link: an attempt under way is ended at once, with DISCONNECT when its CONNECT was
+   * written (waiting for the broker's close, as below). Whatever is still pending rejects with
+   * PETREL_ERR_CLIENT_CLOSED. Resolves once the broker has closed the connection after the
+   * DISCONNECT (at most 1 s later): it has then read our last acks, so a client taking the
+   * session over next is not sent those messages again. `force` closes at once, without waiting
+   * for anything, and cuts short a graceful end() still waiting. Idempotent.
    */
   async end (options: EndOptions = {}): Promise<void> {
     if (this.ending !== undefined) {
@@ -549,7 +549,9 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     }
     if (this.closed) return
     this.conn?.flush()
-    const conn = this.phase === 'connected' ? this.conn : undefined // the one to get DISCONNECT
+    // The one to get DISCONNECT: the live link, or an attempt whose CONNECT was written (a client
+    // may send DISCONNECT before the CONNACK, §3.1.4; the broker then ends it without the will).
+    const conn = this.phase === 'connected' || this.phase === 'connecting' ? this.conn : undefined
     this.shutdown(undefined)
     if (conn !== undefined) await this.brokerClosed(conn.stream)
   }
@@ -582,16 +584,16 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
 
   /**
    * Whether a graceful end() has something to wait for: requests to finish on the live link; or,
-   * offline, requests the supervisor's next link will carry, or an attempt whose CONNECT was
-   * written: it is ended with DISCONNECT once accepted and end() resolves once the broker closed
-   * it, so a client taking the id over next cannot be taken over by that late CONNECT. One still
-   * dialling or in `beforeConnect` has sent nothing: it is cut at once.
+   * offline, requests the supervisor's next link will carry. Not an attempt with nothing to carry:
+   * waiting for its CONNACK waited out the whole timeout on a broker that never answers. One whose
+   * CONNECT was written is ended with DISCONNECT, and end() resolves once the broker closed it (at
+   * most CLOSE_WAIT_MS), so a client taking the id over next is not taken over by that CONNECT.
    * Offline on purpose (disconnect()), no link is coming.
    */
   private get endMustWait (): boolean {
     if (this.phase === 'connected') return !this.session.idle
     if (this.paused) return false
-    return !this.session.idle || this.phase === 'connecting'
+    return !this.session.idle
   }
 
   /**

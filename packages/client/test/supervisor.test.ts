@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { waitFor, withTimeout } from '@petrel/test-utils'
 import type { ConnectPacket, PetrelError } from '@petrel/wire'
 import { connect, createClient, MqttClient, type ClientErrorCode } from '../src/index.js'
-import { scriptedBroker } from './scripted-broker.js'
+import { disconnectReason, scriptedBroker } from './scripted-broker.js'
 
 // The supervisor and MQTT 5 exchanges mosquitto cannot show (enhanced authentication, server
 // references, per-attempt CONNECT rewriting), against a scripted MQTT 5 broker on 127.0.0.1.
@@ -401,6 +401,46 @@ test('a graceful end() with nothing to send, while an attempt is still dialling 
   } finally {
     await b.close()
   }
+})
+
+test('a graceful end() with nothing to send, while the broker has not answered the CONNECT, does not wait for the CONNACK: DISCONNECT goes out at once, pending connect() rejects with PETREL_ERR_CLIENT_CLOSED, the process exits', { timeout: 30_000 }, async (t) => {
+  // A broker that reads the CONNECT and never answers nor closes.
+  const b = await scriptedBroker(5, () => true)
+  const unhandled = unhandledRejections(t)
+  try {
+    for (const how of ['createClient', 'connect'] as const) {
+      const before = b.links.length
+      const c = new MqttClient([new URL(b.url)], { ...fast, connectTimeoutMs: 60_000 })
+      c.on('error', () => {})
+      const first = c.start(how === 'connect')
+      const firstSettled = first.then(() => 'resolved', (e: PetrelError) => e.code)
+      await waitFor(() => b.links[before]?.packets.length === 1, { timeoutMs: 3000, message: 'CONNECT written' })
+      const started = performance.now()
+      // The timeout is far longer than the test's bound: end() must not spend it on the CONNACK.
+      await withTimeout(c.end({ timeoutMs: 60_000 }), 5000, `${how}: end()`)
+      assert.ok(performance.now() - started < 4000, `${how}: end() took ${Math.round(performance.now() - started)} ms`)
+      assert.equal(c.isClosed, true, how)
+      assert.equal(await firstSettled, how === 'connect' ? 'PETREL_ERR_CLIENT_CLOSED' : 'resolved', how)
+      // DISCONNECT before the CONNACK (§3.1.4): a broker accepting the CONNECT late publishes no will.
+      assert.equal(disconnectReason(b.links[before]), 0, `${how}: the attempt was ended with DISCONNECT`)
+      await waitFor(() => b.links[before]?.socket.readableEnded === true || b.links[before]?.socket.destroyed === true, { timeoutMs: 3000, message: `${how}: the attempt's socket closed` })
+      assert.equal(b.links.length, before + 1, `${how}: no other attempt`)
+    }
+    assert.deepEqual(unhandled, [])
+  } finally {
+    await b.close()
+  }
+  // Nothing left behind: the process exits by itself well within the connect timeout and backoff.
+  const r = await runAlone(`const b = await scriptedBroker(5, () => true)
+    const c = new client.MqttClient([new URL(b.url)], { connectTimeoutMs: 60000, backoff: { initialDelayMs: 60000 } })
+    const first = c.start(true).catch((e) => e.code)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    await c.end({ timeoutMs: 60000 })
+    console.log(await first)
+    await b.close()`, 20_000)
+  assert.equal(r.out, 'PETREL_ERR_CLIENT_CLOSED')
+  assert.equal(r.code, 0)
+  assert.ok(r.ms < 8000, `the process exited after ${Math.round(r.ms)} ms`)
 })
 
 test('a connect, reconnect or disconnect listener that throws is reported (PETREL_ERR_HANDLER_FAILED) and the supervisor carries on: one link open, no attempt failed, no unhandled rejection', { timeout: 20_000 }, async (t) => {
