@@ -806,6 +806,11 @@ export class ClientSession implements InboundAckSink {
       } else {
         request.state = RState.Done
         if (request.kind === 'subscribe') this.removeEntry(request.entry)
+        // Out of the queue now, not when the pump next passes (only once connected): left there,
+        // it kept the session from being idle, and a graceful end() waited for a link to send nothing.
+        // Few control requests wait at once; the rest keep their order.
+        const rest = this.control.drain()
+        for (const r of rest) if (r !== request) this.control.push(r)
       }
       this.settle(request, undefined, reason)
       return true

@@ -153,7 +153,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   private readonly counters = { connects: 0, connectFailures: 0, disconnects: 0, pingTimeouts: 0, protocolErrors: 0, messagesDropped: 0, bytesIn: 0, bytesOut: 0 }
   /** The link ended before the supervisor waited for it to (undefined error: on purpose). */
   private endedEarly: { error: PetrelError | undefined } | undefined
-  private responses: { topic: string, sub: Promise<Subscription>, waiters: Map<string, ResponseWaiter>, next: number } | undefined
+  private responses: { topic: string, sub: Promise<Subscription>, waiters: Map<string, ResponseWaiter>, next: number, cancel: AbortController } | undefined
   private readonly handler: ConnectionHandler
   private readonly owner: SubscriptionOwner
 
@@ -414,7 +414,9 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       // topic, so it needs no Wildcard Subscription Available.
       const base = `petrel/responses/${this.clientId.replace(/[+#]/g, encodeURIComponent)}/${randomBytes(4).toString('hex')}`
       const waiters = new Map<string, ResponseWaiter>()
-      const sub = this.subscribe(`${base}/r`, { qos: 1 }, (m) => {
+      // end() cancels it while it has not reached the wire (see endOnce).
+      const cancel = new AbortController()
+      const sub = this.subscribe(`${base}/r`, { qos: 1, signal: cancel.signal }, (m) => {
         const cd = m.properties?.correlationData
         if (cd === undefined) return
         const key = Buffer.from(cd).toString('hex')
@@ -424,7 +426,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
           w.resolve(m)
         }
       })
-      this.responses = { topic: base, sub, waiters, next: 1 }
+      this.responses = { topic: base, sub, waiters, next: 1, cancel }
       sub.catch(() => { this.responses = undefined })
     }
     const r = this.responses
@@ -543,6 +545,10 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       return
     }
     const deadline = clock() + (options.timeoutMs ?? 5000)
+    // No response can come once closed: a response subscription still queued (made offline) is
+    // dropped, its requests reject with PETREL_ERR_CLIENT_CLOSED. Left queued, it had end() dial
+    // a link only to send it, or wait its whole timeout for one.
+    this.responses?.cancel.abort(clientError(ClientErrorCode.CLIENT_CLOSED, 'the client was closed'))
     if (this.phase !== 'connected' && this.endMustWait) this.wake?.()
     while (!this.closed && this.endMustWait && clock() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 5))

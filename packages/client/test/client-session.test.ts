@@ -840,6 +840,23 @@ test('abort removes a queued request; nothing is written', () => {
   assert.equal(x.session.queuedCount, 0)
 })
 
+test('abort of a SUBSCRIBE or UNSUBSCRIBE queued offline leaves the session idle (a graceful end() waited for a link to send nothing); the others keep their order', () => {
+  const x = harness()
+  const kept = x.session.subscribe([{ topicFilter: 'k/#', qos: 1 }], {}).request as ControlRequest
+  const sub = x.session.subscribe([{ topicFilter: 'a/#', qos: 1 }], {}).request as ControlRequest
+  const unsub = x.session.unsubscribeFilters(['old/#'])
+  for (const r of [kept, sub, unsub]) { r.resolve = () => {}; r.reject = () => {} }
+  assert.equal(x.session.abort(sub, new Error('stop')), true)
+  assert.equal(x.session.abort(unsub, new Error('stop')), true)
+  assert.equal(x.session.idle, false, 'one still queued')
+  assert.equal(x.session.abort(kept, new Error('stop')), true)
+  assert.equal(x.session.idle, true)
+  const again = x.session.subscribe([{ topicFilter: 'b/#', qos: 1 }], {}).request as ControlRequest
+  again.resolve = () => {}
+  x.up()
+  assert.deepEqual(x.take().map((p) => p.type === 'subscribe' ? p.subscriptions.map((s) => s.topicFilter) : p.type), [['b/#']], 'only the one not aborted')
+})
+
 test('abort of a blocked publish behind another blocked one: blockedCount drops at once (stats().blocked), the rest keep their order', () => {
   const x = harness({ maxQueuedMessages: 1, inflightWindow: 1 })
   x.pub('1')

@@ -443,6 +443,47 @@ test('a graceful end() with nothing to send, while the broker has not answered t
   assert.ok(r.ms < 8000, `the process exited after ${Math.round(r.ms)} ms`)
 })
 
+test('v5: a graceful end() does not wait for a link to carry the response subscription of a request() made while offline: it ends at once, nothing is sent for it, the request rejects with PETREL_ERR_CLIENT_CLOSED', { timeout: 30_000 }, async (t) => {
+  const unhandled = unhandledRejections(t)
+  const slow = { backoff: { initialDelayMs: 20_000, jitter: 0 }, connectTimeoutMs: 20_000 }
+  // No broker at all: a graceful end() would wait its whole timeout for a link.
+  const gone = await scriptedBroker(5, () => false)
+  const { port } = new URL(gone.url)
+  await gone.close()
+  const c = createClient(`mqtt://127.0.0.1:${port}`, slow)
+  c.on('error', () => {})
+  try {
+    await withTimeout(new Promise((resolve) => { c.once('reconnect', resolve) }), 3000, 'first attempt refused')
+    const req = c.request('svc/a', 'x', { timeoutMs: 60_000 }).then(() => 'resolved', (e: PetrelError) => e.code)
+    const started = performance.now()
+    await withTimeout(c.end({ timeoutMs: 60_000 }), 5000, 'end()')
+    assert.ok(performance.now() - started < 3000, `end() took ${Math.round(performance.now() - started)} ms`)
+    assert.equal(await req, 'PETREL_ERR_CLIENT_CLOSED')
+  } finally {
+    await c.end({ force: true })
+  }
+  // A broker there (the first CONNECT refused, the client in its backoff): end() dials no link for it.
+  const b = await scriptedBroker(5, (p, link) => {
+    if (p.type !== 'connect' || link.index > 0) return false
+    link.send({ type: 'connack', sessionPresent: false, reasonCode: 0x88 })
+    link.socket.end()
+    return true
+  })
+  const d = createClient(b.url, slow)
+  d.on('error', () => {})
+  try {
+    await withTimeout(new Promise((resolve) => { d.once('reconnect', resolve) }), 3000, 'first attempt refused')
+    const req = d.request('svc/a', 'x', { timeoutMs: 60_000 }).then(() => 'resolved', (e: PetrelError) => e.code)
+    await withTimeout(d.end({ timeoutMs: 60_000 }), 5000, 'end()')
+    assert.equal(await req, 'PETREL_ERR_CLIENT_CLOSED')
+    assert.deepEqual(b.links.flatMap((l) => l.packets.map((p) => p.type)), ['connect'], 'no link dialled for the request')
+  } finally {
+    await d.end({ force: true })
+    await b.close()
+  }
+  assert.deepEqual(unhandled, [])
+})
+
 test('a connect, reconnect or disconnect listener that throws is reported (PETREL_ERR_HANDLER_FAILED) and the supervisor carries on: one link open, no attempt failed, no unhandled rejection', { timeout: 20_000 }, async (t) => {
   // The second CONNECT is refused, so that a reconnect event comes.
   const b = await scriptedBroker(5, (p, link) => {
