@@ -604,8 +604,10 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
 
   /**
    * Closes the connection (DISCONNECT 0x00) and stays offline until `reconnect()`. Requests keep
-   * queuing. Called before the first connection was made (from `beforeConnect`, say), it rejects
-   * the pending `connect()` with PETREL_ERR_ABORTED: no connection is coming for it to resolve on.
+   * queuing. Called before the first connection of `connect()` was made (from `beforeConnect`, or
+   * a `reconnect` listener), it rejects that `connect()` with PETREL_ERR_ABORTED and closes the
+   * client, as `end({ force: true })` does: `connect()` hands the client to nobody, so nobody could
+   * `reconnect()` it, and left offline it would take requests that never go out.
    */
   disconnect (): void {
     if (this.closed) return
@@ -616,6 +618,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     if (this.firstConnect !== undefined) {
       this.firstConnect.reject(clientError(ClientErrorCode.ABORTED, 'disconnect() was called before the first connection was made'))
       this.firstConnect = undefined
+      this.closing = true
+      this.shutdown(undefined)
     }
   }
 

@@ -24,7 +24,7 @@ export const ClientErrorCode = {
   DROPPED: 'PETREL_ERR_DROPPED',
   /**
    * Rejection of an aborted request whose signal carries no reason (normally the rejection is
-   * `signal.reason` itself), or of `connect()` when `disconnect()` was called before the first connection.
+   * `signal.reason` itself), or of `connect()` when `disconnect()` was called before the first connection (the client is then closed).
    */
   ABORTED: 'PETREL_ERR_ABORTED',
   /** `end()` was called, or the client stopped reconnecting, while the request was pending. */

@@ -298,7 +298,7 @@ async function runAlone (body: string, timeoutMs: number): Promise<{ out: string
   return { out: out.trim(), code, ms: performance.now() - started }
 }
 
-test('disconnect() during the first connect() (from beforeConnect, or from a reconnect listener) rejects it with PETREL_ERR_ABORTED and leaves no socket or timer behind; reconnect() still resumes', { timeout: 20_000 }, async () => {
+test('disconnect() during the first connect() (from beforeConnect, or from a reconnect listener) rejects it with PETREL_ERR_ABORTED and closes the client, as end() would: no socket or timer left behind, later calls reject with PETREL_ERR_CLIENT_CLOSED, reconnect() dials nothing', { timeout: 20_000 }, async () => {
   const b = await scriptedBroker(5, () => false)
   try {
     // connect() hands out no client before it resolves: the client is made as connect() makes it.
@@ -307,14 +307,18 @@ test('disconnect() during the first connect() (from beforeConnect, or from a rec
       ...fast,
       beforeConnect: (p) => { if (hooked++ === 0) c.disconnect(); return p }
     })
+    const closed = new Promise((resolve) => { c.once('close', resolve) })
     await assert.rejects(withTimeout(c.start(true), 3000, 'connect()'), { code: 'PETREL_ERR_ABORTED' })
-    assert.equal(c.isClosed, false, 'offline, as after any disconnect()')
+    // connect() rejected: nobody holds this client to reconnect() it, so it is closed, not offline.
+    assert.equal(c.isClosed, true, 'closed')
+    assert.equal(await withTimeout(closed, 1000, 'close event'), undefined, 'closed on purpose')
+    await assert.rejects(c.publish('t', 'x', { qos: 1 }), { code: 'PETREL_ERR_CLIENT_CLOSED' })
     await waitFor(() => b.links.every((l) => l.socket.destroyed), { timeoutMs: 2000, message: 'the attempt\'s socket closed' })
-    await new Promise((resolve) => setTimeout(resolve, 100))
-    assert.equal(c.connected, false)
     c.reconnect()
-    await waitFor(() => c.connected, { timeoutMs: 3000, message: 'reconnect() after the aborted connect()' })
-    await c.end()
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    assert.equal(c.connected, false)
+    assert.equal(b.links.length, 1, 'reconnect() dialled nothing')
+    await withTimeout(c.end(), 1000, 'end() after')
   } finally {
     await b.close()
   }
