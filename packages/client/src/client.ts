@@ -947,8 +947,16 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       throw this.protocolError(conn, `the broker accepted the connection with Authentication Method ${JSON.stringify(method)}, ` +
         (ours === undefined ? 'but the CONNECT carried none [MQTT-4.12.0-6]' : `but the CONNECT's was ${JSON.stringify(ours)} [MQTT-4.12.0-5]`))
     }
+    const assigned = props?.assignedClientIdentifier
+    if (assigned === '') {
+      // §3.2.2.3.7: an Assigned Client Identifier is the one the broker gave because the CONNECT's
+      // was empty, a new Client Identifier [MQTT-3.2.2-16]; an empty one is none (sent back, it asks
+      // for a new one), so no session could be resumed under it. A Protocol Error, not ignored: the
+      // broker says the session lives under no id we could name.
+      throw this.protocolError(conn, 'the broker assigned an empty Client Identifier (§3.2.2.3.7) [MQTT-3.2.2-16]')
+    }
     // The id the session lives under: the one sent (beforeConnect may have rewritten it), or the broker's.
-    this.clientId = props?.assignedClientIdentifier ?? packet.clientId
+    this.clientId = assigned ?? packet.clientId
     this.phase = 'connected'
     this.counters.connects++
     const reconnected = this.everConnected

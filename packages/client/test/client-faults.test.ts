@@ -713,6 +713,35 @@ test('a CONNACK with Session Present after a Clean Start is a protocol error [MQ
   }
 })
 
+test('v5: a CONNACK assigning an empty Client Identifier is a protocol error (§3.2.2.3.7, [MQTT-3.2.2-16]: an assigned identifier is a new Client Identifier, and an empty one asks for one): DISCONNECT 0x82, reconnect, the id is not adopted', { timeout: 30_000 }, async () => {
+  for (const sent of ['mine', ''] as const) {
+    // The first CONNACK assigns '', the next one 'assigned' when the CONNECT asked for an id.
+    const broker = await scriptedBroker(5, (p, link) => {
+      if (p.type !== 'connect') return false
+      const id = link.index === 0 ? '' : p.clientId === '' ? 'assigned' : undefined
+      link.send({ type: 'connack', sessionPresent: false, reasonCode: 0, properties: id === undefined ? undefined : { assignedClientIdentifier: id } })
+      return true
+    })
+    const errors: PetrelError[] = []
+    const c = createClient(broker.url, { ...fast, protocolVersion: 5, clientId: sent })
+    c.on('reconnect', (e) => { errors.push(e.error) })
+    try {
+      const r = await withTimeout(c.publish('aci/t', 'kept', { qos: 1 }), 10_000, 'publish completes')
+      assert.equal(r.reasonCode, 0)
+      assert.equal(disconnectReason(broker.links[0]), 0x82, `${JSON.stringify(sent)}: how the client left the first link`)
+      assert.ok(!(broker.links[0]?.packets.some((p) => p.type === 'publish') ?? true), `${JSON.stringify(sent)}: nothing sent on the refused link`)
+      assert.deepEqual(errors.slice(0, 1).map((e) => [e.code, e.reasonCode]), [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x82]], errors[0]?.message)
+      const next = broker.links[1]?.packets[0]
+      assert.equal(next?.type === 'connect' ? next.clientId : undefined, sent, `${JSON.stringify(sent)}: the next CONNECT carries the id as before`)
+      assert.equal(c.clientId, sent === '' ? 'assigned' : 'mine')
+      assert.equal(c.stats().protocolErrors, 1)
+    } finally {
+      await c.end({ force: true })
+      await broker.close()
+    }
+  }
+})
+
 test('v5: an AUTH with no exchange in progress, or any AUTH when the CONNECT carried no Authentication Method [MQTT-4.12.0-6]: DISCONNECT 0x82, reconnect, replay', { timeout: 60_000 }, async () => {
   const expected = { code: 'PETREL_ERR_CLIENT_PROTOCOL_ERROR', reasonCode: 0x82 }
   const hook = { auth: () => Buffer.from('answer') }
