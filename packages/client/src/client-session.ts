@@ -83,6 +83,8 @@ export interface SessionOutput {
   wakeAt (time: number): void
   /** A resubscribe the session sent by itself failed. */
   resubscribeFailed (subscription: SubscriptionEntry, error: PetrelError): void
+  /** An inbound message was refused (acked with a failure reason code, counted) and not delivered. */
+  messageRefused? (error: PetrelError): void
 }
 
 /** Outcome of a QoS 1/2 publish: the broker's reason code (0x10: no matching subscribers) and properties. */
@@ -250,6 +252,8 @@ export interface SessionCounters {
   messagesReceived: number
   /** Messages no local subscription matched that the app did not take (acked, then dropped). */
   messagesUnrouted: number
+  /** Messages refused with a failure ack (v5 0x97) and never delivered: past a limit of ours (User Properties). */
+  messagesRefused: number
 }
 
 interface InboundQoS2 {
@@ -262,6 +266,8 @@ interface InboundQoS2 {
 }
 
 const PUBREL_FIXED = 0x62
+/** PUBACK / PUBREC reason code for a message past a limit of ours (§3.4.2.1). */
+const QUOTA_EXCEEDED = 0x97
 /** Topics whose matching subscriptions are remembered; the cache starts over when full. */
 const MATCH_CACHE_MAX = 1024
 /** Identifiers of ended subscriptions remembered (for copies the broker sent before it knew), at most. */
@@ -282,7 +288,7 @@ function publishResult (reasonCode: number, properties: AckProperties | undefine
  */
 export class ClientSession implements InboundAckSink {
   readonly protocolVersion: ProtocolVersion
-  readonly counters: SessionCounters = { publishesSent: 0, publishesAcked: 0, publishesReplayed: 0, messagesReceived: 0, messagesUnrouted: 0 }
+  readonly counters: SessionCounters = { publishesSent: 0, publishesAcked: 0, publishesReplayed: 0, messagesReceived: 0, messagesUnrouted: 0, messagesRefused: 0 }
   limits: BrokerLimits = DEFAULT_LIMITS
 
   private readonly out: SessionOutput
@@ -903,6 +909,7 @@ export class ClientSession implements InboundAckSink {
       this.inboundUnanswered++
     }
     this.counters.messagesReceived++
+    if (p.userPropertiesExceeded === true) return this.refuse(topic, p)
 
     const targets = this.matchScratch
     targets.length = 0
@@ -975,6 +982,30 @@ export class ClientSession implements InboundAckSink {
       this.out.write(ackBytes(0x40, p.packetId as number))
       this.inboundUnanswered--
     }
+  }
+
+  /**
+   * A PUBLISH the decoder marked: more User Properties than we accept (maxUserProperties), so none
+   * were kept and it cannot be delivered as sent. Closing the connection (what the decoder does by
+   * default) would have a broker send a QoS 1/2 one again on the next connection, for ever; so it is
+   * refused alone: PUBACK / PUBREC 0x97 Quota exceeded ("an implementation or administrative imposed
+   * limit has been exceeded", §3.4.2.1), in arrival order with the other acks [MQTT-4.6.0-2]. A
+   * failure PUBREC ends a QoS 2 flow: no PUBREL follows, and a later PUBLISH with that packet id is
+   * a new message [MQTT-4.3.3-9]. QoS 0 is just dropped.
+   * Only MQTT 5 has User Properties, so only a v5 PUBLISH is ever marked.
+   */
+  private refuse (topic: string, p: PublishPacket): void {
+    const qos = p.qos
+    this.counters.messagesRefused++
+    if (qos > 0) {
+      const packetId = p.packetId as number
+      if (qos === 2) this.inboundQoS2.delete(packetId)
+      const record: InboundAck = { packetId, qos: qos as 1 | 2, pending: 1, done: false, epoch: this.epoch, reasonCode: QUOTA_EXCEEDED }
+      this.ackQueue.push(record)
+      this.ackInbound(record)
+    }
+    this.out.messageRefused?.(clientError(ClientErrorCode.MESSAGE_REFUSED,
+      `a QoS ${qos} message to ${JSON.stringify(topic)} was refused${qos > 0 ? ' (0x97 Quota exceeded)' : ''}: it carries more User Properties than maxUserProperties`, { reasonCode: QUOTA_EXCEEDED }))
   }
 
   /**
@@ -1147,8 +1178,11 @@ export class ClientSession implements InboundAckSink {
           }
         }
       }
-      this.out.write(ackBytes(head.qos === 1 ? 0x40 : 0x50, head.packetId))
-      if (head.qos === 1) this.inboundUnanswered-- // PUBREC is not the end of a QoS 2 flow: PUBCOMP is
+      const b1 = head.qos === 1 ? 0x40 : 0x50
+      if (head.reasonCode === undefined) this.out.write(ackBytes(b1, head.packetId))
+      else this.out.write(ackWithReason(b1, head.packetId, head.reasonCode))
+      // PUBREC is not the end of a QoS 2 flow (PUBCOMP is), unless it refuses the message
+      if (head.qos === 1 || head.reasonCode !== undefined) this.inboundUnanswered--
     }
   }
 
@@ -1686,7 +1720,7 @@ function pubrelBytes (id: number, reasonCode: number): Buffer {
   return reasonCode === 0 ? ackBytes(PUBREL_FIXED, id) : ackWithReason(PUBREL_FIXED, id, reasonCode)
 }
 
-/** A v5 PUBREL / PUBCOMP (`b1`) with a reason code and no properties: 5 bytes. */
+/** A v5 PUBACK / PUBREC / PUBREL / PUBCOMP (`b1`) with a reason code and no properties: 5 bytes. */
 function ackWithReason (b1: number, id: number, reasonCode: number): Buffer {
   const b = Buffer.allocUnsafe(5)
   b[0] = b1

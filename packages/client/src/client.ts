@@ -188,7 +188,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       resubscribeFailed: (entry, error) => {
         (entry.sink as Subscription).end()
         this.emitError(error)
-      }
+      },
+      messageRefused: (error) => { this.emitError(error) }
     }
     this.session = new ClientSession({
       protocolVersion: this.protocolVersion,
@@ -678,6 +679,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       messagesReceived: c.messagesReceived,
       messagesDropped: this.counters.messagesDropped,
       messagesUnrouted: c.messagesUnrouted,
+      messagesRefused: c.messagesRefused,
       bytesIn: this.counters.bytesIn + (conn?.bytesIn ?? 0),
       bytesOut: this.counters.bytesOut + (conn?.bytesOut ?? 0)
     }

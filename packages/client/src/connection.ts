@@ -102,7 +102,11 @@ export class Connection {
     this.handler = handler
     this.trace = trace
     // A message's payload is delivered as received, whatever its Payload Format Indicator says.
-    this.decoder = new Decoder({ protocolVersion, maxPacketSize, checkPayloadFormat: false, maxUserProperties, maxSubscriptionIdentifiers: MAX_SUBSCRIPTION_IDENTIFIERS })
+    // A PUBLISH past maxUserProperties is marked rather than failing the link: the session refuses
+    // that one message with its ack (closing, the broker would send it again on every connection).
+    this.decoder = new Decoder({
+      protocolVersion, maxPacketSize, checkPayloadFormat: false, maxUserProperties, userPropertiesOverflow: 'mark', maxSubscriptionIdentifiers: MAX_SUBSCRIPTION_IDENTIFIERS
+    })
     const direct = directReaderOf(stream)
     if (direct !== undefined) direct.attach((chunk) => { this.onData(chunk) }, () => handler.readsMayPause())
     else stream.on('data', (chunk: Buffer) => { this.onData(chunk) })

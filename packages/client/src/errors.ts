@@ -57,6 +57,12 @@ export const ClientErrorCode = {
    * packet); the connection is closed (v5: DISCONNECT with `reasonCode`) and the client reconnects.
    */
   PROTOCOL_ERROR: 'PETREL_ERR_CLIENT_PROTOCOL_ERROR',
+  /**
+   * An inbound message was refused and not delivered: it carried more User Properties than
+   * `maxUserProperties`. Acked with 0x97 Quota exceeded (QoS 1/2; `reasonCode`), so the broker does
+   * not send it again; counted in `messagesRefused`. Reported as an `error` event; the link stays up.
+   */
+  MESSAGE_REFUSED: 'PETREL_ERR_MESSAGE_REFUSED',
   /** No response to `client.request()` within its timeout. */
   REQUEST_TIMEOUT: 'PETREL_ERR_REQUEST_TIMEOUT',
   /** Enhanced authentication failed or no `auth` hook could answer the broker's AUTH. */

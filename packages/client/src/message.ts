@@ -9,6 +9,8 @@ export interface InboundAck {
   done: boolean
   /** The connection it arrived on; acks of an earlier connection are never sent on a later one. */
   readonly epoch: number
+  /** v5: a failure reason code to ack with (the message was refused); undefined: Success. */
+  readonly reasonCode?: number | undefined
 }
 
 /** The part of the session a message calls back into when acked. */

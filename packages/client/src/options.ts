@@ -79,8 +79,11 @@ export interface ClientOptions {
    */
   maximumPacketSize?: number
   /**
-   * MQTT 5: User Property pairs accepted in one inbound packet; a packet with more closes the link
-   * (DISCONNECT 0x95, PETREL_ERR_PACKET_TOO_LARGE) before they are decoded. A pair costs 5 bytes on
+   * MQTT 5: User Property pairs accepted in one inbound packet; past it none is kept. A PUBLISH
+   * with more is refused alone (PUBACK / PUBREC 0x97, counted in `messagesRefused`, an `error` event
+   * with PETREL_ERR_MESSAGE_REFUSED), since a broker would send a QoS 1/2 one again on every
+   * reconnect; any other packet with more closes the link (DISCONNECT 0x95,
+   * PETREL_ERR_PACKET_TOO_LARGE). A pair costs 5 bytes on
    * the wire but some 75 bytes of heap, so without a bound a broker could make one packet cost 15
    * times `maximumPacketSize` (4 GB for 256 MiB), and each queued message as much. Brokers and
    * clouds allow 10 to 100 (EMQX on CONNECT, Alibaba IoT: 20). Default 1,024; `Infinity`: no limit.

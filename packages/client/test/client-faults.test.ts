@@ -834,13 +834,16 @@ test('a PUBREC answering a QoS 1 PUBLISH [MQTT-4.3.2-1]: a Protocol Error (v5 DI
   }
 })
 
-test('v5: a packet with more User Properties than maxUserProperties (default 1,024; 75 bytes of heap each for 5 on the wire), or a PUBLISH with more than 65,535 Subscription Identifiers: DISCONNECT 0x95, reconnect, replay; within it, delivered', { timeout: 30_000 }, async () => {
+test('v5: a packet other than PUBLISH with more User Properties than maxUserProperties (default 1,024; 75 bytes of heap each for 5 on the wire), or a PUBLISH with more than 65,535 Subscription Identifiers: DISCONNECT 0x95, reconnect, replay; within it, delivered', { timeout: 30_000 }, async () => {
+  const pairs = (n: number): Array<[string, string]> => Array.from({ length: n }, () => ['', ''] as [string, string])
   const flood = (n: number): Buffer => encode({
     type: 'publish', topicName: 'up/t', payload: Buffer.from('x'), qos: 0, retain: false, dup: false,
-    properties: { userProperties: Array.from({ length: n }, () => ['', ''] as [string, string]) }
+    properties: { userProperties: pairs(n) }
   }, 5)
-  await expectProtocolError(5, flood(1025), { code: 'PETREL_ERR_PACKET_TOO_LARGE', reasonCode: 0x95 })
-  await expectProtocolError(5, flood(11), { code: 'PETREL_ERR_PACKET_TOO_LARGE', reasonCode: 0x95 }, { maxUserProperties: 10 })
+  // The PUBACK answering the publish (a PUBLISH past the limit is refused alone: see below).
+  const puback = (n: number): Buffer => encode({ type: 'puback', packetId: 1, reasonCode: 0, properties: { userProperties: pairs(n) } }, 5)
+  await expectProtocolError(5, puback(1025), { code: 'PETREL_ERR_PACKET_TOO_LARGE', reasonCode: 0x95 })
+  await expectProtocolError(5, puback(11), { code: 'PETREL_ERR_PACKET_TOO_LARGE', reasonCode: 0x95 }, { maxUserProperties: 10 })
   // Subscription Identifiers: at most 65,535 in one PUBLISH (one per matching subscription of ours).
   const ids = encode({
     type: 'publish', topicName: 'up/t', payload: Buffer.from('x'), qos: 0, retain: false, dup: false,
@@ -862,6 +865,79 @@ test('v5: a packet with more User Properties than maxUserProperties (default 1,0
   } finally {
     await c.end({ force: true })
     await broker.close()
+  }
+})
+
+test('v5: a PUBLISH with more User Properties than maxUserProperties, on a persistent session, is refused alone (PUBACK / PUBREC 0x97 Quota exceeded, QoS 0 dropped): no DISCONNECT, no reconnect, no redelivery loop; counted, reported, the next message delivered', { timeout: 30_000 }, async () => {
+  const flood = (id: number, qos: 0 | 1 | 2): Buffer => encode({
+    type: 'publish', topicName: `up/${qos}`, payload: Buffer.from('x'), qos, retain: false, dup: false, packetId: qos === 0 ? undefined : id,
+    properties: { userProperties: Array.from({ length: 1025 }, () => ['', ''] as [string, string]) }
+  }, 5)
+  const broker = await scriptedBroker(5, (p, link) => {
+    if (p.type === 'subscribe') {
+      setImmediate(() => {
+        link.socket.write(Buffer.concat([flood(1, 1), flood(2, 2), flood(0, 0),
+          encode({ type: 'publish', topicName: 'up/ok', payload: Buffer.from('ok'), qos: 1, retain: false, dup: false, packetId: 3 }, 5)]))
+      })
+    }
+    return false
+  })
+  const c = await connect(broker.url, { ...fast, protocolVersion: 5, clean: false, clientId: 'refuse' })
+  const errors: PetrelError[] = []
+  c.on('error', (e) => { errors.push(e) })
+  try {
+    const got: string[] = []
+    await c.subscribe('up/#', { qos: 2 }, (m) => { got.push(m.topic) })
+    await waitFor(() => got.length === 1, { timeoutMs: 5000, message: 'the message after them' })
+    await waitFor(() => (broker.links[0]?.packets.filter((p) => p.type === 'puback' || p.type === 'pubrec').length ?? 0) === 3, { timeoutMs: 5000, message: 'acks' })
+    assert.deepEqual(got, ['up/ok'])
+    const acks = broker.links[0]?.packets.flatMap((p) => p.type === 'puback' || p.type === 'pubrec' ? [`${p.type} ${p.packetId} 0x${(p.reasonCode ?? 0).toString(16)}`] : [])
+    assert.deepEqual(acks, ['puback 1 0x97', 'pubrec 2 0x97', 'puback 3 0x0'])
+    await sleep(200)
+    assert.equal(broker.links.length, 1, 'no reconnect')
+    assert.equal(disconnectReason(broker.links[0]), null, 'no DISCONNECT')
+    assert.deepEqual(errors.map((e) => [e.code, e.reasonCode]), Array(3).fill(['PETREL_ERR_MESSAGE_REFUSED', 0x97]), errors[0]?.message)
+    const st = c.stats()
+    assert.deepEqual([st.messagesRefused, st.messagesReceived, st.protocolErrors, st.connects], [3, 4, 0, 1])
+    assert.match(c.metrics(), /^petrel_client_messages_refused_total\{client_id="refuse"\} 3$/m)
+  } finally {
+    await c.end({ force: true })
+    await broker.close()
+  }
+})
+
+test('v5 against mosquitto: a QoS 1 message with more User Properties than maxUserProperties, to a persistent session, is refused once (0x97) and not sent again, on this connection or the next', { timeout: 30_000 }, async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const b = broker as Mosquitto
+  const topic = `refuse/${process.pid}`
+  const options = { protocolVersion: 5 as const, clean: false, clientId: `refuse-${process.pid}`, sessionExpiryInterval: 300 }
+  const sub = await connect(b.url, options)
+  const errors: PetrelError[] = []
+  sub.on('error', (e) => { errors.push(e) })
+  const got: string[] = []
+  await sub.subscribe(topic, { qos: 1 }, (m) => { got.push(m.payload.toString()) })
+  const pub = await connect(b.url, { protocolVersion: 5 })
+  let again: MqttClient | undefined
+  try {
+    const userProperties = Array.from({ length: 1025 }, (_, i) => [`k${i}`, 'v'] as [string, string])
+    await pub.publish(topic, 'too many', { qos: 1, properties: { userProperties } })
+    await pub.publish(topic, 'fine', { qos: 1 })
+    await waitFor(() => got.length === 1, { timeoutMs: 5000, message: 'the next message' })
+    await sleep(500)
+    assert.deepEqual(got, ['fine'])
+    assert.deepEqual(errors.map((e) => e.code), ['PETREL_ERR_MESSAGE_REFUSED'])
+    assert.deepEqual([sub.stats().messagesRefused, sub.stats().connects, sub.stats().protocolErrors], [1, 1, 0], 'refused once, on the one connection')
+    await sub.end()
+    again = await connect(b.url, options)
+    const later: string[] = []
+    again.on('unrouted', (m) => { later.push(m.payload.toString()) })
+    await again.subscribe(topic, { qos: 1 }, (m) => { later.push(m.payload.toString()) })
+    await sleep(500)
+    assert.deepEqual(later, [], 'the session holds nothing to send again')
+  } finally {
+    await sub.end({ force: true })
+    await again?.end({ force: true })
+    await pub.end()
   }
 })
 

@@ -540,6 +540,43 @@ test('v5: more unanswered QoS 1/2 PUBLISHes than the Receive Maximum we advertis
   }
 })
 
+test('v5: a PUBLISH the decoder marked (past maxUserProperties) is refused alone: PUBACK / PUBREC 0x97 in arrival order, never delivered, counted; a failure PUBREC ends the QoS 2 flow (no Receive Maximum slot held, the packet id free for a new message [MQTT-4.3.3-9])', () => {
+  const x = harness({ connect: { receiveMaximum: 1 } })
+  const refused: PetrelError[] = []
+  x.out.messageRefused = (e) => { refused.push(e) }
+  x.up()
+  x.session.subscribe([{ topicFilter: 'a/#', qos: 2 }], {})
+  x.session.subscribe([{ topicFilter: 'm/#', qos: 1 }], { manualAck: true })
+  x.take()
+  const pub = (topic: string, id: number, qos: QoS, marked: boolean): void => {
+    x.session.handlePacket({ type: 'publish', topicName: topic, payload: Buffer.from(String(id)), qos, retain: false, dup: false, packetId: qos === 0 ? undefined : id, ...(marked ? { userPropertiesExceeded: true } : {}) })
+  }
+  const acks = (): string[] => x.take().map((p) => p.type === 'puback' || p.type === 'pubrec' ? `${p.type} ${p.packetId} 0x${(p.reasonCode ?? 0).toString(16)}` : p.type)
+  pub('a/1', 1, 1, true)
+  pub('a/2', 2, 2, true)
+  pub('a/3', 0, 0, true)
+  assert.deepEqual(acks(), ['puback 1 0x97', 'pubrec 2 0x97'])
+  assert.deepEqual(x.h.violations, [], 'Receive Maximum 1: refused ones hold no slot')
+  // The same packet id again is a new message, delivered.
+  pub('a/4', 2, 2, false)
+  assert.deepEqual(acks(), ['pubrec 2 0x0'])
+  assert.deepEqual(x.h.delivered.map((m) => m.topic), ['a/4'])
+  x.session.handlePacket({ type: 'pubrel', packetId: 2 })
+  assert.deepEqual(acks(), ['pubcomp'])
+  // Behind a held manual ack, the refusal waits its turn [MQTT-4.6.0-2].
+  const y = harness()
+  y.up()
+  y.session.subscribe([{ topicFilter: 'm/#', qos: 1 }], { manualAck: true })
+  y.take()
+  y.session.handlePacket({ type: 'publish', topicName: 'm/1', payload: Buffer.from('1'), qos: 1, retain: false, dup: false, packetId: 1 })
+  y.session.handlePacket({ type: 'publish', topicName: 'm/2', payload: Buffer.from('2'), qos: 1, retain: false, dup: false, packetId: 2, userPropertiesExceeded: true })
+  assert.deepEqual(y.take(), [])
+  y.h.delivered[0]?.ack()
+  assert.deepEqual(y.take().map((p) => p.type === 'puback' ? [p.packetId, p.reasonCode ?? 0] : []), [[1, 0], [2, 0x97]])
+  assert.equal(x.session.counters.messagesRefused, 3)
+  assert.deepEqual(refused.map((e) => [(e as PetrelError).code, (e as PetrelError).reasonCode]), Array(3).fill(['PETREL_ERR_MESSAGE_REFUSED', 0x97]))
+})
+
 test('QoS 2 inbound: delivered once until PUBREL, duplicates answered with PUBREC', () => {
   const x = harness()
   x.up()

@@ -1,7 +1,7 @@
 import { malformed, protocolError, PetrelError, WireErrorCode } from './errors.js'
 import { isReasonCodeAllowed } from './reason-code.js'
 import { propertyById, WILL, type Properties } from './property.js'
-import { asciiString, decodeUtf8, isWellFormedUtf8 } from './utf8.js'
+import { asciiString, checkUtf8, decodeUtf8, isWellFormedUtf8 } from './utf8.js'
 import { topicFilterProblem } from './topic.js'
 import type {
   ConnackPacket, ConnectPacket, Packet, ProtocolVersion, PublishPacket, QoS, Subscription, Will
@@ -39,6 +39,15 @@ export interface DecoderOptions {
    * is not trusted.
    */
   maxUserProperties?: number | undefined
+  /**
+   * What a PUBLISH with more User Property pairs than `maxUserProperties` becomes. 'error'
+   * (default): Packet Too Large (0x95), as for any other packet. 'mark': the PUBLISH is decoded
+   * without its User Properties and with `userPropertiesExceeded: true`; the pairs past the limit
+   * are still checked (a bad one is Malformed Packet) but never kept, so the heap stays bounded.
+   * For a receiver that refuses that one message with its ack instead of closing the connection:
+   * a broker sends a QoS 1/2 message again on the next connection, so closing would repeat for ever.
+   */
+  userPropertiesOverflow?: 'error' | 'mark' | undefined
   /**
    * Subscription Identifiers accepted in one PUBLISH; one more raises Packet Too Large (0x95). Default:
    * no limit. Each is 2 bytes on the wire at least, some 10 bytes of heap decoded; a server sends
@@ -79,6 +88,7 @@ export class Decoder {
   private readonly checkPayloadFormat: boolean
   private readonly maxUserProperties: number
   private readonly maxSubscriptionIdentifiers: number
+  private readonly markOverflow: boolean
   /** User Property pairs of the packet being decoded. */
   private userProperties = 0
 
@@ -104,6 +114,7 @@ export class Decoder {
     this.maxConnectPacketSize = Math.min(options.maxConnectPacketSize ?? this.maxPacketSize, this.maxPacketSize)
     this.checkPayloadFormat = options.checkPayloadFormat ?? true
     this.maxUserProperties = options.maxUserProperties ?? Number.POSITIVE_INFINITY
+    this.markOverflow = options.userPropertiesOverflow === 'mark'
     this.maxSubscriptionIdentifiers = options.maxSubscriptionIdentifiers ?? Number.POSITIVE_INFINITY
   }
 
@@ -284,12 +295,15 @@ export class Decoder {
       throw v5 ? protocolError('PUBLISH with an empty topic name and no topic alias [MQTT-3.3.2-1]') : malformed('PUBLISH with an empty topic name [MQTT-4.7.3-1]')
     }
     const payload = this.buf.subarray(this.pos, this.end)
+    const exceeded = this.userProperties > this.maxUserProperties
     // [MQTT-3.3.2-4] a receiver may check a payload declared UTF-8; it is Character Data, not a
     // UTF-8 String, so U+0000 is allowed, and a failure has its own reason code (0x99).
     if (properties?.payloadFormatIndicator === true && this.checkPayloadFormat && !isWellFormedUtf8(this.buf, this.pos, this.end)) {
       throw new PetrelError(WireErrorCode.PAYLOAD_FORMAT_INVALID, 'PUBLISH payload is not well-formed UTF-8 although its Payload Format Indicator is 1 [MQTT-3.3.2-4]', { reasonCode: 0x99 })
     }
-    return { type: 'publish', topicName, payload, qos: qos as QoS, retain: (b1 & 1) !== 0, dup, packetId, properties }
+    const packet: PublishPacket = { type: 'publish', topicName, payload, qos: qos as QoS, retain: (b1 & 1) !== 0, dup, packetId, properties }
+    if (exceeded) packet.userPropertiesExceeded = true // (only past the limit: the common shape stays one)
+    return packet
   }
 
   private connect (): ConnectPacket {
@@ -504,7 +518,14 @@ export class Decoder {
         case 0x25: props.retainAvailable = this.flag(info.name); break
         case 0x26:
           if (++this.userProperties > this.maxUserProperties) {
-            throw new PetrelError(WireErrorCode.PACKET_TOO_LARGE, `more than ${this.maxUserProperties} user properties in one packet`, { reasonCode: 0x95 })
+            if (!this.markOverflow || packetType !== T_PUBLISH) {
+              throw new PetrelError(WireErrorCode.PACKET_TOO_LARGE, `more than ${this.maxUserProperties} user properties in one packet`, { reasonCode: 0x95 })
+            }
+            // 'mark': none kept (a partial list would be another message), the rest only checked.
+            delete props.userProperties
+            this.skipUtf8()
+            this.skipUtf8()
+            break
           }
           (props.userProperties ??= []).push([this.utf8(), this.utf8()])
           break
@@ -592,6 +613,14 @@ export class Decoder {
     const s = decodeUtf8(this.buf, this.pos, this.pos + len)
     this.pos += len
     return s
+  }
+
+  /** A UTF-8 Encoded String checked as `utf8()` checks it, and passed over. */
+  private skipUtf8 (): void {
+    const len = this.u16()
+    this.need(len)
+    checkUtf8(this.buf, this.pos, this.pos + len)
+    this.pos += len
   }
 
   private topicName (): string {

@@ -64,6 +64,11 @@ export interface PublishPacket {
   /** Present iff qos > 0 [MQTT-2.2.1-2]. */
   packetId?: number | undefined
   properties?: PublishProperties | undefined
+  /**
+   * Set by a Decoder with `userPropertiesOverflow: 'mark'` only: the PUBLISH carried more User
+   * Property pairs than its `maxUserProperties`, and `properties` holds none of them. Never encoded.
+   */
+  userPropertiesExceeded?: true | undefined
 }
 
 interface AckBase {

@@ -32,6 +32,18 @@ export function decodeUtf8 (buf: Buffer, start: number, end: number): string {
   return asciiString(buf, start, end)
 }
 
+/** Checks a UTF-8 Encoded String's bytes as {@link decodeUtf8} does, without making the string. */
+export function checkUtf8 (buf: Buffer, start: number, end: number): void {
+  for (let i = start; i < end; i++) {
+    const b = buf[i] as number
+    if (((b - 1) >>> 0) >= 0x7f) {
+      const problem = utf8Problem(buf, i, end, false)
+      if (problem !== undefined) throw malformed(`${problem} in a string`)
+      return
+    }
+  }
+}
+
 function decodeUtf8Slow (buf: Buffer, start: number, end: number): string {
   const problem = utf8Problem(buf, start, end, false)
   if (problem !== undefined) throw malformed(`${problem} in a string`)

@@ -318,6 +318,35 @@ describe('Decoder', () => {
       assertPetrelError(() => new Decoder({ protocolVersion: 5, maxUserProperties: 1024 }).push(packet), TOO_LARGE)
     })
 
+    it('userPropertiesOverflow \'mark\': a PUBLISH past maxUserProperties decodes whole but for its User Properties (none kept, the rest still checked) and is marked; other packets still fail; the decoder goes on', () => {
+      const pairs = (n: number): Array<[string, string]> => Array.from({ length: n }, (_, i) => [`k${i}`, 'v'])
+      const publish = (n: number): Buffer => encode({
+        type: 'publish', topicName: 'a/b', payload: Buffer.from('x'), qos: 2, retain: true, dup: true, packetId: 7,
+        properties: { topicAlias: 3, correlationData: Buffer.from('c'), userProperties: pairs(n) }
+      }, 5)
+      const dec = new Decoder({ protocolVersion: 5, maxUserProperties: 3, userPropertiesOverflow: 'mark' })
+      const [over, within] = dec.push(Buffer.concat([publish(4), publish(3)]))
+      assertSamePacket(over as Packet, {
+        type: 'publish', topicName: 'a/b', payload: Buffer.from('x'), qos: 2, retain: true, dup: true, packetId: 7,
+        properties: { topicAlias: 3, correlationData: Buffer.from('c') }, userPropertiesExceeded: true
+      })
+      assert.equal(over?.type === 'publish' ? Object.hasOwn(over.properties ?? {}, 'userProperties') : undefined, false)
+      assert.equal(within?.type === 'publish' ? within.userPropertiesExceeded : 'none', undefined, 'the next one is whole again')
+      assert.deepEqual(within?.type === 'publish' ? within.properties?.userProperties : undefined, pairs(3))
+      // Strict still: a pair past the limit that is not a UTF-8 string pair is Malformed.
+      const bad = Buffer.concat([hex('00 01 74'), hex(varint(21)), Buffer.alloc(15).fill(hex('26 00 00 00 00')), hex('26 00 01 00 00 00')])
+      assertPetrelError(() => new Decoder({ protocolVersion: 5, maxUserProperties: 2, userPropertiesOverflow: 'mark' }).push(Buffer.concat([hex(`30 ${varint(bad.length)}`), bad])), MALFORMED)
+      // Only a PUBLISH is marked: a PUBACK (or CONNECT, SUBACK...) past the limit is Packet Too Large.
+      const puback = encode({ type: 'puback', packetId: 1, reasonCode: 0, properties: { userProperties: pairs(4) } }, 5)
+      assertPetrelError(() => new Decoder({ protocolVersion: 5, maxUserProperties: 3, userPropertiesOverflow: 'mark' }).push(puback), TOO_LARGE)
+      // 200,000 empty pairs (1 MB): decoded, none kept.
+      const flood = Buffer.concat([hex('00 01 74'), hex(varint(1_000_000)), Buffer.alloc(1_000_000).fill(hex('26 00 00 00 00'))])
+      const [big] = new Decoder({ protocolVersion: 5, maxUserProperties: 1024, userPropertiesOverflow: 'mark' }).push(Buffer.concat([hex(`30 ${varint(flood.length)}`), flood]))
+      assert.equal(big?.type === 'publish' && big.userPropertiesExceeded === true && big.properties?.userProperties === undefined, true)
+      // 'error' is the default.
+      assertPetrelError(() => new Decoder({ protocolVersion: 5, maxUserProperties: 3 }).push(publish(4)), TOO_LARGE)
+    })
+
     it('bounds the Subscription Identifiers of one PUBLISH by maxSubscriptionIdentifiers', () => {
       const publish = (n: number): Buffer => encode({ type: 'publish', topicName: 't', payload: Buffer.alloc(0), qos: 0, retain: false, dup: false, properties: { subscriptionIdentifiers: Array.from({ length: n }, (_, i) => i + 1) } }, 5)
       const dec = new Decoder({ protocolVersion: 5, maxSubscriptionIdentifiers: 3 })
