@@ -521,7 +521,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
    * PETREL_ERR_CLIENT_CLOSED. Resolves once the broker has closed the connection after the
    * DISCONNECT (at most 1 s later): it has then read our last acks, so a client taking the
    * session over next is not sent those messages again. `force` closes at once, without waiting
-   * for anything, and cuts short a graceful end() still waiting. Idempotent.
+   * for anything, and cuts short a graceful end() still waiting. Called (graceful) from a message
+   * handler, the auto-ack of that message goes out before the DISCONNECT. Idempotent.
    */
   async end (options: EndOptions = {}): Promise<void> {
     if (this.ending !== undefined) {
@@ -546,6 +547,9 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       return
     }
     const deadline = clock() + (options.timeoutMs ?? 5000)
+    // Called from a message handler, end() runs within the delivery: the auto-ack of that message
+    // comes once the handler returns. Closing before it, the broker would send the message again.
+    await Promise.resolve()
     // No response can come once closed: a response subscription still queued (made offline) is
     // dropped, its requests reject with PETREL_ERR_CLIENT_CLOSED. Left queued, it had end() dial
     // a link only to send it, or wait its whole timeout for one.

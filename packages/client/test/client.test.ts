@@ -137,6 +137,28 @@ for (const v of [4, 5] as const) {
     assert.deepEqual(got.map((m) => m.payload.toString()), ['o0', 'o1', 'o2', 'o3', 'o4'])
   })
 
+  test(`v${v}: end() called from a message handler acks that message first: on a persistent session it is not sent again`, async (t) => {
+    if (!requirePeer(t, 'mosquitto')) return
+    const id = `end-in-handler-${v}-${process.pid}-${++seq}`
+    const topic = uniq('end-in-handler')
+    const first = await open(v, { clientId: id, clean: false })
+    let ending: Promise<void> | undefined
+    await first.subscribe(topic, { qos: 1 }, () => { ending ??= first.end() })
+    const pub = await open(v)
+    await pub.publish(topic, 'once', { qos: 1 })
+    await waitFor(() => ending !== undefined, { timeoutMs: 5000, message: 'delivered' })
+    await withTimeout(ending as Promise<void>, 5000, 'end()')
+    const again = createClient((broker as Mosquitto).url, { protocolVersion: v, clientId: id, clean: false })
+    clients.push(again)
+    const got: string[] = []
+    again.on('unrouted', (m) => { got.push(m.payload.toString()) })
+    await again.subscribe(topic, { qos: 1 }, (m) => { got.push(m.payload.toString()) })
+    await pub.publish(topic, 'next', { qos: 1 })
+    await waitFor(() => got.length > 0, { timeoutMs: 5000, message: 'the next message' })
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    assert.deepEqual(got, ['next'])
+  })
+
   test(`v${v}: session present: messages the broker sends before the app subscribes again reach the subscriptions made after connect()`, async (t) => {
     if (!requirePeer(t, 'mosquitto')) return
     const id = `resume-${v}-${process.pid}-${++seq}`

@@ -488,6 +488,24 @@ test('v5: a graceful end() does not wait for a link to carry the response subscr
   assert.deepEqual(unhandled, [])
 })
 
+test('end() called from a message handler sends the ack of that message (auto-ack: PUBACK / PUBREC) before DISCONNECT: the broker does not send it again', { timeout: 20_000 }, async () => {
+  for (const qos of [1, 2] as const) {
+    const b = await scriptedBroker(5, () => false)
+    try {
+      const c = await connect(b.url, { ...fast, protocolVersion: 5 })
+      let ending: Promise<void> | undefined
+      await c.subscribe('t', { qos }, () => { ending = c.end() })
+      b.links[0]?.send({ type: 'publish', topicName: 't', payload: Buffer.from('x'), qos, retain: false, dup: false, packetId: 9 })
+      await waitFor(() => ending !== undefined, { timeoutMs: 3000, message: 'handler called' })
+      await withTimeout(ending as Promise<void>, 3000, 'end()')
+      const tail = b.links[0]?.packets.slice(-2).map((p) => p.type === 'puback' || p.type === 'pubrec' ? `${p.type} ${p.packetId}` : p.type)
+      assert.deepEqual(tail, [`${qos === 1 ? 'puback' : 'pubrec'} 9`, 'disconnect'], `QoS ${qos}`)
+    } finally {
+      await b.close()
+    }
+  }
+})
+
 test('a connect, reconnect or disconnect listener that throws is reported (PETREL_ERR_HANDLER_FAILED) and the supervisor carries on: one link open, no attempt failed, no unhandled rejection', { timeout: 20_000 }, async (t) => {
   // The second CONNECT is refused, so that a reconnect event comes.
   const b = await scriptedBroker(5, (p, link) => {
