@@ -485,7 +485,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
    * connection was made with (after `beforeConnect`) and `authenticationData`; further challenges
    * go to the `auth` hook. Resolves on AUTH Success. Calls made while one is under way wait for
    * it: one exchange at a time. Rejects with PETREL_ERR_INVALID_ARGUMENT (3.1.1, or that CONNECT
-   * carried no method), PETREL_ERR_CONNECTION_FAILED (not connected), or the error the link ended with.
+   * carried no method), PETREL_ERR_CONNECTION_FAILED (not connected), PETREL_ERR_CLIENT_CLOSED
+   * (`end()` was called), or the error the link ended with.
    */
   async reauthenticate (authenticationData?: Uint8Array): Promise<void> {
     if (this.protocolVersion !== 5) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 're-authentication needs MQTT 5')
@@ -495,6 +496,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   }
 
   private async reauthOnce (authenticationData: Uint8Array | undefined): Promise<void> {
+    if (this.closed || this.closing) throw clientError(ClientErrorCode.CLIENT_CLOSED, 'the client is closed')
     const conn = this.conn
     if (conn === undefined || this.phase !== 'connected') throw clientError(ClientErrorCode.CONNECTION_FAILED, 'not connected')
     // [MQTT-4.12.1-1] the method this connection was authenticated with: its CONNECT's, as sent.
@@ -1146,6 +1148,9 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     const closedError = clientError(ClientErrorCode.CLIENT_CLOSED, error === undefined ? 'the client was closed' : `the client stopped: ${error.message}`, { cause: error })
     this.session.failAll(closedError)
     if (this.responses !== undefined) for (const w of [...this.responses.waiters.values()]) w.reject(closedError)
+    const rw = this.reauthWaiter
+    this.reauthWaiter = undefined
+    rw?.reject(closedError)
     for (const sub of this.subscriptions.keys()) sub.end()
     this.subscriptions.clear()
     const conn = this.conn

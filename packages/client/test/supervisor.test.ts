@@ -168,6 +168,27 @@ test('v5 enhanced authentication: AUTH exchange on connect, then re-authenticati
   }
 })
 
+test('v5: a re-authentication under way when end() is called, or asked for after, rejects with PETREL_ERR_CLIENT_CLOSED (as every other call), not as a lost link', { timeout: 15_000 }, async () => {
+  // The broker never answers the AUTH 0x19.
+  const b = await scriptedBroker(5, (p, link) => {
+    if (p.type === 'connect') return link.send({ type: 'connack', sessionPresent: false, reasonCode: 0, properties: { authenticationMethod: 'M' } })
+    return p.type === 'auth'
+  })
+  try {
+    for (const force of [false, true]) {
+      const c = await connect(b.url, { ...fast, protocolVersion: 5, properties: { authenticationMethod: 'M' }, auth: () => Buffer.from('a') })
+      const pending = c.reauthenticate(Buffer.from('x')).then(() => 'resolved', (e: PetrelError) => e.code)
+      const queued = c.reauthenticate(Buffer.from('y')).then(() => 'resolved', (e: PetrelError) => e.code)
+      await waitFor(() => b.links.at(-1)?.packets.some((p) => p.type === 'auth') === true, { timeoutMs: 3000, message: 'AUTH 0x19 sent' })
+      await withTimeout(c.end({ force }), 3000, 'end()')
+      assert.deepEqual([await pending, await queued], ['PETREL_ERR_CLIENT_CLOSED', 'PETREL_ERR_CLIENT_CLOSED'], `force: ${String(force)}`)
+      await assert.rejects(c.reauthenticate(), { code: 'PETREL_ERR_CLIENT_CLOSED' })
+    }
+  } finally {
+    await b.close()
+  }
+})
+
 test('v5: re-authentication uses the Authentication Method of the CONNECT sent (beforeConnect may change it) [MQTT-4.12.1-1]', { timeout: 15_000 }, async () => {
   const b = await scriptedBroker(5, (p, link) => {
     if (p.type === 'connect') return link.send({ type: 'connack', sessionPresent: false, reasonCode: 0, properties: { authenticationMethod: p.properties?.authenticationMethod } })
