@@ -514,17 +514,20 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
 
   /**
    * Closes the client. Graceful by default: waits (at most `timeoutMs`) for queued and in-flight
-   * requests, then sends DISCONNECT 0x00. While the link is down (between attempts, or during
-   * one), it waits within the same bound for the next link to send them on, dialling at once
-   * rather than after the backoff delay, then again at the backoff's first step (`initialDelayMs`)
-   * rather than its grown delay; not after `disconnect()`. With nothing to send it does not wait
+   * requests, and for the bytes of written ones (QoS 0) to leave the transport's buffers, then
+   * sends DISCONNECT 0x00. While the link is down (between attempts, or during one), it waits
+   * within the same bound for the next link to send them on, dialling at once rather than after
+   * the backoff delay, then again at the backoff's first step (`initialDelayMs`) rather than its
+   * grown delay; not after `disconnect()`. With nothing to send it does not wait
    * for a link: an attempt under way is ended at once, with DISCONNECT when its CONNECT was
    * written (waiting for the broker's close, as below). Whatever is still pending rejects with
    * PETREL_ERR_CLIENT_CLOSED. Resolves once the broker has closed the connection after the
    * DISCONNECT (at most 1 s later): it has then read our last acks, so a client taking the
    * session over next is not sent those messages again. `force` closes at once, without waiting
-   * for anything, and cuts short a graceful end() still waiting. Called (graceful) from a message
-   * handler, the auto-ack of that message goes out before the DISCONNECT. Idempotent.
+   * for anything, and cuts short a graceful end() still waiting. Either way a link still writing
+   * 1 s after the client closed (a broker that stopped reading) is cut: it does not hold the
+   * process. Called (graceful) from a message handler, the auto-ack of that message goes out
+   * before the DISCONNECT. Idempotent.
    */
   async end (options: EndOptions = {}): Promise<void> {
     if (this.ending !== undefined) {
@@ -604,7 +607,9 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
    * Offline on purpose (disconnect()), no link is coming.
    */
   private get endMustWait (): boolean {
-    if (this.phase === 'connected') return !this.session.idle
+    // Connected, also for bytes not yet handed to the OS (QoS 0 publishes resolve when written):
+    // they go before the DISCONNECT, and the link is cut soon after it (see shutdown).
+    if (this.phase === 'connected') return !this.session.idle || (this.conn?.unsentBytes ?? 0) > 0
     if (this.paused) return false
     return !this.session.idle
   }
@@ -1154,7 +1159,15 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     for (const sub of this.subscriptions.keys()) sub.end()
     this.subscriptions.clear()
     const conn = this.conn
-    if (conn !== undefined) conn.close(undefined, this.closeOnPurpose)
+    if (conn !== undefined) {
+      conn.close(undefined, this.closeOnPurpose)
+      // Closed for good, the link gets as long as a graceful end() waits for the broker's close to
+      // hand over what it still holds (the DISCONNECT). A broker that stopped reading would keep the
+      // socket writing, and a write waiting on the OS keeps Node's loop (the process) alive, until
+      // the Connection's own cut 10 s later.
+      const stream = conn.stream
+      setTimeout(() => { if (!stream.writableFinished) stream.destroy() }, CLOSE_WAIT_MS).unref()
+    }
     this.cancelAttempt?.()
     this.wake?.()
     const ended = this.linkEnded

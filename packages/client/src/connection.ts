@@ -129,6 +129,11 @@ export class Connection {
     return this.closed
   }
 
+  /** Bytes written here but not yet handed to the OS: batched, or held by the stream. */
+  get unsentBytes (): number {
+    return this.batchBytes + this.stream.writableLength
+  }
+
   /** Starts keepalive with `intervalMs` (0: off). */
   startKeepalive (intervalMs: number, pingTimeoutMs: number | undefined): void {
     if (intervalMs <= 0) return

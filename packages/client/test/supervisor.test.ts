@@ -1,5 +1,6 @@
 import { test, type TestContext } from 'node:test'
 import { spawn } from 'node:child_process'
+import { Duplex } from 'node:stream'
 import { connect as netConnect, type Socket } from 'node:net'
 import assert from 'node:assert/strict'
 import { waitFor, withTimeout } from '@petrel/test-utils'
@@ -700,6 +701,71 @@ test('a process that connects, works and ends exits at once: no timer or socket 
   assert.equal(r.out, 'PETREL_ERR_CLIENT_CLOSED')
   assert.equal(r.code, 0)
   assert.ok(r.ms < 5000, `the process exited after ${Math.round(r.ms)} ms`)
+})
+
+test('end() and end({ force: true }) against a broker that stopped reading: the socket left writing the DISCONNECT does not hold the process open (it exits once end() resolved, not 10 s later)', { timeout: 60_000 }, async () => {
+  // Accepts the connection, then never reads again (its socket stays open until the test ends).
+  const b = await scriptedBroker(5, (p, link) => {
+    if (p.type !== 'connect') return false
+    link.send({ type: 'connack', sessionPresent: false, reasonCode: 0 })
+    link.socket.pause()
+    return true
+  })
+  try {
+    for (const how of ['{ timeoutMs: 300 }', '{ force: true }']) {
+      // 40 MiB of QoS 0: far more than the socket buffers hold, so the DISCONNECT cannot be written.
+      const r = await runAlone(`const c = await client.connect(${JSON.stringify(b.url)}, { protocolVersion: 5 })
+        const big = Buffer.alloc(1024 * 1024)
+        for (let i = 0; i < 40; i++) c.publish('t', big).catch(() => {})
+        await new Promise((resolve) => setTimeout(resolve, 300))
+        const started = performance.now()
+        await c.end(${how})
+        console.log('ended')
+        process.on('exit', () => { console.log(Math.round(performance.now() - started)) })`, 30_000)
+      const [ended, afterEnd] = r.out.split('\n')
+      assert.equal(ended, 'ended', how)
+      assert.equal(r.code, 0, how)
+      // end() itself: the timeout and the 1 s close wait at most; the exit follows it.
+      assert.ok(Number(afterEnd) < 5000, `${how}: the process exited ${afterEnd ?? '?'} ms after end() was called`)
+    }
+  } finally {
+    await b.close()
+  }
+})
+
+test('a graceful end() sends what QoS 0 publishes left in the transport\'s buffers before its DISCONNECT, waiting (within its timeout) for a transport slow to take them', { timeout: 30_000 }, async () => {
+  const b = await scriptedBroker(5, () => false)
+  try {
+    const { port } = new URL(b.url)
+    // A transport that holds the last publish (the 41st 1 MiB write) for 2 s: a slow link.
+    let big = 0
+    const transport = async (): Promise<Duplex> => {
+      const socket = netConnect(Number(port), '127.0.0.1')
+      await new Promise((resolve) => socket.once('connect', resolve))
+      const d = new Duplex({
+        read () {},
+        write (chunk: Buffer, _encoding, callback) {
+          if (chunk.length >= 1024 * 1024 && ++big === 41) setTimeout(() => { socket.write(chunk, callback) }, 2000)
+          else socket.write(chunk, callback)
+        },
+        final (callback) { socket.end(callback) },
+        destroy (err, callback) { socket.destroy(); callback(err) }
+      })
+      socket.on('data', (chunk: Buffer) => d.push(chunk))
+      socket.on('end', () => d.push(null))
+      socket.on('error', (err) => d.destroy(err))
+      return d
+    }
+    const c = await connect(undefined, { ...fast, protocolVersion: 5, transport })
+    const payload = Buffer.alloc(1024 * 1024)
+    // Each resolves once written: the last one is still in the transport when end() is called.
+    await Promise.all(Array.from({ length: 41 }, async () => await c.publish('t', payload)))
+    await withTimeout(c.end({ timeoutMs: 10_000 }), 15_000, 'end()')
+    await waitFor(() => b.links[0]?.packets.at(-1)?.type === 'disconnect', { timeoutMs: 5000, message: 'DISCONNECT, last' })
+    assert.equal(b.links[0]?.packets.filter((p) => p.type === 'publish').length, 41, 'every publish arrived')
+  } finally {
+    await b.close()
+  }
 })
 
 test('a transport factory that ignores its signal is still bounded by the connect timeout; the stream it hands over late is closed', { timeout: 10_000 }, async () => {
