@@ -494,8 +494,8 @@ test('v5 properties (-D) both ways with mosquitto_pub/sub, %J and %P formats', a
 
 test('petrel sub -F prints what mosquitto_sub -F prints for the same format (widths, %m, @@, empty messages)', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
-  // Its own broker, logging SUBSCRIBEs to stderr (stdout is block-buffered into a pipe), so the publishes wait until all six are subscribed
-  // (a fixed sleep was too short on a busy machine).
+  // Its own broker, logging SUBSCRIBEs to stderr (stdout is block-buffered into a pipe), so the
+  // publishes wait until all six are subscribed (a fixed sleep was too short on a busy machine).
   const own = await startMosquitto({ extraConfig: 'log_type subscribe\nlog_dest stderr' })
   t.after(async () => { await own.stop() })
   const p = String(own.port)
