@@ -7,6 +7,7 @@ import { Connection, type ConnectionHost } from './connection.js'
 import { BrokerErrorCode, brokerError } from './errors.js'
 import { openListener, type ListenerAddress, type ListenerOptions, type OpenListener } from './listeners.js'
 import { Message, propertiesCost } from './message.js'
+import { PendingHandshake, type HandshakeOwner } from './pending-handshake.js'
 import {
   defaultFilterMemory, defaultLimits, type AuthenticateRequest, type AuthenticateResult, type BrokerLimits,
   type BrokerOptions, type ClientInfo, type PublishRequest
@@ -37,17 +38,22 @@ export interface BrokerPublish {
  * The MQTT broker. Every transport sits outside it: `listen()` opens tcp/tls/ws/wss listeners
  * that hand their streams to `handle()`, which takes any Duplex.
  */
-export class Broker implements BrokerCore, ConnectionHost {
+export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
   readonly limits: BrokerLimits
   readonly stats = new BrokerStats()
   readonly router: Router
   readonly retained: RetainedStore
   readonly sessions = new Map<string, Session>()
   readonly online = new Map<string, ServerConnection>()
-  /** Every open connection, CONNECT'd or not: what `max_connections` counts. */
+  /** Every open connection, CONNECT'd or not: with `handshakes`, what `max_connections` counts. */
   readonly connections = new Set<ServerConnection>()
-  /** Of `connections`, those not CONNACK'd yet, oldest first: the ones a new socket may take the place of. */
-  private readonly unconnected = new Set<ServerConnection>()
+  /** Sockets accepted by a tls, ws or wss listener, still in their TLS handshake or WebSocket upgrade. */
+  readonly handshakes = new Set<PendingHandshake>()
+  /**
+   * Of `connections` those not CONNACK'd yet, and every handshake, oldest first: the ones a new
+   * socket may take the place of.
+   */
+  private readonly unconnected = new Set<{ close (): void }>()
   readonly scratch: Packet[] = []
   readonly responseInformation: string | undefined
   readonly authenticateEnhanced: BrokerOptions['authenticateEnhanced']
@@ -116,8 +122,7 @@ export class Broker implements BrokerCore, ConnectionHost {
       stream.destroy()
       return
     }
-    if (this.connections.size >= this.limits.maxConnections && !this.evictUnconnected()) {
-      this.stats.connectionsRejected++
+    if (!this.makeRoom()) {
       stream.destroy()
       return
     }
@@ -133,10 +138,40 @@ export class Broker implements BrokerCore, ConnectionHost {
     this.startClock()
   }
 
+  /**
+   * A listener accepted a socket that must finish a TLS handshake or WebSocket upgrade before it
+   * reaches `handle()`: it counts against `max_connections` from now. Undefined when there is no
+   * room (the listener closes the socket); `abort` closes it should a newer socket take its place.
+   * Before, only sockets handed to `handle()` counted, so any number of clients could sit in a
+   * handshake until connect_timeout_ms, each holding a socket and TLS state, past the limit.
+   */
+  admitHandshake (abort: () => void): PendingHandshake | undefined {
+    if (this.closing || !this.makeRoom()) return undefined
+    const h = new PendingHandshake(this, abort)
+    this.handshakes.add(h)
+    this.unconnected.add(h)
+    return h
+  }
+
+  handshakeEnded (h: PendingHandshake): void {
+    this.handshakes.delete(h)
+    this.unconnected.delete(h)
+  }
+
+  /** Whether one more socket fits under `max_connections`, evicting the oldest one without CONNACK if need be. */
+  private makeRoom (): boolean {
+    if (this.connections.size + this.handshakes.size < this.limits.maxConnections || this.evictUnconnected()) return true
+    this.stats.connectionsRejected++
+    return false
+  }
+
   /** Opens a listener; resolves with the bound address (port 0 picks one). */
   async listen (options: ListenerOptions = {}): Promise<ListenerAddress> {
     if (this.closing) throw brokerError(BrokerErrorCode.BROKER_CLOSED, 'the broker is closed')
-    const l = await openListener(options, this.options.allowAnonymous, this.limits, (s, info) => { this.handle(s, info) })
+    const l = await openListener(options, this.options.allowAnonymous, this.limits, {
+      handle: (s, info) => { this.handle(s, info) },
+      admit: (abort) => this.admitHandshake(abort)
+    })
     this.listeners.push(l)
     this.startClock()
     return l.address
@@ -157,6 +192,8 @@ export class Broker implements BrokerCore, ConnectionHost {
     const listeners = this.listeners.splice(0)
     const closingListeners = Promise.all(listeners.map(async (l) => { await l.close() }))
     for (const c of [...this.connections]) c.shutdown()
+    // Sockets still in a handshake would otherwise hold the listeners open until connect_timeout_ms.
+    for (const h of [...this.handshakes]) h.close()
     this.flush()
     if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer)
     this.sweepTimer = undefined
@@ -362,14 +399,14 @@ export class Broker implements BrokerCore, ConnectionHost {
    * Sockets count against `max_connections` from accept, as in mosquitto: counting only
    * CONNACK'd clients let any number of sockets sit without CONNECT until connect_timeout_ms,
    * each buffering a partial CONNECT. At the limit a new socket takes the place of the oldest
-   * one still without CONNACK (a flood of idle sockets then only churns among itself instead of
+   * one still without CONNACK (or still in its TLS handshake or WebSocket upgrade) (a flood of idle sockets then only churns among itself instead of
    * locking every client out); when all are CONNACK'd clients, the new socket is closed.
    */
   private evictUnconnected (): boolean {
     const oldest = this.unconnected.values().next()
     if (oldest.done === true) return false
     this.stats.connectionsEvicted++
-    oldest.value.close() // -> connectionClosed: counted out now, not when its socket is gone
+    oldest.value.close() // -> connectionClosed / handshakeEnded: counted out now, not when its socket is gone
     return true
   }
 

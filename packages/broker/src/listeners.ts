@@ -53,7 +53,16 @@ export function isLoopback (host: string): boolean {
   return host === 'localhost' || host.startsWith('127.') || host === '::1'
 }
 
-type Handle = (stream: Duplex, info: ConnectionInfo) => void
+/** Where a listener hands what it accepts. */
+export interface ListenerSink {
+  /** A stream ready for MQTT. */
+  handle (stream: Duplex, info: ConnectionInfo): void
+  /**
+   * A socket accepted by a tls, ws or wss listener, before its handshake: a place under
+   * max_connections, or undefined when there is none (the socket is closed).
+   */
+  admit (abort: () => void): { release (): void } | undefined
+}
 
 function identity (socket: TLSSocket, use: boolean): string | undefined {
   if (!use || !socket.authorized) return undefined
@@ -61,14 +70,14 @@ function identity (socket: TLSSocket, use: boolean): string | undefined {
   return typeof cn === 'string' ? cn : Array.isArray(cn) ? cn[0] : undefined
 }
 
-/** Opens one listener that hands every accepted stream to `handle` (the broker core never sees a server). */
 /** What a listener bounds before the MQTT layer sees a byte. */
 export interface ListenerBounds {
   maxPacketSize: number
   connectTimeoutMs: number
 }
 
-export async function openListener (opts: ListenerOptions, defaultAnonymous: boolean | undefined, bounds: ListenerBounds, handle: Handle): Promise<OpenListener> {
+/** Opens one listener that hands every accepted stream to `sink` (the broker core never sees a server). */
+export async function openListener (opts: ListenerOptions, defaultAnonymous: boolean | undefined, bounds: ListenerBounds, sink: ListenerSink): Promise<OpenListener> {
   const type = opts.type ?? 'tcp'
   if (!(type in defaultPorts)) throw brokerError(BrokerErrorCode.LISTEN_FAILED, `unknown listener type ${JSON.stringify(type)}`)
   const host = opts.host ?? '127.0.0.1'
@@ -102,6 +111,7 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
   }
   let server: NetServer | HttpServer
   let wss: WebSocketServer | undefined
+  const handshakes = new Handshakes(sink)
   // Sockets adopted by adoptDirect: the server no longer counts them, so closing waits for them here.
   let adopted = 0
   let allGone: (() => void) | undefined
@@ -113,12 +123,13 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
         adopted++
         s.on('close', onAdoptedClose)
       }
-      handle(s, { allowAnonymous })
+      sink.handle(s, { allowAnonymous })
     })
   } else if (type === 'tls') {
     server = createTlsServer(tlsOptions, (s: TLSSocket) => {
       s.setNoDelay(true)
-      handle(s, { allowAnonymous, certificateIdentity: identity(s, useId) })
+      handshakes.done(s)
+      sink.handle(s, { allowAnonymous, certificateIdentity: identity(s, useId) })
     })
   } else {
     // The upgrade request gets the CONNECT's time too (Node's default headers timeout is 60 s).
@@ -146,7 +157,8 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
       const sock = req.socket as Socket & { remoteAddress?: string }
       sock.setNoDelay(true)
       Object.defineProperty(stream, 'remoteAddress', { value: sock.remoteAddress })
-      handle(stream, { allowAnonymous, certificateIdentity: type === 'wss' ? identity(sock as TLSSocket, useId) : undefined })
+      handshakes.done(sock)
+      sink.handle(stream, { allowAnonymous, certificateIdentity: type === 'wss' ? identity(sock as TLSSocket, useId) : undefined })
     })
   }
   await new Promise<void>((resolve, reject) => {
@@ -154,6 +166,8 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
     server.listen({ host, port, backlog: opts.backlog ?? 4096 }, () => { resolve() })
   })
   server.on('error', () => { /* accept errors on one socket must not kill the listener */ })
+  // Raw TCP sockets, before TLS or the upgrade request: counted from here, as tcp ones are.
+  if (type !== 'tcp') server.on('connection', (raw: Socket) => { handshakes.accepted(raw) })
   // Node reports a handshake that timed out (handshakeTimeout) or failed here and, with a
   // listener or not, leaves a timed-out socket open: close it.
   if (secure) server.on('tlsClientError', (_err: Error, socket: { destroy (): void }) => { socket.destroy() })
@@ -169,4 +183,54 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
       if (adopted > 0) await new Promise<void>((resolve) => { allGone = resolve })
     }
   }
+}
+
+interface Pending {
+  raw: Socket
+  place: { release (): void }
+  onClose: () => void
+}
+
+/**
+ * The sockets of one listener still in their TLS handshake or WebSocket upgrade, each holding a
+ * place from `sink.admit`. A raw socket's place is freed when its TLS or WebSocket stream
+ * reaches the broker (found by the remote address and port, the one public thing the wrapping
+ * TLS socket and the raw socket share) or when the raw socket closes, whichever comes first.
+ */
+class Handshakes {
+  private readonly pending = new Map<string, Pending>()
+
+  constructor (private readonly sink: ListenerSink) {}
+
+  accepted (raw: Socket): void {
+    const place = this.sink.admit(() => { raw.destroy() })
+    if (place === undefined) {
+      raw.destroy()
+      return
+    }
+    const key = endpoint(raw)
+    const onClose = (): void => {
+      place.release()
+      if (key !== undefined && this.pending.get(key)?.raw === raw) this.pending.delete(key)
+    }
+    raw.once('close', onClose)
+    // A socket reset before this runs has no address: its 'close' frees the place.
+    if (key !== undefined) this.pending.set(key, { raw, place, onClose })
+  }
+
+  /** The handshake of the socket with this remote end is done: its place passes to the connection. */
+  done (s: Socket): void {
+    const key = endpoint(s)
+    if (key === undefined) return
+    const p = this.pending.get(key)
+    if (p === undefined) return
+    this.pending.delete(key)
+    p.raw.off('close', p.onClose)
+    p.place.release()
+  }
+}
+
+function endpoint (s: Socket): string | undefined {
+  const address = s.remoteAddress
+  return address === undefined ? undefined : `${address}|${String(s.remotePort)}`
 }

@@ -403,6 +403,54 @@ test('by default a packet may hold 1,024 User Property pairs: one more is DISCON
   })
 })
 
+test('sockets in a TLS handshake or WebSocket upgrade count against max_connections: a flood of them stays within it, does not lock clients out, and broker.close() ends them', { timeout: 30_000 }, async () => {
+  const certs = await makeTestCertificates()
+  const max = 6
+  const broker = createBroker({ sysInterval: 0, limits: { maxConnections: max } })
+  let closed = false
+  try {
+    const tls = await broker.listen({ type: 'tls', port: 0, cert: certs.cert, key: certs.key })
+    const ws = await broker.listen({ type: 'ws', port: 0 })
+    const wss = await broker.listen({ type: 'wss', port: 0, cert: certs.cert, key: certs.key })
+    const live = await mqtt.connectAsync(`mqtts://127.0.0.1:${tls.port}`, { ca: certs.ca, reconnectPeriod: 0 })
+    // 60 sockets that never send a ClientHello or finish their upgrade request
+    const stalled: Socket[] = []
+    let closedStalled = 0
+    for (let i = 0; i < 60; i++) {
+      const s = await rawSocket([tls.port, ws.port, wss.port][i % 3] as number)
+      s.on('close', () => { closedStalled++ })
+      if (i % 3 === 1) s.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n')
+      stalled.push(s)
+      await waitFor(() => broker.connections.size + broker.handshakes.size <= max, { timeoutMs: 2000, message: `${broker.connections.size} connections and ${broker.handshakes.size} handshakes, max_connections ${max}` })
+    }
+    // The broker holds at most max - 1 of them (the live client has a place); the rest were closed to make room.
+    await waitFor(() => closedStalled >= 60 - (max - 1), { timeoutMs: 5000, message: `${closedStalled} stalled sockets closed` })
+    assert.equal(broker.handshakes.size, max - 1)
+    // A client arriving now takes the place of the oldest stalled socket, on each kind of listener.
+    const opts = { ca: certs.ca, reconnectPeriod: 0, connectTimeout: 5000 }
+    const late = [
+      await mqtt.connectAsync(`mqtts://127.0.0.1:${tls.port}`, opts),
+      await mqtt.connectAsync(`ws://127.0.0.1:${ws.port}`, opts),
+      await mqtt.connectAsync(`wss://localhost:${wss.port}`, opts)
+    ]
+    assert.equal(broker.connections.size, 4)
+    assert.ok(broker.connections.size + broker.handshakes.size <= max)
+    assert.equal(live.connected, true)
+    // A finished handshake gave its place to the connection: one more client still fits, not two.
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.equal(broker.handshakes.size, max - 4)
+    // broker.close() ends the sockets still in a handshake too (they would hold it until connect_timeout_ms).
+    const before = closedStalled
+    await withTimeout(broker.close(), 5000, 'broker.close()')
+    closed = true
+    await waitFor(() => closedStalled === before + (max - 4), { timeoutMs: 2000, message: 'stalled sockets closed by broker.close()' })
+    for (const c of [live, ...late]) c.end(true)
+    for (const s of stalled) s.destroy()
+  } finally {
+    if (!closed) await broker.close()
+  }
+})
+
 test('TLS and WebSocket listeners bound what comes before MQTT: an unfinished TLS handshake and a slow upgrade request are closed at connect_timeout_ms, an oversized WebSocket message closes its socket; a live WebSocket client outlasts that timeout', { timeout: 30_000 }, async () => {
   const certs = await makeTestCertificates()
   const broker = createBroker({ sysInterval: 0, limits: { connectTimeoutMs: 800, maxPacketSize: 16 * 1024 } })
