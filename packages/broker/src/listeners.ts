@@ -154,6 +154,7 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
     })
     wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
       const stream = createWebSocketStream(ws)
+      binaryFramesOnly(ws, stream)
       const sock = req.socket as Socket & { remoteAddress?: string }
       sock.setNoDelay(true)
       Object.defineProperty(stream, 'remoteAddress', { value: sock.remoteAddress })
@@ -183,6 +184,20 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
       if (adopted > 0) await new Promise<void>((resolve) => { allGone = resolve })
     }
   }
+}
+
+/**
+ * [MQTT-6.0.0-1] MQTT Control Packets travel in binary frames; a recipient of any other data
+ * frame closes the connection. ws hands a text message to the stream as bytes like any other,
+ * so a text frame holding a CONNECT was answered. This listener runs before the stream's own
+ * (prepended): the stream is destroyed first, so the text never reaches the decoder.
+ */
+function binaryFramesOnly (ws: WebSocket, stream: Duplex): void {
+  ws.prependListener('message', (_data: unknown, isBinary: boolean) => {
+    if (isBinary) return
+    ws.close(1003, 'MQTT needs binary frames')
+    stream.destroy()
+  })
 }
 
 interface Pending {

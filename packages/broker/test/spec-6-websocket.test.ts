@@ -1,0 +1,117 @@
+// Chapter 6: MQTT over WebSocket, against a real ws/wss listener with a raw `ws` client.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Decoder, encode, type Packet } from '@petrel/wire'
+import { createBroker, type Broker } from '@petrel/broker'
+import { makeTestCertificates, withTimeout } from '@petrel/test-utils'
+import { WebSocket } from 'ws'
+
+async function withWsBroker (fn: (broker: Broker, url: string) => Promise<void>): Promise<void> {
+  const broker = createBroker({ sysInterval: 0 })
+  const { url } = await broker.listen({ type: 'ws', port: 0, path: '/mqtt' })
+  try {
+    await fn(broker, url)
+  } finally {
+    await broker.close()
+  }
+}
+
+interface Peer {
+  ws: WebSocket
+  /** Packets received so far, whatever frames they came in. */
+  packets: Packet[]
+  /** Resolves with the close code. */
+  closed: Promise<number>
+  next (): Promise<Packet>
+}
+
+async function open (url: string, protocols: string[] | undefined, ca?: string): Promise<Peer> {
+  const ws = new WebSocket(url, protocols, ca === undefined ? {} : { ca })
+  const decoder = new Decoder({ protocolVersion: 4 })
+  const packets: Packet[] = []
+  let wake: (() => void) | undefined
+  ws.on('message', (data: Buffer) => {
+    packets.push(...decoder.push(data))
+    wake?.()
+  })
+  ws.on('error', () => {})
+  const closed = new Promise<number>((resolve) => { ws.once('close', (code: number) => { resolve(code) }) })
+  await new Promise<void>((resolve, reject) => { ws.once('open', () => { resolve() }); ws.once('error', reject) })
+  let read = 0
+  return {
+    ws,
+    packets,
+    closed,
+    next: async () => {
+      while (packets.length <= read) await withTimeout(new Promise<void>((resolve) => { wake = resolve }), 3000, 'a packet')
+      return packets[read++] as Packet
+    }
+  }
+}
+
+const connect = (clientId: string): Buffer => encode({ type: 'connect', protocolVersion: 4, clientId, cleanStart: true, keepAlive: 0 }, 4)
+const PINGREQ = encode({ type: 'pingreq' }, 4)
+
+test('[MQTT-6.0.0-4] subprotocol: "mqtt" chosen, "mqttv3.1" (old clients) echoed, none offered still served', async () => {
+  await withWsBroker(async (_broker, url) => {
+    for (const [offered, chosen] of [[['mqtt'], 'mqtt'], [['mqttv3.1', 'mqtt'], 'mqtt'], [['mqttv3.1'], 'mqttv3.1'], [undefined, '']] as const) {
+      const p = await open(url, offered === undefined ? undefined : [...offered])
+      assert.equal(p.ws.protocol, chosen, `offered ${JSON.stringify(offered)}`)
+      p.ws.send(connect('sp'))
+      assert.equal((await p.next()).type, 'connack')
+      p.ws.close()
+    }
+  })
+})
+
+test('[MQTT-6.0.0-2] packets split across frames, across continuation frames, and several in one frame are all decoded', async () => {
+  await withWsBroker(async (_broker, url) => {
+    const c = connect('frames')
+    const split = await open(url, ['mqtt'])
+    for (const byte of c) split.ws.send(Buffer.from([byte]))
+    assert.equal((await split.next()).type, 'connack')
+    split.ws.close()
+    // one message in three frames (FIN only on the last)
+    const fragmented = await open(url, ['mqtt'])
+    fragmented.ws.send(c.subarray(0, 2), { fin: false })
+    fragmented.ws.send(c.subarray(2, 5), { fin: false })
+    fragmented.ws.send(c.subarray(5), { fin: true })
+    assert.equal((await fragmented.next()).type, 'connack')
+    fragmented.ws.close()
+    // CONNECT, two PINGREQs and the first byte of a third in one frame; its second byte alone
+    const batched = await open(url, ['mqtt'])
+    batched.ws.send(Buffer.concat([c, PINGREQ, PINGREQ, PINGREQ.subarray(0, 1)]))
+    batched.ws.send(PINGREQ.subarray(1))
+    assert.deepEqual([(await batched.next()).type, (await batched.next()).type, (await batched.next()).type, (await batched.next()).type],
+      ['connack', 'pingresp', 'pingresp', 'pingresp'])
+    batched.ws.close()
+  })
+})
+
+test('[MQTT-6.0.0-1] a text frame closes the connection (1003) and is not decoded: a CONNECT in one gets no CONNACK; a wss client too', async () => {
+  await withWsBroker(async (broker, url) => {
+    const p = await open(url, ['mqtt'])
+    p.ws.send(connect('texter').toString('latin1'), { binary: false })
+    assert.equal(await withTimeout(p.closed, 3000, 'the close'), 1003)
+    assert.deepEqual(p.packets, [])
+    assert.equal(broker.online.size, 0)
+    // After CONNECT in a binary frame, a PINGREQ in a text frame: closed, no PINGRESP.
+    const q = await open(url, ['mqtt'])
+    q.ws.send(connect('later'))
+    assert.equal((await q.next()).type, 'connack')
+    q.ws.send(PINGREQ.toString('latin1'), { binary: false })
+    assert.equal(await withTimeout(q.closed, 3000, 'the close'), 1003)
+    assert.deepEqual(q.packets.map((x) => x.type), ['connack'])
+  })
+  const certs = await makeTestCertificates()
+  const broker = createBroker({ sysInterval: 0 })
+  try {
+    const { port } = await broker.listen({ type: 'wss', port: 0, cert: certs.cert, key: certs.key })
+    const p = await open(`wss://localhost:${port}`, ['mqtt'], certs.ca)
+    p.ws.send(connect('texter').toString('latin1'), { binary: false })
+    assert.equal(await withTimeout(p.closed, 3000, 'the close'), 1003)
+    assert.deepEqual(p.packets, [])
+  } finally {
+    await broker.close()
+  }
+})
