@@ -119,7 +119,8 @@ export class Connection {
         this.finish(new PetrelError(WireErrorCode.PACKET_TOO_LARGE, `a WebSocket message larger than this client accepts: ${err.message}`, { reasonCode: 0x95, cause: err }))
         return
       }
-      this.finish(clientError(ClientErrorCode.CONNECTION_FAILED, `connection error: ${err.message}`, { cause: err }))
+      // The transport's own verdict (a WebSocket text frame from the broker, say) as it is.
+      this.finish(err instanceof PetrelError ? err : clientError(ClientErrorCode.CONNECTION_FAILED, `connection error: ${err.message}`, { cause: err }))
     })
     stream.on('close', () => { this.finish(clientError(ClientErrorCode.CONNECTION_FAILED, 'the connection closed')) })
     stream.on('end', () => { this.finish(clientError(ClientErrorCode.CONNECTION_FAILED, 'the broker closed the connection')) })

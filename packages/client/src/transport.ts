@@ -157,5 +157,21 @@ async function openWebSocket (url: URL, options: TransportOptions, signal: Abort
     signal.addEventListener('abort', onAbort, { once: true })
   })
   // Each write becomes one binary frame; MQTT packets may span frames either way.
-  return createWebSocketStream(ws)
+  const stream = createWebSocketStream(ws)
+  binaryFramesOnly(ws, stream)
+  return stream
+}
+
+/**
+ * [MQTT-6.0.0-1] MQTT Control Packets travel in binary frames; a recipient of any other data
+ * frame closes the connection. ws hands a text message to the stream as bytes like any other,
+ * so a broker's text frame was decoded as MQTT. This listener runs before the stream's own
+ * (prepended): the stream is destroyed first, so the text never reaches the decoder.
+ */
+function binaryFramesOnly (ws: WebSocket, stream: Duplex): void {
+  ws.prependListener('message', (_data: unknown, isBinary: boolean) => {
+    if (isBinary) return
+    ws.close(1003, 'MQTT needs binary frames')
+    stream.destroy(clientError(ClientErrorCode.PROTOCOL_ERROR, 'the broker sent a WebSocket text frame: MQTT travels in binary frames only [MQTT-6.0.0-1]', { reasonCode: 0x82 }))
+  })
 }

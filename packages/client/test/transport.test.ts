@@ -185,10 +185,10 @@ async function rawWebSocketBroker (onLink: (socket: Socket, clientFrames: Buffer
   }
 }
 
-/** A binary frame from the server (unmasked) with `payload`, or with only a header claiming `claimed` bytes. */
-function serverFrame (payload: Buffer, claimed = payload.length): Buffer {
+/** A binary frame from the server (unmasked) with `payload`, or with only a header claiming `claimed` bytes; `first` 0x81 makes it a text frame. */
+function serverFrame (payload: Buffer, claimed = payload.length, first = 0x82): Buffer {
   const head = Buffer.alloc(10)
-  head[0] = 0x82
+  head[0] = first
   head[1] = 127
   head.writeBigUInt64BE(BigInt(claimed), 2)
   return Buffer.concat([head, payload])
@@ -242,6 +242,32 @@ test('WebSocket: one message holding two packets of exactly maximumPacketSize is
     await waitFor(() => got.length === 2, { timeoutMs: 3000, message: `messages ${got.join(',')}` })
     assert.deepEqual(got, [1, 2])
     assert.equal(c.connected, true)
+  } finally {
+    await c.end()
+    await broker.close()
+  }
+})
+
+test('[MQTT-6.0.0-1] WebSocket: a text frame from the broker closes the connection (1003, PETREL_ERR_CLIENT_PROTOCOL_ERROR) and is not decoded', async () => {
+  const closeCodes: number[] = []
+  const publish = encode({ type: 'publish', topicName: 'ws/text', payload: Buffer.from('in a text frame'), qos: 0, retain: false, dup: false }, 5)
+  const broker = await rawWebSocketBroker((socket, frames) => {
+    socket.write(serverFrame(CONNACK_V5))
+    setTimeout(() => { socket.write(serverFrame(publish, publish.length, 0x81)) }, 200)
+    socket.on('data', () => {
+      for (const f of frames) if (f[0] === 0x88 && f.length >= 3) closeCodes.push(f.readUInt16BE(1))
+    })
+  })
+  const c = await connect(broker.url, { protocolVersion: 5, reconnect: false })
+  const got: string[] = []
+  c.on('unrouted', (m) => { got.push(m.topic) })
+  try {
+    const gone = await withTimeout(new Promise<{ error: { code: string, reasonCode?: number | undefined } | undefined }>((resolve) => { c.once('disconnect', resolve) }), 3000, 'disconnect')
+    assert.equal(gone.error?.code, 'PETREL_ERR_CLIENT_PROTOCOL_ERROR')
+    assert.equal(gone.error?.reasonCode, 0x82)
+    await waitFor(() => closeCodes.length > 0, { timeoutMs: 3000, message: 'close frame' })
+    assert.equal(closeCodes[0], 1003, 'close: unsupported data')
+    assert.deepEqual(got, [])
   } finally {
     await c.end()
     await broker.close()
