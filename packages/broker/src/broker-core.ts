@@ -7,7 +7,7 @@ import type { Session, SessionHost } from './session.js'
 import type {
   AuthenticateRequest, AuthenticateResult, BrokerHooks, ClientInfo, PublishRequest
 } from './options.js'
-import type { ServerConnection } from './server-connection.js'
+import type { ConnectionInfo, ServerConnection } from './server-connection.js'
 
 /**
  * What a connection's protocol logic sees of the broker: shared state and policy. The broker
@@ -27,7 +27,7 @@ export interface BrokerCore extends SessionHost {
   readonly authorizeSubscribe: ((client: ClientInfo, subscription: Subscription) => boolean | Promise<boolean>) | undefined
   /** The per-message read check for an allowed subscription, when the ACL needs one (Acl.readFilter). */
   readonly readFilter: ((client: ClientInfo, topicFilter: string) => ((topicName: string) => boolean) | undefined) | undefined
-  authenticate (request: AuthenticateRequest, allowAnonymous: boolean): AuthenticateResult | Promise<AuthenticateResult>
+  authenticate (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | Promise<AuthenticateResult>
   /** Routes a message (and stores it when retained); returns the number of sessions it reached. */
   publish (message: Message): number
   /** Flow control after a client's QoS 1/2 publish: hold its acks until this settles (see Broker). */

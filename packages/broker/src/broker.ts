@@ -131,7 +131,7 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     // without a certificate identity the info is one of two shared objects, not one per connection
     const c = new Connection(this, stream, identity === undefined
       ? (allowAnonymous ? ANONYMOUS_ALLOWED : ANONYMOUS_REFUSED)
-      : { allowAnonymous, certificateIdentity: identity })
+      : { allowAnonymous, certificateIdentity: identity, useIdentityAsUsername: info?.useIdentityAsUsername === true })
     this.connections.add(c.protocol)
     this.unconnected.add(c.protocol)
     this.stats.connectionsTotal++
@@ -294,13 +294,13 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     return Promise.race([Promise.all(waits), timeout]).then(() => { clearTimeout(timer) })
   }
 
-  authenticate (request: AuthenticateRequest, allowAnonymous: boolean): AuthenticateResult | Promise<AuthenticateResult> {
+  authenticate (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | Promise<AuthenticateResult> {
     const hook = this.options.authenticate
     if (hook !== undefined) return hook(request)
     const pw = this.passwords
-    if (request.username === undefined && request.certificateIdentity !== undefined) {
-      return { ok: true, username: request.certificateIdentity }
-    }
+    const allowAnonymous = info.allowAnonymous
+    // use_identity_as_username: the verified certificate is the credential (the user name is its CN already)
+    if (info.useIdentityAsUsername === true && request.certificateIdentity !== undefined) return true
     if (pw !== undefined && request.username !== undefined) {
       return pw.verify(request.username, request.password)
     }

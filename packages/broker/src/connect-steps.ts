@@ -115,6 +115,11 @@ function validateClientId (c: ServerConnection, ctx: ConnectContext): boolean {
 
 function authenticate (c: ServerConnection, ctx: ConnectContext, index: number): boolean | Promise<boolean> {
   const p = ctx.packet
+  // use_identity_as_username: the verified certificate names the user, whatever user name (and
+  // password) the CONNECT carries, as in mosquitto. Taking the CONNECT's when it had one let a
+  // client holding any certificate run as the user it claimed (ACL %u included).
+  const certificateUser = c.info.useIdentityAsUsername === true ? c.info.certificateIdentity : undefined
+  if (certificateUser !== undefined) c.username = certificateUser
   const method = p.properties?.authenticationMethod
   if (method !== undefined) {
     const hook = c.core.authenticateEnhanced
@@ -146,8 +151,8 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
   }
   const request = {
     clientId: c.clientId,
-    username: p.username,
-    password: p.password === undefined ? undefined : Buffer.from(p.password),
+    username: certificateUser ?? p.username,
+    password: certificateUser !== undefined || p.password === undefined ? undefined : Buffer.from(p.password),
     protocolVersion: c.protocolVersion,
     // A getter: reading a socket's remote address makes node cache its peer name (an object
     // and a string, ~90 B) for the socket's life, and only a user hook ever looks at it.
@@ -167,7 +172,7 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
     if (typeof r !== 'boolean' && r.username !== undefined) c.username = r.username
     return true
   }
-  const r = c.core.authenticate(request, c.info.allowAnonymous)
+  const r = c.core.authenticate(request, c.info)
   return r instanceof Promise ? r.then(done, () => { c.refuse(0x80, 3); return false }) : done(r)
 }
 

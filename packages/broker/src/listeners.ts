@@ -23,7 +23,11 @@ export interface ListenerOptions {
   ca?: string | Buffer | undefined
   /** Ask for a client certificate and refuse connections without a valid one. Default false. */
   requireClientCertificate?: boolean | undefined
-  /** Use the client certificate's CN as the user name. Default false. */
+  /**
+   * Ask for a client certificate (optional unless `requireClientCertificate`) and use a verified
+   * one's CN as the user name, in place of the CONNECT's (whose password is then not checked).
+   * Default false.
+   */
   useIdentityAsUsername?: boolean | undefined
   /** WebSocket path; default any path. */
   path?: string | undefined
@@ -64,8 +68,9 @@ export interface ListenerSink {
   admit (abort: () => void): { release (): void } | undefined
 }
 
-function identity (socket: TLSSocket, use: boolean): string | undefined {
-  if (!use || !socket.authorized) return undefined
+/** The CN of a client certificate the listener asked for and verified: for hooks, and the user name under useIdentityAsUsername. */
+function identity (socket: TLSSocket): string | undefined {
+  if (!socket.authorized) return undefined
   const cn = socket.getPeerCertificate().subject?.CN
   return typeof cn === 'string' ? cn : Array.isArray(cn) ? cn[0] : undefined
 }
@@ -129,7 +134,7 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
     server = createTlsServer(tlsOptions, (s: TLSSocket) => {
       s.setNoDelay(true)
       handshakes.done(s)
-      sink.handle(s, { allowAnonymous, certificateIdentity: identity(s, useId) })
+      sink.handle(s, { allowAnonymous, certificateIdentity: identity(s), useIdentityAsUsername: useId })
     })
   } else {
     // The upgrade request gets the CONNECT's time too (Node's default headers timeout is 60 s).
@@ -159,7 +164,7 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
       sock.setNoDelay(true)
       Object.defineProperty(stream, 'remoteAddress', { value: sock.remoteAddress })
       handshakes.done(sock)
-      sink.handle(stream, { allowAnonymous, certificateIdentity: type === 'wss' ? identity(sock as TLSSocket, useId) : undefined })
+      sink.handle(stream, { allowAnonymous, certificateIdentity: type === 'wss' ? identity(sock as TLSSocket) : undefined, useIdentityAsUsername: useId })
     })
   }
   await new Promise<void>((resolve, reject) => {

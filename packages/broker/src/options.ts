@@ -17,7 +17,10 @@ export interface AuthenticateRequest {
   readonly password: Buffer | undefined
   readonly protocolVersion: ProtocolVersion
   readonly remoteAddress: string | undefined
-  /** Common Name of a verified TLS client certificate, when the listener asked for one. */
+  /**
+   * Common Name of a verified TLS client certificate, when the listener asked for one
+   * (`requireClientCertificate` or `useIdentityAsUsername`; under the latter it is `username` too).
+   */
   readonly certificateIdentity: string | undefined
 }
 

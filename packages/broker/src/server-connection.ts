@@ -38,6 +38,8 @@ export interface ConnectionInfo {
   allowAnonymous: boolean
   /** CN of a verified client certificate. */
   certificateIdentity?: string | undefined
+  /** The listener's use_identity_as_username: `certificateIdentity`, when there is one, is the user name. */
+  useIdentityAsUsername?: boolean | undefined
 }
 
 /**

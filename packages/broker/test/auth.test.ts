@@ -330,6 +330,42 @@ test('ACL: a will is a publish: one to a topic the client may not write is never
   }
 })
 
+test('TLS client certificate: a hook sees its CN whenever the listener asked for one; under use_identity_as_username the CN is the user name, whatever the CONNECT claims', async () => {
+  const certs = await makeTestCertificates()
+  const seen: Array<{ username: string | undefined, identity: string | undefined }> = []
+  const hooked = createBroker({ sysInterval: 0, authenticate: (r) => { seen.push({ username: r.username, identity: r.certificateIdentity }); return true } })
+  const users: Array<string | undefined> = []
+  const plain = createBroker({ sysInterval: 0, authorizeSubscribe: (c) => { users.push(c.username); return true } })
+  try {
+    const tls = { cert: certs.cert, key: certs.key, ca: certs.ca }
+    const required = await hooked.listen({ type: 'tls', port: 0, ...tls, requireClientCertificate: true })
+    const id = await hooked.listen({ type: 'wss', port: 0, ...tls, useIdentityAsUsername: true })
+    const client = { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey, reconnectPeriod: 0, username: 'admin', password: 'guess' }
+    for (const url of [required.url, id.url.replace('127.0.0.1', 'localhost')]) {
+      const c = await mqtt.connectAsync(url, client)
+      await c.endAsync()
+    }
+    assert.deepEqual(seen, [
+      { username: 'admin', identity: 'petrel-test-client' }, // required only: the CONNECT's user name, and the CN beside it
+      { username: 'petrel-test-client', identity: 'petrel-test-client' } // use_identity_as_username
+    ])
+
+    // The built-in check: the CN is the user (ACL %u) even when the CONNECT names another.
+    const { port } = await plain.listen({ type: 'tls', port: 0, ...tls, useIdentityAsUsername: true })
+    const c = await mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, client)
+    await c.subscribeAsync('x', { qos: 0 })
+    await c.endAsync()
+    // Without a certificate (one is asked for, not required) the CONNECT's user name stands.
+    const noCert = await mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, { ca: certs.ca, reconnectPeriod: 0, username: 'someone' })
+    await noCert.subscribeAsync('x', { qos: 0 })
+    await noCert.endAsync()
+    assert.deepEqual(users, ['petrel-test-client', 'someone'])
+  } finally {
+    await hooked.close()
+    await plain.close()
+  }
+})
+
 test('TLS client certificate: required, and its CN used as the user name', async () => {
   const certs = await makeTestCertificates()
   let seenUser: string | undefined
