@@ -350,7 +350,7 @@ export function describeError (err: unknown, url: string, connecting = false): {
       if (cause?.code === 'ECONNREFUSED' || cause?.code === 'ENOENT') return { message: `Connection refused: no broker is listening on ${where}.`, exitCode: ExitCode.connection }
       if (cause?.code === 'ENOTFOUND') return { message: `Unknown host in ${where}.`, exitCode: ExitCode.connection }
       return { message: `Cannot connect to ${where}: ${err.message}${connecting ? tlsHint(url, cause?.code, err.message) : ''}`, exitCode: ExitCode.connection }
-    case ClientErrorCode.CONNECT_TIMEOUT: return { message: `Timed out connecting to ${where}.`, exitCode: ExitCode.connection }
+    case ClientErrorCode.CONNECT_TIMEOUT: return { message: `Timed out connecting to ${where}: ${err.message}.`, exitCode: ExitCode.connection }
     case ClientErrorCode.CONNECTION_REFUSED: return { message: `Connection refused by the broker at ${where}: ${err.message}`, exitCode: ExitCode.connection }
     case ClientErrorCode.NOT_AUTHORIZED: return { message: `Not authorized by the broker at ${where} (check -u/-P): ${err.message}`, exitCode: ExitCode.notAuthorized }
     case 'PETREL_ERR_INVALID_TOPIC_NAME': case 'PETREL_ERR_INVALID_TOPIC_FILTER': return { message: `Bad topic: ${err.message}`, exitCode: ExitCode.usage }

@@ -347,6 +347,22 @@ test('petrel pub -l: more lines than it keeps in flight (1,000) all arrive, in o
   assert.equal(r.stdout, lines.join('\n') + '\n')
 })
 
+test('a port that accepts TCP and never answers the TLS handshake or the WebSocket upgrade: exit 2, saying which step timed out', async () => {
+  const server = createServer((s) => { s.on('error', () => {}) })
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  const silent = (server.address() as AddressInfo).port
+  try {
+    for (const [url, step] of [[`mqtts://127.0.0.1:${silent}`, /TLS handshake/], [`ws://127.0.0.1:${silent}/mqtt`, /WebSocket upgrade/], [`wss://127.0.0.1:${silent}/mqtt`, /TLS handshake and WebSocket upgrade/]] as const) {
+      const r = await run('node', [petrel, 'pub', '-L', url, '-t', 'x', '-m', 'x', '--connect-timeout', '1'])
+      assert.equal(r.code, 2, r.stderr)
+      assert.match(r.stderr, /^petrel pub: Timed out connecting to /)
+      assert.match(r.stderr, step)
+    }
+  } finally {
+    server.close()
+  }
+})
+
 test('TLS-PSK: --psk and --psk-identity against a mosquitto psk_file listener', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const dir = mkdtempSync(join(tmpdir(), 'petrel-psk-'))

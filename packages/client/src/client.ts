@@ -13,7 +13,7 @@ import type { Message } from './message.js'
 import type { ClientOptions, PublishOptions, SubscribeOptions } from './options.js'
 import { renderMetrics, type ClientStats } from './stats.js'
 import { Subscription, type MessageHandler, type SubscriptionOwner } from './subscription.js'
-import { isSupportedProtocol, maxWebSocketMessage, openTransport } from './transport.js'
+import { isSupportedProtocol, maxWebSocketMessage, openingSteps, openTransport } from './transport.js'
 
 /** Payload of the `connect` event. */
 export interface ConnectEvent {
@@ -802,12 +802,18 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   private async establish (url: URL | undefined, attempt: number): Promise<void> {
     const timeoutMs = this.options.connectTimeoutMs ?? 10_000
     const ac = new AbortController()
+    let dialled = false
     const timer = setTimeout(() => {
-      ac.abort(clientError(ClientErrorCode.CONNECT_TIMEOUT, `no CONNACK from ${url?.host ?? 'the transport'} within ${timeoutMs} ms`))
+      // Said as it is: a TLS handshake or WebSocket upgrade that never ended was "no CONNACK".
+      const what = dialled || url === undefined || this.options.transport !== undefined
+        ? `no CONNACK from ${url?.host ?? 'the transport'}`
+        : `${openingSteps(url)} with ${url.host} not done`
+      ac.abort(clientError(ClientErrorCode.CONNECT_TIMEOUT, `${what} within ${timeoutMs} ms`))
     }, timeoutMs)
     this.cancelAttempt = () => { ac.abort(clientError(ClientErrorCode.CONNECTION_FAILED, 'connection attempt cancelled')) }
     try {
       const stream = await this.dial(url, ac.signal)
+      dialled = true
       if (ac.signal.aborted || this.closed) {
         stream.destroy()
         throw ac.signal.reason instanceof PetrelError ? ac.signal.reason : clientError(ClientErrorCode.CLIENT_CLOSED, 'the client is closed')

@@ -89,7 +89,10 @@ export interface ClientOptions {
    * clouds allow 10 to 100 (EMQX on CONNECT, Alibaba IoT: 20). Default 1,024; `Infinity`: no limit.
    */
   maxUserProperties?: number
-  /** Dial + CONNECT/CONNACK. Default 10,000 ms. */
+  /**
+   * Dial (TCP connect, TLS handshake, WebSocket upgrade) + CONNECT/CONNACK; past it the attempt
+   * fails with PETREL_ERR_CONNECT_TIMEOUT, whose message names the step. Default 10,000 ms.
+   */
   connectTimeoutMs?: number
   /**
    * Reconnect after a lost connection: true (default), false, or a callback deciding per attempt.

@@ -2,7 +2,7 @@ import { isIP, type Socket } from 'node:net'
 import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import WebSocket, { createWebSocketStream, type ClientOptions as WsClientOptions } from 'ws'
-import { MAX_PACKET_SIZE } from '@petrel/wire'
+import { MAX_PACKET_SIZE, PetrelError } from '@petrel/wire'
 import { connectDirect } from './direct-read.js'
 import type { ReadModerationOptions } from './read-moderation.js'
 import { ClientErrorCode, clientError } from './errors.js'
@@ -57,17 +57,32 @@ export function maxWebSocketMessage (maxPacketSize: number): number {
   return 2 * Math.min(maxPacketSize, MAX_PACKET_SIZE) + 64 * 1024
 }
 
+function ignore (): void {}
+
 /** See `closeTimeout` in openWebSocket; as long as a closing Connection lets a socket linger. */
 const WS_CLOSE_TIMEOUT_MS = 1000
 
 const DEFAULT_PORTS: Record<string, number> = { 'mqtt:': 1883, 'tcp:': 1883, 'mqtts:': 8883, 'tls:': 8883, 'ssl:': 8883, 'ws:': 80, 'wss:': 443 }
+
+/** What opening `url` involves, for a connect timeout that strikes before the stream is open. */
+export function openingSteps (url: URL): string {
+  switch (url.protocol) {
+    case 'mqtts:': case 'tls:': case 'ssl:': return 'TCP connect and TLS handshake'
+    case 'ws:': return 'TCP connect and WebSocket upgrade'
+    case 'wss:': return 'TCP connect, TLS handshake and WebSocket upgrade'
+    default: return 'TCP connect'
+  }
+}
 
 /** Whether `protocol` (with the colon) is one `openTransport` can dial. */
 export function isSupportedProtocol (protocol: string): boolean {
   return DEFAULT_PORTS[protocol] !== undefined
 }
 
-/** Opens the transport for `url`; rejects with PETREL_ERR_CONNECTION_FAILED (the cause is the socket error). */
+/**
+ * Opens the transport for `url`; rejects with PETREL_ERR_CONNECTION_FAILED (the cause is the
+ * socket error), or with the abort reason itself when that is a PetrelError (the connect timeout).
+ */
 export async function openTransport (url: URL, options: TransportOptions, signal: AbortSignal): Promise<Duplex> {
   const port = url.port === '' ? DEFAULT_PORTS[url.protocol] : Number(url.port)
   if (port === undefined) throw clientError(ClientErrorCode.INVALID_ARGUMENT, `unsupported URL protocol ${url.protocol} (use mqtt, mqtts, ws, wss, tcp or tls)`)
@@ -109,10 +124,11 @@ async function opened (socket: Socket, event: string, signal: AbortSignal, url: 
       if (err === undefined) resolve()
       else {
         socket.destroy()
-        reject(clientError(ClientErrorCode.CONNECTION_FAILED, `cannot connect to ${url.host}: ${err.message}`, { cause: err }))
+        reject(err instanceof PetrelError ? err : clientError(ClientErrorCode.CONNECTION_FAILED, `cannot connect to ${url.host}: ${err.message}`, { cause: err }))
       }
     }
     const onOpen = (): void => { done() }
+    // The connect timeout's own error (a PetrelError) passes as it is.
     const onAbort = (): void => { done(signal.reason instanceof Error ? signal.reason : new Error('aborted')) }
     socket.once(event, onOpen)
     socket.once('error', done)
@@ -142,8 +158,11 @@ async function openWebSocket (url: URL, options: TransportOptions, signal: Abort
   await new Promise<void>((resolve, reject) => {
     const fail = (err: Error): void => {
       cleanup()
+      // terminate() before 'open' emits an 'error' of its own, a tick later: with no listener
+      // left, a connect timeout or end() during the upgrade threw it out of the process.
+      ws.on('error', ignore)
       ws.terminate()
-      reject(clientError(ClientErrorCode.CONNECTION_FAILED, `cannot open WebSocket ${url.href}: ${err.message}`, { cause: err }))
+      reject(err instanceof PetrelError ? err : clientError(ClientErrorCode.CONNECTION_FAILED, `cannot open WebSocket ${url.href}: ${err.message}`, { cause: err }))
     }
     const onOpen = (): void => { cleanup(); resolve() }
     const onAbort = (): void => { fail(signal.reason instanceof Error ? signal.reason : new Error('aborted')) }

@@ -1,11 +1,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { connect as tcpConnect, type AddressInfo, type Socket } from 'node:net'
+import { connect as tcpConnect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net'
 import { createServer as createHttpServer } from 'node:http'
 import { createHash } from 'node:crypto'
 import { encode } from '@petrel/wire'
 import { freePort, makeTestCertificates, requirePeer, startMosquitto, waitFor, withTimeout } from '@petrel/test-utils'
-import { connect, type Message } from '../src/index.js'
+import { connect, createClient, type Message } from '../src/index.js'
 
 /** Whether something accepts TCP connections on localhost:port. */
 async function accepts (port: number): Promise<boolean> {
@@ -273,3 +273,32 @@ test('[MQTT-6.0.0-1] WebSocket: a text frame from the broker closes the connecti
     await broker.close()
   }
 })
+
+test('a TLS handshake or WebSocket upgrade that never ends: PETREL_ERR_CONNECT_TIMEOUT naming the step, and neither it nor end() during the upgrade throws out of the process', async () => {
+  // Accepts TCP and never answers: no ServerHello, no HTTP 101.
+  const sockets = new Set<Socket>()
+  const server = createTcpServer((s) => { sockets.add(s); s.on('error', () => {}) })
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  const port = (server.address() as AddressInfo).port
+  const uncaught: unknown[] = []
+  const onUncaught = (err: unknown): void => { uncaught.push(err) }
+  process.on('uncaughtException', onUncaught)
+  try {
+    for (const [scheme, step] of [['mqtts', /TLS handshake/], ['ws', /WebSocket upgrade/], ['wss', /TLS handshake and WebSocket upgrade/]] as const) {
+      await assert.rejects(connect(`${scheme}://127.0.0.1:${port}`, { connectTimeoutMs: 300, reconnect: false }),
+        (err: { code: string, message: string }) => err.code === 'PETREL_ERR_CONNECT_TIMEOUT' && step.test(err.message) && !/CONNACK/.test(err.message))
+    }
+    // end() while the upgrade is under way
+    const c = createClient(`ws://127.0.0.1:${port}`, { connectTimeoutMs: 5000 })
+    c.on('error', () => {})
+    await waitFor(() => sockets.size >= 4, { timeoutMs: 3000, message: 'the upgrade request arrived' })
+    await c.end()
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.deepEqual(uncaught, [])
+  } finally {
+    process.off('uncaughtException', onUncaught)
+    for (const s of sockets) s.destroy()
+    await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+  }
+})
+
