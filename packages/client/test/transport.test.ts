@@ -2,6 +2,9 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect as tcpConnect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net'
 import { createServer as createHttpServer } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import { createServer as createTlsServer } from 'node:tls'
+import { readFileSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { encode } from '@petrel/wire'
 import { freePort, makeTestCertificates, requirePeer, startMosquitto, waitFor, withTimeout } from '@petrel/test-utils'
@@ -302,3 +305,37 @@ test('a TLS handshake or WebSocket upgrade that never ends: PETREL_ERR_CONNECT_T
   }
 })
 
+test('a broker certificate that cannot be verified (unknown CA, expired, another host name) fails with PETREL_ERR_CONNECTION_FAILED and the TLS error code as its cause, on mqtts:// and wss://', async () => {
+  const certs = await makeTestCertificates()
+  const servers: Array<{ close: (cb: () => void) => unknown }> = []
+  const listen = async (type: 'tls' | 'wss', certFile: string, keyFile: string): Promise<number> => {
+    const opts = { cert: readFileSync(certFile), key: readFileSync(keyFile) }
+    const server = type === 'tls' ? createTlsServer(opts, (s) => { s.destroy() }) : createHttpsServer(opts)
+    server.on('tlsClientError', () => {})
+    servers.push(server)
+    await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+    return (server.address() as AddressInfo).port
+  }
+  try {
+    const cases = [
+      { name: 'no CA given', certFile: certs.certFile, keyFile: certs.keyFile, ca: undefined, code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' },
+      { name: 'another CA', certFile: certs.certFile, keyFile: certs.keyFile, ca: certs.clientCert, code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' },
+      { name: 'expired', certFile: certs.expiredCertFile, keyFile: certs.expiredKeyFile, ca: certs.ca, code: 'CERT_HAS_EXPIRED' },
+      { name: 'another host name', certFile: certs.elsewhereCertFile, keyFile: certs.elsewhereKeyFile, ca: certs.ca, code: 'ERR_TLS_CERT_ALTNAME_INVALID' }
+    ]
+    for (const k of cases) {
+      for (const type of ['tls', 'wss'] as const) {
+        const port = await listen(type, k.certFile, k.keyFile)
+        const url = `${type === 'tls' ? 'mqtts' : 'wss'}://localhost:${port}/`
+        await assert.rejects(connect(url, { connectTimeoutMs: 3000, reconnect: false, tls: { ca: k.ca } }),
+          (err: { code: string, cause?: { code?: string } }) => {
+            assert.equal(err.code, 'PETREL_ERR_CONNECTION_FAILED', `${k.name}, ${type}`)
+            assert.equal(err.cause?.code, k.code, `${k.name}, ${type}`)
+            return true
+          })
+      }
+    }
+  } finally {
+    for (const s of servers) await new Promise<void>((resolve) => { s.close(() => { resolve() }) })
+  }
+})

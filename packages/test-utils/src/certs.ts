@@ -25,6 +25,9 @@ export interface TestCertificates {
    */
   elsewhereCertFile: string
   elsewhereKeyFile: string
+  /** A server certificate like `certFile` (same CA, same names) that expired a day ago. */
+  expiredCertFile: string
+  expiredKeyFile: string
   ca: string
   cert: string
   key: string
@@ -102,11 +105,11 @@ async function generate (): Promise<TestCertificates> {
   const key = async (file: string): Promise<void> => {
     await ssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f(file))
   }
-  const issue = async (name: string, cn: string, extensions: string): Promise<void> => {
+  const issue = async (name: string, cn: string, extensions: string, days = VALIDITY_DAYS): Promise<void> => {
     await key(`${name}.key`)
     await ssl('req', '-new', '-config', config, '-key', f(`${name}.key`), '-subj', `/CN=${cn}`, '-out', f(`${name}.csr`))
     await ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-set_serial', randomSerial(),
-      '-days', VALIDITY_DAYS, '-sha256', '-extfile', config, '-extensions', extensions, '-out', f(`${name}.crt`))
+      '-days', days, '-sha256', '-extfile', config, '-extensions', extensions, '-out', f(`${name}.crt`))
   }
 
   await key('ca.key')
@@ -115,6 +118,8 @@ async function generate (): Promise<TestCertificates> {
   await issue('server', 'localhost', 'server')
   await issue('client', 'petrel-test-client', 'client')
   await issue('elsewhere', 'elsewhere.invalid', 'elsewhere')
+  // -days -1: not after a day before now (OpenSSL 3.0's x509 has no -not_after)
+  await issue('expired', 'localhost', 'server', '-1')
 
   const read = async (name: string): Promise<string> => await readFile(f(name), 'utf8')
   return {
@@ -126,6 +131,8 @@ async function generate (): Promise<TestCertificates> {
     clientKeyFile: f('client.key'),
     elsewhereCertFile: f('elsewhere.crt'),
     elsewhereKeyFile: f('elsewhere.key'),
+    expiredCertFile: f('expired.crt'),
+    expiredKeyFile: f('expired.key'),
     ca: await read('ca.crt'),
     cert: await read('server.crt'),
     key: await read('server.key'),
