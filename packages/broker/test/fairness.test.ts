@@ -8,7 +8,7 @@ import { Decoder, encode } from '@petrel/wire'
 import { createBroker, type Broker } from '@petrel/broker'
 import mqtt from 'mqtt'
 import { connect as connectClient } from '@petrel/client'
-import { FaultProxy, waitFor } from '@petrel/test-utils'
+import { FaultProxy, makeTestCertificates, waitFor } from '@petrel/test-utils'
 import { connected, RawClient, sleep } from './helpers.js'
 
 const PAYLOAD = 1024
@@ -130,12 +130,15 @@ test('memory bounded under a stalled subscriber: heap does not grow with the bac
   }
 })
 
-test('QoS 1/2 with subscribers that stop reading (TCP and WebSocket, through a stalled link): the others and the publisher keep going; the stalled sessions stay within their bounds', { timeout: 30_000 }, async () => {
+test('QoS 1/2 with subscribers that stop reading (TCP, WebSocket and TLS, through a stalled link): the others and the publisher keep going; the stalled sessions stay within their bounds', { timeout: 30_000 }, async () => {
   const broker = createBroker({ sysInterval: 0, limits: { maxQueuedMessages: 200, maxInflightMessages: 20 } })
   const tcp = await broker.listen({ port: 0 })
   const ws = await broker.listen({ type: 'ws', port: 0 })
+  const certs = await makeTestCertificates()
+  const tls = await broker.listen({ type: 'tls', port: 0, cert: certs.cert, key: certs.key })
   const stallTcp = await FaultProxy.start({ target: { host: '127.0.0.1', port: tcp.port } })
   const stallWs = await FaultProxy.start({ target: { host: '127.0.0.1', port: ws.port } })
+  const stallTls = await FaultProxy.start({ target: { host: '127.0.0.1', port: tls.port } })
   const opts = { reconnect: false, clean: true } as const
   const clients: Array<{ end: () => Promise<void> }> = []
   try {
@@ -158,8 +161,12 @@ test('QoS 1/2 with subscribers that stop reading (TCP and WebSocket, through a s
     stuckWs.on('error', () => {})
     await new Promise<void>((resolve) => stuckWs.once('connect', () => { resolve() }))
     await stuckWs.subscribeAsync(topic, { qos: 2 })
+    const stuckTls = await connectClient(`mqtts://127.0.0.1:${stallTls.port}`, { ...opts, clientId: 'stuck-tls', keepalive: 0, tls: { ca: certs.ca, servername: 'localhost' } })
+    clients.push({ end: async () => { await stuckTls.end({ force: true }) } })
+    await stuckTls.subscribe(topic, { qos: 2 })
     stallTcp.stall()
     stallWs.stall()
+    stallTls.stall()
     const pub = await connectClient(tcp.url, { ...opts, clientId: 'pub' })
     clients.push({ end: async () => { await pub.end({ force: true }) } })
     const t0 = Date.now()
@@ -168,7 +175,7 @@ test('QoS 1/2 with subscribers that stop reading (TCP and WebSocket, through a s
     await waitFor(() => counts.petrel === n && counts.mqttjs === n, { timeoutMs: 10_000, message: `healthy got ${JSON.stringify(counts)} of ${n}` })
     const took = Date.now() - t0
     assert.ok(took < 8000, `took ${took} ms`)
-    for (const id of ['stuck-tcp', 'stuck-ws']) {
+    for (const id of ['stuck-tcp', 'stuck-ws', 'stuck-tls']) {
       const s = broker.sessions.get(id)
       assert.ok(s !== undefined && s.queueLength <= 200 && s.queueBytes <= 4 * 1024 * 1024 && s.inflightCount <= 20, `${id}: queue ${s?.queueLength} (${s?.queueBytes} B), in flight ${s?.inflightCount}`)
     }
@@ -176,9 +183,11 @@ test('QoS 1/2 with subscribers that stop reading (TCP and WebSocket, through a s
   } finally {
     stallTcp.resume()
     stallWs.resume()
+    stallTls.resume()
     for (const c of clients) await c.end()
     await stallTcp.close()
     await stallWs.close()
+    await stallTls.close()
     await broker.close()
   }
 })
