@@ -349,7 +349,8 @@ export function describeError (err: unknown, url: string, connecting = false): {
     case ClientErrorCode.CONNECTION_FAILED:
       if (cause?.code === 'ECONNREFUSED' || cause?.code === 'ENOENT') return { message: `Connection refused: no broker is listening on ${where}.`, exitCode: ExitCode.connection }
       if (cause?.code === 'ENOTFOUND') return { message: `Unknown host in ${where}.`, exitCode: ExitCode.connection }
-      return { message: `Cannot connect to ${where}: ${err.message}${connecting ? tlsHint(url, cause?.code, err.message) : ''}`, exitCode: ExitCode.connection }
+      // (an OpenSSL message ends in a newline)
+      return { message: `Cannot connect to ${where}: ${err.message.trimEnd()}${connecting ? tlsHint(url, cause?.code, err.message) : ''}`, exitCode: ExitCode.connection }
     case ClientErrorCode.CONNECT_TIMEOUT: return { message: `Timed out connecting to ${where}: ${err.message}.`, exitCode: ExitCode.connection }
     case ClientErrorCode.CONNECTION_REFUSED: return { message: `Connection refused by the broker at ${where}: ${err.message}`, exitCode: ExitCode.connection }
     case ClientErrorCode.NOT_AUTHORIZED: return { message: `Not authorized by the broker at ${where} (check -u/-P): ${err.message}`, exitCode: ExitCode.notAuthorized }
@@ -411,16 +412,36 @@ export function tlsAdvice (tls: boolean, causeCode: string | undefined, message:
   return ''
 }
 
-/** {@link tlsAdvice} in parentheses, for a client of `url`; '' when there is none. */
+/** The same for a ws:// or wss:// URL: TLS is turned on and off by the scheme. */
+const WS_TLS_WORDS: TlsHintWords = {
+  ...CLIENT_TLS_WORDS,
+  on: 'use a wss:// -L URL',
+  off: 'ws://, no --cafile'
+}
+
+/**
+ * {@link tlsAdvice} in parentheses, for a client of `url`; '' when there is none. A WebSocket
+ * URL gets its own: what failed was the upgrade (a wrong path is an HTTP 400 or 404), and the
+ * other scheme to try is ws:// or wss://, not mqtt(s)://.
+ */
 function tlsHint (url: string, causeCode: string | undefined, message: string): string {
-  let tls: boolean
+  let protocol: string
   try {
-    const p = new URL(url).protocol
-    tls = p === 'mqtts:' || p === 'wss:' || p === 'ssl:' || p === 'tls:'
+    protocol = new URL(url).protocol
   } catch {
     return ''
   }
-  const advice = tlsAdvice(tls, causeCode, message)
+  const tls = protocol === 'mqtts:' || protocol === 'wss:' || protocol === 'ssl:' || protocol === 'tls:'
+  const ws = protocol === 'ws:' || protocol === 'wss:'
+  if (ws) {
+    const status = /Unexpected server response: (\d+)/.exec(message)?.[1]
+    if (status !== undefined) return ` (the WebSocket upgrade was answered with HTTP ${status}: check the path in the URL, the one the broker's WebSocket listener serves, often /mqtt)`
+    if (/subprotocol/.test(message)) return ' (the server did not take the WebSocket subprotocol mqtt: is this an MQTT WebSocket endpoint?)'
+    if (!tls && (causeCode === 'ECONNRESET' || /socket hang up/.test(message))) {
+      return ' (it closed the connection before answering the WebSocket upgrade: if this port takes TLS, use a wss:// -L URL; if it speaks MQTT without WebSocket, an mqtt:// one)'
+    }
+  }
+  const advice = tlsAdvice(tls, causeCode, message, ws ? WS_TLS_WORDS : CLIENT_TLS_WORDS)
   return advice === '' ? '' : ` (${advice})`
 }
 

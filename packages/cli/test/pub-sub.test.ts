@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createBroker } from '@petrel/broker'
 import { freePort, hasProgram, makeTestCertificates, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
 
 // `petrel pub` / `petrel sub` as a person runs them, against mosquitto and its own tools.
@@ -360,6 +361,33 @@ test('a port that accepts TCP and never answers the TLS handshake or the WebSock
     }
   } finally {
     server.close()
+  }
+})
+
+test('a WebSocket URL that fails names the WebSocket way out: a wrong path (HTTP 400), ws:// to a TLS or plain MQTT port, wss:// to a ws:// port', async () => {
+  const certs = await makeTestCertificates()
+  const broker = createBroker({ sysInterval: 0 })
+  try {
+    const tcp = await broker.listen({ type: 'tcp', port: 0 })
+    const ws = await broker.listen({ type: 'ws', port: 0, path: '/mqtt' })
+    const wss = await broker.listen({ type: 'wss', port: 0, cert: certs.cert, key: certs.key })
+    const pub = async (url: string): Promise<Run> => await run('node', [petrel, 'pub', '-L', url, '-t', 'w/h', '-m', 'x', '--connect-timeout', '3', '--cafile', certs.caFile])
+    const cases: Array<[string, RegExp]> = [
+      [`ws://127.0.0.1:${ws.port}/nope`, /HTTP 400: check the path in the URL/],
+      [`ws://127.0.0.1:${wss.port}/mqtt`, /before answering the WebSocket upgrade: if this port takes TLS, use a wss:\/\/ -L URL/],
+      [`ws://127.0.0.1:${tcp.port}/mqtt`, /if it speaks MQTT without WebSocket, an mqtt:\/\/ one/],
+      [`wss://127.0.0.1:${ws.port}/mqtt`, /the TLS handshake failed: .*ws:\/\/, no --cafile\)$/m]
+    ]
+    for (const [url, said] of cases) {
+      const r = await pub(url)
+      assert.equal(r.code, 2, r.stderr)
+      assert.match(r.stderr, said, url)
+      assert.doesNotMatch(r.stderr, /mqtts:\/\//, url)
+    }
+    const ok = await pub(`ws://127.0.0.1:${ws.port}/mqtt`)
+    assert.equal(ok.code, 0, ok.stderr)
+  } finally {
+    await broker.close()
   }
 })
 
