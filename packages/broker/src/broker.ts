@@ -147,7 +147,7 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
    */
   admitHandshake (abort: () => void): PendingHandshake | undefined {
     if (this.closing || !this.makeRoom()) return undefined
-    const h = new PendingHandshake(this, abort)
+    const h = new PendingHandshake(this, abort, this.now())
     this.handshakes.add(h)
     this.unconnected.add(h)
     return h
@@ -470,6 +470,13 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
   private sweep (): void {
     const now = this.now()
     for (const c of this.connections) c.tick(now)
+    // Oldest first. Node's own timeouts miss some: a WebSocket listener's socket that sends no
+    // byte, or a wss one silent after its TLS handshake, sat there for good.
+    const handshakeDeadline = now - this.limits.connectTimeoutMs
+    for (const h of this.handshakes) {
+      if (h.startedAt > handshakeDeadline) break
+      h.close()
+    }
     for (const s of this.offline) {
       if (s.outlet !== undefined) {
         this.offline.delete(s)

@@ -1,6 +1,6 @@
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
 import { createSecureContext, createServer as createTlsServer, type TLSSocket } from 'node:tls'
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http'
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws'
@@ -145,6 +145,11 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
       connectionsCheckingInterval: Math.min(1000, bounds.connectTimeoutMs)
     }
     const http: HttpServer = type === 'ws' ? createHttpServer(httpOptions) : createHttpsServer({ ...tlsOptions, ...httpOptions })
+    // A request without Upgrade got no answer at all (nothing listened for 'request'): 426, closed.
+    http.on('request', (_req: IncomingMessage, res: ServerResponse) => {
+      res.writeHead(426, { Connection: 'close', Upgrade: 'websocket', 'Content-Type': 'text/plain' })
+      res.end('This is an MQTT over WebSocket endpoint (subprotocol mqtt): upgrade to WebSocket.\n')
+    })
     server = http
     wss = new WebSocketServer({
       server: http,

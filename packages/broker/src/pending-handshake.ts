@@ -12,7 +12,7 @@ export interface HandshakeOwner {
 export class PendingHandshake {
   private ended = false
 
-  constructor (private readonly owner: HandshakeOwner, private readonly abort: () => void) {}
+  constructor (private readonly owner: HandshakeOwner, private readonly abort: () => void, readonly startedAt: number) {}
 
   /** The handshake finished or failed: the place is free. Idempotent. */
   release (): void {

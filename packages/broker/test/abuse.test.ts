@@ -3,6 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect as netConnect, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import { pino } from 'pino'
 import { encode } from '@petrel/wire'
 import { createBroker, type Broker, type BrokerOptions } from '@petrel/broker'
@@ -451,7 +452,7 @@ test('sockets in a TLS handshake or WebSocket upgrade count against max_connecti
   }
 })
 
-test('TLS and WebSocket listeners bound what comes before MQTT: an unfinished TLS handshake and a slow upgrade request are closed at connect_timeout_ms, an oversized WebSocket message closes its socket; a live WebSocket client outlasts that timeout', { timeout: 30_000 }, async () => {
+test('TLS and WebSocket listeners bound what comes before MQTT: an unfinished TLS handshake, a slow upgrade request, a WebSocket socket that sends nothing and a wss one silent after TLS are closed at connect_timeout_ms, a request without Upgrade gets 426, an oversized WebSocket message closes its socket; a live WebSocket client outlasts that timeout', { timeout: 30_000 }, async () => {
   const certs = await makeTestCertificates()
   const broker = createBroker({ sysInterval: 0, limits: { connectTimeoutMs: 800, maxPacketSize: 16 * 1024 } })
   try {
@@ -468,6 +469,22 @@ test('TLS and WebSocket listeners bound what comes before MQTT: an unfinished TL
     slow.resume() // reads the 408, then sees the close
     slow.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n')
     await closedWithin(slow, 5000, 'the unfinished upgrade request closed')
+    // Where Node's own timeouts never struck: a WebSocket socket that sends no byte, a wss one
+    // silent after its TLS handshake; and a request without Upgrade got no answer at all.
+    const mute = await rawSocket(ws.port)
+    const wss = await broker.listen({ type: 'wss', port: 0, cert: certs.cert, key: certs.key })
+    const muteTls = tlsConnect({ host: '127.0.0.1', port: wss.port, ca: certs.ca, servername: 'localhost' })
+    muteTls.on('error', () => {})
+    await new Promise<void>((resolve) => { muteTls.once('secureConnect', () => { resolve() }) })
+    const plain = await rawSocket(ws.port)
+    let answer = ''
+    plain.setEncoding('latin1').on('data', (d: string) => { answer += d })
+    plain.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+    await closedWithin(plain, 5000, 'the request without Upgrade closed')
+    assert.match(answer, /^HTTP\/1\.1 426 /)
+    await closedWithin(mute, 5000, 'the WebSocket socket without a byte closed')
+    await closedWithin(muteTls as unknown as Socket, 5000, 'the wss socket without a request closed')
+    assert.equal(broker.handshakes.size, 0)
 
     // A live MQTT-over-WebSocket client is not cut by those timeouts.
     const c = await mqtt.connectAsync(`ws://127.0.0.1:${ws.port}`, { protocolVersion: 5, reconnectPeriod: 0 })
