@@ -387,14 +387,23 @@ export interface TlsHintWords {
   ca: string
   /** Getting past a certificate that does not name the host. */
   name: string
+  /** Giving a client certificate. */
+  cert: string
 }
+
+/** TLS alerts a broker sends about the client's certificate (OpenSSL's, as Node names them). */
+const CLIENT_CERTIFICATE_REFUSED = new Set([
+  'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE', 'ERR_SSL_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE', 'ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED',
+  'ERR_SSL_SSLV3_ALERT_CERTIFICATE_REVOKED', 'ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN', 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA'
+])
 
 /** pub and sub (mosquitto_pub's flags). */
 const CLIENT_TLS_WORDS: TlsHintWords = {
   on: 'add --cafile or use an mqtts:// -L URL',
   off: 'mqtt://, no --cafile',
   ca: 'give the CA that signed the broker\'s certificate with --cafile',
-  name: 'connect by a host name the certificate names, or --insecure to skip the host name check'
+  name: 'connect by a host name the certificate names, or --insecure to skip the host name check',
+  cert: '--cert and --key'
 }
 
 /**
@@ -406,6 +415,10 @@ const CLIENT_TLS_WORDS: TlsHintWords = {
 export function tlsAdvice (tls: boolean, causeCode: string | undefined, message: string, words: TlsHintWords = CLIENT_TLS_WORDS): string {
   if (causeCode !== undefined && UNTRUSTED_CERTIFICATE.has(causeCode)) return words.ca
   if (causeCode === 'ERR_TLS_CERT_ALTNAME_INVALID') return words.name
+  if (causeCode === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED') return `the broker requires a client certificate: give one with ${words.cert}`
+  if (causeCode !== undefined && CLIENT_CERTIFICATE_REFUSED.has(causeCode)) {
+    return `the broker refused the client certificate (${words.cert}): it takes one signed by a CA it trusts, unexpired, for client authentication`
+  }
   const reset = causeCode === 'ECONNRESET' || causeCode === 'EPIPE' || /closed the connection|connection closed/.test(message)
   if (tls && (reset || causeCode === 'EPROTO')) return `the TLS handshake failed: if this port speaks plain MQTT, connect without TLS: ${words.off}`
   if (!tls && reset) return `it closed the connection before answering the CONNECT: if this port takes TLS, ${words.on}`
@@ -440,9 +453,22 @@ function tlsHint (url: string, causeCode: string | undefined, message: string): 
     if (!tls && (causeCode === 'ECONNRESET' || /socket hang up/.test(message))) {
       return ' (it closed the connection before answering the WebSocket upgrade: if this port takes TLS, use a wss:// -L URL; if it speaks MQTT without WebSocket, an mqtt:// one)'
     }
+    // "socket hang up" is HTTP's: no response to a request, sent once TLS was up.
+    if (tls && /socket hang up/.test(message)) return ` (${refusedAfterHandshake('the WebSocket upgrade')})`
+  }
+  // Past the handshake (the dial's own errors read "cannot connect to" / "cannot open WebSocket"):
+  // under TLS 1.3 a broker refuses a client certificate only after the client saw the handshake
+  // succeed, so the refusal arrives as a close, not as a handshake failure.
+  if (tls && !/^cannot (?:connect|open)/.test(message) && /closed the connection|connection closed/.test(message)) {
+    return ` (${refusedAfterHandshake('the CONNECT')})`
   }
   const advice = tlsAdvice(tls, causeCode, message, ws ? WS_TLS_WORDS : CLIENT_TLS_WORDS)
   return advice === '' ? '' : ` (${advice})`
+}
+
+function refusedAfterHandshake (what: string): string {
+  return `the TLS handshake went through, then the broker closed the connection without answering ${what}: ` +
+    `if it requires client certificates, it did not take this one: ${CLIENT_TLS_WORDS.cert}, signed by a CA it trusts, for client authentication`
 }
 
 function safeHost (url: string): string {

@@ -391,6 +391,35 @@ test('a WebSocket URL that fails names the WebSocket way out: a wrong path (HTTP
   }
 })
 
+test('a broker that requires a client certificate: none given, or one it does not take, is said so (exit 2), on mqtts:// and wss://, and by bench', async () => {
+  const certs = await makeTestCertificates()
+  const broker = createBroker({ sysInterval: 0 })
+  try {
+    const tls = { cert: certs.cert, key: certs.key, ca: certs.ca, requireClientCertificate: true }
+    const mqtts = await broker.listen({ type: 'tls', port: 0, ...tls })
+    const wss = await broker.listen({ type: 'wss', port: 0, ...tls })
+    const urls = [`mqtts://localhost:${mqtts.port}`, `wss://localhost:${wss.port}/`]
+    const pub = async (url: string, ...flags: string[]): Promise<Run> => await run('node', [petrel, 'pub', '-L', url, '-t', 'c/r', '-m', 'x', '--connect-timeout', '3', '--cafile', certs.caFile, ...flags])
+    for (const url of urls) {
+      const none = await pub(url)
+      assert.equal(none.code, 2, none.stderr)
+      assert.match(none.stderr, /\(the broker requires a client certificate: give one with --cert and --key\)$/m, url)
+      // A certificate from the right CA, but for server authentication only: refused after the TLS 1.3 handshake.
+      const wrong = await pub(url, '--cert', certs.elsewhereCertFile, '--key', certs.elsewhereKeyFile)
+      assert.equal(wrong.code, 2, wrong.stderr)
+      assert.match(wrong.stderr, /the TLS handshake went through, then the broker closed the connection .*it did not take this one/, url)
+      assert.doesNotMatch(wrong.stderr, /plain MQTT/, url)
+      const ok = await pub(url, '--cert', certs.clientCertFile, '--key', certs.clientKeyFile)
+      assert.equal(ok.code, 0, ok.stderr)
+    }
+    const bench = await run('node', [petrel, 'bench', 'pub', '-p', String(mqtts.port), '-S', '--cafile', certs.caFile, '-c', '1', '-L', '1', '-t', 'c/b'])
+    assert.equal(bench.code, 2, bench.stdout + bench.stderr)
+    assert.match(bench.stdout + bench.stderr, /the broker requires a client certificate: give one with --cert and --key/)
+  } finally {
+    await broker.close()
+  }
+})
+
 test('TLS-PSK: --psk and --psk-identity against a mosquitto psk_file listener', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const dir = mkdtempSync(join(tmpdir(), 'petrel-psk-'))

@@ -16,7 +16,8 @@ const BENCH_TLS_WORDS: TlsHintWords = {
   on: 'add -S (or --url mqtts://...)',
   off: 'no -S, --url mqtt://...',
   ca: 'give the CA that signed the broker\'s certificate with --cafile, or --insecure to skip the checks',
-  name: 'connect by a host name the certificate names, or --insecure to skip the checks'
+  name: 'connect by a host name the certificate names, or --insecure to skip the checks',
+  cert: '--cert and --key'
 }
 
 async function runMode (ctx: RunContext): Promise<ReceiveResult | undefined> {
