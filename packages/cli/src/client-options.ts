@@ -415,6 +415,9 @@ const CLIENT_TLS_WORDS: TlsHintWords = {
 export function tlsAdvice (tls: boolean, causeCode: string | undefined, message: string, words: TlsHintWords = CLIENT_TLS_WORDS): string {
   if (causeCode !== undefined && UNTRUSTED_CERTIFICATE.has(causeCode)) return words.ca
   if (causeCode === 'ERR_TLS_CERT_ALTNAME_INVALID') return words.name
+  // No flag gets past these (--insecure skips only the host name check): the broker's side must change.
+  if (causeCode === 'CERT_HAS_EXPIRED') return 'the broker\'s certificate has expired (or this machine\'s clock is wrong): it must be renewed on the broker'
+  if (causeCode === 'CERT_NOT_YET_VALID') return 'the broker\'s certificate is not valid yet: check this machine\'s clock'
   if (causeCode === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED') return `the broker requires a client certificate: give one with ${words.cert}`
   if (causeCode !== undefined && CLIENT_CERTIFICATE_REFUSED.has(causeCode)) {
     return `the broker refused the client certificate (${words.cert}): it takes one signed by a CA it trusts, unexpired, for client authentication`

@@ -420,6 +420,23 @@ test('a broker that requires a client certificate: none given, or one it does no
   }
 })
 
+test('a broker certificate that has expired is said so (exit 2), on mqtts:// and wss://', async () => {
+  const certs = await makeTestCertificates()
+  const broker = createBroker({ sysInterval: 0 })
+  try {
+    const tls = { cert: readFileSync(certs.expiredCertFile), key: readFileSync(certs.expiredKeyFile) }
+    const mqtts = await broker.listen({ type: 'tls', port: 0, ...tls })
+    const wss = await broker.listen({ type: 'wss', port: 0, ...tls })
+    for (const url of [`mqtts://localhost:${mqtts.port}`, `wss://localhost:${wss.port}/`]) {
+      const r = await run('node', [petrel, 'pub', '-L', url, '-t', 'e/x', '-m', 'x', '--connect-timeout', '3', '--cafile', certs.caFile, '--insecure'])
+      assert.equal(r.code, 2, r.stderr)
+      assert.match(r.stderr, /certificate has expired \(the broker's certificate has expired \(or this machine's clock is wrong\): it must be renewed on the broker\)$/m, url)
+    }
+  } finally {
+    await broker.close()
+  }
+})
+
 test('TLS-PSK: --psk and --psk-identity against a mosquitto psk_file listener', async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const dir = mkdtempSync(join(tmpdir(), 'petrel-psk-'))
