@@ -124,7 +124,7 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
   if (method !== undefined) {
     const hook = c.core.authenticateEnhanced
     if (hook === undefined) {
-      c.refuse(0x8c, 5) // [MQTT-4.12.0-?] Bad authentication method
+      c.refuse(0x8c, 5) // [MQTT-4.12.0-1] Bad authentication method
       return false
     }
     c.authMethod = method
@@ -290,7 +290,7 @@ function prepareConnack (c: ServerConnection, ctx: ConnectContext): boolean {
       topicAliasMaximum: limits.topicAliasMaximum > 0 ? limits.topicAliasMaximum : undefined,
       assignedClientIdentifier: ctx.assignedClientIdentifier,
       serverKeepAlive: ctx.serverKeepAlive,
-      // [MQTT-3.2.2-?] tell the client when its Session Expiry Interval was cut
+      // tell the client when its Session Expiry Interval was cut (§3.2.2.3.2)
       sessionExpiryInterval: c.connectSessionExpiry > limits.maxSessionExpiryInterval ? limits.maxSessionExpiryInterval : undefined,
       responseInformation: ctx.packet.properties?.requestResponseInformation === true && core.responseInformation !== undefined
         ? core.responseInformation.replaceAll('%c', c.clientId)

@@ -308,7 +308,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
         const map = this.aliasesIn ??= []
         if (topic.length === 0) {
           const known = map[alias]
-          // [MQTT-3.3.4-?] an alias never set on this connection
+          // an alias never set on this connection: a Protocol Error (§3.3.2.3.4)
           if (known === undefined) return this.fail(0x82, `unknown topic alias ${alias}`)
           topic = known
         } else {
@@ -486,9 +486,9 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
         return
       }
       const { entry, existed } = this.core.router.subscribe(session, s, sid, this.core.readFilter?.(this, s.topicFilter))
-      codes.push(s.qos) // [MQTT-3.9.3-?] granted QoS: we support up to 2
+      codes.push(s.qos) // [MQTT-3.8.4-7] granted QoS: we support up to 2
       // [MQTT-3.3.1-9..11] retain handling 0: send, 1: only on a new subscription, 2: never;
-      // never for a shared subscription [MQTT-3.8.4-?]
+      // never for a shared subscription (§3.3.1.3: a new non-shared subscription gets them)
       if (entry.shareName === undefined && (entry.retainHandling === 0 || (entry.retainHandling === 1 && !existed))) {
         (retainedFor ??= []).push(entry)
       }
@@ -547,7 +547,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     this.close()
   }
 
-  /** Graceful server shutdown: 5.0 clients get DISCONNECT 0x8B [MQTT-3.14.2-?]. Wills are not sent. */
+  /** Graceful server shutdown: 5.0 clients get DISCONNECT 0x8B Server shutting down (§3.14.2.1). Wills are not sent. */
   shutdown (): void {
     if (this.state === ConnectionState.closed) return
     if (this.v5 && this.state === ConnectionState.connected) this.sendControl({ type: 'disconnect', reasonCode: 0x8b })

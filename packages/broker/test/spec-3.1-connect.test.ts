@@ -110,7 +110,7 @@ for (const v of versions) {
     })
   })
 
-  test(`v${v}: authenticate hook refusal gets CONNACK 0x86 / 4 [MQTT-3.2.2-?]`, async () => {
+  test(`v${v}: authenticate hook refusal gets CONNACK 0x86 / 4 (§3.2.2.2)`, async () => {
     await withBroker({ authenticate: async (r) => r.username === 'alice' && r.password?.toString() === 'secret' }, async (broker) => {
       const bad = memoryClient(broker, v)
       const ack = await bad.connect({ username: 'alice', password: Buffer.from('wrong') })

@@ -25,7 +25,7 @@ test('shared subscription: each message goes to one member, balanced round robin
   })
 })
 
-test('shared subscription: retained messages are not sent on subscribe [MQTT-3.8.4-?]; a plain subscriber still gets its copy', async () => {
+test('shared subscription: retained messages are not sent on subscribe (§3.3.1.3); a plain subscriber still gets its copy', async () => {
   await withBroker({}, async (broker) => {
     const p = await connected(broker, 5, { clientId: 'p' })
     p.send({ type: 'publish', topicName: 'sh/r', payload: Buffer.from('r'), qos: 0, retain: true, dup: false })
@@ -107,7 +107,7 @@ test('shared subscription: a member that stops acknowledging does not stall the 
 })
 
 for (const persistent of [false, true]) {
-  test(`shared subscription: a member whose session ends (${persistent ? 'expires' : 'clean disconnect'}) with unacked QoS 1 messages: they go to another member [MQTT-4.8.2-?] (4.8.2: SHOULD), nothing lost`, async () => {
+  test(`shared subscription: a member whose session ends (${persistent ? 'expires' : 'clean disconnect'}) with unacked QoS 1 messages: they go to another member (§4.8.2: SHOULD), nothing lost`, async () => {
     await withBroker({ limits: { maxInflightMessages: 5 } }, async (broker) => {
       const gone = await connected(broker, 5, persistent
         ? { clientId: 'gone', cleanStart: false, properties: { sessionExpiryInterval: 1 } }

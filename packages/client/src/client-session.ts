@@ -489,7 +489,7 @@ export class ClientSession implements InboundAckSink {
       this.foreignIdentifiers = false
       this.holdUntil = 0
       this.resend = []
-      // [MQTT-4.3.3-?] a new session knows none of our QoS 2 receipts
+      // [MQTT-3.2.2-5] a new session knows none of our QoS 2 receipts
       this.inboundQoS2.clear()
       for (const id of this.quarantined) this.ids.release(id)
       this.quarantined = []
@@ -894,7 +894,7 @@ export class ClientSession implements InboundAckSink {
       }
       if (seen !== undefined) {
         seen.counted = this.epoch
-        // A resend of a message already delivered [MQTT-4.3.3-?]: never deliver twice.
+        // A resend of a message already delivered [MQTT-4.3.3-10]: never deliver twice.
         if (seen.acked) this.out.write(ackBytes(0x50, id))
         else if (seen.waiter === undefined) {
           seen.waiter = { packetId: id, qos: 2, pending: 1, done: false, epoch: this.epoch }
@@ -1209,7 +1209,7 @@ export class ClientSession implements InboundAckSink {
   private onPubrec (id: number, reasonCode: number, properties: AckProperties | undefined): void {
     const req = this.inflight.get(id)
     if (req === undefined) {
-      // [MQTT-4.3.3-?] not ours any more: release it so the broker can let go of its state
+      // Not ours any more (PUBREL 0x92 Packet Identifier not found, §3.6.2.1): release it so the broker can let go of its state
       if (reasonCode < 0x80) this.out.write(pubrelBytes(id, this.v5 ? 0x92 : 0))
       return
     }

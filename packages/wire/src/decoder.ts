@@ -386,7 +386,7 @@ export class Decoder {
       if (v5) {
         if ((options & 0xc0) !== 0) throw malformed('reserved subscription option bits set [MQTT-3.8.3-5]')
         const retainHandling = (options >> 4) & 3
-        if (retainHandling === 3) throw protocolError('retain handling 3 [MQTT-3.8.3-?]')
+        if (retainHandling === 3) throw protocolError('retain handling 3 (§3.8.3.1)')
         const noLocal = (options & 4) !== 0
         if (noLocal && topicFilter.startsWith('$share/')) throw protocolError('no local on a shared subscription [MQTT-3.8.3-4]')
         subscriptions.push({ topicFilter, qos: qos as QoS, noLocal, retainAsPublished: (options & 8) !== 0, retainHandling: retainHandling as 0 | 1 | 2 })
@@ -470,7 +470,7 @@ export class Decoder {
     while (this.pos < pend) {
       const id = this.varint()
       const info = propertyById[id]
-      if (info === undefined) throw malformed(`unknown property identifier 0x${id.toString(16)} [MQTT-2.2.2-?]`)
+      if (info === undefined) throw malformed(`unknown property identifier 0x${id.toString(16)} (§2.2.2.2)`)
       if ((info.mask & bit) === 0) throw protocolError(`property ${info.name} is not allowed in this packet`)
       if (!info.repeatable || (id === 0x0b && packetType !== T_PUBLISH)) {
         const m = 1 << (id & 31)
