@@ -381,6 +381,19 @@ test('bench pub with a count stops by itself; plain output without --json', asyn
   assert.match(r.stdout, /load tool\s+\d+% of one core/)
 })
 
+test('bench pub and pubsub with a count exit once done, not after --drain-timeout', async (t) => {
+  const port = String(await petrelBroker(t))
+  // The drain's timer lost the race to the acks but held the process for the whole timeout:
+  // with 60 s, the run would be killed at RUN_TIMEOUT_MS (30 s) instead of exiting.
+  for (const args of [['pub', '-L', '1'], ['pub', '-q', '1', '-L', '10'], ['pubsub', '-L', '10']]) {
+    const started = performance.now()
+    const r = await bench([...args, '-p', port, '--drain-timeout', '60', '--quiet'])
+    assert.equal(r.code, 0, `${args.join(' ')}: exit ${r.code}\n${r.stderr}`)
+    assert.match(r.stdout, /errors\s+none/)
+    assert.ok(performance.now() - started < 20_000, `${args.join(' ')} took ${Math.round(performance.now() - started)} ms`)
+  }
+})
+
 test('payloads too small for the stamp: loss by count, never invented per publisher', async (t) => {
   const broker = await mosquitto(t)
   if (broker === undefined) return

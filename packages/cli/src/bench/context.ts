@@ -134,6 +134,10 @@ export class RunContext {
         this.interruptWaiters.splice(this.interruptWaiters.indexOf(done), 1)
         resolve()
       }, ms)
+      // Raced against the acks, which usually win: left holding the process, it would keep a
+      // finished run (bench pub -L 1) alive for --drain-timeout after its summary. The
+      // connections the drain waits on hold the process while there is anything to wait for.
+      timer.unref()
       this.interruptWaiters.push(done)
     })
   }
