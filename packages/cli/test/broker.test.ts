@@ -31,6 +31,7 @@ test('petrel broker: one line saying where it listens; mosquitto_pub/sub in both
   const b = await startBroker(['--port', '0'])
   try {
     assert.equal(b.stdout().trim().split('\n').length, 1)
+    assert.match(b.stdout(), /^petrel broker listening on mqtt:\/\/127\.0\.0\.1:\d+; Ctrl-C to stop\n$/)
     for (const V of ['mqttv311', 'mqttv5']) {
       const sub = spawn(findProgram('mosquitto_sub') as string, ['-V', V, '-p', String(b.port), '-t', 'cli/#', '-C', '1', '-W', '10', '-q', '1'])
       let got = ''
@@ -44,6 +45,21 @@ test('petrel broker: one line saying where it listens; mosquitto_pub/sub in both
       assert.equal(await done, 0)
       assert.equal(got.trim(), `hi-${V}`)
     }
+  } finally {
+    b.child.kill('SIGTERM')
+  }
+  assert.equal(await b.exited, 0)
+})
+
+test('petrel broker on a port in use (a second npm start): exit 1, saying so and what to do', async () => {
+  const b = await startBroker(['--port', '0'])
+  try {
+    await assert.rejects(run(process.execPath, [bin, 'broker', '--port', String(b.port)]), (err: { code?: number, stderr?: string }) => {
+      assert.equal(err.code, 1)
+      assert.match(err.stderr ?? '', new RegExp(`^petrel broker: cannot listen on tcp 127\\.0\\.0\\.1:${b.port}: listen EADDRINUSE`))
+      assert.match(err.stderr ?? '', /another process \(a broker already running\?\) holds that port: stop it, or pick another port with -p PORT \(npm start -- -p PORT/)
+      return true
+    })
   } finally {
     b.child.kill('SIGTERM')
   }

@@ -96,8 +96,10 @@ export async function run (argv: string[]): Promise<number> {
   process.on('SIGTERM', stop)
   process.on('SIGHUP', hangup)
   const addresses: string[] = []
+  let listening: ListenerOptions | undefined
   try {
     for (const l of listeners) {
+      listening = l
       const { url } = await broker.listen(l)
       addresses.push(url)
       if (admitsNobody(l, options)) {
@@ -107,18 +109,29 @@ export async function run (argv: string[]): Promise<number> {
     }
   } catch (err) {
     stop()
-    console.error(`petrel broker: ${(err as Error).message}`)
+    console.error(`petrel broker: ${(err as Error).message}${listenAdvice(err, listening === listeners[0])}`)
     await broker.close()
     // An address in use or a certificate TLS cannot take: the options or the config must change.
     return ExitCode.usage
   }
   const metrics = config.metrics === undefined ? undefined : await startMetricsServer(broker, config.metrics.host, config.metrics.port)
-  console.log(`petrel broker listening on ${addresses.join(', ')}${metrics === undefined ? '' : ` (metrics on http://${config.metrics?.host ?? ''}:${metrics.port}/metrics)`}`)
+  console.log(`petrel broker listening on ${addresses.join(', ')}${metrics === undefined ? '' : ` (metrics on http://${config.metrics?.host ?? ''}:${metrics.port}/metrics)`}; Ctrl-C to stop`)
   broker.log.info({ addresses }, 'broker started')
   await stopRequested
   await broker.close()
   await metrics?.close()
   return ExitCode.ok
+}
+
+/**
+ * What to do about a listener that cannot open, for the commonest cause: a port in use (another
+ * broker, or a second `npm start`). `flagPort`: -p sets this listener's port (the first).
+ */
+function listenAdvice (err: unknown, flagPort: boolean): string {
+  const code = ((err as { cause?: { code?: unknown } }).cause)?.code
+  if (code !== 'EADDRINUSE') return ''
+  const other = flagPort ? 'with -p PORT (npm start -- -p PORT; 0 picks a free one)' : 'in the config file'
+  return `\n  another process (a broker already running?) holds that port: stop it, or pick another port ${other}`
 }
 
 /**
