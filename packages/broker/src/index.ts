@@ -10,7 +10,7 @@ export {
 export type { ListenerOptions, ListenerAddress, ListenerType } from './listeners.js'
 export type { AclRule } from './acl.js'
 export { BrokerStats, DropReason } from './stats.js'
-export { PasswordFile, hashPassword, setPassword } from './password-file.js'
+export { PasswordFile, hashPassword, removeUser, setPassword } from './password-file.js'
 export { ServerConnection, ConnectionState, type ConnectionInfo } from './server-connection.js'
 export type { Transport } from './transport.js'
 export { parseConfig, loadConfig, type BrokerConfig, type MetricsOptions } from './config.js'

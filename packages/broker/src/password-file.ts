@@ -150,3 +150,10 @@ export async function setPassword (text: string, user: string, password: string)
   else lines[i] = line
   return lines.join('\n') + '\n'
 }
+
+/** Removes `user` from password-file text (as mosquitto_passwd -D); `removed` is false when no line was the user's. */
+export function removeUser (text: string, user: string): { text: string, removed: boolean } {
+  const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '')
+  const kept = lines.filter((l) => l.slice(0, l.indexOf(':')) !== user)
+  return { text: kept.length === 0 ? '' : kept.join('\n') + '\n', removed: kept.length < lines.length }
+}

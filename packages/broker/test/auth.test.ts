@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
-import { createBroker, setPassword, PasswordFile } from '@petrel/broker'
+import { createBroker, removeUser, setPassword, PasswordFile } from '@petrel/broker'
 import { execFile, execFileSync, spawn } from 'node:child_process'
 import { promisify } from 'node:util'
 import { findProgram, makeTestCertificates, requirePeer, waitFor } from '@petrel/test-utils'
@@ -29,6 +29,16 @@ test('password file: scrypt hashes, never the password; verify right and wrong',
   assert.equal(await pf.verify('alice', Buffer.from('nope')), false)
   assert.equal(await pf.verify('carol', Buffer.from('x')), false)
   assert.throws(() => new PasswordFile('alice:plaintext\n'), /PASSWORD_FILE|scrypt/)
+})
+
+test('password file: removeUser drops the user\'s line only, and says when there was none', async () => {
+  const text = await setPassword(await setPassword('', 'alice', 'wonderland'), 'bob', 'builder')
+  const { text: left, removed } = removeUser(text, 'alice')
+  assert.equal(removed, true)
+  assert.equal(left, text.split('\n')[1] + '\n')
+  assert.equal(await new PasswordFile(left).verify('bob', Buffer.from('builder')), true)
+  assert.deepEqual(removeUser(left, 'alice'), { text: left, removed: false })
+  assert.deepEqual(removeUser(left, 'bob'), { text: '', removed: true })
 })
 
 test('password file: mosquitto_passwd\'s hashes are read as they are ($7$ PBKDF2-SHA512, $6$ SHA-512)', async () => {

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { PasswordFile } from '@petrel/broker'
 import { findProgram, requirePeer, waitFor } from '@petrel/test-utils'
 
 const run = promisify(execFile)
@@ -140,6 +141,32 @@ test('petrel passwd -c adds a user; the broker then requires it', async (t) => {
     b.child.kill('SIGINT')
   }
   assert.equal(await b.exited, 0)
+})
+
+test('petrel passwd takes mosquitto_passwd\'s -b (password as an argument) and -D (delete); a missing user name is named', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'petrel-cli-'))
+  const pw = join(dir, 'passwd')
+  await run(process.execPath, [bin, 'passwd', '-c', '-b', pw, 'alice', 'secret'])
+  await run(process.execPath, [bin, 'passwd', '-b', pw, 'bob', 'builder'])
+  let file = new PasswordFile(readFileSync(pw, 'utf8'))
+  assert.equal(await file.verify('alice', Buffer.from('secret')), true)
+  assert.equal(await file.verify('bob', Buffer.from('builder')), true)
+  await run(process.execPath, [bin, 'passwd', '-D', pw, 'alice'])
+  file = new PasswordFile(readFileSync(pw, 'utf8'))
+  assert.equal(file.size, 1)
+  assert.equal(await file.verify('bob', Buffer.from('builder')), true)
+  const fails = async (args: string[], message: RegExp): Promise<void> => {
+    await assert.rejects(run(process.execPath, [bin, 'passwd', ...args]), (err: { code?: number, stderr?: string }) => {
+      assert.equal(err.code, 1, args.join(' '))
+      assert.match(err.stderr ?? '', message)
+      return true
+    })
+  }
+  await fails(['-D', pw, 'alice'], /user alice is not in /)
+  await fails(['-c', pw], /expected <file> <user>: the user name is missing/)
+  await fails([pw, 'carol', 'pw'], /got 3 arguments \(to give the password as an argument, add -b/)
+  await fails(['-b', pw, 'carol'], /expected <file> <user> <password>/)
+  await fails(['-b', join(dir, 'nope'), 'carol', 'pw'], /does not exist \(use -c to create it\)/)
 })
 
 test('petrel passwd without --password reads a pipe (no LF needed); a closed stdin is an error, not a hang', async () => {
