@@ -59,7 +59,7 @@ const DETAIL_LABELS = {
   connectP50Ms: 'connect p50 (ms)',
   connectP99Ms: 'connect p99 (ms)',
   failed: 'connections failed',
-  completedInCap: 'completed within the time cap',
+  completedInCap: 'did not finish within the time cap; delivered (replay: acked) by then',
   generatorCpuPercent: 'load generator CPU (% of one core)',
   cpuSecondsToEstablish: 'broker CPU to establish all (s)'
 }
