@@ -8,7 +8,7 @@ import { ClientErrorCode, type ClientOptions } from '@petrel/client'
 import { PetrelError, topicNameProblem, WireErrorCode, type ProtocolVersion, type QoS, type WillProperties } from '@petrel/wire'
 import { extractPropertyFlags, type PropertyFlags } from './property-flags.js'
 import { debugTrace } from './debug-trace.js'
-import { argsErrorMessage } from './args-error.js'
+import { argsErrorMessage, MOSQUITTO_FLAGS_NOT_TAKEN } from './args-error.js'
 import { ExitCode } from './exit-code.js'
 import { UsageError } from './usage-error.js'
 
@@ -64,7 +64,7 @@ export const commonHelp = `Connection:
   -I PREFIX          client id PREFIX followed by the process id
   -u USER, -P PASS   user name and password
   -k SECONDS         keepalive (default 60)
-  -V VERSION         protocol: mqttv311 | 311 | mqttv5 | 5 (default mqttv311)
+  -V VERSION         protocol: mqttv311 | 311 | mqttv5 | 5 | mqttv31 | 31 (default mqttv311)
   -q QOS             0, 1 or 2 (default 0)
   --cafile FILE      CA certificate (enables TLS)
   --capath DIR       CA certificates: every PEM file in DIR (enables TLS)
@@ -89,6 +89,9 @@ export const commonHelp = `Connection:
   --quiet            do not print error messages (the exit code still tells)
   --nodelay          accepted for mosquitto's sake: Petrel always disables Nagle's algorithm
   --help             this text
+
+Not taken from mosquitto_pub/sub: --proxy, -S, --tls-alpn, and the OpenSSL engine flags
+(--tls-engine, --keyform, --tls-engine-kpass-sha1).
 
 Exit codes: 0 ok, 1 usage, 2 connection failed, 3 not authorized, 4 publish/subscribe failed,
 27 timed out (sub -W).`
@@ -126,7 +129,7 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
   if (v['protocol-version'] !== undefined) {
     const map: Record<string, ProtocolVersion> = { mqttv311: 4, 311: 4, 4: 4, mqttv5: 5, 5: 5, mqttv31: 3, 31: 3 }
     const p = map[v['protocol-version'].toLowerCase()]
-    if (p === undefined) throw new UsageError(`-V must be mqttv311 or mqttv5, got '${v['protocol-version']}'`)
+    if (p === undefined) throw new UsageError(`-V must be mqttv311 (or 311), mqttv5 (or 5) or mqttv31 (or 31), got '${v['protocol-version']}'`)
     protocolVersion = p
   }
   const psk = v.psk !== undefined || v['psk-identity'] !== undefined
@@ -496,7 +499,7 @@ export function parseCommandArgs<T extends ParseArgsConfig> (command: string, co
     properties = extracted.properties
     values = parseArgs({ ...config, args: extracted.rest }).values
   } catch (err) {
-    console.error(`petrel ${command}: ${argsErrorMessage(err)}\nRun 'petrel ${command} --help' for the options.`)
+    console.error(`petrel ${command}: ${argsErrorMessage(err, MOSQUITTO_FLAGS_NOT_TAKEN)}\nRun 'petrel ${command} --help' for the options.`)
     return ExitCode.usage
   }
   if ((values as { help?: unknown }).help === true) {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { argsErrorMessage } from '../src/args-error.js'
+import { argsErrorMessage, MOSQUITTO_FLAGS_NOT_TAKEN } from '../src/args-error.js'
 
 const bin = fileURLToPath(new URL('../src/bin/petrel.js', import.meta.url))
 
@@ -19,6 +19,15 @@ function errorOf (args: string[], allowPositionals: boolean): unknown {
 test('an unknown option is named, without Node\'s note on positionals after --', () => {
   assert.equal(argsErrorMessage(errorOf(['--certfile'], true)), "unknown option '--certfile'")
   assert.equal(argsErrorMessage(errorOf(['-m'], false)), "unknown option '-m'")
+})
+
+test('a mosquitto flag petrel pub and sub do not take is named as such, with what to use instead', () => {
+  assert.equal(argsErrorMessage(errorOf(['--proxy=socks5h://p:1080'], false), MOSQUITTO_FLAGS_NOT_TAKEN), "unknown option '--proxy': mosquitto's SOCKS proxy is not supported")
+  assert.match(argsErrorMessage(errorOf(['-e'], false), MOSQUITTO_FLAGS_NOT_TAKEN), /^unknown option '-e': that is mosquitto_rr's response topic; petrel pub sets it with -V 5 -D publish response-topic TOPIC$/)
+  assert.equal(argsErrorMessage(errorOf(['--nope'], false), MOSQUITTO_FLAGS_NOT_TAKEN), "unknown option '--nope'")
+  const r = spawnSync(process.execPath, [bin, 'pub', '-t', 'x', '-m', 'y', '--tls-alpn', 'mqtt'], { encoding: 'utf8', timeout: 15_000 })
+  assert.equal(r.status, 1)
+  assert.match(r.stderr, /^petrel pub: unknown option '--tls-alpn': not supported/)
 })
 
 test('a bare -h says it is the host, and where the help is; other errors keep their text', () => {
