@@ -1,8 +1,8 @@
 // Head-to-head: @petrel/wire against mqtt-packet (the codec inside MQTT.js and Aedes), same
 // process, same run, same inputs. Each case is measured in packets per second: a warm-up, then
 // ROUNDS timed rounds that alternate between the two codecs (so machine noise hits both alike);
-// the median round is reported. Run with `npm run bench:wire` (from the repository root after
-// `npm run build`), or `node --expose-gc benchmarks/src/wire.mjs`.
+// the median round is reported. Run with `npm run bench:wire --workspace benchmarks` (from the
+// repository root after `npm run build`), or `node --expose-gc benchmarks/src/wire.mjs`.
 //
 // Environment: BENCH_ROUNDS (default 9), BENCH_ROUND_MS (default 250), BENCH_OUT (results file,
 // default benchmarks/RESULTS-wire.md; set to '-' to skip writing).
