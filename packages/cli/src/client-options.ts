@@ -109,7 +109,7 @@ export interface ResolvedConnection {
   where: string
   /** Topic from the -L URL path, if any. */
   urlTopic: string | undefined
-  /** Added to "a topic is required" when -L gave none because it is a WebSocket URL ('' otherwise). */
+  /** Added to "a topic is required" when -L gave none: where its topic goes, or why a WebSocket URL has none ('' without -L). */
   topicHint: string
   options: ClientOptions
   qos: QoS
@@ -207,6 +207,7 @@ export function resolveConnection (v: CommonValues, properties?: PropertyFlags):
     url = resolved.url
     urlTopic = resolved.topic
     if (/^wss?:/i.test(resolved.url)) topicHint = ': the path of a ws:// or wss:// -L URL is the WebSocket\'s, not a topic'
+    else topicHint = '; this -L URL has none in its path (mqtt://host:port/TOPIC)'
   } else {
     const host = v.host ?? '127.0.0.1'
     const port = intFlag(v.port, '-p', 1, 65535) ?? (tls ? 8883 : 1883)

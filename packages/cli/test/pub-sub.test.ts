@@ -173,6 +173,10 @@ test('errors a person can act on: refused connection, bad topic, usage, -L URL',
     const ws = await run('node', [petrel, ...cmd, '-L', `ws://127.0.0.1:${closed}/home/#`])
     assert.equal(ws.code, 1)
     assert.match(ws.stderr, /-t .*: the path of a ws:\/\/ or wss:\/\/ -L URL is the WebSocket's, not a topic/)
+    // An mqtt:// URL with no path: the topic goes there (mosquitto_pub: "topic missing").
+    const bare = await run('node', [petrel, ...cmd, '-L', `mqtt://127.0.0.1:${closed}`])
+    assert.equal(bare.code, 1)
+    assert.match(bare.stderr, /-t .*\); this -L URL has none in its path \(mqtt:\/\/host:port\/TOPIC\)/)
   }
 })
 
