@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { connect, type MqttClient } from '@petrel/client'
 import { topicNameProblem } from '@petrel/wire'
 import { stdinLines } from '../stdin-lines.js'
+import { sayLinkChanges } from '../link-notes.js'
 import { commonFlags, parseCommandArgs, commonHelp, describeError, ExitCode, resolveConnection, UsageError } from '../client-options.js'
 
 const help = `petrel pub: publish messages (mosquitto_pub flags)
@@ -12,7 +13,8 @@ Message:
   -t TOPIC           topic to publish to
   -m MESSAGE         the payload
   -f FILE            send the contents of FILE as one message
-  -l                 send each line of stdin as a message (split on LF only, as mosquitto_pub)
+  -l                 send each line of stdin as a message (split on LF only, as mosquitto_pub);
+                     a lost connection is retried until Ctrl-C, said on stderr
   -s                 send all of stdin as one message
   -n                 send an empty (null) message
   -r                 retain the message
@@ -117,7 +119,11 @@ export async function run (argv: string[]): Promise<number> {
     // meanwhile goes out then, as mosquitto_pub does.
     const lines = values['stdin-line'] === true
     client = await connect(conn.url, { ...conn.options, inflightWindow: inflight, inflightWindowQos2: inflight, ...(lines ? { reconnect: true } : {}) })
-    if (lines) client.on('error', () => {})
+    if (lines) {
+      client.on('error', () => {})
+      const say = (line: string): void => { if (values.quiet !== true) console.error(line) }
+      sayLinkChanges(client, 'pub', conn.where, say)
+    }
     if (payload !== undefined) {
       // Without a delay the repeats are pipelined (within the client's window), like -l.
       // Each wait also ends on a signal; what is abandoned is still awaited by a race, so a late

@@ -1,5 +1,6 @@
 import { connect, type Message, type MqttClient } from '@petrel/client'
 import { reasonCodeName, topicFilterProblem, topicMatches } from '@petrel/wire'
+import { sayLinkChanges } from '../link-notes.js'
 import { commonFlags, parseCommandArgs, commonHelp, describeError, ExitCode, resolveConnection, UsageError } from '../client-options.js'
 import { compileFormat, NotJsonError, preciseNow, type MessageFormat } from '../message-format.js'
 
@@ -37,6 +38,9 @@ Output:
 
 With -c (and -i), messages the broker kept for the session are printed too, including those
 of subscriptions made by an earlier run and not repeated with -t.
+
+A lost connection is retried with backoff until Ctrl-C, and the subscriptions restored; stderr
+says when it is lost and when it is back (mosquitto_sub exits when a reconnect is refused).
 
 ${commonHelp}`
 
@@ -103,10 +107,12 @@ export async function run (argv: string[]): Promise<number> {
     const print = printer(values.format === undefined ? undefined : compileFormat(values.format, values.pretty === true), values.json === true, values.verbose === true, values['no-newline'] === true, values.pretty === true)
     const removeRetained = values['remove-retained'] === true
 
-    // Connection failures matter only before we are up: afterwards a lost link ends the command.
-    // Once up, a lost link is reconnected (and the subscriptions restored), as mosquitto_sub does.
+    // Connection failures matter only before we are up. Once up, a lost link is reconnected (and
+    // the subscriptions restored), as mosquitto_sub does, and retried until Ctrl-C where
+    // mosquitto_sub gives up when a reconnect is refused.
     client = await connect(conn.url, { ...conn.options, reconnect: true, unroutedManualAck: true })
     const c = client
+    sayLinkChanges(c, 'sub', conn.where, say)
     const done = new Promise<number>((resolve) => { finish = resolve })
     process.once('SIGINT', onSignal)
     process.once('SIGTERM', onSignal)
