@@ -136,8 +136,14 @@ test('options: emqtt-bench style flags, URL and protocol version', () => {
   assert.deepEqual([u?.topic, u?.subTopic], ['u/alice/%i', 'u/alice/#'])
   assert.equal(parseOptions(['sub', '--url', 'mqtt://bob:pw@h', '-t', 'u/%u/#'])?.subTopic, 'u/bob/#')
   assert.throws(() => parseOptions(['pub', '-t', 'u/%u']), (err: unknown) => err instanceof UsageError && /%u is the user name, and no -u/.test(err.message))
+  // emqtt-bench's -F (inflight) and --cacertfile are taken; its flags that are not say so and why.
+  assert.equal(parseOptions(['pub', '-F', '7'])?.inflight, 7)
+  assert.equal(parseOptions(['pub', '--cacertfile', 'ca.pem'])?.cafile, 'ca.pem')
+  assert.throws(() => parseOptions(['pub', '--retain']), (err: unknown) => err instanceof UsageError && err.message === "unknown option '--retain': not supported: bench publishes are not retained")
+  assert.throws(() => parseOptions(['pub', '-C', 'false']), (err: unknown) => err instanceof UsageError && /^unknown option '-C': not supported: every bench connection starts a clean session$/.test(err.message))
+  assert.throws(() => parseOptions(['sub', '--payload-hdrs', 'cnt64']), (err: unknown) => err instanceof UsageError && /^unknown option '--payload-hdrs': not needed: every payload carries a stamp/.test(err.message))
   // Another tool's flag: said plainly, without Node's note on positionals after '--'.
-  assert.throws(() => parseOptions(['pub', '--retain']), (err: unknown) => err instanceof UsageError && err.message === "unknown option '--retain'")
+  assert.throws(() => parseOptions(['pub', '--retained']), (err: unknown) => err instanceof UsageError && err.message === "unknown option '--retained'")
   assert.throws(() => parseOptions(['pub', '-R', '1', '-i', '2']), UsageError)
   assert.throws(() => parseOptions(['pub', '--rate', '1', '-I', '2']), UsageError)
   assert.equal(parseOptions(['pub', '--help']), undefined)

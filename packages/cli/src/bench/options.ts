@@ -58,7 +58,9 @@ export const usage = `petrel bench <pub|sub|conn|pubsub> [options]
 
 Load-tests any MQTT broker, in the spirit of emqtt-bench: its flags mean the same here (-c and
 --count clients, -i and --interval ms between connections, -I and --interval_of_msg ms between
-messages, -L limit, -n/--startnumber, -S, --certfile/--keyfile), as do MQTTX bench's.
+messages, -L limit, -n/--startnumber, -S, -F/--inflight, --cacertfile, --certfile/--keyfile), as
+do MQTTX bench's. Not taken: -r/--retain, -C/--clean, -x/--session-expiry, -m/--message,
+--payload-hdrs (every payload here carries a stamp), -w/--wait-before-publishing.
 
   pub      publishers send stamped messages
   sub      subscribers receive them, report latency, loss, duplicates, reordering
@@ -82,7 +84,8 @@ Target:
   -V, --protocol-version    3, 4, 5, mqttv31, mqttv311 or mqttv5 (default 4)
   -u, --username <name>     -P, --password <password>
   -k, --keepalive <s>       keepalive seconds (default 60)
-      --cafile <file>       --cert <file> --key <file> (together; alias --certfile --keyfile)
+      --cafile <file>       --cert <file> --key <file> (together; alias --certfile --keyfile;
+                            --cacertfile for --cafile)
       --insecure            skip certificate checks
       --ifaddr <ip,ip,...>  source addresses, used in turn (past ~28k connections from one address)
 Load:
@@ -103,7 +106,7 @@ Load:
                             (default bench/%i)
       --sub-topic <filter>  subscription, same patterns (pubsub default: -t with each level that
                             holds %i or %c as +; in 'sub' mode -t sets it, default bench/#)
-      --inflight <n>        QoS 1/2 window per publisher (default 20 with MQTT 3.1.1 and 3.1, as
+  -F, --inflight <n>        QoS 1/2 window per publisher (default 20 with MQTT 3.1.1 and 3.1, as
                             libmosquitto: mosquitto acknowledges and drops a QoS 2 PUBLISH past
                             its max_inflight_messages, 20 by default, and 3.1.1 cannot say so;
                             100 with 5.0, at most the broker's Receive Maximum)
@@ -168,7 +171,7 @@ const flags = {
   qos: { type: 'string', short: 'q' },
   topic: { type: 'string', short: 't' },
   'sub-topic': { type: 'string' },
-  inflight: { type: 'string' },
+  inflight: { type: 'string', short: 'F' },
   duration: { type: 'string' },
   warmup: { type: 'string' },
   limit: { type: 'string', short: 'L' },
@@ -184,6 +187,7 @@ const flags = {
   interval: { type: 'string' },
   interval_of_msg: { type: 'string' },
   startnumber: { type: 'string' },
+  cacertfile: { type: 'string' },
   certfile: { type: 'string' },
   keyfile: { type: 'string' }
 } as const
@@ -192,7 +196,7 @@ type FlagValues = ReturnType<typeof parseArgs<{ options: typeof flags, allowPosi
 
 /** Alias -> the flag it stands for. */
 const ALIASES = {
-  count: 'clients', interval: 'conn-interval', interval_of_msg: 'message-interval', startnumber: 'start-number', certfile: 'cert', keyfile: 'key'
+  count: 'clients', interval: 'conn-interval', interval_of_msg: 'message-interval', startnumber: 'start-number', cacertfile: 'cafile', certfile: 'cert', keyfile: 'key'
 } as const satisfies Partial<Record<keyof FlagValues, keyof FlagValues>>
 
 /** Copies each alias to its flag (the alias is not read after); both given is an error (which one was meant is not known). */
@@ -206,6 +210,26 @@ function resolveAliases (v: FlagValues): FlagValues {
   }
   return out
 }
+
+/** emqtt-bench flags not taken, and why: said instead of a bare "unknown option". */
+const EMQTT_BENCH_FLAGS_NOT_TAKEN: Readonly<Record<string, string>> = (() => {
+  const clean = 'not supported: every bench connection starts a clean session'
+  const stamped = 'not supported: each payload is -s bytes starting with the bench stamp (sequence and send time), which the loss and latency checks read'
+  const wait = 'not supported: each publisher starts sending once it is connected'
+  return {
+    '-r': 'not supported: bench publishes are not retained',
+    '--retain': 'not supported: bench publishes are not retained',
+    '-C': clean,
+    '--clean': clean,
+    '-x': clean,
+    '--session-expiry': clean,
+    '-m': stamped,
+    '--message': stamped,
+    '--payload-hdrs': 'not needed: every payload carries a stamp (sequence and send time), so loss and latency are always checked',
+    '-w': wait,
+    '--wait-before-publishing': wait
+  }
+})()
 
 const modes: readonly string[] = ['pub', 'sub', 'conn', 'pubsub']
 
@@ -330,7 +354,7 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
   try {
     parsed = parseArgs({ args: argv, options: flags, allowPositionals: true, strict: true })
   } catch (err) {
-    throw new UsageError(argsErrorMessage(err))
+    throw new UsageError(argsErrorMessage(err, EMQTT_BENCH_FLAGS_NOT_TAKEN))
   }
   const { positionals } = parsed
   const v = resolveAliases(parsed.values)
