@@ -2,9 +2,10 @@
  * An error of node:util's parseArgs as a person at the prompt should read it: Node's notes for
  * programmers left out, a flag of the tool the command imitates that it lacks said so (`known`:
  * flag -> what to say), and a bare -h (the host in mosquitto_pub and emqtt-bench, help in many
- * other tools) answered with where the help is.
+ * other tools, mosquitto's broker included) answered with what it is here (`host`) and where
+ * the help is.
  */
-export function argsErrorMessage (err: unknown, known: Readonly<Record<string, string>> = {}): string {
+export function argsErrorMessage (err: unknown, known: Readonly<Record<string, string>> = {}, host = 'the broker host, as in mosquitto_pub and emqtt-bench'): string {
   const e = err as { code?: unknown, message?: unknown }
   const message = typeof e.message === 'string' ? e.message : String(err)
   // "Unknown option '--x'. To specify a positional argument starting with a '-', place it at the
@@ -19,7 +20,7 @@ export function argsErrorMessage (err: unknown, known: Readonly<Record<string, s
     }
   }
   if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && message.startsWith("Option '-h, --host ")) {
-    return `${message}: -h is the broker host, as in mosquitto_pub and emqtt-bench; the help is --help`
+    return `${message}: -h is ${host}; the help is --help`
   }
   return message
 }

@@ -38,7 +38,8 @@ export async function run (argv: string[]): Promise<number> {
       strict: true
     }))
   } catch (err) {
-    console.error(`petrel broker: ${argsErrorMessage(err)}\n\n${usage}`)
+    // mosquitto's own -h is its help: here it is the host, as in petrel pub and sub.
+    console.error(`petrel broker: ${argsErrorMessage(err, {}, 'the host to listen on (mosquitto\'s own -h is its help)')}\n\n${usage}`)
     return ExitCode.usage
   }
   if (values.help === true) {
