@@ -817,6 +817,10 @@ test('summary: no rate from a burst, no CPU alarm from a short run, a note on -R
   assert.match(text, /connect times with -R 0 include queueing in this process/)
   const long = formatSummary({ ...short, elapsedSeconds: 10, cpu: { userSeconds: 15, systemSeconds: 0, percentOfCore: 150 } })
   assert.match(long, /may be the limit/)
+  assert.doesNotMatch(long, /EMFILE/)
+  // Out of file descriptors: what to do about it, beside the count.
+  const fds = formatSummary({ ...short, errors: { 'connect: EMFILE': 508 } })
+  assert.match(fds, /errors\s+connect: EMFILE x508\n\s+EMFILE: this process ran out of file descriptors \(Node already raises its own limit to the hard one, ulimit -Hn\): raise that/)
 })
 
 test('usage errors: an invalid topic exits 1 with the reason, a missing --cafile names the flag', async () => {

@@ -307,6 +307,11 @@ export function formatSummary (r: BenchSummary): string {
     (busy ? ': the load tool may be the limit; split the clients over several processes' : ''))
   const errors = Object.entries(r.errors)
   row('errors', errors.length === 0 ? 'none' : errors.map(([k, n]) => `${k} x${n}`).join(', '))
+  // The commonest wall of a first `bench conn -c 10000`: a default soft limit of 1,024 files.
+  if (errors.some(([k]) => k.endsWith('EMFILE'))) {
+    row('', 'EMFILE: this process ran out of file descriptors (Node already raises its own limit to the hard one, ulimit -Hn): ' +
+      'raise that, or split the clients over several processes (-n to offset their indices); the broker needs as many')
+  }
   for (const f of r.failures) row('FAILED', f)
   return lines.join('\n')
 }
