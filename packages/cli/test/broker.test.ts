@@ -82,6 +82,33 @@ test('petrel broker: SIGHUP (a mosquitto user\'s reload) does not kill it: it sa
   assert.equal(await b.exited, 0)
 })
 
+test('petrel broker under an open-file limit below max_connections warns at start-up (after the listening line); within it, nothing', async (t) => {
+  const sh = findProgram('sh')
+  if (sh === undefined) { t.skip('no sh to set ulimit -n with'); return }
+  const started = async (config: string | undefined): Promise<string> => {
+    const args = config === undefined ? [] : ['--config', config]
+    const child = spawn(sh, ['-c', 'ulimit -n 300 && exec "$0" "$@"', process.execPath, bin, 'broker', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+    child.stderr.on('data', (d: Buffer) => { out += d.toString() })
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve))
+    try {
+      await waitFor(() => /listening on/.test(out) || child.exitCode !== null, { timeoutMs: 10_000, message: 'broker start-up line' })
+      // The warning, when there is one, follows the start-up line at once.
+      await new Promise((resolve) => setTimeout(resolve, 300))
+    } finally {
+      child.kill('SIGTERM')
+    }
+    assert.equal(await exited, 0, out)
+    return out
+  }
+  const low = await started(undefined)
+  assert.match(low, /^petrel broker listening on .*\npetrel broker: warning: this process may open 300 files .* max_connections is 10,000: clients past about 236 will be closed/)
+  const dir = mkdtempSync(join(tmpdir(), 'petrel-cli-'))
+  writeFileSync(join(dir, 'petrel.toml'), '[limits]\nmax_connections = 200\n')
+  assert.doesNotMatch(await started(join(dir, 'petrel.toml')), /warning/)
+})
+
 test('petrel broker --config with an unknown key exits 1 naming the key and line', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'petrel-cli-'))
   const cfg = join(dir, 'petrel.toml')

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util'
 import {
-  createBroker, isLoopback, loadConfig, startMetricsServer, type BrokerConfig, type BrokerOptions, type ListenerOptions
+  createBroker, defaultLimits, isLoopback, loadConfig, startMetricsServer, type BrokerConfig, type BrokerOptions, type ListenerOptions
 } from '@petrel/broker'
+import { openFileLimit } from '../open-file-limit.js'
 import { argsErrorMessage } from '../args-error.js'
 import { ExitCode } from '../exit-code.js'
 
@@ -117,11 +118,29 @@ export async function run (argv: string[]): Promise<number> {
   }
   const metrics = config.metrics === undefined ? undefined : await startMetricsServer(broker, config.metrics.host, config.metrics.port)
   console.log(`petrel broker listening on ${addresses.join(', ')}${metrics === undefined ? '' : ` (metrics on http://${config.metrics?.host ?? ''}:${metrics.port}/metrics)`}; Ctrl-C to stop`)
+  const fdWarning = fileLimitWarning(options.limits?.maxConnections ?? defaultLimits.maxConnections, openFileLimit())
+  if (fdWarning !== undefined) console.error(`petrel broker: warning: ${fdWarning}`)
   broker.log.info({ addresses }, 'broker started')
   await stopRequested
   await broker.close()
   await metrics?.close()
   return ExitCode.ok
+}
+
+/** Descriptors the process holds besides its clients: stdio, listeners, libuv and V8 threads, files. */
+const FD_RESERVE = 64
+
+/**
+ * Why max_connections cannot be reached, or undefined: each client takes a file descriptor, and
+ * past the process's limit the kernel's EMFILE makes Node close every new client at once with
+ * nothing logged, so a broker that takes 1,000 clients refusing the 1,001st reads as a mystery.
+ */
+export function fileLimitWarning (maxConnections: number, fdLimit: number | undefined): string | undefined {
+  if (fdLimit === undefined || fdLimit >= maxConnections + FD_RESERVE) return undefined
+  const fit = Math.max(0, fdLimit - FD_RESERVE)
+  return `this process may open ${fdLimit.toLocaleString('en-US')} files (ulimit -Hn; Node raises its soft limit to it) and max_connections is ` +
+    `${maxConnections.toLocaleString('en-US')}: clients past about ${fit.toLocaleString('en-US')} will be closed as they connect. ` +
+    `Raise the hard limit (ulimit -Hn as root, LimitNOFILE in systemd) or lower [limits] max_connections`
 }
 
 /**
