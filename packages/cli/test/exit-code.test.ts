@@ -3,6 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { ExitCode } from '../src/exit-code.js'
 
@@ -28,6 +29,13 @@ test('usage errors exit 1 in every command: an unknown flag, a flag without its 
     assert.equal(r.status, ExitCode.usage, `petrel ${args.join(' ')}: exit ${r.status}\n${r.stderr}`)
     assert.notEqual(r.stderr, '', `petrel ${args.join(' ')} says why on stderr`)
   }
+})
+
+test('petrel --version prints the version of @petrel/cli and of node, exit 0', () => {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  const r = petrel(['--version'])
+  assert.equal(r.status, 0, r.stderr)
+  assert.equal(r.stdout, `petrel ${pkg.version} (node ${process.version})\n`)
 })
 
 test('--help exits 0 in every command, on stdout', () => {
