@@ -60,15 +60,25 @@ const liveChildren = new Set<ChildProcess>()
 const liveDirs = new Set<string>()
 let reaperInstalled = false
 
+function reap (): void {
+  for (const child of liveChildren) child.kill('SIGKILL')
+  for (const dir of liveDirs) {
+    try { rmSync(dir, { recursive: true, force: true }) } catch {}
+  }
+}
+
 function installReaper (): void {
   if (reaperInstalled) return
   reaperInstalled = true
-  process.on('exit', () => {
-    for (const child of liveChildren) child.kill('SIGKILL')
-    for (const dir of liveDirs) {
-      try { rmSync(dir, { recursive: true, force: true }) } catch {}
-    }
-  })
+  process.on('exit', reap)
+  // A signal's default action ends the process without 'exit' (a test runner stopping a file
+  // with SIGTERM, Ctrl-C): reap, then die of the same signal unless someone else handles it.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      reap()
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal)
+    })
+  }
 }
 
 interface Ports { port: number, wsPort?: number, tlsPort?: number }

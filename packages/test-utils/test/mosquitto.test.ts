@@ -3,6 +3,8 @@ import assert from 'node:assert/strict'
 import { connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { once } from 'node:events'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { makeTestCertificates, requirePeer, startMosquitto, SocketReader } from '../src/index.js'
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex')
@@ -163,4 +165,31 @@ test('allowAnonymous false refuses a CONNECT without credentials', async (t) => 
   } finally {
     socket.destroy()
   }
+})
+
+test('a test process ended by SIGTERM (a runner stopping it) takes its mosquitto with it', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const index = fileURLToPath(new URL('../src/index.js', import.meta.url))
+  const script = `const { startMosquitto } = await import(${JSON.stringify(index)}); const b = await startMosquitto(); console.log(b.port); setInterval(() => {}, 1000)`
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  t.after(() => { child.kill('SIGKILL') })
+  const [line] = await once(child.stdout, 'data') as [Buffer]
+  const port = Number(line.toString().trim())
+  assert.ok(port > 0, line.toString())
+  const first = await tcp(port) // it is up
+  first.socket.destroy()
+  child.kill('SIGTERM')
+  const [, signal] = await once(child, 'exit') as [number | null, string | null]
+  assert.equal(signal, 'SIGTERM') // still dies of the signal
+  // SIGKILLed by the reaper: the port refuses within a moment.
+  let refused = false
+  for (let i = 0; i < 50 && !refused; i++) {
+    refused = await new Promise<boolean>((resolve) => {
+      const s = netConnect({ host: '127.0.0.1', port })
+      s.once('connect', () => { s.destroy(); resolve(false) })
+      s.once('error', () => { resolve(true) })
+    })
+    if (!refused) await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  assert.ok(refused, `mosquitto on ${port} still accepting after its test process died of SIGTERM`)
 })
