@@ -16,8 +16,14 @@ const petrel = fileURLToPath(new URL('../src/bin/petrel.js', import.meta.url))
 
 interface Run { code: number | null, stdout: string, stderr: string }
 
+// Commands a failed test left running (a subscriber still waiting for its -C count) are
+// killed when the file ends, so they neither hold the file open nor outlive it.
+const running = new Set<ChildProcess>()
+
 function start (cmd: string, args: string[], input?: string, env?: NodeJS.ProcessEnv): { child: ChildProcess, done: Promise<Run>, stdout: () => string } {
   const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...(env === undefined ? {} : { env: { ...process.env, ...env } }) })
+  running.add(child)
+  child.on('exit', () => { running.delete(child) })
   let stdout = ''
   let stderr = ''
   child.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
@@ -35,7 +41,10 @@ async function run (cmd: string, args: string[], input?: string, env?: NodeJS.Pr
 
 let broker: Mosquitto | undefined
 before(async () => { if (hasProgram('mosquitto')) broker = await startMosquitto() })
-after(async () => { await broker?.stop() })
+after(async () => {
+  for (const child of running) child.kill('SIGKILL')
+  await broker?.stop()
+})
 
 const port = (): string => String((broker as Mosquitto).port)
 
