@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { Subscription, Will } from '@petrel/wire'
+import type { QoS, Subscription, Will } from '@petrel/wire'
 import type { Message } from './message.js'
 import type { RetainedStore } from './retained-store.js'
 import type { Router } from './router.js'
@@ -40,6 +40,8 @@ export interface BrokerCore extends SessionHost {
   endSession (session: Session): void
   /** A CONNECT was refused at max_sessions (counted, and logged now and then). */
   sessionQuotaExceeded (clientId: string): void
+  /** A PUBLISH past max_user_properties was refused (logged now and then; counted by the caller). */
+  userPropertiesExceeded (clientId: string, topicName: string, qos: QoS): void
   connectionClosed (connection: ServerConnection): void
   /** CONNACK sent: the connection is a client's, no longer one a new socket may replace. */
   connectionReady (connection: ServerConnection): void

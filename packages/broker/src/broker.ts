@@ -84,6 +84,7 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
   private readonly willWarning = new WarningLimiter()
   private readonly retainWarning = new WarningLimiter()
   private readonly sessionWarning = new WarningLimiter()
+  private readonly userPropertiesWarning = new WarningLimiter()
 
   constructor (readonly options: BrokerOptions = {}) {
     const limits = { ...defaultLimits, ...stripUndefined(options.limits ?? {}) }
@@ -268,6 +269,18 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     if (suppressed === undefined) return
     this.log.warn({ clientId, sessions: this.sessions.size, limit: this.limits.maxSessions, suppressed },
       'sessions at max_sessions: a CONNECT for a new persistent session refused')
+  }
+
+  /**
+   * A PUBLISH refused for carrying more User Property pairs than max_user_properties: logged now
+   * and then with how many were refused since (a client resending it on every reconnect, or a
+   * flood, logs one line per 10 s); the caller counts the drop.
+   */
+  userPropertiesExceeded (clientId: string, topicName: string, qos: QoS): void {
+    const suppressed = this.userPropertiesWarning.due(this.now())
+    if (suppressed === undefined) return
+    this.log.warn({ clientId, topic: topicName, qos, limit: this.limits.maxUserProperties, suppressed },
+      'PUBLISH with more user properties than max_user_properties refused')
   }
 
   notePressure (s: Session): void {

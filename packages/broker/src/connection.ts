@@ -65,8 +65,13 @@ export class Connection implements Transport {
   dirty = false
 
   constructor (private readonly host: ConnectionHost, readonly stream: Duplex, info: ConnectionInfo) {
-    // The payload format is checked where a refusal can be an ack (ServerConnection.onPublish).
-    this.decoder = new Decoder({ maxPacketSize: host.limits.maxPacketSize, maxConnectPacketSize: host.limits.maxConnectPacketSize, maxUserProperties: host.limits.maxUserProperties, checkPayloadFormat: false })
+    // The payload format, and a PUBLISH's User Properties past the limit ('mark'), are checked
+    // where a refusal can be an ack (ServerConnection.onPublish): closing the connection instead
+    // would repeat for ever with a client that resends the message on every reconnect.
+    this.decoder = new Decoder({
+      maxPacketSize: host.limits.maxPacketSize, maxConnectPacketSize: host.limits.maxConnectPacketSize,
+      maxUserProperties: host.limits.maxUserProperties, userPropertiesOverflow: 'mark', checkPayloadFormat: false
+    })
     this.protocol = new ServerConnection(host, this, info, host.now())
     this.highWaterMark = Math.max(host.limits.writeHighWaterMark, stream.writableHighWaterMark)
     // Shared listeners, not closures: an emitter calls them with `this` = the stream, and the

@@ -80,7 +80,9 @@ export interface BrokerLimits {
   maxConnectPacketSize: number
   /**
    * User Property pairs accepted in one packet (5.0). A pair is 5 bytes on the wire but ~75 bytes
-   * decoded, so a 1 MiB packet of them held ~15 MB of heap. One more: DISCONNECT 0x95. Default 1,024.
+   * decoded, so a 1 MiB packet of them held ~15 MB of heap. One more in a PUBLISH: that message is
+   * refused (PUBACK/PUBREC 0x97, QoS 0 dropped), the connection stays; in any other packet:
+   * DISCONNECT 0x95. Default 1,024.
    */
   maxUserProperties: number
   /** QoS 1/2 messages in flight to one subscriber (also capped by its Receive Maximum). Default 100. */

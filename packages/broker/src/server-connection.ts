@@ -350,6 +350,16 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       this.finishPublish(p, undefined, false, now, 0x99)
       return
     }
+    // More User Property pairs than max_user_properties (decoded without them): refused in its
+    // PUBACK/PUBREC with 0x97 Quota exceeded ("an implementation or administrative imposed limit
+    // has been exceeded", §3.4.2.1), QoS 0 dropped; the connection stays. Closing it (0x95), as for
+    // any other packet past the limit, made a client with a persistent session send the message
+    // again on every reconnect, for ever. Its topic alias, above, is still taken.
+    if (p.userPropertiesExceeded === true) {
+      this.core.userPropertiesExceeded(this.clientId, topic, p.qos)
+      this.finishPublish(p, undefined, false, now, 0x97)
+      return
+    }
     // [MQTT-3.3.4-7] the client sends at most our Receive Maximum QoS 1/2 publishes we have not
     // acknowledged (PUBACK written, or PUBREC until PUBREL); one more is DISCONNECT 0x93 (4.9).
     // PUBACKs are written at once unless flow control holds them, so only held ones count.
@@ -406,7 +416,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       // while acks are already held, later ones queue behind them: no second wait to register
       if (p.qos > 0 && this.heldAcks === undefined) wait = this.core.takePressure()
     } else {
-      this.core.stats.drop(refusal === 0x99 ? DropReason.payloadFormatInvalid : refusal === 0x90 ? DropReason.topicInvalid : DropReason.notAuthorized)
+      this.core.stats.drop(refusalReason(refusal))
     }
     if (p.qos === 0) return
     const packetId = p.packetId as number
@@ -618,4 +628,14 @@ export function tooDeep (topic: string, max: number): boolean {
     if (++levels > max) return true
   }
   return false
+}
+
+/** What a publisher-side refusal, by its reason code, is counted as. */
+function refusalReason (reasonCode: number): DropReason {
+  switch (reasonCode) {
+    case 0x99: return DropReason.payloadFormatInvalid
+    case 0x90: return DropReason.topicInvalid
+    case 0x97: return DropReason.userPropertiesExceeded
+    default: return DropReason.notAuthorized
+  }
 }

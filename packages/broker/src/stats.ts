@@ -21,6 +21,8 @@ export const DropReason = {
   payloadFormatInvalid: 'payload_format_invalid',
   /** A topic deeper than `max_topic_levels` (publish or will refused with 0x90). */
   topicInvalid: 'topic_invalid',
+  /** A 5.0 PUBLISH with more User Property pairs than `max_user_properties` (refused with 0x97). */
+  userPropertiesExceeded: 'user_properties_exceeded',
   /**
    * QoS 1/2 still queued or unacknowledged for a session that ended (clean start, a clean
    * disconnect, expiry, takeover by another user), and not handed to another member of a shared group.
@@ -65,7 +67,7 @@ export class BrokerStats {
   /** Wills sent without their Will Delay Interval: `max_delayed_will_bytes` was reached. */
   willsSentEarly = 0
   readonly drops: Record<DropReason, number> = {
-    queue_full: 0, filter_limit: 0, offline_limit: 0, offline: 0, expired: 0, packet_too_large: 0, not_authorized: 0, payload_format_invalid: 0, topic_invalid: 0, session_ended: 0
+    queue_full: 0, filter_limit: 0, offline_limit: 0, offline: 0, expired: 0, packet_too_large: 0, not_authorized: 0, payload_format_invalid: 0, topic_invalid: 0, user_properties_exceeded: 0, session_ended: 0
   }
 
   drop (reason: DropReason): void {

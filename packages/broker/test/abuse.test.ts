@@ -6,7 +6,7 @@ import { connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { pino } from 'pino'
 import { encode } from '@petrel/wire'
-import { createBroker, type Broker, type BrokerOptions } from '@petrel/broker'
+import { createBroker, createMetricsRegistry, type Broker, type BrokerOptions } from '@petrel/broker'
 import { makeTestCertificates, waitFor, withTimeout } from '@petrel/test-utils'
 import mqtt from 'mqtt'
 import { WebSocket } from 'ws'
@@ -380,27 +380,94 @@ test('user properties count against max_queued_bytes and the retained store: a P
   })
 })
 
-test('by default a packet may hold 1,024 User Property pairs: one more is DISCONNECT 0x95 before it is decoded, and no other client notices', async () => {
-  await withTcpBroker({}, async (_broker, port) => {
+test('by default a PUBLISH may hold 1,024 User Property pairs: one more is refused in its PUBACK/PUBREC (0x97), QoS 0 dropped, nothing routed or retained, the connection stays; any other packet past the limit is DISCONNECT 0x95', async () => {
+  const lines: string[] = []
+  const logger = pino({ level: 'warn' }, { write: (s: string) => { lines.push(s) } })
+  await withTcpBroker({ logger }, async (broker, port) => {
     const other = await tcpClient(port, 5)
     await other.connect({ clientId: 'other' })
-    other.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'up', qos: 0 }] })
+    other.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'up', qos: 2 }] })
     await other.expect('suback')
     const pub = await tcpClient(port, 5)
     await pub.connect({ clientId: 'pub' })
     const pairs = (n: number): Array<[string, string]> => Array.from({ length: n }, (): [string, string] => ['', ''])
+    const payload = Buffer.from('too many')
     pub.send({ type: 'publish', topicName: 'up', payload: Buffer.from('ok'), qos: 1, retain: false, dup: false, packetId: 1, properties: { userProperties: pairs(1024) } })
     assert.equal((await pub.expect('puback')).reasonCode, 0)
-    assert.equal((await other.expect('publish')).properties?.userProperties?.length, 1024)
+    const ok = await other.expect('publish')
+    assert.equal(ok.properties?.userProperties?.length, 1024)
+    other.send({ type: 'puback', packetId: ok.packetId as number })
     // 1,025 pairs of 5 bytes: a few KiB on the wire, well under max_packet_size
-    pub.send({ type: 'publish', topicName: 'up', payload: Buffer.from('too many'), qos: 1, retain: false, dup: false, packetId: 2, properties: { userProperties: pairs(1025) } })
-    const d = await pub.expect('disconnect')
-    assert.equal(d.reasonCode, 0x95)
+    pub.send({ type: 'publish', topicName: 'up', payload, qos: 1, retain: true, dup: false, packetId: 2, properties: { userProperties: pairs(1025) } })
+    const puback = await pub.expect('puback')
+    assert.deepEqual([puback.packetId, puback.reasonCode], [2, 0x97])
+    pub.send({ type: 'publish', topicName: 'up', payload, qos: 2, retain: false, dup: false, packetId: 3, properties: { userProperties: pairs(5000) } })
+    const pubrec = await pub.expect('pubrec')
+    assert.deepEqual([pubrec.packetId, pubrec.reasonCode], [3, 0x97])
+    pub.send({ type: 'publish', topicName: 'up', payload, qos: 0, retain: true, dup: false, properties: { userProperties: pairs(1025) } })
+    // a topic alias set by a refused PUBLISH is still set: the client takes it as set
+    pub.send({ type: 'publish', topicName: 'up', payload, qos: 1, retain: false, dup: false, packetId: 4, properties: { topicAlias: 1, userProperties: pairs(1025) } })
+    assert.equal((await pub.expect('puback')).reasonCode, 0x97)
+    assert.equal(await other.quiet(200), true, 'nothing of the refused PUBLISHes was routed')
+    assert.equal(broker.retained.size, 0, 'nor retained')
+    // the QoS 2 flow ended with its failure PUBREC: its packet id carries a new message [MQTT-4.3.3-9]
+    pub.send({ type: 'publish', topicName: 'up', payload: Buffer.from('after'), qos: 2, retain: false, dup: false, packetId: 3 })
+    assert.equal((await pub.expect('pubrec')).reasonCode, 0)
+    pub.send({ type: 'pubrel', packetId: 3 })
+    assert.equal((await pub.expect('pubcomp')).reasonCode, 0)
+    assert.equal(text((await other.expect('publish')).payload), 'after')
+    pub.send({ type: 'publish', topicName: '', payload: Buffer.from('by alias'), qos: 0, retain: false, dup: false, properties: { topicAlias: 1 } })
+    const byAlias = await other.expect('publish')
+    assert.deepEqual([byAlias.topicName, text(byAlias.payload)], ['up', 'by alias'])
+    assert.equal(broker.stats.drops.user_properties_exceeded, 4)
+    assert.equal(broker.stats.protocolErrors, 0)
+    const metrics = await createMetricsRegistry(broker).metrics()
+    assert.match(metrics, /petrel_messages_dropped_total\{reason="user_properties_exceeded"\} 4/)
+    const warnings = lines.filter((l) => l.includes('max_user_properties'))
+    assert.equal(warnings.length, 1, 'the first refusal is logged, the rest within 10 s are not')
+    const w = JSON.parse(warnings[0] as string) as Record<string, unknown>
+    assert.deepEqual([w.clientId, w.topic, w.qos, w.limit], ['pub', 'up', 1, 1024])
+    // any other packet past the limit still closes the connection
+    pub.send({ type: 'subscribe', packetId: 5, subscriptions: [{ topicFilter: 'x', qos: 0 }], properties: { userProperties: pairs(1025) } })
+    assert.equal((await pub.expect('disconnect')).reasonCode, 0x95)
     await pub.waitClosed()
-    assert.equal(await other.quiet(200), true, 'nothing of the refused PUBLISH was routed')
     other.send({ type: 'pingreq' })
     await other.expect('pingresp')
     other.destroy()
+  })
+})
+
+test('MQTT.js with a persistent session is not caught in a reconnect loop by a PUBLISH past max_user_properties: PUBACK 0x97, the link stays, the message is not sent again', async () => {
+  await withTcpBroker({}, async (broker, port) => {
+    const opts = { protocolVersion: 5 as const, clean: false, clientId: 'js-up', reconnectPeriod: 100, connectTimeout: 5000, properties: { sessionExpiryInterval: 60 } }
+    const sub = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, reconnectPeriod: 0 })
+    const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, opts)
+    let reconnects = 0
+    pub.on('reconnect', () => { reconnects++ })
+    const got: string[] = []
+    try {
+      sub.on('message', (_t, p) => { got.push(p.toString()) })
+      await sub.subscribeAsync('js/up', { qos: 1 })
+      const err = await withTimeout(pub.publishAsync('js/up', 'too many', { qos: 1, properties: { userProperties: { k: Array.from({ length: 1025 }, () => 'v') } } }).then(
+        () => undefined, (e: unknown) => e as { code?: number }), 5000, 'PUBACK for the refused PUBLISH')
+      assert.equal(err?.code, 0x97, 'MQTT.js reports the PUBACK\'s Quota exceeded')
+      await pub.publishAsync('js/up', 'next', { qos: 1 })
+      await waitFor(() => got.length === 1, { timeoutMs: 5000, message: 'the next message delivered' })
+      assert.deepEqual(got, ['next'])
+      assert.equal(reconnects, 0)
+      assert.equal(pub.connected, true)
+      // a lost link: the session resumes and the refused message is not in what MQTT.js resends
+      const connections = broker.stats.connectionsTotal
+      pub.stream.destroy()
+      await waitFor(() => broker.stats.connectionsTotal === connections + 1 && pub.connected, { timeoutMs: 5000, message: 'reconnected' })
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      assert.equal(broker.stats.connectionsTotal, connections + 1, 'one reconnect, no loop')
+      assert.equal(broker.stats.drops.user_properties_exceeded, 1)
+      assert.deepEqual(got, ['next'])
+    } finally {
+      await pub.endAsync(true)
+      await sub.endAsync()
+    }
   })
 })
 
