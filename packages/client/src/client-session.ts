@@ -909,7 +909,7 @@ export class ClientSession implements InboundAckSink {
       this.inboundUnanswered++
     }
     this.counters.messagesReceived++
-    if (p.userPropertiesExceeded === true) return this.refuse(topic, p)
+    if (p.userPropertiesExceeded === true || p.subscriptionIdentifiersExceeded === true) return this.refuse(topic, p)
 
     const targets = this.matchScratch
     targets.length = 0
@@ -985,14 +985,15 @@ export class ClientSession implements InboundAckSink {
   }
 
   /**
-   * A PUBLISH the decoder marked: more User Properties than we accept (maxUserProperties), so none
-   * were kept and it cannot be delivered as sent. Closing the connection (what the decoder does by
+   * A PUBLISH the decoder marked: more User Properties than we accept (maxUserProperties), or more
+   * Subscription Identifiers (65,535, see Connection), so none were kept and it cannot be delivered
+   * as sent (without its identifiers it could not even be routed to the subscriptions it was for). Closing the connection (what the decoder does by
    * default) would have a broker send a QoS 1/2 one again on the next connection, for ever; so it is
    * refused alone: PUBACK / PUBREC 0x97 Quota exceeded ("an implementation or administrative imposed
    * limit has been exceeded", §3.4.2.1), in arrival order with the other acks [MQTT-4.6.0-2]. A
    * failure PUBREC ends a QoS 2 flow: no PUBREL follows, and a later PUBLISH with that packet id is
    * a new message [MQTT-4.3.3-9]. QoS 0 is just dropped.
-   * Only MQTT 5 has User Properties, so only a v5 PUBLISH is ever marked.
+   * Only MQTT 5 has either, so only a v5 PUBLISH is ever marked.
    */
   private refuse (topic: string, p: PublishPacket): void {
     const qos = p.qos
@@ -1005,7 +1006,7 @@ export class ClientSession implements InboundAckSink {
       this.ackInbound(record)
     }
     this.out.messageRefused?.(clientError(ClientErrorCode.MESSAGE_REFUSED,
-      `a QoS ${qos} message to ${JSON.stringify(topic)} was refused${qos > 0 ? ' (0x97 Quota exceeded)' : ''}: it carries more User Properties than maxUserProperties`, { reasonCode: QUOTA_EXCEEDED }))
+      `a QoS ${qos} message to ${JSON.stringify(topic)} was refused${qos > 0 ? ' (0x97 Quota exceeded)' : ''}: it carries ${p.userPropertiesExceeded === true ? 'more User Properties than maxUserProperties' : 'more than 65,535 Subscription Identifiers'}`, { reasonCode: QUOTA_EXCEEDED }))
   }
 
   /**

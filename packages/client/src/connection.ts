@@ -94,7 +94,8 @@ export class Connection {
 
   /**
    * `maxUserProperties`: User Property pairs accepted in one inbound packet (default: no limit);
-   * Subscription Identifiers in one PUBLISH are bounded by MAX_SUBSCRIPTION_IDENTIFIERS.
+   * Subscription Identifiers in one PUBLISH are bounded by MAX_SUBSCRIPTION_IDENTIFIERS (past
+   * either, the message is refused: see ClientSession.refuse).
    */
   constructor (stream: Duplex, protocolVersion: ProtocolVersion, maxPacketSize: number, handler: ConnectionHandler, trace?: PacketTrace, maxUserProperties?: number) {
     this.stream = stream
@@ -102,10 +103,12 @@ export class Connection {
     this.handler = handler
     this.trace = trace
     // A message's payload is delivered as received, whatever its Payload Format Indicator says.
-    // A PUBLISH past maxUserProperties is marked rather than failing the link: the session refuses
-    // that one message with its ack (closing, the broker would send it again on every connection).
+    // A PUBLISH past maxUserProperties or MAX_SUBSCRIPTION_IDENTIFIERS is marked rather than failing
+    // the link: the session refuses that one message with its ack (closing, the broker would send
+    // it again on every connection).
     this.decoder = new Decoder({
-      protocolVersion, maxPacketSize, checkPayloadFormat: false, maxUserProperties, userPropertiesOverflow: 'mark', maxSubscriptionIdentifiers: MAX_SUBSCRIPTION_IDENTIFIERS
+      protocolVersion, maxPacketSize, checkPayloadFormat: false, maxUserProperties, userPropertiesOverflow: 'mark',
+      maxSubscriptionIdentifiers: MAX_SUBSCRIPTION_IDENTIFIERS, subscriptionIdentifiersOverflow: 'mark'
     })
     const direct = directReaderOf(stream)
     if (direct !== undefined) direct.attach((chunk) => { this.onData(chunk) }, () => handler.readsMayPause())

@@ -59,7 +59,7 @@ export const ClientErrorCode = {
   PROTOCOL_ERROR: 'PETREL_ERR_CLIENT_PROTOCOL_ERROR',
   /**
    * An inbound message was refused and not delivered: it carried more User Properties than
-   * `maxUserProperties`. Acked with 0x97 Quota exceeded (QoS 1/2; `reasonCode`), so the broker does
+   * `maxUserProperties`, or more than 65,535 Subscription Identifiers. Acked with 0x97 Quota exceeded (QoS 1/2; `reasonCode`), so the broker does
    * not send it again; counted in `messagesRefused`. Reported as an `error` event; the link stays up.
    */
   MESSAGE_REFUSED: 'PETREL_ERR_MESSAGE_REFUSED',

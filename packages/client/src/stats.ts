@@ -38,7 +38,7 @@ export interface ClientStats {
   messagesDropped: number
   /** Inbound messages no subscription matched and no `unrouted` listener took (acked, then dropped). */
   messagesUnrouted: number
-  /** Inbound messages refused and never delivered (v5 PUBACK / PUBREC 0x97): more User Properties than `maxUserProperties`. */
+  /** Inbound messages refused and never delivered (v5 PUBACK / PUBREC 0x97): more User Properties than `maxUserProperties`, or more than 65,535 Subscription Identifiers. */
   messagesRefused: number
   bytesIn: number
   bytesOut: number
@@ -59,7 +59,7 @@ const HELP: Record<keyof ClientStats, [string, 'counter' | 'gauge']> = {
   messagesReceived: ['PUBLISH packets received', 'counter'],
   messagesDropped: ['Messages dropped by subscription queues (full, or left unread by a loop that ended)', 'counter'],
   messagesUnrouted: ['Messages no subscription matched, dropped', 'counter'],
-  messagesRefused: ['Messages refused with a failure ack (past maxUserProperties), never delivered', 'counter'],
+  messagesRefused: ['Messages refused with a failure ack (past maxUserProperties or 65,535 Subscription Identifiers), never delivered', 'counter'],
   bytesIn: ['Bytes read from the broker', 'counter'],
   bytesOut: ['Bytes written to the broker', 'counter']
 }

@@ -54,6 +54,14 @@ export interface DecoderOptions {
    * one per subscription of the client that matches, so a client knows how many make sense.
    */
   maxSubscriptionIdentifiers?: number | undefined
+  /**
+   * What a PUBLISH with more Subscription Identifiers than `maxSubscriptionIdentifiers` becomes, as
+   * `userPropertiesOverflow` for User Properties. 'error' (default): Packet Too Large (0x95).
+   * 'mark': decoded without its Subscription Identifiers (a partial list would leave some of the
+   * receiver's subscriptions out) and with `subscriptionIdentifiersExceeded: true`; the identifiers
+   * past the limit are still checked but never kept.
+   */
+  subscriptionIdentifiersOverflow?: 'error' | 'mark' | undefined
 }
 
 const enum State { Idle, Header, Body }
@@ -89,8 +97,11 @@ export class Decoder {
   private readonly maxUserProperties: number
   private readonly maxSubscriptionIdentifiers: number
   private readonly markOverflow: boolean
+  private readonly markIdentifiersOverflow: boolean
   /** User Property pairs of the packet being decoded. */
   private userProperties = 0
+  /** The PUBLISH being decoded had more Subscription Identifiers than the limit ('mark' only). */
+  private identifiersExceeded = false
 
   private state = State.Idle
   // Header state: up to 5 bytes of a fixed header split across chunks (allocated on first need).
@@ -116,6 +127,7 @@ export class Decoder {
     this.maxUserProperties = options.maxUserProperties ?? Number.POSITIVE_INFINITY
     this.markOverflow = options.userPropertiesOverflow === 'mark'
     this.maxSubscriptionIdentifiers = options.maxSubscriptionIdentifiers ?? Number.POSITIVE_INFINITY
+    this.markIdentifiersOverflow = options.subscriptionIdentifiersOverflow === 'mark'
   }
 
   /** Decodes `chunk` (after any partial input kept from earlier calls); returns the complete packets. */
@@ -263,6 +275,7 @@ export class Decoder {
     this.pos = p
     this.end = end
     this.userProperties = 0
+    this.identifiersExceeded = false
     const type = b1 >> 4
     const v5 = this.protocolVersion === 5
     switch (type) {
@@ -302,7 +315,9 @@ export class Decoder {
       throw new PetrelError(WireErrorCode.PAYLOAD_FORMAT_INVALID, 'PUBLISH payload is not well-formed UTF-8 although its Payload Format Indicator is 1 [MQTT-3.3.2-4]', { reasonCode: 0x99 })
     }
     const packet: PublishPacket = { type: 'publish', topicName, payload, qos: qos as QoS, retain: (b1 & 1) !== 0, dup, packetId, properties }
-    if (exceeded) packet.userPropertiesExceeded = true // (only past the limit: the common shape stays one)
+    // (only past a limit: the common shape stays one)
+    if (exceeded) packet.userPropertiesExceeded = true
+    if (this.identifiersExceeded) packet.subscriptionIdentifiersExceeded = true
     return packet
   }
 
@@ -486,9 +501,15 @@ export class Decoder {
           const sid = this.varint()
           if (sid === 0) throw protocolError('subscription identifier 0 [MQTT-3.8.2.1.2]')
           if (packetType === T_PUBLISH) {
+            if (this.identifiersExceeded) break // 'mark': past the limit, none kept
             const ids = props.subscriptionIdentifiers ??= []
             if (ids.length >= this.maxSubscriptionIdentifiers) {
-              throw new PetrelError(WireErrorCode.PACKET_TOO_LARGE, `more than ${this.maxSubscriptionIdentifiers} subscription identifiers in one PUBLISH`, { reasonCode: 0x95 })
+              if (!this.markIdentifiersOverflow) {
+                throw new PetrelError(WireErrorCode.PACKET_TOO_LARGE, `more than ${this.maxSubscriptionIdentifiers} subscription identifiers in one PUBLISH`, { reasonCode: 0x95 })
+              }
+              delete props.subscriptionIdentifiers
+              this.identifiersExceeded = true
+              break
             }
             ids.push(sid)
           } else props.subscriptionIdentifier = sid

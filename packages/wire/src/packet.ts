@@ -69,6 +69,12 @@ export interface PublishPacket {
    * Property pairs than its `maxUserProperties`, and `properties` holds none of them. Never encoded.
    */
   userPropertiesExceeded?: true | undefined
+  /**
+   * Set by a Decoder with `subscriptionIdentifiersOverflow: 'mark'` only: the PUBLISH carried more
+   * Subscription Identifiers than its `maxSubscriptionIdentifiers`, and `properties` holds none of
+   * them. Never encoded.
+   */
+  subscriptionIdentifiersExceeded?: true | undefined
 }
 
 interface AckBase {

@@ -355,6 +355,32 @@ describe('Decoder', () => {
       assert.equal(new Decoder({ protocolVersion: 5 }).push(publish(5000)).length, 1, 'default: no limit')
     })
 
+    it('subscriptionIdentifiersOverflow \'mark\': a PUBLISH past maxSubscriptionIdentifiers decodes whole but for its Subscription Identifiers (none kept, the rest still checked) and is marked; the decoder goes on', () => {
+      const publish = (ids: number[], userProperties?: Array<[string, string]>): Buffer => encode({
+        type: 'publish', topicName: 'a/b', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, packetId: 9,
+        properties: { subscriptionIdentifiers: ids, contentType: 'text/plain', userProperties }
+      }, 5)
+      const dec = new Decoder({ protocolVersion: 5, maxSubscriptionIdentifiers: 3, subscriptionIdentifiersOverflow: 'mark' })
+      const [over, within] = dec.push(Buffer.concat([publish([1, 2, 3, 4, 5], [['k', 'v']]), publish([7, 8, 9])]))
+      assertSamePacket(over as Packet, {
+        type: 'publish', topicName: 'a/b', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, packetId: 9,
+        properties: { contentType: 'text/plain', userProperties: [['k', 'v']] }, subscriptionIdentifiersExceeded: true
+      })
+      assert.equal(over?.type === 'publish' ? Object.hasOwn(over.properties ?? {}, 'subscriptionIdentifiers') : undefined, false)
+      assert.equal(within?.type === 'publish' ? within.subscriptionIdentifiersExceeded : 'none', undefined, 'the next one is whole again')
+      assert.deepEqual(within?.type === 'publish' ? within.properties?.subscriptionIdentifiers : undefined, [7, 8, 9])
+      // Strict still: an identifier 0 past the limit is a Protocol Error.
+      const zero = Buffer.concat([hex('00 01 74'), hex('0a 0b 01 0b 02 0b 03 0b 04 0b 00')])
+      assertPetrelError(() => new Decoder({ protocolVersion: 5, maxSubscriptionIdentifiers: 2, subscriptionIdentifiersOverflow: 'mark' }).push(Buffer.concat([hex(`30 ${varint(zero.length)}`), zero])), PROTOCOL)
+      // 500,000 identifiers (1 MB): decoded, none kept.
+      const flood = Buffer.concat([hex('00 01 74'), hex(varint(1_000_000)), Buffer.alloc(1_000_000).fill(hex('0b 01'))])
+      const [big] = new Decoder({ protocolVersion: 5, maxSubscriptionIdentifiers: 65_535, subscriptionIdentifiersOverflow: 'mark' }).push(Buffer.concat([hex(`30 ${varint(flood.length)}`), flood]))
+      assert.equal(big?.type === 'publish' && big.subscriptionIdentifiersExceeded === true && big.properties?.subscriptionIdentifiers === undefined, true)
+      // userPropertiesOverflow does not cover them, nor the reverse: 'error' is the default.
+      assertPetrelError(() => new Decoder({ protocolVersion: 5, maxSubscriptionIdentifiers: 3, userPropertiesOverflow: 'mark' }).push(publish([1, 2, 3, 4])), TOO_LARGE)
+      assertPetrelError(() => new Decoder({ protocolVersion: 5, maxUserProperties: 0, subscriptionIdentifiersOverflow: 'mark' }).push(publish([1], [['k', 'v']])), TOO_LARGE)
+    })
+
     it('defaults to the largest packet the spec allows', () => {
       assert.equal(new Decoder().maxPacketSize, MAX_PACKET_SIZE)
       assert.equal(MAX_PACKET_SIZE, 1 + 4 + 268_435_455)
