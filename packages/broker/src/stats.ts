@@ -1,6 +1,7 @@
 /**
- * Why a message was not delivered to one subscriber. Every drop is counted under one of these
- * (nothing is dropped silently); see CONFIG.md for the policy behind each.
+ * Why a message was not delivered to one subscriber, or (not_authorized, payload_format_invalid,
+ * topic_invalid, user_properties_exceeded) to anyone, refused from its publisher. Every drop is
+ * counted under one of these (nothing is dropped silently); see CONFIG.md for the policy behind each.
  */
 export const DropReason = {
   /** The subscriber's session queue reached `max_queued_messages` or `max_queued_bytes`. */
