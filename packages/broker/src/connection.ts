@@ -297,6 +297,7 @@ export class Connection implements Transport {
   private hold (r: Promise<void>): void {
     this.busy = true
     this.stream.pause()
+    this.protocol.holdInput()
     r.then(() => { this.release() }, (err: unknown) => {
       this.host.log.warn({ err }, 'hook failed; closing the connection')
       this.protocol.fail(0x80, 'hook failed')
@@ -313,6 +314,7 @@ export class Connection implements Transport {
     }
     this.flushControl()
     this.busy = false
+    pc.resumeInput(this.host.now())
     this.backlog = SHARED_EMPTY
     this.backlogAt = SHARED_TIMES
     const err = this.backlogError

@@ -61,6 +61,11 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   /** When the last packet arrived, and when the connection opened (see `clock`). */
   lastRx: number
   readonly openedAt: number
+  /**
+   * Input is held behind an async hook (see Connection): the client's packets wait unread
+   * because we chose not to read them, so they cannot count against its keepalive.
+   */
+  private inputHeld = false
   will: Will | undefined
   /** Client's Receive Maximum [MQTT-3.3.4-7], Maximum Packet Size [MQTT-3.1.2-25], Topic Alias Maximum. */
   clientReceiveMaximum = 65535
@@ -224,12 +229,27 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     this.fail(rc, err.message)
   }
 
+  /** The shell stops reading this client until a pending hook settles: keepalive waits. */
+  holdInput (): void {
+    this.inputHeld = true
+  }
+
+  /**
+   * The shell reads again: the keepalive window restarts now. What the client sent while held
+   * (a PINGREQ, say) is still unread, and a sweep may come before it is.
+   */
+  resumeInput (now: number): void {
+    this.inputHeld = false
+    this.lastRx = clock(now)
+  }
+
   /** Keepalive and connect timeout, called by the broker's sweep. */
   tick (now: number): void {
     const t = clock(now)
     if (this.state === ConnectionState.connected) {
-      // [MQTT-3.1.2-24] 1.5 x keepalive without a packet: the client is gone
-      if (this.keepAliveMs > 0 && elapsed(this.lastRx, t) > this.keepAliveMs * 1.5) {
+      // [MQTT-3.1.2-24] 1.5 x keepalive without a packet: the client is gone. Not while its
+      // input is held behind a hook: its PINGREQs are unread, not unsent.
+      if (this.keepAliveMs > 0 && !this.inputHeld && elapsed(this.lastRx, t) > this.keepAliveMs * 1.5) {
         this.core.stats.keepaliveTimeouts++
         this.fail(0x8d, 'keepalive timeout')
       }
