@@ -4,8 +4,9 @@ import type { Message } from './message.js'
 import type { RetainedStore } from './retained-store.js'
 import type { Router } from './router.js'
 import type { Session, SessionHost } from './session.js'
+import type { HookTimeout } from './hook-timeout.js'
 import type {
-  AuthenticateRequest, AuthenticateResult, BrokerHooks, ClientInfo, PublishRequest
+  AuthenticateRequest, AuthenticateResult, ClientInfo, EnhancedAuthRequest, EnhancedAuthResult, PublishRequest
 } from './options.js'
 import type { ConnectionInfo, ServerConnection } from './server-connection.js'
 
@@ -21,13 +22,14 @@ export interface BrokerCore extends SessionHost {
   /** Connected (CONNACK'd) clients by client id. */
   readonly online: Map<string, ServerConnection>
   readonly responseInformation: string | undefined
-  readonly authenticateEnhanced: BrokerHooks['authenticateEnhanced']
+  // The hooks as the connection sees them: a promise settles to HOOK_TIMEOUT past hookTimeoutMs.
+  readonly authenticateEnhanced: ((request: EnhancedAuthRequest) => EnhancedAuthResult | Promise<EnhancedAuthResult | HookTimeout>) | undefined
   /** Undefined when every publish is allowed (the fast path skips the call). */
-  readonly authorizePublish: ((client: ClientInfo, publish: PublishRequest) => boolean | Promise<boolean>) | undefined
-  readonly authorizeSubscribe: ((client: ClientInfo, subscription: Subscription) => boolean | Promise<boolean>) | undefined
+  readonly authorizePublish: ((client: ClientInfo, publish: PublishRequest) => boolean | Promise<boolean | HookTimeout>) | undefined
+  readonly authorizeSubscribe: ((client: ClientInfo, subscription: Subscription) => boolean | Promise<boolean | HookTimeout>) | undefined
   /** The per-message read check for an allowed subscription, when the ACL needs one (Acl.readFilter). */
   readonly readFilter: ((client: ClientInfo, topicFilter: string) => ((topicName: string) => boolean) | undefined) | undefined
-  authenticate (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | Promise<AuthenticateResult>
+  authenticate (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | Promise<AuthenticateResult | HookTimeout>
   /** Routes a message (and stores it when retained); returns the number of sessions it reached. */
   publish (message: Message): number
   /** Flow control after a client's QoS 1/2 publish: hold its acks until this settles (see Broker). */

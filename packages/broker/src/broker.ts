@@ -1,16 +1,17 @@
 import type { Duplex } from 'node:stream'
 import { pino, type Logger } from 'pino'
-import type { Packet, PublishProperties, QoS, Subscription, Will } from '@petrel/wire'
+import type { Packet, PublishProperties, QoS, Will } from '@petrel/wire'
 import { Acl } from './acl.js'
 import type { BrokerCore } from './broker-core.js'
 import { Connection, type ConnectionHost } from './connection.js'
 import { BrokerErrorCode, brokerError } from './errors.js'
+import { withHookTimeout, type HookTimeout } from './hook-timeout.js'
 import { openListener, type ListenerAddress, type ListenerOptions, type OpenListener } from './listeners.js'
 import { Message, propertiesCost } from './message.js'
 import { PendingHandshake, type HandshakeOwner } from './pending-handshake.js'
 import {
   defaultFilterMemory, defaultLimits, type AuthenticateRequest, type AuthenticateResult, type BrokerLimits,
-  type BrokerOptions, type ClientInfo, type PublishRequest
+  type BrokerOptions, type ClientInfo
 } from './options.js'
 import { PasswordFile } from './password-file.js'
 import { RetainedStore } from './retained-store.js'
@@ -56,9 +57,9 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
   private readonly unconnected = new Set<{ close (): void }>()
   readonly scratch: Packet[] = []
   readonly responseInformation: string | undefined
-  readonly authenticateEnhanced: BrokerOptions['authenticateEnhanced']
-  readonly authorizePublish: ((client: ClientInfo, publish: PublishRequest) => boolean | Promise<boolean>) | undefined
-  readonly authorizeSubscribe: ((client: ClientInfo, subscription: Subscription) => boolean | Promise<boolean>) | undefined
+  readonly authenticateEnhanced: BrokerCore['authenticateEnhanced']
+  readonly authorizePublish: BrokerCore['authorizePublish']
+  readonly authorizeSubscribe: BrokerCore['authorizeSubscribe']
   readonly readFilter: ((client: ClientInfo, topicFilter: string) => ((topicName: string) => boolean) | undefined) | undefined
   /** Sessions with a clock running: offline with an expiry, or a delayed will. */
   private readonly offline = new Set<Session>()
@@ -85,6 +86,7 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
   private readonly retainWarning = new WarningLimiter()
   private readonly sessionWarning = new WarningLimiter()
   private readonly userPropertiesWarning = new WarningLimiter()
+  private readonly hookWarning = new WarningLimiter()
 
   constructor (readonly options: BrokerOptions = {}) {
     const limits = { ...defaultLimits, ...stripUndefined(options.limits ?? {}) }
@@ -97,13 +99,18 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     }, mem?.filters ?? [])
     this.retained = new RetainedStore(this.limits.maxRetainedMessages, this.limits.maxRetainedBytes)
     this.responseInformation = options.responseInformation
-    this.authenticateEnhanced = options.authenticateEnhanced
+    const enhanced = options.authenticateEnhanced
+    this.authenticateEnhanced = enhanced === undefined ? undefined : (r) => this.timed('authenticateEnhanced', enhanced(r))
     this.passwords = options.passwordFile === undefined ? undefined : PasswordFile.load(options.passwordFile)
     const acl = options.acl !== undefined && options.acl.length > 0 ? new Acl(options.acl) : undefined
-    this.authorizePublish = options.authorizePublish ??
-      (acl === undefined ? undefined : (c, p) => acl.canPublish(c, p.topicName))
-    this.authorizeSubscribe = options.authorizeSubscribe ??
-      (acl === undefined ? undefined : (c, s) => acl.canSubscribe(c, s.topicFilter))
+    const pub = options.authorizePublish
+    this.authorizePublish = pub !== undefined
+      ? (c, p) => this.timed('authorizePublish', pub(c, p))
+      : (acl === undefined ? undefined : (c, p) => acl.canPublish(c, p.topicName))
+    const sub = options.authorizeSubscribe
+    this.authorizeSubscribe = sub !== undefined
+      ? (c, s) => this.timed('authorizeSubscribe', sub(c, s))
+      : (acl === undefined ? undefined : (c, s) => acl.canSubscribe(c, s.topicFilter))
     this.readFilter = acl === undefined || options.authorizeSubscribe !== undefined ? undefined : (c, f) => acl.readFilter(c, f)
     const sysInterval = options.sysInterval ?? 10
     this.sys = sysInterval > 0 ? new SysTopics(this, sysInterval * 1000) : undefined
@@ -307,7 +314,22 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     return Promise.race([Promise.all(waits), timeout]).then(() => { clearTimeout(timer) })
   }
 
-  authenticate (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | Promise<AuthenticateResult> {
+  /** A hook's answer; a promise one settles to HOOK_TIMEOUT past hookTimeoutMs (counted, warned about now and then). */
+  private timed<T> (hook: string, r: T | Promise<T>): T | Promise<T | HookTimeout> {
+    if (!(r instanceof Promise)) return r
+    const ms = this.limits.hookTimeoutMs
+    return withHookTimeout(r, ms, () => {
+      this.stats.hookTimeouts++
+      const suppressed = this.hookWarning.due(this.now())
+      if (suppressed !== undefined) this.log.warn({ hook, hookTimeoutMs: ms, suppressed }, `${hook} did not settle within hook_timeout_ms; the request failed`)
+    })
+  }
+
+  authenticate (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | Promise<AuthenticateResult | HookTimeout> {
+    return this.timed(this.options.authenticate === undefined ? 'password check' : 'authenticate', this.checkCredentials(request, info))
+  }
+
+  private checkCredentials (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | Promise<AuthenticateResult> {
     const hook = this.options.authenticate
     if (hook !== undefined) return hook(request)
     const pw = this.passwords

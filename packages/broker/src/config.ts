@@ -42,6 +42,7 @@ const limitKeys: Record<string, [keyof BrokerLimits, Check]> = {
   topic_alias_maximum: ['topicAliasMaximum', int(0, 65535)],
   max_keepalive: ['maxKeepAlive', int(1, 65535)],
   connect_timeout_ms: ['connectTimeoutMs', int(100)],
+  hook_timeout_ms: ['hookTimeoutMs', int(100)],
   max_session_expiry_interval: ['maxSessionExpiryInterval', int(0, 0xffffffff)],
   write_high_water_mark: ['writeHighWaterMark', int(1024)],
   max_retained_messages: ['maxRetainedMessages', int(0)],

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { isWellFormedUtf8, type ConnackProperties, type ConnectPacket } from '@petrel/wire'
+import { HOOK_TIMEOUT } from './hook-timeout.js'
 import { Session } from './session.js'
 import { DropReason } from './stats.js'
 import { ConnectionState, isReservedTopic, tooDeep, type ServerConnection } from './server-connection.js'
@@ -147,7 +148,8 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
       return false
     }
     const r = hook({ clientId: c.clientId, method, data: data === undefined ? undefined : Buffer.from(data), step: 0 })
-    return r instanceof Promise ? r.then(done) : done(r)
+    // past hookTimeoutMs: 0x88 Server unavailable (a later attempt may succeed)
+    return r instanceof Promise ? r.then((x) => done(x === HOOK_TIMEOUT ? { reasonCode: 0x88 } : x)) : done(r)
   }
   const request = {
     clientId: c.clientId,
@@ -173,7 +175,13 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
     return true
   }
   const r = c.core.authenticate(request, c.info)
-  return r instanceof Promise ? r.then(done, () => { c.refuse(0x80, 3); return false }) : done(r)
+  if (!(r instanceof Promise)) return done(r)
+  return r.then((x) => {
+    if (x !== HOOK_TIMEOUT) return done(x)
+    // past hookTimeoutMs: 0x88 Server unavailable, 3.1.1's 3 (a later attempt may succeed)
+    if (c.state !== ConnectionState.closed) c.refuse(0x88, 3)
+    return false
+  }, () => { c.refuse(0x80, 3); return false })
 }
 
 /**
@@ -202,7 +210,8 @@ function authorizeWill (c: ServerConnection): boolean | Promise<boolean> {
   // a will on $SYS/... or $share/... is refused like a publish there (see isReservedTopic)
   if (auth === undefined || deep || isReservedTopic(will.topicName)) return done(false)
   const r = auth(c, { topicName: will.topicName, qos: will.qos, retain: will.retain, payload: will.payload })
-  return r instanceof Promise ? r.then(done, () => done(false)) : done(r)
+  // a will whose check timed out (hookTimeoutMs) or failed is discarded
+  return r instanceof Promise ? r.then((ok) => done(ok === true), () => done(false)) : done(r)
 }
 
 /**

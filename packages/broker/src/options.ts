@@ -51,6 +51,10 @@ export interface PublishRequest {
   readonly payload: Uint8Array
 }
 
+/**
+ * Policy hooks, each sync or async. While an async one is pending its client's input waits
+ * (in order), for at most `limits.hookTimeoutMs`; then the request fails (see there).
+ */
 export interface BrokerHooks {
   /** Decides whether a CONNECT may proceed. Default: password file if configured, else anonymous per `allowAnonymous`. */
   authenticate?: ((request: AuthenticateRequest) => AuthenticateResult | Promise<AuthenticateResult>) | undefined
@@ -105,6 +109,13 @@ export interface BrokerLimits {
   maxKeepAlive: number
   /** Milliseconds a connection may take to send its CONNECT. Default 10,000. */
   connectTimeoutMs: number
+  /**
+   * Milliseconds an async hook (or the password file check) may take. The client's input waits
+   * meanwhile, its keepalive too; past it the request fails: CONNACK 0x88 Server unavailable
+   * (3.1.1: 3), PUBACK/PUBREC 0x83, SUBACK 0x83 (3.1.1: 0x80), a will is discarded, a
+   * re-authentication ends with DISCONNECT 0x83. Default 30,000.
+   */
+  hookTimeoutMs: number
   /** Longest session expiry granted (s); also the expiry of 3.1.1 clean-session-0 sessions. Default 86,400. */
   maxSessionExpiryInterval: number
   /** Bytes buffered on one connection's socket before it counts as slow and its queue takes over. Default 256 KiB. */
@@ -196,6 +207,7 @@ export const defaultLimits: Readonly<BrokerLimits> = {
   topicAliasMaximum: 16,
   maxKeepAlive: 65535,
   connectTimeoutMs: 10_000,
+  hookTimeoutMs: 30_000,
   maxSessionExpiryInterval: 86_400,
   writeHighWaterMark: 256 * 1024,
   maxRetainedMessages: 100_000,

@@ -6,6 +6,7 @@ import {
 import type { BrokerCore } from './broker-core.js'
 import { runConnectSteps, type ConnectContext } from './connect-steps.js'
 import { fitPacket } from './fit-packet.js'
+import { HOOK_TIMEOUT, type HookTimeout } from './hook-timeout.js'
 import { Message } from './message.js'
 import type { ClientInfo } from './options.js'
 import type { Session, SessionOutlet, SessionSubscription } from './session.js'
@@ -247,8 +248,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   tick (now: number): void {
     const t = clock(now)
     if (this.state === ConnectionState.connected) {
-      // [MQTT-3.1.2-24] 1.5 x keepalive without a packet: the client is gone. Not while its
-      // input is held behind a hook: its PINGREQs are unread, not unsent.
+      // [MQTT-3.1.2-24] 1.5 x keepalive without a packet: the client is gone. Not while its input
+      // is held behind a hook (at most hookTimeoutMs): its PINGREQs are unread, not unsent.
       if (this.keepAliveMs > 0 && !this.inputHeld && elapsed(this.lastRx, t) > this.keepAliveMs * 1.5) {
         this.core.stats.keepaliveTimeouts++
         this.fail(0x8d, 'keepalive timeout')
@@ -307,7 +308,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       this.sendControl({ type: 'auth', reasonCode: 0, properties: { authenticationMethod: method, authenticationData: r.data } })
     }
     const r = hook({ clientId: this.clientId, method, data: p.properties?.authenticationData === undefined ? undefined : Buffer.from(p.properties.authenticationData), step })
-    return r instanceof Promise ? r.then(go) : go(r)
+    // past hookTimeoutMs: CONNACK 0x88 Server unavailable, or DISCONNECT 0x83 ending a re-authentication
+    return r instanceof Promise ? r.then((x) => go(x === HOOK_TIMEOUT ? { reasonCode: during ? 0x88 : 0x83 } : x)) : go(r)
   }
 
   // --- PUBLISH -------------------------------------------------------------------------------
@@ -402,7 +404,11 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       const r = auth(this, { topicName: topic, qos: p.qos, retain: p.retain, payload: p.payload })
       if (r instanceof Promise) {
         const msg = new Message(topic, p.payload, p.qos, p.retain, props, expiresAt, session).own()
-        return r.then((ok) => { this.finishPublish(p, msg, ok, this.core.now()) })
+        return r.then((ok) => {
+          // past hookTimeoutMs: refused with 0x83 Implementation specific error (dropped, as not_authorized)
+          if (ok === HOOK_TIMEOUT) this.finishPublish(p, msg, false, this.core.now(), 0x83)
+          else this.finishPublish(p, msg, ok, this.core.now())
+        })
       }
       if (!r) { this.finishPublish(p, undefined, false, now); return }
     }
@@ -485,7 +491,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     this.finishSubscribe(p, results as boolean[], now)
   }
 
-  private finishSubscribe (p: SubscribePacket, allowed: boolean[] | undefined, now: number): void {
+  private finishSubscribe (p: SubscribePacket, allowed: Array<boolean | HookTimeout> | undefined, now: number): void {
     if (this.state === ConnectionState.closed) return
     const session = this.session as Session
     const sid = p.properties?.subscriptionIdentifier
@@ -494,8 +500,10 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     const maxLevels = this.core.limits.maxTopicLevels
     const maxSubs = this.core.limits.maxSubscriptionsPerSession
     p.subscriptions.forEach((s, i) => {
-      if (allowed !== undefined && allowed[i] !== true) {
-        codes.push(this.v5 ? 0x87 : 0x80) // denied: failure code in SUBACK [MQTT-3.9.3-2]
+      const a = allowed?.[i]
+      if (a !== undefined && a !== true) {
+        // denied (or its check passed hookTimeoutMs: 0x83): failure code in SUBACK [MQTT-3.9.3-2]
+        codes.push(this.v5 ? (a === HOOK_TIMEOUT ? 0x83 : 0x87) : 0x80)
         return
       }
       // deeper than max_topic_levels: 0x8F Topic Filter invalid, "correctly formed but not

@@ -52,6 +52,8 @@ export class BrokerStats {
   connectionsEvicted = 0
   protocolErrors = 0
   keepaliveTimeouts = 0
+  /** Async hook calls (or password checks) that did not settle within `hookTimeoutMs`: their request failed. */
+  hookTimeouts = 0
   /** Times a QoS 1/2 publisher was held back because a subscriber it reached was behind. */
   flowControlHolds = 0
   /** Retained publishes not stored: `max_retained_messages` or `max_retained_bytes` reached (still delivered). */

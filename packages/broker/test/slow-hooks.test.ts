@@ -2,15 +2,16 @@
 // healthy client its connection.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createBroker, type BrokerOptions } from '@petrel/broker'
+import { pino, type Logger } from 'pino'
+import { createBroker, type Broker, type BrokerOptions } from '@petrel/broker'
 import type { Packet } from '@petrel/wire'
 import { sleep, tcpClient, versions, type RawClient } from './helpers.js'
 
-async function withTcpBroker (options: BrokerOptions, fn: (port: number) => Promise<void>): Promise<void> {
+async function withTcpBroker (options: BrokerOptions, fn: (port: number, broker: Broker) => Promise<void>): Promise<void> {
   const broker = createBroker({ sysInterval: 0, sweepIntervalMs: 50, ...options })
   try {
     const { port } = await broker.listen({ host: '127.0.0.1', port: 0 })
-    await fn(port)
+    await fn(port, broker)
   } finally {
     await broker.close()
   }
@@ -57,3 +58,79 @@ for (const v of versions) {
     })
   })
 }
+
+/** A hook that never settles. */
+const never = async (): Promise<boolean> => await new Promise<boolean>(() => {})
+
+/** A warn-level logger whose lines land in `lines`. */
+function capture (lines: string[]): Logger {
+  return pino({ level: 'warn' }, { write: (s: string) => { lines.push(s) } })
+}
+
+for (const v of versions) {
+  test(`v${v}: an authorizePublish that never settles fails its publish at hookTimeoutMs (5.0: PUBACK 0x83), the connection goes on, one warning`, { timeout: 20_000 }, async () => {
+    const lines: string[] = []
+    await withTcpBroker({ authorizePublish: never, limits: { hookTimeoutMs: 300 }, logger: capture(lines) }, async (port, broker) => {
+      const c = await tcpClient(port, v)
+      assert.equal((await c.connect({ clientId: 'stuck', keepAlive: 60 })).reasonCode, 0)
+      c.send({ type: 'publish', topicName: 'a', payload: Buffer.from('1'), qos: 1, retain: false, dup: false, packetId: 1 })
+      c.send({ type: 'publish', topicName: 'a', payload: Buffer.from('2'), qos: 1, retain: false, dup: false, packetId: 2 })
+      c.send({ type: 'pingreq' })
+      for (const id of [1, 2]) {
+        const ack = await c.expect('puback', 3000)
+        assert.equal(ack.packetId, id)
+        assert.equal(ack.reasonCode ?? 0, v === 5 ? 0x83 : 0)
+      }
+      await c.expect('pingresp')
+      assert.equal(c.closed, false)
+      assert.equal(broker.stats.hookTimeouts, 2)
+      assert.equal(broker.stats.drops.not_authorized, 2)
+      // rate-limited: one line for the two
+      const warnings = lines.filter((l) => l.includes('hook_timeout_ms'))
+      assert.equal(warnings.length, 1, lines.join(''))
+      assert.match(warnings[0] as string, /"hook":"authorizePublish"/)
+      c.end()
+    })
+  })
+
+  test(`v${v}: an authorizeSubscribe that never settles fails the filter at hookTimeoutMs (SUBACK ${v === 5 ? '0x83' : '0x80'})`, { timeout: 20_000 }, async () => {
+    await withTcpBroker({ authorizeSubscribe: never, limits: { hookTimeoutMs: 300 }, logger: capture([]) }, async (port) => {
+      const c = await tcpClient(port, v)
+      assert.equal((await c.connect({ clientId: 'stuck-sub' })).reasonCode, 0)
+      c.send({ type: 'subscribe', packetId: 7, subscriptions: [{ topicFilter: 'a/#', qos: 1 }] })
+      const ack = await c.expect('suback', 3000)
+      assert.deepEqual(ack.reasonCodes, [v === 5 ? 0x83 : 0x80])
+      c.send({ type: 'pingreq' })
+      await c.expect('pingresp')
+      c.end()
+    })
+  })
+
+  test(`v${v}: an authenticate that never settles refuses the CONNECT at hookTimeoutMs (CONNACK ${v === 5 ? '0x88' : '3'})`, { timeout: 20_000 }, async () => {
+    await withTcpBroker({ authenticate: never, limits: { hookTimeoutMs: 300 }, logger: capture([]) }, async (port) => {
+      const c = await tcpClient(port, v)
+      assert.equal((await c.connect({ clientId: 'stuck-auth' })).reasonCode, v === 5 ? 0x88 : 3)
+      await c.waitClosed()
+    })
+  })
+
+  test(`v${v}: a client gone silent behind a hook that never settles is dropped for keepalive once hookTimeoutMs has passed`, { timeout: 20_000 }, async () => {
+    await withTcpBroker({ authorizePublish: never, limits: { hookTimeoutMs: 1000 }, logger: capture([]) }, async (port) => {
+      const c = await tcpClient(port, v)
+      assert.equal((await c.connect({ clientId: 'silent', keepAlive: 1 })).reasonCode, 0)
+      c.send({ type: 'publish', topicName: 'a', payload: Buffer.from('x'), qos: 0, retain: false, dup: false })
+      if (v === 5) assert.equal((await c.expect('disconnect', 6000)).reasonCode, 0x8d)
+      await c.waitClosed(6000)
+    })
+  })
+}
+
+test('v5: an authenticateEnhanced that never settles refuses the CONNECT at hookTimeoutMs (CONNACK 0x88)', { timeout: 20_000 }, async () => {
+  const authenticateEnhanced = async (): Promise<{ reasonCode: number }> => await new Promise(() => {})
+  await withTcpBroker({ authenticateEnhanced, limits: { hookTimeoutMs: 300 }, logger: capture([]) }, async (port, broker) => {
+    const c = await tcpClient(port, 5)
+    assert.equal((await c.connect({ clientId: 'stuck-enhanced', properties: { authenticationMethod: 'SCRAM-SHA-1' } })).reasonCode, 0x88)
+    await c.waitClosed()
+    assert.equal(broker.stats.hookTimeouts, 1)
+  })
+})
