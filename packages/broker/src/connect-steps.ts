@@ -141,7 +141,7 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
         c.state = ConnectionState.authenticating
         ctx.resumeAt = index + 1
         c.pendingConnect = ctx
-        c.sendControl({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: method, authenticationData: r.data } })
+        c.sendAuth(0x18, method, r.data)
         return false
       }
       c.refuse(r.reasonCode, 5)

@@ -160,6 +160,19 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     if (b !== undefined) this.transport.writeControl(b)
   }
 
+  /**
+   * An AUTH of the enhanced authentication exchange. The client cannot go on without it, so one
+   * its Maximum Packet Size cannot take ends the exchange with 0x95 Packet too large: CONNACK
+   * during CONNECT, DISCONNECT during a re-authentication. Discarded as [MQTT-3.1.2-25] has it,
+   * the client waited for it until connect_timeout_ms (or for good, re-authenticating).
+   */
+  sendAuth (reasonCode: number, authenticationMethod: string, authenticationData: Buffer | undefined): void {
+    const b = this.encodeControl({ type: 'auth', reasonCode, properties: { authenticationMethod, authenticationData } })
+    if (b !== undefined) this.transport.writeControl(b)
+    else if (this.state === ConnectionState.connected) this.fail(0x95, 'AUTH larger than the client\'s Maximum Packet Size')
+    else this.refuse(0x95, 5)
+  }
+
   sendPubrel (packetId: number): void {
     this.sendControl({ type: 'pubrel', packetId })
   }
@@ -293,7 +306,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     const go = (r: { reasonCode: number, data?: Buffer }): void | Promise<void> => {
       if (this.state === ConnectionState.closed) return
       if (r.reasonCode === 0x18) {
-        this.sendControl({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: method, authenticationData: r.data } })
+        this.sendAuth(0x18, method, r.data)
         return
       }
       this.reauthStep = 0
@@ -305,7 +318,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
         return runConnectSteps(this, ctx, ctx.resumeAt)
       }
       if (r.reasonCode !== 0) { this.fail(r.reasonCode, 're-authentication failed'); return }
-      this.sendControl({ type: 'auth', reasonCode: 0, properties: { authenticationMethod: method, authenticationData: r.data } })
+      this.sendAuth(0, method, r.data)
     }
     const r = hook({ clientId: this.clientId, method, data: p.properties?.authenticationData === undefined ? undefined : Buffer.from(p.properties.authenticationData), step })
     // past hookTimeoutMs: CONNACK 0x88 Server unavailable, or DISCONNECT 0x83 ending a re-authentication

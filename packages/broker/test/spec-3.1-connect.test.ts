@@ -415,6 +415,28 @@ test('v5: enhanced authentication through the hook (AUTH 0x18 exchange) [MQTT-4.
   })
 })
 
+test('v5: an AUTH 0x18 larger than the client\'s Maximum Packet Size refuses the CONNECT with 0x95, rather than leaving the client waiting [MQTT-3.1.2-24]', async () => {
+  await withBroker({ authenticateEnhanced: () => ({ reasonCode: 0x18, data: Buffer.alloc(200, 1) }) }, async (broker) => {
+    const c = memoryClient(broker, 5)
+    c.send({ type: 'connect', protocolVersion: 5, clientId: 'small', cleanStart: true, keepAlive: 60, properties: { authenticationMethod: 'demo', maximumPacketSize: 100 } })
+    const ack = await c.expect('connack', 1000)
+    assert.equal(ack.reasonCode, 0x95)
+    await c.waitClosed()
+    assert.equal(broker.stats.controlPacketsTooLarge, 1)
+  })
+})
+
+test('v5: a re-authentication whose AUTH does not fit the client\'s Maximum Packet Size ends with DISCONNECT 0x95 (§4.12.1)', async () => {
+  await withBroker({ authenticateEnhanced: (r) => r.step === 0 ? { reasonCode: 0 } : { reasonCode: 0x18, data: Buffer.alloc(200, 1) } }, async (broker) => {
+    const c = memoryClient(broker, 5)
+    const ack = await c.connect({ clientId: 'small', properties: { authenticationMethod: 'demo', maximumPacketSize: 100 } })
+    assert.equal(ack.reasonCode, 0)
+    c.send({ type: 'auth', reasonCode: 0x19, properties: { authenticationMethod: 'demo' } })
+    assert.equal((await c.expect('disconnect', 1000)).reasonCode, 0x95)
+    await c.waitClosed()
+  })
+})
+
 test('v5: request response information returns the configured Response Information', async () => {
   await withBroker({ responseInformation: 'replies/%c' }, async (broker) => {
     const c = memoryClient(broker, 5)
