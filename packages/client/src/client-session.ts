@@ -166,8 +166,6 @@ export class PublishRequest implements Settleable<PublishResult> {
 }
 
 const EMPTY = Buffer.alloc(0)
-/** How long free places of a full window wait for more acks before they are refilled anyway. */
-const REFILL_WAIT_MS = 1
 /** Payloads up to this size take the QoS 0 fast path, encoded in place into the transport's batch. */
 const IN_PLACE_MAX = 2048
 
@@ -334,22 +332,6 @@ export class ClientSession implements InboundAckSink {
   /** Of `onWire`, the QoS 2 ones, held to `windowQos2`. */
   private onWireQos2 = 0
   private readonly windowQos2: number
-  /**
-   * Set when new QoS 1/2 traffic found the window full: it then waits until `refillSlack`
-   * places are free rather than going out one ack at a time. On a fast link acks arrive a few
-   * per read, and refilling per read costs a write syscall for every few messages; refilling in
-   * steps of a quarter of the window keeps at least three quarters of it in flight.
-   */
-  private windowFull = false
-  private refillSlack = 1
-  /**
-   * While `windowFull`: when the places already free go out even short of `refillSlack` (0: not
-   * set). A broker with Nagle's algorithm on (mosquitto's default, `set_tcp_nodelay false`) sends
-   * the first ack of a burst and holds the rest until our TCP ACK, which the kernel delays
-   * (40 ms on Linux) unless we write: waiting for a quarter then costs 40 ms per window, QoS 1
-   * at 500 messages/s with mosquitto's Receive Maximum of 20. Writing what is free ends the wait.
-   */
-  private refillBy = 0
   /** Replay after reconnect with session present: inflight entries still to resend, in order. */
   private resend: PublishRequest[] = []
   private resendIndex = 0
@@ -464,9 +446,6 @@ export class ClientSession implements InboundAckSink {
         }
       : DEFAULT_LIMITS
     this.effectiveWindow = Math.min(this.window, this.limits.receiveMaximum)
-    this.refillSlack = Math.max(1, this.effectiveWindow >> 2)
-    this.windowFull = false
-    this.refillBy = 0
     this.epoch++
     this.connected = true
     this.writable = true
@@ -1377,17 +1356,14 @@ export class ClientSession implements InboundAckSink {
       if (req === undefined) break
       if (req.state !== RState.Queued) { this.pending.shift(); continue }
       if (req.qos > 0) {
-        if (this.onWire >= this.effectiveWindow) { this.windowFull = true; break }
+        // A free place is refilled at once, not after waiting for more acks: the transport already
+        // sends all that one event-loop turn wrote in one write, so the acks of one read refill in
+        // one syscall. Waiting longer (for a quarter of the window, at most 1 ms) cost a timer
+        // wait per window: a broker with Nagle on (mosquitto's default) sends the first ack of a
+        // burst and holds the rest until our next segment, so nearly every window waited, and
+        // petrel pub -l -q 1 against mosquitto (Receive Maximum 20) ran ~5x slower than mosquitto_pub.
+        if (this.onWire >= this.effectiveWindow) break
         if (req.qos === 2 && this.onWireQos2 >= this.windowQos2) break
-        if (this.windowFull) {
-          if (this.onWire > this.effectiveWindow - this.refillSlack) {
-            const now = this.now()
-            if (this.refillBy === 0) this.refillBy = now + REFILL_WAIT_MS
-            if (now < this.refillBy) { this.out.wakeAt(this.refillBy); break }
-          }
-          this.windowFull = false
-          this.refillBy = 0
-        }
       }
       const limitError = this.limitError(req)
       if (limitError !== undefined) {

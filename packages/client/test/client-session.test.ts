@@ -99,43 +99,29 @@ test('QoS 1 window: only `inflightWindow` PUBLISH on the wire; out-of-order PUBA
   assert.equal(x.session.inflightCount, 2)
 })
 
-test('QoS 1 window: a full window is refilled in steps of a quarter of it, not one PUBACK at a time', () => {
-  const x = harness({ inflightWindow: 8 })
-  x.up()
-  for (let i = 0; i < 20; i++) x.pub(String(i))
-  const first = ids(x.take())
-  assert.equal(first.length, 8)
-  x.session.handlePacket({ type: 'puback', packetId: first[0] as number })
-  assert.deepEqual(x.take(), [], 'one free place of 8: wait for a quarter (2)')
-  x.session.handlePacket({ type: 'puback', packetId: first[1] as number })
-  assert.deepEqual(publishes(x.take()).map((p) => p.payload.toString()), ['8', '9'])
-  assert.equal(x.session.inflightCount, 8)
-})
-
-test('QoS 1 window: free places short of a quarter go out 1 ms later if no more acks come (a broker with Nagle on holds them behind our delayed TCP ACK)', () => {
-  const x = harness({ inflightWindow: 20 })
-  x.up()
-  for (let i = 0; i < 40; i++) x.pub(String(i))
-  const first = ids(x.take())
-  assert.equal(first.length, 20)
-  x.h.now = 100
-  x.session.handlePacket({ type: 'puback', packetId: first[0] as number })
-  assert.deepEqual(x.take(), [], 'one free place of 20: wait for more acks a little')
-  assert.equal(x.h.wakes.at(-1), 101, 'but not longer than 1 ms')
-  x.h.now = 100.5
-  x.session.wake() // a timer firing early
-  assert.deepEqual(x.take(), [])
-  assert.equal(x.h.wakes.at(-1), 101, 'asks again')
-  x.h.now = 101
-  x.session.wake()
-  assert.deepEqual(publishes(x.take()).map((p) => p.payload.toString()), ['20'])
-  // The next full window waits for a quarter again, from its own first free place.
-  x.h.now = 200
-  x.session.handlePacket({ type: 'puback', packetId: first[1] as number })
-  assert.deepEqual(x.take(), [])
-  assert.equal(x.h.wakes.at(-1), 201)
-  for (let i = 2; i < 6; i++) x.session.handlePacket({ type: 'puback', packetId: first[i] as number })
-  assert.deepEqual(publishes(x.take()).map((p) => p.payload.toString()), ['21', '22', '23', '24', '25'])
+test('QoS 1/2 window: a place freed in a full window is refilled at once, without waiting for more acks or a timer (a broker with Nagle on holds its other acks until we write)', () => {
+  for (const qos of [1, 2] as const) {
+    const x = harness({ inflightWindow: 20 })
+    x.up()
+    for (let i = 0; i < 40; i++) x.pub(String(i), qos)
+    const first = ids(x.take())
+    assert.equal(first.length, 20)
+    const complete = (packetId: number): void => {
+      if (qos === 1) x.session.handlePacket({ type: 'puback', packetId })
+      else {
+        x.session.handlePacket({ type: 'pubrec', packetId })
+        x.session.handlePacket({ type: 'pubcomp', packetId })
+      }
+    }
+    x.h.now = 100
+    complete(first[0] as number)
+    assert.deepEqual(publishes(x.take()).map((p) => p.payload.toString()), ['20'], `QoS ${qos}: one free place of 20 goes out now`)
+    assert.deepEqual(x.h.wakes, [], `QoS ${qos}: no timer asked for`)
+    for (let i = 1; i < 4; i++) complete(first[i] as number)
+    assert.deepEqual(publishes(x.take()).map((p) => p.payload.toString()), ['21', '22', '23'])
+    assert.equal(x.session.inflightCount, 20)
+    assert.deepEqual(x.violations, [])
+  }
 })
 
 test('a window of 1 still sends the next publish on each PUBACK', () => {
