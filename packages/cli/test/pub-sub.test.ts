@@ -8,6 +8,7 @@ import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createBroker } from '@petrel/broker'
+import { Decoder, encode, type Packet } from '@petrel/wire'
 import { freePort, hasProgram, makeTestCertificates, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
 
 // `petrel pub` / `petrel sub` as a person runs them, against mosquitto and its own tools.
@@ -368,6 +369,57 @@ test('petrel pub -l: more lines than it keeps in flight (1,000) all arrive, in o
   assert.equal(pub.code, 0, pub.stderr)
   const r = await withTimeout(sub.done, 10_000, 'mosquitto_sub')
   assert.equal(r.stdout, lines.join('\n') + '\n')
+})
+
+test('petrel pub --repeat and -l keep -M publishes in flight: a broker that acks nothing until it holds that many gets them all, in order', async () => {
+  // The broker holds every QoS 1/2 PUBLISH unacknowledged until -M (4) of them are outstanding,
+  // then completes them all. A publisher that waited for each ack before the next (or for a
+  // timer) would send one and stall here until the timeout.
+  const M = 4
+  let most = 0
+  let got: string[] = []
+  const server = createServer((socket) => {
+    socket.on('error', () => {})
+    const decoder = new Decoder()
+    const held: number[] = []
+    socket.on('data', (d: Buffer) => {
+      const packets: Packet[] = []
+      decoder.pushInto(d, packets)
+      for (const p of packets) {
+        if (p.type === 'connect') socket.write(encode({ type: 'connack', sessionPresent: false, reasonCode: 0 }, 4))
+        else if (p.type === 'publish') {
+          got.push(p.payload.toString())
+          held.push(p.packetId ?? 0)
+          most = Math.max(most, held.length)
+          if (held.length < M) continue
+          for (const packetId of held.splice(0)) socket.write(encode(p.qos === 1 ? { type: 'puback', packetId } : { type: 'pubrec', packetId }, 4))
+        } else if (p.type === 'pubrel') socket.write(encode({ type: 'pubcomp', packetId: p.packetId }, 4))
+        else if (p.type === 'disconnect') socket.end()
+      }
+    })
+  })
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  const p = String((server.address() as AddressInfo).port)
+  try {
+    for (const qos of ['1', '2']) {
+      const common = ['pub', '-p', p, '-V', 'mqttv311', '-t', 'window', '-q', qos, '-M', String(M)]
+      got = []
+      most = 0
+      const repeat = await run('node', [petrel, ...common, '-m', 'again', '--repeat', String(3 * M)])
+      assert.equal(repeat.code, 0, repeat.stderr)
+      assert.deepEqual(got, Array(3 * M).fill('again'))
+      assert.equal(most, M, `--repeat -q ${qos}`)
+      got = []
+      most = 0
+      const lines = Array.from({ length: 3 * M }, (_, i) => `line ${i}`)
+      const piped = await run('node', [petrel, ...common, '-l'], lines.join('\n') + '\n')
+      assert.equal(piped.code, 0, piped.stderr)
+      assert.deepEqual(got, lines)
+      assert.equal(most, M, `-l -q ${qos}`)
+    }
+  } finally {
+    server.close()
+  }
 })
 
 test('a port that accepts TCP and never answers the TLS handshake or the WebSocket upgrade: exit 2, saying which step timed out', async () => {
