@@ -1,7 +1,8 @@
 import { isIP, type Socket } from 'node:net'
 import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
-import WebSocket, { createWebSocketStream, type ClientOptions as WsClientOptions } from 'ws'
+import type WebSocket from 'ws'
+import type { ClientOptions as WsClientOptions } from 'ws'
 import { MAX_PACKET_SIZE, PetrelError } from '@petrel/wire'
 import { connectDirect } from './direct-read.js'
 import type { ReadModerationOptions } from './read-moderation.js'
@@ -137,6 +138,9 @@ async function opened (socket: Socket, event: string, signal: AbortSignal, url: 
 }
 
 async function openWebSocket (url: URL, options: TransportOptions, signal: AbortSignal): Promise<Duplex> {
+  // Loaded on first use: importing ws takes about as long as starting node, which every
+  // short-lived process (petrel pub) paid even over plain TCP.
+  const { default: WebSocket, createWebSocketStream } = await import('ws')
   const t = options.tls ?? {}
   // wss:// takes the same TLS settings as mqtts:// (ws hands them to tls.connect).
   const ws = new WebSocket(url, ['mqtt'], {
@@ -174,6 +178,8 @@ async function openWebSocket (url: URL, options: TransportOptions, signal: Abort
     ws.once('open', onOpen)
     ws.once('error', fail)
     signal.addEventListener('abort', onAbort, { once: true })
+    // Aborted while ws was loading: its event has gone.
+    if (signal.aborted) onAbort()
   })
   // Each write becomes one binary frame; MQTT packets may span frames either way.
   const stream = createWebSocketStream(ws)

@@ -6,6 +6,7 @@ import { createServer as createHttpsServer } from 'node:https'
 import { createServer as createTlsServer } from 'node:tls'
 import { readFileSync } from 'node:fs'
 import { createHash } from 'node:crypto'
+import { spawnSync } from 'node:child_process'
 import { encode } from '@petrel/wire'
 import { freePort, makeTestCertificates, requirePeer, startMosquitto, waitFor, withTimeout } from '@petrel/test-utils'
 import { connect, createClient, type Message } from '../src/index.js'
@@ -51,6 +52,27 @@ test('TLS (mqtts://) with a CA, and with a required client certificate, both ver
   } finally {
     await m.stop()
   }
+})
+
+test('ws is loaded only for a WebSocket URL: importing the client and connecting over TCP do not load it (a short-lived process paid its load time)', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const broker = await startMosquitto()
+  t.after(() => broker.stop())
+  const index = new URL('../src/index.js', import.meta.url).href
+  const script = `
+    import { createRequire } from 'node:module'
+    const { connect } = await import(${JSON.stringify(index)})
+    const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((k) => /[\\/]node_modules[\\/]ws[\\/]/.test(k))
+    const c = await connect(${JSON.stringify(broker.url)})
+    await c.publish('tr/lazy', 'x', { qos: 1 })
+    await c.end()
+    const tcp = loaded()
+    await import('ws')
+    console.log(JSON.stringify([tcp, loaded()]))`
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 })
+  assert.equal(r.status, 0, r.stderr)
+  // The second value shows the check sees ws once it is loaded.
+  assert.deepEqual(JSON.parse(r.stdout), [false, true])
 })
 
 test('WebSocket (ws://, subprotocol mqtt), both versions', async (t) => {
