@@ -736,7 +736,8 @@ test('usage errors for the session, will, -D and -F flags', async () => {
     [['sub', '-t', 'x', '-R', '--retained-only'], /exclude each other/],
     [['sub', '-t', 'x', '-T', 'a/#/b'], /-T: invalid topic filter/],
     [['pub', '-t', 'x', '-l', '--repeat', '2'], /does not apply to -l/],
-    [['pub', '-t', 'x', '-m', 'y', '-V', '6'], /-V must be mqttv311 \(or 311\), mqttv5 \(or 5\) or mqttv31 \(or 31\), got '6'/]
+    [['pub', '-t', 'x', '-m', 'y', '-V', '6'], /-V must be mqttv311 \(or 311\), mqttv5 \(or 5\) or mqttv31 \(or 31\), got '6'/],
+    [['pub', '-t', 'x', '-s'], /-s: zero length input .*-n/] // stdin is empty here, as mosquitto_pub -s refuses
   ]
   for (const [args, message] of cases) {
     const r = await run('node', [petrel, args[0] as string, '-p', '1', ...args.slice(1)])

@@ -15,7 +15,7 @@ Message:
   -f FILE            send the contents of FILE as one message
   -l                 send each line of stdin as a message (split on LF only, as mosquitto_pub);
                      a lost connection is retried until Ctrl-C, said on stderr
-  -s                 send all of stdin as one message
+  -s                 send all of stdin as one message (empty stdin: an error, as mosquitto_pub)
   -n                 send an empty (null) message
   -r                 retain the message
   --repeat COUNT     publish the message COUNT times (-m, -f, -s, -n)
@@ -114,6 +114,9 @@ export async function run (argv: string[]): Promise<number> {
         process.stdin.destroy()
         return ExitCode.ok
       }
+      // As mosquitto_pub -s ('Zero length input'): an empty stdin is more likely a mistake
+      // upstream than a wish to publish nothing; -n says that.
+      if (payload.length === 0) throw new UsageError('-s: zero length input (stdin was empty; use -n to send an empty message)')
     }
     // -l runs as long as its input: once up, a lost link is reconnected and what was read
     // meanwhile goes out then, as mosquitto_pub does.
