@@ -434,8 +434,9 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
    * Sockets count against `max_connections` from accept, as in mosquitto: counting only
    * CONNACK'd clients let any number of sockets sit without CONNECT until connect_timeout_ms,
    * each buffering a partial CONNECT. At the limit a new socket takes the place of the oldest
-   * one still without CONNACK (or still in its TLS handshake or WebSocket upgrade) (a flood of idle sockets then only churns among itself instead of
-   * locking every client out); when all are CONNACK'd clients, the new socket is closed.
+   * one still without CONNACK or still in its TLS handshake or WebSocket upgrade (a flood of idle
+   * sockets then only churns among itself instead of locking every client out); when all are
+   * CONNACK'd clients, the new socket is closed.
    */
   private evictUnconnected (): boolean {
     const oldest = this.unconnected.values().next()

@@ -966,8 +966,9 @@ export class ClientSession implements InboundAckSink {
   /**
    * A PUBLISH the decoder marked: more User Properties than we accept (maxUserProperties), or more
    * Subscription Identifiers (65,535, see Connection), so none were kept and it cannot be delivered
-   * as sent (without its identifiers it could not even be routed to the subscriptions it was for). Closing the connection (what the decoder does by
-   * default) would have a broker send a QoS 1/2 one again on the next connection, for ever; so it is
+   * as sent (without its identifiers it could not even be routed to the subscriptions it was for).
+   * Closing the connection (what the decoder does by default) would have a broker send a QoS 1/2
+   * one again on the next connection, for ever; so it is
    * refused alone: PUBACK / PUBREC 0x97 Quota exceeded ("an implementation or administrative imposed
    * limit has been exceeded", §3.4.2.1), in arrival order with the other acks [MQTT-4.6.0-2]. A
    * failure PUBREC ends a QoS 2 flow: no PUBREL follows, and a later PUBLISH with that packet id is
@@ -1189,7 +1190,8 @@ export class ClientSession implements InboundAckSink {
   private onPubrec (id: number, reasonCode: number, properties: AckProperties | undefined): void {
     const req = this.inflight.get(id)
     if (req === undefined) {
-      // Not ours any more (PUBREL 0x92 Packet Identifier not found, §3.6.2.1): release it so the broker can let go of its state
+      // Not ours any more (PUBREL 0x92 Packet Identifier not found, §3.6.2.1): release it so the
+      // broker can let go of its state
       if (reasonCode < 0x80) this.out.write(pubrelBytes(id, this.v5 ? 0x92 : 0))
       return
     }

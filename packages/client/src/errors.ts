@@ -24,7 +24,8 @@ export const ClientErrorCode = {
   DROPPED: 'PETREL_ERR_DROPPED',
   /**
    * Rejection of an aborted request whose signal carries no reason (normally the rejection is
-   * `signal.reason` itself), or of `connect()` when `disconnect()` was called before the first connection (the client is then closed).
+   * `signal.reason` itself), or of `connect()` when `disconnect()` was called before the first
+   * connection (the client is then closed).
    */
   ABORTED: 'PETREL_ERR_ABORTED',
   /** `end()` was called, or the client stopped reconnecting, while the request was pending. */
@@ -59,8 +60,9 @@ export const ClientErrorCode = {
   PROTOCOL_ERROR: 'PETREL_ERR_CLIENT_PROTOCOL_ERROR',
   /**
    * An inbound message was refused and not delivered: it carried more User Properties than
-   * `maxUserProperties`, or more than 65,535 Subscription Identifiers. Acked with 0x97 Quota exceeded (QoS 1/2; `reasonCode`), so the broker does
-   * not send it again; counted in `messagesRefused`. Reported as an `error` event; the link stays up.
+   * `maxUserProperties`, or more than 65,535 Subscription Identifiers. Acked with 0x97 Quota
+   * exceeded (QoS 1/2; `reasonCode`), so the broker does not send it again; counted in
+   * `messagesRefused`. Reported as an `error` event; the link stays up.
    */
   MESSAGE_REFUSED: 'PETREL_ERR_MESSAGE_REFUSED',
   /** No response to `client.request()` within its timeout. */
