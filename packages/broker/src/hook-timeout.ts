@@ -6,6 +6,9 @@
 export const HOOK_TIMEOUT: unique symbol = Symbol('petrel.hookTimeout')
 export type HookTimeout = typeof HOOK_TIMEOUT
 
+/** setTimeout's longest delay: a longer one fires after 1 ms (Node's TimeoutOverflowWarning). */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
 /**
  * `p`, or HOOK_TIMEOUT after `ms` (then `onTimeout` runs). The client's input is held while a
  * hook is pending (see Connection) and its keepalive waits meanwhile, so without a bound one
@@ -14,7 +17,8 @@ export type HookTimeout = typeof HOOK_TIMEOUT
 export async function withHookTimeout<T> (p: Promise<T>, ms: number, onTimeout: () => void): Promise<T | HookTimeout> {
   let timer: NodeJS.Timeout | undefined
   const late = new Promise<HookTimeout>((resolve) => {
-    timer = setTimeout(() => { onTimeout(); resolve(HOOK_TIMEOUT) }, ms)
+    // a bound past what a timer can wait (~25 days) means none, not a 1 ms one
+    timer = setTimeout(() => { onTimeout(); resolve(HOOK_TIMEOUT) }, Math.min(ms, MAX_TIMER_MS))
     timer.unref() // a stuck hook must not keep a closed broker's process alive
   })
   try {

@@ -134,3 +134,16 @@ test('v5: an authenticateEnhanced that never settles refuses the CONNECT at hook
     assert.equal(broker.stats.hookTimeouts, 1)
   })
 })
+
+test('v5: a hookTimeoutMs past what a timer can wait (2^31 ms, ~25 days: "no bound" in practice) does not fail every async hook after 1 ms', { timeout: 20_000 }, async () => {
+  const authorizePublish = async (): Promise<boolean> => { await sleep(200); return true }
+  await withTcpBroker({ authorizePublish, limits: { hookTimeoutMs: 2 ** 31 }, logger: capture([]) }, async (port, broker) => {
+    const c = await tcpClient(port, 5)
+    assert.equal((await c.connect({ clientId: 'patient-for-ever' })).reasonCode, 0)
+    c.send({ type: 'publish', topicName: 'a', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, packetId: 1 })
+    const ack = await c.expect('puback', 3000)
+    assert.equal(ack.reasonCode ?? 0, 0)
+    assert.equal(broker.stats.hookTimeouts, 0)
+    c.end()
+  })
+})
