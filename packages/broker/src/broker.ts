@@ -54,7 +54,12 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
    * Of `connections` those not CONNACK'd yet, and every handshake, oldest first: the ones a new
    * socket may take the place of.
    */
-  private readonly unconnected = new Set<{ close (): void }>()
+  private readonly unconnected = new Set<{ close (linger?: boolean): void }>()
+  /**
+   * Connections we closed whose sockets linger, half-open, while the client reads our last
+   * packets (Connection.end): they count against `max_connections` too, and go first.
+   */
+  private readonly lingering = new Set<Connection>()
   readonly scratch: Packet[] = []
   readonly responseInformation: string | undefined
   readonly authenticateEnhanced: BrokerCore['authenticateEnhanced']
@@ -166,9 +171,12 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     this.unconnected.delete(h)
   }
 
-  /** Whether one more socket fits under `max_connections`, evicting the oldest one without CONNACK if need be. */
+  /**
+   * Whether one more socket fits under `max_connections`, cutting a lingering one short or
+   * evicting the oldest one without CONNACK if need be.
+   */
   private makeRoom (): boolean {
-    if (this.connections.size + this.handshakes.size < this.limits.maxConnections || this.evictUnconnected()) return true
+    if (this.connections.size + this.handshakes.size + this.lingering.size < this.limits.maxConnections || this.evictUnconnected()) return true
     this.stats.connectionsRejected++
     return false
   }
@@ -439,11 +447,27 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
    * CONNACK'd clients, the new socket is closed.
    */
   private evictUnconnected (): boolean {
+    // A socket lingering after we closed it is no connection any more: it goes first, uncounted.
+    const closing = this.lingering.values().next()
+    if (closing.done !== true) {
+      closing.value.stopLingering() // -> lingerEnded: counted out now
+      return true
+    }
     const oldest = this.unconnected.values().next()
     if (oldest.done === true) return false
     this.stats.connectionsEvicted++
-    oldest.value.close() // -> connectionClosed / handshakeEnded: counted out now, not when its socket is gone
+    // -> connectionClosed / handshakeEnded: counted out now, not when its socket is gone; no
+    // lingering (it has sent no CONNECT, or had no answer yet: nothing to read from us)
+    oldest.value.close(false)
     return true
+  }
+
+  lingerStarted (c: Connection): void {
+    this.lingering.add(c)
+  }
+
+  lingerEnded (c: Connection): void {
+    this.lingering.delete(c)
   }
 
   scheduleFlush (c: Connection): void {

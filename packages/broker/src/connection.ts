@@ -15,6 +15,10 @@ export interface ConnectionHost extends BrokerCore {
   inputDone (): void
   /** Resume reading `c` on the next flush cycle (it used up its read budget this turn). */
   scheduleResume (c: Connection): void
+  /** `c` was closed by us and lingers (see `end`): its socket still counts against max_connections. */
+  lingerStarted (c: Connection): void
+  /** `c`'s lingering socket is gone. */
+  lingerEnded (c: Connection): void
 }
 
 /**
@@ -52,6 +56,8 @@ export class Connection implements Transport {
    */
   private readonly highWaterMark: number
   private ending = false
+  /** Closed by us, half-open, reading what the client still sends (see `end`). */
+  private lingering = false
   /** Packets held while an async hook (auth, ACL) runs, in arrival order, and when each was read. */
   private backlog: Packet[] = SHARED_EMPTY
   private backlogAt: number[] = SHARED_TIMES
@@ -164,7 +170,7 @@ export class Connection implements Transport {
     else this.pumpSession()
   }
 
-  end (): void {
+  end (linger = true): void {
     if (this.ending) return
     this.flush()
     this.ending = true
@@ -174,15 +180,41 @@ export class Connection implements Transport {
       s.destroy() // a client that does not read gets no graceful goodbye
       return
     }
-    // Half-close, then read (and drop) what the client still sends until it closes its side.
-    // Destroying the socket as soon as our last bytes were written made the kernel answer the
-    // packets already on their way (PUBRELs for our PUBRECs, more PUBLISHes) with a reset: a
-    // client still writing got EPIPE/ECONNRESET and lost our DISCONNECT and its reason code
-    // (0x93, 0x95...) unread in its socket [MQTT-4.13.1-1].
-    s.end(() => { if (s.readableEnded) s.destroy() })
-    s.resume()
-    // a peer that never reads its last bytes, or never closes, must not hold the socket
-    setTimeout(() => { s.destroy() }, 2000).unref()
+    if (!linger) {
+      s.end(() => { s.destroy() })
+    } else {
+      // Half-close, then read (and drop) what the client still sends until it closes its side.
+      // Destroying the socket as soon as our last bytes were written made the kernel answer the
+      // packets already on their way (PUBRELs for our PUBRECs, more PUBLISHes) with a reset: a
+      // client still writing got EPIPE/ECONNRESET and lost our DISCONNECT and its reason code
+      // (0x93, 0x95...) unread in its socket [MQTT-4.13.1-1]. The socket still counts against
+      // max_connections meanwhile, and is the first to go to make room (Broker.makeRoom): else
+      // clients that ignore our FIN held sockets past the limit, two seconds each.
+      this.lingering = true
+      this.host.lingerStarted(this)
+      s.end(() => { if (s.readableEnded) s.destroy() })
+      s.resume()
+    }
+    // a peer that never reads its last bytes, or never closes, must not hold the socket (nor its
+    // place: a stream may never emit 'close')
+    setTimeout(() => { this.stopLingering(); s.destroy() }, 2000).unref()
+  }
+
+  /** Cuts a lingering close short: its place under max_connections is wanted, or its time is up. */
+  stopLingering (): void {
+    if (!this.lingering) return
+    this.lingering = false
+    this.host.lingerEnded(this)
+    this.stream.destroy()
+  }
+
+  /** @internal called through the shared 'close' listener */
+  onClose (): void {
+    if (this.lingering) {
+      this.lingering = false
+      this.host.lingerEnded(this)
+    }
+    this.protocol.closed()
   }
 
   /** The stream refused a write: wait for its 'drain' (one listener at a time, added on demand). */
@@ -331,7 +363,7 @@ type LinkedStream = Duplex & { [kConnection]: Connection }
 function onStreamData (this: LinkedStream, chunk: Buffer): void { this[kConnection].onData(chunk) }
 function onStreamDrain (this: LinkedStream): void { this[kConnection].onDrain() }
 function onStreamEnd (this: LinkedStream): void { this[kConnection].onEnd() }
-function onStreamClose (this: LinkedStream): void { this[kConnection].protocol.closed() }
+function onStreamClose (this: LinkedStream): void { this[kConnection].onClose() }
 function onStreamError (this: Duplex): void { this.destroy() }
 
 function asPetrelError (err: unknown): PetrelError {

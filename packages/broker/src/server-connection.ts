@@ -268,7 +268,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
         this.fail(0x8d, 'keepalive timeout')
       }
     } else if (this.state !== ConnectionState.closed && elapsed(this.openedAt, t) > this.core.limits.connectTimeoutMs) {
-      this.close()
+      this.close(false) // nothing was sent for it to read
     }
   }
 
@@ -626,10 +626,13 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     this.close()
   }
 
-  /** Ends the connection (flushing first); the rest happens in `closed()`. */
-  close (): void {
+  /**
+   * Ends the connection (flushing first); the rest happens in `closed()`. `linger`: see
+   * Transport.end (false: the client has nothing to read from us, as when evicted).
+   */
+  close (linger = true): void {
     if (this.state !== ConnectionState.closed) this.state = ConnectionState.closed
-    this.transport.end()
+    this.transport.end(linger)
     this.closed()
   }
 

@@ -13,7 +13,11 @@ export interface Transport {
   writeControl (bytes: Buffer): void
   /** False while the stream is backed up past the high-water mark. */
   readonly writable: boolean
-  /** Flushes what is queued, then closes. */
-  end (): void
+  /**
+   * Flushes what is queued, then closes. `linger` (default true): half-close and read what the
+   * client still sends until it closes its side (at most 2 s), so its last packets are not met
+   * with a reset before it read ours; false when it has nothing to read (evicted, no CONNECT).
+   */
+  end (linger?: boolean): void
   readonly remoteAddress: string | undefined
 }

@@ -263,6 +263,42 @@ test('sockets count against max_connections from accept: a flood of idle sockets
   })
 })
 
+for (const refused of [false, true]) {
+  test(`a socket the broker closed stays within max_connections while it lingers: sockets that never close their side (half-open) do not pile up past it (${refused ? 'CONNECTs refused with CONNACK 0x86' : 'idle sockets evicted'})`, async () => {
+    const max = 5
+    await withTcpBroker({ limits: { maxConnections: max }, authenticate: (r) => r.clientId !== 'refused' }, async (broker, port) => {
+      // the broker's sockets: every TCP socket of this process but the test's own
+      const tcpSockets = (): number => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length
+      const base = tcpSockets()
+      const held: Socket[] = []
+      try {
+        for (let i = 0; i < 100; i++) {
+          // reads, and ignores our FIN (a raw socket, half-open allowed); idle, or refused once
+          const s = netConnect({ host: '127.0.0.1', port, allowHalfOpen: true })
+          s.on('error', () => {})
+          s.resume()
+          await new Promise<void>((resolve) => { s.once('connect', resolve) })
+          if (refused) {
+            s.write(encode({ type: 'connect', protocolVersion: 5, clientId: 'refused', cleanStart: true, keepAlive: 60 }, 5))
+            await new Promise<void>((resolve) => { s.once('end', resolve) }) // after the CONNACK
+          }
+          held.push(s)
+          await waitFor(() => tcpSockets() - base - held.length <= max, {
+            timeoutMs: 1000, message: `${tcpSockets() - base - held.length} broker sockets open for ${held.length} clients, max_connections ${max}`
+          })
+        }
+        assert.ok(broker.connections.size <= max)
+        // a client still gets in
+        const c = await tcpClient(port, 5)
+        assert.equal((await c.connect({ clientId: 'late' })).reasonCode, 0)
+        c.destroy()
+      } finally {
+        for (const s of held) s.destroy()
+      }
+    })
+  })
+}
+
 test('a CONNECT larger than max_connect_packet_size (64 KiB) is refused from its header, before it is buffered; packets after it keep max_packet_size', async () => {
   await withTcpBroker({}, async (broker, port) => {
     // announces 100,000 bytes: within max_packet_size (1 MiB), past the CONNECT bound
