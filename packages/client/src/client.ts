@@ -449,7 +449,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       const timer = setTimeout(() => {
         done()
         reject(clientError(ClientErrorCode.REQUEST_TIMEOUT, `no response to the request on ${JSON.stringify(topic)} within ${timeoutMs} ms`))
-      }, timeoutMs)
+      }, Math.min(timeoutMs, MAX_TIMER_MS)) // past a timer's range: no bound, not 1 ms
       signal?.addEventListener('abort', onAbort, { once: true })
       r.waiters.set(key, {
         resolve: (m) => { done(); resolve(m) },
@@ -789,7 +789,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     if (this.dialNow) return // reconnect() asked for the next attempt at once
     let timer: NodeJS.Timeout | undefined
     const slept = new Promise<void>((resolve) => {
-      timer = setTimeout(() => { this.wake = undefined; resolve() }, delayMs)
+      timer = setTimeout(() => { this.wake = undefined; resolve() }, Math.min(delayMs, MAX_TIMER_MS))
       this.wake = () => { clearTimeout(timer); this.wake = undefined; resolve() }
     })
     // The wait is set first: a listener calling end(), disconnect() or reconnect() ends it (a
@@ -809,7 +809,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         ? `no CONNACK from ${url?.host ?? 'the transport'}`
         : `${openingSteps(url)} with ${url.host} not done`
       ac.abort(clientError(ClientErrorCode.CONNECT_TIMEOUT, `${what} within ${timeoutMs} ms`))
-    }, timeoutMs)
+    }, Math.min(timeoutMs, MAX_TIMER_MS)) // past a timer's range (Infinity): no bound, not 1 ms
     this.cancelAttempt = () => { ac.abort(clientError(ClientErrorCode.CONNECTION_FAILED, 'connection attempt cancelled')) }
     try {
       const stream = await this.dial(url, ac.signal)

@@ -1099,3 +1099,46 @@ test('v5: request() ends at its timeout or signal while the broker has not ackno
     await broker.close()
   }
 })
+
+test('a connectTimeoutMs or request timeoutMs past what a timer can wait (2^31 ms, or Infinity: no bound in practice) does not fail after 1 ms', async () => {
+  // the CONNACK, and the response to a request, come 100 ms late
+  const b = await scriptedBroker(5, (p, link) => {
+    if (p.type === 'connect') {
+      setTimeout(() => { link.send({ type: 'connack', sessionPresent: false, reasonCode: 0 }) }, 100)
+      return true
+    }
+    if (p.type === 'publish' && p.properties?.responseTopic !== undefined) {
+      const { responseTopic, correlationData } = p.properties
+      setTimeout(() => { link.send({ type: 'publish', topicName: responseTopic, payload: Buffer.from('pong'), qos: 0, retain: false, dup: false, properties: { correlationData } }) }, 100)
+    }
+    return false
+  })
+  try {
+    for (const ms of [2 ** 31, Infinity]) {
+      const c = await connect(b.url, { connectTimeoutMs: ms, reconnect: false })
+      try {
+        assert.equal(c.connected, true, `connectTimeoutMs ${ms}`)
+        const answer = await c.request('svc/ping', 'ping', { timeoutMs: ms })
+        assert.equal(answer.payload.toString(), 'pong', `request timeoutMs ${ms}`)
+      } finally {
+        await c.end({ force: true })
+      }
+    }
+  } finally {
+    await b.close()
+  }
+})
+
+test('a backoff delay past what a timer can wait (2^31 ms) does not redial after 1 ms', async () => {
+  const b = await scriptedBroker(5, (p, link) => p.type === 'connect' && link.send({ type: 'connack', sessionPresent: false, reasonCode: 0x88 }))
+  const c = createClient(b.url, { protocolVersion: 5, backoff: { initialDelayMs: 2 ** 31, maxDelayMs: 2 ** 31, jitter: 0 } })
+  c.on('error', () => {})
+  try {
+    await waitFor(() => b.links.length >= 1, { timeoutMs: 5000, message: 'the first attempt' })
+    await sleep(300)
+    assert.equal(b.links.length, 1, 'attempts within 300 ms of a refusal')
+  } finally {
+    await c.end({ force: true })
+    await b.close()
+  }
+})
