@@ -802,18 +802,20 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   private async establish (url: URL | undefined, attempt: number): Promise<void> {
     const timeoutMs = this.options.connectTimeoutMs ?? 10_000
     const ac = new AbortController()
-    let dialled = false
+    let step: 'dial' | 'beforeConnect' | 'connack' = 'dial'
     const timer = setTimeout(() => {
-      // Said as it is: a TLS handshake or WebSocket upgrade that never ended was "no CONNACK".
-      const what = dialled || url === undefined || this.options.transport !== undefined
-        ? `no CONNACK from ${url?.host ?? 'the transport'}`
-        : `${openingSteps(url)} with ${url.host} not done`
+      // Said as it is: a TLS handshake, WebSocket upgrade or beforeConnect that never ended was "no CONNACK".
+      const what = step === 'beforeConnect'
+        ? 'beforeConnect did not return (no CONNECT sent)'
+        : step === 'connack' || url === undefined || this.options.transport !== undefined
+          ? `no CONNACK from ${url?.host ?? 'the transport'}`
+          : `${openingSteps(url)} with ${url.host} not done`
       ac.abort(clientError(ClientErrorCode.CONNECT_TIMEOUT, `${what} within ${timeoutMs} ms`))
     }, Math.min(timeoutMs, MAX_TIMER_MS)) // past a timer's range (Infinity): no bound, not 1 ms
     this.cancelAttempt = () => { ac.abort(clientError(ClientErrorCode.CONNECTION_FAILED, 'connection attempt cancelled')) }
     try {
       const stream = await this.dial(url, ac.signal)
-      dialled = true
+      step = 'connack'
       if (ac.signal.aborted || this.closed) {
         stream.destroy()
         throw ac.signal.reason instanceof PetrelError ? ac.signal.reason : clientError(ClientErrorCode.CLIENT_CLOSED, 'the client is closed')
@@ -823,7 +825,9 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       if (hook !== undefined) {
         // The hook runs within the connect timeout, and a failed one leaves no socket behind.
         try {
+          step = 'beforeConnect'
           packet = await untilAborted(async () => await hook(packet, { attempt, url }), ac.signal)
+          step = 'connack'
           // The codec, the session and the decoder of this client are set for one protocol version.
           if (packet?.type !== 'connect') throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'beforeConnect must return a CONNECT packet')
           if (packet.protocolVersion !== this.protocolVersion) {

@@ -788,3 +788,20 @@ test('a transport factory that ignores its signal is still bounded by the connec
     await b.close()
   }
 })
+
+test('a connect timeout while beforeConnect has not returned says so, not "no CONNACK" (nothing was sent to the broker)', { timeout: 10_000 }, async () => {
+  const b = await scriptedBroker(5, () => false)
+  try {
+    // A token fetch that never answers.
+    const connecting = connect(b.url, { ...fast, connectTimeoutMs: 300, reconnect: false, beforeConnect: async () => await new Promise<never>(() => {}) })
+    await assert.rejects(connecting, (err: PetrelError) => {
+      assert.equal(err.code, 'PETREL_ERR_CONNECT_TIMEOUT')
+      assert.match(err.message, /beforeConnect/)
+      assert.doesNotMatch(err.message, /CONNACK/)
+      return true
+    })
+    assert.deepEqual(b.links.flatMap((l) => l.packets), [], 'nothing sent')
+  } finally {
+    await b.close()
+  }
+})
