@@ -355,6 +355,9 @@ export function describeError (err: unknown, url: string, connecting = false): {
       if (cause?.code === 'ENOTFOUND') return { message: `Unknown host in ${where}.`, exitCode: ExitCode.connection }
       // (an OpenSSL message ends in a newline)
       return { message: `Cannot connect to ${where}: ${err.message.trimEnd()}${connecting ? tlsHint(url, cause?.code, err.message) : ''}`, exitCode: ExitCode.connection }
+    // The --cert/--key/--cafile files or --ciphers cannot make a TLS context: nothing was dialled,
+    // and only the command line can change that (mosquitto_pub exits 1 on it too).
+    case ClientErrorCode.TLS_CONFIG: return { message: `Cannot use the TLS settings: ${err.message.trimEnd()}`, exitCode: ExitCode.usage }
     case ClientErrorCode.CONNECT_TIMEOUT: return { message: `Timed out connecting to ${where}: ${err.message}.`, exitCode: ExitCode.connection }
     case ClientErrorCode.CONNECTION_REFUSED: return { message: `Connection refused by the broker at ${where}: ${err.message}`, exitCode: ExitCode.connection }
     case ClientErrorCode.NOT_AUTHORIZED: return { message: `Not authorized by the broker at ${where} (check -u/-P): ${err.message}`, exitCode: ExitCode.notAuthorized }

@@ -5,7 +5,10 @@
  */
 export const ExitCode = {
   ok: 0,
-  /** Bad flags or arguments (unknown flag, missing value, bad topic, QoS 3), or a config file that cannot be used. */
+  /**
+   * Bad flags or arguments (unknown flag, missing value, bad topic, QoS 3), or a config file, TLS
+   * key, certificate or cipher list that cannot be used.
+   */
   usage: 1,
   /** Could not connect: refused, unreachable, timeout, TLS failure. */
   connection: 2,

@@ -292,9 +292,14 @@ test('TLS with a client certificate: --cafile --cert --key, -i, -k, -r', async (
     const viaCapath = await run('node', [petrel, 'sub', '-p', tlsPort, '--capath', capath, ...client, '--tls-version', 'tlsv1.2', '-t', 'tls/t', '-C', '1'])
     assert.equal(viaCapath.code, 0, viaCapath.stderr)
     assert.equal(viaCapath.stdout, 'secret\n')
+    // TLS settings that cannot work (a cipher list matching nothing, a key not the certificate's)
+    // are the command line's to fix: exit 1, nothing dialled.
     const badCiphers = await run('node', [petrel, 'sub', '-p', tlsPort, ...tls, '--ciphers', 'NO-SUCH-CIPHER', '-t', 'tls/t', '-C', '1'])
-    assert.equal(badCiphers.code, 2, badCiphers.stderr)
-    assert.match(badCiphers.stderr, /cipher/i)
+    assert.equal(badCiphers.code, 1, badCiphers.stderr)
+    assert.match(badCiphers.stderr, /Cannot use the TLS settings: .*no cipher matches/)
+    const wrongKey = await run('node', [petrel, 'pub', '-p', tlsPort, '--cafile', certs.caFile, '--cert', certs.clientCertFile, '--key', certs.keyFile, '-t', 'tls/t', '-m', 'x'])
+    assert.equal(wrongKey.code, 1, wrongKey.stderr)
+    assert.match(wrongKey.stderr, /Cannot use the TLS settings: .*the key does not belong to the certificate/)
     // The OS store does not know this test CA: the handshake fails.
     const osCerts = await run('node', [petrel, 'sub', '-p', tlsPort, '--tls-use-os-certs', ...client, '-t', 'tls/t', '-C', '1', '--connect-timeout', '3'])
     assert.equal(osCerts.code, 2, osCerts.stderr)

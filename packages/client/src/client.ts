@@ -13,7 +13,7 @@ import type { Message } from './message.js'
 import type { ClientOptions, PublishOptions, SubscribeOptions } from './options.js'
 import { renderMetrics, type ClientStats } from './stats.js'
 import { Subscription, type MessageHandler, type SubscriptionOwner } from './subscription.js'
-import { isSupportedProtocol, maxWebSocketMessage, openingSteps, openTransport } from './transport.js'
+import { checkTlsOptions, isSupportedProtocol, maxWebSocketMessage, openingSteps, openTransport, usesTls } from './transport.js'
 
 /** Payload of the `connect` event. */
 export interface ConnectEvent {
@@ -164,6 +164,8 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     this.urls = urls
     this.protocolVersion = options.protocolVersion ?? 5
     this.clientId = options.clientId ?? `petrel-${randomBytes(6).toString('hex')}`
+    // Checked once, here: a bad key or certificate fails every dial the same way.
+    if (options.transport === undefined && urls.some((u) => u !== undefined && usesTls(u))) checkTlsOptions(options.tls)
     this.backoff = new Backoff(options.backoff)
     const live = (): Connection | undefined => this.phase === 'connected' ? this.conn : undefined
     const output: SessionOutput = {

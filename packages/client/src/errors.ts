@@ -12,6 +12,12 @@ export const ClientErrorCode = {
   NOT_AUTHORIZED: 'PETREL_ERR_NOT_AUTHORIZED',
   /** The transport could not be opened (ECONNREFUSED, DNS, TLS handshake) or closed unexpectedly. */
   CONNECTION_FAILED: 'PETREL_ERR_CONNECTION_FAILED',
+  /**
+   * The `tls` options cannot make a TLS context (a key or certificate that is not PEM, a key that
+   * does not belong to the certificate, a wrong passphrase, no cipher matching `ciphers`): no
+   * retry can mend that, so the client is not created; `cause` is Node's error.
+   */
+  TLS_CONFIG: 'PETREL_ERR_TLS_CONFIG',
   /** Dial + CONNECT/CONNACK took longer than `connectTimeoutMs`. */
   CONNECT_TIMEOUT: 'PETREL_ERR_CONNECT_TIMEOUT',
   /** No PINGRESP (or any other packet) within the ping timeout: the link is considered dead. */

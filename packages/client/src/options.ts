@@ -142,6 +142,11 @@ export interface ClientOptions {
   unroutedManualAck?: boolean
   /** Rate limit over all outgoing PUBLISH, replays included. Default off. */
   throttle?: ThrottleOptions
+  /**
+   * For `mqtts://` and `wss://`. A key or certificate that cannot make a TLS context (not PEM, a
+   * key not matching its certificate, a wrong passphrase) throws PETREL_ERR_TLS_CONFIG from
+   * `createClient()` (`connect()` rejects with it) before anything is dialled: no retry could pass it.
+   */
   tls?: TlsOptions
   /**
    * Plain TCP (`mqtt://`): read interrupt moderation. While a stream keeps the socket busy with

@@ -1,5 +1,5 @@
 import { isIP, type Socket } from 'node:net'
-import { connect as tlsConnect, type ConnectionOptions as TlsConnectionOptions } from 'node:tls'
+import { connect as tlsConnect, createSecureContext, type ConnectionOptions as TlsConnectionOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import type WebSocket from 'ws'
 import type { ClientOptions as WsClientOptions } from 'ws'
@@ -72,6 +72,37 @@ export function openingSteps (url: URL): string {
     case 'ws:': return 'TCP connect and WebSocket upgrade'
     case 'wss:': return 'TCP connect, TLS handshake and WebSocket upgrade'
     default: return 'TCP connect'
+  }
+}
+
+/** Whether dialling `url` opens TLS (`mqtts://`, `tls://`, `ssl://`, `wss://`). */
+export function usesTls (url: URL): boolean {
+  return url.protocol === 'mqtts:' || url.protocol === 'tls:' || url.protocol === 'ssl:' || url.protocol === 'wss:'
+}
+
+/** What the OpenSSL errors a bad key or certificate gives mean, for the message. */
+const TLS_CONFIG_PROBLEMS: Record<string, string> = {
+  ERR_OSSL_X509_KEY_VALUES_MISMATCH: 'the key does not belong to the certificate',
+  ERR_OSSL_PEM_NO_START_LINE: 'a certificate or key is not PEM',
+  ERR_OSSL_UNSUPPORTED: 'the key is not a PEM private key',
+  ERR_OSSL_BAD_DECRYPT: 'the passphrase does not decrypt the key',
+  ERR_SSL_NO_CIPHER_MATCH: 'no cipher matches the cipher list'
+}
+
+/**
+ * Throws PETREL_ERR_TLS_CONFIG when `tls` cannot make a TLS context. `tls.connect` makes one
+ * per dial and throws the same error every time, so a key that does not match its certificate
+ * was retried for ever under `retryInitialConnect` (and on every reconnect): a configuration
+ * error no retry can mend, reported once, before anything is dialled.
+ */
+export function checkTlsOptions (tls: TlsOptions | undefined): void {
+  if (tls === undefined) return
+  try {
+    createSecureContext({ ...tls.extra, ca: tls.ca, cert: tls.cert, key: tls.key, passphrase: tls.passphrase })
+  } catch (err) {
+    const e = err as Error & { code?: string }
+    const problem = TLS_CONFIG_PROBLEMS[e.code ?? '']
+    throw clientError(ClientErrorCode.TLS_CONFIG, `unusable tls options: ${problem === undefined ? '' : `${problem} `}(${e.message})`, { cause: err })
   }
 }
 

@@ -5,7 +5,7 @@ import { createServer as createHttpServer } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import { createServer as createTlsServer } from 'node:tls'
 import { readFileSync } from 'node:fs'
-import { createHash } from 'node:crypto'
+import { createHash, generateKeyPairSync } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
 import { encode } from '@petrel/wire'
 import { freePort, makeTestCertificates, requirePeer, startMosquitto, waitFor, withTimeout } from '@petrel/test-utils'
@@ -359,5 +359,49 @@ test('a broker certificate that cannot be verified (unknown CA, expired, another
     }
   } finally {
     for (const s of servers) await new Promise<void>((resolve) => { s.close(() => { resolve() }) })
+  }
+})
+
+test('a tls key or certificate that cannot be used (not PEM, not the certificate\'s key, a wrong passphrase) fails at once with PETREL_ERR_TLS_CONFIG, retryInitialConnect or not, on mqtts:// and wss://, and nothing is dialled', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const certs = await makeTestCertificates()
+  const m = await startMosquitto({ tls: { certFile: certs.certFile, keyFile: certs.keyFile, caFile: certs.caFile, requireCertificate: true } })
+  // Stands for a wss:// broker: any connection to it would be a dial the check should have spared.
+  let dialled = 0
+  const counter = createTcpServer((s) => { dialled++; s.destroy() })
+  await new Promise<void>((resolve) => { counter.listen(0, '127.0.0.1', resolve) })
+  const { privateKey: encryptedKey } = generateKeyPairSync('ec', {
+    namedCurve: 'P-256',
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'right' }
+  })
+  try {
+    const cases = [
+      { name: 'the server\'s key with the client\'s certificate', tls: { cert: certs.clientCert, key: certs.key }, cause: 'ERR_OSSL_X509_KEY_VALUES_MISMATCH' },
+      { name: 'a key that is not PEM', tls: { cert: certs.clientCert, key: 'not a key' }, cause: 'ERR_OSSL_UNSUPPORTED' },
+      { name: 'a certificate that is not PEM', tls: { cert: 'not a certificate', key: certs.clientKey }, cause: 'ERR_OSSL_PEM_NO_START_LINE' },
+      { name: 'a wrong passphrase', tls: { key: encryptedKey, passphrase: 'wrong' }, cause: 'ERR_OSSL_BAD_DECRYPT' }
+    ]
+    const urls = [m.tlsUrl as string, `wss://127.0.0.1:${(counter.address() as AddressInfo).port}/`]
+    for (const k of cases) {
+      for (const url of urls) {
+        const what = `${k.name}, ${url.slice(0, 5)}`
+        const expected = (err: { code: string, cause?: { code?: string } }): boolean => {
+          assert.equal(err.code, 'PETREL_ERR_TLS_CONFIG', what)
+          assert.equal(err.cause?.code, k.cause, what)
+          return true
+        }
+        assert.throws(() => createClient(url, { tls: { ca: certs.ca, ...k.tls } }), expected)
+        // Retried, it failed the same way on every attempt, for ever.
+        await withTimeout(assert.rejects(connect(url, { retryInitialConnect: true, tls: { ca: certs.ca, ...k.tls } }), expected), 2000, what)
+      }
+    }
+    assert.equal(dialled, 0)
+    // The right key and certificate still connect (the check refuses nothing usable).
+    const c = await connect(m.tlsUrl as string, { tls: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey } })
+    await c.end()
+  } finally {
+    await new Promise<void>((resolve) => { counter.close(() => { resolve() }) })
+    await m.stop()
   }
 })
