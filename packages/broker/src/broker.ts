@@ -1,13 +1,13 @@
 import type { Duplex } from 'node:stream'
 import { pino, type Logger } from 'pino'
-import type { Packet, PublishProperties, QoS, Will } from '@petrel/wire'
+import { propertiesCost, type Packet, type PublishProperties, type QoS, type Will } from '@petrel/wire'
 import { Acl } from './acl.js'
 import type { BrokerCore } from './broker-core.js'
 import { Connection, type ConnectionHost } from './connection.js'
 import { BrokerErrorCode, brokerError } from './errors.js'
 import { withHookTimeout, type HookTimeout } from './hook-timeout.js'
 import { openListener, type ListenerAddress, type ListenerOptions, type OpenListener } from './listeners.js'
-import { Message, propertiesCost } from './message.js'
+import { Message } from './message.js'
 import { PendingHandshake, type HandshakeOwner } from './pending-handshake.js'
 import {
   defaultFilterMemory, defaultLimits, type AuthenticateRequest, type AuthenticateResult, type BrokerLimits,

@@ -1,33 +1,4 @@
-import { encode, type PublishPacket, type PublishProperties, type QoS, type Will } from '@petrel/wire'
-
-// Heap cost of decoded properties, measured with the wire Decoder on Node 20 x64: a user
-// property pair is a 2-element array (JSArray + elements store) plus its slot in the list,
-// 72 bytes (a 1 MiB PUBLISH of 209,702 empty pairs decoded to 15.5 MB: 74 per pair); a string
-// adds a 16-byte header to its characters (the empty string is shared; a string with
-// characters beyond Latin-1 takes 2 bytes each, counted as 1); the properties object and a
-// Buffer's wrapper cost about PROPS_BYTES each.
-const PROPS_BYTES = 64
-const PAIR_BYTES = 72
-const STRING_BYTES = 16
-
-function stringCost (s: string | undefined): number {
-  return s === undefined || s.length === 0 ? 0 : STRING_BYTES + s.length
-}
-
-/** What `p` holds in the heap, near enough to bound memory by it (see the figures above). */
-export function propertiesCost (p: PublishProperties): number {
-  let n = PROPS_BYTES + stringCost(p.contentType) + stringCost(p.responseTopic)
-  if (p.correlationData !== undefined) n += PROPS_BYTES + p.correlationData.byteLength
-  const ups = p.userProperties
-  if (ups !== undefined) {
-    for (let i = 0; i < ups.length; i++) {
-      const pair = ups[i] as [string, string]
-      n += PAIR_BYTES + stringCost(pair[0]) + stringCost(pair[1])
-    }
-  }
-  if (p.subscriptionIdentifiers !== undefined) n += 8 * p.subscriptionIdentifiers.length
-  return n
-}
+import { encode, propertiesCost, type PublishPacket, type PublishProperties, type QoS, type Will } from '@petrel/wire'
 
 /** Anything that can be the origin of a message, for no-local [MQTT-3.8.3-3]. */
 export type Origin = object

@@ -222,12 +222,13 @@ export interface SubscribeOptions {
   /** Messages the iterator queue holds. Default 10,000. */
   queueSize?: number
   /**
-   * Bytes the iterator queue holds (payload, topic and properties; a User Property pair counts 80
-   * more for what it costs decoded; a payload that is a view into a much larger socket read or
-   * WebSocket message counts that buffer, once for the messages queued from it in a row). Default
-   * 64 MiB; one message bigger than this is still queued alone. Past it, `overflow` drops as for
-   * `queueSize`: the count alone let a broker sending large messages to a slow reader fill 10,000
-   * x its packet size (2.6 GB at 256 KiB each).
+   * Bytes the iterator queue holds (payload, topic, and properties as they cost in the heap once
+   * decoded: a User Property pair 72 bytes more than its strings, the properties object 64; a
+   * payload that is a view into a much larger socket read or WebSocket message counts that
+   * buffer, once for the messages queued from it in a row). Default 64 MiB; one message bigger
+   * than this is still queued alone. Past it, `overflow` drops as for `queueSize`: the count
+   * alone let a broker sending large messages to a slow reader fill 10,000 x its packet size
+   * (2.6 GB at 256 KiB each).
    */
   queueBytes?: number
   /** When the queue is full. Default `dropOldest`. */

@@ -1,4 +1,4 @@
-import type { QoS } from '@petrel/wire'
+import { propertiesCost, type QoS } from '@petrel/wire'
 import { Deque } from './deque.js'
 import type { Message } from './message.js'
 
@@ -18,24 +18,13 @@ export interface SubscriptionOwner {
   handlerFailed (error: unknown): void
 }
 
-/** Heap a decoded User Property pair costs beyond its strings (measured: ~75 bytes). */
-const USER_PROPERTY_COST = 80
-
 /**
- * What a queued message holds, roughly: payload, topic and the properties that carry data
- * (8 bytes per Subscription Identifier). Not exact (object headers are left out), but
- * proportional to what a broker can make us hold.
+ * What a queued message holds: payload, topic and, for one with properties, what they hold in
+ * the heap once decoded ({@link propertiesCost}, the estimate the broker's queues use too).
  */
 export function messageBytes (m: Message): number {
-  let n = m.payload.length + m.topic.length
-  const p = m.properties
-  if (p !== undefined) {
-    n += (p.correlationData?.length ?? 0) + (p.responseTopic?.length ?? 0) + (p.contentType?.length ?? 0)
-    const up = p.userProperties
-    if (up !== undefined) for (const [k, v] of up) n += k.length + v.length + USER_PROPERTY_COST
-    n += 8 * (p.subscriptionIdentifiers?.length ?? 0)
-  }
-  return n
+  const n = m.payload.length + m.topic.length
+  return m.properties === undefined ? n : n + propertiesCost(m.properties)
 }
 
 /**

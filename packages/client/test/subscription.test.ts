@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { PublishProperties } from '@petrel/wire'
+import { propertiesCost, type PublishProperties } from '@petrel/wire'
 import { Message } from '../src/message.js'
 import { messageBytes, Subscription, type OverflowPolicy, type SubscriptionOwner } from '../src/subscription.js'
 
@@ -49,11 +49,15 @@ test('dropNewest keeps what is queued and drops the message that does not fit (b
   }
 })
 
-test('a message counts its payload, topic and data-carrying properties, and 80 bytes more per User Property pair', async () => {
+test('a message counts its payload, topic and properties as they cost decoded, by the estimate the broker\'s queues use (propertiesCost)', async () => {
   assert.equal(messageBytes(msg('a', 10)), 11)
   const props: PublishProperties = { userProperties: Array.from({ length: 100 }, () => ['', ''] as [string, string]), correlationData: Buffer.alloc(16), responseTopic: 'r/1' }
-  assert.equal(messageBytes(msg('a', 10, props)), 11 + 100 * 80 + 16 + 3)
-  assert.equal(messageBytes(msg('a', 10, { subscriptionIdentifiers: [1, 2, 3] })), 11 + 3 * 8)
+  // The properties object 64, the response topic 16 + 3, the correlation data 64 + 16, 72 a pair.
+  assert.equal(propertiesCost(props), 64 + 19 + 80 + 100 * 72)
+  assert.equal(messageBytes(msg('a', 10, props)), 11 + propertiesCost(props))
+  const ids = { subscriptionIdentifiers: [1, 2, 3] }
+  assert.equal(messageBytes(msg('a', 10, ids)), 11 + 64 + 3 * 8)
+  assert.equal(messageBytes(msg('a', 10, ids)), 11 + propertiesCost(ids))
   // 200 tiny messages of 100 empty pairs each would be 8 MB of heap; a 64 KiB bound keeps 8.
   const sub = new Subscription(owner(), ['t'], undefined, 10_000, 'dropOldest', 64 * 1024)
   for (let i = 0; i < 200; i++) sub.push(msg('a', 0, props))

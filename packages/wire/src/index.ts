@@ -15,6 +15,7 @@ export {
   assertTopicFilter, parseSharedSubscription, topicMatches, type SharedSubscription
 } from './topic.js'
 export { utf8StringProblem, isWellFormedUtf8 } from './utf8.js'
+export { propertiesCost } from './properties-cost.js'
 export type {
   Packet, PacketOfType, ProtocolVersion, QoS, Will, Subscription,
   ConnectPacket, ConnackPacket, PublishPacket, PubackPacket, PubrecPacket, PubrelPacket, PubcompPacket,

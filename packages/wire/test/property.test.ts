@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { PacketType, properties, propertyById, type PropertyWireType } from '../src/index.js'
+import { Decoder, encode, PacketType, properties, propertiesCost, propertyById, type PropertyWireType, type PublishPacket } from '../src/index.js'
 
 // MQTT 5.0 §2.2.2.2 Table 2-4, transcribed: id, name, type, packets ('will' = Will Properties).
 const spec: Array<[number, string, PropertyWireType, string]> = [
@@ -57,5 +57,24 @@ describe('properties (MQTT 5.0 §2.2.2.2, Table 2-4)', () => {
 
   it('has no entry for unassigned identifiers', () => {
     for (const id of [0x00, 0x04, 0x05, 0x0a, 0x10, 0x14, 0x1b, 0x1d, 0x20, 0x2b]) assert.equal(propertyById[id], undefined)
+  })
+})
+
+describe('propertiesCost: what decoded PUBLISH properties hold in the heap (broker and client queues charge it)', () => {
+  it('counts the object, strings with their header, binary data with its wrapper, 72 bytes a User Property pair and 8 an identifier', () => {
+    assert.equal(propertiesCost({}), 64)
+    assert.equal(propertiesCost({ messageExpiryInterval: 5, payloadFormatIndicator: true }), 64)
+    assert.equal(propertiesCost({ contentType: 'text/plain', responseTopic: '' }), 64 + 16 + 10)
+    assert.equal(propertiesCost({ correlationData: Buffer.alloc(100) }), 64 + 64 + 100)
+    assert.equal(propertiesCost({ userProperties: [['k', 'value'], ['', '']] }), 64 + 72 + 17 + 21 + 72)
+    assert.equal(propertiesCost({ subscriptionIdentifiers: [1, 2] }), 64 + 16)
+  })
+
+  it('grows with what a small packet decodes into: 10,000 empty User Properties (50 KB on the wire) cost 720 KB', () => {
+    const userProperties = Array.from({ length: 10_000 }, () => ['', ''] as [string, string])
+    const bytes = encode({ type: 'publish', topicName: 't', payload: Buffer.alloc(0), qos: 0, retain: false, dup: false, properties: { userProperties } }, 5)
+    const [p] = new Decoder({ protocolVersion: 5 }).push(bytes) as [PublishPacket]
+    assert.ok(bytes.length < 60_000)
+    assert.equal(propertiesCost(p.properties ?? {}), 64 + 720_000)
   })
 })
