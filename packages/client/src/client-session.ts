@@ -130,7 +130,11 @@ export class PublishRequest implements Settleable<PublishResult> {
    */
   bytes: Buffer
   idOffset = 0
-  /** Encoded size while blocked (an estimate), then `bytes.length`. */
+  /**
+   * Encoded size while blocked, then `bytes.length`: exact for one with properties (encoded once to
+   * check them), else an upper bound (3 bytes a topic character, 16 of header), never below what
+   * it will charge the queue when admitted.
+   */
   size: number
   readonly qos: QoS
   readonly retain: boolean
@@ -636,8 +640,10 @@ export class ClientSession implements InboundAckSink {
       const req = new PublishRequest(topic, payload, qos, retain, properties, undefined)
       // Near the broker's limit the estimate is not enough: encode once to check exactly.
       // (Properties beyond the margin are caught on admission by `limitError`.) Properties are
-      // checked by encoding them now: a bad one must reject here, not when admitted later.
-      if (properties !== undefined) this.encodePublish(topic, payload, qos, retain, properties)
+      // checked by encoding them now: a bad one must reject here, not when admitted later. That
+      // size is the one it is admitted by: the estimate leaves properties out, and a small payload
+      // with 1 MB of them was let into a queue with room for the payload only.
+      if (properties !== undefined) req.size = this.encodePublish(topic, payload, qos, retain, properties).length
       if (this.connected && req.size + 1024 > this.limits.maximumPacketSize) {
         const size = this.encodePublish(topic, payload, qos, retain, properties).length
         if (size > this.limits.maximumPacketSize) throw this.tooLarge(size)

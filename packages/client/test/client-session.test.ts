@@ -837,6 +837,26 @@ test('queue policies: reject throws PETREL_ERR_QUEUE_FULL, dropOldest rejects th
   assert.equal(b3.state, 'pending')
 })
 
+test('maxQueuedBytes bounds the encoded packets queued: a publish that waited for room (block) is admitted by its whole size, properties included, not by payload and topic', () => {
+  const x = harness({ maxQueuedBytes: 1000 })
+  const first = x.session.publish('t', Buffer.alloc(900), 1, false, undefined) as PublishRequest
+  first.resolve = () => {}
+  first.reject = () => {}
+  x.pub('b'.repeat(950)) // no room: waits
+  // A one-byte payload with 1.4 KB of User Properties, behind it.
+  const userProperties = Array.from({ length: 200 }, () => ['k', 'v'] as [string, string])
+  const heavy = x.session.publish('t', Buffer.from('c'), 1, false, { userProperties }) as PublishRequest
+  heavy.resolve = () => {}
+  assert.equal(x.session.blockedCount, 2)
+  // Room for the 950 bytes (alone in the queue); the heavy one no longer fits beside them.
+  x.session.abort(first, new Error('gone'))
+  assert.equal(x.session.queuedCount, 1)
+  assert.equal(x.session.blockedCount, 1)
+  assert.ok(x.session.queuedByteCount <= 1000, `queued ${x.session.queuedByteCount} bytes`)
+  x.up()
+  assert.deepEqual(publishes(x.take()).map((p) => p.payload.length), [950, 1])
+})
+
 test('writes stop while the transport is full and resume on drained()', () => {
   const x = harness()
   x.up()
