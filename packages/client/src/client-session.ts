@@ -37,6 +37,12 @@ export interface ClientSessionOptions {
   unroutedHoldMs?: number | undefined
   /** Messages given to the `unrouted` output are acked by their `ack()`, not when it returns. Default false. */
   unroutedManualAck?: boolean | undefined
+  /**
+   * The limits past which the decoder marks an inbound PUBLISH for refusal (User Property pairs,
+   * Subscription Identifiers), named in the refusal's error. Default: unbounded.
+   */
+  maxUserProperties?: number | undefined
+  maxSubscriptionIdentifiers?: number | undefined
   /** Milliseconds, monotonic; injected by tests. */
   now: () => number
 }
@@ -367,6 +373,8 @@ export class ClientSession implements InboundAckSink {
   private rerouting = false
   private rerouteAgain = false
   private readonly unroutedManualAck: boolean
+  private readonly maxUserProperties: number
+  private readonly maxSubscriptionIdentifiers: number
 
   private ackQueue = new Deque<InboundAck>()
   private readonly inboundQoS2 = new Map<number, InboundQoS2>()
@@ -402,6 +410,8 @@ export class ClientSession implements InboundAckSink {
     this.resubscribe = options.resubscribe ?? true
     this.holdMs = options.unroutedHoldMs ?? 2000
     this.unroutedManualAck = options.unroutedManualAck ?? false
+    this.maxUserProperties = options.maxUserProperties ?? Number.POSITIVE_INFINITY
+    this.maxSubscriptionIdentifiers = options.maxSubscriptionIdentifiers ?? Number.POSITIVE_INFINITY
     this.bucket = options.throttle === undefined ? undefined : new TokenBucket(options.throttle, options.now())
     if (!(this.window >= 1 && this.window <= 65535)) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'inflightWindow must be 1..65535')
     if (!(this.windowQos2 >= 1 && this.windowQos2 <= 65535)) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'inflightWindowQos2 must be 1..65535')
@@ -971,15 +981,15 @@ export class ClientSession implements InboundAckSink {
 
   /**
    * A PUBLISH the decoder marked: more User Properties than we accept (maxUserProperties), or more
-   * Subscription Identifiers (65,535, see Connection), so none were kept and it cannot be delivered
-   * as sent (without its identifiers it could not even be routed to the subscriptions it was for).
-   * Closing the connection (what the decoder does by default) would have a broker send a QoS 1/2
-   * one again on the next connection, for ever; so it is
-   * refused alone: PUBACK / PUBREC 0x97 Quota exceeded ("an implementation or administrative imposed
-   * limit has been exceeded", §3.4.2.1), in arrival order with the other acks [MQTT-4.6.0-2]. A
-   * failure PUBREC ends a QoS 2 flow: no PUBREL follows, and a later PUBLISH with that packet id is
-   * a new message [MQTT-4.3.3-9]. QoS 0 is just dropped.
-   * Only MQTT 5 has either, so only a v5 PUBLISH is ever marked.
+   * Subscription Identifiers (maxSubscriptionIdentifiers), so none were kept and it cannot be
+   * delivered as sent (without its identifiers it could not even be routed to the subscriptions it
+   * was for). Closing the connection (what the decoder does by default) would have a broker send a
+   * QoS 1/2 one again on the next connection, for ever; so it is refused alone: PUBACK / PUBREC
+   * 0x97 Quota exceeded ("an implementation or administrative imposed limit has been exceeded",
+   * §3.4.2.1), in arrival order with the other acks [MQTT-4.6.0-2]. A failure PUBREC ends a QoS 2
+   * flow: no PUBREL follows, and a later PUBLISH with that packet id is a new message
+   * [MQTT-4.3.3-9]. QoS 0 is just dropped. Only MQTT 5 has either, so only a v5 PUBLISH is ever
+   * marked.
    */
   private refuse (topic: string, p: PublishPacket): void {
     const qos = p.qos
@@ -992,7 +1002,9 @@ export class ClientSession implements InboundAckSink {
       this.ackInbound(record)
     }
     this.out.messageRefused?.(clientError(ClientErrorCode.MESSAGE_REFUSED,
-      `a QoS ${qos} message to ${JSON.stringify(topic)} was refused${qos > 0 ? ' (0x97 Quota exceeded)' : ''}: it carries ${p.userPropertiesExceeded === true ? 'more User Properties than maxUserProperties' : 'more than 65,535 Subscription Identifiers'}`, { reasonCode: QUOTA_EXCEEDED }))
+      `a QoS ${qos} message to ${JSON.stringify(topic)} was refused${qos > 0 ? ' (0x97 Quota exceeded)' : ''}: it carries ${p.userPropertiesExceeded === true
+        ? `more than ${count(this.maxUserProperties)} User Properties (maxUserProperties)`
+        : `more than ${count(this.maxSubscriptionIdentifiers)} Subscription Identifiers`}`, { reasonCode: QUOTA_EXCEEDED }))
   }
 
   /**
@@ -1714,6 +1726,11 @@ function ackWithReason (b1: number, id: number, reasonCode: number): Buffer {
   b[3] = id & 0xff
   b[4] = reasonCode
   return b
+}
+
+/** A limit as the messages print it: 65,535. */
+function count (n: number): string {
+  return n.toLocaleString('en-US')
 }
 
 /** Whether one of the entry's filters matches `topic`. */

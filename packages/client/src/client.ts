@@ -7,7 +7,7 @@ import {
 } from '@petrel/wire'
 import { Backoff } from './backoff.js'
 import { ClientSession, type ControlRequest, type PublishRequest, type PublishResult, type SessionOutput, type SubscriptionEntry } from './client-session.js'
-import { Connection, type ConnectionHandler } from './connection.js'
+import { Connection, MAX_SUBSCRIPTION_IDENTIFIERS, type ConnectionHandler } from './connection.js'
 import { ClientErrorCode, clientError } from './errors.js'
 import type { Message } from './message.js'
 import type { ClientOptions, PublishOptions, SubscribeOptions } from './options.js'
@@ -205,6 +205,9 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       throttle: options.throttle,
       unroutedHoldMs: options.unroutedHoldMs,
       unroutedManualAck: options.unroutedManualAck,
+      // What the Connection's decoder marks past: named in the refusal's error.
+      maxUserProperties: options.maxUserProperties ?? DEFAULT_MAX_USER_PROPERTIES,
+      maxSubscriptionIdentifiers: MAX_SUBSCRIPTION_IDENTIFIERS,
       now: clock
     }, output)
     this.handler = {

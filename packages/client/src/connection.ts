@@ -47,7 +47,7 @@ const READ_HOLD_BYTES = 4 * 1024 * 1024
  * that matches it, far fewer than this; without a bound a 256 MiB PUBLISH of them decodes into
  * 134 million numbers (1.4 GB of heap, half a minute of decoding).
  */
-const MAX_SUBSCRIPTION_IDENTIFIERS = 65_535
+export const MAX_SUBSCRIPTION_IDENTIFIERS = 65_535
 
 const now = (): number => performance.now()
 

@@ -896,7 +896,8 @@ test('v5: a PUBLISH with more User Properties than maxUserProperties, or more th
     assert.equal(broker.links.length, 1, 'no reconnect')
     assert.equal(disconnectReason(broker.links[0]), null, 'no DISCONNECT')
     assert.deepEqual(errors.map((e) => [e.code, e.reasonCode]), Array(4).fill(['PETREL_ERR_MESSAGE_REFUSED', 0x97]), errors[0]?.message)
-    assert.match(errors[3]?.message ?? '', /"up\/ids".*65,535 Subscription Identifiers/)
+    assert.match(errors[0]?.message ?? '', /"up\/1".*more than 1,024 User Properties \(maxUserProperties\)$/)
+    assert.match(errors[3]?.message ?? '', /"up\/ids".*more than 65,535 Subscription Identifiers$/)
     const st = c.stats()
     assert.deepEqual([st.messagesRefused, st.messagesReceived, st.protocolErrors, st.connects], [4, 5, 0, 1])
     assert.match(c.metrics(), /^petrel_client_messages_refused_total\{client_id="refuse"\} 4$/m)
@@ -910,7 +911,8 @@ test('v5 against mosquitto: a QoS 1 message with more User Properties than maxUs
   if (!requirePeer(t, 'mosquitto')) return
   const b = broker as Mosquitto
   const topic = `refuse/${process.pid}`
-  const options = { protocolVersion: 5 as const, clean: false, clientId: `refuse-${process.pid}`, sessionExpiryInterval: 300 }
+  // A limit of our own, not the default 1,024: the error names the one in force.
+  const options = { protocolVersion: 5 as const, clean: false, clientId: `refuse-${process.pid}`, sessionExpiryInterval: 300, maxUserProperties: 20 }
   const sub = await connect(b.url, options)
   const errors: PetrelError[] = []
   sub.on('error', (e) => { errors.push(e) })
@@ -919,13 +921,14 @@ test('v5 against mosquitto: a QoS 1 message with more User Properties than maxUs
   const pub = await connect(b.url, { protocolVersion: 5 })
   let again: MqttClient | undefined
   try {
-    const userProperties = Array.from({ length: 1025 }, (_, i) => [`k${i}`, 'v'] as [string, string])
+    const userProperties = Array.from({ length: 21 }, (_, i) => [`k${i}`, 'v'] as [string, string])
     await pub.publish(topic, 'too many', { qos: 1, properties: { userProperties } })
     await pub.publish(topic, 'fine', { qos: 1 })
     await waitFor(() => got.length === 1, { timeoutMs: 5000, message: 'the next message' })
     await sleep(500)
     assert.deepEqual(got, ['fine'])
     assert.deepEqual(errors.map((e) => e.code), ['PETREL_ERR_MESSAGE_REFUSED'])
+    assert.match(errors[0]?.message ?? '', /carries more than 20 User Properties \(maxUserProperties\)$/)
     assert.deepEqual([sub.stats().messagesRefused, sub.stats().connects, sub.stats().protocolErrors], [1, 1, 0], 'refused once, on the one connection')
     await sub.end()
     again = await connect(b.url, options)
