@@ -140,3 +140,35 @@ for (const qos of [1, 2] as const) {
     }
   })
 }
+
+test('a Petrel client with topicAliasMaximum 65,535 keeps at most 16 MiB of the topic names this broker aliases first come, first served (any publisher picks them: 4 GB of 64 KiB names): all delivered, and the use of an alias it did not keep closes the link (0x97) and the message comes again', { timeout: 60_000 }, async () => {
+  const broker = createBroker({ sysInterval: 0 })
+  const { port } = await broker.listen({ port: 0 })
+  const url = `mqtt://127.0.0.1:${port}`
+  const sub = await connect(url, { ...fast, protocolVersion: 5, topicAliasMaximum: 65535, clean: false, clientId: 'alias-sub', sessionExpiryInterval: 60 })
+  const pub = await connect(url, { ...fast, protocolVersion: 5 })
+  const disconnects: Array<string | undefined> = []
+  sub.on('disconnect', ({ error }) => { disconnects.push(`${error?.code ?? ''} ${error?.reasonCode ?? ''}`) })
+  const got: string[] = []
+  try {
+    await sub.subscribe('big/#', { qos: 1 }, (m) => { got.push(`${m.topic.slice(0, m.topic.indexOf('/', 4))} ${m.payload.toString()}`) })
+    const name = (i: number): string => `big/${i}/`.padEnd(65_000, 'x')
+    for (let i = 1; i <= 150; i++) await pub.publish(name(i), 'first', { qos: 1 })
+    await waitFor(() => got.length === 150, { timeoutMs: 20_000, message: '150 messages' })
+    // Alias 1's name was kept: the broker sends it without the name, and it still resolves.
+    await pub.publish(name(1), 'again', { qos: 1 })
+    await waitFor(() => got.length === 151, { timeoutMs: 5000, message: 'again' })
+    assert.equal(got[150], 'big/1 again')
+    assert.deepEqual(disconnects, [])
+    // Alias 140's was not (past 16 MiB): the link is closed, and the resumed session resends it whole.
+    await pub.publish(name(140), 'later', { qos: 1 })
+    await waitFor(() => got.length === 152, { timeoutMs: 10_000, message: 'the message after the reconnect' })
+    assert.equal(got[151], 'big/140 later')
+    assert.deepEqual(disconnects, ['PETREL_ERR_QUOTA_EXCEEDED 151'])
+    assert.equal(sub.stats().connects, 2)
+  } finally {
+    await sub.end({ force: true })
+    await pub.end({ force: true })
+    await broker.close()
+  }
+})

@@ -77,7 +77,10 @@ export interface SessionOutput {
   commit (size: number): boolean
   /** A message for one local subscription. */
   deliver (message: Message, subscription: SubscriptionEntry): void
-  /** The broker broke the protocol: close the connection with `error.reasonCode`. */
+  /**
+   * The broker broke the protocol (or went past a limit of ours that only closing can end):
+   * close the connection with `error.reasonCode`.
+   */
   protocolViolation (error: PetrelError): void
   /**
    * A message that no local subscription matches (a subscription of the session from before this
@@ -276,6 +279,15 @@ interface InboundQoS2 {
 const PUBREL_FIXED = 0x62
 /** PUBACK / PUBREC reason code for a message past a limit of ours (§3.4.2.1). */
 const QUOTA_EXCEEDED = 0x97
+/**
+ * Heap the topic names of inbound topic aliases may hold on one connection, as {@link aliasCost}
+ * counts them: 65,535 aliases of 96-character topics fit.
+ */
+const INBOUND_ALIAS_BYTES = 16 * 1024 * 1024
+/** A kept alias's topic name at most (2 bytes a character, beyond Latin-1), with its string header and map entry. */
+function aliasCost (topic: string): number {
+  return 2 * topic.length + 64
+}
 /** Topics whose matching subscriptions are remembered; the cache starts over when full. */
 const MATCH_CACHE_MAX = 1024
 /** Identifiers of ended subscriptions remembered (for copies the broker sent before it knew), at most. */
@@ -379,6 +391,10 @@ export class ClientSession implements InboundAckSink {
   private ackQueue = new Deque<InboundAck>()
   private readonly inboundQoS2 = new Map<number, InboundQoS2>()
   private readonly inboundAliases = new Map<number, string>()
+  /** What the topic names in `inboundAliases` hold (see aliasCost), at most INBOUND_ALIAS_BYTES. */
+  private inboundAliasBytes = 0
+  /** Aliases the broker set past INBOUND_ALIAS_BYTES: their topic names were not kept. */
+  private readonly forgottenAliases = new Set<number>()
   private readonly outboundAliases = new Map<string, number>()
 
   private readonly matchScratch: SubscriptionEntry[] = []
@@ -550,6 +566,8 @@ export class ClientSession implements InboundAckSink {
     this.resend = []
     this.resendIndex = 0
     this.inboundAliases.clear()
+    this.inboundAliasBytes = 0
+    this.forgottenAliases.clear()
     this.outboundAliases.clear()
     // Acks held for the app belong to this connection; the broker will resend those messages.
     // A QoS 2 one the app already acked (waiting behind an earlier one) is answered at once when resent.
@@ -870,11 +888,14 @@ export class ClientSession implements InboundAckSink {
     if (alias !== undefined) {
       // [MQTT-3.3.2-11] an alias above what we allowed: 0x94 Topic Alias invalid (alias 0 is the decoder's)
       if (alias > this.inboundAliasMax) return this.violation(`topic alias ${alias} exceeds our Topic Alias Maximum ${this.inboundAliasMax}`, 0x94)
-      if (topic.length > 0) this.inboundAliases.set(alias, topic)
+      if (topic.length > 0) this.mapInboundAlias(alias, topic)
       else {
         const known = this.inboundAliases.get(alias)
-        // §3.3.2.3.4: an empty topic name needs a mapping made on this connection; without one, Protocol Error
-        if (known === undefined) return this.violation(`empty topic name with topic alias ${alias}, which was never mapped on this connection (§3.3.2.3.4)`, 0x82)
+        if (known === undefined) {
+          if (this.forgottenAliases.has(alias)) return this.aliasQuotaExceeded(alias)
+          // §3.3.2.3.4: an empty topic name needs a mapping made on this connection; without one, Protocol Error
+          return this.violation(`empty topic name with topic alias ${alias}, which was never mapped on this connection (§3.3.2.3.4)`, 0x82)
+        }
         topic = known
       }
     }
@@ -1275,6 +1296,42 @@ export class ClientSession implements InboundAckSink {
       if (!req.internal) this.settle(req, reasonCodes, undefined)
     }
     this.pump()
+  }
+
+  /**
+   * Keeps the broker's mapping of `alias` to `topic` (§3.3.2.3.4), within INBOUND_ALIAS_BYTES: a
+   * topic name may be 65,535 bytes, and a broker may map every alias up to our Topic Alias
+   * Maximum (65,535) to one, 4 GB held for the connection. A broker that gives aliases to the
+   * topics it forwards first come, first served (Petrel's does) lets any publisher choose those
+   * names. Past the bound the message is still delivered (it carries its topic name), but the
+   * name is not kept: only if the broker later uses that alias does the link end
+   * (see {@link aliasQuotaExceeded}).
+   */
+  private mapInboundAlias (alias: number, topic: string): void {
+    const old = this.inboundAliases.get(alias)
+    if (old === topic) return
+    if (old !== undefined) this.inboundAliasBytes -= aliasCost(old)
+    const cost = aliasCost(topic)
+    if (this.inboundAliasBytes + cost > INBOUND_ALIAS_BYTES) {
+      // Its old name is no longer the broker's either.
+      if (old !== undefined) this.inboundAliases.delete(alias)
+      this.forgottenAliases.add(alias)
+      return
+    }
+    this.inboundAliases.set(alias, topic)
+    this.inboundAliasBytes += cost
+    if (this.forgottenAliases.size > 0) this.forgottenAliases.delete(alias)
+  }
+
+  /**
+   * The broker used an alias whose topic name we did not keep (past INBOUND_ALIAS_BYTES): the
+   * message cannot be delivered, and dropping it silently is no answer for QoS 1/2. The link is
+   * closed with 0x97 Quota exceeded (a limit of ours, not the broker's error); the next
+   * connection starts with no aliases.
+   */
+  private aliasQuotaExceeded (alias: number): void {
+    this.out.protocolViolation(clientError(ClientErrorCode.QUOTA_EXCEEDED,
+      `topic alias ${alias} was used, but its topic name was not kept: the topic names mapped to inbound topic aliases passed ${count(INBOUND_ALIAS_BYTES)} bytes`, { reasonCode: QUOTA_EXCEEDED }))
   }
 
   private receiveMaximumExceeded (): void {

@@ -71,6 +71,12 @@ export const ClientErrorCode = {
    * `messagesRefused`. Reported as an `error` event; the link stays up.
    */
   MESSAGE_REFUSED: 'PETREL_ERR_MESSAGE_REFUSED',
+  /**
+   * The broker's traffic went past a limit of ours that only closing the link can end: it used an
+   * inbound topic alias whose topic name was not kept, the names mapped on the connection having
+   * passed 16 MiB. Closed with DISCONNECT 0x97 (`reasonCode`); the client reconnects.
+   */
+  QUOTA_EXCEEDED: 'PETREL_ERR_QUOTA_EXCEEDED',
   /** No response to `client.request()` within its timeout. */
   REQUEST_TIMEOUT: 'PETREL_ERR_REQUEST_TIMEOUT',
   /** Enhanced authentication failed or no `auth` hook could answer the broker's AUTH. */

@@ -68,7 +68,13 @@ export interface ClientOptions {
    * than that (manual acks not yet given count) is disconnected with 0x93.
    */
   properties?: ConnectProperties
-  /** MQTT 5: topic aliases the broker may use towards us (inbound, opt-in). Default 0. */
+  /**
+   * MQTT 5: topic aliases the broker may use towards us (inbound, opt-in). Default 0. The topic
+   * names it maps are kept for the connection, at most 16 MiB of them (a name may be 64 KiB, and
+   * a broker may alias each topic it forwards, as Petrel's does); past that a message is still
+   * delivered but its name not kept, and should the broker use that alias the link is closed with
+   * 0x97 (PETREL_ERR_QUOTA_EXCEEDED) and the client reconnects.
+   */
   topicAliasMaximum?: number
   /**
    * Largest inbound packet accepted; a bigger one closes the link (v5: DISCONNECT 0x95). MQTT 5

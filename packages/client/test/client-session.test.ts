@@ -1050,6 +1050,46 @@ test('inbound topic aliases: learnt, resolved, and an empty topic name with an a
   assert.deepEqual(violations(x.h.violations).slice(1), [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x82]])
 })
 
+test('inbound topic aliases keep at most 16 MiB of topic names: past it a message is delivered but its name not kept, and only a later use of that alias closes the link (0x97 Quota exceeded, PETREL_ERR_QUOTA_EXCEEDED); remapping frees a name', () => {
+  const x = harness({ connect: { topicAliasMaximum: 65535 } })
+  x.up()
+  x.session.subscribe([{ topicFilter: '#', qos: 0 }], {})
+  x.take()
+  const aliases = (x.session as unknown as { inboundAliases: Map<number, string> }).inboundAliases
+  const held = (): number => [...aliases.values()].reduce((n, t) => n + t.length, 0)
+  const send = (alias: number, topicName: string, payload: string): void => {
+    x.session.handlePacket({ type: 'publish', topicName, payload: Buffer.from(payload), qos: 0, retain: false, dup: false, properties: { topicAlias: alias } })
+  }
+  // 65,535-character topic names, each under an alias of its own: a broker could map 65,535 of them (4 GB).
+  const name = (i: number): string => `${i}/`.padEnd(65_535, 'x')
+  for (let i = 1; i <= 200; i++) send(i, name(i), String(i))
+  assert.equal(x.h.delivered.length, 200, 'every message delivered')
+  assert.ok(held() <= 8 * 1024 * 1024, `${held()} characters kept`)
+  const kept = aliases.size
+  assert.ok(kept >= 120 && kept < 200, `${kept} names kept`)
+  // A kept alias still resolves.
+  send(1, '', 'again')
+  assert.equal(x.h.delivered.at(-1)?.topic, name(1))
+  assert.equal(x.h.violations.length, 0)
+  // Remapping a kept alias to a short name frees room: a later one is kept.
+  send(2, 'short', 'r')
+  send(200, name(200), 'kept now')
+  send(200, '', 'resolved')
+  assert.equal(x.h.delivered.at(-1)?.topic, name(200))
+  // Using an alias whose name was not kept: the message cannot be routed, the link is closed with 0x97.
+  send(199, '', 'lost')
+  assert.deepEqual(violations(x.h.violations), [['PETREL_ERR_QUOTA_EXCEEDED', 0x97]])
+  assert.match(x.h.violations[0]?.message ?? '', /topic alias 199 .* passed 16,777,216 bytes/)
+  assert.notEqual(x.h.delivered.at(-1)?.payload.toString(), 'lost')
+  // A new connection starts with nothing held.
+  x.session.connectionDown()
+  x.up()
+  assert.equal(aliases.size, 0)
+  send(199, name(199), 'fresh')
+  send(199, '', 'fresh again')
+  assert.equal(x.h.delivered.at(-1)?.topic, name(199))
+})
+
 test('v5: an inbound topic alias above the Topic Alias Maximum we advertised (any alias, when we advertised none) is Topic Alias invalid (0x94) [MQTT-3.3.2-11]', () => {
   for (const [max, alias] of [[5, 6], [0, 1]] as const) {
     const x = harness({ connect: { topicAliasMaximum: max } })
@@ -1084,7 +1124,7 @@ test('v5: the Receive Maximum and Topic Alias Maximum enforced are those of the 
   pub(4, 2)
   pub(5)
   pub(6)
-  assert.deepEqual(x.h.violations, [])
+  assert.equal(x.h.violations.length, 0)
   assert.deepEqual(x.h.delivered.slice(-3).map((m) => `${m.packetId}:${m.topic}`), ['4:a/b', '5:a/b', '6:a/b'])
   pub(7)
   assert.deepEqual(violations(x.h.violations), [['PETREL_ERR_CLIENT_PROTOCOL_ERROR', 0x93]])
