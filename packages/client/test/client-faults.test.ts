@@ -1145,3 +1145,39 @@ test('a backoff delay past what a timer can wait (2^31 ms) does not redial after
     await b.close()
   }
 })
+
+test('v5: a Maximum Packet Size learnt only on a later connection (the next broker, mosquitto max_packet_size) refuses what was queued over it, PETREL_ERR_PACKET_TOO_LARGE 0x95, and never sends it: no disconnect-reconnect loop [MQTT-3.2.2-15]', { timeout: 30_000 }, async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const first = await startMosquitto()
+  const limited = await startMosquitto({ extraConfig: 'max_packet_size 1000' })
+  const c = await connect([first.url, limited.url], { ...fast, protocolVersion: 5, maxQueuedMessages: 3 })
+  const outcome: string[] = []
+  const track = (name: string, p: Promise<unknown>): Promise<void> => p.then(() => { outcome.push(`${name} ok`) }, (e: PetrelError) => { outcome.push(`${name} ${e.code} 0x${(e.reasonCode ?? 0).toString(16)}`) })
+  const watcher = await connect(limited.url, { protocolVersion: 5 })
+  try {
+    const got: string[] = []
+    await watcher.subscribe('mps/#', { qos: 1 }, (m) => { got.push(`${m.topic} ${m.payload.length}`) })
+    await first.stop()
+    await waitFor(() => !c.connected, { timeoutMs: 5000, message: 'link lost' })
+    // Queued while away; the last two wait for room in the queue (queuePolicy block).
+    const all = [0, 1, 2].map((qos) => track(`big QoS ${qos}`, c.publish(`mps/${qos}`, Buffer.alloc(2000), { qos: qos as 0 | 1 | 2 })))
+    all.push(track('small', c.publish('mps/small', 'fits', { qos: 1 })))
+    all.push(track('big with properties', c.publish('mps/p', Buffer.alloc(1500), { qos: 1, properties: { contentType: 'x' } })))
+    await withTimeout(Promise.all(all), 10_000, 'every publish settled')
+    assert.deepEqual(outcome.sort(), [
+      'big QoS 0 PETREL_ERR_PACKET_TOO_LARGE 0x95', 'big QoS 1 PETREL_ERR_PACKET_TOO_LARGE 0x95', 'big QoS 2 PETREL_ERR_PACKET_TOO_LARGE 0x95',
+      'big with properties PETREL_ERR_PACKET_TOO_LARGE 0x95', 'small ok'
+    ])
+    await waitFor(() => got.length === 1, { timeoutMs: 5000, message: 'the small one' })
+    await sleep(500)
+    assert.deepEqual(got, ['mps/small 4'])
+    assert.equal(c.connected, true)
+    assert.equal(c.stats().connects, 2, 'one connection to each broker, no loop')
+    assert.equal(c.stats().publishesSent, 1)
+  } finally {
+    await c.end({ force: true })
+    await watcher.end({ force: true })
+    await first.stop()
+    await limited.stop()
+  }
+})
