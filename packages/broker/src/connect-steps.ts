@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { isWellFormedUtf8, type ConnackProperties, type ConnectPacket } from '@petrel/wire'
-import { HOOK_TIMEOUT } from './hook-timeout.js'
+import { HOOK_TIMEOUT, type HookTimeout } from './hook-timeout.js'
 import { Session } from './session.js'
 import { DropReason } from './stats.js'
 import { ConnectionState, isReservedTopic, tooDeep, type ServerConnection } from './server-connection.js'
@@ -198,20 +198,20 @@ function authorizeWill (c: ServerConnection): boolean | Promise<boolean> {
   // a will deeper than max_topic_levels is refused as a publish there would be (0x90)
   const deep = tooDeep(will.topicName, c.core.limits.maxTopicLevels)
   if (auth === undefined && !deep && !isReservedTopic(will.topicName)) return true
-  const done = (ok: boolean): boolean => {
-    if (!ok && c.will === will) {
+  const done = (ok: boolean | HookTimeout): boolean => {
+    if (ok !== true && c.will === will) {
       c.will = undefined
-      c.core.stats.drop(deep ? DropReason.topicInvalid : DropReason.notAuthorized)
+      c.core.stats.drop(deep ? DropReason.topicInvalid : ok === HOOK_TIMEOUT ? DropReason.hookTimeout : DropReason.notAuthorized)
       const log = c.core.log
-      if (log.isLevelEnabled('info')) log.info({ clientId: c.clientId, username: c.username, topic: will.topicName }, 'will refused by the ACL')
+      if (log.isLevelEnabled('info')) log.info({ clientId: c.clientId, username: c.username, topic: will.topicName }, ok === HOOK_TIMEOUT ? 'will discarded: its check passed hook_timeout_ms' : 'will refused by the ACL')
     }
     return c.state !== ConnectionState.closed
   }
   // a will on $SYS/... or $share/... is refused like a publish there (see isReservedTopic)
   if (auth === undefined || deep || isReservedTopic(will.topicName)) return done(false)
   const r = auth(c, { topicName: will.topicName, qos: will.qos, retain: will.retain, payload: will.payload })
-  // a will whose check timed out (hookTimeoutMs) or failed is discarded
-  return r instanceof Promise ? r.then((ok) => done(ok === true), () => done(false)) : done(r)
+  // a will whose check timed out (hookTimeoutMs, counted as hook_timeout) or failed is discarded
+  return r instanceof Promise ? r.then((ok) => done(ok === HOOK_TIMEOUT ? ok : ok === true), () => done(false)) : done(r)
 }
 
 /**

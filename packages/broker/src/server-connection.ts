@@ -418,8 +418,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       if (r instanceof Promise) {
         const msg = new Message(topic, p.payload, p.qos, p.retain, props, expiresAt, session).own()
         return r.then((ok) => {
-          // past hookTimeoutMs: refused with 0x83 Implementation specific error (dropped, as not_authorized)
-          if (ok === HOOK_TIMEOUT) this.finishPublish(p, msg, false, this.core.now(), 0x83)
+          // past hookTimeoutMs: refused with 0x83 Implementation specific error (dropped as hook_timeout)
+          if (ok === HOOK_TIMEOUT) this.finishPublish(p, msg, false, this.core.now(), 0x83, DropReason.hookTimeout)
           else this.finishPublish(p, msg, ok, this.core.now())
         })
       }
@@ -445,7 +445,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
    * to every ready subscriber with a Message Expiry Interval of 0. One of 0 s that is routed as
    * it arrives still reaches them (see Session.deliver).
    */
-  private finishPublish (p: PublishPacket, msg: Message | undefined, allowed: boolean, now: number, refusal = 0x87): void {
+  private finishPublish (p: PublishPacket, msg: Message | undefined, allowed: boolean, now: number, refusal = 0x87, reason = refusalReason(refusal)): void {
     if (this.state === ConnectionState.closed) return
     let wait: Promise<void> | undefined
     if (allowed && msg !== undefined && msg.expiresAt !== 0 && msg.expiresAt < now) {
@@ -455,7 +455,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       // while acks are already held, later ones queue behind them: no second wait to register
       if (p.qos > 0 && this.heldAcks === undefined) wait = this.core.takePressure()
     } else {
-      this.core.stats.drop(refusalReason(refusal))
+      this.core.stats.drop(reason)
     }
     if (p.qos === 0) return
     const packetId = p.packetId as number

@@ -3,7 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { pino, type Logger } from 'pino'
-import { createBroker, type Broker, type BrokerOptions } from '@petrel/broker'
+import { createBroker, createMetricsRegistry, type Broker, type BrokerOptions } from '@petrel/broker'
 import type { Packet } from '@petrel/wire'
 import { sleep, tcpClient, versions, type RawClient } from './helpers.js'
 
@@ -84,7 +84,12 @@ for (const v of versions) {
       await c.expect('pingresp')
       assert.equal(c.closed, false)
       assert.equal(broker.stats.hookTimeouts, 2)
-      assert.equal(broker.stats.drops.not_authorized, 2)
+      // nothing decided against them: counted under their own reason, not as not_authorized
+      assert.equal(broker.stats.drops.hook_timeout, 2)
+      assert.equal(broker.stats.drops.not_authorized, 0)
+      const metrics = await createMetricsRegistry(broker).metrics()
+      assert.match(metrics, /petrel_messages_dropped_total\{reason="hook_timeout"\} 2/)
+      assert.match(metrics, /petrel_messages_dropped_total\{reason="not_authorized"\} 0/)
       // rate-limited: one line for the two
       const warnings = lines.filter((l) => l.includes('hook_timeout_ms'))
       assert.equal(warnings.length, 1, lines.join(''))
@@ -111,6 +116,24 @@ for (const v of versions) {
       const c = await tcpClient(port, v)
       assert.equal((await c.connect({ clientId: 'stuck-auth' })).reasonCode, v === 5 ? 0x88 : 3)
       await c.waitClosed()
+    })
+  })
+
+  test(`v${v}: a will whose authorizePublish never settles is discarded at hookTimeoutMs, counted as hook_timeout; the CONNECT is accepted`, { timeout: 20_000 }, async () => {
+    const authorizePublish = async (_c: unknown, p: { topicName: string }): Promise<boolean> => p.topicName === 'will/stuck' ? await never() : true
+    await withTcpBroker({ authorizePublish, limits: { hookTimeoutMs: 300 }, logger: capture([]) }, async (port, broker) => {
+      const watcher = await tcpClient(port, v)
+      assert.equal((await watcher.connect({ clientId: 'watcher' })).reasonCode, 0)
+      watcher.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 0 }] })
+      await watcher.expect('suback')
+      const c = await tcpClient(port, v)
+      const will = { topicName: 'will/stuck', payload: Buffer.from('gone'), qos: 0 as const, retain: false }
+      assert.equal((await c.connect({ clientId: 'stuck-will', will })).reasonCode, 0)
+      assert.equal(broker.stats.drops.hook_timeout, 1)
+      assert.equal(broker.stats.drops.not_authorized, 0)
+      c.destroy() // no DISCONNECT: a will that had been kept would go out now
+      assert.equal(await watcher.quiet(500), true)
+      watcher.end()
     })
   })
 
