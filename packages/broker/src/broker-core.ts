@@ -4,7 +4,7 @@ import type { Message } from './message.js'
 import type { RetainedStore } from './retained-store.js'
 import type { Router } from './router.js'
 import type { Session, SessionHost } from './session.js'
-import type { HookTimeout } from './hook-timeout.js'
+import type { HookError, HookFailure } from './hook-timeout.js'
 import type {
   AuthenticateRequest, AuthenticateResult, ClientInfo, EnhancedAuthRequest, EnhancedAuthResult, PublishRequest
 } from './options.js'
@@ -22,14 +22,15 @@ export interface BrokerCore extends SessionHost {
   /** Connected (CONNACK'd) clients by client id. */
   readonly online: Map<string, ServerConnection>
   readonly responseInformation: string | undefined
-  // The hooks as the connection sees them: a promise settles to HOOK_TIMEOUT past hookTimeoutMs.
-  readonly authenticateEnhanced: ((request: EnhancedAuthRequest) => EnhancedAuthResult | Promise<EnhancedAuthResult | HookTimeout>) | undefined
+  // The hooks as the connection sees them: a promise settles to HOOK_TIMEOUT past hookTimeoutMs;
+  // a hook that throws or rejects answers HOOK_ERROR.
+  readonly authenticateEnhanced: ((request: EnhancedAuthRequest) => EnhancedAuthResult | HookError | Promise<EnhancedAuthResult | HookFailure>) | undefined
   /** Undefined when every publish is allowed (the fast path skips the call). */
-  readonly authorizePublish: ((client: ClientInfo, publish: PublishRequest) => boolean | Promise<boolean | HookTimeout>) | undefined
-  readonly authorizeSubscribe: ((client: ClientInfo, subscription: Subscription) => boolean | Promise<boolean | HookTimeout>) | undefined
+  readonly authorizePublish: ((client: ClientInfo, publish: PublishRequest) => boolean | HookError | Promise<boolean | HookFailure>) | undefined
+  readonly authorizeSubscribe: ((client: ClientInfo, subscription: Subscription) => boolean | HookError | Promise<boolean | HookFailure>) | undefined
   /** The per-message read check for an allowed subscription, when the ACL needs one (Acl.readFilter). */
   readonly readFilter: ((client: ClientInfo, topicFilter: string) => ((topicName: string) => boolean) | undefined) | undefined
-  authenticate (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | Promise<AuthenticateResult | HookTimeout>
+  authenticate (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | HookError | Promise<AuthenticateResult | HookFailure>
   /** Routes a message (and stores it when retained); returns the number of sessions it reached. */
   publish (message: Message): number
   /** Flow control after a client's QoS 1/2 publish: hold its acks until this settles (see Broker). */

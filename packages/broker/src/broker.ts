@@ -5,7 +5,7 @@ import { Acl } from './acl.js'
 import type { BrokerCore } from './broker-core.js'
 import { Connection, type ConnectionHost } from './connection.js'
 import { BrokerErrorCode, brokerError } from './errors.js'
-import { withHookTimeout, type HookTimeout } from './hook-timeout.js'
+import { HOOK_ERROR, withHookTimeout, type HookError, type HookFailure } from './hook-timeout.js'
 import { openListener, type ListenerAddress, type ListenerOptions, type OpenListener } from './listeners.js'
 import { Message } from './message.js'
 import { PendingHandshake, type HandshakeOwner } from './pending-handshake.js'
@@ -92,6 +92,7 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
   private readonly sessionWarning = new WarningLimiter()
   private readonly userPropertiesWarning = new WarningLimiter()
   private readonly hookWarning = new WarningLimiter()
+  private readonly hookErrorWarning = new WarningLimiter()
 
   constructor (readonly options: BrokerOptions = {}) {
     const limits = { ...defaultLimits, ...stripUndefined(options.limits ?? {}) }
@@ -105,16 +106,16 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     this.retained = new RetainedStore(this.limits.maxRetainedMessages, this.limits.maxRetainedBytes)
     this.responseInformation = options.responseInformation
     const enhanced = options.authenticateEnhanced
-    this.authenticateEnhanced = enhanced === undefined ? undefined : (r) => this.timed('authenticateEnhanced', enhanced(r))
+    this.authenticateEnhanced = enhanced === undefined ? undefined : (r) => this.timed('authenticateEnhanced', () => enhanced(r))
     this.passwords = options.passwordFile === undefined ? undefined : PasswordFile.load(options.passwordFile)
     const acl = options.acl !== undefined && options.acl.length > 0 ? new Acl(options.acl) : undefined
     const pub = options.authorizePublish
     this.authorizePublish = pub !== undefined
-      ? (c, p) => this.timed('authorizePublish', pub(c, p))
+      ? (c, p) => this.timed('authorizePublish', () => pub(c, p))
       : (acl === undefined ? undefined : (c, p) => acl.canPublish(c, p.topicName))
     const sub = options.authorizeSubscribe
     this.authorizeSubscribe = sub !== undefined
-      ? (c, s) => this.timed('authorizeSubscribe', sub(c, s))
+      ? (c, s) => this.timed('authorizeSubscribe', () => sub(c, s))
       : (acl === undefined ? undefined : (c, s) => acl.canSubscribe(c, s.topicFilter))
     this.readFilter = acl === undefined || options.authorizeSubscribe !== undefined ? undefined : (c, f) => acl.readFilter(c, f)
     const sysInterval = options.sysInterval ?? 10
@@ -322,19 +323,38 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     return Promise.race([Promise.all(waits), timeout]).then(() => { clearTimeout(timer) })
   }
 
-  /** A hook's answer; a promise one settles to HOOK_TIMEOUT past hookTimeoutMs (counted, warned about now and then). */
-  private timed<T> (hook: string, r: T | Promise<T>): T | Promise<T | HookTimeout> {
+  /**
+   * A hook's answer. A promise one settles to HOOK_TIMEOUT past hookTimeoutMs; a hook that throws,
+   * or whose promise rejects, answers HOOK_ERROR. Either fails only the request asked about (see
+   * ServerConnection); both are counted and warned about now and then. A throw used to reach the
+   * socket's 'data' handler and kill the process, and a rejection closed the connection (0x80),
+   * so a client with a persistent session sent the same QoS 1 message again on every reconnect.
+   */
+  private timed<T> (hook: string, call: () => T | Promise<T>): T | HookError | Promise<T | HookFailure> {
+    let r: T | Promise<T>
+    try {
+      r = call()
+    } catch (err) {
+      this.hookError(hook, err)
+      return HOOK_ERROR
+    }
     if (!(r instanceof Promise)) return r
     const ms = this.limits.hookTimeoutMs
     return withHookTimeout(r, ms, () => {
       this.stats.hookTimeouts++
       const suppressed = this.hookWarning.due(this.now())
       if (suppressed !== undefined) this.log.warn({ hook, hookTimeoutMs: ms, suppressed }, `${hook} did not settle within hook_timeout_ms; the request failed`)
-    })
+    }, (err) => { this.hookError(hook, err) })
   }
 
-  authenticate (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | Promise<AuthenticateResult | HookTimeout> {
-    return this.timed(this.options.authenticate === undefined ? 'password check' : 'authenticate', this.checkCredentials(request, info))
+  private hookError (hook: string, err: unknown): void {
+    this.stats.hookErrors++
+    const suppressed = this.hookErrorWarning.due(this.now())
+    if (suppressed !== undefined) this.log.warn({ hook, err, suppressed }, `${hook} threw or rejected; the request failed`)
+  }
+
+  authenticate (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | HookError | Promise<AuthenticateResult | HookFailure> {
+    return this.timed(this.options.authenticate === undefined ? 'password check' : 'authenticate', () => this.checkCredentials(request, info))
   }
 
   private checkCredentials (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | Promise<AuthenticateResult> {

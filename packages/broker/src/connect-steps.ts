@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { isWellFormedUtf8, type ConnackProperties, type ConnectPacket } from '@petrel/wire'
-import { HOOK_TIMEOUT, type HookTimeout } from './hook-timeout.js'
+import { HOOK_ERROR, HOOK_TIMEOUT, isHookFailure, type HookFailure } from './hook-timeout.js'
 import { Session } from './session.js'
 import { DropReason } from './stats.js'
 import { ConnectionState, isReservedTopic, tooDeep, type ServerConnection } from './server-connection.js'
@@ -148,8 +148,9 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
       return false
     }
     const r = hook({ clientId: c.clientId, method, data: data === undefined ? undefined : Buffer.from(data), step: 0 })
-    // past hookTimeoutMs: 0x88 Server unavailable (a later attempt may succeed)
-    return r instanceof Promise ? r.then((x) => done(x === HOOK_TIMEOUT ? { reasonCode: 0x88 } : x)) : done(r)
+    // past hookTimeoutMs, or the hook threw: CONNACK 0x88 Server unavailable (a later attempt may
+    // succeed) before the close [MQTT-4.12.0-4]; a rejection used to close with no CONNACK at all
+    return r instanceof Promise ? r.then((x) => done(isHookFailure(x) ? { reasonCode: 0x88 } : x)) : done(isHookFailure(r) ? { reasonCode: 0x88 } : r)
   }
   const request = {
     clientId: c.clientId,
@@ -161,8 +162,14 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
     get remoteAddress (): string | undefined { return c.remoteAddress },
     certificateIdentity: c.info.certificateIdentity
   }
-  const done = (r: boolean | { ok: boolean, reasonCode?: number, username?: string }): boolean => {
+  const done = (r: boolean | { ok: boolean, reasonCode?: number, username?: string } | HookFailure): boolean => {
     if (c.state === ConnectionState.closed) return false
+    if (isHookFailure(r)) {
+      // past hookTimeoutMs, or the hook threw: 0x88 Server unavailable, 3.1.1's 3 (a later
+      // attempt may succeed; 0x86/0x87 would tell the client its credentials are wrong)
+      c.refuse(0x88, 3)
+      return false
+    }
     // A JavaScript hook may answer { reasonCode } without `ok`: a success code (< 0x80) means yes.
     const ok = typeof r === 'boolean' ? r : r.ok ?? (r.reasonCode ?? 0) < 0x80
     if (!ok) {
@@ -175,13 +182,7 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
     return true
   }
   const r = c.core.authenticate(request, c.info)
-  if (!(r instanceof Promise)) return done(r)
-  return r.then((x) => {
-    if (x !== HOOK_TIMEOUT) return done(x)
-    // past hookTimeoutMs: 0x88 Server unavailable, 3.1.1's 3 (a later attempt may succeed)
-    if (c.state !== ConnectionState.closed) c.refuse(0x88, 3)
-    return false
-  }, () => { c.refuse(0x80, 3); return false })
+  return r instanceof Promise ? r.then(done) : done(r)
 }
 
 /**
@@ -198,20 +199,20 @@ function authorizeWill (c: ServerConnection): boolean | Promise<boolean> {
   // a will deeper than max_topic_levels is refused as a publish there would be (0x90)
   const deep = tooDeep(will.topicName, c.core.limits.maxTopicLevels)
   if (auth === undefined && !deep && !isReservedTopic(will.topicName)) return true
-  const done = (ok: boolean | HookTimeout): boolean => {
+  const done = (ok: boolean | HookFailure): boolean => {
     if (ok !== true && c.will === will) {
       c.will = undefined
-      c.core.stats.drop(deep ? DropReason.topicInvalid : ok === HOOK_TIMEOUT ? DropReason.hookTimeout : DropReason.notAuthorized)
+      c.core.stats.drop(deep ? DropReason.topicInvalid : ok === HOOK_TIMEOUT ? DropReason.hookTimeout : ok === HOOK_ERROR ? DropReason.hookError : DropReason.notAuthorized)
       const log = c.core.log
-      if (log.isLevelEnabled('info')) log.info({ clientId: c.clientId, username: c.username, topic: will.topicName }, ok === HOOK_TIMEOUT ? 'will discarded: its check passed hook_timeout_ms' : 'will refused by the ACL')
+      if (log.isLevelEnabled('info')) log.info({ clientId: c.clientId, username: c.username, topic: will.topicName }, isHookFailure(ok) ? 'will discarded: its check timed out or failed' : 'will refused by the ACL')
     }
     return c.state !== ConnectionState.closed
   }
   // a will on $SYS/... or $share/... is refused like a publish there (see isReservedTopic)
   if (auth === undefined || deep || isReservedTopic(will.topicName)) return done(false)
   const r = auth(c, { topicName: will.topicName, qos: will.qos, retain: will.retain, payload: will.payload })
-  // a will whose check timed out (hookTimeoutMs, counted as hook_timeout) or failed is discarded
-  return r instanceof Promise ? r.then((ok) => done(ok === HOOK_TIMEOUT ? ok : ok === true), () => done(false)) : done(r)
+  // a will whose check timed out (hookTimeoutMs) or failed (threw, rejected) is discarded
+  return r instanceof Promise ? r.then(done) : done(r)
 }
 
 /**

@@ -330,9 +330,11 @@ export class Connection implements Transport {
     this.busy = true
     this.stream.pause()
     this.protocol.holdInput()
+    // Hooks never reject here (a failing one answers HOOK_ERROR, see Broker.timed): this is a
+    // fault of the broker's own, and the connection is all it takes down.
     r.then(() => { this.release() }, (err: unknown) => {
-      this.host.log.warn({ err }, 'hook failed; closing the connection')
-      this.protocol.fail(0x80, 'hook failed')
+      this.host.log.error({ err }, 'handling a packet failed; closing the connection')
+      this.protocol.fail(0x80, 'internal error')
     })
   }
 

@@ -53,7 +53,9 @@ export interface PublishRequest {
 
 /**
  * Policy hooks, each sync or async. While an async one is pending its client's input waits
- * (in order), for at most `limits.hookTimeoutMs`; then the request fails (see there).
+ * (in order), for at most `limits.hookTimeoutMs`; then the request fails (see there). A hook
+ * that throws, or whose promise rejects, fails its request the same way (a warning is logged,
+ * `stats.hookErrors` counts it): the connection goes on where a timeout lets it.
  */
 export interface BrokerHooks {
   /** Decides whether a CONNECT may proceed. Default: password file if configured, else anonymous per `allowAnonymous`. */

@@ -6,7 +6,7 @@ import {
 import type { BrokerCore } from './broker-core.js'
 import { runConnectSteps, type ConnectContext } from './connect-steps.js'
 import { fitPacket } from './fit-packet.js'
-import { HOOK_TIMEOUT, type HookTimeout } from './hook-timeout.js'
+import { HOOK_ERROR, HOOK_TIMEOUT, isHookFailure, type HookFailure } from './hook-timeout.js'
 import { Message } from './message.js'
 import type { ClientInfo } from './options.js'
 import type { Session, SessionOutlet, SessionSubscription } from './session.js'
@@ -321,8 +321,11 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       this.sendAuth(0, method, r.data)
     }
     const r = hook({ clientId: this.clientId, method, data: p.properties?.authenticationData === undefined ? undefined : Buffer.from(p.properties.authenticationData), step })
-    // past hookTimeoutMs: CONNACK 0x88 Server unavailable, or DISCONNECT 0x83 ending a re-authentication
-    return r instanceof Promise ? r.then((x) => go(x === HOOK_TIMEOUT ? { reasonCode: during ? 0x88 : 0x83 } : x)) : go(r)
+    // past hookTimeoutMs, or the hook threw: CONNACK 0x88 Server unavailable before the close
+    // [MQTT-4.12.0-4] (a rejection used to close with none), or DISCONNECT 0x83 ending a
+    // re-authentication [MQTT-4.12.1-2]
+    const failed = { reasonCode: during ? 0x88 : 0x83 }
+    return r instanceof Promise ? r.then((x) => go(isHookFailure(x) ? failed : x)) : go(isHookFailure(r) ? failed : r)
   }
 
   // --- PUBLISH -------------------------------------------------------------------------------
@@ -418,11 +421,13 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       if (r instanceof Promise) {
         const msg = new Message(topic, p.payload, p.qos, p.retain, props, expiresAt, session).own()
         return r.then((ok) => {
-          // past hookTimeoutMs: refused with 0x83 Implementation specific error (dropped as hook_timeout)
-          if (ok === HOOK_TIMEOUT) this.finishPublish(p, msg, false, this.core.now(), 0x83, DropReason.hookTimeout)
+          // past hookTimeoutMs, or the hook rejected: refused with 0x83 Implementation specific
+          // error, counted as hook_timeout / hook_error; the connection goes on
+          if (isHookFailure(ok)) this.finishPublish(p, msg, false, this.core.now(), 0x83, ok === HOOK_TIMEOUT ? DropReason.hookTimeout : DropReason.hookError)
           else this.finishPublish(p, msg, ok, this.core.now())
         })
       }
+      if (r === HOOK_ERROR) { this.finishPublish(p, undefined, false, now, 0x83, DropReason.hookError); return }
       if (!r) { this.finishPublish(p, undefined, false, now); return }
     }
     this.finishPublish(p, new Message(topic, p.payload, p.qos, p.retain, props, expiresAt, session), true, now)
@@ -501,10 +506,10 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       return r
     })
     if (pending) return Promise.all(results).then((r) => { this.finishSubscribe(p, r, this.core.now()) })
-    this.finishSubscribe(p, results as boolean[], now)
+    this.finishSubscribe(p, results as Array<boolean | HookFailure>, now)
   }
 
-  private finishSubscribe (p: SubscribePacket, allowed: Array<boolean | HookTimeout> | undefined, now: number): void {
+  private finishSubscribe (p: SubscribePacket, allowed: Array<boolean | HookFailure> | undefined, now: number): void {
     if (this.state === ConnectionState.closed) return
     const session = this.session as Session
     const sid = p.properties?.subscriptionIdentifier
@@ -515,8 +520,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     p.subscriptions.forEach((s, i) => {
       const a = allowed?.[i]
       if (a !== undefined && a !== true) {
-        // denied (or its check passed hookTimeoutMs: 0x83): failure code in SUBACK [MQTT-3.9.3-2]
-        codes.push(this.v5 ? (a === HOOK_TIMEOUT ? 0x83 : 0x87) : 0x80)
+        // denied (or its check passed hookTimeoutMs or failed: 0x83): failure code in SUBACK [MQTT-3.9.3-2]
+        codes.push(this.v5 ? (isHookFailure(a) ? 0x83 : 0x87) : 0x80)
         return
       }
       // deeper than max_topic_levels: 0x8F Topic Filter invalid, "correctly formed but not

@@ -1,7 +1,7 @@
 /**
  * Why a message was not delivered to one subscriber, or (not_authorized, hook_timeout,
- * payload_format_invalid, topic_invalid, user_properties_exceeded) to anyone, refused from its
- * publisher. Every drop is
+ * hook_error, payload_format_invalid, topic_invalid, user_properties_exceeded) to anyone,
+ * refused from its publisher. Every drop is
  * counted under one of these (nothing is dropped silently); see CONFIG.md for the policy behind each.
  */
 export const DropReason = {
@@ -24,6 +24,8 @@ export const DropReason = {
    * will discarded): nobody decided against it, so it is not counted as not_authorized.
    */
   hookTimeout: 'hook_timeout',
+  /** `authorizePublish` threw or rejected (publish refused with 0x83, or a will discarded). */
+  hookError: 'hook_error',
   /** The payload was not UTF-8 although its Payload Format Indicator said so [MQTT-3.3.2-4]. */
   payloadFormatInvalid: 'payload_format_invalid',
   /** A topic deeper than `max_topic_levels` (publish or will refused with 0x90). */
@@ -60,6 +62,8 @@ export class BrokerStats {
   keepaliveTimeouts = 0
   /** Async hook calls (or password checks) that did not settle within `hookTimeoutMs`: their request failed. */
   hookTimeouts = 0
+  /** Hook calls (or password checks) that threw or rejected: their request failed, the connection went on. */
+  hookErrors = 0
   /** Times a QoS 1/2 publisher was held back because a subscriber it reached was behind. */
   flowControlHolds = 0
   /** Retained publishes not stored: `max_retained_messages` or `max_retained_bytes` reached (still delivered). */
@@ -76,7 +80,7 @@ export class BrokerStats {
   /** Wills sent without their Will Delay Interval: `max_delayed_will_bytes` was reached. */
   willsSentEarly = 0
   readonly drops: Record<DropReason, number> = {
-    queue_full: 0, filter_limit: 0, offline_limit: 0, offline: 0, expired: 0, packet_too_large: 0, not_authorized: 0, hook_timeout: 0, payload_format_invalid: 0, topic_invalid: 0, user_properties_exceeded: 0, session_ended: 0
+    queue_full: 0, filter_limit: 0, offline_limit: 0, offline: 0, expired: 0, packet_too_large: 0, not_authorized: 0, hook_timeout: 0, hook_error: 0, payload_format_invalid: 0, topic_invalid: 0, user_properties_exceeded: 0, session_ended: 0
   }
 
   drop (reason: DropReason): void {
