@@ -329,7 +329,7 @@ export class Connection implements Transport {
   private hold (r: Promise<void>): void {
     this.busy = true
     this.stream.pause()
-    this.protocol.holdInput()
+    this.protocol.holdInput(this.host.now())
     // Hooks never reject here (a failing one answers HOOK_ERROR, see Broker.timed): this is a
     // fault of the broker's own, and the connection is all it takes down.
     r.then(() => { this.release() }, (err: unknown) => {

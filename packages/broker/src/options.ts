@@ -109,7 +109,11 @@ export interface BrokerLimits {
   topicAliasMaximum: number
   /** Largest keepalive accepted; 5.0 clients asking for more (or 0) get Server Keep Alive. Default 65,535 s. */
   maxKeepAlive: number
-  /** Milliseconds a connection may take to send its CONNECT. Default 10,000. */
+  /**
+   * Milliseconds a connection may take to send its CONNECT (and, under enhanced authentication,
+   * its AUTH answers: then CONNACK 0x87). Time spent waiting on a hook is not counted (see
+   * `hookTimeoutMs`). Default 10,000.
+   */
   connectTimeoutMs: number
   /**
    * Milliseconds an async hook (or the password file check) may take. The client's input waits

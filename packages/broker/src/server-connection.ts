@@ -59,14 +59,19 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   session: Session | undefined
   /** Enforced keepalive in ms (0: none). */
   keepAliveMs = 0
-  /** When the last packet arrived, and when the connection opened (see `clock`). */
+  /**
+   * When the last packet arrived, and when the connection opened (see `clock`); before CONNACK
+   * the latter moves on by the time input was held behind a hook (see `resumeInput`).
+   */
   lastRx: number
-  readonly openedAt: number
+  openedAt: number
   /**
    * Input is held behind an async hook (see Connection): the client's packets wait unread
    * because we chose not to read them, so they cannot count against its keepalive.
    */
   private inputHeld = false
+  /** When input was last held (see `clock`). */
+  private heldSince = 0
   will: Will | undefined
   /** Client's Receive Maximum [MQTT-3.3.4-7], Maximum Packet Size [MQTT-3.1.2-25], Topic Alias Maximum. */
   clientReceiveMaximum = 65535
@@ -244,17 +249,22 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   }
 
   /** The shell stops reading this client until a pending hook settles: keepalive waits. */
-  holdInput (): void {
+  holdInput (now: number): void {
+    if (this.inputHeld) return // a hook after another, in one hold (see Connection.release)
     this.inputHeld = true
+    this.heldSince = clock(now)
   }
 
   /**
    * The shell reads again: the keepalive window restarts now. What the client sent while held
-   * (a PINGREQ, say) is still unread, and a sweep may come before it is.
+   * (a PINGREQ, say) is still unread, and a sweep may come before it is. Before CONNACK the
+   * connect timeout is moved on by the time held: it bounds the client's time, not our hooks'.
    */
   resumeInput (now: number): void {
     this.inputHeld = false
-    this.lastRx = clock(now)
+    const t = clock(now)
+    this.lastRx = t
+    if (this.state !== ConnectionState.connected) this.openedAt = (this.openedAt + elapsed(this.heldSince, t)) | 0
   }
 
   /** Keepalive and connect timeout, called by the broker's sweep. */
@@ -267,8 +277,18 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
         this.core.stats.keepaliveTimeouts++
         this.fail(0x8d, 'keepalive timeout')
       }
-    } else if (this.state !== ConnectionState.closed && elapsed(this.openedAt, t) > this.core.limits.connectTimeoutMs) {
-      this.close(false) // nothing was sent for it to read
+    } else if (this.state !== ConnectionState.closed && !this.inputHeld && elapsed(this.openedAt, t) > this.core.limits.connectTimeoutMs) {
+      // The connect timeout bounds the client's part: sending CONNECT, then its AUTH answers.
+      // Not while a CONNECT waits on our own hook (bounded by hookTimeoutMs, which answers
+      // CONNACK 0x88): cutting it there closed the connection with no CONNACK at all.
+      if (this.state === ConnectionState.authenticating) {
+        // the client did not continue the exchange in time: the authentication failed, and
+        // the CONNECT has been read, so it gets a CONNACK before the close [MQTT-4.12.0-4]
+        // (0x87 Not authorized, as HiveMQ answers the same timeout)
+        this.refuse(0x87, 5)
+        return
+      }
+      this.close(false) // no CONNECT yet: no protocol version to answer in, nothing sent to read
     }
   }
 

@@ -2,6 +2,7 @@
 // healthy client its connection.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import mqtt from 'mqtt'
 import { pino, type Logger } from 'pino'
 import { createBroker, createMetricsRegistry, type Broker, type BrokerOptions } from '@petrel/broker'
 import type { Packet } from '@petrel/wire'
@@ -167,6 +168,65 @@ test('v5: a hookTimeoutMs past what a timer can wait (2^31 ms, ~25 days: "no bou
     const ack = await c.expect('puback', 3000)
     assert.equal(ack.reasonCode ?? 0, 0)
     assert.equal(broker.stats.hookTimeouts, 0)
+    c.end()
+  })
+})
+
+// connect_timeout_ms bounds the client's part of a CONNECT (sending it, then its AUTH answers),
+// not the broker's own hooks: those are bounded by hook_timeout_ms and answered with a CONNACK.
+for (const v of versions) {
+  test(`v${v}: an authenticate slower than connectTimeoutMs (within hookTimeoutMs) still answers the CONNECT: CONNACK 0 (MQTT.js)`, { timeout: 20_000 }, async () => {
+    const authenticate = async (): Promise<boolean> => { await sleep(900); return true }
+    await withTcpBroker({ authenticate, limits: { connectTimeoutMs: 300 } }, async (port) => {
+      const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'slow-auth', protocolVersion: v, reconnectPeriod: 0, connectTimeout: 5000 })
+      try {
+        assert.equal(c.connected, true)
+        await c.publishAsync('after/slow/auth', 'x', { qos: 1 })
+      } finally {
+        await c.endAsync()
+      }
+    })
+  })
+
+  test(`v${v}: an authenticate that never settles, with hookTimeoutMs above connectTimeoutMs, gets CONNACK ${v === 5 ? '0x88' : '3'}, not a silent close`, { timeout: 20_000 }, async () => {
+    await withTcpBroker({ authenticate: never, limits: { connectTimeoutMs: 300, hookTimeoutMs: 900 }, logger: capture([]) }, async (port) => {
+      const c = await tcpClient(port, v)
+      const started = Date.now()
+      assert.equal((await c.connect({ clientId: 'stuck-auth' })).reasonCode, v === 5 ? 0x88 : 3)
+      assert.ok(Date.now() - started >= 800, 'answered at hookTimeoutMs')
+      await c.waitClosed()
+    })
+  })
+}
+
+test('v5: a client that does not continue an enhanced authentication within connectTimeoutMs gets CONNACK 0x87 before the close [MQTT-4.12.0-4]', { timeout: 20_000 }, async () => {
+  const authenticateEnhanced = (): { reasonCode: number, data: Buffer } => ({ reasonCode: 0x18, data: Buffer.from('challenge') })
+  await withTcpBroker({ authenticateEnhanced, limits: { connectTimeoutMs: 400 } }, async (port, broker) => {
+    const c = await tcpClient(port, 5)
+    c.send({ type: 'connect', protocolVersion: 5, clientId: 'mute', cleanStart: true, keepAlive: 60, properties: { authenticationMethod: 'SCRAM' } })
+    assert.equal((await c.expect('auth')).reasonCode, 0x18)
+    assert.equal((await c.expect('connack', 3000)).reasonCode, 0x87)
+    await c.waitClosed()
+    assert.equal(broker.stats.connectRefused, 1)
+  })
+})
+
+test('v5: the time an enhanced authentication hook takes does not count against connectTimeoutMs; the client\'s own time does', { timeout: 20_000 }, async () => {
+  // each step takes 400 ms of the broker's time; the client answers at once: 800 ms in all
+  // against a connect timeout of 500 ms
+  const authenticateEnhanced = async (r: { step: number, data: Buffer | undefined }): Promise<{ reasonCode: number, data?: Buffer }> => {
+    await sleep(400)
+    if (r.step === 0) return { reasonCode: 0x18, data: Buffer.from('challenge') }
+    return { reasonCode: r.data?.toString() === 'answer' ? 0 : 0x87 }
+  }
+  await withTcpBroker({ authenticateEnhanced, limits: { connectTimeoutMs: 500 } }, async (port) => {
+    const c = await tcpClient(port, 5)
+    c.send({ type: 'connect', protocolVersion: 5, clientId: 'scram', cleanStart: true, keepAlive: 60, properties: { authenticationMethod: 'SCRAM' } })
+    assert.equal((await c.expect('auth')).reasonCode, 0x18)
+    c.send({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'SCRAM', authenticationData: Buffer.from('answer') } })
+    assert.equal((await c.expect('connack')).reasonCode, 0)
+    c.send({ type: 'pingreq' })
+    await c.expect('pingresp')
     c.end()
   })
 })
