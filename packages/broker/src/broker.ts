@@ -10,7 +10,7 @@ import { openListener, type ListenerAddress, type ListenerOptions, type OpenList
 import { Message } from './message.js'
 import { PendingHandshake, type HandshakeOwner } from './pending-handshake.js'
 import {
-  defaultFilterMemory, defaultLimits, type AuthenticateRequest, type AuthenticateResult, type BrokerLimits,
+  defaultFilterMemory, defaultLimits, type AuthenticateRequest, type AuthenticateResult, type EnhancedAuthResult, type BrokerLimits,
   type BrokerOptions, type ClientInfo
 } from './options.js'
 import { PasswordFile } from './password-file.js'
@@ -106,16 +106,16 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     this.retained = new RetainedStore(this.limits.maxRetainedMessages, this.limits.maxRetainedBytes)
     this.responseInformation = options.responseInformation
     const enhanced = options.authenticateEnhanced
-    this.authenticateEnhanced = enhanced === undefined ? undefined : (r) => this.timed('authenticateEnhanced', () => enhanced(r))
+    this.authenticateEnhanced = enhanced === undefined ? undefined : (r) => this.timed('authenticateEnhanced', () => enhanced(r), isEnhancedAuthResult)
     this.passwords = options.passwordFile === undefined ? undefined : PasswordFile.load(options.passwordFile)
     const acl = options.acl !== undefined && options.acl.length > 0 ? new Acl(options.acl) : undefined
     const pub = options.authorizePublish
     this.authorizePublish = pub !== undefined
-      ? (c, p) => this.timed('authorizePublish', () => pub(c, p))
+      ? (c, p) => this.timed('authorizePublish', () => pub(c, p), isBoolean)
       : (acl === undefined ? undefined : (c, p) => acl.canPublish(c, p.topicName))
     const sub = options.authorizeSubscribe
     this.authorizeSubscribe = sub !== undefined
-      ? (c, s) => this.timed('authorizeSubscribe', () => sub(c, s))
+      ? (c, s) => this.timed('authorizeSubscribe', () => sub(c, s), isBoolean)
       : (acl === undefined ? undefined : (c, s) => acl.canSubscribe(c, s.topicFilter))
     this.readFilter = acl === undefined || options.authorizeSubscribe !== undefined ? undefined : (c, f) => acl.readFilter(c, f)
     const sysInterval = options.sysInterval ?? 10
@@ -329,8 +329,15 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
    * ServerConnection); both are counted and warned about now and then. A throw used to reach the
    * socket's 'data' handler and kill the process, and a rejection closed the connection (0x80),
    * so a client with a persistent session sent the same QoS 1 message again on every reconnect.
+   *
+   * An answer that is not one `valid` takes (undefined from a hook that forgot a `return`, a
+   * number...) is a hook error too, so nothing downstream guesses: a subscription hook answering
+   * undefined used to grant the filter, and an authenticate one crashed the process. Any
+   * thenable is awaited: a promise of another realm (a `vm` context, Jest's test environment)
+   * or library is not `instanceof Promise`, and was taken for a truthy answer: allowed, whatever
+   * it resolved to.
    */
-  private timed<T> (hook: string, call: () => T | Promise<T>): T | HookError | Promise<T | HookFailure> {
+  private timed<T> (hook: string, call: () => T | Promise<T>, valid: (r: unknown) => r is T): T | HookError | Promise<T | HookFailure> {
     let r: T | Promise<T>
     try {
       r = call()
@@ -338,9 +345,17 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
       this.hookError(hook, err)
       return HOOK_ERROR
     }
-    if (!(r instanceof Promise)) return r
+    if (valid(r)) return r
+    if (!isThenable(r)) {
+      this.hookError(hook, invalidAnswer(hook, r))
+      return HOOK_ERROR
+    }
+    const answer = Promise.resolve(r).then((v: unknown) => {
+      if (valid(v)) return v
+      throw invalidAnswer(hook, v)
+    })
     const ms = this.limits.hookTimeoutMs
-    return withHookTimeout(r, ms, () => {
+    return withHookTimeout(answer, ms, () => {
       this.stats.hookTimeouts++
       const suppressed = this.hookWarning.due(this.now())
       if (suppressed !== undefined) this.log.warn({ hook, hookTimeoutMs: ms, suppressed }, `${hook} did not settle within hook_timeout_ms; the request failed`)
@@ -354,7 +369,7 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
   }
 
   authenticate (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | HookError | Promise<AuthenticateResult | HookFailure> {
-    return this.timed(this.options.authenticate === undefined ? 'password check' : 'authenticate', () => this.checkCredentials(request, info))
+    return this.timed(this.options.authenticate === undefined ? 'password check' : 'authenticate', () => this.checkCredentials(request, info), isAuthenticateResult)
   }
 
   private checkCredentials (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | Promise<AuthenticateResult> {
@@ -586,4 +601,29 @@ function stripUndefined<T extends object> (o: T): Partial<T> {
 /** Creates a broker; nothing listens until `listen()` (or streams are passed to `handle()`). */
 export function createBroker (options?: BrokerOptions): Broker {
   return new Broker(options)
+}
+
+function isThenable (r: unknown): r is PromiseLike<unknown> {
+  return (typeof r === 'object' || typeof r === 'function') && r !== null && typeof (r as { then?: unknown }).then === 'function'
+}
+
+function isBoolean (r: unknown): r is boolean {
+  return typeof r === 'boolean'
+}
+
+/** true/false, or an object saying yes or no: `ok`, or a `reasonCode` (see AuthenticateResult). */
+function isAuthenticateResult (r: unknown): r is AuthenticateResult {
+  if (typeof r === 'boolean') return true
+  if (typeof r !== 'object' || r === null || isThenable(r)) return false
+  const { ok, reasonCode } = r as { ok?: unknown, reasonCode?: unknown }
+  return typeof ok === 'boolean' || (ok === undefined && typeof reasonCode === 'number')
+}
+
+function isEnhancedAuthResult (r: unknown): r is EnhancedAuthResult {
+  return typeof r === 'object' && r !== null && !isThenable(r) && typeof (r as { reasonCode?: unknown }).reasonCode === 'number'
+}
+
+function invalidAnswer (hook: string, r: unknown): TypeError {
+  const what = r === null ? 'null' : Array.isArray(r) ? 'an array' : typeof r === 'object' ? 'an object without a usable ok / reasonCode' : `${typeof r} ${String(r)}`
+  return new TypeError(`${hook} answered ${what}; expected ${hook === 'authenticateEnhanced' ? '{ reasonCode }' : hook === 'authenticate' || hook === 'password check' ? 'a boolean or { ok, reasonCode? }' : 'a boolean'}`)
 }

@@ -54,7 +54,8 @@ export interface PublishRequest {
 /**
  * Policy hooks, each sync or async. While an async one is pending its client's input waits
  * (in order), for at most `limits.hookTimeoutMs`; then the request fails (see there). A hook
- * that throws, or whose promise rejects, fails its request the same way (a warning is logged,
+ * that throws, whose promise rejects, or that answers something its type does not allow
+ * (undefined, a number...), fails its request the same way (a warning is logged,
  * `stats.hookErrors` counts it): the connection goes on where a timeout lets it.
  */
 export interface BrokerHooks {

@@ -2,6 +2,7 @@
 // (hook_timeout_ms), and the connection goes on wherever that request allows it.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { runInNewContext } from 'node:vm'
 import mqtt from 'mqtt'
 import { pino, type Logger } from 'pino'
 import { connect as petrelConnect } from '@petrel/client'
@@ -168,3 +169,72 @@ for (const [how, fail] of Object.entries(failures)) {
     })
   })
 }
+
+// An answer a hook cannot have meant (undefined from a missing `return`, a number) is a hook
+// error, never a yes; a promise from another realm or library is awaited like a native one.
+/** A promise of another realm, as a hook running in a `vm` context or under Jest makes one. */
+function foreignPromise<T> (value: T): Promise<T> {
+  return runInNewContext('Promise.resolve(value)', { value }) as Promise<T>
+}
+
+for (const v of versions) {
+  test(`v${v}: an authorizeSubscribe that answers undefined (sync or async) does not grant the filter (SUBACK ${v === 5 ? '0x83' : '0x80'}), and is counted and warned about as a hook error`, { timeout: 20_000 }, async () => {
+    const lines: string[] = []
+    const authorizeSubscribe = ((_c: unknown, s: { topicFilter: string }) => s.topicFilter === 'sync/#' ? undefined : s.topicFilter === 'async/#' ? Promise.resolve(undefined) : true) as unknown as BrokerOptions['authorizeSubscribe']
+    await withTcpBroker({ authorizeSubscribe, logger: capture(lines) }, async (port, broker) => {
+      const c = await tcpClient(port, v)
+      assert.equal((await c.connect({ clientId: 'forgot-return' })).reasonCode, 0)
+      c.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'sync/#', qos: 1 }, { topicFilter: 'async/#', qos: 1 }, { topicFilter: 'ok/#', qos: 1 }] })
+      const fail = v === 5 ? 0x83 : 0x80
+      assert.deepEqual((await c.expect('suback')).reasonCodes, [fail, fail, 1])
+      assert.equal(broker.stats.hookErrors, 2)
+      assert.match(lines.join(''), /authorizeSubscribe answered undefined undefined; expected a boolean/)
+      c.end()
+    })
+  })
+
+  test(`v${v}: hooks answering with a promise of another realm are awaited: authenticate's false refuses the CONNECT, authorizePublish's false refuses the publish (MQTT.js)`, { timeout: 20_000 }, async () => {
+    const authenticate = (r: { username: string | undefined }): Promise<boolean> => foreignPromise(r.username === 'alice')
+    const authorizePublish = (_c: unknown, p: { topicName: string }): Promise<boolean> => foreignPromise(p.topicName !== 'secret')
+    await withTcpBroker({ authenticate, authorizePublish }, async (port, broker) => {
+      const url = `mqtt://127.0.0.1:${port}`
+      await assert.rejects(mqtt.connectAsync(url, { clientId: 'mallory', username: 'mallory', protocolVersion: v, reconnectPeriod: 0 }), v === 5 ? /Bad User Name or Password/ : /Bad username or password/)
+      const c = await mqtt.connectAsync(url, { clientId: 'alice', username: 'alice', protocolVersion: v, reconnectPeriod: 0 })
+      try {
+        const got: string[] = []
+        c.on('message', (topic) => { got.push(topic) })
+        await c.subscribeAsync('#', { qos: 1 })
+        if (v === 5) await assert.rejects(c.publishAsync('secret', 'x', { qos: 1 }), /Not authorized/)
+        else await c.publishAsync('secret', 'x', { qos: 1 })
+        await c.publishAsync('public', 'y', { qos: 1 })
+        await sleep(200)
+        assert.deepEqual(got, ['public'])
+        assert.equal(broker.stats.drops.not_authorized, 1)
+      } finally {
+        await c.endAsync()
+      }
+    })
+  })
+
+  test(`v${v}: an authenticate that answers undefined refuses the CONNECT with ${v === 5 ? 'CONNACK 0x88' : 'return code 3'} instead of crashing the broker`, { timeout: 20_000 }, async () => {
+    const authenticate = ((r: { username: string | undefined }) => { if (r.username === 'alice') return true }) as unknown as BrokerOptions['authenticate']
+    await withTcpBroker({ authenticate, logger: capture([]) }, async (port) => {
+      const bad = await tcpClient(port, v)
+      assert.equal((await bad.connect({ clientId: 'b', username: 'bob' })).reasonCode, v === 5 ? 0x88 : 3)
+      await bad.waitClosed()
+      const good = await tcpClient(port, v)
+      assert.equal((await good.connect({ clientId: 'a', username: 'alice' })).reasonCode, 0)
+      good.end()
+    })
+  })
+}
+
+test('v5: an authenticateEnhanced that answers undefined refuses the CONNECT with CONNACK 0x88 instead of crashing the broker', { timeout: 20_000 }, async () => {
+  const authenticateEnhanced = (() => undefined) as unknown as BrokerOptions['authenticateEnhanced']
+  await withTcpBroker({ authenticateEnhanced, logger: capture([]) }, async (port, broker) => {
+    const c = await tcpClient(port, 5)
+    assert.equal((await c.connect({ clientId: 'e', properties: { authenticationMethod: 'SCRAM' } })).reasonCode, 0x88)
+    await c.waitClosed()
+    assert.equal(broker.stats.hookErrors, 1)
+  })
+})
