@@ -40,7 +40,8 @@ export interface EnhancedAuthRequest {
 }
 /**
  * Result of one step of MQTT 5 enhanced authentication (§4.12): `reasonCode` 0x00 success,
- * 0x18 continue (send `data` back in an AUTH packet), or a failure code for CONNACK/DISCONNECT.
+ * 0x18 continue (send `data` back in an AUTH packet), or a failure code for CONNACK/DISCONNECT
+ * (one the packet cannot carry is sent as CONNACK 0x80, or DISCONNECT 0x87 on re-authentication).
  */
 export interface EnhancedAuthResult { reasonCode: number, data?: Buffer }
 

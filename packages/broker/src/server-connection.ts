@@ -1,5 +1,5 @@
 import {
-  encode, isWellFormedUtf8, parseSharedSubscription, WireErrorCode, type PetrelError, type AuthPacket, type ConnectPacket, type DisconnectPacket, type Packet,
+  encode, isReasonCodeAllowed, isWellFormedUtf8, PacketType, parseSharedSubscription, WireErrorCode, type PetrelError, type AuthPacket, type ConnectPacket, type DisconnectPacket, type Packet,
   type ProtocolVersion, type PublishPacket, type QoS, type SubscribePacket,
   type UnsubscribePacket, type Will
 } from '@petrel/wire'
@@ -300,8 +300,11 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
 
   /** Refuses a CONNECT: CONNACK with the reason (5.0) or return code (3.1.1), then close [MQTT-3.2.2-6]. */
   refuse (v5Reason: number, v3Code: number): void {
-    // A hook's success-range code must not reach a refusing CONNACK [MQTT-3.2.2-7]: 0x80 Unspecified.
-    if (v5Reason < 0x80) v5Reason = 0x80
+    // A hook's success-range code must not reach a refusing CONNACK [MQTT-3.2.2-7], nor one a
+    // CONNACK cannot carry (Table 2-6: 0x91, 0x8D..., or not a byte, which made the encoder
+    // throw in the socket's handler): 0x80 Unspecified error. Sent as it came, a client's decoder
+    // took it for a Protocol Error and never saw the refusal.
+    if (v5Reason < 0x80 || !isReasonCodeAllowed(PacketType.connack, v5Reason)) v5Reason = 0x80
     this.core.stats.connectRefused++
     const log = this.core.log
     if (log.isLevelEnabled('info')) log.info({ clientId: this.clientId, remoteAddress: this.remoteAddress, reasonCode: this.v5 ? v5Reason : v3Code }, 'connect refused')
@@ -337,7 +340,10 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
         this.pendingConnect = undefined
         return runConnectSteps(this, ctx, ctx.resumeAt)
       }
-      if (r.reasonCode !== 0) { this.fail(r.reasonCode, 're-authentication failed'); return }
+      // [MQTT-4.12.1-2] DISCONNECT with the hook's code when a DISCONNECT can carry it; else (0x86
+      // Bad User Name or Password, 0x88, a success-range code, not a byte) 0x87 Not authorized,
+      // which a client's decoder would otherwise have taken for a Protocol Error
+      if (r.reasonCode !== 0) { this.fail(r.reasonCode >= 0x80 && isReasonCodeAllowed(PacketType.disconnect, r.reasonCode) ? r.reasonCode : 0x87, 're-authentication failed'); return }
       this.sendAuth(0, method, r.data)
     }
     const r = hook({ clientId: this.clientId, method, data: p.properties?.authenticationData === undefined ? undefined : Buffer.from(p.properties.authenticationData), step })

@@ -238,3 +238,27 @@ test('v5: an authenticateEnhanced that answers undefined refuses the CONNECT wit
     assert.equal(broker.stats.hookErrors, 1)
   })
 })
+
+test('v5: a refusal code a CONNACK cannot carry (0x91, or not a byte) becomes 0x80 Unspecified error: the client reads a refusal, not a Protocol Error, and the broker goes on', { timeout: 20_000 }, async () => {
+  const authenticate = (r: { username: string | undefined }): { ok: boolean, reasonCode?: number } => r.username === 'alice' ? { ok: true } : { ok: false, reasonCode: r.username === 'byte' ? 0x187 : 0x91 }
+  await withTcpBroker({ authenticate }, async (port) => {
+    for (const username of ['table', 'byte']) {
+      const c = await tcpClient(port, 5)
+      assert.equal((await c.connect({ clientId: username, username })).reasonCode, 0x80, username)
+      await c.waitClosed()
+    }
+    const client = await petrelConnect(`mqtt://127.0.0.1:${port}`, { clientId: 'alice', username: 'alice', protocolVersion: 5, reconnect: false })
+    await client.end()
+  })
+})
+
+test('v5: a re-authentication refused with a code a DISCONNECT cannot carry (0x86 Bad User Name or Password) ends with DISCONNECT 0x87 Not authorized [MQTT-4.12.1-2]', { timeout: 20_000 }, async () => {
+  const authenticateEnhanced = (r: { step: number }): { reasonCode: number } => ({ reasonCode: r.step === 0 ? 0 : 0x86 })
+  await withTcpBroker({ authenticateEnhanced }, async (port) => {
+    const c = await tcpClient(port, 5)
+    assert.equal((await c.connect({ clientId: 're', properties: { authenticationMethod: 'tok' } })).reasonCode, 0)
+    c.send({ type: 'auth', reasonCode: 0x19, properties: { authenticationMethod: 'tok', authenticationData: Buffer.from('expired') } })
+    assert.equal((await c.expect('disconnect')).reasonCode, 0x87)
+    await c.waitClosed()
+  })
+})
