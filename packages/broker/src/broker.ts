@@ -620,7 +620,9 @@ function isAuthenticateResult (r: unknown): r is AuthenticateResult {
 }
 
 function isEnhancedAuthResult (r: unknown): r is EnhancedAuthResult {
-  return typeof r === 'object' && r !== null && !isThenable(r) && typeof (r as { reasonCode?: unknown }).reasonCode === 'number'
+  if (typeof r !== 'object' || r === null || isThenable(r)) return false
+  const { reasonCode, username } = r as { reasonCode?: unknown, username?: unknown }
+  return typeof reasonCode === 'number' && (username === undefined || typeof username === 'string')
 }
 
 function invalidAnswer (hook: string, r: unknown): TypeError {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { isWellFormedUtf8, type ConnackProperties, type ConnectPacket } from '@petrel/wire'
 import { HOOK_ERROR, HOOK_TIMEOUT, isHookFailure, type HookFailure } from './hook-timeout.js'
+import type { EnhancedAuthResult } from './options.js'
 import { Session } from './session.js'
 import { DropReason } from './stats.js'
 import { ConnectionState, isReservedTopic, tooDeep, type ServerConnection } from './server-connection.js'
@@ -130,10 +131,11 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
     }
     c.authMethod = method
     const data = p.properties?.authenticationData
-    const done = (r: { reasonCode: number, data?: Buffer }): boolean => {
+    const done = (r: EnhancedAuthResult): boolean => {
       if (c.state === ConnectionState.closed) return false
       if (r.reasonCode === 0) {
         ctx.authData = r.data
+        if (r.username !== undefined) c.username = r.username
         return true
       }
       if (r.reasonCode === 0x18) {
@@ -147,7 +149,7 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
       c.refuse(r.reasonCode, 5)
       return false
     }
-    const r = hook({ clientId: c.clientId, method, data: data === undefined ? undefined : Buffer.from(data), step: 0 })
+    const r = hook(c.enhancedAuthRequest(method, data, 0))
     // past hookTimeoutMs, or the hook threw: CONNACK 0x88 Server unavailable (a later attempt may
     // succeed) before the close [MQTT-4.12.0-4]; a rejection used to close with no CONNACK at all
     return r instanceof Promise ? r.then((x) => done(isHookFailure(x) ? { reasonCode: 0x88 } : x)) : done(isHookFailure(r) ? { reasonCode: 0x88 } : r)

@@ -33,17 +33,29 @@ export type AuthenticateResult = boolean | { ok: boolean, reasonCode?: number, u
 
 export interface EnhancedAuthRequest {
   readonly clientId: string
+  /**
+   * The user name the connection claims, which ACL `%u` rules and session ownership go by: the
+   * CONNECT's (or the certificate's under `use_identity_as_username`); on re-authentication, the
+   * one the session runs as. Unverified unless the hook checks it (or replaces it, see
+   * EnhancedAuthResult.username).
+   */
+  readonly username: string | undefined
   readonly method: string
   readonly data: Buffer | undefined
   /** 0 on CONNECT, then 1, 2, ... for each AUTH the client sends. */
   readonly step: number
+  readonly remoteAddress: string | undefined
+  /** Common Name of a verified TLS client certificate, as in AuthenticateRequest. */
+  readonly certificateIdentity: string | undefined
 }
 /**
  * Result of one step of MQTT 5 enhanced authentication (§4.12): `reasonCode` 0x00 success,
  * 0x18 continue (send `data` back in an AUTH packet), or a failure code for CONNACK/DISCONNECT
  * (one the packet cannot carry is sent as CONNACK 0x80, or DISCONNECT 0x87 on re-authentication).
+ * With 0x00 ending a CONNECT's exchange, `username` sets the user name the session runs as (for
+ * ACL `%u`), as AuthenticateResult's does; it is ignored on re-authentication.
  */
-export interface EnhancedAuthResult { reasonCode: number, data?: Buffer }
+export interface EnhancedAuthResult { reasonCode: number, data?: Buffer, username?: string }
 
 export interface PublishRequest {
   readonly topicName: string

@@ -8,7 +8,7 @@ import { runConnectSteps, type ConnectContext } from './connect-steps.js'
 import { fitPacket } from './fit-packet.js'
 import { HOOK_ERROR, HOOK_TIMEOUT, isHookFailure, type HookFailure } from './hook-timeout.js'
 import { Message } from './message.js'
-import type { ClientInfo } from './options.js'
+import type { ClientInfo, EnhancedAuthRequest, EnhancedAuthResult } from './options.js'
 import type { Session, SessionOutlet, SessionSubscription } from './session.js'
 import { DropReason } from './stats.js'
 import type { Transport } from './transport.js'
@@ -312,6 +312,25 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     this.close()
   }
 
+  /**
+   * What `authenticateEnhanced` is asked. The user name is in it because ACL `%u` rules and
+   * session ownership go by it: without it the hook could not check the one the CONNECT claimed,
+   * and a client proving itself as one user ran with the rights of any user it named.
+   */
+  enhancedAuthRequest (method: string, data: Uint8Array | undefined, step: number): EnhancedAuthRequest {
+    const transport = this.transport
+    return {
+      clientId: this.clientId,
+      username: this.username,
+      method,
+      data: data === undefined ? undefined : Buffer.from(data),
+      step,
+      // a getter, as for authenticate: reading it makes node cache the socket's peer name
+      get remoteAddress (): string | undefined { return transport.remoteAddress },
+      certificateIdentity: this.info.certificateIdentity
+    }
+  }
+
   /** Enhanced authentication: AUTH during CONNECT (continue) or after it (re-authentication, §4.12.1). */
   private onAuth (p: AuthPacket): void | Promise<void> {
     const hook = this.core.authenticateEnhanced
@@ -326,7 +345,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     if (continuing ? rc !== 0x18 : rc !== 0x19) return this.fail(0x82, `AUTH reason 0x${rc.toString(16)} out of sequence`)
     const ctx = this.pendingConnect
     const step = ctx === undefined ? ++this.reauthStep : ++ctx.authStep
-    const go = (r: { reasonCode: number, data?: Buffer }): void | Promise<void> => {
+    const go = (r: EnhancedAuthResult): void | Promise<void> => {
       if (this.state === ConnectionState.closed) return
       if (r.reasonCode === 0x18) {
         this.sendAuth(0x18, method, r.data)
@@ -336,6 +355,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       if (during && ctx !== undefined) {
         if (r.reasonCode !== 0) { this.refuse(r.reasonCode, 5); return }
         ctx.authData = r.data
+        if (r.username !== undefined) this.username = r.username
         this.state = ConnectionState.connecting
         this.pendingConnect = undefined
         return runConnectSteps(this, ctx, ctx.resumeAt)
@@ -346,7 +366,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       if (r.reasonCode !== 0) { this.fail(r.reasonCode >= 0x80 && isReasonCodeAllowed(PacketType.disconnect, r.reasonCode) ? r.reasonCode : 0x87, 're-authentication failed'); return }
       this.sendAuth(0, method, r.data)
     }
-    const r = hook({ clientId: this.clientId, method, data: p.properties?.authenticationData === undefined ? undefined : Buffer.from(p.properties.authenticationData), step })
+    const r = hook(this.enhancedAuthRequest(method, p.properties?.authenticationData, step))
     // past hookTimeoutMs, or the hook threw: CONNACK 0x88 Server unavailable before the close
     // [MQTT-4.12.0-4] (a rejection used to close with none), or DISCONNECT 0x83 ending a
     // re-authentication [MQTT-4.12.1-2]

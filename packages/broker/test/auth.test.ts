@@ -400,3 +400,27 @@ test('TLS client certificate: required, and its CN used as the user name', async
     await broker.close()
   }
 })
+
+test('ACL under enhanced authentication: the hook sees the user name the CONNECT claims and sets the one the session runs as; %u follows the hook, not the claim (MQTT.js)', async () => {
+  const seen: Array<string | undefined> = []
+  // a token names its user; the user name in the CONNECT is only a claim
+  const authenticateEnhanced = (r: { username: string | undefined, data: Buffer | undefined }): { reasonCode: number, username?: string } => {
+    seen.push(r.username)
+    const token = r.data?.toString()
+    return token === 'alice-token' ? { reasonCode: 0, username: 'alice' } : { reasonCode: 0x87 }
+  }
+  await withBroker({ authenticateEnhanced, acl: [{ topic: 'home/%u/#', access: 'readwrite' }] }, async (broker) => {
+    const { port } = await broker.listen({ host: '127.0.0.1', port: 0 })
+    const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
+      clientId: 'claims-bob', username: 'bob', protocolVersion: 5, reconnectPeriod: 0,
+      properties: { authenticationMethod: 'token', authenticationData: Buffer.from('alice-token') }
+    })
+    try {
+      assert.deepEqual(seen, ['bob'])
+      await c.publishAsync('home/alice/x', 'mine', { qos: 1 })
+      await assert.rejects(c.publishAsync('home/bob/x', 'claimed', { qos: 1 }), /Not authorized/)
+    } finally {
+      await c.endAsync()
+    }
+  })
+})
