@@ -626,6 +626,6 @@ function isEnhancedAuthResult (r: unknown): r is EnhancedAuthResult {
 }
 
 function invalidAnswer (hook: string, r: unknown): TypeError {
-  const what = r === null ? 'null' : Array.isArray(r) ? 'an array' : typeof r === 'object' ? 'an object without a usable ok / reasonCode' : `${typeof r} ${String(r)}`
+  const what = r === null || r === undefined ? String(r) : Array.isArray(r) ? 'an array' : typeof r === 'object' ? 'an object without a usable ok / reasonCode / username' : `${typeof r} ${String(r)}`
   return new TypeError(`${hook} answered ${what}; expected ${hook === 'authenticateEnhanced' ? '{ reasonCode }' : hook === 'authenticate' || hook === 'password check' ? 'a boolean or { ok, reasonCode? }' : 'a boolean'}`)
 }

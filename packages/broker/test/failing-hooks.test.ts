@@ -188,7 +188,7 @@ for (const v of versions) {
       const fail = v === 5 ? 0x83 : 0x80
       assert.deepEqual((await c.expect('suback')).reasonCodes, [fail, fail, 1])
       assert.equal(broker.stats.hookErrors, 2)
-      assert.match(lines.join(''), /authorizeSubscribe answered undefined undefined; expected a boolean/)
+      assert.match(lines.join(''), /authorizeSubscribe answered undefined; expected a boolean/)
       c.end()
     })
   })
