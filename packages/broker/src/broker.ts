@@ -365,7 +365,7 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
   private hookError (hook: string, err: unknown): void {
     this.stats.hookErrors++
     const suppressed = this.hookErrorWarning.due(this.now())
-    if (suppressed !== undefined) this.log.warn({ hook, err, suppressed }, `${hook} threw or rejected; the request failed`)
+    if (suppressed !== undefined) this.log.warn({ hook, err, suppressed }, `${hook} threw, rejected or gave no usable answer; the request failed`)
   }
 
   authenticate (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | HookError | Promise<AuthenticateResult | HookFailure> {

@@ -51,7 +51,7 @@ export function createMetricsRegistry (broker: Broker): Registry {
   gauge('petrel_offline_queued_bytes', 'Bytes queued for sessions while they were offline (max_offline_queued_bytes)', () => broker.offlineQueuedBytes)
   gauge('petrel_delayed_will_bytes', 'Bytes of wills waiting out their Will Delay Interval', () => broker.delayedWillBytes)
   counter('petrel_keepalive_timeouts_total', 'Clients dropped for keepalive', [], (set) => { set({}, s.keepaliveTimeouts) })
-  counter('petrel_hook_errors_total', 'Hook calls that threw or rejected (their request failed, the connection went on)', [], (set) => { set({}, s.hookErrors) })
+  counter('petrel_hook_errors_total', 'Hook calls that threw, rejected or gave no usable answer (their request failed)', [], (set) => { set({}, s.hookErrors) })
   counter('petrel_hook_timeouts_total', 'Hook calls that did not settle within hook_timeout_ms (their request failed)', [], (set) => { set({}, s.hookTimeouts) })
   counter('petrel_messages_dropped_total', 'Messages not delivered to one subscriber, or refused from their publisher (not_authorized, hook_timeout, hook_error, payload_format_invalid, topic_invalid, user_properties_exceeded), by reason', ['reason'], (set) => {
     for (const r of Object.values(DropReason)) set({ reason: r }, s.drops[r])

@@ -24,7 +24,7 @@ export const DropReason = {
    * will discarded): nobody decided against it, so it is not counted as not_authorized.
    */
   hookTimeout: 'hook_timeout',
-  /** `authorizePublish` threw or rejected (publish refused with 0x83, or a will discarded). */
+  /** `authorizePublish` threw, rejected or gave no usable answer (publish refused with 0x83, or a will discarded). */
   hookError: 'hook_error',
   /** The payload was not UTF-8 although its Payload Format Indicator said so [MQTT-3.3.2-4]. */
   payloadFormatInvalid: 'payload_format_invalid',
@@ -62,7 +62,7 @@ export class BrokerStats {
   keepaliveTimeouts = 0
   /** Async hook calls (or password checks) that did not settle within `hookTimeoutMs`: their request failed. */
   hookTimeouts = 0
-  /** Hook calls (or password checks) that threw or rejected: their request failed, the connection went on. */
+  /** Hook calls (or password checks) that threw, rejected or gave no usable answer: their request failed. */
   hookErrors = 0
   /** Times a QoS 1/2 publisher was held back because a subscriber it reached was behind. */
   flowControlHolds = 0
