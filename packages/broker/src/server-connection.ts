@@ -643,6 +643,13 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     if (this.state === ConnectionState.closed) return
     const log = this.core.log
     if (log.isLevelEnabled('info')) log.info({ clientId: this.clientId, remoteAddress: this.remoteAddress, reasonCode, why }, 'closing connection')
+    if (this.state === ConnectionState.authenticating) {
+      // within a CONNECT's enhanced authentication (a packet other than AUTH or DISCONNECT
+      // [MQTT-3.1.2-30], an AUTH of another method or out of sequence): the CONNECT has been
+      // read, so it gets its CONNACK before the close [MQTT-4.12.0-4]; it used to get nothing
+      this.refuse(reasonCode, 5)
+      return
+    }
     if (this.v5 && this.state === ConnectionState.connected) {
       this.sendControl({ type: 'disconnect', reasonCode })
     }

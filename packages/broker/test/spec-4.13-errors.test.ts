@@ -3,7 +3,7 @@
 import { connect as netConnect } from 'node:net'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { PublishPacket } from '@petrel/wire'
+import type { Packet, PublishPacket } from '@petrel/wire'
 import { waitFor } from '@petrel/test-utils'
 import { connected, memoryClient, RawClient, sleep, text, versions, withBroker } from './helpers.js'
 
@@ -163,5 +163,23 @@ test('v5: a client still writing when we disconnect it reads our DISCONNECT and 
     c.end()
     await closed
     assert.equal(socketError, undefined, 'the PUBRELs already on their way were met with a reset')
+  })
+})
+
+test('v5: a protocol error within a CONNECT\'s enhanced authentication gets CONNACK 0x82 before the close, not a bare close [MQTT-3.1.2-30] [MQTT-4.12.0-4]', async () => {
+  await withBroker({ authenticateEnhanced: (r) => ({ reasonCode: r.step === 0 ? 0x18 : 0 }) }, async (broker) => {
+    const wrong: Packet[] = [
+      { type: 'pingreq' }, // only AUTH or DISCONNECT before CONNACK [MQTT-3.1.2-30]
+      { type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'other' } }, // [MQTT-4.12.0-5]
+      { type: 'auth', reasonCode: 0x19, properties: { authenticationMethod: 'scram' } } // out of sequence
+    ]
+    for (const p of wrong) {
+      const c = memoryClient(broker, 5)
+      c.send({ type: 'connect', protocolVersion: 5, clientId: 'x', cleanStart: true, keepAlive: 60, properties: { authenticationMethod: 'scram' } })
+      assert.equal((await c.expect('auth')).reasonCode, 0x18)
+      c.send(p)
+      assert.equal((await c.expect('connack')).reasonCode, 0x82, p.type)
+      await c.waitClosed()
+    }
   })
 })
