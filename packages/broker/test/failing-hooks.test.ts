@@ -8,6 +8,7 @@ import { pino, type Logger } from 'pino'
 import { connect as petrelConnect } from '@petrel/client'
 import type { PetrelError } from '@petrel/wire'
 import { createBroker, createMetricsRegistry, type Broker, type BrokerOptions } from '@petrel/broker'
+import { waitFor } from '@petrel/test-utils'
 import { sleep, tcpClient, versions } from './helpers.js'
 
 async function withTcpBroker (options: BrokerOptions, fn: (port: number, broker: Broker) => Promise<void>): Promise<void> {
@@ -51,7 +52,8 @@ for (const v of versions) {
             else await pub.publishAsync('boom', 'x', { qos: 1 }) // 3.1.1 has no refusal code
           }
           await pub.publishAsync('fine', 'y', { qos: 1 })
-          await sleep(200)
+          await waitFor(() => got.length > 0, { timeoutMs: 5000 })
+          await sleep(100) // a refused message would have come before 'fine'
           assert.deepEqual(got, ['fine'])
           assert.equal(closes, 0, 'the publisher was disconnected')
           assert.equal(pub.connected, true)
@@ -207,7 +209,8 @@ for (const v of versions) {
         if (v === 5) await assert.rejects(c.publishAsync('secret', 'x', { qos: 1 }), /Not authorized/)
         else await c.publishAsync('secret', 'x', { qos: 1 })
         await c.publishAsync('public', 'y', { qos: 1 })
-        await sleep(200)
+        await waitFor(() => got.length > 0, { timeoutMs: 5000 })
+        await sleep(100) // a refused message would have come before 'public'
         assert.deepEqual(got, ['public'])
         assert.equal(broker.stats.drops.not_authorized, 1)
       } finally {
