@@ -130,8 +130,12 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     return Date.now()
   }
 
-  /** Serves one client over any byte stream (socket, TLS, WebSocket stream, in-memory pair). */
-  handle (stream: Duplex, info?: Partial<ConnectionInfo>): void {
+  /**
+   * Serves one client over any byte stream (socket, TLS, WebSocket stream, in-memory pair).
+   * `acceptedAt` (`broker.now()` when its socket was accepted, default now): connect_timeout_ms
+   * counts from it, so a slow TLS handshake or WebSocket upgrade leaves less time for CONNECT.
+   */
+  handle (stream: Duplex, info?: Partial<ConnectionInfo>, acceptedAt?: number): void {
     if (this.closing) {
       stream.destroy()
       return
@@ -145,7 +149,7 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     // without a certificate identity the info is one of two shared objects, not one per connection
     const c = new Connection(this, stream, identity === undefined
       ? (allowAnonymous ? ANONYMOUS_ALLOWED : ANONYMOUS_REFUSED)
-      : { allowAnonymous, certificateIdentity: identity, useIdentityAsUsername: info?.useIdentityAsUsername === true })
+      : { allowAnonymous, certificateIdentity: identity, useIdentityAsUsername: info?.useIdentityAsUsername === true }, acceptedAt)
     this.connections.add(c.protocol)
     this.unconnected.add(c.protocol)
     this.stats.connectionsTotal++
@@ -186,7 +190,7 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
   async listen (options: ListenerOptions = {}): Promise<ListenerAddress> {
     if (this.closing) throw brokerError(BrokerErrorCode.BROKER_CLOSED, 'the broker is closed')
     const l = await openListener(options, this.options.allowAnonymous, this.limits, {
-      handle: (s, info) => { this.handle(s, info) },
+      handle: (s, info, acceptedAt) => { this.handle(s, info, acceptedAt) },
       admit: (abort) => this.admitHandshake(abort)
     })
     this.listeners.push(l)

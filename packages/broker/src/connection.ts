@@ -70,7 +70,7 @@ export class Connection implements Transport {
   private outputPaused = false
   dirty = false
 
-  constructor (private readonly host: ConnectionHost, readonly stream: Duplex, info: ConnectionInfo) {
+  constructor (private readonly host: ConnectionHost, readonly stream: Duplex, info: ConnectionInfo, acceptedAt?: number) {
     // The payload format, and a PUBLISH's User Properties past the limit ('mark'), are checked
     // where a refusal can be an ack (ServerConnection.onPublish): closing the connection instead
     // would repeat for ever with a client that resends the message on every reconnect.
@@ -78,7 +78,7 @@ export class Connection implements Transport {
       maxPacketSize: host.limits.maxPacketSize, maxConnectPacketSize: host.limits.maxConnectPacketSize,
       maxUserProperties: host.limits.maxUserProperties, userPropertiesOverflow: 'mark', checkPayloadFormat: false
     })
-    this.protocol = new ServerConnection(host, this, info, host.now())
+    this.protocol = new ServerConnection(host, this, info, acceptedAt ?? host.now())
     this.highWaterMark = Math.max(host.limits.writeHighWaterMark, stream.writableHighWaterMark)
     // Shared listeners, not closures: an emitter calls them with `this` = the stream, and the
     // stream points back here. Five closures and their context cost ~330 B per connection,

@@ -59,13 +59,23 @@ export function isLoopback (host: string): boolean {
 
 /** Where a listener hands what it accepts. */
 export interface ListenerSink {
-  /** A stream ready for MQTT. */
-  handle (stream: Duplex, info: ConnectionInfo): void
+  /**
+   * A stream ready for MQTT; `acceptedAt`: when its socket was accepted, if before now (a TLS
+   * handshake or WebSocket upgrade came first): connect_timeout_ms runs from then.
+   */
+  handle (stream: Duplex, info: ConnectionInfo, acceptedAt?: number): void
   /**
    * A socket accepted by a tls, ws or wss listener, before its handshake: a place under
    * max_connections, or undefined when there is none (the socket is closed).
    */
-  admit (abort: () => void): { release (): void } | undefined
+  admit (abort: () => void): AdmittedSocket | undefined
+}
+
+/** A place under max_connections held by a socket still in its handshake. */
+export interface AdmittedSocket {
+  release (): void
+  /** When the socket was accepted (the broker's clock). */
+  readonly startedAt: number
 }
 
 /** The CN of a client certificate the listener asked for and verified: for hooks, and the user name under useIdentityAsUsername. */
@@ -133,8 +143,7 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
   } else if (type === 'tls') {
     server = createTlsServer(tlsOptions, (s: TLSSocket) => {
       s.setNoDelay(true)
-      handshakes.done(s)
-      sink.handle(s, { allowAnonymous, certificateIdentity: identity(s), useIdentityAsUsername: useId })
+      sink.handle(s, { allowAnonymous, certificateIdentity: identity(s), useIdentityAsUsername: useId }, handshakes.done(s))
     })
   } else {
     // The upgrade request gets the CONNECT's time too (Node's default headers timeout is 60 s).
@@ -168,8 +177,8 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
       const sock = req.socket as Socket & { remoteAddress?: string }
       sock.setNoDelay(true)
       Object.defineProperty(stream, 'remoteAddress', { value: sock.remoteAddress })
-      handshakes.done(sock)
-      sink.handle(stream, { allowAnonymous, certificateIdentity: type === 'wss' ? identity(sock as TLSSocket) : undefined, useIdentityAsUsername: useId })
+      const acceptedAt = handshakes.done(sock)
+      sink.handle(stream, { allowAnonymous, certificateIdentity: type === 'wss' ? identity(sock as TLSSocket) : undefined, useIdentityAsUsername: useId }, acceptedAt)
     })
   }
   await new Promise<void>((resolve, reject) => {
@@ -212,7 +221,7 @@ function binaryFramesOnly (ws: WebSocket, stream: Duplex): void {
 
 interface Pending {
   raw: Socket
-  place: { release (): void }
+  place: AdmittedSocket
   onClose: () => void
 }
 
@@ -243,15 +252,20 @@ class Handshakes {
     if (key !== undefined) this.pending.set(key, { raw, place, onClose })
   }
 
-  /** The handshake of the socket with this remote end is done: its place passes to the connection. */
-  done (s: Socket): void {
+  /**
+   * The handshake of the socket with this remote end is done: its place passes to the
+   * connection. Returns when the socket was accepted, so that the handshake and the CONNECT
+   * share one connect_timeout_ms (undefined if unknown: the connection's time starts now).
+   */
+  done (s: Socket): number | undefined {
     const key = endpoint(s)
-    if (key === undefined) return
+    if (key === undefined) return undefined
     const p = this.pending.get(key)
-    if (p === undefined) return
+    if (p === undefined) return undefined
     this.pending.delete(key)
     p.raw.off('close', p.onClose)
     p.place.release()
+    return p.place.startedAt
   }
 }
 

@@ -612,6 +612,62 @@ test('TLS and WebSocket listeners bound what comes before MQTT: an unfinished TL
   }
 })
 
+test('one connect_timeout_ms bounds the TLS handshake or WebSocket upgrade and the CONNECT together: a client slow to start its handshake is closed that long after accept, not after the handshake plus the timeout', { timeout: 30_000 }, async () => {
+  const certs = await makeTestCertificates()
+  const timeout = 1200
+  const broker = createBroker({ sysInterval: 0, sweepIntervalMs: 50, limits: { connectTimeoutMs: timeout } })
+  try {
+    const tls = await broker.listen({ type: 'tls', port: 0, cert: certs.cert, key: certs.key })
+    const ws = await broker.listen({ type: 'ws', port: 0 })
+    const wss = await broker.listen({ type: 'wss', port: 0, cert: certs.cert, key: certs.key })
+    // the handshake starts this long after accept, then the client sends nothing
+    const lateStart = 900
+    const upgrade = `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+      'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n'
+    // When the broker ends the connection: the TLS socket closes; a WebSocket gets a close frame
+    // (the socket itself goes once the peer answers it, or 2 s later: this one never answers).
+    const slowClient = async (kind: 'tls' | 'ws' | 'wss', port: number): Promise<number> => {
+      const raw = await rawSocket(port)
+      const acceptedAt = Date.now()
+      let ended: (() => void) | undefined
+      const end = new Promise<number>((resolve) => { ended = () => { resolve(Date.now() - acceptedAt) } })
+      raw.once('close', () => { ended?.() })
+      await new Promise((resolve) => setTimeout(resolve, lateStart))
+      let answer = ''
+      const onData = (d: string): void => {
+        answer += d
+        const body = answer.indexOf('\r\n\r\n')
+        if (body >= 0 && answer.indexOf('\x88', body) >= 0) ended?.()
+      }
+      if (kind === 'ws') {
+        raw.setEncoding('latin1').on('data', onData)
+        raw.write(upgrade)
+      } else {
+        const t = tlsConnect({ socket: raw, ca: certs.ca, servername: 'localhost' })
+        t.on('error', () => {})
+        await new Promise<void>((resolve) => { t.once('secureConnect', () => { resolve() }) })
+        if (kind === 'wss') {
+          t.setEncoding('latin1').on('data', onData)
+          t.write(upgrade)
+        }
+      }
+      if (kind !== 'tls') {
+        await waitFor(() => answer.includes('\r\n\r\n'), { timeoutMs: 2000, message: `${kind} upgrade answered` })
+        assert.match(answer, /^HTTP\/1\.1 101 /)
+      }
+      return await withTimeout(end, 5000, `${kind} connection ended`)
+    }
+    const lifetimes = await Promise.all([slowClient('tls', tls.port), slowClient('ws', ws.port), slowClient('wss', wss.port)])
+    // Before, the CONNECT's own timeout started once the handshake was done: ~lateStart + timeout
+    // (2.1 s). The slack above the timeout is for a loaded machine.
+    for (const [i, ms] of lifetimes.entries()) {
+      assert.ok(ms >= timeout - 100 && ms < timeout + lateStart - 300, `the ${['tls', 'ws', 'wss'][i] ?? ''} connection was ended ${ms} ms after accept, connect_timeout_ms ${timeout}`)
+    }
+  } finally {
+    await broker.close()
+  }
+})
+
 for (const v of [4, 5] as const) {
   test(`v${v}: sessions are bounded (max_sessions): past it a CONNECT for a new persistent session gets 0x97 / 0x03; existing sessions resume, clean ones still connect; counted, one warning per burst`, async () => {
     const lines: string[] = []
