@@ -168,7 +168,12 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
       // per connection). One message may carry several packets or part of one: twice the
       // largest packet admits any sane client; a bigger one closes the socket (1009).
       maxPayload: 2 * bounds.maxPacketSize + 65536,
-      // [MQTT-6.0.0-3] subprotocol "mqtt" (and the 3.1 name some clients still send)
+      verifyClient: ({ req }, done) => {
+        const problem = subprotocolProblem(req.headers['sec-websocket-protocol'])
+        if (problem === undefined) done(true)
+        else done(false, 400, problem)
+      },
+      // [MQTT-6.0.0-4] subprotocol "mqtt" (and the 3.1 name some clients still send)
       handleProtocols: (protocols) => protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false
     })
     wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
@@ -203,6 +208,20 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
       if (adopted > 0) await new Promise<void>((resolve) => { allGone = resolve })
     }
   }
+}
+
+/**
+ * Why an upgrade request's subprotocols rule MQTT out, or undefined. A client that offers some,
+ * none of them "mqtt" [MQTT-6.0.0-3] or "mqttv3.1", speaks something else; it was upgraded with
+ * no subprotocol (which a browser accepts) and served MQTT. Now it gets 400: libwebsockets
+ * (mosquitto's WebSocket listener) refuses it too. A request that offers none is still served,
+ * as there.
+ */
+function subprotocolProblem (header: string | undefined): string | undefined {
+  if (header === undefined) return undefined
+  const offered = header.split(',').map((p) => p.trim())
+  if (offered.includes('mqtt') || offered.includes('mqttv3.1')) return undefined
+  return 'This is an MQTT over WebSocket endpoint: offer the subprotocol "mqtt"'
 }
 
 /**

@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Decoder, encode, type Packet } from '@petrel/wire'
 import { createBroker, type Broker } from '@petrel/broker'
-import { makeTestCertificates, withTimeout } from '@petrel/test-utils'
+import { makeTestCertificates, waitFor, withTimeout } from '@petrel/test-utils'
 import { WebSocket } from 'ws'
 
 async function withWsBroker (fn: (broker: Broker, url: string) => Promise<void>): Promise<void> {
@@ -61,6 +61,29 @@ test('[MQTT-6.0.0-4] subprotocol: "mqtt" chosen, "mqttv3.1" (old clients) echoed
       assert.equal((await p.next()).type, 'connack')
       p.ws.close()
     }
+  })
+})
+
+test('[MQTT-6.0.0-3] an upgrade offering subprotocols but neither "mqtt" nor "mqttv3.1" is refused with 400 (was upgraded with none, then served MQTT)', async () => {
+  await withWsBroker(async (broker, url) => {
+    for (const offered of [['foo'], ['wamp', 'mqttx'], ['MQTT']]) {
+      const ws = new WebSocket(url, offered)
+      const outcome = await withTimeout(new Promise<string>((resolve) => {
+        ws.once('unexpected-response', (_req, res) => {
+          let body = ''
+          res.setEncoding('utf8').on('data', (d: string) => { body += d }).on('end', () => { resolve(`${res.statusCode ?? 0} ${body}`) })
+        })
+        ws.once('open', () => { resolve(`open with ${JSON.stringify(ws.protocol)}`) })
+        ws.once('error', (err) => { resolve(`error ${err.message}`) })
+      }), 3000, 'the answer')
+      assert.match(outcome, /^400 .*subprotocol "mqtt"/, `offered ${JSON.stringify(offered)}`)
+      ws.terminate()
+    }
+    await waitFor(() => broker.connections.size + broker.handshakes.size === 0, { timeoutMs: 2000, message: 'nothing held' })
+    // "mqtt" among others is still chosen
+    const p = await open(url, ['foo', 'mqtt'])
+    assert.equal(p.ws.protocol, 'mqtt')
+    p.ws.close()
   })
 })
 
