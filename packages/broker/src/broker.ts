@@ -21,6 +21,7 @@ import { STALL_MS, type Session } from './session.js'
 import { BrokerStats, DropReason } from './stats.js'
 import { SysTopics } from './sys-topics.js'
 import { WarningLimiter } from './warning-limiter.js'
+import { fileDescriptorAdvice, outOfFileDescriptors, type FileDescriptorError } from './out-of-file-descriptors.js'
 
 /** A message published by the application (not by a client). */
 export interface BrokerPublish {
@@ -93,6 +94,10 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
   private readonly userPropertiesWarning = new WarningLimiter()
   private readonly hookWarning = new WarningLimiter()
   private readonly hookErrorWarning = new WarningLimiter()
+  private readonly fdWarning = new WarningLimiter()
+  /** Out of file descriptors at the last check (see `checkFileDescriptors`), and when that was. */
+  private fdExhausted: FileDescriptorError | undefined
+  private fdCheckedAt = -Infinity
 
   constructor (readonly options: BrokerOptions = {}) {
     const limits = { ...defaultLimits, ...stripUndefined(options.limits ?? {}) }
@@ -191,7 +196,12 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     if (this.closing) throw brokerError(BrokerErrorCode.BROKER_CLOSED, 'the broker is closed')
     const l = await openListener(options, this.options.allowAnonymous, this.limits, {
       handle: (s, info, acceptedAt) => { this.handle(s, info, acceptedAt) },
-      admit: (abort) => this.admitHandshake(abort)
+      admit: (abort) => this.admitHandshake(abort),
+      acceptFailed: (err) => {
+        const code = err.code
+        if (code === 'EMFILE' || code === 'ENFILE') this.checkFileDescriptors(this.now(), code)
+        else this.log.debug({ err }, 'accept failed')
+      }
     })
     this.listeners.push(l)
     this.startClock()
@@ -566,8 +576,30 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     this.sys?.start()
   }
 
+  /**
+   * Out of file descriptors, every new client is closed as it is accepted (by libuv, unseen: see
+   * outOfFileDescriptors) and the operator saw nothing. Checked once a second while listening:
+   * counted each time, warned about at most once per 10 s, and the recovery is said once.
+   */
+  private checkFileDescriptors (now: number, code: FileDescriptorError | undefined): void {
+    this.fdCheckedAt = now
+    const open = this.connections.size + this.handshakes.size
+    if (code === undefined) {
+      if (this.fdExhausted !== undefined) this.log.warn({ connections: open }, 'file descriptors available again: new clients are accepted')
+      this.fdExhausted = undefined
+      return
+    }
+    this.fdExhausted = code
+    this.stats.fdExhausted++
+    const suppressed = this.fdWarning.due(now)
+    if (suppressed === undefined) return
+    this.log.warn({ code, connections: open, maxConnections: this.limits.maxConnections, suppressed },
+      `out of file descriptors (${code}): new clients are closed as they connect; ${fileDescriptorAdvice(code)}`)
+  }
+
   private sweep (): void {
     const now = this.now()
+    if (now - this.fdCheckedAt >= 1000 && this.listeners.length > 0) this.checkFileDescriptors(now, outOfFileDescriptors())
     for (const c of this.connections) c.tick(now)
     // Oldest first. Node's own timeouts miss some: a WebSocket listener's socket that sends no
     // byte, or a wss one silent after its TLS handshake, sat there for good.

@@ -69,6 +69,8 @@ export interface ListenerSink {
    * max_connections, or undefined when there is none (the socket is closed).
    */
   admit (abort: () => void): AdmittedSocket | undefined
+  /** The server could not accept a socket (EMFILE, ENFILE...); it goes on listening. */
+  acceptFailed (err: NodeJS.ErrnoException): void
 }
 
 /** A place under max_connections held by a socket still in its handshake. */
@@ -190,7 +192,9 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
     server.once('error', (err) => { reject(brokerError(BrokerErrorCode.LISTEN_FAILED, `cannot listen on ${type} ${host}:${port}: ${err.message}`, { cause: err })) })
     server.listen({ host, port, backlog: opts.backlog ?? 4096 }, () => { resolve() })
   })
-  server.on('error', () => { /* accept errors on one socket must not kill the listener */ })
+  // Accept errors must not kill the listener. (Node reports EMFILE here only when libuv's spare
+  // descriptor is gone too; the broker's own check covers the usual case.)
+  server.on('error', (err: NodeJS.ErrnoException) => { sink.acceptFailed(err) })
   // Raw TCP sockets, before TLS or the upgrade request: counted from here, as tcp ones are.
   if (type !== 'tcp') server.on('connection', (raw: Socket) => { handshakes.accepted(raw) })
   // Node reports a handshake that timed out (handshakeTimeout) or failed here and, with a

@@ -47,6 +47,7 @@ export function createMetricsRegistry (broker: Broker): Registry {
   counter('petrel_subscription_quota_exceeded_total', 'Topic filters refused (SUBACK 0x97 / 0x80): the session held max_subscriptions_per_session', [], (set) => { set({}, s.subscriptionQuotaExceeded) })
   counter('petrel_control_packets_too_large_total', 'CONNACK, SUBACK, PUBACK... not sent: larger than the client\'s Maximum Packet Size', [], (set) => { set({}, s.controlPacketsTooLarge) })
   counter('petrel_sessions_refused_total', 'CONNECTs refused (0x97 / 0x03): a new persistent session past max_sessions', [], (set) => { set({}, s.sessionsRefused) })
+  counter('petrel_file_descriptors_exhausted_total', 'Times the broker found the process out of file descriptors (EMFILE/ENFILE; checked each second): meanwhile new clients are closed as they connect', [], (set) => { set({}, s.fdExhausted) })
   counter('petrel_wills_sent_early_total', 'Wills sent without their delay: max_delayed_will_bytes reached', [], (set) => { set({}, s.willsSentEarly) })
   gauge('petrel_offline_queued_bytes', 'Bytes queued for sessions while they were offline (max_offline_queued_bytes)', () => broker.offlineQueuedBytes)
   gauge('petrel_delayed_will_bytes', 'Bytes of wills waiting out their Will Delay Interval', () => broker.delayedWillBytes)

@@ -79,6 +79,11 @@ export class BrokerStats {
   sessionsRefused = 0
   /** Wills sent without their Will Delay Interval: `max_delayed_will_bytes` was reached. */
   willsSentEarly = 0
+  /**
+   * Times the process was found out of file descriptors (EMFILE/ENFILE; checked once a second
+   * while listening, and on accept errors): meanwhile new clients are closed as they connect.
+   */
+  fdExhausted = 0
   readonly drops: Record<DropReason, number> = {
     queue_full: 0, filter_limit: 0, offline_limit: 0, offline: 0, expired: 0, packet_too_large: 0, not_authorized: 0, hook_timeout: 0, hook_error: 0, payload_format_invalid: 0, topic_invalid: 0, user_properties_exceeded: 0, session_ended: 0
   }

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict'
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { connect as netConnect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
@@ -107,6 +108,52 @@ test('petrel broker under an open-file limit below max_connections warns at star
   const dir = mkdtempSync(join(tmpdir(), 'petrel-cli-'))
   writeFileSync(join(dir, 'petrel.toml'), '[limits]\nmax_connections = 200\n')
   assert.doesNotMatch(await started(join(dir, 'petrel.toml')), /warning/)
+})
+
+test('petrel broker out of file descriptors after start-up: one warning with the advice while clients are closed as they connect, counted in metrics; once descriptors are free it says so and mosquitto_pub gets in', { timeout: 60_000 }, async (t) => {
+  const sh = findProgram('sh')
+  if (sh === undefined) { t.skip('no sh to set ulimit -n with'); return }
+  if (!requirePeer(t, 'mosquitto_pub')) return
+  const dir = mkdtempSync(join(tmpdir(), 'petrel-cli-'))
+  writeFileSync(join(dir, 'petrel.toml'), '[metrics]\nport = 0\n')
+  const child = spawn(sh, ['-c', 'ulimit -n 100 && exec "$0" "$@"', process.execPath, bin, 'broker', '--port', '0', '--config', join(dir, 'petrel.toml')], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { out += d.toString() })
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve))
+  const sockets: Socket[] = []
+  try {
+    await waitFor(() => /listening on/.test(out) || child.exitCode !== null, { timeoutMs: 10_000, message: 'broker start-up line' })
+    const port = Number(/listening on mqtt:\/\/[^\s,]+:(\d+)/.exec(out)?.[1])
+    const metricsPort = Number(/metrics on http:\/\/[^\s]+:(\d+)\/metrics/.exec(out)?.[1])
+    // More sockets than the broker has descriptors for: the last ones are closed as they connect.
+    let closedAtOnce = 0
+    for (let i = 0; i < 120; i++) {
+      const s = netConnect({ host: '127.0.0.1', port })
+      s.on('error', () => {})
+      s.on('close', () => { closedAtOnce++ })
+      sockets.push(s)
+      await new Promise<void>((resolve) => { s.once('connect', () => { resolve() }); s.once('close', () => { resolve() }) })
+    }
+    await waitFor(() => closedAtOnce > 0, { timeoutMs: 5000, message: 'sockets closed by the broker out of descriptors' })
+    await waitFor(() => /out of file descriptors/.test(out), { timeoutMs: 5000, message: `the warning; output: ${out}` })
+    // still out: checked again, not warned again
+    await new Promise((resolve) => setTimeout(resolve, 2500))
+    const warnings = out.split('\n').filter((l) => l.includes('out of file descriptors'))
+    assert.equal(warnings.length, 1, out)
+    assert.match(warnings[0] ?? '', /out of file descriptors \(EMFILE\): new clients are closed as they connect; raise the process's open-file limit \(ulimit -n/)
+    for (const s of sockets.splice(0)) s.destroy()
+    await waitFor(() => /file descriptors available again/.test(out), { timeoutMs: 5000, message: 'the recovery line' })
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
+    const count = Number(/^petrel_file_descriptors_exhausted_total (\d+)$/m.exec(metrics)?.[1])
+    assert.ok(count >= 2, `petrel_file_descriptors_exhausted_total ${count}`)
+    // the listener accepts again
+    await run(findProgram('mosquitto_pub') as string, ['-p', String(port), '-t', 'after/emfile', '-m', 'in', '-q', '1'])
+  } finally {
+    for (const s of sockets) s.destroy()
+    child.kill('SIGTERM')
+  }
+  assert.equal(await exited, 0, out)
 })
 
 test('petrel broker --config with an unknown key exits 1 naming the key and line', async () => {

@@ -132,8 +132,8 @@ const FD_RESERVE = 64
 
 /**
  * Why max_connections cannot be reached, or undefined: each client takes a file descriptor, and
- * past the process's limit the kernel's EMFILE makes Node close every new client at once with
- * nothing logged, so a broker that takes 1,000 clients refusing the 1,001st reads as a mystery.
+ * past the process's limit the kernel's EMFILE makes Node close every new client at once. The
+ * broker logs that when it happens; this says so before it does.
  */
 export function fileLimitWarning (maxConnections: number, fdLimit: number | undefined): string | undefined {
   if (fdLimit === undefined || fdLimit >= maxConnections + FD_RESERVE) return undefined
