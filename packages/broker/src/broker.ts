@@ -95,6 +95,7 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
   private readonly hookWarning = new WarningLimiter()
   private readonly hookErrorWarning = new WarningLimiter()
   private readonly fdWarning = new WarningLimiter()
+  private readonly certificateWarning = new WarningLimiter()
   /** Out of file descriptors at the last check (see `checkFileDescriptors`), and when that was. */
   private fdExhausted: FileDescriptorError | undefined
   private fdCheckedAt = -Infinity
@@ -201,6 +202,12 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
         const code = err.code
         if (code === 'EMFILE' || code === 'ENFILE') this.checkFileDescriptors(this.now(), code)
         else this.log.debug({ err }, 'accept failed')
+      },
+      certificateRefused: (remoteAddress, reason) => {
+        const suppressed = this.certificateWarning.due(this.now())
+        if (suppressed !== undefined) {
+          this.log.warn({ remoteAddress, reason, suppressed }, `a client certificate did not verify (${reason}): connection closed (request_client_certificate)`)
+        }
       }
     })
     this.listeners.push(l)

@@ -54,7 +54,7 @@ const limitKeys: Record<string, [keyof BrokerLimits, Check]> = {
 }
 const listenerKeys: Record<string, Check> = {
   type: oneOf('tcp', 'tls', 'ws', 'wss'), host: str, port: int(0, 65535), cert: str, key: str, ca: str,
-  require_client_certificate: bool, use_identity_as_username: bool, path: str, allow_anonymous: bool, backlog: int(1)
+  require_client_certificate: bool, request_client_certificate: bool, use_identity_as_username: bool, path: str, allow_anonymous: bool, backlog: int(1)
 }
 const topKeys: Record<string, Check | 'table' | 'array'> = {
   log_level: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
@@ -222,6 +222,7 @@ export function parseConfig (text: string, path = 'petrel.toml', baseDir = '.'):
             key: pem.key,
             ca: pem.ca,
             requireClientCertificate: l.require_client_certificate as boolean | undefined,
+            requestClientCertificate: l.request_client_certificate as boolean | undefined,
             useIdentityAsUsername: l.use_identity_as_username as boolean | undefined,
             path: l.path as string | undefined,
             allowAnonymous: l.allow_anonymous as boolean | undefined,

@@ -24,6 +24,12 @@ export interface ListenerOptions {
   /** Ask for a client certificate and refuse connections without a valid one. Default false. */
   requireClientCertificate?: boolean | undefined
   /**
+   * Ask for a client certificate without requiring one: a client may connect without, but one
+   * that presents a certificate `ca` does not verify is closed after the TLS handshake. A
+   * verified one's CN reaches hooks as `certificateIdentity`. Default false.
+   */
+  requestClientCertificate?: boolean | undefined
+  /**
    * Ask for a client certificate (optional unless `requireClientCertificate`) and use a verified
    * one's CN as the user name, in place of the CONNECT's (whose password is then not checked).
    * Default false.
@@ -71,6 +77,8 @@ export interface ListenerSink {
   admit (abort: () => void): AdmittedSocket | undefined
   /** The server could not accept a socket (EMFILE, ENFILE...); it goes on listening. */
   acceptFailed (err: NodeJS.ErrnoException): void
+  /** A client certificate failed verification under requestClientCertificate: its socket was closed. */
+  certificateRefused (remoteAddress: string | undefined, reason: string): void
 }
 
 /** A place under max_connections held by a socket still in its handshake. */
@@ -114,8 +122,18 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
     cert: opts.cert,
     key: opts.key,
     ca: opts.ca,
-    requestCert: opts.requireClientCertificate === true || useId,
+    requestCert: opts.requireClientCertificate === true || opts.requestClientCertificate === true || useId,
     rejectUnauthorized: opts.requireClientCertificate === true
+  }
+  // Optional, but verified when presented: Node's rejectUnauthorized would also refuse a client
+  // without one, so the check is ours, once the handshake is done.
+  const verifyPresented = opts.requestClientCertificate === true && opts.requireClientCertificate !== true
+  /** Whether `s` may go on: false (and closed) when it presented a certificate that did not verify. */
+  const certificateAccepted = (s: TLSSocket): boolean => {
+    if (!verifyPresented || s.authorized || s.getPeerX509Certificate() === undefined) return true
+    sink.certificateRefused(s.remoteAddress, String(s.authorizationError))
+    s.destroy()
+    return false
   }
   if (secure) {
     // Load the PEM material now, so a bad one is this listener's LISTEN_FAILED, not a bare OpenSSL error.
@@ -144,6 +162,7 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
     })
   } else if (type === 'tls') {
     server = createTlsServer(tlsOptions, (s: TLSSocket) => {
+      if (!certificateAccepted(s)) return // its raw socket's close frees its place
       s.setNoDelay(true)
       sink.handle(s, { allowAnonymous, certificateIdentity: identity(s), useIdentityAsUsername: useId }, handshakes.done(s))
     })
@@ -156,6 +175,8 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
       connectionsCheckingInterval: Math.min(1000, bounds.connectTimeoutMs)
     }
     const http: HttpServer = type === 'ws' ? createHttpServer(httpOptions) : createHttpsServer({ ...tlsOptions, ...httpOptions })
+    // before the HTTP server reads the upgrade request
+    if (type === 'wss' && verifyPresented) http.prependListener('secureConnection', (s: TLSSocket) => { certificateAccepted(s) })
     // A request without Upgrade got no answer at all (nothing listened for 'request'): 426, closed.
     http.on('request', (_req: IncomingMessage, res: ServerResponse) => {
       res.writeHead(426, { Connection: 'close', Upgrade: 'websocket', 'Content-Type': 'text/plain' })

@@ -1,15 +1,18 @@
 // Authentication (password file, client certificates, anonymous policy) and ACL rules.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
+import { pino } from 'pino'
 import { createBroker, removeUser, setPassword, PasswordFile } from '@petrel/broker'
 import { execFile, execFileSync, spawn } from 'node:child_process'
 import { promisify } from 'node:util'
 import { findProgram, makeTestCertificates, requirePeer, waitFor } from '@petrel/test-utils'
 import { connected, memoryClient, withBroker } from './helpers.js'
+
+const run = promisify(execFile)
 
 async function passwordFile (users: Record<string, string>): Promise<string> {
   let text = ''
@@ -373,6 +376,54 @@ test('TLS client certificate: a hook sees its CN whenever the listener asked for
   } finally {
     await hooked.close()
     await plain.close()
+  }
+})
+
+test('TLS client certificate optional but verified (request_client_certificate), tls and wss: a client without one connects, a verified one\'s CN reaches the hook, one the CA did not sign is closed after the handshake (mosquitto_pub and MQTT.js)', async (t) => {
+  if (!requirePeer(t, 'mosquitto_pub') || !requirePeer(t, 'openssl')) return
+  const certs = await makeTestCertificates()
+  // a client certificate from no CA the broker knows
+  const stranger = { cert: join(certs.dir, 'stranger.crt'), key: join(certs.dir, 'stranger.key') }
+  await run(findProgram('openssl') as string, ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=stranger', '-days', '2',
+    '-keyout', stranger.key, '-out', stranger.cert])
+  const seen: Array<string | undefined> = []
+  const lines: string[] = []
+  const logger = pino({ level: 'warn' }, { write: (l: string) => { lines.push(l) } })
+  const broker = createBroker({ sysInterval: 0, logger, authenticate: (r) => { seen.push(r.certificateIdentity); return true } })
+  try {
+    const tls = { cert: certs.cert, key: certs.key, ca: certs.ca, requestClientCertificate: true }
+    const tlsListener = await broker.listen({ type: 'tls', port: 0, ...tls })
+    const wssListener = await broker.listen({ type: 'wss', port: 0, ...tls })
+    const pub = async (extra: string[]): Promise<number> => {
+      try {
+        await run(findProgram('mosquitto_pub') as string, ['-h', 'localhost', '-p', String(tlsListener.port), '--cafile', certs.caFile, '-t', 't', '-m', 'x', '-q', '1', ...extra])
+        return 0
+      } catch (err) {
+        return (err as { code: number }).code
+      }
+    }
+    assert.equal(await pub([]), 0, 'no certificate')
+    assert.equal(await pub(['--cert', certs.clientCertFile, '--key', certs.clientKeyFile]), 0, 'a certificate the CA signed')
+    assert.notEqual(await pub(['--cert', stranger.cert, '--key', stranger.key]), 0, 'a certificate from elsewhere')
+    assert.deepEqual(seen, [undefined, 'petrel-test-client'])
+    const wssUrl = wssListener.url.replace('127.0.0.1', 'localhost')
+    for (const [cert, key, ok] of [[undefined, undefined, true], [certs.clientCert, certs.clientKey, true], [readFileSync(stranger.cert), readFileSync(stranger.key), false]] as const) {
+      const c = mqtt.connect(wssUrl, { ca: certs.ca, ...(cert === undefined || key === undefined ? {} : { cert, key }), reconnectPeriod: 0, connectTimeout: 3000 })
+      const outcome = await new Promise<string>((resolve) => {
+        c.once('connect', () => { resolve('connected') })
+        c.once('error', (e) => { resolve(`error ${e.message}`) })
+        c.once('close', () => { resolve('closed') })
+      })
+      assert.equal(outcome === 'connected', ok, `wss with ${cert === undefined ? 'no' : ok ? 'a good' : 'a stranger\'s'} certificate: ${outcome}`)
+      c.end(true)
+    }
+    assert.deepEqual(seen, [undefined, 'petrel-test-client', undefined, 'petrel-test-client'])
+    const warnings = lines.filter((l) => l.includes('did not verify'))
+    assert.equal(warnings.length, 1, 'one warning per 10 s')
+    assert.match(warnings[0] ?? '', /a client certificate did not verify \(\w+.*\): connection closed/)
+    await waitFor(() => broker.connections.size + broker.handshakes.size === 0, { timeoutMs: 3000, message: 'every place freed' })
+  } finally {
+    await broker.close()
   }
 })
 

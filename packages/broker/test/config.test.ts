@@ -119,6 +119,11 @@ test('a listener\'s cert, key and ca that TLS cannot use: the message names the 
   }
   writeFileSync(path, listener(certs.certFile, certs.keyFile))
   assert.equal(loadConfig(path).listeners[1]?.type, 'tls')
+  // mosquitto's require_certificate, and the optional-but-verified request
+  writeFileSync(path, `${listener(certs.certFile, certs.keyFile)}request_client_certificate = true\n`)
+  assert.deepEqual([loadConfig(path).listeners[1]?.requestClientCertificate, loadConfig(path).listeners[1]?.requireClientCertificate], [true, undefined])
+  writeFileSync(path, `${listener(certs.certFile, certs.keyFile)}request_client_certificate = "yes"\n`)
+  assert.throws(() => loadConfig(path), /petrel\.toml:11: listener\.request_client_certificate: must be true or false/)
   // the same mix-up through the API: this listener's LISTEN_FAILED, not a bare OpenSSL error
   const broker = createBroker({ sysInterval: 0 })
   try {
