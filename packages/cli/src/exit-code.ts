@@ -10,7 +10,10 @@ export const ExitCode = {
    * key, certificate or cipher list that cannot be used.
    */
   usage: 1,
-  /** Could not connect: refused, unreachable, timeout, TLS failure. */
+  /**
+   * Could not connect: refused, unreachable, timeout, TLS failure. `broker`: could not listen
+   * (a listener or the metrics endpoint: address in use or not available, permission denied).
+   */
   connection: 2,
   /** The broker refused the credentials or the client is not authorized. */
   notAuthorized: 3,

@@ -12,7 +12,8 @@ Commands:
 Run 'petrel <command> --help' for the command's options and exit codes; 'petrel --version' for
 the version.
 Exit codes: 1 for bad options or arguments in every command (as mosquitto_pub and emqtt-bench);
-pub, sub and bench then share 2 connection failed, 3 not authorized, 4 failed once connected.`
+pub, sub and bench then share 2 connection failed, 3 not authorized, 4 failed once connected;
+broker: 2 could not listen (address in use or not available).`
 
 type Command = (argv: string[]) => Promise<number>
 

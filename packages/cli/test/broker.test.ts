@@ -53,13 +53,28 @@ test('petrel broker: one line saying where it listens; mosquitto_pub/sub in both
   assert.equal(await b.exited, 0)
 })
 
-test('petrel broker on a port in use (a second npm start): exit 1, saying so and what to do', async () => {
+test('petrel broker on a port in use (a second npm start), or its metrics port in use: exit 2 (1 is a config to fix), saying so and what to do', async () => {
   const b = await startBroker(['--port', '0'])
   try {
     await assert.rejects(run(process.execPath, [bin, 'broker', '--port', String(b.port)]), (err: { code?: number, stderr?: string }) => {
-      assert.equal(err.code, 1)
+      assert.equal(err.code, 2)
       assert.match(err.stderr ?? '', new RegExp(`^petrel broker: cannot listen on tcp 127\\.0\\.0\\.1:${b.port}: listen EADDRINUSE`))
       assert.match(err.stderr ?? '', /another process \(a broker already running\?\) holds that port: stop it, or pick another port with -p PORT \(npm start -- -p PORT/)
+      return true
+    })
+    // the metrics endpoint on a port in use: the same code and a message, not a stack trace
+    const dir = mkdtempSync(join(tmpdir(), 'petrel-cli-'))
+    writeFileSync(join(dir, 'petrel.toml'), `[metrics]\nport = ${b.port}\n`)
+    await assert.rejects(run(process.execPath, [bin, 'broker', '--port', '0', '--config', join(dir, 'petrel.toml')]), (err: { code?: number, stderr?: string }) => {
+      assert.equal(err.code, 2)
+      assert.equal(err.stderr, `petrel broker: cannot serve metrics on 127.0.0.1:${b.port}: listen EADDRINUSE: address already in use 127.0.0.1:${b.port}\n` +
+        '  another process holds that port: stop it, or pick another [metrics] port in the config file\n')
+      return true
+    })
+    // a listener address that does not exist here (yet): 2 as well
+    await assert.rejects(run(process.execPath, [bin, 'broker', '--host', '192.0.2.1', '--port', '0']), (err: { code?: number, stderr?: string }) => {
+      assert.equal(err.code, 2)
+      assert.match(err.stderr ?? '', /^petrel broker: cannot listen on tcp 192\.0\.2\.1:0: listen EADDRNOTAVAIL/)
       return true
     })
   } finally {

@@ -20,8 +20,10 @@ Options:
 SIGINT (Ctrl-C) or SIGTERM stops it gracefully (MQTT 5 clients get DISCONNECT 0x8B).
 SIGHUP does not reload the configuration (unlike mosquitto): restart to apply changes.
 
-Exit codes: 0 stopped by SIGINT/SIGTERM; 1 bad options, a config file that cannot be used, or a
-listener that cannot start (address in use, certificate unusable).`
+Exit codes: 0 stopped by SIGINT/SIGTERM; 1 bad options or a config file that cannot be used
+(certificates included): fix them, starting again will not help; 2 a listener or the metrics
+endpoint could not open (address in use or not available, permission denied, a host that does
+not resolve): it may work later (systemd: RestartPreventExitStatus=1 restarts on 2 only).`
 
 /** `petrel broker`: runs until SIGINT/SIGTERM, then closes gracefully (SIGHUP does not stop it). Resolves to the exit code. */
 export async function run (argv: string[]): Promise<number> {
@@ -113,10 +115,21 @@ export async function run (argv: string[]): Promise<number> {
     stop()
     console.error(`petrel broker: ${(err as Error).message}${listenAdvice(err, listening === listeners[0])}`)
     await broker.close()
-    // An address in use or a certificate TLS cannot take: the options or the config must change.
-    return ExitCode.usage
+    return listenExitCode(err)
   }
-  const metrics = config.metrics === undefined ? undefined : await startMetricsServer(broker, config.metrics.host, config.metrics.port)
+  let metrics
+  if (config.metrics !== undefined) {
+    const { host, port: metricsPort } = config.metrics
+    try {
+      metrics = await startMetricsServer(broker, host, metricsPort)
+    } catch (err) {
+      stop()
+      const inUse = (err as { code?: unknown }).code === 'EADDRINUSE' ? '\n  another process holds that port: stop it, or pick another [metrics] port in the config file' : ''
+      console.error(`petrel broker: cannot serve metrics on ${host}:${metricsPort}: ${(err as Error).message}${inUse}`)
+      await broker.close()
+      return listenExitCode({ cause: err })
+    }
+  }
   console.log(`petrel broker listening on ${addresses.join(', ')}${metrics === undefined ? '' : ` (metrics on http://${config.metrics?.host ?? ''}:${metrics.port}/metrics)`}; Ctrl-C to stop`)
   const fdWarning = fileLimitWarning(options.limits?.maxConnections ?? defaultLimits.maxConnections, openFileLimit())
   if (fdWarning !== undefined) console.error(`petrel broker: warning: ${fdWarning}`)
@@ -141,6 +154,17 @@ export function fileLimitWarning (maxConnections: number, fdLimit: number | unde
   return `this process may open ${fdLimit.toLocaleString('en-US')} files (ulimit -Hn; Node raises its soft limit to it) and max_connections is ` +
     `${maxConnections.toLocaleString('en-US')}: clients past about ${fit.toLocaleString('en-US')} will be closed as they connect. ` +
     `Raise the hard limit (ulimit -Hn as root, LimitNOFILE in systemd) or lower [limits] max_connections`
+}
+
+/**
+ * 2 when the system refused the address (a failed listen or getaddrinfo: in use, not available
+ * yet, not permitted): starting again later may work, so a supervisor can tell it from 1, a
+ * config or certificate to fix. (mosquitto exits 3 for a bad config and 1 for a port in use; here
+ * 1 keeps its meaning in every petrel command, and 2 is the network failing as for pub and sub.)
+ */
+function listenExitCode (err: unknown): number {
+  const cause = (err as { cause?: { syscall?: unknown } }).cause
+  return typeof cause?.syscall === 'string' ? ExitCode.connection : ExitCode.usage
 }
 
 /**
