@@ -122,13 +122,13 @@ async function publishQoS0 (burst) {
 
 /**
  * Pre-encoded QoS 1 publishes with Petrel's default window policy and nothing else: 100 in flight,
- * refilled once a quarter is free, after each read's acks (one write per read at most); eager
- * reads (a moderated reader would leave the window empty for a millisecond at a time). What a
- * client with that window costs and reaches with no library work at all. Resolves on the last ack.
+ * every place a read's acks free refilled at once (one write per read at most, as the client's
+ * transport sends one event-loop turn's writes together); eager reads (a moderated reader would
+ * leave the window empty for a millisecond at a time). What a client with that window costs and
+ * reaches with no library work at all. Resolves on the last ack.
  */
 function sendWindowed (s, pre) {
   const WINDOW = 100
-  const SLACK = 25
   let acked = 0
   let sent = 0
   const refill = () => {
@@ -137,7 +137,7 @@ function sendWindowed (s, pre) {
     sent = end
   }
   const done = new Promise((resolve) => { frame(s, (type) => { if (type === PUBACK_TYPE && ++acked === pre.count) resolve() }) })
-  s.on('data', () => { if (sent < pre.count && sent - acked <= WINDOW - SLACK) refill() }) // after frame's listener: this read's acks are counted
+  s.on('data', () => { if (sent < pre.count && sent - acked < WINDOW) refill() }) // after frame's listener: this read's acks are counted
   refill()
   return done
 }
