@@ -1154,3 +1154,24 @@ test('summary: a ramp cut short is said, and the publisher count is not capped w
   assert.equal(sum.receive?.publisherCount, 1100)
   assert.match(formatSummary(sum), /\(1,100 publishers\)/)
 })
+
+test('a connection sent away in the same read as its CONNACK is counted lost, not held as established', async (t) => {
+  // MQTT 5.0: every other CONNECT is accepted and at once sent away (DISCONNECT 0x89 Server busy).
+  let connects = 0
+  const fake = await fakeBroker(t, (p) => {
+    if (p.type !== 'connect') return acksNothing(p)
+    return connects++ % 2 === 0 ? [connackWith()] : [connackWith(), { type: 'disconnect', reasonCode: 0x89 }]
+  })
+  const r = await bench(['conn', '-p', String(fake.port), '-V', '5', '-c', '2', '--duration', '1', '--json', '--quiet'])
+  const s = JSON.parse(r.stdout) as BenchSummary
+  assert.equal(s.connections.established, 2)
+  assert.equal(s.connections.lost, 1)
+  assert.deepEqual(s.errors, { 'disconnect: Server busy': 1 })
+  // Both sent away: the run ends at once as every connection lost, not after --duration.
+  const gone = await fakeBroker(t, (p) => p.type === 'connect' ? [connackWith(), { type: 'disconnect', reasonCode: 0x89 }] : [])
+  const started = performance.now()
+  const all = await bench(['conn', '-p', String(gone.port), '-V', '5', '-c', '2', '--duration', '20', '--json', '--quiet'])
+  assert.ok(performance.now() - started < 10_000, `took ${Math.round(performance.now() - started)} ms`)
+  assert.equal(all.code, 4, all.stdout)
+  assert.deepEqual((JSON.parse(all.stdout) as BenchSummary).failures, ['every connection was lost before the end of the run (see errors)'])
+})

@@ -69,6 +69,8 @@ export class BenchConnection {
   onLost: ((reason: string) => void) | undefined
   /** Set on every write; cleared by the keepalive sweep, which pings idle connections. */
   wrote = false
+  /** Why the connection was lost, once it was (undefined while open, or closed by us). */
+  lostReason: string | undefined
   private readonly decoder: Decoder
   private readonly packets: Packet[] = []
   private readonly queued: Buffer[] = []
@@ -227,6 +229,7 @@ export class BenchConnection {
   fail (reason: string): void {
     if (this.ended) return
     this.ended = true
+    this.lostReason = reason
     this.settleWaiter(new BenchError(`${this.waiter?.type ?? 'packet'}: ${reason}`))
     this.socket.destroy()
     this.onLost?.(reason)

@@ -76,6 +76,14 @@ export class RunContext {
       s.lastConnectedAt = now
       s.connected++
       const conn = opened.conn
+      // Sent away in the CONNACK's own read (a DISCONNECT right behind it), before anyone listened
+      // for the loss: established, and lost at once.
+      if (!conn.open) {
+        s.lost++
+        s.error(conn.lostReason ?? 'connection closed by the broker')
+        this.checkLeft()
+        return undefined
+      }
       this.connections.add(conn)
       conn.onLost = (reason) => {
         this.connections.delete(conn)
