@@ -1175,3 +1175,46 @@ test('a connection sent away in the same read as its CONNACK is counted lost, no
   assert.equal(all.code, 4, all.stdout)
   assert.deepEqual((JSON.parse(all.stdout) as BenchSummary).failures, ['every connection was lost before the end of the run (see errors)'])
 })
+
+/**
+ * A QoS 0 relay for one behaviour: every PUBLISH goes to every subscriber `copies(n)` times (n
+ * counts the publishes from 0), so a test can lose or duplicate messages at will.
+ */
+async function relayBroker (t: TestContext, copies: (n: number) => number): Promise<number> {
+  const subscribers = new Set<Socket>()
+  const sockets = new Set<Socket>()
+  let n = 0
+  const server = createServer((socket) => {
+    sockets.add(socket)
+    socket.on('error', () => {})
+    socket.on('close', () => { subscribers.delete(socket); sockets.delete(socket) })
+    const decoder = new Decoder()
+    socket.on('data', (chunk: Buffer) => {
+      for (const p of decoder.push(chunk)) {
+        if (p.type === 'connect') socket.write(encode(connackWith(), 4))
+        else if (p.type === 'subscribe') {
+          subscribers.add(socket)
+          socket.write(encode({ type: 'suback', packetId: p.packetId, reasonCodes: p.subscriptions.map(() => 0) }, 4))
+        } else if (p.type === 'publish') {
+          const bytes = encode({ type: 'publish', topicName: p.topicName, payload: p.payload, qos: 0, retain: false, dup: false }, 4)
+          const times = copies(n++)
+          for (const s of subscribers) for (let i = 0; i < times; i++) s.write(bytes)
+        } else if (p.type === 'disconnect') socket.end()
+      }
+    })
+  })
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  t.after(async () => {
+    for (const s of sockets) s.destroy()
+    await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+  })
+  return (server.address() as { port: number }).port
+}
+
+test('pubsub waits for every message due, duplicates apart: they do not end the wait before the rest arrives', async (t) => {
+  // Every message delivered twice: counting duplicates, the wait ended with half of them due.
+  const port = String(await relayBroker(t, () => 2))
+  const s = JSON.parse((await bench(['pubsub', '-p', port, '-c', '4', '-L', '5000', '--json', '--quiet'])).stdout) as BenchSummary
+  assert.equal(s.receive?.duplicates, 20_000, JSON.stringify(s.receive?.publishers))
+  assert.equal(s.receive?.missing, 0, JSON.stringify(s.receive?.publishers))
+})

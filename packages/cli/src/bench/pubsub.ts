@@ -44,7 +44,8 @@ export async function runPubSub (ctx: RunContext): Promise<ReceiveResult> {
   const expected = expectations(receivers, pubs)
   const total = expected.reduce((n, e) => n + [...e.sent.values()].reduce((a, b) => a + b, 0), 0)
   const deadline = performance.now() + o.drainTimeout * 1000
-  while (ctx.stats.received < total && performance.now() < deadline && !ctx.interrupted) {
+  // Duplicates are no part of what is due: counted, they would end the wait before the rest came.
+  while (ctx.stats.received - ctx.stats.duplicatesSeen < total && performance.now() < deadline && !ctx.interrupted) {
     const last = ctx.stats.lastReceivedAt
     if (performance.now() - Math.max(last, ctx.stats.lastSentAt) > IDLE_MS) break
     await sleep(POLL_MS)

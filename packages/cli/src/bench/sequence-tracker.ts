@@ -54,7 +54,8 @@ class Track {
   duplicates = 0
   outOfOrder = 0
 
-  record (seq: number): void {
+  /** Records one receipt of `seq`; false when it is a duplicate. */
+  record (seq: number): boolean {
     if (seq < this.base || this.base < 0) this.rebase(seq)
     const at = seq - this.base
     const byte = at >>> 3
@@ -67,13 +68,14 @@ class Track {
     const b = this.seen[byte] as number
     if ((b & bit) !== 0) {
       this.duplicates++
-      return
+      return false
     }
     this.seen[byte] = b | bit
     this.unique++
     if (seq < this.lowest || this.lowest < 0) this.lowest = seq
     if (seq < this.highest) this.outOfOrder++
     else this.highest = seq
+    return true
   }
 
   /**
@@ -153,7 +155,8 @@ export class SequenceTracker {
     return out
   }
 
-  record (run: number, publisher: number, seq: number): void {
+  /** Records one receipt; false when this tracker has seen that sequence of that publisher before. */
+  record (run: number, publisher: number, seq: number): boolean {
     // Consecutive messages mostly come from the same publisher: skip the map lookups.
     let t = this.last
     if (publisher !== this.lastPublisher || run !== this.lastRun || t === undefined) {
@@ -171,7 +174,7 @@ export class SequenceTracker {
       this.lastRun = run
       this.lastPublisher = publisher
     }
-    t.record(seq)
+    return t.record(seq)
   }
 
   /**

@@ -20,6 +20,11 @@ export class BenchStats {
   sent = 0
   acked = 0
   received = 0
+  /**
+   * Of received, stamped messages a subscriber had already had: what pubsub's wait for messages
+   * on their way leaves out (members of one share group are told apart only at the end).
+   */
+  duplicatesSeen = 0
   /** Received messages that carried no bench stamp (payload too short for one, or other traffic). */
   unstamped = 0
   /**

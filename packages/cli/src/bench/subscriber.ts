@@ -88,7 +88,7 @@ export class Subscriber implements PacketSink {
       this.stats.unstamped++
       return
     }
-    this.tracker.record(b.readUInt32BE(RUN_OFFSET), b.readUInt32BE(PUBLISHER_OFFSET), b.readUInt32BE(SEQUENCE_OFFSET))
+    if (!this.tracker.record(b.readUInt32BE(RUN_OFFSET), b.readUInt32BE(PUBLISHER_OFFSET), b.readUInt32BE(SEQUENCE_OFFSET))) this.stats.duplicatesSeen++
     // The send time is the publisher's monotonic clock: on another machine it has another origin,
     // and a latency from it would be noise. Loss is still checked, only the latency sample goes.
     const age = now - b.readDoubleBE(SENT_AT_OFFSET)
