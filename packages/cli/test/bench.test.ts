@@ -932,7 +932,8 @@ test('bench sub -L: a subscriber lost on the way counts as done, and the run end
   let up = false
   let down = false
   let child: ChildProcess | undefined
-  const sub = bench(['sub', '-p', port, '-c', '2', '-t', 'kick/#', '-L', '50', '--prefix', 'kick-', '--json'], (err) => {
+  // --tolerate connections: the lost subscriber alone would fail the run (exit 4).
+  const sub = bench(['sub', '-p', port, '-c', '2', '-t', 'kick/#', '-L', '50', '--prefix', 'kick-', '--tolerate', 'connections', '--json'], (err) => {
     if (/conns 2\/2/.test(err)) up = true
     if (/conns 1\/2/.test(err)) down = true
   }, (c) => { child = c })
@@ -974,9 +975,13 @@ test('Ctrl-C during the drain after --duration ends the drain and prints the sum
   child?.kill('SIGINT')
   const r = await withTimeout(run, 10_000, 'the run ending after SIGINT')
   assert.ok(performance.now() - signalled < 4000, `ended ${Math.round(performance.now() - signalled)} ms after SIGINT`)
-  // Stopped by the user: what is left unacknowledged is counted, not failed.
+  // Stopped by the user: what is left unacknowledged is counted, not failed, and what never
+  // arrived may have been on its way.
   assert.equal(r.code, 0, r.stderr)
   const s = JSON.parse(r.stdout) as BenchSummary
+  assert.equal(s.interrupted, true)
+  assert.ok((s.receive?.missing ?? 0) > 0)
+  assert.match(formatSummary(s), /\n {14}stopped by the user before what was on its way could arrive: missing counts it too, and does not fail the run\n/)
   assert.ok(s.elapsedSeconds < 6, `${s.elapsedSeconds} s`)
   assert.ok((s.publish?.sent ?? 0) > 0 && s.publish?.acked === 0)
   assert.equal(s.errors['publish: unacknowledged at the end of the run'], s.publish?.sent)
@@ -1008,7 +1013,9 @@ test('pubsub whose publishers are all lost fails, as pub does; a broker\'s Maxim
   assert.equal(lost.code, 4, `exit ${lost.code}\n${lost.stderr}`)
   const s = JSON.parse(lost.stdout) as BenchSummary
   assert.equal(s.connections.lost, 2)
-  assert.deepEqual(s.failures, ['every publisher was lost before the end of the run (see errors)'])
+  // What they sent before they went never arrived (this broker routes nothing): that fails too.
+  const sent = (s.publish?.sent ?? 0).toLocaleString('en-US')
+  assert.deepEqual(s.failures, ['every publisher was lost before the end of the run (see errors)', `${sent} of the ${sent} messages due never arrived (QoS 0; --tolerate loss to pass)`])
   assert.deepEqual(s.errors, { 'disconnect: Session taken over': 2 })
   // Maximum QoS 1: a QoS 2 run fails before any PUBLISH, saying what to use; subscriptions are just granted lower.
   const qos1 = await fakeBroker(t, (p) => p.type === 'connect' ? [connackWith({ maximumQoS: 1 })] : acksNothing(p))
@@ -1217,4 +1224,85 @@ test('pubsub waits for every message due, duplicates apart: they do not end the 
   const s = JSON.parse((await bench(['pubsub', '-p', port, '-c', '4', '-L', '5000', '--json', '--quiet'])).stdout) as BenchSummary
   assert.equal(s.receive?.duplicates, 20_000, JSON.stringify(s.receive?.publishers))
   assert.equal(s.receive?.missing, 0, JSON.stringify(s.receive?.publishers))
+})
+
+test('messages lost by the broker fail the run (exit 4) at QoS 1 and QoS 0, unless --tolerate loss', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  // A queue of one message per subscriber, one in flight: publishers far faster than that lose most.
+  const broker = await startMosquitto({ extraConfig: 'max_queued_messages 1\nmax_inflight_messages 1' })
+  t.after(() => broker.stop())
+  const args = ['pubsub', '-p', String(broker.port), '-c', '4', '-q', '1', '-L', '2000', '--json', '--quiet']
+  const lossy = await bench(args)
+  assert.equal(lossy.code, 4, `exit ${lossy.code}\n${lossy.stderr}\n${lossy.stdout}`)
+  const s = JSON.parse(lossy.stdout) as BenchSummary
+  const missing = s.receive?.missing ?? 0
+  assert.ok(missing > 0 && s.publish?.acked === 8000, JSON.stringify(s.receive))
+  assert.equal(s.receive?.expected, 8000)
+  assert.deepEqual(s.failures, [`${missing.toLocaleString('en-US')} of the 8,000 messages due never arrived (QoS 1; --tolerate loss to pass)`])
+  assert.match(formatSummary(s), /\n {2}FAILED {6}[\d,]+ of the 8,000 messages due never arrived/)
+  // Tolerated: the same loss is reported, and the run passes.
+  const tolerated = summaryOf(await bench([...args, '--tolerate', 'loss']))
+  assert.ok((tolerated.receive?.missing ?? 0) > 0)
+  assert.deepEqual(tolerated.failures, [])
+  // QoS 0 loss fails as well: every tenth message dropped by the relay.
+  const port = String(await relayBroker(t, (n) => n % 10 === 9 ? 0 : 1))
+  const q0 = await bench(['pubsub', '-p', port, '-L', '100', '--json', '--quiet'])
+  assert.equal(q0.code, 4, `exit ${q0.code}\n${q0.stdout}`)
+  assert.deepEqual((JSON.parse(q0.stdout) as BenchSummary).failures, ['10 of the 100 messages due never arrived (QoS 0; --tolerate loss to pass)'])
+  // A lone sub sees the gaps, with no total to compare against.
+  const { done } = await subscribedSub(['-p', port, '-L', '90', '--duration', '20', '--json'])
+  assert.equal(summaryOf(await bench(['pub', '-p', port, '-L', '100', '--json', '--quiet'])).publish?.sent, 100)
+  const sub = await done
+  assert.equal(sub.code, 4, sub.stdout)
+  assert.deepEqual((JSON.parse(sub.stdout) as BenchSummary).failures, ['9 messages missing: gaps in the publishers\' sequences (QoS 0; --tolerate loss to pass)'])
+})
+
+test('messages received twice fail the run (exit 4), unless --tolerate duplicates', async (t) => {
+  const port = String(await relayBroker(t, (n) => n % 4 === 0 ? 2 : 1))
+  const r = await bench(['pubsub', '-p', port, '-L', '100', '--json', '--quiet'])
+  assert.equal(r.code, 4, `exit ${r.code}\n${r.stdout}`)
+  const s = JSON.parse(r.stdout) as BenchSummary
+  assert.equal(s.receive?.duplicates, 25)
+  assert.equal(s.receive?.missing, 0)
+  assert.deepEqual(s.failures, ['25 messages were received more than once (QoS 0; --tolerate duplicates to pass)'])
+  const tolerated = summaryOf(await bench(['pubsub', '-p', port, '-L', '100', '--tolerate', 'loss,duplicates', '--json', '--quiet']))
+  assert.equal(tolerated.receive?.duplicates, 25)
+})
+
+test('some connections refused or lost while others held fail the run (exit 4), unless --tolerate connections', async (t) => {
+  // MQTT 5.0: the first CONNECT is accepted, the second accepted then sent away, the third refused.
+  let connects = 0
+  const fake = await fakeBroker(t, (p) => {
+    if (p.type !== 'connect') return acksNothing(p)
+    const n = connects++ % 3
+    if (n === 0) return [connackWith()]
+    if (n === 1) return [connackWith(), { type: 'disconnect', reasonCode: 0x89 }]
+    return [{ type: 'connack', sessionPresent: false, reasonCode: 0x88 }]
+  })
+  const args = ['conn', '-p', String(fake.port), '-V', '5', '-c', '3', '--duration', '2', '--json', '--quiet']
+  const r = await bench(args)
+  assert.equal(r.code, 4, `exit ${r.code}\n${r.stderr}\n${r.stdout}`)
+  const s = JSON.parse(r.stdout) as BenchSummary
+  assert.equal(s.connections.established, 2)
+  assert.equal(s.connections.failed, 1)
+  assert.equal(s.connections.lost, 1)
+  assert.deepEqual(s.failures, [
+    '1 of 3 connections could not be made (see errors; --tolerate connections to pass)',
+    '1 of 2 connections were lost during the run (see errors; --tolerate connections to pass)'
+  ])
+  const tolerated = summaryOf(await bench([...args, '--tolerate', 'all']))
+  assert.equal(tolerated.connections.failed, 1)
+  assert.deepEqual(tolerated.failures, [])
+  // Bad words are a usage error.
+  assert.throws(() => parseOptions(['conn', '--tolerate', 'loss,nothing']), /--tolerate takes loss, duplicates, connections or all \(comma-separated\), got 'nothing'/)
+})
+
+test('publishes the broker refuses (PUBACK 0x80 and above) fail the run (exit 4)', async (t) => {
+  const fake = await fakeBroker(t, (p) => p.type === 'publish' ? [{ type: 'puback', packetId: p.packetId ?? 0, reasonCode: 0x87 }] : acksNothing(p))
+  const r = await bench(['pub', '-p', String(fake.port), '-V', '5', '-q', '1', '-L', '5', '--json', '--quiet'])
+  assert.equal(r.code, 4, `exit ${r.code}\n${r.stdout}`)
+  const s = JSON.parse(r.stdout) as BenchSummary
+  assert.equal(s.publish?.acked, 5)
+  assert.deepEqual(s.errors, { 'puback: Not authorized': 5 })
+  assert.deepEqual(s.failures, ['5 publishes were refused by the broker (their reason codes are under errors)'])
 })

@@ -7,6 +7,18 @@ import { UsageError } from '../usage-error.js'
 
 export type BenchMode = 'pub' | 'sub' | 'conn' | 'pubsub'
 
+/**
+ * What a run may meet and still pass (--tolerate): missing messages, duplicated ones, and
+ * connections that failed or were lost while others held.
+ */
+export interface Tolerated {
+  loss: boolean
+  duplicates: boolean
+  connections: boolean
+}
+
+const TOLERABLE = ['loss', 'duplicates', 'connections'] as const
+
 /** Everything `petrel bench` was asked to do, validated. */
 export interface BenchOptions {
   mode: BenchMode
@@ -50,6 +62,8 @@ export interface BenchOptions {
   insecure: boolean
   json: boolean
   quiet: boolean
+  /** What --tolerate accepts: a run with only these fails no more (exit 0 instead of 4). */
+  tolerate: Tolerated
   /** Seconds `pubsub` waits for in-flight messages to arrive once publishers are done. */
   drainTimeout: number
 }
@@ -122,6 +136,9 @@ Load:
 Output:
       --json                print the summary as JSON on stdout (progress goes to stderr)
       --quiet               no progress lines
+      --tolerate <what,...> still exit 0 when the run met only these (reported all the same):
+                            loss (messages missing), duplicates, connections (some failed or
+                            were lost while others held), or all
       --help                show this help
 
 Stamps: each payload starts with 24 bytes: "ptb1", a random id of the publishing process, the
@@ -139,8 +156,11 @@ Exit codes (as petrel pub and sub; a failed run says why under FAILED):
   1    bad arguments (as mosquitto_pub and emqtt-bench)
   2    no connection could be made (refused, unreachable, timed out, TLS failure)
   3    no connection could be made: every one was refused for its credentials (-u/-P)
-  4    the run failed once connected (every connection was lost, a subscription failed, a broker
-       limit it cannot meet, QoS 1/2 publishes left unacknowledged)
+  4    the run failed once connected: messages missing or duplicated (at any QoS), connections
+       that failed or were lost while others held, a subscription or publish refused, a broker
+       limit it cannot meet, QoS 1/2 publishes left unacknowledged; --tolerate lets loss,
+       duplicates and failed connections pass (a Ctrl-C'd pubsub does not fail for what was
+       still in flight)
   130  a second Ctrl-C (SIGINT)     143  a second SIGTERM`
 
 export { UsageError }
@@ -180,6 +200,7 @@ const flags = {
   'drain-timeout': { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean' },
+  tolerate: { type: 'string', multiple: true },
   help: { type: 'boolean' },
   // emqtt-bench's (and MQTTX bench's) long names, taken in their meaning: --count is the number
   // of clients and --interval the time between connections there, not messages.
@@ -339,6 +360,17 @@ function checkPubSubMatch (o: BenchOptions, subTopicFlag: string, topicFlag: str
     `the subscribers would receive nothing; give a ${subTopicFlag} that matches ${topicFlag}, or leave it out to derive it from ${topicFlag}`)
 }
 
+/** --tolerate, given once or more, each a comma-separated list. */
+function tolerated (texts: string[] | undefined): Tolerated {
+  const t: Tolerated = { loss: false, duplicates: false, connections: false }
+  for (const word of (texts ?? []).flatMap((x) => x.split(',')).map((w) => w.trim())) {
+    if (word === 'all') for (const k of TOLERABLE) t[k] = true
+    else if ((TOLERABLE as readonly string[]).includes(word)) t[word as typeof TOLERABLE[number]] = true
+    else throw new UsageError(`--tolerate takes ${TOLERABLE.join(', ')} or all (comma-separated), got '${word}'`)
+  }
+  return t
+}
+
 function localAddresses (text: string | undefined): string[] {
   if (text === undefined) return []
   const list = text.split(',').map((a) => a.trim()).filter((a) => a !== '')
@@ -417,6 +449,7 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
     insecure: v.insecure === true,
     json: v.json === true,
     quiet: v.quiet === true,
+    tolerate: tolerated(v.tolerate),
     drainTimeout: seconds('drain-timeout', v['drain-timeout'], 5)
   }
   const lastIndex = options.startIndex + Math.max(options.clients, options.subscribers) - 1

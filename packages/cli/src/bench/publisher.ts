@@ -142,7 +142,10 @@ export class Publisher implements PacketSink {
     this.inflight--
     this.acked++
     this.stats.acked++
-    if (reasonCode !== undefined && reasonCode >= 0x80) this.stats.error(`${type}: ${reasonCodeName(reasonCode, type)}`)
+    if (reasonCode !== undefined && reasonCode >= 0x80) {
+      this.stats.publishRefused++
+      this.stats.error(`${type}: ${reasonCodeName(reasonCode, type)}`)
+    }
   }
 
   private checkFinished (): void {

@@ -19,6 +19,8 @@ export class BenchStats {
   subscribeFailed = 0
   sent = 0
   acked = 0
+  /** Of acked, publishes the broker refused (PUBACK or PUBREC reason code 0x80 or above). */
+  publishRefused = 0
   received = 0
   /**
    * Of received, stamped messages a subscriber had already had: what pubsub's wait for messages

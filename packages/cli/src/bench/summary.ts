@@ -1,5 +1,5 @@
 import type { LatencySummary } from './latency.js'
-import type { BenchOptions } from './options.js'
+import type { BenchOptions, Tolerated } from './options.js'
 import type { ReceiveResult, SequenceReport } from './sequence-tracker.js'
 import { STAMP_BYTES } from './stamp.js'
 import type { BenchStats } from './stats.js'
@@ -45,9 +45,12 @@ export interface BenchSummary {
   connRate: number
   maxConnecting: number
   elapsedSeconds: number
+  /** Stopped by the user (Ctrl-C, SIGTERM) rather than by its count or --duration. */
+  interrupted: boolean
   /**
    * Why the run failed, empty when it did not (exit code 2, 3 or 4 otherwise): no connection made,
-   * every connection lost, subscriptions refused, a limit of the broker's in the way.
+   * connections failed or lost, messages missing or duplicated, subscriptions or publishes
+   * refused, a limit of the broker's in the way. What --tolerate accepts is left out.
    */
   failures: string[]
   /**
@@ -112,6 +115,8 @@ export interface BenchSummary {
      * what it missed before, least of all at QoS 0), so loss before the first message is not seen.
      */
     missing: number
+    /** pubsub: the messages the subscribers should have received over the whole run (warm-up included). */
+    expected?: number
     duplicates: number
     outOfOrder: number
     /**
@@ -130,7 +135,7 @@ export interface BenchSummary {
 
 const MAX_PUBLISHER_ROWS = 1000
 
-export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, result?: ReceiveResult, failures: string[] = []): BenchSummary {
+export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, result?: ReceiveResult, failures: string[] = [], interrupted = false): BenchSummary {
   const summary: BenchSummary = {
     mode: o.mode,
     url: o.target.url,
@@ -143,6 +148,7 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
     connRate: o.connRate,
     maxConnecting: o.maxConnecting,
     elapsedSeconds: round((endedAt - s.startedAt) / 1000),
+    interrupted,
     failures,
     cpu: cpuSummary(s.startCpu, endedAt - s.startedAt),
     connections: {
@@ -183,6 +189,7 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
       unstamped: s.unstamped,
       clockNotComparable: s.clockNotComparable,
       missing: checked === 'count' ? Math.max(0, (result?.expected ?? 0) - s.received) : rows.reduce((n, r) => n + r.missing, 0),
+      ...(result?.expected === undefined ? {} : { expected: result.expected }),
       duplicates: rows.reduce((n, r) => n + r.duplicates, 0),
       outOfOrder: rows.reduce((n, r) => n + r.outOfOrder, 0),
       sharedGroups: result?.sharedGroups ?? 0,
@@ -191,6 +198,40 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
     }
   }
   return summary
+}
+
+/** What a failure that --tolerate can accept says after it. */
+export const TO_PASS: Readonly<Record<keyof Tolerated, string>> = {
+  loss: '--tolerate loss to pass',
+  duplicates: '--tolerate duplicates to pass',
+  connections: '--tolerate connections to pass'
+}
+
+/** Whether what is missing may only be late: a pubsub stopped by the user cut short its wait for messages on their way. */
+function missingMayBeInFlight (r: BenchSummary): boolean {
+  return r.interrupted && r.mode === 'pubsub'
+}
+
+/**
+ * The run's failures in delivery, from its summary: messages missing or duplicated (at any QoS:
+ * a broker that loses QoS 0 messages under the load asked for is what a load test is for),
+ * each unless `tolerate` accepts it.
+ */
+export function deliveryFailures (r: BenchSummary, tolerate: Tolerated): string[] {
+  const v = r.receive
+  if (v === undefined || v.checked === 'none') return []
+  const out: string[] = []
+  const n = (x: number): string => x.toLocaleString('en-US')
+  if (v.missing > 0 && !tolerate.loss && !missingMayBeInFlight(r)) {
+    // A lone sub knows no total, only the gaps; pubsub knows what each publisher sent.
+    out.push(v.expected === undefined
+      ? `${n(v.missing)} message${v.missing === 1 ? '' : 's'} missing: gaps in the publishers' sequences (QoS ${r.qos}; ${TO_PASS.loss})`
+      : `${n(v.missing)} of the ${n(v.expected)} messages due never arrived (QoS ${r.qos}; ${TO_PASS.loss})`)
+  }
+  if (v.duplicates > 0 && !tolerate.duplicates) {
+    out.push(`${n(v.duplicates)} message${v.duplicates === 1 ? ' was' : 's were'} received more than once (QoS ${r.qos}; ${TO_PASS.duplicates})`)
+  }
+  return out
 }
 
 function cpuSummary (since: NodeJS.CpuUsage, elapsedMs: number): BenchSummary['cpu'] {
@@ -284,6 +325,9 @@ export function formatSummary (r: BenchSummary): string {
       if (v.sharedGroups > 0) row('', `shared subscriptions: each $share group counted as one receiver; order checked within each member only`)
     } else if (v.checked === 'count') {
       row('loss', `${v.missing.toLocaleString('en-US')} missing by count (no per-publisher check: ${noStamps})`)
+    }
+    if (v.missing > 0 && missingMayBeInFlight(r)) {
+      row('', 'stopped by the user before what was on its way could arrive: missing counts it too, and does not fail the run')
     }
     // Loss at QoS 1/2 reads as the tool's or the protocol's fault unless it is said where it happened.
     const p = r.publish

@@ -6,7 +6,7 @@ import { runPub } from '../bench/pub.js'
 import { runPubSub } from '../bench/pubsub.js'
 import type { ReceiveResult } from '../bench/sequence-tracker.js'
 import { runSub } from '../bench/sub.js'
-import { buildSummary, formatSummary } from '../bench/summary.js'
+import { buildSummary, deliveryFailures, formatSummary, TO_PASS, type BenchSummary } from '../bench/summary.js'
 import { prepareTransport } from '../bench/transport.js'
 import { notMqttAdvice, tlsAdvice, type TlsHintWords } from '../client-options.js'
 import { ExitCode } from '../exit-code.js'
@@ -37,6 +37,8 @@ function clientCount (o: BenchOptions): number {
 function failuresOf (ctx: RunContext): string[] {
   const s = ctx.stats
   const out: string[] = []
+  // Whether the loss of connections is already said (every one, or every one of a side).
+  let lossSaid = ctx.allLost
   if (s.connected === 0) {
     // Handshakes cancelled by a Ctrl-C are the user's doing; cut short by --duration, the run measured nothing.
     if (s.connectFailed > 0) out.push(`no connection could be made (see errors)${connectAdvice(ctx)}`)
@@ -45,14 +47,27 @@ function failuresOf (ctx: RunContext): string[] {
   else if (ctx.options.mode === 'pubsub') {
     // One side all gone while the other holds on: nothing more is measured, as when all are lost.
     for (const [side, c] of [['publisher', ctx.publishers], ['subscriber', ctx.subscribers]] as const) {
-      if (c.started > 0 && c.lost === c.started) out.push(`every ${side} was lost before the end of the run (see errors)${side === 'publisher' ? oversizeAdvice(ctx.options) : ''}`)
+      if (c.started > 0 && c.lost === c.started) {
+        out.push(`every ${side} was lost before the end of the run (see errors)${side === 'publisher' ? oversizeAdvice(ctx.options) : ''}`)
+        lossSaid = true
+      }
     }
+  }
+  // Some connections failed while others held: the load asked for is not the load the broker took.
+  if (s.connected > 0 && !ctx.options.tolerate.connections) {
+    if (s.connectFailed > 0) out.push(`${count(s.connectFailed)} of ${count(s.connectFailed + s.connected)} connections could not be made (see errors; ${TO_PASS.connections})`)
+    if (s.lost > 0 && !lossSaid) out.push(`${count(s.lost)} of ${count(s.connected)} connections were lost during the run (see errors; ${TO_PASS.connections})`)
   }
   if (s.subscribeFailed > 0) {
     out.push(`${s.subscribeFailed} of ${s.subscribeFailed + s.subscribed} subscriptions failed (see errors): the loss report leaves out what they would have received`)
   }
+  if (s.publishRefused > 0) out.push(`${count(s.publishRefused)} publishes were refused by the broker (their reason codes are under errors)`)
   out.push(...ctx.failures)
   return out
+}
+
+function count (n: number): string {
+  return n.toLocaleString('en-US')
 }
 
 /**
@@ -106,9 +121,10 @@ function failureExitCode (ctx: RunContext): number {
  * `petrel bench`: load-tests a broker and prints a summary (JSON with --json). Resolves to the
  * exit code (ExitCode, as pub and sub): 0; 1 on bad arguments; when the run failed, said in the
  * summary: 2 no connection could be made, 3 every one refused for its credentials, 4 the run
- * failed once connected (every connection lost, a subscription refused, a broker limit the run
- * cannot meet, publishes left unacknowledged). A second Ctrl-C or SIGTERM exits at once with 130
- * or 143, and no summary; a reader that went away (EPIPE) ends the run quietly with 0.
+ * failed once connected (messages missing or duplicated, connections failed or lost, a
+ * subscription or publish refused, a broker limit the run cannot meet, publishes left
+ * unacknowledged; --tolerate lets the first three pass). A second Ctrl-C or SIGTERM exits at once
+ * with 130 or 143, and no summary; a reader that went away (EPIPE) ends the run quietly with 0.
  */
 export async function run (argv: string[]): Promise<number> {
   let options: BenchOptions | undefined
@@ -157,7 +173,7 @@ export async function run (argv: string[]): Promise<number> {
   const durationTimer = options.duration > 0 ? setTimeout(() => { ctx.stop() }, (options.warmup + options.duration) * 1000) : undefined
   progress?.start()
   let reports: ReceiveResult | undefined
-  let failures: string[] = []
+  let summary: BenchSummary | undefined
   try {
     reports = await runMode(ctx)
   } finally {
@@ -171,13 +187,13 @@ export async function run (argv: string[]): Promise<number> {
     await ctx.closeAll()
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
-    failures = failuresOf(ctx)
+    summary = buildSummary(options, ctx.stats, endedAt, reports, failuresOf(ctx), ctx.interrupted)
+    summary.failures.push(...deliveryFailures(summary, options.tolerate))
     if (outputGone === undefined) {
-      const summary = buildSummary(options, ctx.stats, endedAt, reports, failures)
       if (options.json) console.log(JSON.stringify(summary, null, 2))
       else console.log(formatSummary(summary))
     }
   }
   if (outputGone !== undefined) return outputGone === 'EPIPE' ? ExitCode.ok : ExitCode.operation
-  return failures.length > 0 ? failureExitCode(ctx) : ExitCode.ok
+  return summary.failures.length > 0 ? failureExitCode(ctx) : ExitCode.ok
 }
