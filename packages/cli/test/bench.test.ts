@@ -450,7 +450,7 @@ test('no connection for want of TLS, or with TLS to a plain port, or an unknown 
   const cases = [
     [['-S', '-p', String(broker.port)], /: the TLS handshake failed: if this port speaks plain MQTT, connect without TLS: no -S, --url mqtt:\/\/\.\.\.$/],
     [['-p', String(broker.tlsPort)], /: it closed the connection before answering the CONNECT: if this port takes TLS, add -S \(or --url mqtts:\/\/\.\.\.\)$/],
-    [['--url', `mqtts://localhost:${broker.tlsPort ?? 0}`], /: give the CA that signed the broker's certificate with --cafile, or --insecure to skip the checks$/]
+    [['--url', `mqtts://localhost:${broker.tlsPort ?? 0}`], /: give the CA that signed the broker's certificate with --cafile \(a self-signed certificate is its own CA\)$/]
   ] as const
   const runs = await Promise.all(cases.map(async ([args]) => await bench(['pub', ...args, '-L', '10', '--json', '--quiet'])))
   for (const [i, r] of runs.entries()) {
@@ -459,6 +459,29 @@ test('no connection for want of TLS, or with TLS to a plain port, or an unknown 
     const s = JSON.parse(r.stdout) as BenchSummary
     assert.equal(s.failures.length, 1, `${args.join(' ')}: ${JSON.stringify(s.failures)}`)
     assert.match(s.failures[0] ?? '', advice, `${args.join(' ')}: ${JSON.stringify(s.errors)}`)
+  }
+})
+
+test('--insecure skips the host name check only, as in petrel pub and mosquitto_pub: the chain is still verified', async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const certs = await makeTestCertificates()
+  // A certificate from the test CA for another name than the one dialled.
+  const broker = await startMosquitto({ tls: { certFile: certs.elsewhereCertFile, keyFile: certs.elsewhereKeyFile, caFile: certs.caFile } })
+  t.after(() => broker.stop())
+  const run = async (...flags: string[]): Promise<Result> => await bench(['pub', '--url', `mqtts://127.0.0.1:${broker.tlsPort ?? 0}`, '-L', '10', '--json', '--quiet', ...flags])
+  const [strict, loose, wrongCa, noCa] = await Promise.all([
+    run('--cafile', certs.caFile),
+    run('--cafile', certs.caFile, '--insecure'),
+    // A CA that did not sign the broker's certificate, and none at all: --insecure is no "trust anything".
+    run('--cafile', certs.clientCertFile, '--insecure'),
+    run('--insecure')
+  ])
+  assert.equal(strict.code, 2, strict.stdout)
+  assert.match((JSON.parse(strict.stdout) as BenchSummary).failures[0] ?? '', /: connect by a host name the certificate names, or --insecure to skip the host name check$/)
+  assert.equal(summaryOf(loose).publish?.sent, 10)
+  for (const r of [wrongCa, noCa]) {
+    assert.equal(r.code, 2, r.stdout)
+    assert.match((JSON.parse(r.stdout) as BenchSummary).failures[0] ?? '', /: give the CA that signed the broker's certificate with --cafile/)
   }
 })
 

@@ -100,7 +100,9 @@ Target:
   -k, --keepalive <s>       keepalive seconds (default 60)
       --cafile <file>       --cert <file> --key <file> (together; alias --certfile --keyfile;
                             --cacertfile for --cafile)
-      --insecure            skip certificate checks
+      --insecure            do not check that the broker certificate's name matches the host: its
+                            chain is still verified against --cafile or the system's CAs, as
+                            with mosquitto_pub and petrel pub (MQTTX's --insecure skips that too)
       --ifaddr <ip,ip,...>  source addresses, used in turn (past ~28k connections from one address)
 Load:
   -c, --clients <n>         clients (publishers in pubsub) (default 1) (alias --count)

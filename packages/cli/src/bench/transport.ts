@@ -10,12 +10,17 @@ export interface TlsMaterial {
   ca?: Buffer
   cert?: Buffer
   key?: Buffer
-  rejectUnauthorized: boolean
+  /**
+   * --insecure: the broker certificate's names are not checked against the host dialled. Its
+   * chain still is, against --cafile or the system's CAs, as mosquitto_pub's --insecure and
+   * petrel pub's.
+   */
+  skipNameCheck: boolean
 }
 
 /** Reads the files of --cafile, --cert and --key; throws an error naming the flag and the file. */
 export function loadTlsMaterial (o: { cafile: string | undefined, cert: string | undefined, key: string | undefined, insecure: boolean }): TlsMaterial {
-  const m: TlsMaterial = { rejectUnauthorized: !o.insecure }
+  const m: TlsMaterial = { skipNameCheck: o.insecure }
   if (o.cafile !== undefined) m.ca = readFlagFile('--cafile', o.cafile)
   if (o.cert !== undefined) m.cert = readFlagFile('--cert', o.cert)
   if (o.key !== undefined) m.key = readFlagFile('--key', o.key)
@@ -32,7 +37,8 @@ function readFlagFile (flag: string, file: string): Buffer {
 }
 
 function tlsOptions (target: Target, tls: TlsMaterial): ConnectionOptions {
-  const o: ConnectionOptions = { rejectUnauthorized: tls.rejectUnauthorized }
+  const o: ConnectionOptions = { rejectUnauthorized: true }
+  if (tls.skipNameCheck) o.checkServerIdentity = () => undefined
   if (tls.ca !== undefined) o.ca = tls.ca
   if (tls.cert !== undefined) o.cert = tls.cert
   if (tls.key !== undefined) o.key = tls.key

@@ -11,12 +11,12 @@ import { prepareTransport } from '../bench/transport.js'
 import { notMqttAdvice, tlsAdvice, type TlsHintWords } from '../client-options.js'
 import { ExitCode } from '../exit-code.js'
 
-/** The TLS hints of pub and sub, in bench's flags (-L is --limit here, and --insecure skips every check). */
+/** The TLS hints of pub and sub, in bench's flags (-L is --limit here; --insecure skips the name check only, as there). */
 const BENCH_TLS_WORDS: TlsHintWords = {
   on: 'add -S (or --url mqtts://...)',
   off: 'no -S, --url mqtt://...',
-  ca: 'give the CA that signed the broker\'s certificate with --cafile, or --insecure to skip the checks',
-  name: 'connect by a host name the certificate names, or --insecure to skip the checks',
+  ca: 'give the CA that signed the broker\'s certificate with --cafile (a self-signed certificate is its own CA)',
+  name: 'connect by a host name the certificate names, or --insecure to skip the host name check',
   cert: '--cert and --key'
 }
 
