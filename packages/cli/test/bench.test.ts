@@ -319,6 +319,9 @@ test('bench pubsub QoS 1: every message arrives once, with latency', async (t) =
   assert.equal(s.receive?.publishers.length, 3)
   assert.deepEqual(s.errors, {})
   assert.equal(s.connections.established, 5)
+  // Measured: the last PUBACK comes after the last send, and within the run.
+  const p = s.publish
+  assert.ok(p?.ackedSeconds !== undefined && p.ackedSeconds >= p.seconds && p.ackedSeconds <= s.elapsedSeconds, JSON.stringify(p))
   assertSaneLatency(s)
   // The load tool reports its own CPU, so a user can tell when it is the limit.
   assert.ok(s.cpu.userSeconds > 0 && s.cpu.percentOfCore > 0 && s.cpu.percentOfCore <= 200, JSON.stringify(s.cpu))
@@ -834,8 +837,8 @@ test('summary: no rate from a burst, no CPU alarm from a short run, a note on -R
   assert.equal(short.publish?.perSecond, null)
   assert.equal(short.receive?.perSecond, null)
   const text = formatSummary({ ...short, cpu: { userSeconds: 0.15, systemSeconds: 0, percentOfCore: 150 } })
-  assert.match(text, /published\s+1,000 sent in 0\.00 s: n\/a msg\/s \(too few messages, or a window under 10 ms/)
-  assert.match(text, /received\s+1,000 in 0\.00 s: n\/a msg\/s/)
+  assert.match(text, /published\s+1,000 sent over 0\.00 s \(first to last\): n\/a msg\/s \(too few messages, or a window under 10 ms/)
+  assert.match(text, /received\s+1,000 over 0\.00 s \(first to last\): n\/a msg\/s/)
   assert.doesNotMatch(text, /may be the limit/)
   assert.match(text, /connect times with -R 0 include queueing in this process/)
   const long = formatSummary({ ...short, elapsedSeconds: 10, cpu: { userSeconds: 15, systemSeconds: 0, percentOfCore: 150 } })
@@ -1100,7 +1103,7 @@ test('summary: a lone QoS 1 sub missing messages on a connection never lost says
   assert.doesNotMatch(formatSummary(buildSummary(q0, s, s.startedAt + 2000, { reports: rows, streams: 1 })), note)
 })
 
-test('summary: a steady rate reads as configured: N messages of a paced publisher span N - 1 intervals', () => {
+test('summary: the span is measured (first to last), and a steady rate reads as configured: N messages of a paced publisher span N - 1 intervals', () => {
   // 200 publishers at 1 msg/s for 3 s: each sends at 0, 1 and 2 s, so the 600 messages span 2 s.
   const o = parseOptions(['pubsub', '-c', '200', '--rate', '1'])
   assert.ok(o !== undefined)
@@ -1113,8 +1116,16 @@ test('summary: a steady rate reads as configured: N messages of a paced publishe
   s.lastReceivedAt = s.lastSentAt + 1
   const r = buildSummary(o, s, s.startedAt + 3000, { reports: [], streams: 200 })
   assert.equal(r.publish?.perSecond, 200)
-  assert.equal(r.publish?.seconds, 3)
+  assert.equal(r.publish?.seconds, 2)
   assert.equal(r.receive?.perSecond, 200)
+  assert.equal(r.receive?.seconds, 2)
+  // 600 over 2 s reads as 300/s: the line says how the 200/s was taken.
+  const text = formatSummary(r)
+  assert.match(text, /published\s+600 sent over 2\.00 s \(first to last\): 200 msg\/s \(over the 400 intervals between the messages of each of 200 publishers\)\n/)
+  assert.match(text, /received\s+600 over 2\.00 s \(first to last\): 200 msg\/s \(over the 400 intervals between the messages of each of 200 publisher-subscriber pairs\)\n/)
+  // Many messages per publisher: count / seconds and the rate agree, nothing to explain.
+  s.sent = s.received = 20_000
+  assert.match(formatSummary(buildSummary(o, s, s.startedAt + 3000, { reports: [], streams: 200 })), /published\s+20,000 sent over 2\.00 s \(first to last\): 9900 msg\/s\n/)
   // One message per publisher: no interval, no rate.
   s.sent = 200
   s.lastSentAt = s.firstSentAt + 50

@@ -130,7 +130,10 @@ export class Publisher implements PacketSink {
     }
     const rel = this.acks.take()
     if (rel !== undefined) this.conn.write(rel)
-    if (freed > 0) this.checkFinished()
+    if (freed > 0) {
+      this.stats.lastAckedAt = performance.now()
+      this.checkFinished()
+    }
     this.onAcked?.()
   }
 

@@ -49,6 +49,8 @@ export class BenchStats {
   lastSentAt = 0
   firstReceivedAt = 0
   lastReceivedAt = 0
+  /** performance.now() of the last QoS 1/2 acknowledgement (PUBACK, or PUBCOMP and failed PUBREC). */
+  lastAckedAt = 0
   readonly errors = new Map<string, number>()
   /** End-to-end latency of stamped messages, µs. */
   readonly latency = new LatencyRecorder()
@@ -63,7 +65,7 @@ export class BenchStats {
     if (this.warmup !== undefined) return
     this.latency.endWarmup()
     this.warmup = { seconds: (performance.now() - this.startedAt) / 1000, sent: this.sent, acked: this.acked, received: this.received }
-    this.firstSentAt = this.lastSentAt = this.firstReceivedAt = this.lastReceivedAt = 0
+    this.firstSentAt = this.lastSentAt = this.firstReceivedAt = this.lastReceivedAt = this.lastAckedAt = 0
     this.sendStreams = 0
     this.phase++
   }

@@ -82,16 +82,21 @@ export interface BenchSummary {
    */
   warmup?: { seconds: number, sent: number, acked: number, received: number }
   /**
-   * `seconds` is the window the messages stand for: from the first to the last, plus one interval
-   * of each stream (N messages of a paced publisher span N - 1 of its intervals), so that a steady
-   * rate reads as configured. Rates (perSecond) are null when that is not known: every message
-   * went in a window under 10 ms, or each stream sent only one.
+   * `seconds` is measured: from the first message sent (or received) to the last; `ackedSeconds`
+   * (QoS 1/2) from the first sent to the last acknowledgement. `perSecond` counts the intervals
+   * within that span: N messages of a paced publisher span N - 1 of its intervals (each stream's
+   * first message opens it), so that a steady rate reads as configured. Rates are null when that
+   * is not known: every message went in a window under 10 ms, or each stream sent only one.
+   * `streams`: the publishers that sent (publish), or the publisher-subscriber pairs that
+   * delivered (receive). QoS 0 messages are sent once written to the socket: what the broker delivered is what
+   * subscribers receive.
    */
-  publish?: { sent: number, acked: number, seconds: number, perSecond: number | null }
+  publish?: { sent: number, acked: number, seconds: number, ackedSeconds?: number, perSecond: number | null, streams: number }
   receive?: {
     received: number
     seconds: number
     perSecond: number | null
+    streams: number
     /** Null when payloads were too small to carry the stamp (or nothing arrived after the warm-up). */
     latencyMs: LatencySummary | null
     /** With --warmup: the latencies of what arrived during the warm-up, left out of `latencyMs`. */
@@ -168,11 +173,13 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
   if (o.mode === 'pub' || o.mode === 'pubsub') {
     const sent = s.sent - warm.sent
     const w = window(sent, (s.lastSentAt - s.firstSentAt) / 1000, s.sendStreams)
-    summary.publish = { sent, acked: s.acked - warm.acked, seconds: round(w.seconds), perSecond: w.perSecond }
+    summary.publish = { sent, acked: s.acked - warm.acked, seconds: round(w.seconds), perSecond: w.perSecond, streams: s.sendStreams }
+    if (o.qos > 0 && s.lastAckedAt > s.firstSentAt && s.firstSentAt > 0) summary.publish.ackedSeconds = round((s.lastAckedAt - s.firstSentAt) / 1000)
   }
   if (o.mode === 'sub' || o.mode === 'pubsub') {
     const received = s.received - warm.received
-    const w = window(received, (s.lastReceivedAt - s.firstReceivedAt) / 1000, result?.streams ?? 1)
+    const streams = result?.streams ?? 1
+    const w = window(received, (s.lastReceivedAt - s.firstReceivedAt) / 1000, streams)
     const rows = result?.reports ?? []
     const latency = s.latency.summary()
     // pubsub knows the payload size; a lone `sub` can only tell from what arrived.
@@ -183,6 +190,7 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
       received,
       seconds: round(w.seconds),
       perSecond: w.perSecond,
+      streams,
       latencyMs: latency.count > 0 ? latency : null,
       ...(s.latency.warmup === undefined ? {} : { warmupLatencyMs: s.latency.warmup }),
       checked,
@@ -253,19 +261,30 @@ function rate (count: number, seconds: number): number | null {
 }
 
 /**
- * The window `count` messages stand for and their rate: `span` (first to last) holds count - streams
- * intervals, each stream's first message opening it; the window adds the average interval per stream.
+ * The measured span of `count` messages (first to last) and their rate: the span holds
+ * count - streams intervals, each stream's first message opening it.
  */
 function window (count: number, span: number, streams: number): { seconds: number, perSecond: number | null } {
   if (count === 0) return { seconds: 0, perSecond: 0 }
   const intervals = count - Math.max(1, streams)
   if (span < MIN_RATE_WINDOW_S || intervals <= 0) return { seconds: span, perSecond: null }
-  const seconds = span * count / intervals
-  return { seconds, perSecond: Math.round(count / seconds) }
+  return { seconds: span, perSecond: Math.round(intervals / span) }
 }
 
-function rateText (perSecond: number | null, what: string): string {
-  return perSecond === null ? `n/a ${what}/s (too few messages, or a window under ${MIN_RATE_WINDOW_S * 1000} ms: nothing to rate)` : `${si(perSecond)} ${what}/s`
+/** Past this, count / seconds and the rate over the intervals read as different numbers. */
+const RATE_NOTE_RATIO = 1.02
+
+/**
+ * The rate, and when count / seconds would read otherwise (a few messages per stream), how it
+ * was taken: `streams` of them, each opening the span with its first message.
+ */
+function rateText (perSecond: number | null, count: number, seconds: number, streams: number, streamName: string): string {
+  if (perSecond === null) return `n/a msg/s (too few messages, or a window under ${MIN_RATE_WINDOW_S * 1000} ms: nothing to rate)`
+  const naive = seconds > 0 ? count / seconds : 0
+  const note = perSecond > 0 && naive / perSecond > RATE_NOTE_RATIO
+    ? ` (over the ${(count - streams).toLocaleString('en-US')} intervals between the messages of each of ${streams.toLocaleString('en-US')} ${streamName}${streams === 1 ? '' : 's'})`
+    : ''
+  return `${si(perSecond)} msg/s${note}`
 }
 
 function latencyLine (l: LatencySummary): string {
@@ -299,11 +318,16 @@ export function formatSummary (r: BenchSummary): string {
   }
   if (r.publish !== undefined) {
     const p = r.publish
-    row('published', `${p.sent.toLocaleString('en-US')} sent${r.qos > 0 ? `, ${p.acked.toLocaleString('en-US')} acked` : ''} in ${p.seconds.toFixed(2)} s: ${rateText(p.perSecond, 'msg')}`)
+    const acked = r.qos === 0 ? '' : `, ${p.acked.toLocaleString('en-US')} acked${p.ackedSeconds === undefined ? '' : ` by ${p.ackedSeconds.toFixed(2)} s`}`
+    row('published', `${p.sent.toLocaleString('en-US')} sent over ${p.seconds.toFixed(2)} s (first to last)${acked}: ` +
+      rateText(p.perSecond, p.sent, p.seconds, p.streams, 'publisher'))
+    // Nothing acknowledges QoS 0: sent is what went into the socket, not what the broker took.
+    if (r.qos === 0 && r.mode === 'pub' && p.sent > 0) row('', 'QoS 0: sent is written to the socket; what the broker delivered is what a bench sub (or pubsub) receives')
   }
   if (r.receive !== undefined) {
     const v = r.receive
-    row('received', `${v.received.toLocaleString('en-US')} in ${v.seconds.toFixed(2)} s: ${rateText(v.perSecond, 'msg')}`)
+    row('received', `${v.received.toLocaleString('en-US')} over ${v.seconds.toFixed(2)} s (first to last): ` +
+      rateText(v.perSecond, v.received, v.seconds, v.streams, 'publisher-subscriber pair'))
     const noStamps = `no bench stamps: payloads under ${STAMP_BYTES} bytes, or not from petrel bench`
     const otherClock = 'send times this machine\'s clock cannot compare: publishers on another machine?'
     row('latency', v.latencyMs !== null
