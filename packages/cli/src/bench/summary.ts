@@ -27,8 +27,8 @@ const MIN_RATE_WINDOW_S = 0.01
 /** Below this run length the CPU share says more about start-up than about load. */
 const MIN_CPU_WARNING_S = 2
 const CPU_WARNING_PERCENT = 90
-/** With -R 0 and this many connections, connect times are mostly this process's own queue. */
-const QUEUEING_NOTE_CLIENTS = 100
+/** All at once (-R 0 --max-connecting 0), this many handshakes overflow a listen backlog of 100 (mosquitto's). */
+const BACKLOG_NOTE_CLIENTS = 100
 
 /** The final report; `--json` prints exactly this. Times in milliseconds unless named otherwise. */
 export interface BenchSummary {
@@ -70,8 +70,9 @@ export interface BenchSummary {
     /** Establishment rate: connections established per second, first attempt to last CONNACK. */
     perSecond: number | null
     /**
-     * Dial to CONNACK (and SUBACK for subscribers). With -R 0 and many clients, this includes
-     * the time each handshake waited for this process's own event loop.
+     * Dial to CONNACK (and SUBACK for subscribers). With no limit on handshakes under way
+     * (--max-connecting 0, or a -R faster than the broker), this includes the kernel's SYN
+     * retransmissions (1 s, 3 s...) once the broker's listen backlog is full.
      */
     connectMs: LatencySummary
   }
@@ -306,8 +307,9 @@ export function formatSummary (r: BenchSummary): string {
     (c.connectMs.count > 0 ? `; connect p50 ${ms(c.connectMs.p50)}  p99 ${ms(c.connectMs.p99)}  max ${ms(c.connectMs.max)} ms` : ''))
   // The header names the clients asked for: say when fewer were started.
   if (c.notStarted > 0) row('', `the run ended before the ramp was through: ${c.notStarted.toLocaleString('en-US')} of ${(r.clients + r.subscribers).toLocaleString('en-US')} clients never started`)
-  if (r.connRate === 0 && r.maxConnecting === 0 && c.attempted >= QUEUEING_NOTE_CLIENTS) {
-    row('', 'connect times with -R 0 include queueing in this process (all handshakes at once); -R or --max-connecting measures the broker\'s')
+  if (r.connRate === 0 && r.maxConnecting === 0 && c.attempted >= BACKLOG_NOTE_CLIENTS) {
+    row('', 'all handshakes at once (--max-connecting 0): connect times include each one\'s wait behind the others and, past the broker\'s ' +
+      'listen backlog, the kernel\'s SYN retries after 1 s, 3 s...; --max-connecting (100 by default) or -R measures the broker\'s')
   }
   if (r.warmup !== undefined && (r.publish !== undefined || r.receive !== undefined)) {
     const w = r.warmup
