@@ -138,7 +138,9 @@ Load:
       --prefix <prefix>     client id prefix (default petrel-bench-<pid>-); ids are <prefix><pub|sub|conn>-<index>
   -n, --start-number <n>    first client index (default 0), to run several processes side by side
                             (alias --startnumber)
-      --drain-timeout <s>   wait for QoS 1/2 acks and in-flight messages at the end (default 5)
+      --drain-timeout <s>   wait for QoS 1/2 acks and in-flight messages at the end (default 5);
+                            what has not arrived by then counts as missing (the summary says
+                            when messages were still arriving)
 Output:
       --json                print the summary as JSON on stdout (progress goes to stderr)
       --quiet               no progress lines

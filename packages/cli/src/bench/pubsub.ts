@@ -50,7 +50,11 @@ export async function runPubSub (ctx: RunContext): Promise<ReceiveResult> {
     if (performance.now() - Math.max(last, ctx.stats.lastSentAt) > IDLE_MS) break
     await sleep(POLL_MS)
   }
-  const received = finishReceiving(receivers, expected)
+  // Cut by --drain-timeout while messages still came in: what is missing may only be late.
+  const now = performance.now()
+  const stillArriving = !ctx.interrupted && ctx.stats.received - ctx.stats.duplicatesSeen < total && now >= deadline &&
+    now - ctx.stats.lastReceivedAt <= IDLE_MS
+  const received = { ...finishReceiving(receivers, expected), stillArriving }
   // Payloads too small for the stamp carry no sequence numbers: only the counts can be compared.
   if (o.payloadSize < STAMP_BYTES) {
     // No stamps, no tracks: the streams are the (receiver, publisher) pairs that should deliver.

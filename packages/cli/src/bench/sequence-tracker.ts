@@ -27,6 +27,8 @@ export interface ReceiveResult {
   sharedGroups?: number
   /** (receiver, publisher) pairs that delivered anything: the independent streams in the receive rate. */
   streams?: number
+  /** pubsub: its wait for messages on their way ran out (--drain-timeout) while they still arrived. */
+  stillArriving?: boolean
 }
 
 /** What one receiver should have got from the publishers of one run: client index -> messages sent. */

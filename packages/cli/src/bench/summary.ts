@@ -123,6 +123,11 @@ export interface BenchSummary {
     missing: number
     /** pubsub: the messages the subscribers should have received over the whole run (warm-up included). */
     expected?: number
+    /**
+     * pubsub: the wait for messages on their way (--drain-timeout) ran out while they still
+     * arrived, so some of `missing` may be late rather than lost.
+     */
+    stillArriving?: boolean
     duplicates: number
     outOfOrder: number
     /**
@@ -199,6 +204,7 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
       clockNotComparable: s.clockNotComparable,
       missing: checked === 'count' ? Math.max(0, (result?.expected ?? 0) - s.received) : rows.reduce((n, r) => n + r.missing, 0),
       ...(result?.expected === undefined ? {} : { expected: result.expected }),
+      ...(result?.stillArriving === true ? { stillArriving: true } : {}),
       duplicates: rows.reduce((n, r) => n + r.duplicates, 0),
       outOfOrder: rows.reduce((n, r) => n + r.outOfOrder, 0),
       sharedGroups: result?.sharedGroups ?? 0,
@@ -235,7 +241,9 @@ export function deliveryFailures (r: BenchSummary, tolerate: Tolerated): string[
     // A lone sub knows no total, only the gaps; pubsub knows what each publisher sent.
     out.push(v.expected === undefined
       ? `${n(v.missing)} message${v.missing === 1 ? '' : 's'} missing: gaps in the publishers' sequences (QoS ${r.qos}; ${TO_PASS.loss})`
-      : `${n(v.missing)} of the ${n(v.expected)} messages due never arrived (QoS ${r.qos}; ${TO_PASS.loss})`)
+      : v.stillArriving === true
+        ? `${n(v.missing)} of the ${n(v.expected)} messages due had not arrived when --drain-timeout ran out, with messages still arriving (QoS ${r.qos}; ${TO_PASS.loss})`
+        : `${n(v.missing)} of the ${n(v.expected)} messages due never arrived (QoS ${r.qos}; ${TO_PASS.loss})`)
   }
   if (v.duplicates > 0 && !tolerate.duplicates) {
     out.push(`${n(v.duplicates)} message${v.duplicates === 1 ? ' was' : 's were'} received more than once (QoS ${r.qos}; ${TO_PASS.duplicates})`)
@@ -352,12 +360,15 @@ export function formatSummary (r: BenchSummary): string {
     } else if (v.checked === 'count') {
       row('loss', `${v.missing.toLocaleString('en-US')} missing by count (no per-publisher check: ${noStamps})`)
     }
+    if (v.missing > 0 && v.stillArriving === true) {
+      row('', 'the wait for messages on their way (--drain-timeout) ran out while they still arrived: some of these may be late, not lost (a longer --drain-timeout tells)')
+    }
     if (v.missing > 0 && missingMayBeInFlight(r)) {
       row('', 'stopped by the user before what was on its way could arrive: missing counts it too, and does not fail the run')
     }
     // Loss at QoS 1/2 reads as the tool's or the protocol's fault unless it is said where it happened.
     const p = r.publish
-    if (r.mode === 'pubsub' && r.qos > 0 && v.missing > 0 && p !== undefined && p.sent > 0 && p.acked === p.sent) {
+    if (r.mode === 'pubsub' && r.qos > 0 && v.missing > 0 && v.stillArriving !== true && p !== undefined && p.sent > 0 && p.acked === p.sent) {
       row('', 'every publish was acknowledged, so the broker dropped these after taking them: a queue limit for a slow ' +
         'subscriber (mosquitto: max_queued_messages, 1000 by default)? --inflight over its max_inflight_messages (3.1.1)? a lower QoS granted?')
     } else if (r.mode === 'sub' && r.qos > 0 && v.missing > 0 && r.connections.lost === 0) {
