@@ -134,7 +134,8 @@ Load:
                             --warmup + --duration at most 24 days)
       --warmup <s>          run this long first, unmeasured: latency percentiles leave out what
                             arrived meanwhile (reported apart); --duration counts after it
-  -L, --limit <n>           messages per publisher (pub/pubsub) or per subscriber (sub)
+  -L, --limit <n>           messages per publisher (pub/pubsub) or per subscriber (sub; one
+                            that misses some waits on for them: add --duration to bound it)
       --prefix <prefix>     client id prefix (default petrel-bench-<pid>-); ids are <prefix><pub|sub|conn>-<index>
   -n, --start-number <n>    first client index (default 0), to run several processes side by side
                             (alias --startnumber)
