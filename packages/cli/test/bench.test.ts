@@ -857,6 +857,11 @@ test('summary: no rate from a burst, no CPU alarm from a short run, a note on co
   assert.doesNotMatch(text, /may be the limit/)
   // 100 handshakes at a time by default: nothing to warn of. All at once, the kernel's timers.
   assert.doesNotMatch(text, /all handshakes at once/)
+  // An open loop (-R) whose connect times reach the first SYN retry: said too; under it, nothing.
+  const paced = { ...short, connRate: 5000, maxConnecting: 0 }
+  const slow = { ...paced.connections, connectMs: { ...paced.connections.connectMs, count: 200, p99: 1040 } }
+  assert.match(formatSummary({ ...paced, connections: slow }), /\n {14}connect p99 over 1 s at -R 5000: handshakes pile up once the broker falls behind the rate/)
+  assert.doesNotMatch(formatSummary({ ...paced, connections: { ...slow, connectMs: { ...slow.connectMs, p99: 80 } } }), /pile up/)
   assert.match(formatSummary({ ...short, maxConnecting: 0 }), /\n {14}all handshakes at once \(--max-connecting 0\): connect times include each one's wait behind the others and, past the broker's listen backlog, the kernel's SYN retries after 1 s, 3 s\.\.\./)
   const long = formatSummary({ ...short, elapsedSeconds: 10, cpu: { userSeconds: 15, systemSeconds: 0, percentOfCore: 150 } })
   assert.match(long, /may be the limit/)

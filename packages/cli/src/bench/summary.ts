@@ -29,6 +29,8 @@ const MIN_CPU_WARNING_S = 2
 const CPU_WARNING_PERCENT = 90
 /** All at once (-R 0 --max-connecting 0), this many handshakes overflow a listen backlog of 100 (mosquitto's). */
 const BACKLOG_NOTE_CLIENTS = 100
+/** The kernel's first SYN retransmission: connect times past it with -R suggest a dropped SYN. */
+const SYN_RETRY_MS = 1000
 
 /** The final report; `--json` prints exactly this. Times in milliseconds unless named otherwise. */
 export interface BenchSummary {
@@ -318,6 +320,10 @@ export function formatSummary (r: BenchSummary): string {
   if (r.connRate === 0 && r.maxConnecting === 0 && c.attempted >= BACKLOG_NOTE_CLIENTS) {
     row('', 'all handshakes at once (--max-connecting 0): connect times include each one\'s wait behind the others and, past the broker\'s ' +
       'listen backlog, the kernel\'s SYN retries after 1 s, 3 s...; --max-connecting (100 by default) or -R measures the broker\'s')
+  } else if (r.connRate > 0 && r.maxConnecting === 0 && c.connectMs.count > 0 && c.connectMs.p99 >= SYN_RETRY_MS) {
+    // An open loop: past the rate the broker completes, handshakes pile up until its backlog overflows.
+    row('', `connect p99 over 1 s at -R ${si(r.connRate)}: handshakes pile up once the broker falls behind the rate and, past its listen ` +
+      'backlog, wait for the kernel\'s SYN retries (1 s, 3 s...); a lower -R, or --max-connecting to bound those under way, measures the broker\'s')
   }
   if (r.warmup !== undefined && (r.publish !== undefined || r.receive !== undefined)) {
     const w = r.warmup
