@@ -11,7 +11,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { Decoder, encode, type ConnackProperties, type Packet } from '@petrel/wire'
 import { findProgram, freePort, makeTestCertificates, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
 import { launch } from '../src/bench/launcher.js'
-import { LatencyRecorder } from '../src/bench/latency.js'
+import { LatencyRecorder, type LatencySummary } from '../src/bench/latency.js'
 import { Progress } from '../src/bench/progress.js'
 import { Subscriber } from '../src/bench/subscriber.js'
 import { nowMicros } from '../src/bench/stamp.js'
@@ -1123,6 +1123,24 @@ test('summary: a lone QoS 1 sub missing messages on a connection never lost says
   const q0 = parseOptions(['sub', '-q', '0'])
   assert.ok(q0 !== undefined)
   assert.doesNotMatch(formatSummary(buildSummary(q0, s, s.startedAt + 2000, { reports: rows, streams: 1 })), note)
+})
+
+test('summary: unpaced pubsub latencies of 100 ms and more are said to be mostly queueing', () => {
+  const lat = (p50: number): LatencySummary => ({ count: 100, min: 1, mean: p50, p50, p95: p50, p99: p50, max: p50 })
+  const text = (args: string[], p50: number): string => {
+    const o = parseOptions(['pubsub', ...args])
+    assert.ok(o !== undefined)
+    const s = new BenchStats()
+    s.connectAttempts = s.connected = 2
+    s.sent = s.received = 100
+    const r = buildSummary(o, s, s.startedAt + 1000, { reports: [], streams: 1 })
+    assert.ok(r.receive !== undefined)
+    return formatSummary({ ...r, receive: { ...r.receive, latencyMs: lat(p50) } })
+  }
+  const note = /\n {14}the publishers had no pace \(no -I or --rate\) and filled every queue on the way: these latencies are mostly that queueing/
+  assert.match(text([], 2617), note)
+  assert.doesNotMatch(text([], 6), note)
+  assert.doesNotMatch(text(['--rate', '1000'], 2617), note)
 })
 
 test('summary: the span is measured (first to last), and a steady rate reads as configured: N messages of a paced publisher span N - 1 intervals', () => {

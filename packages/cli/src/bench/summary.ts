@@ -29,6 +29,8 @@ const MIN_CPU_WARNING_S = 2
 const CPU_WARNING_PERCENT = 90
 /** All at once (-R 0 --max-connecting 0), this many handshakes overflow a listen backlog of 100 (mosquitto's). */
 const BACKLOG_NOTE_CLIENTS = 100
+/** Unpaced pubsub latencies from this median up are mostly the queues the publishers filled. */
+const QUEUEING_LATENCY_MS = 100
 /** The kernel's first SYN retransmission: connect times past it with -R suggest a dropped SYN. */
 const SYN_RETRY_MS = 1000
 
@@ -349,6 +351,11 @@ export function formatSummary (r: BenchSummary): string {
     row('latency', v.latencyMs !== null
       ? latencyLine(v.latencyMs)
       : v.received === 0 ? 'n/a (nothing received)' : v.clockNotComparable > 0 ? `n/a (${otherClock})` : v.warmupLatencyMs !== undefined ? 'n/a (nothing after the warm-up)' : `n/a (${noStamps})`)
+    // Publishers with no pace send as fast as the sockets take: every queue on the way fills.
+    if (r.mode === 'pubsub' && r.rate === 0 && v.latencyMs !== null && v.latencyMs.p50 >= QUEUEING_LATENCY_MS) {
+      row('', 'the publishers had no pace (no -I or --rate) and filled every queue on the way: these latencies are mostly that queueing; ' +
+        '--rate gives the latency at a chosen load')
+    }
     if (v.clockNotComparable > 0) {
       row('', `${v.clockNotComparable.toLocaleString('en-US')} messages with ${otherClock} left out of latency, still checked for loss`)
     } else if (r.mode === 'sub' && v.latencyMs !== null) {
