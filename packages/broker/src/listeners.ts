@@ -3,10 +3,11 @@ import { createSecureContext, createServer as createTlsServer, type TLSSocket } 
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
-import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws'
+import { WebSocketServer, type WebSocket } from 'ws'
 import { adoptDirect } from './adopt-direct.js'
 import { BrokerErrorCode, brokerError } from './errors.js'
 import type { ConnectionInfo } from './server-connection.js'
+import { webSocketStream } from './websocket-stream.js'
 
 export type ListenerType = 'tcp' | 'tls' | 'ws' | 'wss'
 
@@ -200,7 +201,7 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
       handleProtocols: (protocols) => protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false
     })
     wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
-      const stream = createWebSocketStream(ws)
+      const stream = webSocketStream(ws)
       binaryFramesOnly(ws, stream)
       const sock = req.socket as Socket & { remoteAddress?: string }
       sock.setNoDelay(true)

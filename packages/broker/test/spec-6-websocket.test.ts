@@ -20,6 +20,8 @@ interface Peer {
   ws: WebSocket
   /** Packets received so far, whatever frames they came in. */
   packets: Packet[]
+  /** The size of each WebSocket message received so far. */
+  frames: number[]
   /** Resolves with the close code. */
   closed: Promise<number>
   next (): Promise<Packet>
@@ -29,8 +31,10 @@ async function open (url: string, protocols: string[] | undefined, ca?: string):
   const ws = new WebSocket(url, protocols, ca === undefined ? {} : { ca })
   const decoder = new Decoder({ protocolVersion: 4 })
   const packets: Packet[] = []
+  const frames: number[] = []
   let wake: (() => void) | undefined
   ws.on('message', (data: Buffer) => {
+    frames.push(data.length)
     packets.push(...decoder.push(data))
     wake?.()
   })
@@ -41,6 +45,7 @@ async function open (url: string, protocols: string[] | undefined, ca?: string):
   return {
     ws,
     packets,
+    frames,
     closed,
     next: async () => {
       while (packets.length <= read) await withTimeout(new Promise<void>((resolve) => { wake = resolve }), 3000, 'a packet')
@@ -137,4 +142,43 @@ test('[MQTT-6.0.0-1] a text frame closes the connection (1003) and is not decode
   } finally {
     await broker.close()
   }
+})
+
+const burstPublish = (topicName: string, size: number, fill: number): Buffer =>
+  encode({ type: 'publish', topicName, qos: 0, retain: false, dup: false, payload: Buffer.alloc(size, fill) }, 4)
+
+/** A subscriber to burst/# and a publisher, both connected. */
+async function burstPair (url: string): Promise<{ sub: Peer, pub: Peer }> {
+  const sub = await open(url, ['mqtt'])
+  sub.ws.send(connect('burst-sub'))
+  assert.equal((await sub.next()).type, 'connack')
+  sub.ws.send(encode({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'burst/#', qos: 0 }] }, 4))
+  assert.equal((await sub.next()).type, 'suback')
+  const pub = await open(url, ['mqtt'])
+  pub.ws.send(connect('burst-pub'))
+  assert.equal((await pub.next()).type, 'connack')
+  return { sub, pub }
+}
+
+test('[MQTT-6.0.0-2] what a turn routes to a subscriber leaves in few binary frames of at most 64 KiB (a bigger packet alone), in order', async () => {
+  await withWsBroker(async (_broker, url) => {
+    const { sub, pub } = await burstPair(url)
+    // 900 small PUBLISHes with one of 100 KiB in their middle, in one frame: routed in one go,
+    // past the 64 KiB at which the subscriber's batch is written (corked) before the turn ends
+    const big = burstPublish('burst/big', 100 * 1024, 7)
+    const packets: Buffer[] = []
+    for (let i = 0; i < 900; i++) packets.push(...(i === 450 ? [big, burstPublish('burst/a', 64, i % 256)] : [burstPublish('burst/a', 64, i % 256)]))
+    const before = sub.frames.length
+    pub.ws.send(Buffer.concat(packets))
+    const got: Packet[] = []
+    while (got.length < 901) got.push(await sub.next())
+    assert.deepEqual(got.map((p) => p.type === 'publish' ? p.payload[0] : p.type),
+      [...Array.from({ length: 450 }, (_, i) => i % 256), 7, ...Array.from({ length: 450 }, (_, i) => (i + 450) % 256)])
+    const frames = sub.frames.slice(before)
+    // ws's own stream made each write of a corked batch a frame: one per PUBLISH (~450)
+    assert.ok(frames.length <= 10, `${frames.length} frames for 901 PUBLISHes`)
+    for (const size of frames) assert.ok(size <= 64 * 1024 || size === big.length, `a frame of ${size} B`)
+    pub.ws.close()
+    sub.ws.close()
+  })
 })
