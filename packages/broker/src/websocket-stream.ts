@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream'
-import { createWebSocketStream, type WebSocket } from 'ws'
+import { createWebSocketStream, WebSocket } from 'ws'
 
 /**
  * Writes joined into one frame up to this size. A peer bounds a WebSocket message too (ws's
@@ -12,13 +12,26 @@ type Callback = (error?: Error | null) => void
 interface Chunk { chunk: Buffer }
 
 /**
- * `ws`'s stream over an open WebSocket, but writes buffered together (corked, or made while one
- * was on its way) leave as one binary frame, as a socket's leave in one writev [MQTT-6.0.0-2].
- * ws's stream has no `_writev`: a corked batch of a thousand PUBLISHes left as a thousand frames
- * and syscalls, a tick apart. This replaces the Writable's `_writev` hook; the rest is ws's.
+ * `ws`'s stream over an open WebSocket, with two changes that make it write as a TCP socket does:
+ *
+ * - Writes buffered together (corked, or made while one was on its way) leave as one binary
+ *   frame, as a socket's leave in one writev [MQTT-6.0.0-2]. ws's stream has no `_writev`: a
+ *   corked batch of a thousand PUBLISHes left as a thousand frames and syscalls, a tick apart.
+ * - A write is done once the socket has taken its frame (nothing left in `bufferedAmount`), not
+ *   a tick later when the socket calls back. Until then ws's stream counted every frame in its
+ *   `writableLength`, so one WebSocket message routing more than write_high_water_mark to a
+ *   subscriber made it look like one that does not read: its session queue took over and,
+ *   full, dropped QoS 0 messages it would have read. A frame the socket could not take at once
+ *   still holds the stream until it is written (the subscriber is slow: backpressure).
+ *
+ * Both replace the Writable's own `_write` and `_writev` hooks; reading, ending and closing are
+ * ws's.
  */
 export function webSocketStream (ws: WebSocket): Duplex {
   const stream = createWebSocketStream(ws)
+  stream._write = (chunk: Buffer, _encoding: BufferEncoding, callback: Callback): void => {
+    send(ws, chunk, callback)
+  }
   stream._writev = (chunks: Chunk[], callback: Callback): void => {
     const n = chunks.length
     let start = 0
@@ -32,10 +45,28 @@ export function webSocketStream (ws: WebSocket): Duplex {
       }
       bytes += length
     }
-    // frames go out in order: the last one written means all were
-    ws.send(join(chunks, start, n, bytes), callback)
+    // frames go out in order: the last one taken means all were
+    send(ws, join(chunks, start, n, bytes), callback)
   }
   return stream
+}
+
+function send (ws: WebSocket, data: Buffer, callback: Callback): void {
+  // Not open (closing): ws reports the failure to the callback.
+  if (ws.readyState !== WebSocket.OPEN) {
+    ws.send(data, callback)
+    return
+  }
+  let done = false
+  ws.send(data, (error) => {
+    if (done) return // a later failure closes the WebSocket, and the stream with it
+    done = true
+    callback(error)
+  })
+  if (!done && ws.bufferedAmount === 0) {
+    done = true
+    callback()
+  }
 }
 
 function join (chunks: Chunk[], from: number, to: number, bytes: number): Buffer {
