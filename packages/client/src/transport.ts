@@ -5,6 +5,7 @@ import type WebSocket from 'ws'
 import type { ClientOptions as WsClientOptions } from 'ws'
 import { MAX_PACKET_SIZE, PetrelError } from '@petrel/wire'
 import { connectDirect } from './direct-read.js'
+import { joinWebSocketWrites } from './websocket-stream.js'
 import type { ReadModerationOptions } from './read-moderation.js'
 import { ClientErrorCode, clientError } from './errors.js'
 
@@ -212,8 +213,8 @@ async function openWebSocket (url: URL, options: TransportOptions, signal: Abort
     // Aborted while ws was loading: its event has gone.
     if (signal.aborted) onAbort()
   })
-  // Each write becomes one binary frame; MQTT packets may span frames either way.
-  const stream = createWebSocketStream(ws)
+  // What a turn writes leaves in few binary frames; MQTT packets may span frames either way.
+  const stream = joinWebSocketWrites(ws, createWebSocketStream(ws))
   binaryFramesOnly(ws, stream)
   return stream
 }

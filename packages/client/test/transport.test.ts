@@ -7,7 +7,7 @@ import { createServer as createTlsServer } from 'node:tls'
 import { readFileSync } from 'node:fs'
 import { createHash, generateKeyPairSync } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
-import { encode } from '@petrel/wire'
+import { Decoder, encode, type Packet } from '@petrel/wire'
 import { freePort, makeTestCertificates, requirePeer, startMosquitto, waitFor, withTimeout } from '@petrel/test-utils'
 import { connect, createClient, type Message } from '../src/index.js'
 
@@ -181,13 +181,14 @@ async function rawWebSocketBroker (onLink: (socket: Socket, clientFrames: Buffer
     const frames: Buffer[] = []
     let pending = Buffer.alloc(0)
     socket.on('data', (chunk: Buffer) => {
-      // Client frames are small here: 7-bit or 16-bit lengths, always masked.
+      // Client frames are always masked.
       pending = Buffer.concat([pending, chunk])
       for (;;) {
         if (pending.length < 2) return
         let len = (pending[1] as number) & 0x7f
         let at = 2
         if (len === 126) { if (pending.length < 4) return; len = pending.readUInt16BE(2); at = 4 }
+        if (len === 127) { if (pending.length < 10) return; len = Number(pending.readBigUInt64BE(2)); at = 10 }
         if (pending.length < at + 4 + len) return
         const mask = pending.subarray(at, at + 4)
         const payload = Buffer.from(pending.subarray(at + 4, at + 4 + len))
@@ -241,6 +242,35 @@ test('WebSocket: a message over what maximumPacketSize allows is refused from it
     await waitFor(() => closeCodes.length > 0, { timeoutMs: 3000, message: 'close frame' })
     assert.equal(closeCodes[0], 1009, 'close: Message Too Big')
     assert.equal(c.stats().bytesIn < 64 * 1024, true)
+  } finally {
+    await c.end()
+    await broker.close()
+  }
+})
+
+test('WebSocket: publishes made in one turn leave in few binary frames of at most 64 KiB, in order (each over 4 KiB was a frame of its own)', async () => {
+  let clientFrames: Buffer[] = []
+  const broker = await rawWebSocketBroker((socket, frames) => {
+    clientFrames = frames
+    socket.write(serverFrame(CONNACK_V5))
+  })
+  const c = await connect(broker.url, { protocolVersion: 5, reconnect: false })
+  try {
+    const before = clientFrames.length
+    // 20 x 8 KiB: each packet is a write of its own (past the 4 KiB copied into the batch), the
+    // batch goes out corked at 64 KiB and at the end of the turn
+    await Promise.all(Array.from({ length: 20 }, async (_, i) => { await c.publish('ws/batch', Buffer.alloc(8192, i)) }))
+    const decoder = new Decoder({ protocolVersion: 5 })
+    const got: Packet[] = []
+    let seen = before
+    await waitFor(() => {
+      for (; seen < clientFrames.length; seen++) got.push(...decoder.push((clientFrames[seen] as Buffer).subarray(1)))
+      return got.length >= 20
+    }, { timeoutMs: 3000, message: 'the publishes' })
+    assert.deepEqual(got.map((p) => p.type === 'publish' ? p.payload[0] : p.type), Array.from({ length: 20 }, (_, i) => i))
+    const frames = clientFrames.slice(before)
+    assert.ok(frames.length <= 6, `${frames.length} frames for 20 PUBLISHes`)
+    for (const f of frames) assert.ok(f.length - 1 <= 64 * 1024, `a frame of ${f.length - 1} B`)
   } finally {
     await c.end()
     await broker.close()

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
-import { connectDirect } from '@petrel/client'
+import { connectDirect, joinWebSocketWrites } from '@petrel/client'
 import type { Target } from './target.js'
 
 /** Certificate material, read once for every connection. */
@@ -137,7 +137,8 @@ export async function dial (target: Target, tls: TlsMaterial, timeoutMs: number,
         if (signal?.aborted === true) onAbort()
         else signal?.addEventListener('abort', onAbort, { once: true })
       })
-      return createWebSocketStream(ws)
+      // A tick's queued acks and each publisher's batches leave in few frames, not one a write
+      return joinWebSocketWrites(ws, createWebSocketStream(ws))
     }
   }
 }
