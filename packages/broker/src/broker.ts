@@ -152,10 +152,12 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     }
     const allowAnonymous = info?.allowAnonymous ?? this.options.allowAnonymous ?? true
     const identity = info?.certificateIdentity
-    // without a certificate identity the info is one of two shared objects, not one per connection
-    const c = new Connection(this, stream, identity === undefined
+    // without a certificate identity (nor use_identity_as_username) the info is one of two shared
+    // objects, not one per connection
+    const useIdentityAsUsername = info?.useIdentityAsUsername === true
+    const c = new Connection(this, stream, identity === undefined && !useIdentityAsUsername
       ? (allowAnonymous ? ANONYMOUS_ALLOWED : ANONYMOUS_REFUSED)
-      : { allowAnonymous, certificateIdentity: identity, useIdentityAsUsername: info?.useIdentityAsUsername === true }, acceptedAt)
+      : { allowAnonymous, certificateIdentity: identity, useIdentityAsUsername }, acceptedAt)
     this.connections.add(c.protocol)
     this.unconnected.add(c.protocol)
     this.stats.connectionsTotal++

@@ -121,7 +121,17 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
   // password) the CONNECT carries, as in mosquitto. Taking the CONNECT's when it had one let a
   // client holding any certificate run as the user it claimed (ACL %u included).
   const certificateUser = c.info.useIdentityAsUsername === true ? c.info.certificateIdentity : undefined
-  if (certificateUser !== undefined) c.username = certificateUser
+  if (c.info.useIdentityAsUsername === true) {
+    // No verified certificate (none, or one `ca` did not sign, where one is optional): refused
+    // with 0x86 Bad User Name or Password, 3.1.1's 4, as mosquitto does. Falling back to the
+    // CONNECT's user name let a client without a certificate, where there is no password file,
+    // run as any user it named (ACL %u included).
+    if (certificateUser === undefined) {
+      c.refuse(0x86, 4)
+      return false
+    }
+    c.username = certificateUser
+  }
   const method = p.properties?.authenticationMethod
   if (method !== undefined) {
     const hook = c.core.authenticateEnhanced

@@ -31,9 +31,9 @@ export interface ListenerOptions {
    */
   requestClientCertificate?: boolean | undefined
   /**
-   * Ask for a client certificate (optional unless `requireClientCertificate`) and use a verified
-   * one's CN as the user name, in place of the CONNECT's (whose password is then not checked).
-   * Default false.
+   * Ask for a client certificate and use a verified one's CN as the user name, in place of the
+   * CONNECT's (whose password is then not checked). A client without a verified certificate is
+   * refused (CONNACK 0x86, 3.1.1: 4), as by mosquitto. tls and wss only. Default false.
    */
   useIdentityAsUsername?: boolean | undefined
   /** WebSocket path; default any path. */
@@ -207,7 +207,8 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
       sock.setNoDelay(true)
       Object.defineProperty(stream, 'remoteAddress', { value: sock.remoteAddress })
       const acceptedAt = handshakes.done(sock)
-      sink.handle(stream, { allowAnonymous, certificateIdentity: type === 'wss' ? identity(sock as TLSSocket) : undefined, useIdentityAsUsername: useId }, acceptedAt)
+      // a plain ws listener has no certificate to take a user name from: the key is ignored there, as on tcp
+      sink.handle(stream, type === 'wss' ? { allowAnonymous, certificateIdentity: identity(sock as TLSSocket), useIdentityAsUsername: useId } : { allowAnonymous }, acceptedAt)
     })
   }
   await new Promise<void>((resolve, reject) => {

@@ -368,14 +368,52 @@ test('TLS client certificate: a hook sees its CN whenever the listener asked for
     const c = await mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, client)
     await c.subscribeAsync('x', { qos: 0 })
     await c.endAsync()
-    // Without a certificate (one is asked for, not required) the CONNECT's user name stands.
-    const noCert = await mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, { ca: certs.ca, reconnectPeriod: 0, username: 'someone' })
-    await noCert.subscribeAsync('x', { qos: 0 })
-    await noCert.endAsync()
-    assert.deepEqual(users, ['petrel-test-client', 'someone'])
+    assert.deepEqual(users, ['petrel-test-client'])
   } finally {
     await hooked.close()
     await plain.close()
+  }
+})
+
+test('use_identity_as_username without require_client_certificate: a client with no certificate, or one the CA did not sign, is refused (0x86, 3.1.1: 4) as by mosquitto, not let in under the user name it claims (MQTT.js, mosquitto_sub)', async (t) => {
+  if (!requirePeer(t, 'mosquitto_sub') || !requirePeer(t, 'openssl')) return
+  const certs = await makeTestCertificates()
+  const stranger = { cert: join(certs.dir, 'stranger.crt'), key: join(certs.dir, 'stranger.key') }
+  await run(findProgram('openssl') as string, ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=stranger', '-days', '2',
+    '-keyout', stranger.key, '-out', stranger.cert])
+  const users: Array<string | undefined> = []
+  // no password file: before, the CONNECT's user name was taken as it came
+  const broker = createBroker({ sysInterval: 0, allowAnonymous: true, authorizeSubscribe: (c) => { users.push(c.username); return true } })
+  try {
+    const tls = { cert: certs.cert, key: certs.key, ca: certs.ca, useIdentityAsUsername: true }
+    const { port } = await broker.listen({ type: 'tls', port: 0, ...tls })
+    const wss = await broker.listen({ type: 'wss', port: 0, ...tls })
+    const outcome = async (url: string, opts: mqtt.IClientOptions): Promise<string> => {
+      const c = mqtt.connect(url, { ca: certs.ca, reconnectPeriod: 0, connectTimeout: 5000, username: 'someone', ...opts })
+      try {
+        return await new Promise<string>((resolve) => {
+          c.once('connect', () => { c.subscribe('x', () => { resolve('connected') }) })
+          c.once('error', (e) => { resolve(`refused ${(e as { code?: number }).code}`) })
+          c.once('close', () => { resolve('closed') })
+        })
+      } finally {
+        c.end(true)
+      }
+    }
+    const strangerCert = { cert: readFileSync(stranger.cert), key: readFileSync(stranger.key) }
+    for (const url of [`mqtts://localhost:${port}`, wss.url.replace('127.0.0.1', 'localhost')]) {
+      assert.equal(await outcome(url, {}), 'refused 4', `${url}: no certificate, 3.1.1`)
+      assert.equal(await outcome(url, { protocolVersion: 5 }), 'refused 134', `${url}: no certificate, 5.0`)
+      assert.equal(await outcome(url, strangerCert), 'refused 4', `${url}: a stranger's certificate`)
+      assert.equal(await outcome(url, { cert: certs.clientCert, key: certs.clientKey }), 'connected', `${url}: a certificate the CA signed`)
+    }
+    // mosquitto_sub: "Connection error: Connection Refused: bad user name or password."
+    const sub = await run(findProgram('mosquitto_sub') as string, ['-h', 'localhost', '-p', String(port), '--cafile', certs.caFile, '-u', 'someone', '-t', 'x', '-C', '1', '-W', '5'])
+      .then(() => 'connected', (err: { stderr: string }) => err.stderr)
+    assert.match(sub, /bad user name or password/i)
+    assert.deepEqual(users, ['petrel-test-client', 'petrel-test-client'])
+  } finally {
+    await broker.close()
   }
 })
 
