@@ -77,7 +77,8 @@ function negotiate (c: ServerConnection, ctx: ConnectContext): boolean {
   if (props !== undefined) {
     c.clientReceiveMaximum = props.receiveMaximum ?? 65535
     c.clientMaximumPacketSize = props.maximumPacketSize ?? 0x7fffffff
-    c.clientTopicAliasMaximum = props.topicAliasMaximum ?? 0
+    // the broker's own bound on what it keeps for them (see maxOutboundTopicAliases)
+    c.clientTopicAliasMaximum = Math.min(props.topicAliasMaximum ?? 0, limits.maxOutboundTopicAliases)
     c.connectSessionExpiry = props.sessionExpiryInterval ?? 0
   }
   c.will = p.will === undefined

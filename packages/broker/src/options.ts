@@ -121,6 +121,19 @@ export interface BrokerLimits {
   receiveMaximum: number
   /** Topic Alias Maximum announced to 5.0 clients (inbound aliases). Default 16. */
   topicAliasMaximum: number
+  /**
+   * Topic aliases the broker uses toward one 5.0 client (outbound), within the Topic Alias
+   * Maximum the client announced; 0 uses none. Topic names are chosen by any publisher and an
+   * aliased one is kept for the connection's life: the client's maximum alone let one subscriber
+   * hold up to 65,535 names of up to 64 KiB each (~4 GB). Default 16.
+   */
+  maxOutboundTopicAliases: number
+  /**
+   * Length (UTF-16 code units: bytes, for ASCII names) of the topic names one connection keeps
+   * for its outbound aliases. A name that would go past it is sent whole, without an alias.
+   * Default 4,096.
+   */
+  maxOutboundTopicAliasBytes: number
   /** Largest keepalive accepted; 5.0 clients asking for more (or 0) get Server Keep Alive. Default 65,535 s. */
   maxKeepAlive: number
   /**
@@ -225,6 +238,8 @@ export const defaultLimits: Readonly<BrokerLimits> = {
   maxQueuedBytes: 4 * 1024 * 1024,
   receiveMaximum: 100,
   topicAliasMaximum: 16,
+  maxOutboundTopicAliases: 16,
+  maxOutboundTopicAliasBytes: 4096,
   maxKeepAlive: 65535,
   connectTimeoutMs: 10_000,
   hookTimeoutMs: 30_000,

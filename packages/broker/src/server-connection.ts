@@ -73,7 +73,10 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   /** When input was last held (see `clock`). */
   private heldSince = 0
   will: Will | undefined
-  /** Client's Receive Maximum [MQTT-3.3.4-7], Maximum Packet Size [MQTT-3.1.2-25], Topic Alias Maximum. */
+  /**
+   * Client's Receive Maximum [MQTT-3.3.4-7], Maximum Packet Size [MQTT-3.1.2-25], Topic Alias
+   * Maximum (capped by limits.maxOutboundTopicAliases: the aliases we use).
+   */
   clientReceiveMaximum = 65535
   clientMaximumPacketSize = 0x7fffffff
   clientTopicAliasMaximum = 0
@@ -86,6 +89,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   pendingConnect: ConnectContext | undefined
   private aliasesIn: Array<string | undefined> | undefined
   private aliasesOut: Map<string, number> | undefined
+  /** Length of the topic names in `aliasesOut` (bounded by limits.maxOutboundTopicAliasBytes). */
+  private aliasesOutLength = 0
   /** Acks held for flow control, in order; undefined when none is held. */
   private heldAcks: Buffer[] | undefined
   /** Of `heldAcks`, the PUBACKs: QoS 1 publishes the client still counts against our Receive Maximum. */
@@ -127,7 +132,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       if (a !== undefined) {
         alias = a
         aliasOnly = true
-      } else if (map.size < this.clientTopicAliasMaximum) {
+      } else if (map.size < this.clientTopicAliasMaximum && this.aliasesOutLength + message.topic.length <= this.core.limits.maxOutboundTopicAliasBytes) {
+        // past either bound the name goes whole: aliases are an optimisation, never owed
         alias = map.size + 1
         fresh = true
       }
@@ -135,7 +141,10 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     const buf = message.encodeFor(v5, qos, retain, packetId, dup, v5 ? subIds : undefined, this.core.now(), alias, aliasOnly)
     // [MQTT-3.1.2-25] never send more than the client's Maximum Packet Size: drop for this client only
     if (buf.length > this.clientMaximumPacketSize) return false
-    if (fresh) this.aliasesOut?.set(message.topic, alias)
+    if (fresh) {
+      this.aliasesOut?.set(message.topic, alias)
+      this.aliasesOutLength += message.topic.length
+    }
     const stats = this.core.stats
     stats.messagesOut[qos] = (stats.messagesOut[qos] as number) + 1
     stats.bytesOut += buf.length

@@ -57,6 +57,8 @@ max_inflight_bytes = 1048576
 max_user_properties = 64
 max_sessions = 0
 max_offline_queued_bytes = 65536
+max_outbound_topic_aliases = 0
+max_outbound_topic_alias_bytes = 512
 [auth]
 allow_anonymous = false
 [[acl]]
@@ -78,6 +80,8 @@ port = 0
   assert.equal(c.options.limits?.maxUserProperties, 64)
   assert.equal(c.options.limits?.maxSessions, 0)
   assert.equal(c.options.limits?.maxOfflineQueuedBytes, 65536)
+  assert.equal(c.options.limits?.maxOutboundTopicAliases, 0)
+  assert.equal(c.options.limits?.maxOutboundTopicAliasBytes, 512)
   assert.equal(c.options.allowAnonymous, false)
   assert.deepEqual(c.options.acl, [{ user: 'u', clientId: undefined, topic: 'a/%u/#', access: 'read' }])
   assert.deepEqual(c.options.memory?.filters, [{ pattern: 'x/#', maxSegmentSize: 10, maxSegmentCount: 2 }])

@@ -1,7 +1,9 @@
 // MQTT 5.0 §3.3 PUBLISH (retain, properties, aliases, expiry) and §3.8 SUBSCRIBE options.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import mqtt from 'mqtt'
 import { encode, type PublishPacket } from '@petrel/wire'
+import { waitFor } from '@petrel/test-utils'
 import { connected, sleep, tcpClient, text, versions, withBroker, type RawClient } from './helpers.js'
 
 async function subscribe (c: RawClient, topicFilter: string, qos: 0 | 1 | 2 = 0, extra: Partial<{ noLocal: boolean, retainAsPublished: boolean, retainHandling: 0 | 1 | 2 }> = {}, subscriptionIdentifier?: number): Promise<number[]> {
@@ -168,6 +170,34 @@ test('v5: outbound topic aliases up to the client\'s Topic Alias Maximum', async
     const c = await s.expect('publish')
     assert.equal(c.topicName, 'oa/2')
     assert.equal(c.properties?.topicAlias, undefined, 'no alias left')
+  })
+})
+
+test('v5: outbound topic aliases are bounded by the broker too (max_outbound_topic_aliases, max_outbound_topic_alias_bytes), whatever Topic Alias Maximum the client announces: past either the name goes whole (MQTT.js)', async () => {
+  await withBroker({ limits: { maxOutboundTopicAliases: 4, maxOutboundTopicAliasBytes: 1000 } }, async (broker) => {
+    const { port } = await broker.listen({ port: 0 })
+    const url = `mqtt://127.0.0.1:${port}`
+    const sub = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0, properties: { topicAliasMaximum: 65535 } })
+    const pubc = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0 })
+    try {
+      const seen: Array<[string, number | undefined]> = []
+      sub.on('packetreceive', (p) => {
+        if (p.cmd === 'publish') seen.push([p.topic.slice(0, 6), p.properties?.topicAlias])
+      })
+      const got: string[] = []
+      sub.on('message', (topic) => { got.push(topic.slice(0, 6)) })
+      await sub.subscribeAsync('oa/#', { qos: 0 })
+      const name = (i: number, length: number): string => `oa/${i}/`.padEnd(length, 'x')
+      // 400 + 400: kept; 400 more would pass 1,000 bytes; 100 + 100 fit; a fifth name passes the count
+      const topics = [name(1, 400), name(2, 400), name(3, 400), name(4, 100), name(5, 100), name(6, 10), name(1, 400), name(3, 400)]
+      for (const t of topics) await pubc.publishAsync(t, 'x', { qos: 1 })
+      await waitFor(() => got.length === topics.length, { timeoutMs: 5000, message: 'every message' })
+      assert.deepEqual(seen, [['oa/1/x', 1], ['oa/2/x', 2], ['oa/3/x', undefined], ['oa/4/x', 3], ['oa/5/x', 4], ['oa/6/x', undefined], ['', 1], ['oa/3/x', undefined]])
+      assert.deepEqual(got, topics.map((t) => t.slice(0, 6)), 'MQTT.js resolves every alias')
+    } finally {
+      await sub.endAsync()
+      await pubc.endAsync()
+    }
   })
 })
 
