@@ -4,7 +4,7 @@ import type { Message } from './message.js'
 import type { RetainedStore } from './retained-store.js'
 import type { Router } from './router.js'
 import type { Session, SessionHost } from './session.js'
-import type { HookError, HookFailure } from './hook-timeout.js'
+import type { HookCaller, HookError, HookFailure } from './hook-timeout.js'
 import type {
   AuthenticateRequest, AuthenticateResult, ClientInfo, EnhancedAuthRequest, EnhancedAuthResult, PublishRequest
 } from './options.js'
@@ -24,13 +24,14 @@ export interface BrokerCore extends SessionHost {
   readonly responseInformation: string | undefined
   // The hooks as the connection sees them: a promise settles to HOOK_TIMEOUT past hookTimeoutMs;
   // a hook that throws or rejects answers HOOK_ERROR.
-  readonly authenticateEnhanced: ((request: EnhancedAuthRequest) => EnhancedAuthResult | HookError | Promise<EnhancedAuthResult | HookFailure>) | undefined
+  // `caller`: the connection asking; once it closes its pending hook is no longer timed.
+  readonly authenticateEnhanced: ((request: EnhancedAuthRequest, caller?: HookCaller) => EnhancedAuthResult | HookError | Promise<EnhancedAuthResult | HookFailure>) | undefined
   /** Undefined when every publish is allowed (the fast path skips the call). */
-  readonly authorizePublish: ((client: ClientInfo, publish: PublishRequest) => boolean | HookError | Promise<boolean | HookFailure>) | undefined
-  readonly authorizeSubscribe: ((client: ClientInfo, subscription: Subscription) => boolean | HookError | Promise<boolean | HookFailure>) | undefined
+  readonly authorizePublish: ((client: ClientInfo, publish: PublishRequest, caller?: HookCaller) => boolean | HookError | Promise<boolean | HookFailure>) | undefined
+  readonly authorizeSubscribe: ((client: ClientInfo, subscription: Subscription, caller?: HookCaller) => boolean | HookError | Promise<boolean | HookFailure>) | undefined
   /** The per-message read check for an allowed subscription, when the ACL needs one (Acl.readFilter). */
   readonly readFilter: ((client: ClientInfo, topicFilter: string) => ((topicName: string) => boolean) | undefined) | undefined
-  authenticate (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | HookError | Promise<AuthenticateResult | HookFailure>
+  authenticate (request: AuthenticateRequest, info: ConnectionInfo, caller?: HookCaller): AuthenticateResult | HookError | Promise<AuthenticateResult | HookFailure>
   /** Routes a message (and stores it when retained); returns the number of sessions it reached. */
   publish (message: Message): number
   /** Flow control after a client's QoS 1/2 publish: hold its acks until this settles (see Broker). */

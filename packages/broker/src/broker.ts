@@ -5,7 +5,7 @@ import { Acl } from './acl.js'
 import type { BrokerCore } from './broker-core.js'
 import { Connection, type ConnectionHost } from './connection.js'
 import { BrokerErrorCode, brokerError } from './errors.js'
-import { HOOK_ERROR, withHookTimeout, type HookError, type HookFailure } from './hook-timeout.js'
+import { HOOK_ERROR, withHookTimeout, type HookCaller, type HookError, type HookFailure } from './hook-timeout.js'
 import { openListener, type ListenerAddress, type ListenerOptions, type OpenListener } from './listeners.js'
 import { Message } from './message.js'
 import { PendingHandshake, type HandshakeOwner } from './pending-handshake.js'
@@ -112,16 +112,16 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     this.retained = new RetainedStore(this.limits.maxRetainedMessages, this.limits.maxRetainedBytes)
     this.responseInformation = options.responseInformation
     const enhanced = options.authenticateEnhanced
-    this.authenticateEnhanced = enhanced === undefined ? undefined : (r) => this.timed('authenticateEnhanced', () => enhanced(r), isEnhancedAuthResult)
+    this.authenticateEnhanced = enhanced === undefined ? undefined : (r, caller) => this.timed('authenticateEnhanced', () => enhanced(r), isEnhancedAuthResult, caller)
     this.passwords = options.passwordFile === undefined ? undefined : PasswordFile.load(options.passwordFile)
     const acl = options.acl !== undefined && options.acl.length > 0 ? new Acl(options.acl) : undefined
     const pub = options.authorizePublish
     this.authorizePublish = pub !== undefined
-      ? (c, p) => this.timed('authorizePublish', () => pub(c, p), isBoolean)
+      ? (c, p, caller) => this.timed('authorizePublish', () => pub(c, p), isBoolean, caller)
       : (acl === undefined ? undefined : (c, p) => acl.canPublish(c, p.topicName))
     const sub = options.authorizeSubscribe
     this.authorizeSubscribe = sub !== undefined
-      ? (c, s) => this.timed('authorizeSubscribe', () => sub(c, s), isBoolean)
+      ? (c, s, caller) => this.timed('authorizeSubscribe', () => sub(c, s), isBoolean, caller)
       : (acl === undefined ? undefined : (c, s) => acl.canSubscribe(c, s.topicFilter))
     this.readFilter = acl === undefined || options.authorizeSubscribe !== undefined ? undefined : (c, f) => acl.readFilter(c, f)
     const sysInterval = options.sysInterval ?? 10
@@ -360,7 +360,7 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
    * or library is not `instanceof Promise`, and was taken for a truthy answer: allowed, whatever
    * it resolved to.
    */
-  private timed<T> (hook: string, call: () => T | Promise<T>, valid: (r: unknown) => r is T): T | HookError | Promise<T | HookFailure> {
+  private timed<T> (hook: string, call: () => T | Promise<T>, valid: (r: unknown) => r is T, caller: HookCaller | undefined): T | HookError | Promise<T | HookFailure> {
     let r: T | Promise<T>
     try {
       r = call()
@@ -382,7 +382,7 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
       this.stats.hookTimeouts++
       const suppressed = this.hookWarning.due(this.now())
       if (suppressed !== undefined) this.log.warn({ hook, hookTimeoutMs: ms, suppressed }, `${hook} did not settle within hook_timeout_ms; the request failed`)
-    }, (err) => { this.hookError(hook, err) })
+    }, (err) => { this.hookError(hook, err) }, caller?.hookSignal)
   }
 
   private hookError (hook: string, err: unknown): void {
@@ -391,8 +391,8 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     if (suppressed !== undefined) this.log.warn({ hook, err, suppressed }, `${hook} threw, rejected or gave no usable answer; the request failed`)
   }
 
-  authenticate (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | HookError | Promise<AuthenticateResult | HookFailure> {
-    return this.timed(this.options.authenticate === undefined ? 'password check' : 'authenticate', () => this.checkCredentials(request, info), isAuthenticateResult)
+  authenticate (request: AuthenticateRequest, info: ConnectionInfo, caller?: HookCaller): AuthenticateResult | HookError | Promise<AuthenticateResult | HookFailure> {
+    return this.timed(this.options.authenticate === undefined ? 'password check' : 'authenticate', () => this.checkCredentials(request, info), isAuthenticateResult, caller)
   }
 
   private checkCredentials (request: AuthenticateRequest, info: ConnectionInfo): AuthenticateResult | Promise<AuthenticateResult> {

@@ -160,7 +160,7 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
       c.refuse(r.reasonCode, 5)
       return false
     }
-    const r = hook(c.enhancedAuthRequest(method, data, 0))
+    const r = hook(c.enhancedAuthRequest(method, data, 0), c)
     // past hookTimeoutMs, or the hook threw: CONNACK 0x88 Server unavailable (a later attempt may
     // succeed) before the close [MQTT-4.12.0-4]; a rejection used to close with no CONNACK at all
     return r instanceof Promise ? r.then((x) => done(isHookFailure(x) ? { reasonCode: 0x88 } : x)) : done(isHookFailure(r) ? { reasonCode: 0x88 } : r)
@@ -194,7 +194,7 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
     if (typeof r !== 'boolean' && r.username !== undefined) c.username = r.username
     return true
   }
-  const r = c.core.authenticate(request, c.info)
+  const r = c.core.authenticate(request, c.info, c)
   return r instanceof Promise ? r.then(done) : done(r)
 }
 
@@ -223,7 +223,7 @@ function authorizeWill (c: ServerConnection): boolean | Promise<boolean> {
   }
   // a will on $SYS/... or $share/... is refused like a publish there (see isReservedTopic)
   if (auth === undefined || deep || isReservedTopic(will.topicName)) return done(false)
-  const r = auth(c, { topicName: will.topicName, qos: will.qos, retain: will.retain, payload: will.payload })
+  const r = auth(c, { topicName: will.topicName, qos: will.qos, retain: will.retain, payload: will.payload }, c)
   // a will whose check timed out (hookTimeoutMs) or failed (threw, rejected) is discarded
   return r instanceof Promise ? r.then(done) : done(r)
 }

@@ -96,6 +96,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   /** Of `heldAcks`, the PUBACKs: QoS 1 publishes the client still counts against our Receive Maximum. */
   private heldQos1 = 0
   private finished = false
+  /** Made on the first async hook: aborted at close, so its timeout no longer runs (see withHookTimeout). */
+  private hookAbort: AbortController | undefined
 
   constructor (readonly core: BrokerCore, readonly transport: Transport, readonly info: ConnectionInfo, now: number) {
     this.lastRx = clock(now)
@@ -108,6 +110,10 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
 
   get v5 (): boolean {
     return this.protocolVersion === 5
+  }
+
+  get hookSignal (): AbortSignal {
+    return (this.hookAbort ??= new AbortController()).signal
   }
 
   // --- SessionOutlet -------------------------------------------------------------------------
@@ -375,7 +381,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       if (r.reasonCode !== 0) { this.fail(r.reasonCode >= 0x80 && isReasonCodeAllowed(PacketType.disconnect, r.reasonCode) ? r.reasonCode : 0x87, 're-authentication failed'); return }
       this.sendAuth(0, method, r.data)
     }
-    const r = hook(this.enhancedAuthRequest(method, p.properties?.authenticationData, step))
+    const r = hook(this.enhancedAuthRequest(method, p.properties?.authenticationData, step), this)
     // past hookTimeoutMs, or the hook threw: CONNACK 0x88 Server unavailable before the close
     // [MQTT-4.12.0-4] (a rejection used to close with none), or DISCONNECT 0x83 ending a
     // re-authentication [MQTT-4.12.1-2]
@@ -472,7 +478,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     }
     const auth = this.core.authorizePublish
     if (auth !== undefined) {
-      const r = auth(this, { topicName: topic, qos: p.qos, retain: p.retain, payload: p.payload })
+      const r = auth(this, { topicName: topic, qos: p.qos, retain: p.retain, payload: p.payload }, this)
       if (r instanceof Promise) {
         const msg = new Message(topic, p.payload, p.qos, p.retain, props, expiresAt, session).own()
         return r.then((ok) => {
@@ -556,7 +562,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     if (auth === undefined) { this.finishSubscribe(p, undefined, now); return }
     let pending = false
     const results = p.subscriptions.map((s) => {
-      const r = auth(this, s)
+      const r = auth(this, s, this)
       if (r instanceof Promise) pending = true
       return r
     })
@@ -708,6 +714,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     this.state = ConnectionState.closed
     if (this.finished) return
     this.finished = true
+    this.hookAbort?.abort()
     const core = this.core
     core.connectionClosed(this)
     const s = this.session

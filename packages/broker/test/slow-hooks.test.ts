@@ -230,3 +230,58 @@ test('v5: the time an enhanced authentication hook takes does not count against 
     c.end()
   })
 })
+
+test('a hook still pending when the broker closes its connection (taken over, evicted at max_connections) is no longer timed: no hook timeout counted or warned about hookTimeoutMs later (authenticate, authorizeSubscribe, authorizePublish; MQTT.js and raw tcp)', { timeout: 20_000 }, async () => {
+  const lines: string[] = []
+  const called: string[] = []
+  const hang = async (name: string): Promise<boolean> => { called.push(name); return await never() }
+  const options: BrokerOptions = {
+    authenticate: async (r) => r.clientId === 'stuck-in-connect' ? await hang('authenticate') : true,
+    authorizeSubscribe: async (c) => c.clientId === 'stays' ? await hang('stays') : await hang('authorizeSubscribe'),
+    authorizePublish: async () => await hang('authorizePublish'),
+    limits: { hookTimeoutMs: 400, maxConnections: 3 },
+    logger: capture(lines)
+  }
+  await withTcpBroker(options, async (port, broker) => {
+    const url = `mqtt://127.0.0.1:${port}`
+    const opts = { protocolVersion: 5 as const, reconnectPeriod: 0 }
+    const waitCalled = async (n: number): Promise<void> => {
+      const deadline = Date.now() + 3000
+      while (called.length < n && Date.now() < deadline) await sleep(20)
+      assert.equal(called.length, n, called.join())
+    }
+    // a CONNECT waiting on authenticate holds no CONNACK: the first evicted at max_connections
+    const raw = await tcpClient(port, 5)
+    raw.send({ type: 'connect', protocolVersion: 5, clientId: 'stuck-in-connect', cleanStart: true, keepAlive: 60 })
+    await waitCalled(1)
+    const sub = await mqtt.connectAsync(url, { ...opts, clientId: 'sub' })
+    sub.subscribe('never/answered')
+    const pub = await mqtt.connectAsync(url, { ...opts, clientId: 'pub' })
+    pub.publish('never/answered', 'x', { qos: 1 })
+    await waitCalled(3)
+    // each taken over by a new connection for its client id (the first also evicts `raw`)
+    const sub2 = await mqtt.connectAsync(url, { ...opts, clientId: 'sub' })
+    const pub2 = await mqtt.connectAsync(url, { ...opts, clientId: 'pub' })
+    await raw.waitClosed()
+    const gone = Date.now() + 3000
+    while (broker.connections.size > 2 && Date.now() < gone) await sleep(20)
+    assert.equal(broker.connections.size, 2, 'the old connections closed')
+    await sleep(1000) // well past hookTimeoutMs
+    assert.deepEqual(called.sort(), ['authenticate', 'authorizePublish', 'authorizeSubscribe'])
+    assert.equal(broker.stats.hookTimeouts, 0)
+    assert.deepEqual(lines.filter((l) => l.includes('did not settle')), [])
+    sub.end(true)
+    pub.end(true)
+    await pub2.endAsync()
+    // a connection that stays still has its hook timed out (and counted)
+    const stays = await mqtt.connectAsync(url, { ...opts, clientId: 'stays' })
+    try {
+      // SUBACK 0x83: MQTT.js rejects
+      await assert.rejects(stays.subscribeAsync('never/answered', { qos: 0 }), /Implementation specific error/)
+      assert.equal(broker.stats.hookTimeouts, 1)
+    } finally {
+      await stays.endAsync()
+      await sub2.endAsync()
+    }
+  })
+})
