@@ -138,8 +138,8 @@ export interface BrokerLimits {
   maxKeepAlive: number
   /**
    * Milliseconds a connection may take to send its CONNECT (and, under enhanced authentication,
-   * its AUTH answers: then CONNACK 0x87). Time spent waiting on a hook is not counted (see
-   * `hookTimeoutMs`). Default 10,000.
+   * its AUTH answers: then CONNACK 0x87; in a re-authentication, DISCONNECT 0x87). Time spent
+   * waiting on a hook is not counted (see `hookTimeoutMs`). Default 10,000.
    */
   connectTimeoutMs: number
   /**

@@ -86,6 +86,9 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   authMethod: string | undefined
   /** Steps of a re-authentication under way (0: none). */
   private reauthStep = 0
+  /** A re-authentication waits for the client's AUTH since then (our clock; see `tick`). */
+  private reauthWaiting = false
+  private reauthSince = 0
   pendingConnect: ConnectContext | undefined
   private aliasesIn: Array<string | undefined> | undefined
   private aliasesOut: Map<string, number> | undefined
@@ -280,6 +283,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     const t = clock(now)
     this.lastRx = t
     if (this.state !== ConnectionState.connected) this.openedAt = (this.openedAt + elapsed(this.heldSince, t)) | 0
+    // so is a re-authentication's: the client's AUTH may be among what was held, unread
+    else if (this.reauthWaiting) this.reauthSince = (this.reauthSince + elapsed(this.heldSince, t)) | 0
   }
 
   /** Keepalive and connect timeout, called by the broker's sweep. */
@@ -291,6 +296,12 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       if (this.keepAliveMs > 0 && !this.inputHeld && elapsed(this.lastRx, t) > this.keepAliveMs * 1.5) {
         this.core.stats.keepaliveTimeouts++
         this.fail(0x8d, 'keepalive timeout')
+      } else if (this.reauthWaiting && !this.inputHeld && elapsed(this.reauthSince, t) > this.core.limits.connectTimeoutMs) {
+        // A re-authentication the client leaves unanswered (our AUTH 0x18 sent, none back) has
+        // failed: other traffic going on does not make it succeed, and it used to stay open for
+        // good. DISCONNECT 0x87 Not authorized [MQTT-4.12.1-2], as HiveMQ ends it; the bound is
+        // the one for the client's AUTH answers during CONNECT.
+        this.fail(0x87, 're-authentication not continued within connect_timeout_ms')
       }
     } else if (this.state !== ConnectionState.closed && !this.inputHeld && elapsed(this.openedAt, t) > this.core.limits.connectTimeoutMs) {
       // The connect timeout bounds the client's part: sending CONNECT, then its AUTH answers.
@@ -358,11 +369,16 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     // otherwise it may start a re-authentication (0x19) [MQTT-4.12.1-1].
     const continuing = during || this.reauthStep > 0
     if (continuing ? rc !== 0x18 : rc !== 0x19) return this.fail(0x82, `AUTH reason 0x${rc.toString(16)} out of sequence`)
+    this.reauthWaiting = false
     const ctx = this.pendingConnect
     const step = ctx === undefined ? ++this.reauthStep : ++ctx.authStep
     const go = (r: EnhancedAuthResult): void | Promise<void> => {
       if (this.state === ConnectionState.closed) return
       if (r.reasonCode === 0x18) {
+        if (!during) {
+          this.reauthWaiting = true
+          this.reauthSince = clock(this.core.now())
+        }
         this.sendAuth(0x18, method, r.data)
         return
       }

@@ -5,7 +5,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { Packet, PublishPacket } from '@petrel/wire'
 import { waitFor } from '@petrel/test-utils'
-import { connected, memoryClient, RawClient, sleep, text, versions, withBroker } from './helpers.js'
+import { connected, memoryClient, RawClient, sleep, tcpClient, text, versions, withBroker } from './helpers.js'
 
 const pub = (topicName: string, payload: string | Buffer, extra: Partial<PublishPacket> = {}): PublishPacket =>
   ({ type: 'publish', topicName, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos: 0, retain: false, dup: false, ...extra })
@@ -127,6 +127,50 @@ test('v5: a re-authentication in several steps: the broker challenges (0x18), th
     // Outside an exchange, 0x18 is out of sequence.
     c.send({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'scram' } })
     assert.equal((await c.expect('disconnect')).reasonCode, 0x82)
+  })
+})
+
+test('v5: a re-authentication the client leaves unanswered (AUTH 0x18 sent, none back) ends with DISCONNECT 0x87 after connectTimeoutMs, whatever other traffic goes on; one answered in time succeeds [MQTT-4.12.1-2] (raw tcp)', { timeout: 20_000 }, async () => {
+  const authenticateEnhanced = (r: { step: number, data: Buffer | undefined }): { reasonCode: number, data?: Buffer } =>
+    r.step === 0 || r.data?.toString() === 'answer' ? { reasonCode: 0 } : { reasonCode: 0x18, data: Buffer.from('challenge') }
+  await withBroker({ authenticateEnhanced, limits: { connectTimeoutMs: 400 } }, async (broker) => {
+    const { port } = await broker.listen({ port: 0 })
+    const reauth = async (c: RawClient): Promise<void> => {
+      c.send({ type: 'auth', reasonCode: 0x19, properties: { authenticationMethod: 'scram', authenticationData: Buffer.from('hello') } })
+      assert.equal((await c.expect('auth')).reasonCode, 0x18)
+    }
+    const prompt = await tcpClient(port, 5)
+    assert.equal((await prompt.connect({ clientId: 'prompt', keepAlive: 1, properties: { authenticationMethod: 'scram' } })).reasonCode, 0)
+    const mute = await tcpClient(port, 5)
+    assert.equal((await mute.connect({ clientId: 'mute', keepAlive: 1, properties: { authenticationMethod: 'scram' } })).reasonCode, 0)
+    await reauth(prompt)
+    await reauth(mute)
+    const started = Date.now()
+    await sleep(250)
+    prompt.send({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'scram', authenticationData: Buffer.from('answer') } })
+    assert.equal((await prompt.expect('auth')).reasonCode, 0)
+    // the mute one keeps its link busy (PINGREQ, QoS 1 PUBLISH) but never answers the challenge
+    const got: Packet[] = []
+    for (let i = 1; i <= 20 && !mute.closed; i++) {
+      mute.send({ type: 'pingreq' })
+      mute.send(pub('busy', 'x', { qos: 1, packetId: i }))
+      await sleep(100)
+      while (true) {
+        try { got.push(await mute.next(1)) } catch { break }
+      }
+    }
+    await mute.waitClosed()
+    const elapsed = Date.now() - started
+    while (true) {
+      try { got.push(await mute.next(1)) } catch { break }
+    }
+    assert.ok(got.some((p) => p.type === 'pingresp') && got.some((p) => p.type === 'puback'), 'traffic went on meanwhile')
+    assert.deepEqual(got.filter((p) => p.type === 'disconnect').map((p) => p.type === 'disconnect' ? p.reasonCode : 0), [0x87])
+    assert.ok(elapsed >= 350 && elapsed < 1500, `closed after ${elapsed} ms`)
+    // the one that answered stays
+    prompt.send({ type: 'pingreq' })
+    await prompt.expect('pingresp')
+    prompt.end()
   })
 })
 
