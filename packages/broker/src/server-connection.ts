@@ -164,9 +164,9 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   /**
    * A control packet's bytes, sized for the client: never larger than its Maximum Packet Size
    * [MQTT-3.1.2-24], optional properties left out first (see fitPacket). One that cannot fit is
-   * discarded and the exchange goes on as if it had been sent [MQTT-3.1.2-25] (a SUBACK for a
-   * SUBSCRIBE of more filters than the client can take acknowledgements for: its subscriptions
-   * are made); counted. 3.1.1 has no limit to honour.
+   * discarded and the exchange goes on as if it had been sent [MQTT-3.1.2-25]; counted. (A
+   * SUBACK or UNSUBACK that cannot fit ends the connection before anything is done: see
+   * `ackTooLarge`.) 3.1.1 has no limit to honour.
    */
   encodeControl (p: Packet): Buffer | undefined {
     const b = fitPacket(p, this.protocolVersion, this.clientMaximumPacketSize)
@@ -573,7 +573,26 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
 
   // --- SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------------------------
 
+  /**
+   * Whether the SUBACK or UNSUBACK for `n` topic filters cannot fit the client's Maximum Packet
+   * Size even bare (one reason code each, no properties), so that the SUBSCRIBE or UNSUBSCRIBE
+   * is answered with DISCONNECT 0x95 Packet too large, nothing done. Discarded as if sent
+   * [MQTT-3.1.2-25] (that statement's "Application Message" is a PUBLISH), it left a client
+   * waiting for its acknowledgement for good, its filters subscribed without its knowing;
+   * mosquitto, too, ends a connection whose CONNACK or AUTH it cannot send. 3.1.1 has no limit.
+   */
+  private ackTooLarge (n: number): boolean {
+    if (!this.v5) return false
+    const remaining = 3 + n // packet id, properties length 0, the codes
+    const size = 1 + (remaining < 128 ? 1 : remaining < 16384 ? 2 : remaining < 2097152 ? 3 : 4) + remaining
+    if (size <= this.clientMaximumPacketSize) return false
+    this.core.stats.controlPacketsTooLarge++
+    this.fail(0x95, `a ${n}-filter acknowledgement (${size} bytes) larger than the client's Maximum Packet Size`)
+    return true
+  }
+
   private onSubscribe (p: SubscribePacket, now: number): void | Promise<void> {
+    if (this.ackTooLarge(p.subscriptions.length)) return
     const auth = this.core.authorizeSubscribe
     if (auth === undefined) { this.finishSubscribe(p, undefined, now); return }
     let pending = false
@@ -645,6 +664,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   }
 
   private onUnsubscribe (p: UnsubscribePacket): void {
+    if (this.ackTooLarge(p.topicFilters.length)) return
     const session = this.session as Session
     const codes = p.topicFilters.map((f) => this.core.router.unsubscribe(session, f) ? 0 : 0x11)
     // [MQTT-3.10.4-4] UNSUBACK even when nothing matched

@@ -3,6 +3,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Decoder, encode, type ConnectPacket } from '@petrel/wire'
 import { createBroker } from '@petrel/broker'
+import mqtt from 'mqtt'
 import { connected, memoryClient, sleep, tcpClient, text, versions, withBroker, type RawClient } from './helpers.js'
 
 for (const v of versions) {
@@ -241,27 +242,43 @@ function oversize (c: RawClient, max: number): string[] {
   return seen
 }
 
-test('v5: nothing larger than the client\'s Maximum Packet Size is sent: CONNACK drops Response Information, a SUBACK that cannot fit is discarded as if sent, a CONNACK that cannot fit refuses with 0x95 [MQTT-3.1.2-24] [MQTT-3.1.2-25]', async () => {
+test('v5: nothing larger than the client\'s Maximum Packet Size is sent: CONNACK drops Response Information, a SUBSCRIBE or UNSUBSCRIBE whose acknowledgement cannot fit gets DISCONNECT 0x95 with nothing done, a CONNACK that cannot fit refuses with 0x95 [MQTT-3.1.2-24]', async () => {
   await withBroker({ responseInformation: 'responses/for/the/client/%c/please' }, async (broker) => {
     const { port } = await broker.listen({ host: '127.0.0.1', port: 0 })
     const max = 40
-    const c = await tcpClient(port, 5)
-    const seen = oversize(c, max)
-    const ack = await c.connect({ clientId: 'tiny', properties: { maximumPacketSize: max, requestResponseInformation: true } })
-    assert.equal(ack.reasonCode, 0)
-    assert.equal(ack.properties?.responseInformation, undefined, 'Response Information left out: it would not fit')
-    assert.equal(ack.properties?.maximumPacketSize, broker.limits.maxPacketSize, 'the limits the client must respect are kept')
-    // a SUBACK for 60 filters is 66 bytes: not sent, and the subscriptions are made all the same
-    const filters = Array.from({ length: 60 }, (_, i) => ({ topicFilter: `t/${i}`, qos: 0 as const }))
-    c.send({ type: 'subscribe', packetId: 1, subscriptions: filters })
-    assert.equal(await c.quiet(300), true, 'no SUBACK')
+    const tiny = async (clientId: string): Promise<[RawClient, string[]]> => {
+      const c = await tcpClient(port, 5)
+      const seen = oversize(c, max)
+      const ack = await c.connect({ clientId, properties: { maximumPacketSize: max, requestResponseInformation: true, sessionExpiryInterval: 60 } })
+      assert.equal(ack.reasonCode, 0)
+      assert.equal(ack.properties?.responseInformation, undefined, 'Response Information left out: it would not fit')
+      assert.equal(ack.properties?.maximumPacketSize, broker.limits.maxPacketSize, 'the limits the client must respect are kept')
+      return [c, seen]
+    }
+    const [c, seen] = await tiny('tiny')
+    // a SUBACK for 38 filters is 43 bytes: DISCONNECT 0x95, and none of them subscribed. Discarded
+    // as if sent, it left the client waiting for it for good.
+    const filters = (n: number): Array<{ topicFilter: string, qos: 0 }> => Array.from({ length: n }, (_, i) => ({ topicFilter: `t/${i}`, qos: 0 as const }))
+    c.send({ type: 'subscribe', packetId: 1, subscriptions: filters(38) })
+    assert.equal((await c.expect('disconnect', 1000)).reasonCode, 0x95)
+    await c.waitClosed()
     assert.equal(broker.stats.controlPacketsTooLarge, 1)
-    c.send({ type: 'subscribe', packetId: 2, subscriptions: [{ topicFilter: 'u', qos: 1 }] })
-    assert.deepEqual((await c.expect('suback')).reasonCodes, [1])
-    c.send({ type: 'publish', topicName: 't/59', payload: Buffer.from('hi'), qos: 1, retain: false, dup: false, packetId: 3 })
-    assert.equal((await c.expect('puback')).packetId, 3)
-    assert.equal(text((await c.expect('publish')).payload), 'hi', 'subscribed by the SUBSCRIBE whose SUBACK was discarded')
+    assert.equal(broker.router.subscriptionCount, 0, 'nothing subscribed')
     assert.deepEqual(seen, [])
+    // 35 filters: a SUBACK of 40 bytes, which fits
+    const [c2, seen2] = await tiny('tiny')
+    c2.send({ type: 'subscribe', packetId: 2, subscriptions: filters(35) })
+    assert.equal((await c2.expect('suback')).reasonCodes.length, 35)
+    c2.send({ type: 'publish', topicName: 't/34', payload: Buffer.from('hi'), qos: 1, retain: false, dup: false, packetId: 3 })
+    assert.equal((await c2.expect('puback')).packetId, 3)
+    assert.equal(text((await c2.expect('publish')).payload), 'hi')
+    // an UNSUBACK too: DISCONNECT 0x95, the subscriptions stay
+    c2.send({ type: 'unsubscribe', packetId: 4, topicFilters: [...filters(35).map((f) => f.topicFilter), 'one/more'] })
+    assert.equal((await c2.expect('disconnect', 1000)).reasonCode, 0x95)
+    await c2.waitClosed()
+    assert.equal(broker.router.subscriptionCount, 35, 'nothing unsubscribed')
+    assert.equal(broker.stats.controlPacketsTooLarge, 2)
+    assert.deepEqual(seen2, [])
     // with no room even for what it must know (its assigned client id among it): refused, no session
     const d = await tcpClient(port, 5)
     const seenD = oversize(d, 16)
@@ -270,7 +287,22 @@ test('v5: nothing larger than the client\'s Maximum Packet Size is sent: CONNACK
     await d.waitClosed()
     assert.deepEqual(seenD, [])
     assert.equal(broker.sessions.size, 1)
-    c.destroy()
+  })
+})
+
+test('v5: a client whose subscribe acknowledgement cannot fit its Maximum Packet Size is told so (DISCONNECT 0x95), not left waiting (MQTT.js)', async () => {
+  await withBroker({}, async (broker) => {
+    const { port } = await broker.listen({ host: '127.0.0.1', port: 0 })
+    const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, reconnectPeriod: 0, properties: { maximumPacketSize: 64 } })
+    const disconnect = new Promise<number | undefined | string>((resolve) => {
+      c.once('disconnect', (p) => { resolve(p.reasonCode) })
+      setTimeout(() => { resolve('no DISCONNECT within 3 s') }, 3000).unref()
+    })
+    const subscribed = c.subscribeAsync(Array.from({ length: 100 }, (_, i) => `many/${i}`), { qos: 0 })
+    subscribed.catch(() => {})
+    assert.equal(await disconnect, 0x95)
+    await assert.rejects(subscribed)
+    c.end(true)
   })
 })
 
