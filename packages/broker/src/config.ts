@@ -23,6 +23,8 @@ export interface BrokerConfig {
 type Check = (v: unknown) => string | undefined
 const int = (min: number, max = Number.MAX_SAFE_INTEGER): Check => (v) =>
   typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `an integer from ${min} to ${max}`
+/** 0 (no bound) or an integer from `min`. */
+const zeroOrInt = (min: number): Check => (v) => v === 0 || int(min)(v) === undefined ? undefined : `0 (no bound) or an integer from ${min} to ${Number.MAX_SAFE_INTEGER}`
 const bool: Check = (v) => typeof v === 'boolean' ? undefined : 'true or false'
 const str: Check = (v) => typeof v === 'string' && v.length > 0 ? undefined : 'a non-empty string'
 const oneOf = (...xs: string[]): Check => (v) => typeof v === 'string' && xs.includes(v) ? undefined : `one of ${xs.map((x) => JSON.stringify(x)).join(', ')}`
@@ -44,7 +46,7 @@ const limitKeys: Record<string, [keyof BrokerLimits, Check]> = {
   max_outbound_topic_alias_bytes: ['maxOutboundTopicAliasBytes', int(0)],
   max_keepalive: ['maxKeepAlive', int(1, 65535)],
   connect_timeout_ms: ['connectTimeoutMs', int(100)],
-  hook_timeout_ms: ['hookTimeoutMs', int(100)],
+  hook_timeout_ms: ['hookTimeoutMs', zeroOrInt(100)],
   max_session_expiry_interval: ['maxSessionExpiryInterval', int(0, 0xffffffff)],
   write_high_water_mark: ['writeHighWaterMark', int(1024)],
   max_retained_messages: ['maxRetainedMessages', int(0)],

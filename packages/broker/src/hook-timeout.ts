@@ -34,6 +34,9 @@ export interface HookCaller {
  * while a hook is pending (see Connection) and its keepalive waits meanwhile, so without a bound
  * one hook that never settles held its connection, and its session, for good.
  *
+ * `ms` 0 (or less) is no bound, as 0 is for the broker's other limits: such a timer fired at
+ * once and failed every async hook.
+ *
  * Once `signal` aborts (the connection closed) nothing waits for the answer: the timer is
  * cleared and the result is HOOK_TIMEOUT with neither callback run. The timer used to outlive
  * the connection, so hookTimeoutMs after a client had gone a timeout was counted and warned about.
@@ -49,8 +52,10 @@ export async function withHookTimeout<T> (p: Promise<T>, ms: number, onTimeout: 
       return
     }
     // a bound past what a timer can wait (~25 days) means none, not a 1 ms one
-    timer = setTimeout(() => { late = true; onTimeout(); resolve(HOOK_TIMEOUT) }, Math.min(ms, MAX_TIMER_MS))
-    timer.unref() // a stuck hook must not keep a closed broker's process alive
+    if (ms > 0) {
+      timer = setTimeout(() => { late = true; onTimeout(); resolve(HOOK_TIMEOUT) }, Math.min(ms, MAX_TIMER_MS))
+      timer.unref() // a stuck hook must not keep a closed broker's process alive
+    }
     if (signal !== undefined) {
       abandon = () => { late = true; clearTimeout(timer); resolve(HOOK_TIMEOUT) }
       signal.addEventListener('abort', abandon, { once: true })

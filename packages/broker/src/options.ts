@@ -146,7 +146,8 @@ export interface BrokerLimits {
    * Milliseconds an async hook (or the password file check) may take. The client's input waits
    * meanwhile, its keepalive too; past it the request fails: CONNACK 0x88 Server unavailable
    * (3.1.1: 3), PUBACK/PUBREC 0x83, SUBACK 0x83 (3.1.1: 0x80), a will is discarded, a
-   * re-authentication ends with DISCONNECT 0x83. Default 30,000.
+   * re-authentication ends with DISCONNECT 0x83. 0: no bound (a hook that never settles then
+   * holds its client's connection for good). Default 30,000.
    */
   hookTimeoutMs: number
   /** Longest session expiry granted (s); also the expiry of 3.1.1 clean-session-0 sessions. Default 86,400. */

@@ -172,6 +172,22 @@ test('v5: a hookTimeoutMs past what a timer can wait (2^31 ms, ~25 days: "no bou
   })
 })
 
+test('v5: hookTimeoutMs 0 is no bound, as 0 is for other limits: async hooks are waited for, not failed at once (raw tcp)', { timeout: 20_000 }, async () => {
+  const authorizePublish = async (): Promise<boolean> => { await sleep(200); return true }
+  const authorizeSubscribe = async (): Promise<boolean> => { await sleep(100); return true }
+  await withTcpBroker({ authorizePublish, authorizeSubscribe, limits: { hookTimeoutMs: 0 }, logger: capture([]) }, async (port, broker) => {
+    const c = await tcpClient(port, 5)
+    assert.equal((await c.connect({ clientId: 'unbounded' })).reasonCode, 0)
+    c.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'a', qos: 1 }] })
+    assert.deepEqual((await c.expect('suback', 3000)).reasonCodes, [1])
+    c.send({ type: 'publish', topicName: 'a', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, packetId: 2 })
+    assert.equal((await c.expect('puback', 3000)).reasonCode ?? 0, 0)
+    assert.equal((await c.expect('publish', 3000)).topicName, 'a')
+    assert.equal(broker.stats.hookTimeouts, 0)
+    c.end()
+  })
+})
+
 // connect_timeout_ms bounds the client's part of a CONNECT (sending it, then its AUTH answers),
 // not the broker's own hooks: those are bounded by hook_timeout_ms and answered with a CONNACK.
 for (const v of versions) {
