@@ -98,6 +98,17 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   private heldAcks: Buffer[] | undefined
   /** Of `heldAcks`, the PUBACKs: QoS 1 publishes the client still counts against our Receive Maximum. */
   private heldQos1 = 0
+  /**
+   * PUBLISHes read while acks are held (and while those read before are routed): they wait,
+   * unrouted and in order, for the hold to end. Undefined when none waits and none is held.
+   */
+  private parked: Array<{ p: PublishPacket, at: number }> | undefined
+  /** Of `parked`, the QoS 1/2 ones: they count against our Receive Maximum. */
+  private parkedQos = 0
+  /** `routeParked` is waiting on an async authorizePublish: a release must not route around it. */
+  private parkedBusy = false
+  /** Resumes input paused because `parked` was full. */
+  private parkedRoom: (() => void) | undefined
   private finished = false
   /** Made on the first async hook: aborted at close, so its timeout no longer runs (see withHookTimeout). */
   private hookAbort: AbortController | undefined
@@ -221,7 +232,9 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
         return
     }
     switch (p.type) {
-      case 'publish': return this.onPublish(p, now, receivedAt)
+      case 'publish':
+        if (this.parked !== undefined) return this.park(p, receivedAt)
+        return this.onPublish(p, now, receivedAt)
       case 'puback': this.session?.puback(p.packetId); return
       case 'pubrec':
         if (this.session?.pubrec(p.packetId, p.reasonCode ?? 0) !== true && (p.reasonCode ?? 0) < 0x80) {
@@ -518,9 +531,10 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
    *
    * Flow control: when a subscriber this message reached is behind but still making progress,
    * the ack is held until it catches up (at most STALL_MS), and every later ack of this
-   * connection queues behind it, in order [MQTT-4.6.0-2] [MQTT-4.6.0-3]. The publisher's own
-   * window (our Receive Maximum under 5.0) then paces it. Input is not paused, so its acks for
-   * messages routed to it still arrive: a client subscribed to its own topic cannot deadlock.
+   * connection queues behind it, in order [MQTT-4.6.0-2] [MQTT-4.6.0-3], and so do its later
+   * PUBLISHes, unrouted (see `park`). The publisher's own window (our Receive Maximum under
+   * 5.0) then paces it. Other input is not paused, so its acks for messages routed to it still
+   * arrive: a client subscribed to its own topic cannot deadlock.
    *
    * A message whose lifetime ran out before `now` (an async authorizePublish, or input held
    * behind one) is accepted but goes nowhere, counted as expired [MQTT-3.3.2-5]: routed, it went
@@ -556,6 +570,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       if (p.qos === 1) this.heldQos1++
     } else if (wait !== undefined) {
       this.heldAcks = [ack]
+      this.parked ??= []
       if (p.qos === 1) this.heldQos1 = 1
       void wait.then(() => { this.releaseAcks() })
     } else {
@@ -569,6 +584,76 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     this.heldQos1 = 0
     if (acks === undefined || this.state === ConnectionState.closed) return
     for (const a of acks) this.transport.writeControl(a)
+    this.routeParked()
+  }
+
+  /**
+   * A PUBLISH read while this connection's acks are held waits for the hold to end. Routed at
+   * once, as before, every message the publisher's window let through went into the queue of
+   * the subscriber holding it back: ten 5.0 publishers (window 100 each) added up to 1,000 to
+   * a queue already half full (max_queued_messages 1,000) and the broker dropped acknowledged
+   * QoS 1/2 messages (queue_full) for a subscriber that was keeping up at its pace. Parked, a
+   * publisher adds at most one message past the half before it waits again. Acks and other
+   * packets are still read, so a client subscribed to its own topic cannot deadlock.
+   *
+   * Bounded: QoS 1/2 ones count against our Receive Maximum [MQTT-3.3.4-7] like held acks; a
+   * client that does not keep to it (a 3.1.1 one, or QoS 0) has its input paused once its
+   * Receive Maximum of PUBLISHes wait, until they are routed (TCP then pushes back on it). Only
+   * a client that also subscribes to what it floods can then wait on itself, and only until
+   * its hold ends (STALL_MS at most, see Broker.takePressure).
+   */
+  private park (p: PublishPacket, receivedAt: number): void | Promise<void> {
+    const parked = this.parked as Array<{ p: PublishPacket, at: number }>
+    if (p.qos > 0) {
+      const session = this.session as Session
+      if (this.v5 && this.heldQos1 + (session.incomingQos2?.size ?? 0) + this.parkedQos >= this.core.limits.receiveMaximum) {
+        return this.fail(0x93, 'receive maximum exceeded')
+      }
+      this.parkedQos++
+    }
+    parked.push({ p, at: receivedAt })
+    if (parked.length >= this.core.limits.receiveMaximum) {
+      return new Promise<void>((resolve) => { this.parkedRoom = resolve })
+    }
+  }
+
+  /** Routes parked PUBLISHes in order until one is held back again, or an async authorizePublish waits. */
+  private routeParked (): void {
+    const parked = this.parked
+    if (parked === undefined || this.parkedBusy) return
+    let i = 0
+    while (i < parked.length && this.heldAcks === undefined) {
+      if (this.state === ConnectionState.closed) return
+      const { p, at } = parked[i++] as { p: PublishPacket, at: number }
+      if (p.qos > 0) this.parkedQos--
+      const r = this.onPublish(p, this.core.now(), at)
+      if (r !== undefined) {
+        parked.splice(0, i)
+        this.parkedBusy = true
+        r.then(() => {
+          this.parkedBusy = false
+          this.routeParked()
+        }, (err: unknown) => {
+          this.core.log.error({ err }, 'handling a packet failed; closing the connection')
+          this.fail(0x80, 'internal error')
+        })
+        return
+      }
+    }
+    parked.splice(0, i)
+    if (parked.length === 0 && this.heldAcks === undefined) {
+      this.parked = undefined
+      this.parkedQos = 0
+    }
+    this.roomForParked()
+  }
+
+  /** Input paused for a full `parked` goes on once there is room (or the connection is gone). */
+  private roomForParked (): void {
+    const resume = this.parkedRoom
+    if (resume === undefined || (this.parked !== undefined && this.parked.length >= this.core.limits.receiveMaximum && this.state !== ConnectionState.closed)) return
+    this.parkedRoom = undefined
+    resume()
   }
 
   // --- SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------------------------
@@ -748,6 +833,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   /** The stream is gone (or we closed it): detach from the session; a will unless DISCONNECT 0x00. */
   closed (): void {
     this.state = ConnectionState.closed
+    this.roomForParked()
     if (this.finished) return
     this.finished = true
     this.hookAbort?.abort()
