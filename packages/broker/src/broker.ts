@@ -37,6 +37,12 @@ export interface BrokerPublish {
 }
 
 /**
+ * On close(), how long a socket that lingers after our goodbye (DISCONNECT 0x8B) has left to
+ * read it before it is cut: plenty on a LAN, and shutdown is not held up for 2 s.
+ */
+const SHUTDOWN_LINGER_MS = 200
+
+/**
  * The MQTT broker. Every transport sits outside it: `listen()` opens tcp/tls/ws/wss listeners
  * that hand their streams to `handle()`, which takes any Duplex.
  */
@@ -61,6 +67,8 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
    * packets (Connection.end): they count against `max_connections` too, and go first.
    */
   private readonly lingering = new Set<Connection>()
+  /** While `close` waits for lingering sockets: called when the last one is gone. */
+  private lingerGone: (() => void) | undefined
   readonly scratch: Packet[] = []
   readonly responseInformation: string | undefined
   readonly authenticateEnhanced: BrokerCore['authenticateEnhanced']
@@ -225,6 +233,10 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
   /**
    * Stops listening and closes every connection: 5.0 clients get DISCONNECT 0x8B Server
    * shutting down. Resolves when the connections are gone (at most ~2 s).
+   *
+   * Sockets that linger half-open after our goodbye (Connection.end) are given
+   * SHUTDOWN_LINGER_MS to read it, then cut: each lingered its full 2 s, so one client that
+   * keeps its side open (a raw socket, half-open allowed) made close() and Ctrl-C take 2 s.
    */
   async close (): Promise<void> {
     if (this.closing) return
@@ -238,6 +250,14 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer)
     this.sweepTimer = undefined
     this.sys?.stop()
+    if (this.lingering.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, SHUTDOWN_LINGER_MS)
+        this.lingerGone = () => { clearTimeout(timer); resolve() }
+      })
+      this.lingerGone = undefined
+      for (const c of [...this.lingering]) c.stopLingering()
+    }
     await Promise.race([closingListeners, new Promise((resolve) => setTimeout(resolve, 2000).unref())])
   }
 
@@ -526,6 +546,7 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
 
   lingerEnded (c: Connection): void {
     this.lingering.delete(c)
+    if (this.lingering.size === 0) this.lingerGone?.()
   }
 
   scheduleFlush (c: Connection): void {

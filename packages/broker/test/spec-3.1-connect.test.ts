@@ -1,10 +1,11 @@
 // MQTT 5.0 §3.1 CONNECT / §3.2 CONNACK / §3.14 DISCONNECT, and the 3.1.1 equivalents.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { connect as netConnect } from 'node:net'
 import { Decoder, encode, type ConnectPacket } from '@petrel/wire'
 import { createBroker } from '@petrel/broker'
 import mqtt from 'mqtt'
-import { connected, memoryClient, sleep, tcpClient, text, versions, withBroker, type RawClient } from './helpers.js'
+import { connected, memoryClient, RawClient, sleep, tcpClient, text, versions, withBroker } from './helpers.js'
 
 for (const v of versions) {
   test(`v${v}: CONNECT gets CONNACK 0, session not present on clean start [MQTT-3.2.2-2]`, async () => {
@@ -486,6 +487,31 @@ test('close(): v5 clients get DISCONNECT 0x8B Server shutting down', async () =>
     await c5.waitClosed()
     await c4.waitClosed()
   })
+})
+
+test('close() over TCP: clients that keep their side open (half-open) still read DISCONNECT 0x8B, and close() does not wait out their 2 s linger', async () => {
+  const broker = createBroker({ sysInterval: 0 })
+  const { port } = await broker.listen({ host: '127.0.0.1', port: 0 })
+  const clients: RawClient[] = []
+  try {
+    for (let i = 0; i < 3; i++) {
+      // as a plain socket (Python's, C's): our FIN does not close its side
+      const socket = netConnect({ host: '127.0.0.1', port, allowHalfOpen: true })
+      socket.on('error', () => {})
+      await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+      const c = new RawClient(socket, 5)
+      clients.push(c)
+      await c.connect({ clientId: `open-${i}` })
+    }
+    const t0 = Date.now()
+    await broker.close()
+    const ms = Date.now() - t0
+    for (const c of clients) assert.equal((await c.expect('disconnect')).reasonCode, 0x8b)
+    assert.ok(ms < 1000, `close() took ${ms} ms`)
+  } finally {
+    for (const c of clients) c.destroy()
+    await broker.close()
+  }
 })
 
 for (const v of versions) {
