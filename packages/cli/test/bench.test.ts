@@ -866,6 +866,14 @@ test('summary: no rate from a burst, no CPU alarm from a short run, a note on co
   const long = formatSummary({ ...short, elapsedSeconds: 10, cpu: { userSeconds: 15, systemSeconds: 0, percentOfCore: 150 } })
   assert.match(long, /may be the limit/)
   assert.doesNotMatch(long, /EMFILE/)
+  // A process that waited for a CPU for a tenth of the run or more: said, as the likely cause of
+  // QoS 0 loss at low CPU; a short wait, or none known (not Linux), is not.
+  const cpu = { userSeconds: 1, systemSeconds: 0.5, percentOfCore: 13 }
+  const starved = formatSummary({ ...short, elapsedSeconds: 8, cpu: { ...cpu, waitSeconds: 1.8 } })
+  assert.match(starved, /load tool\s+13% of one core \(user 1\.00 s, system 0\.50 s, waited 1\.80 s for a CPU\)\n {14}the machine is oversubscribed: this process's event loop was ready to run but waiting for a CPU for 1\.80 s/)
+  assert.doesNotMatch(formatSummary({ ...short, elapsedSeconds: 8, cpu: { ...cpu, waitSeconds: 0.2 } }), /oversubscribed/)
+  assert.match(formatSummary({ ...short, elapsedSeconds: 8, cpu }), /load tool\s+13% of one core \(user 1\.00 s, system 0\.50 s\)\n/)
+  if (process.platform === 'linux') assert.equal(typeof short.cpu.waitSeconds, 'number')
   // Out of file descriptors: what to do about it, beside the count.
   const fds = formatSummary({ ...short, errors: { 'connect: EMFILE': 508 } })
   assert.match(fds, /errors\s+connect: EMFILE x508\n\s+EMFILE: this process ran out of file descriptors \(Node already raises its own limit to the hard one, ulimit -Hn\): raise that/)

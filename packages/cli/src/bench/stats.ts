@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { LatencyRecorder } from './latency.js'
 
 /** Counters of one bench run, shared by every connection; read by the progress line and the summary. */
@@ -5,6 +6,8 @@ export class BenchStats {
   readonly startedAt = performance.now()
   /** CPU time used before the run (start-up, module loading): left out of the run's CPU share. */
   readonly startCpu = process.cpuUsage()
+  /** The main thread's run-queue wait before the run, in ns (Linux; undefined elsewhere). */
+  readonly startWaitNs = runQueueWaitNs()
   connectAttempts = 0
   connected = 0
   connectFailed = 0
@@ -79,5 +82,18 @@ export class BenchStats {
     let n = 0
     for (const c of this.errors.values()) n += c
     return n
+  }
+}
+
+/**
+ * How long this process's main thread (the event loop) has been runnable but not running, in ns:
+ * the second field of /proc/self/schedstat. Undefined where that file does not exist (not Linux).
+ */
+export function runQueueWaitNs (): number | undefined {
+  try {
+    const wait = Number(readFileSync('/proc/self/schedstat', 'latin1').split(' ')[1])
+    return Number.isFinite(wait) ? wait : undefined
+  } catch {
+    return undefined
   }
 }

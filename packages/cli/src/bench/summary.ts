@@ -2,7 +2,7 @@ import type { LatencySummary } from './latency.js'
 import type { BenchOptions, Tolerated } from './options.js'
 import type { ReceiveResult, SequenceReport } from './sequence-tracker.js'
 import { STAMP_BYTES } from './stamp.js'
-import type { BenchStats } from './stats.js'
+import { runQueueWaitNs, type BenchStats } from './stats.js'
 import { ms, si } from './format.js'
 
 /** Sequence reports of one publisher (run id and index), added up over every subscriber. */
@@ -27,6 +27,8 @@ const MIN_RATE_WINDOW_S = 0.01
 /** Below this run length the CPU share says more about start-up than about load. */
 const MIN_CPU_WARNING_S = 2
 const CPU_WARNING_PERCENT = 90
+/** Run-queue wait, as a share of the run, from which the summary says the machine is oversubscribed. */
+const WAIT_WARNING_SHARE = 0.1
 /** All at once (-R 0 --max-connecting 0), this many handshakes overflow a listen backlog of 100 (mosquitto's). */
 const BACKLOG_NOTE_CLIENTS = 100
 /** Unpaced pubsub latencies from this median up are mostly the queues the publishers filled. */
@@ -61,7 +63,7 @@ export interface BenchSummary {
    * CPU time this process used (user + system) and its share of one core over the run: near
    * 100% the load tool itself is the limit, and more processes (-n to split the indices) help.
    */
-  cpu: { userSeconds: number, systemSeconds: number, percentOfCore: number }
+  cpu: { userSeconds: number, systemSeconds: number, percentOfCore: number, waitSeconds?: number | undefined }
   connections: {
     attempted: number
     established: number
@@ -165,7 +167,7 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
     elapsedSeconds: round((endedAt - s.startedAt) / 1000),
     interrupted,
     failures,
-    cpu: cpuSummary(s.startCpu, endedAt - s.startedAt),
+    cpu: cpuSummary(s.startCpu, s.startWaitNs, endedAt - s.startedAt),
     connections: {
       attempted: s.connectAttempts,
       established: s.connected,
@@ -255,12 +257,14 @@ export function deliveryFailures (r: BenchSummary, tolerate: Tolerated): string[
   return out
 }
 
-function cpuSummary (since: NodeJS.CpuUsage, elapsedMs: number): BenchSummary['cpu'] {
+function cpuSummary (since: NodeJS.CpuUsage, waitSinceNs: number | undefined, elapsedMs: number): BenchSummary['cpu'] {
   const { user, system } = process.cpuUsage(since)
+  const waitNs = runQueueWaitNs()
   return {
     userSeconds: round(user / 1e6),
     systemSeconds: round(system / 1e6),
-    percentOfCore: elapsedMs > 0 ? Math.round((user + system) / 10 / elapsedMs) : 0
+    percentOfCore: elapsedMs > 0 ? Math.round((user + system) / 10 / elapsedMs) : 0,
+    waitSeconds: waitNs === undefined || waitSinceNs === undefined ? undefined : round((waitNs - waitSinceNs) / 1e9)
   }
 }
 
@@ -397,8 +401,19 @@ export function formatSummary (r: BenchSummary): string {
     }
   }
   const busy = r.cpu.percentOfCore >= CPU_WARNING_PERCENT && r.elapsedSeconds >= MIN_CPU_WARNING_S
-  row('load tool', `${r.cpu.percentOfCore}% of one core (user ${r.cpu.userSeconds.toFixed(2)} s, system ${r.cpu.systemSeconds.toFixed(2)} s)` +
+  const wait = r.cpu.waitSeconds
+  row('load tool', `${r.cpu.percentOfCore}% of one core (user ${r.cpu.userSeconds.toFixed(2)} s, system ${r.cpu.systemSeconds.toFixed(2)} s` +
+    (wait === undefined ? '' : `, waited ${wait.toFixed(2)} s for a CPU`) + ')' +
     (busy ? ': the load tool may be the limit; split the clients over several processes' : ''))
+  // A low CPU share reads as "the tool kept up", yet off the CPU it reads nothing: measured on a
+  // loaded 2-core machine, an 8 KiB x 14k msg/s subscriber using 13% of a core waited as long
+  // again, in stalls of up to ~100 ms, and a broker's per-subscriber buffer (petrel's 4 MiB) lasts
+  // ~40 ms at that rate: QoS 0 loss whatever the client's speed.
+  if (wait !== undefined && r.elapsedSeconds >= MIN_CPU_WARNING_S && wait >= r.elapsedSeconds * WAIT_WARNING_SHARE) {
+    row('', `the machine is oversubscribed: this process's event loop was ready to run but waiting for a CPU for ${wait.toFixed(2)} s; ` +
+      'meanwhile it reads nothing, and a broker drops QoS 0 messages for a subscriber once its buffer for it is full ' +
+      '(petrel: 4 MiB per subscription; mosquitto: 1000 messages): fewer processes on this machine, or the load tool on another')
+  }
   const errors = Object.entries(r.errors)
   row('errors', errors.length === 0 ? 'none' : errors.map(([k, n]) => `${k} x${n}`).join(', '))
   // The commonest wall of a first `bench conn -c 10000`: a default soft limit of 1,024 files.
