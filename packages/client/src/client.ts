@@ -9,6 +9,7 @@ import { Backoff } from './backoff.js'
 import { ClientSession, type ControlRequest, type PublishRequest, type PublishResult, type SessionOutput, type SubscriptionEntry } from './client-session.js'
 import { Connection, MAX_SUBSCRIPTION_IDENTIFIERS, type ConnectionHandler } from './connection.js'
 import { ClientErrorCode, clientError } from './errors.js'
+import { isFinalRefusal } from './final-refusal.js'
 import type { Message } from './message.js'
 import type { ClientOptions, PublishOptions, SubscribeOptions } from './options.js'
 import { renderMetrics, type ClientStats } from './stats.js'
@@ -137,6 +138,11 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   private cancelAttempt: (() => void) | undefined
   /** reconnect() or disconnect() cut the attempt under way short: its end is no failure. */
   private attemptAbandoned = false
+  /**
+   * The failed attempt's CONNECT would fail the same way on every attempt (refused for its content,
+   * or not encodable) and no `beforeConnect` can change it: the client stops instead of retrying.
+   */
+  private attemptFinal = false
   /** reconnect() was called with no wait to end yet (from a 'disconnect' listener, say): the next one is skipped. */
   private dialNow = false
   private connackWaiter: { resolve: () => void, reject: (e: PetrelError) => void, url: URL | undefined, packet: ConnectPacket } | undefined
@@ -720,6 +726,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       attempt++
       this.endedEarly = undefined
       this.attemptAbandoned = false
+      this.attemptFinal = false
       this.dialNow = false
       const url = this.urls[this.urlIndex % this.urls.length]
       let error: PetrelError | undefined
@@ -745,7 +752,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
           return
         }
         this.emitError(error)
-        if (!this.canRedial || !this.shouldReconnect(attempt, error)) { this.shutdown(error); return }
+        if (!this.canRedial || this.attemptFinal || !this.shouldReconnect(attempt, error)) { this.shutdown(error); return }
         await this.pause(this.nextDelay(), attempt + 1, error)
         continue
       }
@@ -864,6 +871,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         // nobody will await `accepted`, so closing must not reject it.
         this.connackWaiter = undefined
         conn.close(toPetrelError(err))
+        this.attemptFinal = hook === undefined
         throw err
       }
       try {
@@ -953,11 +961,14 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       const v5 = this.protocolVersion === 5
       const name = v5 ? reasonCodeName(rc, 'connack') : connackReturnCodeName(rc)
       const denied = v5 ? rc === 0x86 || rc === 0x87 || rc === 0x8c : rc === 4 || rc === 5
+      // With no beforeConnect to rewrite it, the next attempt's CONNECT is this one: so is the answer.
+      this.attemptFinal = isFinalRefusal(rc, this.protocolVersion) && this.options.beforeConnect === undefined
       if (v5 && (rc === 0x9c || rc === 0x9d) && props?.serverReference !== undefined) {
         this.notify('serverReference', { serverReference: props.serverReference, reasonCode: rc })
       }
       const err = clientError(denied ? ClientErrorCode.NOT_AUTHORIZED : ClientErrorCode.CONNECTION_REFUSED,
-        `the broker refused the connection: ${name} (${v5 ? `0x${rc.toString(16)}` : rc})${props?.reasonString === undefined ? '' : `: ${props.reasonString}`}${serverReferenceText(props?.serverReference)}`, { reasonCode: rc })
+        `the broker refused the connection: ${name} (${v5 ? `0x${rc.toString(16)}` : rc})${props?.reasonString === undefined ? '' : `: ${props.reasonString}`}${serverReferenceText(props?.serverReference)}` +
+        (this.attemptFinal ? '; not retried: the broker refuses this CONNECT whatever the attempt, only other options can change it' : ''), { reasonCode: rc })
       conn.close(err)
       throw err
     }

@@ -102,6 +102,8 @@ export interface ClientOptions {
   connectTimeoutMs?: number
   /**
    * Reconnect after a lost connection: true (default), false, or a callback deciding per attempt.
+   * Not asked after a refusal the same CONNECT would get again (0x95 Packet too large, 0x9A Retain
+   * not supported...; see ERRORS.md) without a `beforeConnect` to change it: the client closes.
    * A callback that throws stops the client as false does, the `close` event and pending requests
    * saying why (PETREL_ERR_HANDLER_FAILED, what it threw as `cause`).
    */

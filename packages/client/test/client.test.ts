@@ -521,6 +521,43 @@ test('v5: CONNACK limits of a restricted mosquitto are enforced before anything 
   }
 })
 
+test('v5: a CONNECT refused for its content (retained will, 0x9A) or that cannot be encoded is not retried; a beforeConnect that can change it still is', { timeout: 20_000 }, async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const m = await startMosquitto({ extraConfig: 'retain_available false' })
+  const fast = { protocolVersion: 5 as const, backoff: { initialDelayMs: 20, maxDelayMs: 50, jitter: 0 } }
+  /** The client's attempts until it closes (at most 3 s), and why it closed. */
+  async function untilClosed (c: MqttClient): Promise<{ error: PetrelError | undefined, attempts: number }> {
+    clients.push(c)
+    c.on('error', () => {})
+    const error = await withTimeout(new Promise<PetrelError | undefined>((resolve) => { c.once('close', resolve) }), 3000, 'the client stopping')
+    return { error, attempts: c.stats().connectFailures }
+  }
+  try {
+    // createClient() never gives up on its own: only the refusal being final stops it. Before, it
+    // dialled again every backoff step (~50 attempts in the 3 s).
+    const refused = await untilClosed(createClient(m.url, { ...fast, will: { topic: 'w', payload: 'gone', retain: true } }))
+    assert.equal(refused.error?.code, 'PETREL_ERR_CONNECTION_REFUSED')
+    assert.equal(refused.error?.reasonCode, 0x9a)
+    assert.match(refused.error?.message ?? '', /not retried/)
+    assert.equal(refused.attempts, 1)
+    // A will payload over 65,535 bytes: no CONNECT can carry it, nothing to retry either.
+    const unencodable = await untilClosed(createClient(m.url, { ...fast, will: { topic: 'w', payload: Buffer.alloc(70_000) } }))
+    assert.equal(unencodable.error?.code, 'PETREL_ERR_INVALID_PACKET')
+    assert.equal(unencodable.attempts, 1)
+    // A beforeConnect may send another CONNECT next time: the same refusal is then retried.
+    const c = await connect(m.url, {
+      ...fast,
+      retryInitialConnect: true,
+      will: { topic: 'w', payload: 'gone', retain: true },
+      beforeConnect: (packet, { attempt }) => attempt < 3 ? packet : { ...packet, will: packet.will === undefined ? undefined : { ...packet.will, retain: false } }
+    })
+    clients.push(c)
+    assert.equal(c.stats().connectFailures, 2)
+  } finally {
+    await m.stop()
+  }
+})
+
 test('a slow consumer: its bounded queue drops (counted, acked) while other subscriptions and keepalive go on', { timeout: 20_000 }, async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const c = await open(5, { keepalive: 1 })
