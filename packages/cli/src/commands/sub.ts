@@ -40,7 +40,9 @@ With -c (and -i), messages the broker kept for the session are printed too, incl
 of subscriptions made by an earlier run and not repeated with -t.
 
 A lost connection is retried with backoff until Ctrl-C, and the subscriptions restored; stderr
-says when it is lost and when it is back (mosquitto_sub exits when a reconnect is refused).
+says when it is lost and when it is back (mosquitto_sub exits when a reconnect is refused). A
+refusal the same CONNECT would get again (a retained will the broker no longer allows, 0x9A)
+ends it with exit 4.
 
 ${commonHelp}`
 
@@ -109,7 +111,8 @@ export async function run (argv: string[]): Promise<number> {
 
     // Connection failures matter only before we are up. Once up, a lost link is reconnected (and
     // the subscriptions restored), as mosquitto_sub does, and retried until Ctrl-C where
-    // mosquitto_sub gives up when a reconnect is refused.
+    // mosquitto_sub gives up when a reconnect is refused; the client itself gives up on a refusal
+    // no retry can change (0x95, 0x9A...), and 'close' below says so.
     client = await connect(conn.url, { ...conn.options, reconnect: true, unroutedManualAck: true })
     const c = client
     sayLinkChanges(c, 'sub', conn.where, say)
