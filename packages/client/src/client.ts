@@ -139,10 +139,12 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
   /** reconnect() or disconnect() cut the attempt under way short: its end is no failure. */
   private attemptAbandoned = false
   /**
-   * The failed attempt's CONNECT would fail the same way on every attempt (refused for its content,
-   * or not encodable) and no `beforeConnect` can change it: the client stops instead of retrying.
+   * The failed attempt's CONNECT would fail the same way on every attempt, with no `beforeConnect`
+   * to change it: not encodable (the client stops), or refused for its content by that broker
+   * (the client stops once every URL in turn has refused it so; `finalRefusals` counts them).
    */
-  private attemptFinal = false
+  private attemptFinal: 'no' | 'refused' | 'unencodable' = 'no'
+  private finalRefusals = 0
   /** reconnect() was called with no wait to end yet (from a 'disconnect' listener, say): the next one is skipped. */
   private dialNow = false
   private connackWaiter: { resolve: () => void, reject: (e: PetrelError) => void, url: URL | undefined, packet: ConnectPacket } | undefined
@@ -726,7 +728,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       attempt++
       this.endedEarly = undefined
       this.attemptAbandoned = false
-      this.attemptFinal = false
+      this.attemptFinal = 'no'
       this.dialNow = false
       const url = this.urls[this.urlIndex % this.urls.length]
       let error: PetrelError | undefined
@@ -752,11 +754,16 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
           return
         }
         this.emitError(error)
-        if (!this.canRedial || this.attemptFinal || !this.shouldReconnect(attempt, error)) { this.shutdown(error); return }
+        // Set during the attempt (TypeScript still sees the 'no' of before it).
+        const why = this.attemptFinal as MqttClient['attemptFinal']
+        this.finalRefusals = why === 'refused' ? this.finalRefusals + 1 : 0
+        const final = why === 'unencodable' || this.finalRefusals >= this.urls.length
+        if (!this.canRedial || final || !this.shouldReconnect(attempt, error)) { this.shutdown(error); return }
         await this.pause(this.nextDelay(), attempt + 1, error)
         continue
       }
       attempt = 0
+      this.finalRefusals = 0
       const upAt = clock()
       const reason = await new Promise<PetrelError | undefined>((resolve) => {
         // The link may have ended before we got here (reconnect() right after connect()).
@@ -871,7 +878,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
         // nobody will await `accepted`, so closing must not reject it.
         this.connackWaiter = undefined
         conn.close(toPetrelError(err))
-        this.attemptFinal = hook === undefined
+        this.attemptFinal = hook === undefined ? 'unencodable' : 'no'
         throw err
       }
       try {
@@ -962,13 +969,17 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       const name = v5 ? reasonCodeName(rc, 'connack') : connackReturnCodeName(rc)
       const denied = v5 ? rc === 0x86 || rc === 0x87 || rc === 0x8c : rc === 4 || rc === 5
       // With no beforeConnect to rewrite it, the next attempt's CONNECT is this one: so is the answer.
-      this.attemptFinal = isFinalRefusal(rc, this.protocolVersion) && this.options.beforeConnect === undefined
+      this.attemptFinal = isFinalRefusal(rc, this.protocolVersion) && this.options.beforeConnect === undefined ? 'refused' : 'no'
       if (v5 && (rc === 0x9c || rc === 0x9d) && props?.serverReference !== undefined) {
         this.notify('serverReference', { serverReference: props.serverReference, reasonCode: rc })
       }
       const err = clientError(denied ? ClientErrorCode.NOT_AUTHORIZED : ClientErrorCode.CONNECTION_REFUSED,
         `the broker refused the connection: ${name} (${v5 ? `0x${rc.toString(16)}` : rc})${props?.reasonString === undefined ? '' : `: ${props.reasonString}`}${serverReferenceText(props?.serverReference)}` +
-        (this.attemptFinal ? '; not retried: the broker refuses this CONNECT whatever the attempt, only other options can change it' : ''), { reasonCode: rc })
+        (this.attemptFinal === 'no'
+          ? ''
+          : this.urls.length === 1
+            ? '; not retried: the broker refuses this CONNECT whatever the attempt, only other options can change it'
+            : '; this broker refuses this CONNECT whatever the attempt: the client stops once each of its servers in turn has refused it so'), { reasonCode: rc })
       conn.close(err)
       throw err
     }

@@ -544,6 +544,15 @@ test('v5: a CONNECT refused for its content (retained will, 0x9A) or that cannot
     const unencodable = await untilClosed(createClient(m.url, { ...fast, will: { topic: 'w', payload: Buffer.alloc(70_000) } }))
     assert.equal(unencodable.error?.code, 'PETREL_ERR_INVALID_PACKET')
     assert.equal(unencodable.attempts, 1)
+    // Another server may take it: each URL in turn refuses before the client stops.
+    const both = await untilClosed(createClient([m.url, m.url], { ...fast, will: { topic: 'w', payload: 'gone', retain: true } }))
+    assert.equal(both.error?.reasonCode, 0x9a)
+    assert.equal(both.attempts, 2)
+    const other = createClient([m.url, (broker as Mosquitto).url], { ...fast, will: { topic: 'w', payload: 'gone', retain: true } })
+    clients.push(other)
+    other.on('error', () => {})
+    await withTimeout(new Promise((resolve) => { other.once('connect', resolve) }), 3000, 'connecting to the second server')
+    assert.equal(other.stats().connectFailures, 1)
     // A beforeConnect may send another CONNECT next time: the same refusal is then retried.
     const c = await connect(m.url, {
       ...fast,
