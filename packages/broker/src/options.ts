@@ -123,9 +123,10 @@ export interface BrokerLimits {
   topicAliasMaximum: number
   /**
    * Topic aliases the broker uses toward one 5.0 client (outbound), within the Topic Alias
-   * Maximum the client announced; 0 uses none. Topic names are chosen by any publisher and an
-   * aliased one is kept for the connection's life: the client's maximum alone let one subscriber
-   * hold up to 65,535 names of up to 64 KiB each (~4 GB). Default 16.
+   * Maximum the client announced; 0 uses none. Topic names are chosen by any publisher: the
+   * client's maximum alone let one subscriber hold up to 65,535 names of up to 64 KiB each
+   * (~4 GB). Once all are taken, a topic seen a second time takes over the least recently used
+   * alias (see OutboundAliases). Default 16.
    */
   maxOutboundTopicAliases: number
   /**

@@ -8,6 +8,7 @@ import { runConnectSteps, type ConnectContext } from './connect-steps.js'
 import { fitPacket } from './fit-packet.js'
 import { HOOK_ERROR, HOOK_TIMEOUT, isHookFailure, type HookFailure } from './hook-timeout.js'
 import { Message } from './message.js'
+import { OutboundAliases } from './outbound-aliases.js'
 import type { ClientInfo, EnhancedAuthRequest, EnhancedAuthResult } from './options.js'
 import type { Session, SessionOutlet, SessionSubscription } from './session.js'
 import { DropReason } from './stats.js'
@@ -91,9 +92,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   private reauthSince = 0
   pendingConnect: ConnectContext | undefined
   private aliasesIn: Array<string | undefined> | undefined
-  private aliasesOut: Map<string, number> | undefined
-  /** Length of the topic names in `aliasesOut` (bounded by limits.maxOutboundTopicAliasBytes). */
-  private aliasesOutLength = 0
+  private aliasesOut: OutboundAliases | undefined
   /** Acks held for flow control, in order; undefined when none is held. */
   private heldAcks: Buffer[] | undefined
   /** Of `heldAcks`, the PUBACKs: QoS 1 publishes the client still counts against our Receive Maximum. */
@@ -145,26 +144,18 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     const v5 = this.protocolVersion === 5
     let alias = 0
     let aliasOnly = false
-    let fresh = false
     if (v5 && this.clientTopicAliasMaximum > 0) {
-      const map = this.aliasesOut ??= new Map()
-      const a = map.get(message.topic)
-      if (a !== undefined) {
-        alias = a
+      // past the bounds a name goes whole: aliases are an optimisation, never owed
+      alias = (this.aliasesOut ??= new OutboundAliases(this.clientTopicAliasMaximum, this.core.limits.maxOutboundTopicAliasBytes)).choose(message.topic)
+      if (alias < 0) {
+        alias = -alias
         aliasOnly = true
-      } else if (map.size < this.clientTopicAliasMaximum && this.aliasesOutLength + message.topic.length <= this.core.limits.maxOutboundTopicAliasBytes) {
-        // past either bound the name goes whole: aliases are an optimisation, never owed
-        alias = map.size + 1
-        fresh = true
       }
     }
     const buf = message.encodeFor(v5, qos, retain, packetId, dup, v5 ? subIds : undefined, this.core.now(), alias, aliasOnly)
     // [MQTT-3.1.2-25] never send more than the client's Maximum Packet Size: drop for this client only
     if (buf.length > this.clientMaximumPacketSize) return false
-    if (fresh) {
-      this.aliasesOut?.set(message.topic, alias)
-      this.aliasesOutLength += message.topic.length
-    }
+    if (alias !== 0 && !aliasOnly) this.aliasesOut?.commit(message.topic, alias)
     const stats = this.core.stats
     stats.messagesOut[qos] = (stats.messagesOut[qos] as number) + 1
     stats.bytesOut += buf.length

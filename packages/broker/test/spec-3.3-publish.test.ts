@@ -2,6 +2,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import mqtt from 'mqtt'
+import { connect as connectClient } from '@petrel/client'
 import { encode, type PublishPacket } from '@petrel/wire'
 import { waitFor } from '@petrel/test-utils'
 import { connected, sleep, tcpClient, text, versions, withBroker, type RawClient } from './helpers.js'
@@ -192,11 +193,107 @@ test('v5: outbound topic aliases are bounded by the broker too (max_outbound_top
       const topics = [name(1, 400), name(2, 400), name(3, 400), name(4, 100), name(5, 100), name(6, 10), name(1, 400), name(3, 400)]
       for (const t of topics) await pubc.publishAsync(t, 'x', { qos: 1 })
       await waitFor(() => got.length === topics.length, { timeoutMs: 5000, message: 'every message' })
-      assert.deepEqual(seen, [['oa/1/x', 1], ['oa/2/x', 2], ['oa/3/x', undefined], ['oa/4/x', 3], ['oa/5/x', 4], ['oa/6/x', undefined], ['', 1], ['oa/3/x', undefined]])
+      // oa/3's second miss re-maps the least recently used alias (oa/2's), which frees enough room
+      assert.deepEqual(seen, [['oa/1/x', 1], ['oa/2/x', 2], ['oa/3/x', undefined], ['oa/4/x', 3], ['oa/5/x', 4], ['oa/6/x', undefined], ['', 1], ['oa/3/x', 2]])
       assert.deepEqual(got, topics.map((t) => t.slice(0, 6)), 'MQTT.js resolves every alias')
     } finally {
       await sub.endAsync()
       await pubc.endAsync()
+    }
+  })
+})
+
+/** Resolves what a subscriber receives as a 5.0 client must (§3.3.2.3.4): a name with an alias (re)sets it. */
+function aliasResolver (): (p: PublishPacket) => string {
+  const map = new Map<number, string>()
+  return (p) => {
+    const a = p.properties?.topicAlias
+    if (a === undefined) return p.topicName
+    if (p.topicName !== '') {
+      map.set(a, p.topicName)
+      return p.topicName
+    }
+    const t = map.get(a)
+    assert.ok(t !== undefined, `alias ${a} used before it was set`)
+    return t
+  }
+}
+
+test('v5: once every outbound alias is taken, a topic seen again takes over the least recently used one, sent with its full name; one-off topics do not churn them (§3.3.2.3.4)', async () => {
+  await withBroker({}, async (broker) => {
+    const s = await connected(broker, 5, { clientId: 's', properties: { topicAliasMaximum: 2 } })
+    await subscribe(s, 'ra/#')
+    const p = await connected(broker, 5, { clientId: 'p' })
+    const resolve = aliasResolver()
+    const next = async (): Promise<[string, number | undefined, string]> => {
+      const m = await s.expect('publish')
+      return [m.topicName, m.properties?.topicAlias, resolve(m)]
+    }
+    for (const t of ['ra/early/1', 'ra/early/2', 'ra/late', 'ra/late', 'ra/late', 'ra/early/2', 'ra/early/1']) p.send(pub(t, 'x'))
+    assert.deepEqual(await next(), ['ra/early/1', 1, 'ra/early/1'])
+    assert.deepEqual(await next(), ['ra/early/2', 2, 'ra/early/2'])
+    assert.deepEqual(await next(), ['ra/late', undefined, 'ra/late'], 'first miss: sent whole')
+    assert.deepEqual(await next(), ['ra/late', 1, 'ra/late'], 'second miss: re-maps the LRU alias, with the name')
+    assert.deepEqual(await next(), ['', 1, 'ra/late'])
+    assert.deepEqual(await next(), ['', 2, 'ra/early/2'], 'the other alias is untouched')
+    assert.deepEqual(await next(), ['ra/early/1', undefined, 'ra/early/1'], 'the topic that lost its alias goes whole')
+    // a busy topic among many topics seen once: it keeps its alias, the one-offs mostly go whole
+    let aliasedOneOffs = 0
+    for (let i = 0; i < 40; i++) {
+      p.send(pub(`ra/once/${i}`, 'x'))
+      p.send(pub('ra/late', 'x'))
+    }
+    for (let i = 0; i < 40; i++) {
+      const once = await next()
+      assert.equal(once[2], `ra/once/${i}`)
+      if (once[1] !== undefined) aliasedOneOffs++
+      const late = await next()
+      assert.equal(late[2], 'ra/late')
+      assert.equal(late[0], '', 'ra/late stays aliased')
+    }
+    assert.ok(aliasedOneOffs <= 10, `${aliasedOneOffs} of 40 one-off topics re-mapped an alias`)
+  })
+})
+
+test('v5: a busy topic that arrives after the outbound aliases are taken still gets one; MQTT.js and @petrel/client resolve every name, in fewer bytes (§3.3.2.3.4)', async () => {
+  await withBroker({ limits: { maxOutboundTopicAliases: 4 } }, async (broker) => {
+    const { port } = await broker.listen({ port: 0 })
+    const url = `mqtt://127.0.0.1:${port}`
+    const js = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0, properties: { topicAliasMaximum: 100 } })
+    const plain = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0 })
+    const petrel = await connectClient(url, { protocolVersion: 5, topicAliasMaximum: 100, reconnect: false })
+    const pubc = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0 })
+    try {
+      const bytes = { js: 0, plain: 0 }
+      js.stream.on('data', (b: Buffer) => { bytes.js += b.length })
+      plain.stream.on('data', (b: Buffer) => { bytes.plain += b.length })
+      let busyAliased = 0
+      js.on('packetreceive', (p) => {
+        if (p.cmd === 'publish' && p.topic === '' && p.properties?.topicAlias !== undefined) busyAliased++
+      })
+      const got = { js: [] as string[], plain: [] as string[], petrel: [] as string[] }
+      js.on('message', (t) => { got.js.push(t) })
+      plain.on('message', (t) => { got.plain.push(t) })
+      await js.subscribeAsync('ba/#')
+      await plain.subscribeAsync('ba/#')
+      await petrel.subscribe('ba/#', (m) => { got.petrel.push(m.topic) })
+      const early = [1, 2, 3, 4].map((i) => `ba/early/${i}/some/long/device/name`)
+      const busy = 'ba/late/busy/topic/with/a/long/device/name'
+      const topics = [...early]
+      for (let i = 0; i < 100; i++) topics.push(busy, `ba/other/${i}`)
+      bytes.js = 0
+      bytes.plain = 0
+      for (const t of topics) await pubc.publishAsync(t, 'x', { qos: 1 })
+      await waitFor(() => got.js.length === topics.length && got.plain.length === topics.length && got.petrel.length === topics.length, { timeoutMs: 10000, message: 'every message, to every subscriber' })
+      assert.deepEqual(got.js, topics)
+      assert.deepEqual(got.petrel, topics)
+      assert.deepEqual(got.plain, topics)
+      assert.ok(busyAliased >= 90, `the busy topic went by alias ${busyAliased} times of 100`)
+      const saved = bytes.plain - bytes.js
+      assert.ok(saved >= 80 * busy.length, `aliases saved ${saved} of ${bytes.plain} bytes`)
+      console.log(`outbound aliases: ${bytes.js} bytes on the wire against ${bytes.plain} without (${saved} saved)`)
+    } finally {
+      await Promise.all([js.endAsync(), plain.endAsync(), pubc.endAsync(), petrel.end()])
     }
   })
 })
