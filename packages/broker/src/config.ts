@@ -42,6 +42,7 @@ const limitKeys: Record<string, [keyof BrokerLimits, Check]> = {
   max_queued_bytes: ['maxQueuedBytes', int(0)],
   receive_maximum: ['receiveMaximum', int(1, 65535)],
   topic_alias_maximum: ['topicAliasMaximum', int(0, 65535)],
+  max_inbound_topic_alias_bytes: ['maxInboundTopicAliasBytes', int(0)],
   max_outbound_topic_aliases: ['maxOutboundTopicAliases', int(0, 65535)],
   max_outbound_topic_alias_bytes: ['maxOutboundTopicAliasBytes', int(0)],
   max_keepalive: ['maxKeepAlive', int(1, 65535)],

@@ -122,6 +122,14 @@ export interface BrokerLimits {
   /** Topic Alias Maximum announced to 5.0 clients (inbound aliases). Default 16. */
   topicAliasMaximum: number
   /**
+   * Length (UTF-16 code units: bytes, for ASCII names) of the topic names one connection's
+   * inbound aliases keep. An alias set past it is not kept: its PUBLISH goes on (it carries its
+   * name), but a later one using that alias alone ends the connection with DISCONNECT 0x97 Quota
+   * exceeded. Without it a client kept up to `topicAliasMaximum` names of 64 KiB each (1 MiB by
+   * default, 4 GB at 65,535). 0: no bound. Default 65,536.
+   */
+  maxInboundTopicAliasBytes: number
+  /**
    * Topic aliases the broker uses toward one 5.0 client (outbound), within the Topic Alias
    * Maximum the client announced; 0 uses none. Topic names are chosen by any publisher: the
    * client's maximum alone let one subscriber hold up to 65,535 names of up to 64 KiB each
@@ -240,6 +248,7 @@ export const defaultLimits: Readonly<BrokerLimits> = {
   maxQueuedBytes: 4 * 1024 * 1024,
   receiveMaximum: 100,
   topicAliasMaximum: 16,
+  maxInboundTopicAliasBytes: 65536,
   maxOutboundTopicAliases: 16,
   maxOutboundTopicAliasBytes: 4096,
   maxKeepAlive: 65535,

@@ -45,6 +45,12 @@ export interface ConnectionInfo {
 }
 
 /**
+ * An inbound alias whose name was not kept (see maxInboundTopicAliasBytes). Empty: a name set
+ * with an alias is never empty.
+ */
+const FORGOTTEN = ''
+
+/**
  * The server side of one network connection: a state machine fed decoded packets and the time
  * (`receive(packet, now)`, `tick(now)`), acting through a `Transport` and the broker core.
  * No socket, no timer: the `Connection` shell owns those.
@@ -92,6 +98,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   private reauthSince = 0
   pendingConnect: ConnectContext | undefined
   private aliasesIn: Array<string | undefined> | undefined
+  /** Length of the topic names in `aliasesIn` (bounded by limits.maxInboundTopicAliasBytes). */
+  private aliasesInLength = 0
   private aliasesOut: OutboundAliases | undefined
   /** Acks held for flow control, in order; undefined when none is held. */
   private heldAcks: Buffer[] | undefined
@@ -429,9 +437,24 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
           const known = map[alias]
           // an alias never set on this connection: a Protocol Error (§3.3.2.3.4)
           if (known === undefined) return this.fail(0x82, `unknown topic alias ${alias}`)
+          // set past maxInboundTopicAliasBytes, so not kept (see below)
+          if (known === FORGOTTEN) return this.fail(0x97, `topic alias ${alias} was set past max_inbound_topic_alias_bytes`)
           topic = known
         } else {
-          map[alias] = topic
+          // [MQTT-3.3.2-12] every alias up to our maximum must be accepted, so one whose name
+          // would pass the bound is not refused: this PUBLISH carries its name and goes on;
+          // only a later one relying on it alone cannot, and ends the connection (0x97 Quota
+          // exceeded, an administrative limit). The old name goes either way: the client has
+          // re-mapped the alias.
+          const old = map[alias]
+          if (old !== undefined) this.aliasesInLength -= old.length
+          const max = this.core.limits.maxInboundTopicAliasBytes
+          if (max === 0 || this.aliasesInLength + topic.length <= max) {
+            map[alias] = topic
+            this.aliasesInLength += topic.length
+          } else {
+            map[alias] = FORGOTTEN
+          }
         }
       }
     }

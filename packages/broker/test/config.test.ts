@@ -61,6 +61,7 @@ max_sessions = 0
 max_offline_queued_bytes = 65536
 max_outbound_topic_aliases = 0
 max_outbound_topic_alias_bytes = 512
+max_inbound_topic_alias_bytes = 1000
 [auth]
 allow_anonymous = false
 [[acl]]
@@ -84,6 +85,7 @@ port = 0
   assert.equal(c.options.limits?.maxOfflineQueuedBytes, 65536)
   assert.equal(c.options.limits?.maxOutboundTopicAliases, 0)
   assert.equal(c.options.limits?.maxOutboundTopicAliasBytes, 512)
+  assert.equal(c.options.limits?.maxInboundTopicAliasBytes, 1000)
   assert.equal(c.options.allowAnonymous, false)
   assert.deepEqual(c.options.acl, [{ user: 'u', clientId: undefined, topic: 'a/%u/#', access: 'read' }])
   assert.deepEqual(c.options.memory?.filters, [{ pattern: 'x/#', maxSegmentSize: 10, maxSegmentCount: 2 }])

@@ -154,6 +154,33 @@ test('v5: inbound topic aliases; above the maximum is 0x94, unknown is 0x82 [MQT
   })
 })
 
+test('v5: inbound alias names are bounded (max_inbound_topic_alias_bytes): one set past it is accepted but not kept, and using it alone is DISCONNECT 0x97 [MQTT-3.3.2-12]', async () => {
+  await withBroker({ limits: { topicAliasMaximum: 4, maxInboundTopicAliasBytes: 20 } }, async (broker) => {
+    const s = await connected(broker, 5, { clientId: 's' })
+    await subscribe(s, 'ib/#')
+    const p = await connected(broker, 5, { clientId: 'p' })
+    const long1 = 'ib/1/' + 'x'.repeat(8) // 13
+    const long2 = 'ib/2/' + 'y'.repeat(8)
+    const got = async (): Promise<string> => {
+      const m = await s.expect('publish')
+      return `${m.topicName} ${text(m.payload)}`
+    }
+    p.send(pub(long1, 'a', { properties: { topicAlias: 1 } }))
+    p.send(pub(long2, 'b', { properties: { topicAlias: 2 } })) // 26 > 20: delivered, not kept
+    p.send(pub('', 'c', { properties: { topicAlias: 1 } }))
+    p.send(pub('ib/s', 'd', { properties: { topicAlias: 1 } })) // re-mapped: 13 freed, 4 kept
+    p.send(pub(long2, 'e', { properties: { topicAlias: 2 } })) // 17 now fits
+    p.send(pub('', 'f', { properties: { topicAlias: 2 } }))
+    p.send(pub('', 'g', { properties: { topicAlias: 1 } }))
+    for (const want of [`${long1} a`, `${long2} b`, `${long1} c`, 'ib/s d', `${long2} e`, `${long2} f`, 'ib/s g']) assert.equal(await got(), want)
+    p.send(pub('ib/3/' + 'z'.repeat(8), 'h', { properties: { topicAlias: 3 } }))
+    assert.equal(await got(), `ib/3/${'z'.repeat(8)} h`, 'the PUBLISH that sets an alias past the bound goes on')
+    p.send(pub('', 'i', { properties: { topicAlias: 3 } }))
+    assert.equal((await p.expect('disconnect')).reasonCode, 0x97)
+    assert.equal(await s.quiet(100), true)
+  })
+})
+
 test('v5: outbound topic aliases up to the client\'s Topic Alias Maximum', async () => {
   await withBroker({}, async (broker) => {
     const s = await connected(broker, 5, { clientId: 's', properties: { topicAliasMaximum: 1 } })
