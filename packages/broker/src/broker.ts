@@ -633,7 +633,7 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     for (const c of this.connections) c.tick(now)
     // Oldest first. Node's own timeouts miss some: a WebSocket listener's socket that sends no
     // byte, or a wss one silent after its TLS handshake, sat there for good.
-    const handshakeDeadline = now - this.limits.connectTimeoutMs
+    const handshakeDeadline = this.limits.connectTimeoutMs > 0 ? now - this.limits.connectTimeoutMs : -Infinity
     for (const h of this.handshakes) {
       if (h.startedAt > handshakeDeadline) break
       h.close()

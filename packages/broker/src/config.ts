@@ -46,7 +46,7 @@ const limitKeys: Record<string, [keyof BrokerLimits, Check]> = {
   max_outbound_topic_aliases: ['maxOutboundTopicAliases', int(0, 65535)],
   max_outbound_topic_alias_bytes: ['maxOutboundTopicAliasBytes', int(0)],
   max_keepalive: ['maxKeepAlive', int(1, 65535)],
-  connect_timeout_ms: ['connectTimeoutMs', int(100)],
+  connect_timeout_ms: ['connectTimeoutMs', zeroOrInt(100)],
   hook_timeout_ms: ['hookTimeoutMs', zeroOrInt(100)],
   max_session_expiry_interval: ['maxSessionExpiryInterval', int(0, 0xffffffff)],
   write_high_water_mark: ['writeHighWaterMark', int(1024)],

@@ -99,6 +99,7 @@ function identity (socket: TLSSocket): string | undefined {
 /** What a listener bounds before the MQTT layer sees a byte. */
 export interface ListenerBounds {
   maxPacketSize: number
+  /** 0 (or less): no bound. */
   connectTimeoutMs: number
 }
 
@@ -116,10 +117,12 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
   if (secure && (opts.cert === undefined || opts.key === undefined)) {
     throw brokerError(BrokerErrorCode.LISTEN_FAILED, `a ${type} listener needs cert and key`)
   }
+  // 0: no bound, for Node's timeouts too (0 disables those, and gave a 0 ms check interval)
+  const connectTimeoutMs = Math.max(0, bounds.connectTimeoutMs)
   const tlsOptions = {
     // A client that opens TLS and never finishes the handshake holds a socket for Node's 120 s
     // default: it gets no longer than a client that never sends CONNECT.
-    handshakeTimeout: bounds.connectTimeoutMs,
+    handshakeTimeout: connectTimeoutMs,
     cert: opts.cert,
     key: opts.key,
     ca: opts.ca,
@@ -171,9 +174,9 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
     // The upgrade request gets the CONNECT's time too (Node's default headers timeout is 60 s).
     // (Node checks those timeouts every connectionsCheckingInterval, 30 s by default.)
     const httpOptions = {
-      headersTimeout: bounds.connectTimeoutMs,
-      requestTimeout: bounds.connectTimeoutMs,
-      connectionsCheckingInterval: Math.min(1000, bounds.connectTimeoutMs)
+      headersTimeout: connectTimeoutMs,
+      requestTimeout: connectTimeoutMs,
+      connectionsCheckingInterval: connectTimeoutMs > 0 ? Math.min(1000, connectTimeoutMs) : 30_000
     }
     const http: HttpServer = type === 'ws' ? createHttpServer(httpOptions) : createHttpsServer({ ...tlsOptions, ...httpOptions })
     // before the HTTP server reads the upgrade request

@@ -148,7 +148,10 @@ export interface BrokerLimits {
   /**
    * Milliseconds a connection may take to send its CONNECT (and, under enhanced authentication,
    * its AUTH answers: then CONNACK 0x87; in a re-authentication, DISCONNECT 0x87). Time spent
-   * waiting on a hook is not counted (see `hookTimeoutMs`). Default 10,000.
+   * waiting on a hook is not counted (see `hookTimeoutMs`). Also the bound on a TLS handshake
+   * and WebSocket upgrade, from accept. 0: no bound (it used to close every connection at the
+   * first check), as for `hookTimeoutMs`; a client that never sends CONNECT then keeps its
+   * socket (see `maxConnections`). Default 10,000.
    */
   connectTimeoutMs: number
   /**

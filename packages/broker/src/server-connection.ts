@@ -302,20 +302,22 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   /** Keepalive and connect timeout, called by the broker's sweep. */
   tick (now: number): void {
     const t = clock(now)
+    // 0 (or less): no bound, as for hookTimeoutMs and the other limits
+    const connectTimeout = this.core.limits.connectTimeoutMs
     if (this.state === ConnectionState.connected) {
       // [MQTT-3.1.2-24] 1.5 x keepalive without a packet: the client is gone. Not while its input
       // is held behind a hook (at most hookTimeoutMs): its PINGREQs are unread, not unsent.
       if (this.keepAliveMs > 0 && !this.inputHeld && elapsed(this.lastRx, t) > this.keepAliveMs * 1.5) {
         this.core.stats.keepaliveTimeouts++
         this.fail(0x8d, 'keepalive timeout')
-      } else if (this.reauthWaiting && !this.inputHeld && elapsed(this.reauthSince, t) > this.core.limits.connectTimeoutMs) {
+      } else if (this.reauthWaiting && connectTimeout > 0 && !this.inputHeld && elapsed(this.reauthSince, t) > connectTimeout) {
         // A re-authentication the client leaves unanswered (our AUTH 0x18 sent, none back) has
         // failed: other traffic going on does not make it succeed, and it used to stay open for
         // good. DISCONNECT 0x87 Not authorized [MQTT-4.12.1-2], as HiveMQ ends it; the bound is
         // the one for the client's AUTH answers during CONNECT.
         this.fail(0x87, 're-authentication not continued within connect_timeout_ms')
       }
-    } else if (this.state !== ConnectionState.closed && !this.inputHeld && elapsed(this.openedAt, t) > this.core.limits.connectTimeoutMs) {
+    } else if (this.state !== ConnectionState.closed && connectTimeout > 0 && !this.inputHeld && elapsed(this.openedAt, t) > connectTimeout) {
       // The connect timeout bounds the client's part: sending CONNECT, then its AUTH answers.
       // Not while a CONNECT waits on our own hook (bounded by hookTimeoutMs, which answers
       // CONNACK 0x88): cutting it there closed the connection with no CONNACK at all.

@@ -668,6 +668,31 @@ test('one connect_timeout_ms bounds the TLS handshake or WebSocket upgrade and t
   }
 })
 
+test('connect_timeout_ms 0 is no bound, as hook_timeout_ms 0 is: silent tcp, tls and ws sockets stay open, and a late CONNECT is answered (it used to close every connection at the first check)', { timeout: 30_000 }, async () => {
+  const certs = await makeTestCertificates()
+  const broker = createBroker({ sysInterval: 0, sweepIntervalMs: 50, limits: { connectTimeoutMs: 0 } })
+  try {
+    const tcp = await broker.listen({ port: 0 })
+    const tls = await broker.listen({ type: 'tls', port: 0, cert: certs.cert, key: certs.key })
+    const ws = await broker.listen({ type: 'ws', port: 0 })
+    const silent = await Promise.all([tcp.port, tls.port, ws.port].map(rawSocket))
+    const closed = silent.map(() => false)
+    for (const [i, s] of silent.entries()) s.once('close', () => { closed[i] = true })
+    const late = await tcpClient(tcp.port, 5)
+    await new Promise((resolve) => setTimeout(resolve, 700))
+    assert.deepEqual(closed, [false, false, false], 'tcp, tls, ws sockets that sent nothing are still open')
+    assert.equal((await late.connect({ clientId: 'late' })).reasonCode, 0)
+    for (const url of [`mqtts://127.0.0.1:${tls.port}`, `ws://127.0.0.1:${ws.port}`]) {
+      const c = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000, ca: certs.ca, servername: 'localhost' })
+      await c.endAsync()
+    }
+    late.destroy()
+    for (const s of silent) s.destroy()
+  } finally {
+    await broker.close()
+  }
+})
+
 for (const v of [4, 5] as const) {
   test(`v${v}: sessions are bounded (max_sessions): past it a CONNECT for a new persistent session gets 0x97 / 0x03; existing sessions resume, clean ones still connect; counted, one warning per burst`, async () => {
     const lines: string[] = []

@@ -35,6 +35,8 @@ test('a bad value names the key, its line and what is expected', () => {
   fails('[limits]\nmax_packet_size = "big"\n', /petrel\.toml:2: limits\.max_packet_size: must be an integer/)
   fails('[limits]\nhook_timeout_ms = 50\n', /petrel\.toml:2: limits\.hook_timeout_ms: must be 0 \(no bound\) or an integer from 100/)
   assert.equal(parseConfig('[limits]\nhook_timeout_ms = 0\n', 'zero.toml').options.limits?.hookTimeoutMs, 0)
+  fails('[limits]\nconnect_timeout_ms = 50\n', /petrel\.toml:2: limits\.connect_timeout_ms: must be 0 \(no bound\) or an integer from 100/)
+  assert.equal(parseConfig('[limits]\nconnect_timeout_ms = 0\n', 'zero.toml').options.limits?.connectTimeoutMs, 0)
   fails('[[listener]]\ntype = "udp"\n', /petrel\.toml:2: listener\.type: must be one of "tcp", "tls", "ws", "wss"/)
   fails('[[listener]]\nport = 1883\n\n[[listener]]\nport = 70000\n', /petrel\.toml:5: listener\.port: must be an integer from 0 to 65535/)
   fails('[[acl]]\ntopic = "a/#/b"\n', /petrel\.toml:2: acl\.topic: must be a valid topic filter/)
