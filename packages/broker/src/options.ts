@@ -126,7 +126,8 @@ export interface BrokerLimits {
    * inbound aliases keep. An alias set past it is not kept: its PUBLISH goes on (it carries its
    * name), but a later one using that alias alone ends the connection with DISCONNECT 0x97 Quota
    * exceeded. Without it a client kept up to `topicAliasMaximum` names of 64 KiB each (1 MiB by
-   * default, 4 GB at 65,535). 0: no bound. Default 65,536.
+   * default, 4 GB at 65,535). 0: no bound. Default 1 MiB: every name the default
+   * `topicAliasMaximum` (16) allows fits, so only a raised maximum can reach it.
    */
   maxInboundTopicAliasBytes: number
   /**
@@ -251,7 +252,7 @@ export const defaultLimits: Readonly<BrokerLimits> = {
   maxQueuedBytes: 4 * 1024 * 1024,
   receiveMaximum: 100,
   topicAliasMaximum: 16,
-  maxInboundTopicAliasBytes: 65536,
+  maxInboundTopicAliasBytes: 1024 * 1024,
   maxOutboundTopicAliases: 16,
   maxOutboundTopicAliasBytes: 4096,
   maxKeepAlive: 65535,
