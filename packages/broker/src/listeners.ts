@@ -7,6 +7,7 @@ import { WebSocketServer, type WebSocket } from 'ws'
 import { adoptDirect } from './adopt-direct.js'
 import { BrokerErrorCode, brokerError } from './errors.js'
 import type { ConnectionInfo } from './server-connection.js'
+import { TLS_ALLOWANCE } from './socket-backlog.js'
 import { webSocketStream } from './websocket-stream.js'
 
 export type ListenerType = 'tcp' | 'tls' | 'ws' | 'wss'
@@ -101,6 +102,7 @@ export interface ListenerBounds {
   maxPacketSize: number
   /** 0 (or less): no bound. */
   connectTimeoutMs: number
+  writeHighWaterMark: number
 }
 
 /** Opens one listener that hands every accepted stream to `sink` (the broker core never sees a server). */
@@ -204,9 +206,10 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
       handleProtocols: (protocols) => protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false
     })
     wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
-      const stream = webSocketStream(ws)
-      binaryFramesOnly(ws, stream)
       const sock = req.socket as Socket & { remoteAddress?: string }
+      // as Connection's (write_high_water_mark, never below the stream's own)
+      const stream = webSocketStream(ws, sock, TLS_ALLOWANCE * Math.max(bounds.writeHighWaterMark, sock.writableHighWaterMark))
+      binaryFramesOnly(ws, stream)
       sock.setNoDelay(true)
       Object.defineProperty(stream, 'remoteAddress', { value: sock.remoteAddress })
       const acceptedAt = handshakes.done(sock)

@@ -1,5 +1,7 @@
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { createWebSocketStream, WebSocket } from 'ws'
+import { heldBytes } from './socket-backlog.js'
 
 /**
  * Writes joined into one frame up to this size. A peer bounds a WebSocket message too (ws's
@@ -22,15 +24,37 @@ interface Chunk { chunk: Buffer }
  *   `writableLength`, so one WebSocket message routing more than write_high_water_mark to a
  *   subscriber made it look like one that does not read: its session queue took over and,
  *   full, dropped QoS 0 messages it would have read. A frame the socket could not take at once
- *   still holds the stream until it is written (the subscriber is slow: backpressure).
+ *   still holds the stream until it is written (the subscriber is slow: backpressure). Over TLS
+ *   (wss) "taken" is as `heldBytes` tells: a TLSSocket holds every write until a later tick,
+ *   taken or not, and a burst routed to a reading wss subscriber was dropped as over a slow one.
  *
+ * `socket` is the one under `ws`, and `allowance` what may wait above it over TLS (`heldBytes`).
  * Both replace the Writable's own `_write` and `_writev` hooks; reading, ending and closing are
  * ws's.
  */
-export function webSocketStream (ws: WebSocket): Duplex {
+export function webSocketStream (ws: WebSocket, socket: Socket, allowance: number): Duplex {
   const stream = createWebSocketStream(ws)
+  // nothing held by ws itself, and nothing the peer has not taken below it
+  const taken = (): boolean => ws.bufferedAmount === socket.writableLength && heldBytes(socket, allowance) === 0
+  const send = (data: Buffer, callback: Callback): void => {
+    // Not open (closing): ws reports the failure to the callback.
+    if (ws.readyState !== WebSocket.OPEN) {
+      ws.send(data, callback)
+      return
+    }
+    let done = false
+    ws.send(data, (error) => {
+      if (done) return // a later failure closes the WebSocket, and the stream with it
+      done = true
+      callback(error)
+    })
+    if (!done && taken()) {
+      done = true
+      callback()
+    }
+  }
   stream._write = (chunk: Buffer, _encoding: BufferEncoding, callback: Callback): void => {
-    send(ws, chunk, callback)
+    send(chunk, callback)
   }
   stream._writev = (chunks: Chunk[], callback: Callback): void => {
     const n = chunks.length
@@ -46,27 +70,9 @@ export function webSocketStream (ws: WebSocket): Duplex {
       bytes += length
     }
     // frames go out in order: the last one taken means all were
-    send(ws, join(chunks, start, n, bytes), callback)
+    send(join(chunks, start, n, bytes), callback)
   }
   return stream
-}
-
-function send (ws: WebSocket, data: Buffer, callback: Callback): void {
-  // Not open (closing): ws reports the failure to the callback.
-  if (ws.readyState !== WebSocket.OPEN) {
-    ws.send(data, callback)
-    return
-  }
-  let done = false
-  ws.send(data, (error) => {
-    if (done) return // a later failure closes the WebSocket, and the stream with it
-    done = true
-    callback(error)
-  })
-  if (!done && ws.bufferedAmount === 0) {
-    done = true
-    callback()
-  }
 }
 
 function join (chunks: Chunk[], from: number, to: number, bytes: number): Buffer {

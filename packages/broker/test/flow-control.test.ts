@@ -3,10 +3,12 @@
 // stalled holds nobody back for longer than STALL_MS, and its own bounds apply (counted drops).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { PublishPacket } from '@petrel/wire'
+import { connect as tlsConnect, type TLSSocket } from 'node:tls'
+import { Decoder, encode, type PublishPacket } from '@petrel/wire'
 import { createBroker } from '@petrel/broker'
-import { withTimeout } from '@petrel/test-utils'
+import { makeTestCertificates, waitFor, withTimeout } from '@petrel/test-utils'
 import mqtt, { type MqttClient } from 'mqtt'
+import { WebSocket } from 'ws'
 import { connected, withBroker, type RawClient } from './helpers.js'
 
 const N = 2000
@@ -162,3 +164,85 @@ for (const [v, qos, window] of [[5, 1, 20], [5, 2, 20], [4, 2, 20], [4, 1, 60]] 
     }
   })
 }
+
+/** A v3.1.1 subscriber to `filter` over TLS that counts the PUBLISHes it reads (all, unless paused). */
+async function tlsSubscriber (port: number, ca: string, filter: string): Promise<{ socket: TLSSocket, publishes: () => number }> {
+  const socket = tlsConnect({ host: '127.0.0.1', port, ca, servername: 'localhost' })
+  await new Promise<void>((resolve, reject) => { socket.once('secureConnect', resolve); socket.once('error', reject) })
+  const decoder = new Decoder({ protocolVersion: 4 })
+  let publishes = 0
+  let acks = 0
+  socket.on('data', (chunk: Buffer) => {
+    for (const p of decoder.push(chunk)) {
+      if (p.type === 'publish') publishes++
+      else acks++
+    }
+  })
+  socket.write(encode({ type: 'connect', protocolVersion: 4, clientId: `tls-${filter}`, cleanStart: true, keepAlive: 0 }, 4))
+  socket.write(encode({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: filter, qos: 0 }] }, 4))
+  await waitFor(() => acks === 2, { timeoutMs: 3000, message: 'CONNACK and SUBACK' })
+  return { socket, publishes: () => publishes }
+}
+
+/** A publisher over ws: one WebSocket message is routed in one go, past any read budget. */
+async function wsPublisher (port: number): Promise<WebSocket> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/mqtt`, ['mqtt'])
+  await new Promise<void>((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
+  let acked = false
+  ws.once('message', () => { acked = true })
+  ws.send(encode({ type: 'connect', protocolVersion: 4, clientId: 'ws-pub', cleanStart: true, keepAlive: 0 }, 4))
+  await waitFor(() => acked, { timeoutMs: 3000, message: 'CONNACK' })
+  return ws
+}
+
+const qos0 = (topicName: string, size: number): Buffer =>
+  encode({ type: 'publish', topicName, qos: 0, retain: false, dup: false, payload: Buffer.alloc(size, 1) }, 4)
+
+test('a subscriber that reads everything over TLS loses nothing to a burst routed in one go (~700 KB): TLS completing writes a tick later is not a slow peer', async () => {
+  const certs = await makeTestCertificates()
+  const broker = createBroker({ sysInterval: 0 })
+  try {
+    const tls = await broker.listen({ type: 'tls', port: 0, cert: certs.cert, key: certs.key })
+    const ws = await broker.listen({ type: 'ws', port: 0, path: '/mqtt' })
+    const sub = await tlsSubscriber(tls.port, certs.ca, 'burst/#')
+    const pub = await wsPublisher(ws.port)
+    const count = 8000
+    const packets = new Array<Buffer>(count).fill(qos0('burst/a', 64))
+    packets.splice(count / 2, 0, qos0('burst/big', 100 * 1024))
+    pub.send(Buffer.concat(packets))
+    await waitFor(() => sub.publishes() === count + 1 || broker.stats.dropsTotal > 0, { timeoutMs: 5000, message: 'the burst' })
+    // Before: the TLS socket held every write made in the turn until its callback, a tick
+    // later, so past write_high_water_mark the subscriber counted as slow and the rest of the
+    // burst overflowed its session queue (1,000).
+    assert.equal(broker.stats.dropsTotal, 0, `dropped for a subscriber that reads: ${JSON.stringify(broker.stats.drops)}`)
+    pub.terminate()
+    sub.socket.destroy()
+  } finally {
+    await broker.close()
+  }
+})
+
+test('a subscriber that stops reading over TLS is still slow: the broker stops writing to it, holds a bounded amount, and drops its overflow (counted)', async () => {
+  const certs = await makeTestCertificates()
+  const broker = createBroker({ sysInterval: 0 })
+  try {
+    const tls = await broker.listen({ type: 'tls', port: 0, cert: certs.cert, key: certs.key })
+    const ws = await broker.listen({ type: 'ws', port: 0, path: '/mqtt' })
+    const sub = await tlsSubscriber(tls.port, certs.ca, 'stall/#')
+    sub.socket.pause() // reads nothing more: its socket's buffers fill, then the broker's
+    const pub = await wsPublisher(ws.port)
+    // 32 MB, far more than loopback socket buffers hold
+    const batch = Buffer.concat(new Array<Buffer>(256).fill(qos0('stall/a', 4096)))
+    for (let i = 0; i < 32; i++) pub.send(batch)
+    await waitFor(() => broker.stats.messagesIn[0] === 32 * 256, { timeoutMs: 20_000, message: 'all published' })
+    const written = broker.stats.messagesOut[0] as number
+    assert.ok(written < 32 * 256 / 2, `${written} of ${32 * 256} written to a socket that reads nothing`)
+    assert.ok(broker.stats.drops.queue_full > 0, JSON.stringify(broker.stats.drops))
+    const session = broker.sessions.get('tls-stall/#')
+    assert.ok(session !== undefined && session.queueBytes <= 4 * 1024 * 1024, `queued ${session?.queueBytes} B`)
+    pub.terminate()
+    sub.socket.destroy()
+  } finally {
+    await broker.close()
+  }
+})
