@@ -14,7 +14,7 @@ type Callback = (error?: Error | null) => void
 interface Chunk { chunk: Buffer }
 
 /**
- * `ws`'s stream over an open WebSocket, with two changes that make it write as a TCP socket does:
+ * `ws`'s stream over an open WebSocket, with three changes that make it write as a TCP socket does:
  *
  * - Writes buffered together (corked, or made while one was on its way) leave as one binary
  *   frame, as a socket's leave in one writev [MQTT-6.0.0-2]. ws's stream has no `_writev`: a
@@ -27,10 +27,14 @@ interface Chunk { chunk: Buffer }
  *   still holds the stream until it is written (the subscriber is slow: backpressure). Over TLS
  *   (wss) "taken" is as `heldBytes` tells: a TLSSocket holds every write until a later tick,
  *   taken or not, and a burst routed to a reading wss subscriber was dropped as over a slow one.
+ * - What is written while the packets of one socket read are handled (their acks: one per
+ *   WebSocket message, as the stream hands each message on as it is decoded) leaves as one
+ *   frame once the read is done, as the acks of one read leave a TCP connection in one write.
+ *   Written as they came, PUBLISHes sent a message each got a frame and a writev per PUBACK.
  *
  * `socket` is the one under `ws`, and `allowance` what may wait above it over TLS (`heldBytes`).
- * Both replace the Writable's own `_write` and `_writev` hooks; reading, ending and closing are
- * ws's.
+ * The first two replace the Writable's own `_write` and `_writev` hooks, the third corks it
+ * around the socket's 'data'; reading, ending and closing are ws's.
  */
 export function webSocketStream (ws: WebSocket, socket: Socket, allowance: number): Duplex {
   const stream = createWebSocketStream(ws)
@@ -53,6 +57,10 @@ export function webSocketStream (ws: WebSocket, socket: Socket, allowance: numbe
       callback()
     }
   }
+  // ws reads the socket with its own 'data' listener, added before this one: everything its
+  // messages make us write in between is corked (one read is bounded: 64 KiB, a TLS record).
+  socket.prependListener('data', () => { stream.cork() })
+  socket.on('data', () => { stream.uncork() })
   stream._write = (chunk: Buffer, _encoding: BufferEncoding, callback: Callback): void => {
     send(chunk, callback)
   }

@@ -1,4 +1,5 @@
 // Chapter 6: MQTT over WebSocket, against a real ws/wss listener with a raw `ws` client.
+import type { Socket } from 'node:net'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Decoder, encode, type Packet } from '@petrel/wire'
@@ -180,6 +181,31 @@ test('[MQTT-6.0.0-2] what a turn routes to a subscriber leaves in few binary fra
     for (const size of frames) assert.ok(size <= 64 * 1024 || size === big.length, `a frame of ${size} B`)
     pub.ws.close()
     sub.ws.close()
+  })
+})
+
+test('[MQTT-6.0.0-2] the acks of PUBLISHes that arrive in one socket read, one per WebSocket message, leave in one frame (were one frame and syscall each)', async () => {
+  await withWsBroker(async (_broker, url) => {
+    const p = await open(url, ['mqtt'])
+    p.ws.send(connect('acker'))
+    assert.equal((await p.next()).type, 'connack')
+    const before = p.frames.length
+    // 100 messages of one QoS 1 PUBLISH each, in one write of the client's socket
+    const socket = (p.ws as unknown as { _socket: Socket })._socket
+    socket.cork()
+    for (let i = 1; i <= 100; i++) p.ws.send(encode({ type: 'publish', topicName: 'acks/a', qos: 1, retain: false, dup: false, packetId: i, payload: Buffer.from([i]) }, 4))
+    socket.uncork()
+    const acks: number[] = []
+    while (acks.length < 100) {
+      const a = await p.next()
+      assert.equal(a.type, 'puback')
+      if (a.type === 'puback') acks.push(a.packetId)
+    }
+    assert.deepEqual(acks, Array.from({ length: 100 }, (_, i) => i + 1), 'in order')
+    const frames = p.frames.length - before
+    // loopback may split the client's write across reads; 100 without the batching
+    assert.ok(frames <= 5, `${frames} frames for 100 PUBACKs`)
+    p.ws.close()
   })
 })
 
