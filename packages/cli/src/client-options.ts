@@ -94,7 +94,7 @@ Not taken from mosquitto_pub/sub: --proxy, -S, --tls-alpn, and the OpenSSL engin
 (--tls-engine, --keyform, --tls-engine-kpass-sha1).
 
 Exit codes: 0 ok, 1 usage, 2 connection failed, 3 not authorized, 4 publish/subscribe failed,
-27 timed out (sub -W).`
+27 timed out (sub -W), 130/143 a second Ctrl-C/SIGTERM (the first one stops cleanly).`
 
 export type CommonValues = {
   [K in keyof typeof commonFlags]?: (typeof commonFlags)[K]['type'] extends 'boolean' ? boolean : string

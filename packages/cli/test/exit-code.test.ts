@@ -45,4 +45,6 @@ test('--help exits 0 in every command, on stdout', () => {
     assert.match(r.stdout, /petrel/)
     assert.match(r.stdout, /[Ee]xit codes?/, `petrel ${args.join(' ')} --help lists its exit codes`)
   }
+  // pub and sub exit as bench does on a second signal: their help says so too.
+  for (const cmd of ['pub', 'sub']) assert.match(petrel([cmd, '--help']).stdout, /130\/143 a second Ctrl-C\/SIGTERM/)
 })
