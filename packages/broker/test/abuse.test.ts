@@ -574,10 +574,14 @@ test('TLS and WebSocket listeners bound what comes before MQTT: an unfinished TL
     await closedWithin(slow, 5000, 'the unfinished upgrade request closed')
     // Where Node's own timeouts never struck: a WebSocket socket that sends no byte, a wss one
     // silent after its TLS handshake; and a request without Upgrade got no answer at all.
+    // Both mute ones read: Node's HTTP check (every connectionsCheckingInterval) may strike before
+    // the broker's sweep and send a 408, which, unread, held back 'end' and so 'close' for good.
     const mute = await rawSocket(ws.port)
+    mute.resume()
     const wss = await broker.listen({ type: 'wss', port: 0, cert: certs.cert, key: certs.key })
     const muteTls = tlsConnect({ host: '127.0.0.1', port: wss.port, ca: certs.ca, servername: 'localhost' })
     muteTls.on('error', () => {})
+    muteTls.resume()
     await new Promise<void>((resolve) => { muteTls.once('secureConnect', () => { resolve() }) })
     const plain = await rawSocket(ws.port)
     let answer = ''
