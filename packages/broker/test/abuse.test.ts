@@ -5,7 +5,8 @@ import assert from 'node:assert/strict'
 import { connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { pino } from 'pino'
-import { encode } from '@petrel/wire'
+import { Decoder, encode, type PetrelError } from '@petrel/wire'
+import { createClient } from '@petrel/client'
 import { createBroker, createMetricsRegistry, type Broker, type BrokerOptions } from '@petrel/broker'
 import { makeTestCertificates, waitFor, withTimeout } from '@petrel/test-utils'
 import mqtt from 'mqtt'
@@ -321,6 +322,48 @@ test('a CONNECT larger than max_connect_packet_size (64 KiB) is refused from its
     assert.equal((await p.expect('connack')).reasonCode, 0)
     assert.equal((await c.expect('publish')).payload.length, 500 * 1024)
     for (const x of [c, p]) x.destroy()
+  })
+})
+
+for (const v of [3, 4, 5] as const) {
+  test(`v${v}: a CONNECT over max_connect_packet_size whose protocol level came with its header is ${v === 5 ? 'answered CONNACK 0x95 (Packet too large), then closed [MQTT-3.2.2-7]' : 'closed without an answer (3.1.1 has no return code for it)'}`, async () => {
+    await withTcpBroker({}, async (broker, port) => {
+      // a 60 KB will and a 20 KB password (neither may pass 65,535 bytes): the whole CONNECT in
+      // one write, as a client sends it
+      const big = encode({
+        type: 'connect', protocolVersion: v, clientId: 'big', cleanStart: true, keepAlive: 0, username: 'u', password: Buffer.alloc(20_000),
+        will: { topicName: 'w', payload: Buffer.alloc(60_000), qos: 0, retain: false }
+      }, v)
+      const s = await rawSocket(port)
+      const got: Buffer[] = []
+      s.on('data', (d: Buffer) => { got.push(d) })
+      const closed = new Promise<void>((resolve) => { s.once('close', () => { resolve() }) })
+      s.write(big)
+      await withTimeout(closed, 5000, 'the close')
+      assert.equal(broker.stats.protocolErrors, 1)
+      const answer = new Decoder({ protocolVersion: v }).push(Buffer.concat(got))
+      if (v === 5) assert.deepEqual(answer.map((p) => p.type === 'connack' ? p.reasonCode : p.type), [0x95])
+      else assert.deepEqual(answer, [])
+    })
+  })
+}
+
+test('v5: @petrel/client with a will past the broker\'s max_connect_packet_size fails at once with CONNACK 0x95, not retried (it saw a bare close and dialled again for ever)', { timeout: 20_000 }, async () => {
+  await withTcpBroker({}, async (broker, port) => {
+    const c = createClient(`mqtt://127.0.0.1:${port}`, {
+      protocolVersion: 5, backoff: { initialDelayMs: 20, maxDelayMs: 50, jitter: 0 }, username: 'u', password: Buffer.alloc(20_000),
+      will: { topic: 'w', payload: Buffer.alloc(60_000) }
+    })
+    c.on('error', () => {})
+    try {
+      const error = await withTimeout(new Promise<PetrelError | undefined>((resolve) => { c.once('close', resolve) }), 3000, 'the client stopping')
+      assert.equal(error?.code, 'PETREL_ERR_CONNECTION_REFUSED')
+      assert.equal(error?.reasonCode, 0x95)
+      assert.equal(c.stats().connectFailures, 1)
+      assert.equal(broker.stats.protocolErrors, 1)
+    } finally {
+      await c.end({ force: true })
+    }
   })
 })
 

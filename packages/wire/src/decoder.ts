@@ -66,6 +66,22 @@ export interface DecoderOptions {
 
 const enum State { Idle, Header, Body }
 
+/**
+ * The protocol level of a CONNECT whose variable header starts at `at`, from its protocol name
+ * and level alone; undefined when those bytes are not all in `buf` before `end`, or name no
+ * level this decoder reads.
+ */
+function connectLevel (buf: Buffer, at: number, end: number): ProtocolVersion | undefined {
+  if (at + 2 > end) return undefined
+  const n = buf.readUInt16BE(at)
+  if (at + 2 + n + 1 > end) return undefined
+  const name = buf.toString('latin1', at + 2, at + 2 + n)
+  const level = buf[at + 2 + n]
+  if (name === 'MQTT' && (level === 4 || level === 5)) return level
+  if (name === 'MQIsdp' && level === 3) return 3
+  return undefined
+}
+
 // Shared placeholders, so an idle decoder (one per broker connection) allocates nothing.
 const NO_BYTES = Buffer.alloc(0)
 const NO_CHUNKS: readonly Buffer[] = Object.freeze([])
@@ -255,6 +271,12 @@ export class Decoder {
       mult *= 128
     }
     const total = i - off + value
+    if (type === T_CONNECT && this.protocolVersion === undefined && (total > this.maxPacketSize || total > this.maxConnectPacketSize)) {
+      // Refused from its fixed header, it is never parsed: the level is read from the bytes that
+      // follow, if they came with it, so that a server can answer a 5.0 client CONNACK 0x95
+      // rather than a bare close it cannot tell from a network failure (and would retry).
+      this.protocolVersion = connectLevel(buf, i, end)
+    }
     if (total > this.maxPacketSize) {
       throw new PetrelError(WireErrorCode.PACKET_TOO_LARGE,
         `packet of ${total} bytes exceeds the maximum packet size of ${this.maxPacketSize}`, { reasonCode: 0x95 })

@@ -295,6 +295,32 @@ describe('Decoder', () => {
       assert.equal(new Decoder({ maxPacketSize: 50, maxConnectPacketSize: 5000 }).maxConnectPacketSize, 50, 'capped at maxPacketSize')
     })
 
+    it('an oversized CONNECT leaves its protocol level in protocolVersion when the bytes naming it came with its header (a server can answer 5.0 CONNACK 0x95)', () => {
+      const opts = { maxPacketSize: 1000, maxConnectPacketSize: 100 }
+      for (const v of [3, 4, 5] as const) {
+        const connect = encode({ type: 'connect', protocolVersion: v, clientId: 'x'.repeat(200), cleanStart: true, keepAlive: 0 }, v)
+        const d = new Decoder(opts)
+        assertPetrelError(() => d.push(connect), TOO_LARGE)
+        assert.equal(d.protocolVersion, v)
+        // past maxPacketSize too
+        const e = new Decoder({ maxPacketSize: 100 })
+        assertPetrelError(() => e.push(connect), TOO_LARGE)
+        assert.equal(e.protocolVersion, v)
+        // not there yet (header alone; name cut short): unknown, refused as before
+        for (const cut of [3, 8]) {
+          const f = new Decoder(opts)
+          assertPetrelError(() => f.push(connect.subarray(0, cut)), TOO_LARGE)
+          assert.equal(f.protocolVersion, undefined, `${cut} bytes`)
+        }
+      }
+      // an unknown name or level is no level
+      const odd = Buffer.from(encode({ type: 'connect', protocolVersion: 5, clientId: 'x'.repeat(200), cleanStart: true, keepAlive: 0 }, 5))
+      odd[9] = 6
+      const d = new Decoder(opts)
+      assertPetrelError(() => d.push(odd), TOO_LARGE)
+      assert.equal(d.protocolVersion, undefined)
+    })
+
     it('bounds the User Property pairs of one packet by maxUserProperties (a CONNECT\'s and its will\'s together), before decoding the one too many', () => {
       const pairs = (n: number): Array<[string, string]> => Array.from({ length: n }, (_, i) => [`k${i}`, 'v'])
       const publish = (n: number): Buffer => encode({ type: 'publish', topicName: 't', payload: Buffer.alloc(0), qos: 0, retain: false, dup: false, properties: { userProperties: pairs(n) } }, 5)
