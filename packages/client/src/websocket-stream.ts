@@ -1,12 +1,6 @@
 import type { Duplex } from 'node:stream'
+import { joinWrites } from '@petrel/wire'
 import type { WebSocket } from 'ws'
-
-/**
- * Writes joined into one frame up to this size. A broker bounds a WebSocket message too (ws's
- * `maxPayload`; Petrel's takes twice its Maximum Packet Size plus 64 KiB): a frame is never
- * bigger than this or than the largest single write, which is one packet or one 64 KiB slab.
- */
-const FRAME_BYTES = 64 * 1024
 
 type Callback = (error?: Error | null) => void
 interface Chunk { chunk: Buffer }
@@ -33,20 +27,11 @@ export function joinWebSocketWrites (ws: WebSocket, stream: Duplex): Duplex {
     send(ws, chunk, callback)
   }
   stream._writev = (chunks: Chunk[], callback: Callback): void => {
-    const n = chunks.length
-    let start = 0
-    let bytes = 0
-    for (let i = 0; i < n; i++) {
-      const length = (chunks[i] as Chunk).chunk.length
-      if (bytes > 0 && bytes + length > FRAME_BYTES) {
-        ws.send(join(chunks, start, i, bytes))
-        start = i
-        bytes = 0
-      }
-      bytes += length
-    }
     // frames go out in order: the last one taken means all were
-    send(ws, join(chunks, start, n, bytes), callback)
+    const frames = joinWrites(chunks)
+    const last = frames.length - 1
+    for (let i = 0; i < last; i++) ws.send(frames[i] as Buffer)
+    send(ws, frames[last] as Buffer, callback)
   }
   return stream
 }
@@ -67,16 +52,4 @@ function send (ws: WebSocket, data: Buffer, callback: Callback): void {
     done = true
     callback()
   }
-}
-
-function join (chunks: Chunk[], from: number, to: number, bytes: number): Buffer {
-  if (to - from === 1) return (chunks[from] as Chunk).chunk
-  const out = Buffer.allocUnsafe(bytes)
-  let at = 0
-  for (let i = from; i < to; i++) {
-    const b = (chunks[i] as Chunk).chunk
-    out.set(b, at)
-    at += b.length
-  }
-  return out
 }
