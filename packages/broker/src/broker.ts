@@ -232,7 +232,8 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
 
   /**
    * Stops listening and closes every connection: 5.0 clients get DISCONNECT 0x8B Server
-   * shutting down. Resolves when the connections are gone (at most ~2 s).
+   * shutting down. Resolves when the connections are gone (about 0.2 s for those that keep
+   * their side open; a listener's own close may take longer).
    *
    * Sockets that linger half-open after our goodbye (Connection.end) are given
    * SHUTDOWN_LINGER_MS to read it, then cut: each lingered its full 2 s, so one client that
@@ -631,8 +632,9 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     const now = this.now()
     if (now - this.fdCheckedAt >= 1000 && this.listeners.length > 0) this.checkFileDescriptors(now, outOfFileDescriptors())
     for (const c of this.connections) c.tick(now)
-    // Oldest first. Node's own timeouts miss some: a WebSocket listener's socket that sends no
-    // byte, or a wss one silent after its TLS handshake, sat there for good.
+    // Oldest first, on one deadline from accept. Node's HTTP check (connectionsCheckingInterval,
+    // set in listeners.ts) also strikes a silent ws/wss socket, with a 408, but at its own
+    // interval, up to about twice the deadline: this sweep is what keeps to it.
     const handshakeDeadline = this.limits.connectTimeoutMs > 0 ? now - this.limits.connectTimeoutMs : -Infinity
     for (const h of this.handshakes) {
       if (h.startedAt > handshakeDeadline) break
