@@ -1,11 +1,8 @@
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { joinWrites } from '@petrel/wire'
-import { createWebSocketStream, WebSocket } from 'ws'
+import { joinWebSocketWrites } from '@petrel/wire'
+import { createWebSocketStream, type WebSocket } from 'ws'
 import { heldBytes } from './socket-backlog.js'
-
-type Callback = (error?: Error | null) => void
-interface Chunk { chunk: Buffer }
 
 /**
  * `ws`'s stream over an open WebSocket, with three changes that make it write as a TCP socket does:
@@ -27,43 +24,16 @@ interface Chunk { chunk: Buffer }
  *   Written as they came, PUBLISHes sent a message each got a frame and a writev per PUBACK.
  *
  * `socket` is the one under `ws`, and `allowance` what may wait above it over TLS (`heldBytes`).
- * The first two replace the Writable's own `_write` and `_writev` hooks, the third corks it
- * around the socket's 'data'; reading, ending and closing are ws's.
+ * The first two are `joinWebSocketWrites` (from @petrel/wire, shared with the client), the third
+ * corks the stream around the socket's 'data'; reading, ending and closing are ws's.
  */
 export function webSocketStream (ws: WebSocket, socket: Socket, allowance: number): Duplex {
-  const stream = createWebSocketStream(ws)
-  // nothing held by ws itself, and nothing the peer has not taken below it
-  const taken = (): boolean => ws.bufferedAmount === socket.writableLength && heldBytes(socket, allowance) === 0
-  const send = (data: Buffer, callback: Callback): void => {
-    // Not open (closing): ws reports the failure to the callback.
-    if (ws.readyState !== WebSocket.OPEN) {
-      ws.send(data, callback)
-      return
-    }
-    let done = false
-    ws.send(data, (error) => {
-      if (done) return // a later failure closes the WebSocket, and the stream with it
-      done = true
-      callback(error)
-    })
-    if (!done && taken()) {
-      done = true
-      callback()
-    }
-  }
+  // taken: nothing held by ws itself, and nothing the peer has not taken below it
+  const stream = joinWebSocketWrites(ws, createWebSocketStream(ws),
+    () => ws.bufferedAmount === socket.writableLength && heldBytes(socket, allowance) === 0)
   // ws reads the socket with its own 'data' listener, added before this one: everything its
   // messages make us write in between is corked (one read is bounded: 64 KiB, a TLS record).
   socket.prependListener('data', () => { stream.cork() })
   socket.on('data', () => { stream.uncork() })
-  stream._write = (chunk: Buffer, _encoding: BufferEncoding, callback: Callback): void => {
-    send(chunk, callback)
-  }
-  stream._writev = (chunks: Chunk[], callback: Callback): void => {
-    // frames go out in order: the last one taken means all were
-    const frames = joinWrites(chunks)
-    const last = frames.length - 1
-    for (let i = 0; i < last; i++) ws.send(frames[i] as Buffer)
-    send(frames[last] as Buffer, callback)
-  }
   return stream
 }

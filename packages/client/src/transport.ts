@@ -3,9 +3,8 @@ import { connect as tlsConnect, createSecureContext, type ConnectionOptions as T
 import type { Duplex } from 'node:stream'
 import type WebSocket from 'ws'
 import type { ClientOptions as WsClientOptions } from 'ws'
-import { MAX_PACKET_SIZE, PetrelError } from '@petrel/wire'
+import { joinWebSocketWrites, MAX_PACKET_SIZE, PetrelError } from '@petrel/wire'
 import { connectDirect } from './direct-read.js'
-import { joinWebSocketWrites } from './websocket-stream.js'
 import type { ReadModerationOptions } from './read-moderation.js'
 import { ClientErrorCode, clientError } from './errors.js'
 

@@ -17,6 +17,7 @@ export {
 export { utf8StringProblem, isWellFormedUtf8 } from './utf8.js'
 export { propertiesCost } from './properties-cost.js'
 export { joinWrites, JOINED_FRAME_BYTES } from './join-writes.js'
+export { joinWebSocketWrites, type WebSocketSink } from './websocket-writes.js'
 export type {
   Packet, PacketOfType, ProtocolVersion, QoS, Will, Subscription,
   ConnectPacket, ConnackPacket, PublishPacket, PubackPacket, PubrecPacket, PubrelPacket, PubcompPacket,
