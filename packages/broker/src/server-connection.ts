@@ -116,6 +116,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   private parkedBusy = false
   /** Resumes input paused because `parked` was full. */
   private parkedRoom: (() => void) | undefined
+  /** A DISCONNECT read behind parked PUBLISHes: it waits for them (see `disconnectAfterParked`). */
+  private parkedDisconnect: { p: DisconnectPacket, done: () => void } | undefined
   private finished = false
   /** Made on the first async hook: aborted at close, so its timeout no longer runs (see withHookTimeout). */
   private hookAbort: AbortController | undefined
@@ -250,7 +252,9 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       case 'subscribe': return this.onSubscribe(p, now)
       case 'unsubscribe': this.onUnsubscribe(p); return
       case 'pingreq': if (this.clientMaximumPacketSize >= 2) this.transport.writeControl(PINGRESP); return // [MQTT-3.12.4-1]
-      case 'disconnect': this.onDisconnect(p); return
+      case 'disconnect':
+        if (this.parked !== undefined) return this.disconnectAfterParked(p)
+        this.onDisconnect(p); return
       case 'auth': return this.onAuth(p)
       case 'connect': return this.fail(0x82, 'second CONNECT [MQTT-3.1.0-2]')
       default: return this.fail(0x82, `${p.type} is not sent to a server`)
@@ -638,7 +642,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     const parked = this.parked
     if (parked === undefined || this.parkedBusy) return
     let i = 0
-    while (i < parked.length && this.heldAcks === undefined) {
+    // leaving, the publisher has nothing left to pace: what it sent before goes, hold or not
+    while (i < parked.length && (this.heldAcks === undefined || this.parkedDisconnect !== undefined)) {
       if (this.state === ConnectionState.closed) return
       const { p, at } = parked[i++] as { p: PublishPacket, at: number }
       if (p.qos > 0) this.parkedQos--
@@ -662,6 +667,25 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       this.parkedQos = 0
     }
     this.roomForParked()
+    const d = this.parkedDisconnect
+    if (d !== undefined && parked.length === 0) {
+      this.parkedDisconnect = undefined
+      this.onDisconnect(d.p)
+      d.done()
+    }
+  }
+
+  /**
+   * A DISCONNECT read while PUBLISHes are parked: they were read before it, so they are routed
+   * first, in order, whether or not the hold has ended; input waits meanwhile (nothing may follow
+   * a DISCONNECT). Closing at once dropped them: a QoS 0 message sent just before a normal
+   * DISCONNECT (as mosquitto_pub does) was lost whenever the publisher was being held back.
+   */
+  private disconnectAfterParked (p: DisconnectPacket): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.parkedDisconnect = { p, done: resolve }
+      this.routeParked()
+    })
   }
 
   /** Input paused for a full `parked` goes on once there is room (or the connection is gone). */
@@ -850,6 +874,11 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   closed (): void {
     this.state = ConnectionState.closed
     this.roomForParked()
+    const d = this.parkedDisconnect
+    if (d !== undefined) {
+      this.parkedDisconnect = undefined
+      d.done()
+    }
     if (this.finished) return
     this.finished = true
     this.hookAbort?.abort()

@@ -9,7 +9,7 @@ import { createBroker } from '@petrel/broker'
 import { makeTestCertificates, waitFor, withTimeout } from '@petrel/test-utils'
 import mqtt, { type MqttClient } from 'mqtt'
 import { WebSocket } from 'ws'
-import { connected, withBroker, type RawClient } from './helpers.js'
+import { connected, text, withBroker, type RawClient } from './helpers.js'
 
 const N = 2000
 
@@ -246,3 +246,31 @@ test('a subscriber that stops reading over TLS is still slow: the broker stops w
     await broker.close()
   }
 })
+
+// A publisher held back has its later PUBLISHes parked, unrouted. A DISCONNECT read behind
+// them closed the connection and dropped them: a QoS 0 message sent just before a normal
+// DISCONNECT (mosquitto_pub's pattern) was lost, though the broker had read it.
+for (const v of [4, 5] as const) {
+  test(`v${v}: PUBLISHes parked behind a flow-control hold are routed when the client DISCONNECTs`, async () => {
+    await withBroker({ limits: { maxQueuedMessages: 4, maxInflightMessages: 1 } }, async (broker) => {
+      const slow = await connected(broker, v, { clientId: 'slow' })
+      slow.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'park/#', qos: 1 }] })
+      await slow.expect('suback') // and acks nothing: its queue goes over half, holding the publisher
+      const watch = await connected(broker, v, { clientId: 'watch' })
+      watch.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'park/#', qos: 0 }] })
+      await watch.expect('suback')
+      const p = await connected(broker, v, { clientId: 'pub' })
+      for (let i = 1; i <= 4; i++) p.send({ type: 'publish', topicName: 'park/q1', payload: Buffer.from(`q1-${i}`), qos: 1, retain: false, dup: false, packetId: i })
+      await waitFor(() => broker.stats.flowControlHolds > 0, { timeoutMs: 2000 })
+      p.send({ type: 'publish', topicName: 'park/last', payload: Buffer.from('last'), qos: 0, retain: false, dup: false })
+      p.send({ type: 'disconnect', reasonCode: 0 })
+      await p.waitClosed()
+      const seen: string[] = []
+      while (!seen.includes('last')) {
+        const m = await watch.expect('publish', 3000)
+        seen.push(text(m.payload))
+      }
+      assert.deepEqual(seen, ['q1-1', 'q1-2', 'q1-3', 'q1-4', 'last'], 'all, in order')
+    })
+  })
+}
