@@ -683,17 +683,20 @@ function isBoolean (r: unknown): r is boolean {
 function isAuthenticateResult (r: unknown): r is AuthenticateResult {
   if (typeof r === 'boolean') return true
   if (typeof r !== 'object' || r === null || isThenable(r)) return false
-  const { ok, reasonCode } = r as { ok?: unknown, reasonCode?: unknown }
-  return typeof ok === 'boolean' || (ok === undefined && typeof reasonCode === 'number')
+  const { ok, reasonCode, username } = r as { ok?: unknown, reasonCode?: unknown, username?: unknown }
+  // the user name is what ACL %u rules and session ownership go by: a string or none
+  return (typeof ok === 'boolean' || (ok === undefined && typeof reasonCode === 'number')) && (username === undefined || typeof username === 'string')
 }
 
 function isEnhancedAuthResult (r: unknown): r is EnhancedAuthResult {
   if (typeof r !== 'object' || r === null || isThenable(r)) return false
-  const { reasonCode, username } = r as { reasonCode?: unknown, username?: unknown }
-  return typeof reasonCode === 'number' && (username === undefined || typeof username === 'string')
+  const { reasonCode, username, data } = r as { reasonCode?: unknown, username?: unknown, data?: unknown }
+  // `data` goes into an AUTH or CONNACK as bytes: a number made the encoder throw in the socket's
+  // handler (the process died), a string went out as zeros
+  return typeof reasonCode === 'number' && (username === undefined || typeof username === 'string') && (data === undefined || data instanceof Uint8Array)
 }
 
 function invalidAnswer (hook: string, r: unknown): TypeError {
-  const what = r === null || r === undefined ? String(r) : Array.isArray(r) ? 'an array' : typeof r === 'object' ? 'an object without a usable ok / reasonCode / username' : `${typeof r} ${String(r)}`
-  return new TypeError(`${hook} answered ${what}; expected ${hook === 'authenticateEnhanced' ? '{ reasonCode }' : hook === 'authenticate' || hook === 'password check' ? 'a boolean or { ok, reasonCode? }' : 'a boolean'}`)
+  const what = r === null || r === undefined ? String(r) : Array.isArray(r) ? 'an array' : typeof r === 'object' ? 'an object without a usable ok / reasonCode / username / data' : `${typeof r} ${String(r)}`
+  return new TypeError(`${hook} answered ${what}; expected ${hook === 'authenticateEnhanced' ? '{ reasonCode, data?: Buffer, username?: string }' : hook === 'authenticate' || hook === 'password check' ? 'a boolean or { ok, reasonCode?, username?: string }' : 'a boolean'}`)
 }

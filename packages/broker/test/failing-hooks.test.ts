@@ -265,3 +265,27 @@ test('v5: a re-authentication refused with a code a DISCONNECT cannot carry (0x8
     await c.waitClosed()
   })
 })
+
+// An answer's `data` goes into an AUTH or CONNACK: one that is not bytes (a number, an object)
+// made the encoder throw in the socket's 'data' handler, and the broker process died.
+for (const data of [42, { token: 'x' }, 'text']) {
+  test(`v5: an authenticateEnhanced answering data ${JSON.stringify(data)} (not bytes) refuses the CONNECT with CONNACK 0x88 instead of crashing the broker`, { timeout: 20_000 }, async () => {
+    const authenticateEnhanced = (() => ({ reasonCode: 0x18, data })) as unknown as BrokerOptions['authenticateEnhanced']
+    await withTcpBroker({ authenticateEnhanced, logger: capture([]) }, async (port, broker) => {
+      const c = await tcpClient(port, 5)
+      assert.equal((await c.connect({ clientId: 'e', properties: { authenticationMethod: 'SCRAM' } })).reasonCode, 0x88)
+      await c.waitClosed()
+      assert.equal(broker.stats.hookErrors, 1)
+    })
+  })
+}
+
+test('v4: an authenticate answering a user name that is not a string refuses the CONNECT (return code 3): ACL %u and session ownership go by it', { timeout: 20_000 }, async () => {
+  const authenticate = (() => ({ ok: true, username: 42 })) as unknown as BrokerOptions['authenticate']
+  await withTcpBroker({ authenticate, logger: capture([]) }, async (port, broker) => {
+    const c = await tcpClient(port, 4)
+    assert.equal((await c.connect({ clientId: 'n' })).reasonCode, 3)
+    await c.waitClosed()
+    assert.equal(broker.stats.hookErrors, 1)
+  })
+})
