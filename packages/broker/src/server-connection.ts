@@ -3,6 +3,7 @@ import {
   type ProtocolVersion, type PublishPacket, type QoS, type SubscribePacket,
   type UnsubscribePacket, type Will
 } from '@petrel/wire'
+import { setMaxListeners } from 'node:events'
 import type { BrokerCore } from './broker-core.js'
 import { runConnectSteps, type ConnectContext } from './connect-steps.js'
 import { fitPacket } from './fit-packet.js'
@@ -136,7 +137,14 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   }
 
   get hookSignal (): AbortSignal {
-    return (this.hookAbort ??= new AbortController()).signal
+    let a = this.hookAbort
+    if (a === undefined) {
+      a = this.hookAbort = new AbortController()
+      // one listener per pending hook (a SUBSCRIBE's filters are checked at once): past 10 Node
+      // warned of an 'EventTarget memory leak'; each is removed as its hook settles
+      setMaxListeners(0, a.signal)
+    }
+    return a.signal
   }
 
   // --- SessionOutlet -------------------------------------------------------------------------

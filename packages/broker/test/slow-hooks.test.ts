@@ -301,3 +301,27 @@ test('a hook still pending when the broker closes its connection (taken over, ev
     }
   })
 })
+
+// Each pending hook listens on its connection's abort signal (see withHookTimeout): a SUBSCRIBE
+// of more than 10 filters checked by an async authorizeSubscribe made Node warn of an
+// 'EventTarget memory leak' (MaxListenersExceededWarning) in the broker's process.
+test('an async authorizeSubscribe asked about 50 filters of one SUBSCRIBE: no MaxListenersExceededWarning', { timeout: 20_000 }, async () => {
+  const warnings: Error[] = []
+  const onWarning = (w: Error): void => { warnings.push(w) }
+  process.on('warning', onWarning)
+  const broker = createBroker({ sysInterval: 0, authorizeSubscribe: async () => { await sleep(20); return true } })
+  try {
+    const { port } = await broker.listen({ host: '127.0.0.1', port: 0 })
+    const c = await tcpClient(port, 5)
+    assert.equal((await c.connect({ clientId: 'many' })).reasonCode, 0)
+    c.send({ type: 'subscribe', packetId: 1, subscriptions: Array.from({ length: 50 }, (_, i) => ({ topicFilter: `f/${i}`, qos: 0 as const })) })
+    const ack = await c.expect('suback', 5000)
+    assert.deepEqual(ack.reasonCodes, Array.from({ length: 50 }, () => 0))
+    await sleep(50) // a warning is emitted on the next tick
+    c.end()
+    assert.deepEqual(warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message), [])
+  } finally {
+    process.off('warning', onWarning)
+    await broker.close()
+  }
+})
