@@ -7,7 +7,7 @@ import {
 } from '@petrel/wire'
 import { Backoff } from './backoff.js'
 import { ClientSession, type ControlRequest, type PublishRequest, type PublishResult, type SessionOutput, type SubscriptionEntry } from './client-session.js'
-import { Connection, MAX_SUBSCRIPTION_IDENTIFIERS, type ConnectionHandler } from './connection.js'
+import { Connection, MAX_SUBSCRIPTION_IDENTIFIERS, MAX_TIMER_MS, type ConnectionHandler } from './connection.js'
 import { ClientErrorCode, clientError } from './errors.js'
 import { isFinalRefusal } from './final-refusal.js'
 import type { Message } from './message.js'
@@ -93,8 +93,6 @@ const DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024
 /** User Property pairs accepted in one inbound packet when `maxUserProperties` is not set. */
 const DEFAULT_MAX_USER_PROPERTIES = 1024
 
-/** setTimeout's longest delay (a longer one fires after 1 ms). */
-const MAX_TIMER_MS = 2 ** 31 - 1
 
 /** Where in-place writes go when there is no connection (never sent). */
 const NOWHERE = Buffer.allocUnsafeSlow(8 * 1024)

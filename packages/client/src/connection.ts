@@ -34,6 +34,8 @@ const COPY_MAX = 4096
 const SLAB_MIN = 1024
 const SLAB_MAX = 64 * 1024
 const PINGREQ = Buffer.from([0xc0, 0])
+/** setTimeout's longest delay (a longer one fires after 1 ms). */
+export const MAX_TIMER_MS = 2 ** 31 - 1
 /**
  * Bytes written while the buffer is over its high-water mark (PUBLISHes are held then: these are
  * acks and control packets) past which the broker's bytes are no longer read until it drains. A
@@ -366,7 +368,9 @@ export class Connection {
     const ka = this.keepalive
     if (ka === undefined || this.closed) return
     const delay = Math.max(0, ka.nextDeadline() - now())
-    this.timer = setTimeout(() => { this.onTimer() }, Math.ceil(delay))
+    // a pingTimeoutMs past a timer's range (Infinity: no bound) fired after 1 ms, again and
+    // again while the PINGREQ went unanswered; the longest wait polls again, which is harmless
+    this.timer = setTimeout(() => { this.onTimer() }, Math.min(Math.ceil(delay), MAX_TIMER_MS))
     this.timer.unref()
   }
 

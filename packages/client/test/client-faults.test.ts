@@ -1181,3 +1181,24 @@ test('v5: a Maximum Packet Size learnt only on a later connection (the next brok
     await limited.stop()
   }
 })
+
+// A pingTimeoutMs of 2^31 ms or more (Infinity: the obvious 'no bound') made the keepalive timer
+// fire after 1 ms, as setTimeout does past its range, for as long as a PINGREQ went unanswered:
+// a 1 kHz loop with a TimeoutOverflowWarning each time, against a broker slow to answer.
+test('pingTimeoutMs Infinity: an unanswered PINGREQ is waited for without a timer firing every millisecond', { timeout: 20_000 }, async () => {
+  const warnings: Error[] = []
+  const onWarning = (w: Error): void => { warnings.push(w) }
+  process.on('warning', onWarning)
+  const broker = await scriptedBroker(5, (p) => p.type === 'pingreq') // never answered
+  const c = await connect(broker.url, { ...fast, keepalive: 1, pingTimeoutMs: Infinity, reconnect: false })
+  try {
+    await waitFor(() => broker.links[0]?.packets.some((p) => p.type === 'pingreq') === true, { timeoutMs: 5000, message: 'a PINGREQ' })
+    await sleep(300)
+    assert.equal(c.connected, true)
+    assert.deepEqual(warnings.filter((w) => w.name === 'TimeoutOverflowWarning').map((w) => w.message), [])
+  } finally {
+    process.off('warning', onWarning)
+    await c.end({ force: true }).catch(() => {})
+    await broker.close()
+  }
+})
