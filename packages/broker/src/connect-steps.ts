@@ -213,13 +213,15 @@ function authorizeWill (c: ServerConnection): boolean | Promise<boolean> {
   const deep = tooDeep(will.topicName, c.core.limits.maxTopicLevels)
   if (auth === undefined && !deep && !isReservedTopic(will.topicName)) return true
   const done = (ok: boolean | HookFailure): boolean => {
+    // closed meanwhile: the abort answered for the hook (HOOK_TIMEOUT), and nothing was decided
+    if (c.state === ConnectionState.closed) return false
     if (ok !== true && c.will === will) {
       c.will = undefined
       c.core.stats.drop(deep ? DropReason.topicInvalid : ok === HOOK_TIMEOUT ? DropReason.hookTimeout : ok === HOOK_ERROR ? DropReason.hookError : DropReason.notAuthorized)
       const log = c.core.log
       if (log.isLevelEnabled('info')) log.info({ clientId: c.clientId, username: c.username, topic: will.topicName }, isHookFailure(ok) ? 'will discarded: its check timed out or failed' : 'will refused by the ACL')
     }
-    return c.state !== ConnectionState.closed
+    return true
   }
   // a will on $SYS/... or $share/... is refused like a publish there (see isReservedTopic)
   if (auth === undefined || deep || isReservedTopic(will.topicName)) return done(false)

@@ -325,3 +325,26 @@ test('an async authorizeSubscribe asked about 50 filters of one SUBSCRIBE: no Ma
     await broker.close()
   }
 })
+
+// A will's check still pending when the broker closes its connection (evicted at
+// max_connections, taken over, broker shutdown) was answered HOOK_TIMEOUT by the abort, and the
+// will was counted as dropped for hook_timeout (and logged as discarded) though no hook timed
+// out: petrel_dropped_messages_total{reason="hook_timeout"} went up, petrel_hook_timeouts_total not.
+test('a will whose check is pending when its connection is evicted at max_connections is not counted as dropped for hook_timeout', { timeout: 20_000 }, async () => {
+  let asked = false
+  const authorizePublish = async (): Promise<boolean> => { asked = true; return await never() }
+  await withTcpBroker({ authorizePublish, limits: { hookTimeoutMs: 5000, maxConnections: 1 } }, async (port, broker) => {
+    const c = await tcpClient(port, 5)
+    c.send({ type: 'connect', protocolVersion: 5, clientId: 'willful', cleanStart: true, keepAlive: 60, will: { topicName: 'w/t', payload: Buffer.from('bye'), qos: 0, retain: false } })
+    const deadline = Date.now() + 3000
+    while (!asked && Date.now() < deadline) await sleep(20)
+    assert.ok(asked, 'the will was being checked')
+    const next = await tcpClient(port, 5) // takes its place: it has no CONNACK yet
+    await c.waitClosed()
+    await sleep(50)
+    assert.equal(broker.stats.connectionsEvicted, 1)
+    assert.equal(broker.stats.hookTimeouts, 0)
+    assert.equal(broker.stats.drops.hook_timeout, 0, 'no will dropped for a hook timeout')
+    next.end()
+  })
+})
