@@ -141,6 +141,7 @@ export interface BrokerLimits {
   /**
    * Length (UTF-16 code units: bytes, for ASCII names) of the topic names one connection keeps
    * for its outbound aliases. A name that would go past it is sent whole, without an alias.
+   * 0 keeps none: no alias is used (not 'no bound', as 0 is for maxInboundTopicAliasBytes).
    * Default 4,096.
    */
   maxOutboundTopicAliasBytes: number
