@@ -113,6 +113,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   private parked: Array<{ p: PublishPacket, at: number }> | undefined
   /** Of `parked`, the QoS 1/2 ones: they count against our Receive Maximum. */
   private parkedQos = 0
+  /** What `parked` holds: payloads and topic names (bounded by limits.maxPacketSize, see `park`). */
+  private parkedBytes = 0
   /** `routeParked` is waiting on an async authorizePublish: a release must not route around it. */
   private parkedBusy = false
   /** Resumes input paused because `parked` was full. */
@@ -626,7 +628,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
    *
    * Bounded: QoS 1/2 ones count against our Receive Maximum [MQTT-3.3.4-7] like held acks; a
    * client that does not keep to it (a 3.1.1 one, or QoS 0) has its input paused once its
-   * Receive Maximum of PUBLISHes wait, until they are routed (TCP then pushes back on it). Only
+   * Receive Maximum of PUBLISHes wait, or max_packet_size bytes of them (see `parkedFull`),
+   * until they are routed (TCP then pushes back on it). Only
    * a client that also subscribes to what it floods can then wait on itself, and only until
    * its hold ends (STALL_MS at most, see Broker.takePressure).
    */
@@ -640,9 +643,21 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       this.parkedQos++
     }
     parked.push({ p, at: receivedAt })
-    if (parked.length >= this.core.limits.receiveMaximum) {
+    this.parkedBytes += parkedCost(p)
+    if (this.parkedFull()) {
       return new Promise<void>((resolve) => { this.parkedRoom = resolve })
     }
+  }
+
+  /**
+   * Input waits once this many are parked: receive_maximum PUBLISHes, or max_packet_size bytes
+   * of them. By number alone one held-back connection could make the broker hold
+   * receive_maximum x max_packet_size of read input (100 MiB with the defaults) where it held
+   * about one packet before.
+   */
+  private parkedFull (): boolean {
+    const limits = this.core.limits
+    return (this.parked?.length ?? 0) >= limits.receiveMaximum || this.parkedBytes >= limits.maxPacketSize
   }
 
   /** Routes parked PUBLISHes in order until one is held back again, or an async authorizePublish waits. */
@@ -655,6 +670,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       if (this.state === ConnectionState.closed) return
       const { p, at } = parked[i++] as { p: PublishPacket, at: number }
       if (p.qos > 0) this.parkedQos--
+      this.parkedBytes -= parkedCost(p)
       const r = this.onPublish(p, this.core.now(), at)
       if (r !== undefined) {
         parked.splice(0, i)
@@ -673,6 +689,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     if (parked.length === 0 && this.heldAcks === undefined) {
       this.parked = undefined
       this.parkedQos = 0
+      this.parkedBytes = 0
     }
     this.roomForParked()
     const d = this.parkedDisconnect
@@ -699,7 +716,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   /** Input paused for a full `parked` goes on once there is room (or the connection is gone). */
   private roomForParked (): void {
     const resume = this.parkedRoom
-    if (resume === undefined || (this.parked !== undefined && this.parked.length >= this.core.limits.receiveMaximum && this.state !== ConnectionState.closed)) return
+    if (resume === undefined || (this.parkedFull() && this.state !== ConnectionState.closed)) return
     this.parkedRoom = undefined
     resume()
   }
@@ -921,6 +938,11 @@ export function tooDeep (topic: string, max: number): boolean {
     if (++levels > max) return true
   }
   return false
+}
+
+/** What a parked PUBLISH holds, as `ServerConnection.parkedBytes` counts it. */
+function parkedCost (p: PublishPacket): number {
+  return p.payload.length + p.topicName.length
 }
 
 /** What a publisher-side refusal, by its reason code, is counted as. */

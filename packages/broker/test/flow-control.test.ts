@@ -274,3 +274,33 @@ for (const v of [4, 5] as const) {
     })
   })
 }
+
+// What waits parked is read input the broker holds: bounded by receive_maximum PUBLISHes alone,
+// one held-back connection could make it hold receive_maximum x max_packet_size (100 MiB with
+// the defaults) of QoS 0 payloads, where before the broker held about one packet per connection.
+test('PUBLISHes parked behind a flow-control hold are bounded in bytes (max_packet_size), not only in number: input waits past it, and all arrive in order', async () => {
+  const big = 64 * 1024
+  await withBroker({ limits: { maxQueuedMessages: 4, maxInflightMessages: 1, maxPacketSize: 2 * big + 1024, receiveMaximum: 100 } }, async (broker) => {
+    const slow = await connected(broker, 5, { clientId: 'slow' })
+    slow.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'bulk/q1', qos: 1 }] })
+    await slow.expect('suback') // acks nothing: the publisher is held (at most STALL_MS)
+    const watch = await connected(broker, 5, { clientId: 'watch' })
+    watch.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'bulk/#', qos: 0 }] })
+    await watch.expect('suback')
+    const p = await connected(broker, 5, { clientId: 'pub' })
+    for (let i = 1; i <= 4; i++) p.send({ type: 'publish', topicName: 'bulk/q1', payload: Buffer.from(`q1-${i}`), qos: 1, retain: false, dup: false, packetId: i })
+    await waitFor(() => broker.stats.flowControlHolds > 0, { timeoutMs: 2000 })
+    const n = 20
+    for (let i = 1; i <= n; i++) p.send({ type: 'publish', topicName: 'bulk/big', payload: Buffer.alloc(big, i), qos: 0, retain: false, dup: false })
+    await new Promise((resolve) => setTimeout(resolve, 100)) // the broker reads what it will
+    const conn = [...broker.connections].find((c) => c.clientId === 'pub') as unknown as { parked?: Array<{ p: PublishPacket }> }
+    const parkedBytes = (conn.parked ?? []).reduce((sum, x) => sum + x.p.payload.length, 0)
+    assert.ok(parkedBytes <= 2 * big + 1024 + big, `${parkedBytes} bytes parked (${conn.parked?.length ?? 0} PUBLISHes)`)
+    let bigs = 0
+    while (bigs < n) {
+      const m = await watch.expect('publish', 5000)
+      if (m.topicName === 'bulk/big') assert.equal(Buffer.from(m.payload)[0], ++bigs, 'in order')
+    }
+    assert.equal(p.closed, false)
+  })
+})
