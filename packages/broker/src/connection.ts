@@ -274,6 +274,7 @@ export class Connection implements Transport {
 
   /** @internal called through the shared 'end' listener */
   onEnd (): void {
+    if (!this.ending) this.protocol.inputEnded() // what it sent before goes first
     if (!this.ending || this.stream.writableFinished) this.stream.destroy()
   }
 

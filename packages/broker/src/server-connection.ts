@@ -121,6 +121,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   private parkedRoom: (() => void) | undefined
   /** A DISCONNECT read behind parked PUBLISHes: it waits for them (see `disconnectAfterParked`). */
   private parkedDisconnect: { p: DisconnectPacket, done: () => void } | undefined
+  /** The client is leaving (DISCONNECT, or its side closed): parked PUBLISHes go, hold or not. */
+  private leaving = false
   private finished = false
   /** Made on the first async hook: aborted at close, so its timeout no longer runs (see withHookTimeout). */
   private hookAbort: AbortController | undefined
@@ -666,7 +668,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     if (parked === undefined || this.parkedBusy) return
     let i = 0
     // leaving, the publisher has nothing left to pace: what it sent before goes, hold or not
-    while (i < parked.length && (this.heldAcks === undefined || this.parkedDisconnect !== undefined)) {
+    while (i < parked.length && (this.heldAcks === undefined || this.leaving)) {
       if (this.state === ConnectionState.closed) return
       const { p, at } = parked[i++] as { p: PublishPacket, at: number }
       if (p.qos > 0) this.parkedQos--
@@ -709,8 +711,22 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   private disconnectAfterParked (p: DisconnectPacket): Promise<void> {
     return new Promise<void>((resolve) => {
       this.parkedDisconnect = { p, done: resolve }
+      this.leaving = true
       this.routeParked()
     })
+  }
+
+  /**
+   * The client closed its side of the connection (FIN) without DISCONNECT: what it sent before
+   * is routed now, parked or not, as it was before PUBLISHes were parked; its will follows when
+   * the connection closes. Dropped, a QoS 0 message read before the close was lost while the will
+   * went out. (Not those behind one waiting on an async authorizePublish: the connection closes
+   * before it answers.)
+   */
+  inputEnded (): void {
+    if (this.parked === undefined || this.state !== ConnectionState.connected) return
+    this.leaving = true
+    this.routeParked()
   }
 
   /** Input paused for a full `parked` goes on once there is room (or the connection is gone). */

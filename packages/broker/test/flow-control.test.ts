@@ -304,3 +304,28 @@ test('PUBLISHes parked behind a flow-control hold are bounded in bytes (max_pack
     assert.equal(p.closed, false)
   })
 })
+
+// The same without DISCONNECT: a client that closes its side of the connection (FIN) after its
+// last PUBLISHes. Read before the close, they were routed as read until 35501cd parked them;
+// parked, they were dropped while the will went out.
+test('v4: PUBLISHes parked behind a flow-control hold are routed when the client closes its side without DISCONNECT, before its will', async () => {
+  await withBroker({ limits: { maxQueuedMessages: 4, maxInflightMessages: 1 } }, async (broker) => {
+    const slow = await connected(broker, 4, { clientId: 'slow' })
+    slow.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'park/#', qos: 1 }] })
+    await slow.expect('suback')
+    const watch = await connected(broker, 4, { clientId: 'watch' })
+    watch.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'park/#', qos: 0 }] })
+    await watch.expect('suback')
+    const p = await connected(broker, 4, { clientId: 'pub', will: { topicName: 'park/will', payload: Buffer.from('will'), qos: 0, retain: false } })
+    for (let i = 1; i <= 4; i++) p.send({ type: 'publish', topicName: 'park/q1', payload: Buffer.from(`q1-${i}`), qos: 1, retain: false, dup: false, packetId: i })
+    await waitFor(() => broker.stats.flowControlHolds > 0, { timeoutMs: 2000 })
+    p.send({ type: 'publish', topicName: 'park/last', payload: Buffer.from('last'), qos: 0, retain: false, dup: false })
+    p.end()
+    const seen: string[] = []
+    while (!seen.includes('will')) {
+      const m = await watch.expect('publish', 3000)
+      seen.push(text(m.payload))
+    }
+    assert.deepEqual(seen, ['q1-1', 'q1-2', 'q1-3', 'q1-4', 'last', 'will'], 'all, in order, then the will')
+  })
+})
