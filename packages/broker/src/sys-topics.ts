@@ -6,6 +6,9 @@ import { DropReason } from './stats.js'
  * messages in/out (total and by QoS), bytes, drops (total and by reason), queue depths. The
  * names follow mosquitto's where it has one. `$` topics are not matched by `#`/`+` [MQTT-4.7.2-1].
  */
+/** setInterval's longest delay (a longer one fires after 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
 export class SysTopics {
   private timer: NodeJS.Timeout | undefined
 
@@ -13,7 +16,8 @@ export class SysTopics {
 
   start (): void {
     if (this.timer !== undefined) return
-    this.timer = setInterval(() => { this.publish() }, this.intervalMs)
+    // past setInterval's range (~24.8 days) it fires every 1 ms: the longest it can wait instead
+    this.timer = setInterval(() => { this.publish() }, Math.min(this.intervalMs, MAX_TIMER_MS))
     this.timer.unref()
   }
 

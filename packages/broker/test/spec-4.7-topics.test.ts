@@ -90,3 +90,29 @@ test('$SYS/broker carries messages by QoS, drops by reason and queue depths', as
     await broker.close()
   }
 })
+
+// A sys_interval of 2^31 ms or more (some 25 days: what one sets for 'hardly ever') made the
+// timer fire after 1 ms, as setInterval does past its range: $SYS updates a thousand times a second.
+test('a sys_interval past what a timer can wait (2,200,000 s) does not publish $SYS every millisecond', async () => {
+  const { createBroker } = await import('@petrel/broker')
+  const { memoryClient } = await import('./helpers.js')
+  const broker = createBroker({ sysInterval: 2_200_000 })
+  try {
+    const c = memoryClient(broker, 5)
+    await c.connect({ clientId: 'sys' })
+    c.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: '$SYS/broker/clients/connected', qos: 0 }] })
+    await c.expect('suback')
+    // at most the retained value of an update made at start-up, then nothing for 300 ms
+    let n = 0
+    for (;;) {
+      try {
+        await c.expect('publish', 300)
+        n++
+      } catch { break }
+      if (n > 3) break
+    }
+    assert.ok(n <= 1, `${n} updates in 300 ms`)
+  } finally {
+    await broker.close()
+  }
+})
