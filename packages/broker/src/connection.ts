@@ -61,6 +61,8 @@ export class Connection implements Transport {
   private ending = false
   /** Closed by us, half-open, reading what the client still sends (see `end`). */
   private lingering = false
+  /** The client closed its side while what it sent is still routed (see `onEnd`): `end` cuts it. */
+  private peerEnded = false
   /** Packets held while an async hook (auth, ACL) runs, in arrival order, and when each was read. */
   private backlog: Packet[] = SHARED_EMPTY
   private backlogAt: number[] = SHARED_TIMES
@@ -177,7 +179,13 @@ export class Connection implements Transport {
   }
 
   end (linger = true): void {
-    if (this.ending) return
+    if (this.ending) {
+      if (this.peerEnded) {
+        this.peerEnded = false
+        this.stream.destroy()
+      }
+      return
+    }
     this.flush()
     this.ending = true
     const s = this.stream
@@ -220,6 +228,9 @@ export class Connection implements Transport {
       this.lingering = false
       this.host.lingerEnded(this)
     }
+    // still routing what the client sent before it closed its side (see `onEnd`): the protocol
+    // closes once that is done (a TCP socket closes itself once the peer has: allowHalfOpen false)
+    if (this.peerEnded) return
     this.protocol.closed()
   }
 
@@ -274,7 +285,13 @@ export class Connection implements Transport {
 
   /** @internal called through the shared 'end' listener */
   onEnd (): void {
-    if (!this.ending) this.protocol.inputEnded() // what it sent before goes first
+    // What it sent before goes first. Should that wait on a hook, nothing more is written (the
+    // client has gone) and the socket is cut when the protocol closes (`end`).
+    if (!this.ending && this.protocol.inputEnded()) {
+      this.ending = true
+      this.peerEnded = true
+      return
+    }
     if (!this.ending || this.stream.writableFinished) this.stream.destroy()
   }
 

@@ -123,6 +123,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   private parkedDisconnect: { p: DisconnectPacket, done: () => void } | undefined
   /** The client is leaving (DISCONNECT, or its side closed): parked PUBLISHes go, hold or not. */
   private leaving = false
+  /** Its side closed while parked PUBLISHes waited on an async hook: closed once they are routed. */
+  private closeWhenRouted = false
   private finished = false
   /** Made on the first async hook: aborted at close, so its timeout no longer runs (see withHookTimeout). */
   private hookAbort: AbortController | undefined
@@ -694,6 +696,11 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       this.parkedBytes = 0
     }
     this.roomForParked()
+    if (this.closeWhenRouted && parked.length === 0) {
+      this.closeWhenRouted = false
+      this.close()
+      return
+    }
     const d = this.parkedDisconnect
     if (d !== undefined && parked.length === 0) {
       this.parkedDisconnect = undefined
@@ -720,13 +727,16 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
    * The client closed its side of the connection (FIN) without DISCONNECT: what it sent before
    * is routed now, parked or not, as it was before PUBLISHes were parked; its will follows when
    * the connection closes. Dropped, a QoS 0 message read before the close was lost while the will
-   * went out. (Not those behind one waiting on an async authorizePublish: the connection closes
-   * before it answers.)
+   * went out. True when routing waits on an async authorizePublish: the connection is then
+   * closed once it is done (see Connection.onEnd), not at once, which dropped them.
    */
-  inputEnded (): void {
-    if (this.parked === undefined || this.state !== ConnectionState.connected) return
+  inputEnded (): boolean {
+    if (this.parked === undefined || this.state !== ConnectionState.connected) return false
     this.leaving = true
     this.routeParked()
+    if (this.state !== ConnectionState.connected || !this.parkedBusy) return false
+    this.closeWhenRouted = true
+    return true
   }
 
   /** Input paused for a full `parked` goes on once there is room (or the connection is gone). */

@@ -4,12 +4,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
-import { Decoder, encode, type PublishPacket } from '@petrel/wire'
+import { Decoder, encode, type PublishPacket, type Will } from '@petrel/wire'
 import { createBroker } from '@petrel/broker'
 import { makeTestCertificates, waitFor, withTimeout } from '@petrel/test-utils'
 import mqtt, { type MqttClient } from 'mqtt'
 import { WebSocket } from 'ws'
-import { connected, text, withBroker, type RawClient } from './helpers.js'
+import { connected, tcpClient, text, withBroker, type RawClient } from './helpers.js'
 
 const N = 2000
 
@@ -328,4 +328,45 @@ test('v4: PUBLISHes parked behind a flow-control hold are routed when the client
     }
     assert.deepEqual(seen, ['q1-1', 'q1-2', 'q1-3', 'q1-4', 'last', 'will'], 'all, in order, then the will')
   })
+})
+
+// As above, with an async authorizePublish, over TCP: the end of input found the first parked
+// PUBLISH waiting on the hook and the connection was destroyed at once (and a TCP socket closes
+// itself once its peer has); the hook's yes then found it closed, and that PUBLISH and those
+// behind it were dropped.
+test('v4: PUBLISHes parked behind a flow-control hold, checked by an async authorizePublish, are routed when the client closes its side (TCP)', async () => {
+  const authorizePublish = async (): Promise<boolean> => { await new Promise((resolve) => setTimeout(resolve, 20)); return true }
+  const broker = createBroker({ authorizePublish, sysInterval: 0, sweepIntervalMs: 50, limits: { maxQueuedMessages: 4, maxInflightMessages: 1 } })
+  const clients: RawClient[] = []
+  try {
+    const { port } = await broker.listen({ host: '127.0.0.1', port: 0 })
+    const open = async (clientId: string, will?: Will): Promise<RawClient> => {
+      const c = await tcpClient(port, 4)
+      clients.push(c)
+      assert.equal((await c.connect({ clientId, will })).reasonCode, 0)
+      return c
+    }
+    const slow = await open('slow')
+    slow.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'park/#', qos: 1 }] })
+    await slow.expect('suback')
+    const watch = await open('watch')
+    watch.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'park/#', qos: 0 }] })
+    await watch.expect('suback')
+    const p = await open('pub', { topicName: 'park/will', payload: Buffer.from('will'), qos: 0, retain: false })
+    for (let i = 1; i <= 4; i++) p.send({ type: 'publish', topicName: 'park/q1', payload: Buffer.from(`q1-${i}`), qos: 1, retain: false, dup: false, packetId: i })
+    await waitFor(() => broker.stats.flowControlHolds > 0, { timeoutMs: 2000 })
+    p.send({ type: 'publish', topicName: 'park/last', payload: Buffer.from('last'), qos: 0, retain: false, dup: false })
+    await new Promise((resolve) => setTimeout(resolve, 50)) // read and parked
+    p.end()
+    const seen: string[] = []
+    while (!seen.includes('will')) {
+      const m = await watch.expect('publish', 3000)
+      seen.push(text(m.payload))
+    }
+    assert.deepEqual(seen.slice(-2), ['last', 'will'], `all, then the will: ${seen.join()}`)
+    await waitFor(() => broker.connections.size === 2, { timeoutMs: 3000, message: 'the publisher\'s connection closed' })
+  } finally {
+    for (const c of clients) c.destroy()
+    await broker.close()
+  }
 })
