@@ -560,8 +560,14 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   /**
    * Routes, then acknowledges. The ack is written after routing but still goes out ahead of any
    * copy routed back to this client (control packets are flushed first, see Connection), so a
-   * client subscribed to its own topic is not stuck behind Nagle + a delayed ACK. (5.0's
-   * optional 0x10 No matching subscribers is not sent.)
+   * client subscribed to its own topic is not stuck behind Nagle + a delayed ACK.
+   *
+   * 5.0: a message that matched no subscription is acknowledged with 0x10 No matching
+   * subscribers (§3.4.2.1, §3.5.2.1: "accepted but there are no subscribers"; the Server MAY),
+   * as mosquitto does in its PUBACK (its PUBREC comes before it routes, so it says 0x00 there;
+   * we route at PUBLISH, so the PUBREC says it too, as EMQX's does). Retained or not, as
+   * mosquitto: the message is stored, but nobody got it now. Counted when it is routed, so a
+   * PUBLISH parked or held behind an async authorizePublish gets the code of its own routing.
    *
    * Flow control: when a subscriber this message reached is behind but still making progress,
    * the ack is held until it catches up (at most STALL_MS), and every later ack of this
@@ -578,10 +584,11 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   private finishPublish (p: PublishPacket, msg: Message | undefined, allowed: boolean, now: number, refusal = 0x87, reason = refusalReason(refusal)): void {
     if (this.state === ConnectionState.closed) return
     let wait: Promise<void> | undefined
+    let matched = true
     if (allowed && msg !== undefined && msg.expiresAt !== 0 && msg.expiresAt < now) {
       this.core.stats.drop(DropReason.expired)
     } else if (allowed && msg !== undefined) {
-      this.core.publish(msg)
+      matched = this.core.publish(msg) > 0
       // while acks are already held, later ones queue behind them: no second wait to register
       if (p.qos > 0 && this.heldAcks === undefined) wait = this.core.takePressure()
     } else {
@@ -589,7 +596,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     }
     if (p.qos === 0) return
     const packetId = p.packetId as number
-    const rc = this.v5 && !allowed ? refusal : 0
+    const rc = !this.v5 ? 0 : !allowed ? refusal : matched ? 0 : 0x10
     let ack: Buffer | undefined
     if (p.qos === 1) {
       ack = this.encodeControl({ type: 'puback', packetId, reasonCode: rc }) // [MQTT-4.3.2-4]

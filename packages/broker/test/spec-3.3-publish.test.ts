@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import mqtt from 'mqtt'
 import { connect as connectClient } from '@petrel/client'
 import { encode, type PublishPacket } from '@petrel/wire'
-import { waitFor } from '@petrel/test-utils'
+import { startMosquitto, waitFor } from '@petrel/test-utils'
 import { connected, sleep, tcpClient, text, versions, withBroker, type RawClient } from './helpers.js'
 
 async function subscribe (c: RawClient, topicFilter: string, qos: 0 | 1 | 2 = 0, extra: Partial<{ noLocal: boolean, retainAsPublished: boolean, retainHandling: 0 | 1 | 2 }> = {}, subscriptionIdentifier?: number): Promise<number[]> {
@@ -399,14 +399,6 @@ test('v5: a payload declared UTF-8 that is not is refused in its PUBACK/PUBREC (
   })
 })
 
-test('v5: PUBACK 0x00 even when nobody is subscribed (0x10 is optional; the ack precedes routing)', async () => {
-  await withBroker({}, async (broker) => {
-    const p = await connected(broker, 5, { clientId: 'p' })
-    p.send(pub('nobody', 'x', { qos: 1, packetId: 1 }))
-    assert.equal((await p.expect('puback')).reasonCode, 0)
-  })
-})
-
 test('v5: user properties, response topic and correlation data are forwarded unchanged [MQTT-3.3.2-17] [MQTT-3.3.2-18]', async () => {
   await withBroker({}, async (broker) => {
     const s = await connected(broker, 5, { clientId: 's' })
@@ -481,5 +473,75 @@ test('v5: a message whose Message Expiry Interval runs out while an async author
     }
     s.destroy()
     p.destroy()
+  })
+})
+
+// 0x10 No matching subscribers (§3.4.2.1, §3.5.2.1: the Server MAY send it). mosquitto 2.0 does
+// in its PUBACK, retained or not; its PUBREC comes before it routes a QoS 2 message and says 0x00.
+// Petrel routes at PUBLISH, so its PUBREC says 0x10 too (as EMQX's does).
+test('v5: a QoS 1/2 PUBLISH that matched no subscription is acknowledged with 0x10, as mosquitto does (MQTT.js)', async () => {
+  const codes = async (url: string): Promise<number[]> => {
+    const sub = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0 })
+    const pubc = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0 })
+    const got: number[] = []
+    pubc.on('packetreceive', (p) => { if (p.cmd === 'puback' || p.cmd === 'pubrec') got.push((p as { reasonCode?: number }).reasonCode ?? 0) })
+    try {
+      await sub.subscribeAsync('nms/has', { qos: 1 })
+      await pubc.publishAsync('nms/none', 'a', { qos: 1 })
+      await pubc.publishAsync('nms/retained', 'b', { qos: 1, retain: true })
+      await pubc.publishAsync('nms/has', 'c', { qos: 1 })
+      await pubc.publishAsync('nms/none', 'd', { qos: 2 })
+      await pubc.publishAsync('nms/has', 'e', { qos: 2 })
+      await pubc.publishAsync('nms/retained', '', { qos: 1, retain: true }) // clear it
+      return got
+    } finally {
+      await Promise.all([sub.endAsync(), pubc.endAsync()])
+    }
+  }
+  const mosquitto = await startMosquitto()
+  try {
+    assert.deepEqual(await codes(mosquitto.url), [0x10, 0x10, 0, 0, 0, 0x10], mosquitto.logs())
+  } finally {
+    await mosquitto.stop()
+  }
+  await withBroker({}, async (broker) => {
+    const { port } = await broker.listen({ port: 0, host: '127.0.0.1' })
+    assert.deepEqual(await codes(`mqtt://127.0.0.1:${port}`), [0x10, 0x10, 0, 0x10, 0, 0x10])
+  })
+})
+
+test('v5: 0x10 follows the routing of a PUBLISH parked behind flow control, or held behind an async authorizePublish; 3.1.1 has no code', async () => {
+  await withBroker({
+    limits: { maxQueuedMessages: 2, maxInflightMessages: 1 },
+    authorizePublish: async (_c, p) => { if (p.topicName.startsWith('slow/')) await sleep(20); return true }
+  }, async (broker) => {
+    const s = await connected(broker, 5, { clientId: 's' })
+    assert.deepEqual(await subscribe(s, 'fc/#', 1), [1])
+    const p = await connected(broker, 5, { clientId: 'p' })
+    // s makes progress once, so that it holds publishers back (Session.holdsBack)
+    p.send(pub('fc/0', '0', { qos: 1, packetId: 1 }))
+    assert.equal((await p.expect('puback')).reasonCode, 0)
+    s.send({ type: 'puback', packetId: (await s.expect('publish')).packetId as number })
+    p.send(pub('fc/1', '1', { qos: 1, packetId: 2 })) // in flight to s, unacked
+    p.send(pub('fc/2', '2', { qos: 1, packetId: 3 })) // queued: half of max_queued_messages, held
+    p.send(pub('none/x', 'x', { qos: 1, packetId: 4 })) // parked
+    p.send(pub('fc/3', '3', { qos: 1, packetId: 5 })) // parked
+    p.send(pub('slow/x', 'y', { qos: 1, packetId: 6 })) // parked, then behind the hook
+    p.send(pub('slow/x', 'z', { qos: 2, packetId: 7 })) // parked, then behind the hook
+    assert.equal((await p.expect('puback')).packetId, 2)
+    await waitFor(() => broker.stats.flowControlHolds > 0)
+    for (let i = 0; i < 3; i++) s.send({ type: 'puback', packetId: (await s.expect('publish')).packetId as number })
+    const acks: Array<[number, number]> = []
+    while (acks.length < 5) {
+      const a = await p.next()
+      assert.ok(a.type === 'puback' || a.type === 'pubrec', a.type)
+      acks.push([a.packetId, a.reasonCode ?? 0])
+    }
+    assert.deepEqual(acks, [[3, 0], [4, 0x10], [5, 0], [6, 0x10], [7, 0x10]])
+  })
+  await withBroker({}, async (broker) => {
+    const p = await connected(broker, 4, { clientId: 'p' })
+    p.send(pub('none/x', 'x', { qos: 1, packetId: 1 }))
+    assert.equal((await p.expect('puback')).reasonCode, undefined)
   })
 })
