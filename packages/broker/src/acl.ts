@@ -1,6 +1,9 @@
 import { parseSharedSubscription, topicMatches } from '@petrel/wire'
 import type { ClientInfo } from './options.js'
 
+/** What the rules look at of a client. */
+type AclClient = Pick<ClientInfo, 'clientId' | 'username' | 'protocolVersion' | 'remoteAddress'>
+
 /**
  * One access rule. `topic` is a topic filter in which `%u` is replaced by the user name and
  * `%c` by the client id. A rule with neither `user` nor `clientId` applies to everyone.
@@ -33,7 +36,7 @@ function isOneLevel (value: string): boolean {
   return !/[+#/]/.test(value)
 }
 
-function substitute (topic: string, client: ClientInfo): string | undefined {
+function substitute (topic: string, client: AclClient): string | undefined {
   if (!topic.includes('%')) return topic
   const u = topic.includes('%u')
   // a rule naming %u never matches an anonymous client
@@ -60,7 +63,7 @@ function overlaps (a: string, b: string): boolean {
 }
 
 /** The rule's pattern for this client, or undefined when the rule is not the client's. */
-function applicable (r: AclRule, client: ClientInfo): string | undefined {
+function applicable (r: AclRule, client: AclClient): string | undefined {
   if (r.user !== undefined && r.user !== client.username) return undefined
   if (r.clientId !== undefined && r.clientId !== client.clientId) return undefined
   return substitute(r.topic, client)
@@ -75,7 +78,7 @@ function unshared (topicFilter: string): string {
 export class Acl {
   constructor (private readonly rules: readonly AclRule[]) {}
 
-  canPublish (client: ClientInfo, topicName: string): boolean {
+  canPublish (client: AclClient, topicName: string): boolean {
     return this.check(client, topicName, 'write')
   }
 
@@ -86,7 +89,7 @@ export class Acl {
    * Explorer and the like subscribe to `#`). One that no read rule reaches is refused (mosquitto
    * grants it and never delivers anything: the refusal tells the client why).
    */
-  canSubscribe (client: ClientInfo, topicFilter: string): boolean {
+  canSubscribe (client: AclClient, topicFilter: string): boolean {
     const f = unshared(topicFilter)
     let reach = false
     for (const r of this.rules) {
@@ -105,7 +108,7 @@ export class Acl {
    * each message must pass before it is sent, live or retained: a filter wider than the read
    * rules, or a deny rule narrower than the filter (`home/alice/secret` under `home/#`).
    */
-  readFilter (client: ClientInfo, topicFilter: string): ((topicName: string) => boolean) | undefined {
+  readFilter (client: AclClient, topicFilter: string): ((topicName: string) => boolean) | undefined {
     const f = unshared(topicFilter)
     let covered = false
     let denyInside = false
@@ -117,11 +120,11 @@ export class Acl {
     }
     if (covered && !denyInside) return undefined
     // a copy of what the rules look at: the session, and this check, outlive the connection
-    const who: ClientInfo = { clientId: client.clientId, username: client.username, protocolVersion: client.protocolVersion, remoteAddress: undefined }
+    const who: AclClient = { clientId: client.clientId, username: client.username, protocolVersion: client.protocolVersion, remoteAddress: undefined }
     return (topicName) => this.check(who, topicName, 'read')
   }
 
-  private check (client: ClientInfo, topic: string, want: 'read' | 'write'): boolean {
+  private check (client: AclClient, topic: string, want: 'read' | 'write'): boolean {
     let allowed = false
     for (const r of this.rules) {
       const pattern = applicable(r, client)

@@ -173,7 +173,8 @@ function authenticate (c: ServerConnection, ctx: ConnectContext, index: number):
     // A getter: reading a socket's remote address makes node cache its peer name (an object
     // and a string, ~90 B) for the socket's life, and only a user hook ever looks at it.
     get remoteAddress (): string | undefined { return c.remoteAddress },
-    certificateIdentity: c.info.certificateIdentity
+    certificateIdentity: c.info.certificateIdentity,
+    get signal (): AbortSignal { return c.hookSignal }
   }
   const done = (r: boolean | { ok: boolean, reasonCode?: number, username?: string } | HookFailure): boolean => {
     if (c.state === ConnectionState.closed) return false

@@ -68,6 +68,8 @@ export class Connection implements Transport {
   private backlogAt: number[] = SHARED_TIMES
   private backlogError: PetrelError | undefined
   private busy = false
+  /** Reading stopped while `busy`: the client sent more behind the pending hook (see `hold`). */
+  private heldPaused = false
   private readTurn = -1
   private readBytes = 0
   private budgetPaused = false
@@ -261,7 +263,7 @@ export class Connection implements Transport {
     this.blocked = false
     if (this.outputPaused) {
       this.outputPaused = false
-      if (!this.busy && !this.budgetPaused && !this.stream.destroyed) this.stream.resume()
+      if (!this.heldPaused && !this.budgetPaused && !this.stream.destroyed) this.stream.resume()
     }
     this.pumpSession()
   }
@@ -305,7 +307,7 @@ export class Connection implements Transport {
   resumeReading (): void {
     this.budgetPaused = false
     this.readBytes = 0
-    if (!this.busy && !this.outputPaused && !this.stream.destroyed) this.stream.resume()
+    if (!this.heldPaused && !this.outputPaused && !this.stream.destroyed) this.stream.resume()
   }
 
   /** @internal called through the shared 'data' listener */
@@ -324,6 +326,7 @@ export class Connection implements Transport {
       this.host.scheduleResume(this)
     }
     if (this.busy) {
+      this.pauseHeld()
       if (this.backlogError !== undefined) return
       const more: Packet[] = []
       try {
@@ -354,6 +357,8 @@ export class Connection implements Transport {
         this.backlogError = error
         out.length = 0
         this.hold(r)
+        // the rest of this chunk is more than the held packet: its close must wait for it too
+        if (this.backlog.length > 0 || error !== undefined || this.decoder.bufferedBytes > 0) this.pauseHeld()
         return
       }
     }
@@ -364,10 +369,21 @@ export class Connection implements Transport {
     this.host.inputDone()
   }
 
-  /** Pauses input until an async step settles, then replays what arrived meanwhile in order. */
+  /**
+   * Holds input until an async step settles, then replays what arrived meanwhile in order.
+   *
+   * The stream is paused only once the client sends something more: a paused stream never emits
+   * 'end' (nor 'close' for a FIN), so a client that gave up on a slow authenticate and closed
+   * its socket kept its connection, its place under max_connections and its session until the
+   * hook settled (30 s for a 30 s hook). Read on, its close is seen at once: the connection
+   * closes and the hook's signal aborts (ServerConnection.closed). Once it has sent more, the
+   * stream is paused as before, so that what it sent is handled, in order, before its close is
+   * seen: a client that writes CONNECT, PUBLISH, DISCONNECT and closes without waiting for its
+   * CONNACK must not lose the PUBLISH (nor, read on, would its close wait for the hook: Node
+   * ends the writing side at 'end', before the CONNACK could go out).
+   */
   private hold (r: Promise<void>): void {
     this.busy = true
-    this.stream.pause()
     this.protocol.holdInput(this.host.now())
     // Hooks never reject here (a failing one answers HOOK_ERROR, see Broker.timed): this is a
     // fault of the broker's own, and the connection is all it takes down.
@@ -377,16 +393,35 @@ export class Connection implements Transport {
     })
   }
 
+  /** The client sent more behind a pending hook: stop reading until the hook settles (see `hold`). */
+  private pauseHeld (): void {
+    if (this.heldPaused) return
+    this.heldPaused = true
+    this.stream.pause()
+  }
+
+  private unpauseHeld (): void {
+    if (!this.heldPaused) return
+    this.heldPaused = false
+    if (!this.budgetPaused && !this.outputPaused && !this.stream.destroyed) this.stream.resume()
+  }
+
   private release (): void {
     const pc = this.protocol
     while (this.backlog.length > 0) {
       const p = this.backlog.shift() as Packet
       // its Message Expiry Interval runs from when it was read (ServerConnection.onPublish)
       const r = pc.receive(p, this.host.now(), this.backlogAt.shift())
-      if (r !== undefined) { this.hold(r); return }
+      if (r !== undefined) {
+        this.hold(r)
+        // nothing more behind this one: read on, so that a close is seen (see `hold`)
+        if (this.backlog.length === 0 && this.backlogError === undefined && this.decoder.bufferedBytes === 0) this.unpauseHeld()
+        return
+      }
     }
     this.flushControl()
     this.busy = false
+    this.heldPaused = false
     pc.resumeInput(this.host.now())
     this.backlog = SHARED_EMPTY
     this.backlogAt = SHARED_TIMES

@@ -9,6 +9,12 @@ export interface ClientInfo {
   readonly protocolVersion: ProtocolVersion
   /** Remote address of the connection, when the transport has one. */
   readonly remoteAddress: string | undefined
+  /**
+   * Aborts when this client's connection goes away (its socket closed, taken over by a new
+   * connection for its client id, evicted, the broker closing): a slow hook can stop its work
+   * (`fetch(url, { signal })`). Its answer is ignored from then on, whatever it is.
+   */
+  readonly signal: AbortSignal
 }
 
 export interface AuthenticateRequest {
@@ -22,6 +28,12 @@ export interface AuthenticateRequest {
    * (`requireClientCertificate` or `useIdentityAsUsername`; under the latter it is `username` too).
    */
   readonly certificateIdentity: string | undefined
+  /**
+   * Aborts when the connection goes away (its socket closed, taken over by a new
+   * connection for its client id, evicted, the broker closing): a slow hook can stop its work
+   * (`fetch(url, { signal })`). Its answer is ignored from then on, whatever it is.
+   */
+  readonly signal: AbortSignal
 }
 
 /**
@@ -47,6 +59,8 @@ export interface EnhancedAuthRequest {
   readonly remoteAddress: string | undefined
   /** Common Name of a verified TLS client certificate, as in AuthenticateRequest. */
   readonly certificateIdentity: string | undefined
+  /** Aborts when the connection goes away, as in AuthenticateRequest. */
+  readonly signal: AbortSignal
 }
 /**
  * Result of one step of MQTT 5 enhanced authentication (§4.12): `reasonCode` 0x00 success,
@@ -66,7 +80,10 @@ export interface PublishRequest {
 
 /**
  * Policy hooks, each sync or async. While an async one is pending its client's input waits
- * (in order), for at most `limits.hookTimeoutMs`; then the request fails (see there). A hook
+ * (in order), for at most `limits.hookTimeoutMs`; then the request fails (see there). Should
+ * the client go away meanwhile (having sent nothing more), its connection is released at once
+ * and the `signal` the hook was given (`client.signal`, `request.signal`) aborts; the hook's
+ * answer is then ignored. A hook
  * that throws, whose promise rejects, or that answers something its type does not allow
  * (undefined, a number...), fails its request the same way (a warning is logged,
  * `stats.hookErrors` counts it): the connection goes on where a timeout lets it.

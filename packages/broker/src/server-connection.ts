@@ -142,6 +142,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     return this.protocolVersion === 5
   }
 
+  /** Made on demand (a hook that reads it, or an async one); aborted once closed (see `closed`). */
   get hookSignal (): AbortSignal {
     let a = this.hookAbort
     if (a === undefined) {
@@ -149,8 +150,14 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       // one listener per pending hook (a SUBSCRIBE's filters are checked at once): past 10 Node
       // warned of an 'EventTarget memory leak'; each is removed as its hook settles
       setMaxListeners(0, a.signal)
+      if (this.finished) a.abort()
     }
     return a.signal
+  }
+
+  /** ClientInfo.signal: what a hook is given. */
+  get signal (): AbortSignal {
+    return this.hookSignal
   }
 
   // --- SessionOutlet -------------------------------------------------------------------------
@@ -377,6 +384,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
    */
   enhancedAuthRequest (method: string, data: Uint8Array | undefined, step: number): EnhancedAuthRequest {
     const transport = this.transport
+    const self = this // eslint-disable-line @typescript-eslint/no-this-alias
     return {
       clientId: this.clientId,
       username: this.username,
@@ -385,7 +393,8 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
       step,
       // a getter, as for authenticate: reading it makes node cache the socket's peer name
       get remoteAddress (): string | undefined { return transport.remoteAddress },
-      certificateIdentity: this.info.certificateIdentity
+      certificateIdentity: this.info.certificateIdentity,
+      get signal (): AbortSignal { return self.hookSignal }
     }
   }
 

@@ -5,7 +5,9 @@ import assert from 'node:assert/strict'
 import mqtt from 'mqtt'
 import { pino, type Logger } from 'pino'
 import { createBroker, createMetricsRegistry, type Broker, type BrokerOptions } from '@petrel/broker'
-import type { Packet } from '@petrel/wire'
+import { connect as netConnect } from 'node:net'
+import { encode, type Packet } from '@petrel/wire'
+import { waitFor } from '@petrel/test-utils'
 import { sleep, tcpClient, versions, type RawClient } from './helpers.js'
 
 async function withTcpBroker (options: BrokerOptions, fn: (port: number, broker: Broker) => Promise<void>): Promise<void> {
@@ -347,5 +349,98 @@ test('a will whose check is pending when its connection is evicted at max_connec
     assert.equal(broker.stats.hookTimeouts, 0)
     assert.equal(broker.stats.drops.hook_timeout, 0, 'no will dropped for a hook timeout')
     next.end()
+  })
+})
+
+test('a client that closes its socket while a hook is pending is released at once: the hook\'s signal aborts and its late answer is ignored (authenticate, authorizeSubscribe, authorizePublish; raw tcp and MQTT.js)', { timeout: 20_000 }, async () => {
+  const pending: Array<{ signal: AbortSignal, answer: (ok: boolean) => void }> = []
+  const wait = async (signal: AbortSignal): Promise<boolean> => await new Promise<boolean>((resolve) => { pending.push({ signal, answer: resolve }) })
+  const options: BrokerOptions = {
+    // 30 s hooks: a socket closed meanwhile used to hold its connection (and session) as long
+    authenticate: async (r) => r.clientId.startsWith('slow') ? await wait(r.signal) : true,
+    authorizeSubscribe: async (c, s) => s.topicFilter === 'slow' ? await wait(c.signal) : true,
+    authorizePublish: async (c, p) => p.topicName === 'slow' ? await wait(c.signal) : true,
+    limits: { hookTimeoutMs: 60_000 }
+  }
+  await withTcpBroker(options, async (port, broker) => {
+    const url = `mqtt://127.0.0.1:${port}`
+    const released = async (n: number, what: string): Promise<void> => {
+      await waitFor(() => pending.length === n, { timeoutMs: 3000, message: `${what}: hook called` })
+      await waitFor(() => broker.connections.size === 0, { timeoutMs: 3000, message: `${what}: connection released while its hook is pending` })
+      assert.equal(pending[n - 1]?.signal.aborted, true, `${what}: signal aborted`)
+    }
+    // authenticate: CONNECT, then FIN (raw tcp)
+    const a = await tcpClient(port, 5)
+    a.send({ type: 'connect', protocolVersion: 5, clientId: 'slow-a', cleanStart: true, keepAlive: 60 })
+    await waitFor(() => pending.length === 1)
+    a.end()
+    await released(1, 'authenticate')
+    // authorizeSubscribe: MQTT.js with a persistent session, its socket destroyed
+    const m = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0, clientId: 'm', clean: false, properties: { sessionExpiryInterval: 60 } })
+    m.subscribe('slow', { qos: 1 }, () => {})
+    await waitFor(() => pending.length === 2)
+    m.end(true)
+    await released(2, 'authorizeSubscribe')
+    assert.equal(broker.online.has('m'), false)
+    // authorizePublish: raw 3.1.1 with a persistent session, destroyed mid-publish
+    const p = await tcpClient(port, 4)
+    await p.connect({ clientId: 'p', cleanStart: false })
+    p.send({ type: 'publish', topicName: 'slow', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, packetId: 1 })
+    await waitFor(() => pending.length === 3)
+    p.destroy()
+    await released(3, 'authorizePublish')
+    // the answers arrive late: ignored, nothing half-done
+    const watcher = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0, clientId: 'watcher' })
+    try {
+      const got: string[] = []
+      watcher.on('message', (t) => { got.push(t) })
+      await watcher.subscribeAsync('#', { qos: 1 })
+      for (const h of pending) h.answer(true)
+      await sleep(200)
+      assert.equal(broker.sessions.has('slow-a'), false, 'no session for a CONNECT whose client left')
+      assert.equal(broker.sessions.get('m')?.subscriptions?.has('slow') ?? false, false, 'no subscription its client never got a SUBACK for')
+      assert.equal(got.length, 0, 'no message its client never got a PUBACK for')
+      assert.equal(broker.stats.hookTimeouts, 0)
+      assert.equal(broker.connections.size, 1)
+      await watcher.publishAsync('still/works', 'y', { qos: 1 })
+      await waitFor(() => got.includes('still/works'))
+    } finally {
+      await watcher.endAsync()
+    }
+  })
+})
+
+test('a client that writes CONNECT, PUBLISH, DISCONNECT and closes without waiting for its CONNACK, behind a slow authenticate, still has its messages routed and its will dropped (raw tcp: in one write, and apart)', { timeout: 20_000 }, async () => {
+  const authenticate = async (r: { clientId: string }): Promise<boolean> => { if (r.clientId.startsWith('pipelined')) await sleep(300); return true }
+  await withTcpBroker({ authenticate }, async (port) => {
+    const watcher = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, reconnectPeriod: 0, clientId: 'watcher' })
+    try {
+      const got: string[] = []
+      watcher.on('message', (t) => { got.push(t) })
+      await watcher.subscribeAsync('#', { qos: 1 })
+      for (const [clientId, apart] of [['pipelined-together', false], ['pipelined-apart', true]] as const) {
+        const s = netConnect({ host: '127.0.0.1', port })
+        s.on('error', () => {})
+        await new Promise<void>((resolve) => { s.once('connect', resolve) })
+        const connect = encode({ type: 'connect', protocolVersion: 4, clientId, cleanStart: true, keepAlive: 60, will: { topicName: `will/${clientId}`, payload: Buffer.from('w'), qos: 0, retain: false } }, 4)
+        const rest = Buffer.concat([
+          encode({ type: 'publish', topicName: `q0/${clientId}`, payload: Buffer.from('x'), qos: 0, retain: false, dup: false }, 4),
+          encode({ type: 'publish', topicName: `q1/${clientId}`, payload: Buffer.from('y'), qos: 1, retain: false, dup: false, packetId: 1 }, 4),
+          encode({ type: 'disconnect' }, 4)
+        ])
+        if (apart) {
+          s.write(connect)
+          await sleep(50) // the CONNECT is behind the hook by now
+          s.end(rest)
+        } else {
+          s.end(Buffer.concat([connect, rest]))
+        }
+      }
+      await waitFor(() => got.length >= 4, { timeoutMs: 5000, message: `got ${got.join()}` })
+      await sleep(200)
+      assert.deepEqual(got.sort(), ['q0/pipelined-apart', 'q0/pipelined-together', 'q1/pipelined-apart', 'q1/pipelined-together'])
+    } finally {
+      await watcher.endAsync()
+    }
   })
 })
