@@ -150,6 +150,11 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
    * counts from it, so a slow TLS handshake or WebSocket upgrade leaves less time for CONNECT.
    */
   handle (stream: Duplex, info?: Partial<ConnectionInfo>, acceptedAt?: number): void {
+    this.serve(stream, info, acceptedAt, false)
+  }
+
+  /** `admitted`: counted in connectionsTotal already, at accept (see admitHandshake). */
+  private serve (stream: Duplex, info: Partial<ConnectionInfo> | undefined, acceptedAt: number | undefined, admitted: boolean): void {
     if (this.closing) {
       stream.destroy()
       return
@@ -168,7 +173,7 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
       : { allowAnonymous, certificateIdentity: identity, useIdentityAsUsername }, acceptedAt)
     this.connections.add(c.protocol)
     this.unconnected.add(c.protocol)
-    this.stats.connectionsTotal++
+    if (!admitted) this.stats.connectionsTotal++
     this.startClock()
   }
 
@@ -184,6 +189,10 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
     const h = new PendingHandshake(this, abort, this.now())
     this.handshakes.add(h)
     this.unconnected.add(h)
+    // Counted from here, as its place is: it may be evicted before its handshake is done, and
+    // counted only in handle() a flood of such sockets made connections_evicted_total larger
+    // than connections_total. Its stream is not counted again there (`admitted`).
+    this.stats.connectionsTotal++
     return h
   }
 
@@ -206,7 +215,7 @@ export class Broker implements BrokerCore, ConnectionHost, HandshakeOwner {
   async listen (options: ListenerOptions = {}): Promise<ListenerAddress> {
     if (this.closing) throw brokerError(BrokerErrorCode.BROKER_CLOSED, 'the broker is closed')
     const l = await openListener(options, this.options.allowAnonymous, this.limits, {
-      handle: (s, info, acceptedAt) => { this.handle(s, info, acceptedAt) },
+      handle: (s, info, acceptedAt, admitted) => { this.serve(s, info, acceptedAt, admitted) },
       admit: (abort) => this.admitHandshake(abort),
       acceptFailed: (err) => {
         const code = err.code

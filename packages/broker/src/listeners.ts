@@ -69,9 +69,10 @@ export function isLoopback (host: string): boolean {
 export interface ListenerSink {
   /**
    * A stream ready for MQTT; `acceptedAt`: when its socket was accepted, if before now (a TLS
-   * handshake or WebSocket upgrade came first): connect_timeout_ms runs from then.
+   * handshake or WebSocket upgrade came first): connect_timeout_ms runs from then. `admitted`:
+   * its socket was given its place (and counted) by `admit`, before its handshake.
    */
-  handle (stream: Duplex, info: ConnectionInfo, acceptedAt?: number): void
+  handle (stream: Duplex, info: ConnectionInfo, acceptedAt: number | undefined, admitted: boolean): void
   /**
    * A socket accepted by a tls, ws or wss listener, before its handshake: a place under
    * max_connections, or undefined when there is none (the socket is closed).
@@ -164,13 +165,13 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
         adopted++
         s.on('close', onAdoptedClose)
       }
-      sink.handle(s, { allowAnonymous })
+      sink.handle(s, { allowAnonymous }, undefined, false)
     })
   } else if (type === 'tls') {
     server = createTlsServer(tlsOptions, (s: TLSSocket) => {
       if (!certificateAccepted(s)) return // its raw socket's close frees its place
       s.setNoDelay(true)
-      sink.handle(s, { allowAnonymous, certificateIdentity: identity(s), useIdentityAsUsername: useId }, handshakes.done(s))
+      sink.handle(s, { allowAnonymous, certificateIdentity: identity(s), useIdentityAsUsername: useId }, handshakes.done(s), true)
     })
   } else {
     // The upgrade request gets the CONNECT's time too (Node's default headers timeout is 60 s).
@@ -214,7 +215,7 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
       Object.defineProperty(stream, 'remoteAddress', { value: sock.remoteAddress })
       const acceptedAt = handshakes.done(sock)
       // a plain ws listener has no certificate to take a user name from: the key is ignored there, as on tcp
-      sink.handle(stream, type === 'wss' ? { allowAnonymous, certificateIdentity: identity(sock as TLSSocket), useIdentityAsUsername: useId } : { allowAnonymous }, acceptedAt)
+      sink.handle(stream, type === 'wss' ? { allowAnonymous, certificateIdentity: identity(sock as TLSSocket), useIdentityAsUsername: useId } : { allowAnonymous }, acceptedAt, true)
     })
   }
   await new Promise<void>((resolve, reject) => {

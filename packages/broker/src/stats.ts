@@ -52,11 +52,19 @@ export class BrokerStats {
   readonly messagesOut = [0, 0, 0]
   bytesIn = 0
   bytesOut = 0
+  /**
+   * Sockets given a place under `max_connections`: a tcp one at accept, a tls/ws/wss one at
+   * accept too (before its handshake: it may be evicted meanwhile), a stream passed to handle().
+   */
   connectionsTotal = 0
   connectRefused = 0
-  /** Sockets closed at accept: `max_connections` reached, every one of them a CONNACK'd client. */
+  /** Sockets closed at accept: `max_connections` reached, every one of them a CONNACK'd client. Not in connectionsTotal. */
   connectionsRejected = 0
-  /** Sockets without CONNACK yet closed to make room for a new one at `max_connections`. */
+  /**
+   * Of connectionsTotal, sockets without CONNACK yet (or still in their handshake) closed to make
+   * room for a new one at `max_connections`. A socket lingering after our DISCONNECT, cut short
+   * for the same reason, is not counted: its connection had ended already.
+   */
   connectionsEvicted = 0
   protocolErrors = 0
   keepaliveTimeouts = 0

@@ -586,6 +586,15 @@ test('sockets in a TLS handshake or WebSocket upgrade count against max_connecti
     // A finished handshake gave its place to the connection: one more client still fits, not two.
     await new Promise((resolve) => setTimeout(resolve, 100))
     assert.equal(broker.handshakes.size, max - 4)
+    // Every socket given a place is counted once, from accept: the 4 clients and the 60 stalled
+    // ones, each evicted one among them. Counted only once handed to the broker, the total was 4
+    // while 58 were evicted.
+    const { connectionsTotal, connectionsEvicted } = broker.stats
+    assert.equal(connectionsTotal, 64)
+    assert.ok(connectionsEvicted >= 55 && connectionsEvicted <= 58, `${connectionsEvicted} evicted`)
+    const text = await createMetricsRegistry(broker).metrics()
+    assert.match(text, /^petrel_connections_total 64$/m)
+    assert.match(text, new RegExp(`^petrel_connections_evicted_total ${connectionsEvicted}$`, 'm'))
     // broker.close() ends the sockets still in a handshake too (they would hold it until connect_timeout_ms).
     const before = closedStalled
     await withTimeout(broker.close(), 5000, 'broker.close()')
