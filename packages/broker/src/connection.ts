@@ -103,6 +103,10 @@ export class Connection implements Transport {
     return (this.stream as { remoteAddress?: string | undefined }).remoteAddress
   }
 
+  get backlogged (): boolean {
+    return this.outputPaused
+  }
+
   get writable (): boolean {
     if (this.blocked || this.ending) return false
     // heldBytes only when it can matter: over TLS it asks the TCP handle (~50 ns a call)

@@ -33,6 +33,22 @@ export function createMetricsRegistry (broker: Broker): Registry {
   gauge('petrel_queued_bytes', 'Bytes queued across sessions', () => sum(broker, 'queueBytes'))
   gauge('petrel_inflight_messages', 'QoS 1/2 messages in flight to clients', () => sum(broker, 'inflightCount'))
   gauge('petrel_inflight_bytes', 'Bytes of QoS 1/2 messages in flight to clients', () => sum(broker, 'inflightByteCount'))
+  registry.registerMetric(new Gauge({
+    name: 'petrel_publishers_paused',
+    help: 'Clients held back now, by reason: flow_control (a QoS 1/2 publisher whose acks are held and PUBLISHes wait unrouted: a subscriber it reached is past half its queue), not_reading (input not read: the client does not read what it is sent)',
+    labelNames: ['reason'],
+    registers: [],
+    collect () {
+      let flowControl = 0
+      let notReading = 0
+      for (const c of broker.connections) {
+        if (c.flowControlled) flowControl++
+        if (c.transport.backlogged) notReading++
+      }
+      this.set({ reason: 'flow_control' }, flowControl)
+      this.set({ reason: 'not_reading' }, notReading)
+    }
+  }))
   counter('petrel_messages_received_total', 'PUBLISH received from clients', ['qos'], (set) => { s.messagesIn.forEach((v, q) => { set({ qos: String(q) }, v) }) })
   counter('petrel_messages_sent_total', 'PUBLISH sent to clients', ['qos'], (set) => { s.messagesOut.forEach((v, q) => { set({ qos: String(q) }, v) }) })
   counter('petrel_bytes_received_total', 'Bytes received', [], (set) => { set({}, s.bytesIn) })

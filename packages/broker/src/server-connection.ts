@@ -142,6 +142,14 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     return this.protocolVersion === 5
   }
 
+  /**
+   * Held back by flow control now: its acks held, or its PUBLISHes waiting unrouted, because a
+   * subscriber it reached is behind (see `park`; petrel_publishers_paused).
+   */
+  get flowControlled (): boolean {
+    return this.heldAcks !== undefined || this.parked !== undefined
+  }
+
   /** Made on demand (a hook that reads it, or an async one); aborted once closed (see `closed`). */
   get hookSignal (): AbortSignal {
     let a = this.hookAbort

@@ -20,4 +20,6 @@ export interface Transport {
    */
   end (linger?: boolean): void
   readonly remoteAddress: string | undefined
+  /** Input paused because the client does not read what it is sent (petrel_publishers_paused). */
+  readonly backlogged: boolean
 }

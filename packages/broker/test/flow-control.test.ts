@@ -3,9 +3,10 @@
 // stalled holds nobody back for longer than STALL_MS, and its own bounds apply (counted drops).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { connect as netConnect } from 'node:net'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import { Decoder, encode, type PublishPacket, type Will } from '@petrel/wire'
-import { createBroker } from '@petrel/broker'
+import { createBroker, createMetricsRegistry, type Broker } from '@petrel/broker'
 import { makeTestCertificates, waitFor, withTimeout } from '@petrel/test-utils'
 import mqtt, { type MqttClient } from 'mqtt'
 import { WebSocket } from 'ws'
@@ -367,6 +368,59 @@ test('v4: PUBLISHes parked behind a flow-control hold, checked by an async autho
     await waitFor(() => broker.connections.size === 2, { timeoutMs: 3000, message: 'the publisher\'s connection closed' })
   } finally {
     for (const c of clients) c.destroy()
+    await broker.close()
+  }
+})
+
+async function pausedGauge (broker: Broker): Promise<{ flow_control: number, not_reading: number }> {
+  const text = await createMetricsRegistry(broker).metrics()
+  const read = (reason: string): number => Number(new RegExp(`^petrel_publishers_paused\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN)
+  return { flow_control: read('flow_control'), not_reading: read('not_reading') }
+}
+
+test('petrel_publishers_paused{reason="flow_control"} counts a publisher held back by a subscriber past half its queue, and goes back to 0 once it caught up', async () => {
+  await withBroker({ limits: { maxQueuedMessages: 2, maxInflightMessages: 1 } }, async (broker) => {
+    const s = await connected(broker, 5, { clientId: 's' })
+    s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'fc/#', qos: 1 }] })
+    await s.expect('suback')
+    const p = await connected(broker, 5, { clientId: 'p' })
+    const pub = (packetId: number): void => { p.send({ type: 'publish', topicName: 'fc/x', payload: Buffer.from(String(packetId)), qos: 1, retain: false, dup: false, packetId }) }
+    assert.deepEqual(await pausedGauge(broker), { flow_control: 0, not_reading: 0 })
+    pub(1) // s makes progress once, so that it holds publishers back (Session.holdsBack)
+    await p.expect('puback')
+    s.send({ type: 'puback', packetId: (await s.expect('publish')).packetId as number })
+    pub(2) // in flight to s, unacked
+    pub(3) // queued: half of max_queued_messages, its PUBACK held
+    pub(4) // parked
+    await p.expect('puback')
+    await waitFor(async () => (await pausedGauge(broker)).flow_control === 1, { timeoutMs: 2000, message: 'the publisher counted as paused' })
+    for (let i = 0; i < 3; i++) s.send({ type: 'puback', packetId: (await s.expect('publish')).packetId as number })
+    for (let i = 0; i < 2; i++) await p.expect('puback')
+    await waitFor(async () => (await pausedGauge(broker)).flow_control === 0, { timeoutMs: 2000, message: 'no longer paused' })
+  })
+})
+
+test('petrel_publishers_paused{reason="not_reading"} counts a client whose input is paused because it does not read, and goes back to 0 once it reads', async () => {
+  const broker = createBroker({ sysInterval: 0, limits: { writeHighWaterMark: 16 * 1024, maxPacketSize: 16 * 1024 } })
+  try {
+    const { port } = await broker.listen({ host: '127.0.0.1', port: 0 })
+    const s = netConnect({ host: '127.0.0.1', port })
+    s.on('error', () => {})
+    await new Promise<void>((resolve) => { s.once('connect', resolve) })
+    s.pause() // never reads, for now
+    s.write(encode({ type: 'connect', protocolVersion: 4, clientId: 'flooder', cleanStart: true, keepAlive: 0 }, 4))
+    const chunk = Buffer.alloc(64 * 1024)
+    for (let i = 0; i < chunk.length; i += 2) chunk[i] = 0xc0 // PINGREQ: a PINGRESP each, which it does not read
+    const chunks = 128
+    for (let i = 0; i < chunks; i++) s.write(chunk)
+    await waitFor(async () => (await pausedGauge(broker)).not_reading === 1, { timeoutMs: 10_000, message: 'the client counted as paused' })
+    let got = 0
+    s.on('data', (b: Buffer) => { got += b.length })
+    s.resume()
+    await waitFor(() => got >= 4 + chunks * chunk.length, { timeoutMs: 30_000, message: `got ${got} bytes` })
+    assert.deepEqual(await pausedGauge(broker), { flow_control: 0, not_reading: 0 })
+    s.destroy()
+  } finally {
     await broker.close()
   }
 })
