@@ -226,7 +226,7 @@ function authorizeWill (c: ServerConnection): boolean | Promise<boolean> {
   }
   // a will on $SYS/... or $share/... is refused like a publish there (see isReservedTopic)
   if (auth === undefined || deep || isReservedTopic(will.topicName)) return done(false)
-  const r = auth(c, { topicName: will.topicName, qos: will.qos, retain: will.retain, payload: will.payload }, c)
+  const r = auth(c.view, { topicName: will.topicName, qos: will.qos, retain: will.retain, payload: will.payload }, c)
   // a will whose check timed out (hookTimeoutMs) or failed (threw, rejected) is discarded
   return r instanceof Promise ? r.then(done) : done(r)
 }

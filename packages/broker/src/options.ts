@@ -2,13 +2,22 @@ import type { Logger } from 'pino'
 import type { ProtocolVersion, QoS, Subscription } from '@petrel/wire'
 import type { AclRule } from './acl.js'
 
-/** Who is asking: handed to every hook. */
+/**
+ * Who is asking: handed to `authorizePublish` and `authorizeSubscribe` as `client`. A read-only
+ * view of the connection, made once for it: the same object on every call for one connection
+ * (a hook may key a WeakMap by it), whose fields read the connection's current values (the user
+ * name an authenticate hook set, say). Nothing in it can be changed, and nothing else of the
+ * broker is reachable from it.
+ */
 export interface ClientInfo {
   readonly clientId: string
+  /** The user name the session runs as (the CONNECT's, or the one a hook or the certificate set). */
   readonly username: string | undefined
   readonly protocolVersion: ProtocolVersion
   /** Remote address of the connection, when the transport has one. */
   readonly remoteAddress: string | undefined
+  /** Common Name of a verified TLS client certificate, as in AuthenticateRequest. */
+  readonly certificateIdentity: string | undefined
   /**
    * Aborts when this client's connection goes away (its socket closed, taken over by a new
    * connection for its client id, evicted, the broker closing): a slow hook can stop its work

@@ -6,6 +6,7 @@ import {
 import { setMaxListeners } from 'node:events'
 import type { BrokerCore } from './broker-core.js'
 import { runConnectSteps, type ConnectContext } from './connect-steps.js'
+import { ClientView } from './client-view.js'
 import { fitPacket } from './fit-packet.js'
 import { HOOK_ERROR, HOOK_TIMEOUT, isHookFailure, type HookFailure } from './hook-timeout.js'
 import { Message } from './message.js'
@@ -59,7 +60,7 @@ const FORGOTTEN = ''
  *   connecting --CONNECT ok--> connected --DISCONNECT / error / close--> closed
  *        \--AUTH 0x18--> authenticating --AUTH 0x00--/
  */
-export class ServerConnection implements ClientInfo, SessionOutlet {
+export class ServerConnection implements SessionOutlet {
   state: ConnectionState = ConnectionState.connecting
   protocolVersion: ProtocolVersion = 4
   clientId = ''
@@ -128,6 +129,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
   private finished = false
   /** Made on the first async hook: aborted at close, so its timeout no longer runs (see withHookTimeout). */
   private hookAbort: AbortController | undefined
+  private clientView: ClientView | undefined
 
   constructor (readonly core: BrokerCore, readonly transport: Transport, readonly info: ConnectionInfo, now: number) {
     this.lastRx = clock(now)
@@ -163,9 +165,13 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     return a.signal
   }
 
-  /** ClientInfo.signal: what a hook is given. */
-  get signal (): AbortSignal {
-    return this.hookSignal
+  /**
+   * What hooks and the ACL are handed as `client`: made on the first call, then the same one
+   * for every message (nothing allocated per publish). Hooks used to get this connection itself
+   * and could change its state, its session or its client id, or call `close()`.
+   */
+  get view (): ClientInfo {
+    return (this.clientView ??= new ClientView(this))
   }
 
   // --- SessionOutlet -------------------------------------------------------------------------
@@ -558,7 +564,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     }
     const auth = this.core.authorizePublish
     if (auth !== undefined) {
-      const r = auth(this, { topicName: topic, qos: p.qos, retain: p.retain, payload: p.payload }, this)
+      const r = auth(this.view, { topicName: topic, qos: p.qos, retain: p.retain, payload: p.payload }, this)
       if (r instanceof Promise) {
         const msg = new Message(topic, p.payload, p.qos, p.retain, props, expiresAt, session).own()
         return r.then((ok) => {
@@ -797,7 +803,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
     if (auth === undefined) { this.finishSubscribe(p, undefined, now); return }
     let pending = false
     const results = p.subscriptions.map((s) => {
-      const r = auth(this, s, this)
+      const r = auth(this.view, s, this)
       if (r instanceof Promise) pending = true
       return r
     })
@@ -837,7 +843,7 @@ export class ServerConnection implements ClientInfo, SessionOutlet {
         codes.push(this.v5 ? 0x97 : 0x80) // a Subscribe Reason Code [MQTT-3.9.3-2]
         return
       }
-      const { entry, existed } = this.core.router.subscribe(session, s, sid, this.core.readFilter?.(this, s.topicFilter))
+      const { entry, existed } = this.core.router.subscribe(session, s, sid, this.core.readFilter?.(this.view, s.topicFilter))
       codes.push(s.qos) // [MQTT-3.8.4-7] granted QoS: we support up to 2
       // [MQTT-3.3.1-9..11] retain handling 0: send, 1: only on a new subscription, 2: never;
       // never for a shared subscription (§3.3.1.3: a new non-shared subscription gets them)

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
 import { pino } from 'pino'
-import { createBroker, removeUser, setPassword, PasswordFile } from '@petrel/broker'
+import { createBroker, removeUser, setPassword, PasswordFile, type ClientInfo } from '@petrel/broker'
 import { execFile, execFileSync, spawn } from 'node:child_process'
 import { promisify } from 'node:util'
 import { findProgram, makeTestCertificates, requirePeer, waitFor } from '@petrel/test-utils'
@@ -511,5 +511,51 @@ test('ACL under enhanced authentication: the hook sees the user name the CONNECT
     } finally {
       await c.endAsync()
     }
+  })
+})
+
+test('hooks get a read-only view of the client, the same one for every call on a connection, not the connection itself (MQTT.js)', async () => {
+  const seen: Array<{ hook: string, client: ClientInfo }> = []
+  await withBroker({
+    authenticate: (r) => r.username === 'alias' ? { ok: true, username: 'alice' } : true,
+    authorizePublish: (client, p) => { seen.push({ hook: `publish ${p.topicName}`, client }); return true },
+    authorizeSubscribe: (client) => { seen.push({ hook: 'subscribe', client }); return true }
+  }, async (broker) => {
+    const { port } = await broker.listen({ host: '127.0.0.1', port: 0 })
+    const url = `mqtt://127.0.0.1:${port}`
+    const a = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0, clientId: 'a', username: 'alias', will: { topic: 'will/a', payload: Buffer.from('w'), qos: 0, retain: false } })
+    const b = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: 'b' })
+    try {
+      await a.subscribeAsync('t/#', { qos: 1 })
+      await a.publishAsync('t/1', 'x', { qos: 1 })
+      await a.publishAsync('t/2', 'y', { qos: 1 })
+      await b.publishAsync('t/3', 'z', { qos: 1 })
+      assert.deepEqual(seen.map((s) => s.hook), ['publish will/a', 'subscribe', 'publish t/1', 'publish t/2', 'publish t/3'])
+      const [will, sub, p1, p2, other] = seen.map((s) => s.client) as [ClientInfo, ClientInfo, ClientInfo, ClientInfo, ClientInfo]
+      // one object per connection: nothing made per message, and a WeakMap can key by it
+      assert.ok(will === sub && sub === p1 && p1 === p2, 'the same view for every call on one connection')
+      assert.notEqual(other, p1)
+      // read-only, and nothing else of the broker behind it (it used to be the connection: its
+      // session, transport, core, close()...)
+      assert.ok(Object.isFrozen(p1))
+      assert.throws(() => { (p1 as { clientId: string }).clientId = 'b' }, TypeError)
+      assert.throws(() => { (p1 as unknown as Record<string, unknown>).session = undefined }, TypeError)
+      for (const key of ['session', 'transport', 'core', 'state', 'close', 'fail', 'will']) {
+        assert.equal(key in p1, false, `${key} reachable from the hook's client`)
+      }
+      // the documented fields, current: the user name the authenticate hook set
+      assert.equal(p1.clientId, 'a')
+      assert.equal(p1.username, 'alice')
+      assert.equal(p1.protocolVersion, 5)
+      assert.equal(other.protocolVersion, 4)
+      assert.equal(p1.remoteAddress, '127.0.0.1')
+      assert.equal(p1.certificateIdentity, undefined)
+      assert.equal(p1.signal.aborted, false)
+      assert.equal(broker.online.get('a')?.clientId, 'a')
+    } finally {
+      await Promise.all([a.endAsync(), b.endAsync()])
+    }
+    const view = seen[0]?.client
+    await waitFor(() => view?.signal.aborted === true, { timeoutMs: 3000, message: 'its signal aborts once the connection is gone' })
   })
 })
