@@ -1,3 +1,5 @@
+import { MAX_TIMER_MS } from './max-timer.js'
+
 /**
  * What a hook's promise settles to when it has not settled within `hookTimeoutMs`: the request
  * it was asked about fails (see ServerConnection), and its late answer is ignored. A value, not
@@ -5,9 +7,6 @@
  */
 export const HOOK_TIMEOUT: unique symbol = Symbol('petrel.hookTimeout')
 export type HookTimeout = typeof HOOK_TIMEOUT
-
-/** setTimeout's longest delay: a longer one fires after 1 ms (Node's TimeoutOverflowWarning). */
-const MAX_TIMER_MS = 2 ** 31 - 1
 
 /**
  * What a hook's call comes to when the hook threw or its promise rejected: the request it was

@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { adoptDirect } from './adopt-direct.js'
 import { BrokerErrorCode, brokerError } from './errors.js'
+import { MAX_TIMER_MS } from './max-timer.js'
 import type { ConnectionInfo } from './server-connection.js'
 import { TLS_ALLOWANCE } from './socket-backlog.js'
 import { webSocketStream } from './websocket-stream.js'
@@ -124,8 +125,10 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
   const connectTimeoutMs = Math.max(0, bounds.connectTimeoutMs)
   const tlsOptions = {
     // A client that opens TLS and never finishes the handshake holds a socket for Node's 120 s
-    // default: it gets no longer than a client that never sends CONNECT.
-    handshakeTimeout: connectTimeoutMs,
+    // default: it gets no longer than a client that never sends CONNECT. A timer: past its range
+    // (2^31 ms) Node printed a TimeoutOverflowWarning on every TLS connection; the broker's sweep
+    // still enforces the whole connect_timeout_ms.
+    handshakeTimeout: Math.min(connectTimeoutMs, MAX_TIMER_MS),
     cert: opts.cert,
     key: opts.key,
     ca: opts.ca,

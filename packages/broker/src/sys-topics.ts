@@ -1,4 +1,5 @@
 import type { Broker } from './broker.js'
+import { MAX_TIMER_MS } from './max-timer.js'
 import { DropReason } from './stats.js'
 
 /**
@@ -6,9 +7,6 @@ import { DropReason } from './stats.js'
  * messages in/out (total and by QoS), bytes, drops (total and by reason), queue depths. The
  * names follow mosquitto's where it has one. `$` topics are not matched by `#`/`+` [MQTT-4.7.2-1].
  */
-/** setInterval's longest delay (a longer one fires after 1 ms). */
-const MAX_TIMER_MS = 2 ** 31 - 1
-
 export class SysTopics {
   private timer: NodeJS.Timeout | undefined
 
