@@ -887,8 +887,11 @@ export class ServerConnection implements SessionOutlet {
         if (this.connectSessionExpiry === 0 && sei !== 0) return this.fail(0x82, 'session expiry set on DISCONNECT after 0 on CONNECT')
         this.session.expiryInterval = Math.min(sei, this.core.limits.maxSessionExpiryInterval)
       }
-      // [MQTT-3.14.4-3] 0x04 Disconnect with Will Message keeps the will; any other code drops it
-      if (p.reasonCode !== 0x04) this.will = undefined
+      // [MQTT-3.14.4-3] only 0x00 Normal disconnection discards the will; with any other code
+      // (0x04 Disconnect with Will Message, or an error such as 0x80) it goes out [MQTT-3.1.2-8]
+      // (§3.14: "closed without the Client first sending a DISCONNECT packet with Reason Code
+      // 0x00 ... the Will Message is published"), as mosquitto 2.0 does.
+      if ((p.reasonCode ?? 0) === 0x00) this.will = undefined
     } else {
       this.will = undefined // [MQTT-3.1.2-10]
     }

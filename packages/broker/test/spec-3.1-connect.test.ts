@@ -318,6 +318,22 @@ test('v5: DISCONNECT 0x04 publishes the will [MQTT-3.14.4-3]', async () => {
   })
 })
 
+test('v5: a DISCONNECT with an error code (0x80, 0x83) publishes the will; only 0x00 discards it [MQTT-3.1.2-8] [MQTT-3.14.4-3]', async () => {
+  await withBroker({}, async (broker) => {
+    const watcher = await connected(broker, 5, { clientId: 'w' })
+    watcher.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 0 }] })
+    await watcher.expect('suback')
+    for (const reasonCode of [0x80, 0x83, 0x00]) {
+      const c = await connected(broker, 5, { clientId: `x${reasonCode}`, will: { topicName: `will/${reasonCode}`, payload: Buffer.from('w'), qos: 0, retain: false } })
+      c.send({ type: 'disconnect', reasonCode })
+      await c.waitClosed()
+    }
+    assert.equal((await watcher.expect('publish')).topicName, `will/${0x80}`)
+    assert.equal((await watcher.expect('publish')).topicName, `will/${0x83}`)
+    assert.equal(await watcher.quiet(200), true, 'no will after 0x00')
+  })
+})
+
 test('v5: will delay: not sent if the session resumes in time, sent after the delay otherwise [MQTT-3.1.3-9]', async () => {
   await withBroker({}, async (broker) => {
     const watcher = await connected(broker, 5, { clientId: 'w' })
