@@ -938,8 +938,15 @@ export class ServerConnection implements SessionOutlet {
       this.core.publish(Message.fromWill(will, this.core.now(), this.session))
     }
     const s = this.session
-    if (s !== undefined && s.outlet === this) s.outlet = undefined
     if (this.core.online.get(this.clientId) === this) this.core.online.delete(this.clientId)
+    if (s !== undefined && s.outlet === this) {
+      s.outlet = undefined
+      // This connection is closed, so its session goes offline as at any close: one that ends
+      // with its connection (Session Expiry Interval 0, 3.1.1 clean session) ends now
+      // [MQTT-4.1.0-2]. Left as it was, the new connection resumed it with clean start 0,
+      // Session Present 1 and the old subscriptions, where mosquitto starts a new one.
+      this.core.sessionOffline(s, undefined)
+    }
     this.session = undefined
     this.close()
   }

@@ -69,6 +69,23 @@ for (const v of versions) {
       assert.equal(text((await second.expect('publish')).payload), 'after', 'the subscription carried over')
     })
   })
+
+  test(`v${v}: takeover of a session that ends with its connection (${v === 5 ? 'Session Expiry Interval 0' : 'clean session 1'}): not resumed, even with clean start 0 [MQTT-3.1.4-3] [MQTT-3.2.2-3] [MQTT-4.1.0-2]`, async () => {
+    await withBroker({}, async (broker) => {
+      const first = await connected(broker, v, { clientId: 'dev', cleanStart: true })
+      first.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'gone/#', qos: 1 }] })
+      await first.expect('suback')
+      const second = memoryClient(broker, v)
+      const ack = await second.connect({ clientId: 'dev', cleanStart: false, properties: v === 5 ? { sessionExpiryInterval: 60 } : undefined })
+      assert.equal(ack.sessionPresent, false, 'the old session ended when its connection was closed')
+      await first.waitClosed()
+      assert.equal(broker.router.subscriptionCount, 0, 'its subscriptions went with it')
+      const p = await connected(broker, v, { clientId: 'p' })
+      p.send(pub('gone/1', 'x', { qos: 1, packetId: 1 }))
+      await p.expect('puback')
+      assert.equal(await second.quiet(150), true)
+    })
+  })
 }
 
 test('v5: a retained message past its Message Expiry Interval is not sent to new subscribers [MQTT-3.3.2-5]', async () => {
