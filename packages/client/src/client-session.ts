@@ -1453,6 +1453,9 @@ export class ClientSession implements InboundAckSink {
       // then waits would be taken as known by the next one, sent without its topic name.
       if (this.throttled(req.bytes.length)) break
       let bytes = req.bytes
+      // The alias is added here, as the publish leaves the queue: the queue (admission, and
+      // queuedBytes until unqueue below) only ever counts `req.bytes`, encoded without one, so the
+      // 3 bytes of a new alias never take it past maxQueuedBytes.
       if (req.qos === 0 && this.limits.topicAliasMaximum > 0) {
         const alias = this.outboundAlias(req.topic)
         if (alias !== 0) {

@@ -1658,3 +1658,29 @@ test('a refusal names its reason code: PUBACK / PUBREC / SUBACK / UNSUBACK >= 0x
   z.session.handlePacket({ type: 'unsuback', packetId: u?.type === 'unsubscribe' ? u.packetId : 0, reasonCodes: [0x87] })
   assert.match((unsub.error as Error).message, /^the broker refused to unsubscribe with reason code 0x87 \(Not authorized\)$/)
 })
+
+test('maxQueuedBytes: a new outbound Topic Alias (3 bytes) is added as a QoS 0 publish leaves the queue, so blocked publishes with properties never take the queue past its bound', () => {
+  const x = harness({ maxQueuedBytes: 300 })
+  x.up({ properties: { topicAliasMaximum: 10 } })
+  x.h.writable = false
+  const props = { contentType: 'text/plain', userProperties: [['k', 'v']] as Array<[string, string]> }
+  const reqs: Array<PublishRequest | null> = []
+  // the first fills the socket's turn; the rest queue, then wait for room (block)
+  for (let i = 0; i < 12; i++) {
+    const r = x.session.publish(`topic/${i % 4}`, Buffer.alloc(40), 0, false, props)
+    if (r !== null) { r.resolve = () => {}; r.reject = () => {} }
+    reqs.push(r)
+    assert.ok(x.session.queuedByteCount <= 300, `queued ${x.session.queuedByteCount} bytes after publish ${i}`)
+  }
+  assert.ok(x.session.blockedCount > 0, 'some wait for room')
+  let rounds = 0
+  while ((x.session.queuedCount > 0 || x.session.blockedCount > 0) && rounds++ < 50) {
+    x.h.writable = true
+    x.session.drained()
+    x.h.writable = false
+    assert.ok(x.session.queuedByteCount <= 300, `queued ${x.session.queuedByteCount} bytes`)
+  }
+  const w = publishes(x.take())
+  assert.equal(w.length, 12)
+  assert.ok(w.some((p) => p.properties?.topicAlias !== undefined && p.topicName !== ''), 'new aliases were sent (with their names)')
+})
