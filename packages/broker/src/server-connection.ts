@@ -860,7 +860,7 @@ export class ServerConnection implements SessionOutlet {
     for (const entry of retainedFor) {
       if (session.saturated) break
       const sids = entry.subscriptionIdentifier === undefined ? undefined : [entry.subscriptionIdentifier]
-      // [MQTT-3.3.1-8] retained messages sent because of a new subscription carry RETAIN 1
+      // retained messages sent because of a new subscription carry RETAIN 1 (§3.3.1.3; 3.1.1's [MQTT-3.3.1-8])
       this.core.retained.forEachMatch(entry.topicFilter, now, (m) => {
         if (entry.readable !== undefined && !entry.readable(m.topic)) return true
         session.deliver(m, (m.qos < entry.qos ? m.qos : entry.qos) as QoS, true, sids, entry.budget)

@@ -2,7 +2,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect as netConnect } from 'node:net'
-import { Decoder, encode, type ConnectPacket } from '@petrel/wire'
+import { Decoder, encode, type ConnectPacket, type Will } from '@petrel/wire'
 import { createBroker } from '@petrel/broker'
 import mqtt from 'mqtt'
 import { connected, memoryClient, RawClient, sleep, tcpClient, text, versions, withBroker } from './helpers.js'
@@ -553,3 +553,33 @@ for (const v of versions) {
     }
   })
 }
+
+test('v5: a Will Delay Interval longer than the Session Expiry Interval: the will goes when the session ends [MQTT-3.1.3-9]', async () => {
+  await withBroker({ sweepIntervalMs: 50 }, async (broker) => {
+    const watcher = await connected(broker, 5, { clientId: 'w' })
+    watcher.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 0 }] })
+    await watcher.expect('suback')
+    const c = await connected(broker, 5, { clientId: 'c', properties: { sessionExpiryInterval: 1 }, will: { topicName: 'will/c', payload: Buffer.from('x'), qos: 0, retain: false, properties: { willDelayInterval: 3600 } } })
+    const t0 = Date.now()
+    c.destroy()
+    assert.equal((await watcher.expect('publish', 3000)).topicName, 'will/c')
+    assert.ok(Date.now() - t0 >= 900, 'not before the session ends')
+  })
+})
+
+test('v5: DISCONNECT 0x00 discards a will that has a delay; 0x04 sends it once the delay has passed [MQTT-3.1.2-8] [MQTT-3.14.4-3]', async () => {
+  await withBroker({ sweepIntervalMs: 50 }, async (broker) => {
+    const watcher = await connected(broker, 5, { clientId: 'w' })
+    watcher.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 0 }] })
+    await watcher.expect('suback')
+    const will = (topicName: string): Will => ({ topicName, payload: Buffer.from('x'), qos: 0, retain: false, properties: { willDelayInterval: 1 } })
+    const a = await connected(broker, 5, { clientId: 'a', properties: { sessionExpiryInterval: 10 }, will: will('will/a') })
+    a.send({ type: 'disconnect', reasonCode: 0 })
+    const b = await connected(broker, 5, { clientId: 'b', properties: { sessionExpiryInterval: 10 }, will: will('will/b') })
+    const t0 = Date.now()
+    b.send({ type: 'disconnect', reasonCode: 4 })
+    assert.equal((await watcher.expect('publish', 3000)).topicName, 'will/b')
+    assert.ok(Date.now() - t0 >= 900, 'after its delay')
+    assert.equal(await watcher.quiet(1200), true, 'no will after 0x00')
+  })
+})

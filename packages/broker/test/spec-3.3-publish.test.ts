@@ -27,7 +27,7 @@ for (const v of versions) {
       await subscribe(s, 'r/1')
       const m = await s.expect('publish')
       assert.equal(text(m.payload), 'second')
-      assert.equal(m.retain, true, 'retained on subscribe carry RETAIN 1 [MQTT-3.3.1-8]')
+      assert.equal(m.retain, true, 'retained on subscribe carry RETAIN 1 (§3.3.1.3; 3.1.1: [MQTT-3.3.1-8])')
       p.send(pub('r/1', '', { retain: true }))
       const cleared = await s.expect('publish')
       assert.equal(cleared.payload.length, 0, 'the empty retained message is still forwarded')
@@ -543,5 +543,82 @@ test('v5: 0x10 follows the routing of a PUBLISH parked behind flow control, or h
     const p = await connected(broker, 4, { clientId: 'p' })
     p.send(pub('none/x', 'x', { qos: 1, packetId: 1 }))
     assert.equal((await p.expect('puback')).reasonCode, undefined)
+  })
+})
+
+test('v5: a PUBLISH with RETAIN 0 neither replaces nor clears the retained message, empty payload or not [MQTT-3.3.1-8]', async () => {
+  await withBroker({}, async (broker) => {
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('r0', 'kept', { retain: true }))
+    p.send(pub('r0', 'live'))
+    p.send(pub('r0', ''))
+    await sleep(50)
+    const s = await connected(broker, 5, { clientId: 's' })
+    await subscribe(s, 'r0')
+    const m = await s.expect('publish')
+    assert.equal(text(m.payload), 'kept')
+    assert.equal(m.retain, true)
+  })
+})
+
+test('v5: DUP of a received PUBLISH is not passed on: the copy to a subscriber has its own DUP 0 [MQTT-3.3.1-3]', async () => {
+  await withBroker({}, async (broker) => {
+    const s = await connected(broker, 5, { clientId: 's' })
+    await subscribe(s, 'dup', 1)
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('dup', 'x', { qos: 1, packetId: 5, dup: true }))
+    await p.expect('puback')
+    const m = await s.expect('publish')
+    assert.equal(m.dup, false)
+    assert.equal(m.qos, 1)
+  })
+})
+
+test('v5: Payload Format Indicator, Content Type, Response Topic and Correlation Data go out unaltered, to subscribers now and from the retained store later [MQTT-3.3.2-4] [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-20]', async () => {
+  await withBroker({}, async (broker) => {
+    const properties = { payloadFormatIndicator: true, contentType: 'text/plain; charset=utf-8', responseTopic: 'resp/x', correlationData: Buffer.from([0, 1, 2]) }
+    const s = await connected(broker, 5, { clientId: 's' })
+    await subscribe(s, 'props')
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('props', 'héllo', { retain: true, properties }))
+    const check = (m: PublishPacket): void => {
+      assert.equal(m.properties?.payloadFormatIndicator, true)
+      assert.equal(m.properties?.contentType, properties.contentType)
+      assert.equal(m.properties?.responseTopic, properties.responseTopic)
+      assert.deepEqual(Buffer.from(m.properties?.correlationData ?? []), properties.correlationData)
+      assert.equal(text(m.payload), 'héllo')
+    }
+    check(await s.expect('publish'))
+    const late = await connected(broker, 5, { clientId: 'late' })
+    await subscribe(late, 'props')
+    check(await late.expect('publish'))
+  })
+})
+
+test('v5: topic aliases do not outlive their connection, either way [MQTT-3.3.2-7]', async () => {
+  await withBroker({ limits: { topicAliasMaximum: 4 } }, async (broker) => {
+    // inbound: an alias set on an earlier connection is unknown on the next one (0x82)
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('ta/in', '1', { properties: { topicAlias: 1 } }))
+    p.send({ type: 'disconnect', reasonCode: 0 })
+    await p.waitClosed()
+    const again = await connected(broker, 5, { clientId: 'p' })
+    again.send(pub('', '2', { properties: { topicAlias: 1 } }))
+    assert.equal((await again.expect('disconnect')).reasonCode, 0x82)
+    // outbound: after a reconnect the broker sends the topic name with the alias again
+    const props = { sessionExpiryInterval: 60, topicAliasMaximum: 2 }
+    const s = await connected(broker, 5, { clientId: 's', cleanStart: false, properties: props })
+    await subscribe(s, 'ta/out')
+    const q = await connected(broker, 5, { clientId: 'q' })
+    q.send(pub('ta/out', 'a'))
+    q.send(pub('ta/out', 'b'))
+    assert.deepEqual([(await s.expect('publish')).topicName, (await s.expect('publish')).topicName], ['ta/out', ''])
+    s.send({ type: 'disconnect', reasonCode: 0 })
+    await s.waitClosed()
+    const s2 = await connected(broker, 5, { clientId: 's', cleanStart: false, properties: props })
+    q.send(pub('ta/out', 'c'))
+    const c = await s2.expect('publish')
+    assert.equal(c.topicName, 'ta/out', 'the name again: the new connection knows no alias')
+    assert.equal(c.properties?.topicAlias, 1)
   })
 })

@@ -101,3 +101,47 @@ test('v5: a Subscription Identifier is attached only to deliveries of the subscr
     await sleep(10)
   })
 })
+
+test('v5: a SUBSCRIBE that replaces a subscription without a Subscription Identifier removes the one it had [MQTT-3.8.4-3]', async () => {
+  await withBroker({}, async (broker) => {
+    const s = await connected(broker, 5, { clientId: 's' })
+    s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'sid/r', qos: 0 }], properties: { subscriptionIdentifier: 5 } })
+    await s.expect('suback')
+    s.send({ type: 'subscribe', packetId: 2, subscriptions: [{ topicFilter: 'sid/r', qos: 0 }] })
+    await s.expect('suback')
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send(pub('sid/r', 'x'))
+    assert.equal((await s.expect('publish')).properties?.subscriptionIdentifiers, undefined)
+  })
+})
+
+// Raw bytes after CONNECT: each is answered with DISCONNECT and the reason code, then the close
+// (§4.13); the others' connections carry on.
+const malformedSubscribes: Array<[string, number, number[]]> = [
+  ['SUBSCRIBE fixed header flags other than 0010 [MQTT-3.8.1-1]', 0x81, [0x80, 6, 0, 1, 0, 0, 1, 0x61, 0]],
+  ['UNSUBSCRIBE fixed header flags other than 0010 [MQTT-3.10.1-1]', 0x81, [0xa0, 5, 0, 1, 0, 0, 1, 0x61]],
+  ['SUBSCRIBE without a topic filter [MQTT-3.8.3-2]', 0x82, [0x82, 3, 0, 1, 0]],
+  ['UNSUBSCRIBE without a topic filter [MQTT-3.10.3-2]', 0x82, [0xa2, 3, 0, 1, 0]],
+  ['Subscription Identifier 0 (§3.8.2.1.2)', 0x82, [0x82, 9, 0, 1, 2, 0x0b, 0, 0, 1, 0x61, 0]],
+  ['two Subscription Identifiers in a SUBSCRIBE (§3.8.2.1.2)', 0x82, [0x82, 11, 0, 1, 4, 0x0b, 1, 0x0b, 2, 0, 1, 0x61, 0]],
+  ['Retain Handling 3 (§3.8.3.1)', 0x82, [0x82, 7, 0, 1, 0, 0, 1, 0x61, 0x30]],
+  ['reserved subscription option bits set [MQTT-3.8.3-5]', 0x81, [0x82, 7, 0, 1, 0, 0, 1, 0x61, 0x40]],
+  ['a ShareName with a wildcard: $share/g+/x [MQTT-4.8.2-2]', 0x81, [0x82, 15, 0, 1, 0, 0, 11, ...Buffer.from('$share/g+/x'), 0]],
+  ['an empty ShareName: $share//x [MQTT-4.8.2-1]', 0x81, [0x82, 13, 0, 1, 0, 0, 9, ...Buffer.from('$share//x'), 0]],
+  ['no filter after the ShareName: $share/g/ [MQTT-4.8.2-2]', 0x81, [0x82, 13, 0, 1, 0, 0, 9, ...Buffer.from('$share/g/'), 0]],
+  ['no / after the ShareName: $share/g [MQTT-4.8.2-2]', 0x81, [0x82, 12, 0, 1, 0, 0, 8, ...Buffer.from('$share/g'), 0]]
+]
+for (const [what, reasonCode, bytes] of malformedSubscribes) {
+  test(`v5: ${what} is DISCONNECT 0x${reasonCode.toString(16)}`, async () => {
+    await withBroker({}, async (broker) => {
+      const c = await connected(broker, 5, { clientId: 'bad' })
+      const other = await connected(broker, 5, { clientId: 'other' })
+      c.sendRaw(Buffer.from(bytes))
+      assert.equal((await c.expect('disconnect')).reasonCode, reasonCode)
+      await c.waitClosed()
+      assert.equal(broker.router.subscriptionCount, 0)
+      other.send({ type: 'pingreq' })
+      await other.expect('pingresp')
+    })
+  })
+}

@@ -1,7 +1,7 @@
 // MQTT 5.0 §4.7 topic names and filters.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { connected, sleep, versions, withBroker } from './helpers.js'
+import { connected, sleep, text, versions, withBroker } from './helpers.js'
 
 for (const v of versions) {
   test(`v${v}: wildcards + and # match per level; a/# matches a [MQTT-4.7.1-2] [MQTT-4.7.1-3]`, async () => {
@@ -115,4 +115,42 @@ test('a sys_interval past what a timer can wait (2,200,000 s) does not publish $
   } finally {
     await broker.close()
   }
+})
+
+test('v5: shared subscriptions keep to the $ rule too: $share/g/# and $share/h/+/x do not match $ topics [MQTT-4.7.2-1]; + matches an empty level', async () => {
+  await withBroker({}, async (broker) => {
+    const all = await connected(broker, 5, { clientId: 'all' })
+    const one = await connected(broker, 5, { clientId: 'one' })
+    const plain = await connected(broker, 5, { clientId: 'plain' })
+    for (const [c, topicFilter] of [[all, '$share/g/#'], [one, '$share/h/+/x'], [plain, '+/+']] as const) {
+      c.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter, qos: 0 }] })
+      await c.expect('suback')
+    }
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send({ type: 'publish', topicName: '$foo/x', payload: Buffer.from('dollar'), qos: 0, retain: false, dup: false })
+    p.send({ type: 'publish', topicName: '/x', payload: Buffer.from('empty-first'), qos: 0, retain: false, dup: false })
+    for (const c of [all, one, plain]) assert.equal(text((await c.expect('publish')).payload), 'empty-first', 'never $foo/x')
+    for (const c of [all, one, plain]) assert.equal(await c.quiet(100), true)
+  })
+})
+
+test('v5: retained messages on $ topics are not sent for a filter starting with # or + [MQTT-4.7.2-1]; $app/+ gets them', async () => {
+  await withBroker({}, async (broker) => {
+    const p = await connected(broker, 5, { clientId: 'p' })
+    p.send({ type: 'publish', topicName: '$app/info', payload: Buffer.from('d'), qos: 0, retain: true, dup: false })
+    p.send({ type: 'publish', topicName: 'app/info', payload: Buffer.from('plain'), qos: 0, retain: true, dup: false })
+    await sleep(50)
+    const s = await connected(broker, 5, { clientId: 's' })
+    s.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: '#', qos: 0 }, { topicFilter: '+/info', qos: 0 }] })
+    await s.expect('suback')
+    const got = [(await s.expect('publish')).topicName, (await s.expect('publish')).topicName]
+    assert.deepEqual(got, ['app/info', 'app/info'], 'one per filter, never $app/info')
+    assert.equal(await s.quiet(150), true)
+    const d = await connected(broker, 5, { clientId: 'd' })
+    d.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: '$app/+', qos: 0 }] })
+    await d.expect('suback')
+    const m = await d.expect('publish')
+    assert.equal(m.topicName, '$app/info')
+    assert.equal(text(m.payload), 'd')
+  })
 })

@@ -163,3 +163,27 @@ test('shared subscription: a message that expired while a member held it is not 
     assert.equal(broker.stats.drops.expired, 1)
   })
 })
+
+test('shared subscription: a message a member refuses (PUBACK 0x80, PUBREC 0x83) is discarded, not sent to another member, even when that member\'s session then ends [MQTT-4.8.2-6]', async () => {
+  await withBroker({}, async (broker) => {
+    const a = await connected(broker, 5, { clientId: 'a' })
+    a.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: '$share/g/refuse/+', qos: 2 }] })
+    await a.expect('suback')
+    const b = await connected(broker, 5, { clientId: 'b' })
+    const p = await connected(broker, 5, { clientId: 'p' })
+    // b not yet a member: both messages go to a
+    p.send({ type: 'publish', topicName: 'refuse/1', payload: Buffer.from('q1'), qos: 1, retain: false, dup: false, packetId: 1 })
+    p.send({ type: 'publish', topicName: 'refuse/2', payload: Buffer.from('q2'), qos: 2, retain: false, dup: false, packetId: 2 })
+    const m1 = await a.expect('publish')
+    const m2 = await a.expect('publish')
+    b.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: '$share/g/refuse/+', qos: 2 }] })
+    await b.expect('suback')
+    a.send({ type: 'puback', packetId: m1.packetId as number, reasonCode: 0x80 })
+    a.send({ type: 'pubrec', packetId: m2.packetId as number, reasonCode: 0x83 })
+    await sleep(50)
+    a.send({ type: 'disconnect', reasonCode: 0 }) // session ends: nothing of a's is left to hand on
+    await a.waitClosed()
+    assert.equal(await b.quiet(200), true, 'refused messages are not redelivered to another member')
+    assert.equal(text(m1.payload) + text(m2.payload), 'q1q2')
+  })
+})
