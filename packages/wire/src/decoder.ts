@@ -419,7 +419,7 @@ export class Decoder {
       const topicFilter = this.topicFilter()
       const options = this.u8()
       const qos = options & 3
-      if (qos === 3) throw malformed('subscription with QoS 3 [MQTT-3.8.3-4]')
+      if (qos === 3) throw malformed('subscription with QoS 3 (3.1.1 [MQTT-3.8.3-4]; 5.0 §3.8.3.1)')
       if (v5) {
         if ((options & 0xc0) !== 0) throw malformed('reserved subscription option bits set [MQTT-3.8.3-5]')
         const retainHandling = (options >> 4) & 3
@@ -428,11 +428,11 @@ export class Decoder {
         if (noLocal && topicFilter.startsWith('$share/')) throw protocolError('no local on a shared subscription [MQTT-3.8.3-4]')
         subscriptions.push({ topicFilter, qos: qos as QoS, noLocal, retainAsPublished: (options & 8) !== 0, retainHandling: retainHandling as 0 | 1 | 2 })
       } else {
-        if ((options & 0xfc) !== 0) throw malformed('reserved subscription option bits set [MQTT-3-8.3-4]')
+        if ((options & 0xfc) !== 0) throw malformed('reserved subscription option bits set [MQTT-3.8.3-4]')
         subscriptions.push({ topicFilter, qos: qos as QoS })
       }
     }
-    if (subscriptions.length === 0) throw protocolError('SUBSCRIBE with no topic filter [MQTT-3.8.3-3]')
+    if (subscriptions.length === 0) throw protocolError('SUBSCRIBE with no topic filter (3.1.1 [MQTT-3.8.3-3]; 5.0 [MQTT-3.8.3-2])')
     return { type: 'subscribe', packetId, subscriptions, properties }
   }
 

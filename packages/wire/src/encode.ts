@@ -227,7 +227,7 @@ function encodeConnack (p: ConnackPacket, v5: boolean): Buffer {
 
 function encodeSubscribe (p: SubscribePacket, v5: boolean): Buffer {
   checkPacketId(p.packetId)
-  if (p.subscriptions.length === 0) throw invalidPacket('SUBSCRIBE needs at least one topic filter [MQTT-3.8.3-3]')
+  if (p.subscriptions.length === 0) throw invalidPacket('SUBSCRIBE needs at least one topic filter (3.1.1 [MQTT-3.8.3-3]; 5.0 [MQTT-3.8.3-2])')
   const pl = v5 ? propertiesLength(p.properties, 8) : 0
   let rl = 2 + (v5 ? varintSize(pl) + pl : 0)
   const lens: number[] = []

@@ -129,7 +129,7 @@ const rows: Row[] = [
   { name: 'SUBSCRIBE: no topic filter in 5.0 [MQTT-3.8.3-2]', version: 5, hex: pkt(0x82, '00 01 00'), expected: PROTOCOL },
   { name: 'SUBSCRIBE: packet id 0 [MQTT-2.2.1-3]', version: 4, hex: pkt(0x82, '00 00 00 01 61 00'), expected: MALFORMED },
   { name: 'SUBSCRIBE: QoS 3 [MQTT-3.8.3-4]', version: 4, hex: pkt(0x82, '00 01 00 01 61 03'), expected: MALFORMED },
-  { name: 'SUBSCRIBE: reserved option bits in 3.1.1 [MQTT-3-8.3-4]', version: 4, hex: pkt(0x82, '00 01 00 01 61 04'), expected: MALFORMED },
+  { name: 'SUBSCRIBE: reserved option bits in 3.1.1 [MQTT-3.8.3-4]', version: 4, hex: pkt(0x82, '00 01 00 01 61 04'), expected: MALFORMED },
   { name: 'SUBSCRIBE: reserved option bits in 5.0 [MQTT-3.8.3-5]', version: 5, hex: pkt(0x82, '00 01 00 00 01 61 40'), expected: MALFORMED },
   { name: 'SUBSCRIBE: retain handling 3', version: 5, hex: pkt(0x82, '00 01 00 00 01 61 30'), expected: PROTOCOL },
   { name: 'SUBSCRIBE: No Local on a shared subscription [MQTT-3.8.3-4]', version: 5, hex: pkt(0x82, `00 01 00 00 0a ${SHARE_G} 2f 78 04`), expected: PROTOCOL },
