@@ -9,6 +9,7 @@ import { Backoff } from './backoff.js'
 import { ClientSession, type ControlRequest, type PublishRequest, type PublishResult, type SessionOutput, type SubscriptionEntry } from './client-session.js'
 import { Connection, MAX_SUBSCRIPTION_IDENTIFIERS, MAX_TIMER_MS, type ConnectionHandler } from './connection.js'
 import { ClientErrorCode, clientError } from './errors.js'
+import { connectPacketProblem } from './connect-packet-problem.js'
 import { isFinalRefusal } from './final-refusal.js'
 import type { Message } from './message.js'
 import type { ClientOptions, PublishOptions, SubscribeOptions } from './options.js'
@@ -172,6 +173,14 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     this.clientId = options.clientId ?? `petrel-${randomBytes(6).toString('hex')}`
     // Checked once, here: a bad key or certificate fails every dial the same way.
     if (options.transport === undefined && urls.some((u) => u !== undefined && usesTls(u))) checkTlsOptions(options.tls)
+    if (options.beforeConnect === undefined) {
+      // Every attempt would send this CONNECT (a URL's credentials aside): one no CONNECT can carry
+      // (a will payload over 65,535 bytes...) would fail each dial alike, so no client is made.
+      for (const url of urls) {
+        const problem = connectPacketProblem(this.connectPacket(url, 0))
+        if (problem !== undefined) throw problem
+      }
+    }
     this.backoff = new Backoff(options.backoff)
     const live = (): Connection | undefined => this.phase === 'connected' ? this.conn : undefined
     const output: SessionOutput = {
@@ -1276,6 +1285,14 @@ export function parseBrokerUrls (url: string | string[] | undefined, servers: st
       throw clientError(ClientErrorCode.INVALID_ARGUMENT, `invalid broker URL ${JSON.stringify(u)}`, { cause: err })
     }
     if (!isSupportedProtocol(parsed.protocol)) throw clientError(ClientErrorCode.INVALID_ARGUMENT, `unsupported URL protocol ${parsed.protocol} in ${u} (use mqtt, mqtts, ws, wss, tcp or tls)`)
+    try {
+      decodeURIComponent(parsed.username)
+      decodeURIComponent(parsed.password)
+    } catch (err) {
+      // Decoded into the CONNECT on every attempt: a URIError there would fail each one alike. The
+      // message leaves the credentials out.
+      throw clientError(ClientErrorCode.INVALID_ARGUMENT, `the user name or password of broker URL ${parsed.protocol}//${parsed.host} is not valid percent-encoding`, { cause: err })
+    }
     return parsed
   })
 }

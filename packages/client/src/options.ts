@@ -61,6 +61,12 @@ export interface ClientOptions {
   pingTimeoutMs?: number
   username?: string
   password?: string | Uint8Array
+  /**
+   * With no `beforeConnect` to rewrite the CONNECT, options no CONNECT can carry (a will payload,
+   * will topic, client id, user name, password or User Property over 65,535 bytes, a will topic
+   * with a wildcard...) throw PETREL_ERR_INVALID_ARGUMENT from `createClient()` (`connect()` rejects
+   * with it) before anything is dialled.
+   */
   will?: WillOptions
   /**
    * Extra MQTT 5 CONNECT properties (receiveMaximum, userProperties, authenticationMethod...). The

@@ -1,8 +1,8 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { connect as netConnect, type Socket } from 'node:net'
+import { connect as netConnect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { hasProgram, requirePeer, startMosquitto, waitFor, withTimeout, type Mosquitto } from '@petrel/test-utils'
-import { connect, createClient, type ConnectEvent, type Message, type MqttClient, type PublishOptions } from '../src/index.js'
+import { connect, createClient, type ClientOptions, type ConnectEvent, type Message, type MqttClient, type PublishOptions } from '../src/index.js'
 import { encode, PetrelError } from '@petrel/wire'
 
 // Against a real mosquitto 2.x, both protocol versions.
@@ -540,10 +540,8 @@ test('v5: a CONNECT refused for its content (retained will, 0x9A) or that cannot
     assert.equal(refused.error?.reasonCode, 0x9a)
     assert.match(refused.error?.message ?? '', /not retried/)
     assert.equal(refused.attempts, 1)
-    // A will payload over 65,535 bytes: no CONNECT can carry it, nothing to retry either.
-    const unencodable = await untilClosed(createClient(m.url, { ...fast, will: { topic: 'w', payload: Buffer.alloc(70_000) } }))
-    assert.equal(unencodable.error?.code, 'PETREL_ERR_INVALID_PACKET')
-    assert.equal(unencodable.attempts, 1)
+    // A will payload over 65,535 bytes: no CONNECT can carry it, the client is not even made.
+    assert.throws(() => createClient(m.url, { ...fast, will: { topic: 'w', payload: Buffer.alloc(70_000) } }), { code: 'PETREL_ERR_INVALID_ARGUMENT' })
     // Another server may take it: each URL in turn refuses before the client stops.
     const both = await untilClosed(createClient([m.url, m.url], { ...fast, will: { topic: 'w', payload: 'gone', retain: true } }))
     assert.equal(both.error?.reasonCode, 0x9a)
@@ -564,6 +562,54 @@ test('v5: a CONNECT refused for its content (retained will, 0x9A) or that cannot
     assert.equal(c.stats().connectFailures, 2)
   } finally {
     await m.stop()
+  }
+})
+
+test('options no CONNECT can carry (a field over 65,535 bytes) throw from createClient() and reject connect() before any dial', { timeout: 20_000 }, async () => {
+  // A listener, not a broker: it only counts the dials.
+  let dials = 0
+  const server = createServer((s) => { dials++; s.destroy() })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const big = 'x'.repeat(65_536)
+  const cases: Array<[string, ClientOptions, RegExp]> = [
+    ['will payload', { will: { topic: 'w', payload: Buffer.alloc(70_000) } }, /will\.payload is 70000 bytes/],
+    ['will payload (string)', { will: { topic: 'w', payload: big } }, /will\.payload/],
+    ['will topic', { will: { topic: big } }, /will\.topic/],
+    ['clientId', { clientId: big }, /clientId/],
+    ['clientId (multi-byte)', { clientId: '\u00e9'.repeat(40_000) }, /clientId is 80000 bytes/],
+    ['username', { username: big }, /username/],
+    ['password', { username: 'u', password: Buffer.alloc(65_536) }, /password/],
+    ['user property', { properties: { userProperties: [['k', big]] } }, /65,535 bytes/],
+    ['will user property', { will: { topic: 'w', properties: { userProperties: [[big, 'v']] } } }, /65,535 bytes/],
+    ['will topic wildcard', { will: { topic: 'w/#' } }, /wildcard/],
+    ['keepalive', { keepalive: 70_000 }, /keepAlive/]
+  ]
+  try {
+    for (const v of [4, 5] as const) {
+      for (const [what, options, message] of cases) {
+        if (v === 4 && (what.includes('user property'))) continue
+        const o: ClientOptions = { ...options, protocolVersion: v, retryInitialConnect: true, backoff: { initialDelayMs: 10, maxDelayMs: 10 } }
+        assert.throws(() => createClient(url, o), { code: 'PETREL_ERR_INVALID_ARGUMENT', message }, `v${v} ${what}: createClient()`)
+        await assert.rejects(connect(url, o), { code: 'PETREL_ERR_INVALID_ARGUMENT', message }, `v${v} ${what}: connect()`)
+      }
+    }
+    // The credentials of a URL go into every CONNECT too.
+    const longUser = `mqtt://${'u'.repeat(65_536)}:p@127.0.0.1:${(server.address() as AddressInfo).port}`
+    assert.throws(() => createClient([url, longUser]), { code: 'PETREL_ERR_INVALID_ARGUMENT', message: /username/ })
+    assert.throws(() => createClient(`mqtt://%E0%A4%A:p@127.0.0.1:${(server.address() as AddressInfo).port}`), { code: 'PETREL_ERR_INVALID_ARGUMENT', message: /percent-encoding/ })
+    // The largest of each still goes.
+    const fits = createClient(url, { clientId: 'x'.repeat(65_535), will: { topic: 't'.repeat(65_535), payload: Buffer.alloc(65_535) }, reconnect: false })
+    fits.on('error', () => {})
+    await fits.end({ force: true })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.ok(dials <= 1, `only the valid client may have dialled, saw ${dials}`)
+    // A beforeConnect may rewrite the CONNECT: the options are then left to it.
+    const hooked = createClient(url, { will: { topic: 'w', payload: Buffer.alloc(70_000) }, reconnect: false, beforeConnect: (p) => ({ ...p, will: undefined }) })
+    hooked.on('error', () => {})
+    await hooked.end({ force: true })
+  } finally {
+    await new Promise((resolve) => server.close(resolve))
   }
 })
 

@@ -111,12 +111,14 @@ test('beforeConnect runs within the connect timeout; a failing one closes the so
   }
 })
 
-test('a CONNECT the codec refuses (a will topic with a wildcard) rejects connect() with the codec\'s error, closes the socket, and leaves no unhandled rejection', { timeout: 10_000 }, async (t) => {
+test('a CONNECT the codec refuses (beforeConnect put a wildcard in the will topic) rejects connect() with the codec\'s error, closes the socket, and leaves no unhandled rejection', { timeout: 10_000 }, async (t) => {
   const b = await scriptedBroker(5, () => false) // the CONNECT never reaches it
   const unhandled = unhandledRejections(t)
+  // Without a hook, such options are refused before any dial (client.test.ts).
+  const beforeConnect = (p: ConnectPacket): ConnectPacket => ({ ...p, will: { topicName: 'w/#', payload: Buffer.from('x'), qos: 0, retain: false } })
   try {
     for (const v of [4, 5] as const) {
-      const thrown = await connect(b.url, { ...fast, protocolVersion: v, reconnect: false, will: { topic: 'w/#', payload: 'x' } }).catch((e: unknown) => e)
+      const thrown = await connect(b.url, { ...fast, protocolVersion: v, reconnect: false, beforeConnect }).catch((e: unknown) => e)
       assert.equal((thrown as { code?: string }).code, 'PETREL_ERR_INVALID_PACKET', `v${v}: ${String(thrown)}`)
       assert.match(String(thrown), /wildcard/)
     }
