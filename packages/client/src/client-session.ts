@@ -43,6 +43,11 @@ export interface ClientSessionOptions {
    */
   maxUserProperties?: number | undefined
   maxSubscriptionIdentifiers?: number | undefined
+  /**
+   * The broker's Maximum Packet Size as the app knows it, for a broker that cannot say (3.1.1) or
+   * does not: enforced as the CONNACK's is, the smaller of the two. Default: none.
+   */
+  brokerMaximumPacketSize?: number | undefined
   /** Milliseconds, monotonic; injected by tests. */
   now: () => number
 }
@@ -52,6 +57,16 @@ export interface ClientSessionOptions {
  * ones are all kept: unacked, the broker's in-flight limit bounds them.
  */
 const HOLD_QOS0_MAX = 1000
+
+/**
+ * Links in a row the broker ended while the same PUBLISH, larger than any it ever took, was the
+ * largest unacknowledged on them, after which that PUBLISH is taken as over the broker's packet
+ * size limit and fails alone. A 3.1.1 broker cannot announce that limit and closes the link on a
+ * larger packet without a word (mosquitto's max_packet_size): replayed on every reconnect, the
+ * PUBLISH would end every link, for ever, and hold back all that follows it. One or two drops
+ * could be the network's; three in a row, each with that message outstanding, are not.
+ */
+const OVERSIZE_STRIKES = 3
 
 interface HeldMessage {
   topic: string
@@ -387,6 +402,12 @@ export class ClientSession implements InboundAckSink {
   private readonly unroutedManualAck: boolean
   private readonly maxUserProperties: number
   private readonly maxSubscriptionIdentifiers: number
+  private readonly brokerMaximumPacketSize: number
+  /** The largest PUBLISH the broker acknowledged (PUBACK, PUBREC): a packet it surely reads whole. */
+  private largestAccepted = 0
+  /** The PUBLISH outstanding on the last links the broker ended (see OVERSIZE_STRIKES), and on how many in a row. */
+  private oversizeSuspect: PublishRequest | undefined = undefined
+  private oversizeStrikes = 0
 
   private ackQueue = new Deque<InboundAck>()
   private readonly inboundQoS2 = new Map<number, InboundQoS2>()
@@ -428,6 +449,9 @@ export class ClientSession implements InboundAckSink {
     this.unroutedManualAck = options.unroutedManualAck ?? false
     this.maxUserProperties = options.maxUserProperties ?? Number.POSITIVE_INFINITY
     this.maxSubscriptionIdentifiers = options.maxSubscriptionIdentifiers ?? Number.POSITIVE_INFINITY
+    this.brokerMaximumPacketSize = options.brokerMaximumPacketSize ?? DEFAULT_LIMITS.maximumPacketSize
+    if (!(this.brokerMaximumPacketSize >= 2)) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'brokerMaximumPacketSize must be at least 2 bytes')
+    this.limits = { ...DEFAULT_LIMITS, maximumPacketSize: this.brokerMaximumPacketSize }
     this.bucket = options.throttle === undefined ? undefined : new TokenBucket(options.throttle, options.now())
     if (!(this.window >= 1 && this.window <= 65535)) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'inflightWindow must be 1..65535')
     if (!(this.windowQos2 >= 1 && this.windowQos2 <= 65535)) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'inflightWindowQos2 must be 1..65535')
@@ -468,13 +492,13 @@ export class ClientSession implements InboundAckSink {
           receiveMaximum: p.receiveMaximum ?? 65535,
           maximumQoS: p.maximumQoS ?? 2,
           retainAvailable: p.retainAvailable ?? true,
-          maximumPacketSize: p.maximumPacketSize ?? DEFAULT_LIMITS.maximumPacketSize,
+          maximumPacketSize: Math.min(p.maximumPacketSize ?? DEFAULT_LIMITS.maximumPacketSize, this.brokerMaximumPacketSize),
           topicAliasMaximum: p.topicAliasMaximum ?? 0,
           wildcardSubscriptionAvailable: p.wildcardSubscriptionAvailable ?? true,
           subscriptionIdentifierAvailable: p.subscriptionIdentifierAvailable ?? true,
           sharedSubscriptionAvailable: p.sharedSubscriptionAvailable ?? true
         }
-      : DEFAULT_LIMITS
+      : { ...DEFAULT_LIMITS, maximumPacketSize: this.brokerMaximumPacketSize }
     this.effectiveWindow = Math.min(this.window, this.limits.receiveMaximum)
     this.epoch++
     this.connected = true
@@ -555,9 +579,14 @@ export class ClientSession implements InboundAckSink {
     }
   }
 
-  /** The transport closed. Unacked publishes keep their packet ids for replay. */
-  connectionDown (): void {
+  /**
+   * The transport closed. Unacked publishes keep their packet ids for replay, except one the
+   * broker has now dropped OVERSIZE_STRIKES links in a row for (`brokerDropped`: the broker ended
+   * the link, not us), which fails with PETREL_ERR_PACKET_TOO_LARGE.
+   */
+  connectionDown (brokerDropped = false): void {
     if (!this.connected) return
+    this.countOversizeStrike(brokerDropped)
     this.connected = false
     this.writable = false
     this.onWire = 0
@@ -593,6 +622,39 @@ export class ClientSession implements InboundAckSink {
       req.state = RState.Queued
       this.control.unshift(req)
     }
+  }
+
+  private countOversizeStrike (brokerDropped: boolean): void {
+    let suspect: PublishRequest | undefined
+    if (brokerDropped) {
+      // The largest PUBLISH of this link not acknowledged: should the broker have dropped the link
+      // over one too large, that one is (anything after it unread, any larger one past the limit
+      // too), while the acks of smaller ones before it may have been lost with the link (a reset
+      // discards what we had not read yet). It must be larger than any the broker ever took.
+      for (const req of this.inflight.values()) {
+        if (req.sentEpoch === this.epoch && !req.released && req.bytes.length > (suspect?.bytes.length ?? 0)) suspect = req
+      }
+      if (suspect !== undefined && suspect.bytes.length <= this.largestAccepted) suspect = undefined
+    }
+    if (suspect === undefined) {
+      this.oversizeSuspect = undefined
+      this.oversizeStrikes = 0
+      return
+    }
+    this.oversizeStrikes = suspect === this.oversizeSuspect ? this.oversizeStrikes + 1 : 1
+    this.oversizeSuspect = suspect
+    if (this.oversizeStrikes < OVERSIZE_STRIKES) return
+    this.oversizeSuspect = undefined
+    this.oversizeStrikes = 0
+    this.inflight.delete(suspect.packetId)
+    // As for a publish refused on replay: a QoS 2 id stays taken while the session lives.
+    if (suspect.qos === 2) this.quarantined.push(suspect.packetId)
+    else this.ids.release(suspect.packetId)
+    suspect.sentEpoch = 0
+    this.settle(suspect, undefined, clientError(ClientErrorCode.PACKET_TOO_LARGE,
+      `the broker closed the connection ${OVERSIZE_STRIKES} times in a row with this PUBLISH of ${suspect.bytes.length} bytes (larger than any it acknowledged, ` +
+      `${this.largestAccepted} bytes) unacknowledged: taken as over its packet size limit, which ${this.v5 ? 'it did not announce' : 'MQTT 3.1.1 cannot announce'} ` +
+      '(set brokerMaximumPacketSize to refuse such a publish before sending it)', { reasonCode: 0x95 }))
   }
 
   /** The transport can take more bytes again. */
@@ -1238,12 +1300,14 @@ export class ClientSession implements InboundAckSink {
     // would wait for ever; as for a PUBACK of the wrong kind, close and replay.
     if (req.qos !== 2) return this.violation(`PUBREC for packet id ${id}, whose PUBLISH is QoS 1 [MQTT-4.3.2-1]`, 0x82)
     if (reasonCode >= 0x80) return this.complete(req, reasonCode, properties)
+    this.accepted(req)
     req.released = true
     req.recReasonCode = reasonCode
     this.out.write(pubrelBytes(id, 0))
   }
 
   private complete (req: PublishRequest, reasonCode: number, properties: AckProperties | undefined): void {
+    if (!req.released) this.accepted(req)
     this.inflight.delete(req.packetId)
     this.ids.release(req.packetId)
     if (req.sentEpoch === this.epoch && this.onWire > 0) {
@@ -1258,6 +1322,15 @@ export class ClientSession implements InboundAckSink {
       this.settle(req, publishResult(reasonCode, properties), undefined)
     }
     this.pump()
+  }
+
+  /** The broker answered the PUBLISH of `req`: it read the whole packet. */
+  private accepted (req: PublishRequest): void {
+    if (req.bytes.length > this.largestAccepted) this.largestAccepted = req.bytes.length
+    if (req === this.oversizeSuspect) {
+      this.oversizeSuspect = undefined
+      this.oversizeStrikes = 0
+    }
   }
 
   /** `codes` undefined: a 3.1.1 UNSUBACK, which has none. */

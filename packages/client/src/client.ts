@@ -223,6 +223,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       // What the Connection's decoder marks past: named in the refusal's error.
       maxUserProperties: options.maxUserProperties ?? DEFAULT_MAX_USER_PROPERTIES,
       maxSubscriptionIdentifiers: MAX_SUBSCRIPTION_IDENTIFIERS,
+      brokerMaximumPacketSize: options.brokerMaximumPacketSize,
       now: clock
     }, output)
     this.handler = {
@@ -1147,7 +1148,10 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
     }
     if (was !== 'connected') return
     this.counters.disconnects++
-    this.session.connectionDown()
+    // The broker ended the link (closed it, or said 0x95 Packet too large), not us: the session
+    // watches for a PUBLISH it keeps ending links over.
+    this.session.connectionDown(error?.code === ClientErrorCode.CONNECTION_FAILED ||
+      (error?.code === ClientErrorCode.DISCONNECTED_BY_BROKER && error.reasonCode === 0x95))
     const rw = this.reauthWaiter
     this.reauthWaiter = undefined
     rw?.reject(error ?? clientError(ClientErrorCode.CONNECTION_FAILED, 'the connection closed'))

@@ -43,7 +43,8 @@ export const ClientErrorCode = {
   /** Retain requested but the broker's Retain Available is 0. */
   RETAIN_NOT_SUPPORTED: 'PETREL_ERR_RETAIN_NOT_SUPPORTED',
   /**
-   * The packet would exceed the broker's Maximum Packet Size (or the protocol's limit). Inbound: a
+   * The packet would exceed the broker's Maximum Packet Size (or `brokerMaximumPacketSize`, or the
+   * protocol's limit), or a QoS 1/2 publish the broker ended 3 links in a row over. Inbound: a
    * packet, or a WebSocket message, from the broker went past our `maximumPacketSize` (link closed, 0x95).
    */
   PACKET_TOO_LARGE: 'PETREL_ERR_PACKET_TOO_LARGE',

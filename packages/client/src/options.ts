@@ -102,6 +102,17 @@ export interface ClientOptions {
    */
   maxUserProperties?: number
   /**
+   * The broker's limit on the packets it takes, for a broker that cannot announce it: MQTT 3.1.1
+   * has no Maximum Packet Size in CONNACK, and a 3.1.1 broker closes the link on a larger packet
+   * without a word (mosquitto's `max_packet_size`). Set to that limit, a larger PUBLISH, SUBSCRIBE
+   * or UNSUBSCRIBE rejects with PETREL_ERR_PACKET_TOO_LARGE, nothing sent, as under 5.0 with the
+   * CONNACK's limit (under 5.0 the smaller of the two applies). Without it, a QoS 1/2 PUBLISH the
+   * broker ends 3 links in a row over (the largest unacknowledged when each ended, larger than
+   * any the broker acknowledged) rejects with PETREL_ERR_PACKET_TOO_LARGE after the third, instead
+   * of being replayed on every reconnect for ever ahead of all that follows it. Default: none.
+   */
+  brokerMaximumPacketSize?: number
+  /**
    * Dial (TCP connect, TLS handshake, WebSocket upgrade) + CONNECT/CONNACK; past it the attempt
    * fails with PETREL_ERR_CONNECT_TIMEOUT, whose message names the step. Default 10,000 ms.
    */

@@ -1684,3 +1684,84 @@ test('maxQueuedBytes: a new outbound Topic Alias (3 bytes) is added as a QoS 0 p
   assert.equal(w.length, 12)
   assert.ok(w.some((p) => p.properties?.topicAlias !== undefined && p.topicName !== ''), 'new aliases were sent (with their names)')
 })
+
+test('a PUBLISH the broker ends 3 links in a row over (3.1.1 cannot announce a packet size limit) fails alone; the network\'s drops, ours, or one no larger than what the broker took do not count', () => {
+  const big = 'x'.repeat(2000)
+  /** The broker ends the link (`dropped`) or we do, and the client reconnects (new session: republished). */
+  const cycle = (x: ReturnType<typeof harness>, dropped: boolean): void => {
+    x.take() // what the link that ends carried
+    x.session.connectionDown(dropped)
+    x.up()
+  }
+  for (const qos of [1, 2] as const) {
+    // mosquitto: the small one before it is taken (its ack may be lost with the link), the one after it never read.
+    const x = harness({ protocolVersion: 4 })
+    x.up()
+    const [a, b, c] = [x.pub('a', qos), x.pub(big, qos), x.pub('c', qos)]
+    assert.equal(publishes(x.take()).length, 3)
+    cycle(x, true)
+    cycle(x, true)
+    assert.equal(b.state, 'pending', 'two drops could be the network\'s')
+    cycle(x, true)
+    assert.equal(b.state, 'err')
+    assert.equal((b.error as PetrelError).code, 'PETREL_ERR_PACKET_TOO_LARGE')
+    assert.equal((b.error as PetrelError).reasonCode, 0x95)
+    // The others go on the next link as before; the failed one is not sent again.
+    const sent = publishes(x.take())
+    assert.deepEqual(sent.map((p) => p.payload.length), [1, 1], 'a and c')
+    for (const p of sent) {
+      if (qos === 1) x.session.handlePacket({ type: 'puback', packetId: p.packetId as number })
+      else {
+        x.session.handlePacket({ type: 'pubrec', packetId: p.packetId as number })
+        x.session.handlePacket({ type: 'pubcomp', packetId: p.packetId as number })
+      }
+    }
+    assert.deepEqual([a.state, c.state], ['ok', 'ok'])
+  }
+  {
+    // A link we ended (ping timeout, reconnect()) breaks the run.
+    const x = harness({ protocolVersion: 4 })
+    x.up()
+    const b = x.pub(big)
+    for (const dropped of [true, true, false, true, true]) cycle(x, dropped)
+    assert.equal(b.state, 'pending')
+    cycle(x, true)
+    assert.equal(b.state, 'err')
+  }
+  {
+    // The broker took one as large before: a drop is not about the size.
+    const x = harness({ protocolVersion: 4 })
+    x.up()
+    x.pub(big + 'y')
+    x.session.handlePacket({ type: 'puback', packetId: ids(x.take())[0] as number })
+    const b = x.pub(big)
+    for (let i = 0; i < 5; i++) cycle(x, true)
+    assert.equal(b.state, 'pending')
+    // Acknowledged at last: delivered, never failed.
+    x.session.handlePacket({ type: 'puback', packetId: ids(x.take())[0] as number })
+    assert.equal(b.state, 'ok')
+  }
+  {
+    // Acknowledged between drops: the run starts again.
+    const x = harness({ protocolVersion: 4 })
+    x.up()
+    const b = x.pub(big)
+    cycle(x, true)
+    cycle(x, true)
+    x.take()
+    const c = x.pub(big)
+    x.session.handlePacket({ type: 'puback', packetId: ids(x.take())[0] as number })
+    assert.equal(c.state, 'ok')
+    for (let i = 0; i < 5; i++) cycle(x, true)
+    assert.equal(b.state, 'pending', 'as large as one the broker took')
+  }
+  {
+    // Told the limit, the session refuses it before the wire, on 3.1.1 and under a v5 CONNACK with a larger one.
+    for (const v of [4, 5] as const) {
+      const x = harness({ protocolVersion: v, brokerMaximumPacketSize: 1000 })
+      x.up(v === 5 ? { properties: { maximumPacketSize: 5000 } } : {})
+      assert.throws(() => x.pub(big), { code: 'PETREL_ERR_PACKET_TOO_LARGE' })
+      assert.deepEqual(x.take(), [])
+    }
+  }
+})

@@ -613,6 +613,53 @@ test('options no CONNECT can carry (a field over 65,535 bytes) throw from create
   }
 })
 
+test('v4: a PUBLISH over mosquitto\'s max_packet_size (3.1.1 cannot announce it) fails after 3 dropped links instead of ending every link for ever; brokerMaximumPacketSize refuses it unsent', { timeout: 30_000 }, async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const m = await startMosquitto({ extraConfig: 'max_packet_size 1000' })
+  const started: MqttClient[] = []
+  try {
+    const sub = await connect(m.url, { protocolVersion: 4 })
+    started.push(sub)
+    const topic = uniq('oversize')
+    const got = await sub.subscribe(topic, { qos: 2 })
+    for (const qos of [1, 2] as const) {
+      // Before, the client replayed the big one on each reconnect, mosquitto closed the link each
+      // time, and small-2 (behind it) never went either: 30 links in 3 s with this backoff.
+      // QoS 1 republished on new sessions; QoS 2 replayed (DUP) on a kept one, where a PUBREL sent
+      // again completes what the broker took (mosquitto delivers QoS 2 on PUBREL: a new session
+      // drops a message past PUBREC whose PUBREL was lost with the link).
+      const c = await connect(m.url, { protocolVersion: 4, clean: qos === 1, backoff: { initialDelayMs: 20, maxDelayMs: 50, jitter: 0 } })
+      started.push(c)
+      c.on('error', () => {})
+      const results = await withTimeout(Promise.allSettled([
+        c.publish(topic, `small-1 q${qos}`, { qos }),
+        c.publish(topic, Buffer.alloc(2000), { qos }),
+        c.publish(topic, `small-2 q${qos}`, { qos })
+      ]), 10_000, 'the three publishes settling')
+      assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled'])
+      const err = (results[1] as PromiseRejectedResult).reason as PetrelError
+      assert.equal(err.code, 'PETREL_ERR_PACKET_TOO_LARGE')
+      assert.match(err.message, /3 times in a row/)
+      assert.equal(c.stats().disconnects, 3)
+      assert.equal(c.connected, true)
+      assert.deepEqual((await take(got, 2)).map((msg) => msg.payload.toString()), [`small-1 q${qos}`, `small-2 q${qos}`])
+    }
+    // Told the broker's limit, the client refuses it before the wire, and the link stays up.
+    const told = await connect(m.url, { protocolVersion: 4, brokerMaximumPacketSize: 1000 })
+    started.push(told)
+    const before = told.stats().bytesOut
+    await assert.rejects(told.publish(topic, Buffer.alloc(2000), { qos: 1 }), { code: 'PETREL_ERR_PACKET_TOO_LARGE', reasonCode: 0x95 })
+    await assert.rejects(told.publish(topic, Buffer.alloc(2000)), { code: 'PETREL_ERR_PACKET_TOO_LARGE' })
+    assert.equal(told.stats().bytesOut, before, 'nothing written')
+    await told.publish(topic, 'fits', { qos: 1 })
+    assert.equal((await take(got, 1))[0]?.payload.toString(), 'fits')
+    assert.equal(told.stats().disconnects, 0)
+  } finally {
+    await Promise.all(started.map(async (c) => { await c.end({ force: true }) }))
+    await m.stop()
+  }
+})
+
 test('a slow consumer: its bounded queue drops (counted, acked) while other subscriptions and keepalive go on', { timeout: 20_000 }, async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const c = await open(5, { keepalive: 1 })
