@@ -8,6 +8,7 @@ import { ClientErrorCode, clientError } from './errors.js'
 import { Deque } from './deque.js'
 import { Message, type InboundAck, type InboundAckSink } from './message.js'
 import { TokenBucket, type ThrottleOptions } from './token-bucket.js'
+import { messageBytes, pins } from './subscription.js'
 
 /** What to do when the request queue is full. */
 export type QueuePolicy = 'block' | 'reject' | 'dropOldest'
@@ -37,6 +38,8 @@ export interface ClientSessionOptions {
   unroutedHoldMs?: number | undefined
   /** Messages given to the `unrouted` output are acked by their `ack()`, not when it returns. Default false. */
   unroutedManualAck?: boolean | undefined
+  /** Bytes of QoS 0 messages the hold keeps (as a subscription's `queueBytes` counts them). Default 16 MiB. */
+  unroutedHoldBytes?: number | undefined
   /**
    * The limits past which the decoder marks an inbound PUBLISH for refusal (User Property pairs,
    * Subscription Identifiers), named in the refusal's error. Default: unbounded.
@@ -53,10 +56,12 @@ export interface ClientSessionOptions {
 }
 
 /**
- * QoS 0 messages held after a session-present CONNACK, at most (the oldest goes first). QoS 1/2
- * ones are all kept: unacked, the broker's in-flight limit bounds them.
+ * QoS 0 messages held after a session-present CONNACK, at most (the oldest goes first), and their
+ * bytes when `unroutedHoldBytes` is not set. QoS 1/2 ones are all kept: unacked, the broker's
+ * in-flight limit bounds them.
  */
 const HOLD_QOS0_MAX = 1000
+const HOLD_QOS0_BYTES = 16 * 1024 * 1024
 
 /**
  * Links in a row the broker ended while the same PUBLISH, larger than any it ever took, was the
@@ -72,6 +77,8 @@ interface HeldMessage {
   topic: string
   packet: PublishPacket
   record: InboundAck | undefined
+  /** QoS 0: what it is charged against the hold's byte bound (see Subscription.push); else 0. */
+  charge: number
 }
 
 /**
@@ -397,6 +404,11 @@ export class ClientSession implements InboundAckSink {
   private holdUntil = 0
   private held: HeldMessage[] = []
   private heldQoS0 = 0
+  /** What the held QoS 0 messages are charged, at most `holdBytes` (one larger is held alone). */
+  private heldQoS0Bytes = 0
+  /** The buffer the last held QoS 0 payload is a view into: charged once for a run of them. */
+  private heldBuffer: ArrayBufferLike | undefined = undefined
+  private readonly holdBytes: number
   private rerouting = false
   private rerouteAgain = false
   private readonly unroutedManualAck: boolean
@@ -447,6 +459,8 @@ export class ClientSession implements InboundAckSink {
     this.resubscribe = options.resubscribe ?? true
     this.holdMs = options.unroutedHoldMs ?? 2000
     this.unroutedManualAck = options.unroutedManualAck ?? false
+    this.holdBytes = options.unroutedHoldBytes ?? HOLD_QOS0_BYTES
+    if (!(this.holdBytes >= 0)) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'unroutedHoldBytes must be 0 or more')
     this.maxUserProperties = options.maxUserProperties ?? Number.POSITIVE_INFINITY
     this.maxSubscriptionIdentifiers = options.maxSubscriptionIdentifiers ?? Number.POSITIVE_INFINITY
     this.brokerMaximumPacketSize = options.brokerMaximumPacketSize ?? DEFAULT_LIMITS.maximumPacketSize
@@ -613,6 +627,8 @@ export class ClientSession implements InboundAckSink {
     for (const h of this.held) if (h.packet.qos === 2) this.inboundQoS2.delete(h.packet.packetId as number)
     this.held = []
     this.heldQoS0 = 0
+    this.heldQoS0Bytes = 0
+    this.heldBuffer = undefined
     const sent = [...this.controlInflight.values()]
     this.controlInflight.clear()
     for (let i = sent.length - 1; i >= 0; i--) {
@@ -1099,14 +1115,26 @@ export class ClientSession implements InboundAckSink {
     // Acked through the queue, so that it keeps its place in the arrival order [MQTT-4.6.0-2].
     const record: InboundAck | undefined = qos === 0 ? undefined : { packetId: p.packetId as number, qos, pending: 1, done: false, epoch: this.epoch }
     if (record !== undefined) this.ackQueue.push(record)
-    const h: HeldMessage = { topic, packet: p, record }
+    const h: HeldMessage = { topic, packet: p, record, charge: 0 }
     if (this.holdUntil !== 0 && this.now() >= this.holdUntil) this.endHold()
     // Messages held before the app listened go to it first, in arrival order.
     if (this.held.length > 0) this.offerHeld()
     if (this.held.length === 0 && this.offerUnrouted(h)) return
     if (this.holdUntil !== 0) {
+      if (qos === 0) {
+        // Count alone let 1,000 large messages (256 MiB each at most) wait in the heap: bytes
+        // bound them too, charged as a subscription's queue charges them (a payload pinning a
+        // much larger read is charged that read, once for a run of them).
+        const payload = p.payload as Buffer
+        h.charge = messageBytes({ topic, payload, properties: p.properties })
+        if (payload.buffer !== this.heldBuffer && pins(payload)) h.charge += payload.buffer.byteLength
+        this.heldBuffer = payload.buffer
+      }
       this.held.push(h)
-      if (qos === 0 && ++this.heldQoS0 > HOLD_QOS0_MAX) {
+      if (qos === 0) this.countHeld(h)
+      // Past either bound the oldest QoS 0 one goes as at the end of the hold (one larger than
+      // the byte bound is held alone).
+      while (this.heldQoS0 > HOLD_QOS0_MAX || (this.heldQoS0Bytes > this.holdBytes && this.heldQoS0 > 1)) {
         const i = this.held.findIndex((x) => x.packet.qos === 0)
         this.releaseHeld(this.unhold(i))
       }
@@ -1146,13 +1174,22 @@ export class ClientSession implements InboundAckSink {
     const h = this.unhold(0)
     if (this.offerUnrouted(h)) return true
     this.held.unshift(h)
-    if (h.packet.qos === 0) this.heldQoS0++
+    if (h.packet.qos === 0) this.countHeld(h)
     return false
+  }
+
+  private countHeld (h: HeldMessage): void {
+    this.heldQoS0++
+    this.heldQoS0Bytes += h.charge
   }
 
   private unhold (i: number): HeldMessage {
     const h = this.held.splice(i, 1)[0] as HeldMessage
-    if (h.packet.qos === 0) this.heldQoS0--
+    if (h.packet.qos === 0) {
+      this.heldQoS0--
+      this.heldQoS0Bytes -= h.charge
+      if (this.heldQoS0 === 0) this.heldBuffer = undefined
+    }
     return h
   }
 

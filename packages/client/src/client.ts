@@ -220,6 +220,7 @@ export class MqttClient extends EventEmitter<ClientEventMap> {
       throttle: options.throttle,
       unroutedHoldMs: options.unroutedHoldMs,
       unroutedManualAck: options.unroutedManualAck,
+      unroutedHoldBytes: options.unroutedHoldBytes,
       // What the Connection's decoder marks past: named in the refusal's error.
       maxUserProperties: options.maxUserProperties ?? DEFAULT_MAX_USER_PROPERTIES,
       maxSubscriptionIdentifiers: MAX_SUBSCRIPTION_IDENTIFIERS,

@@ -153,13 +153,20 @@ export interface ClientOptions {
    * After a CONNACK with Session Present (`clean: false`), the broker may deliver messages for
    * the subscriptions it kept before the app has subscribed again: messages no subscription
    * matches are held this long (QoS 1/2 unacknowledged, so the broker keeps them; at most
-   * 1,000 QoS 0) and go to the
+   * 1,000 QoS 0, and `unroutedHoldBytes` of them) and go to the
    * subscriptions made that match them; then to the `unrouted` event, or dropped. Acks of
    * later messages wait behind a held one (in order, [MQTT-4.6.0-2]). Only on the first
    * connection: later ones resume a session whose subscriptions this client made. Default
    * 2,000 ms; 0: off.
    */
   unroutedHoldMs?: number
+  /**
+   * Bytes of QoS 0 messages the hold (`unroutedHoldMs`) keeps, counted as a subscription's
+   * `queueBytes` counts them; past it, or past 1,000 of them, the oldest goes as at the end of the
+   * hold (the `unrouted` event, or counted in `messagesUnrouted`); one larger is held alone.
+   * Default 16 MiB: the count alone let 1,000 large messages wait in the heap.
+   */
+  unroutedHoldBytes?: number
   /**
    * Messages of the `unrouted` event are acknowledged by `msg.ack()` instead of when the
    * listeners return (as `manualAck` does for a subscription). Default false.

@@ -22,7 +22,7 @@ export interface SubscriptionOwner {
  * What a queued message holds: payload, topic and, for one with properties, what they hold in
  * the heap once decoded ({@link propertiesCost}, the estimate the broker's queues use too).
  */
-export function messageBytes (m: Message): number {
+export function messageBytes (m: Pick<Message, 'payload' | 'topic' | 'properties'>): number {
   const n = m.payload.length + m.topic.length
   return m.properties === undefined ? n : n + propertiesCost(m.properties)
 }
@@ -31,7 +31,7 @@ export function messageBytes (m: Message): number {
  * Whether `view` keeps alive a buffer far larger than itself (a socket read, a WebSocket message
  * holding other packets). Node's 8 KiB pool slabs are left out: shared anyway.
  */
-function pins (view: Uint8Array): boolean {
+export function pins (view: Uint8Array): boolean {
   return view.buffer.byteLength > 2 * view.byteLength + 16 * 1024
 }
 

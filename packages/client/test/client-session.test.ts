@@ -1493,6 +1493,30 @@ test('the hold keeps at most 1,000 QoS 0 messages (the oldest goes first), and e
   assert.equal(x.h.delivered[0]?.payload.toString(), '1')
 })
 
+test('the hold keeps at most unroutedHoldBytes of QoS 0 messages (the oldest goes first; one larger is held alone); QoS 1/2 ones are not counted', () => {
+  const x = harness({ protocolVersion: 4, unroutedHoldBytes: 10_000 })
+  x.up({ sessionPresent: true })
+  const kb = 'k'.repeat(999) // 1,000 bytes with its topic 'a'
+  for (let i = 0; i < 5; i++) x.session.handlePacket(inbound('b', kb, 1, i + 1))
+  for (let i = 0; i < 25; i++) x.session.handlePacket(inbound('a', `${i % 10}${kb.slice(1)}`, 0))
+  assert.equal(x.session.counters.messagesUnrouted, 15, 'the 15 oldest QoS 0 ones went')
+  x.session.handlePacket(inbound('a', 'L'.repeat(50_000), 0))
+  assert.equal(x.session.counters.messagesUnrouted, 25, 'a larger one is held alone')
+  x.session.handlePacket(inbound('a', 'after', 0))
+  assert.equal(x.session.counters.messagesUnrouted, 26)
+  x.session.subscribe([{ topicFilter: '#', qos: 1 }], {})
+  x.session.deliverHeld()
+  assert.deepEqual(x.h.delivered.map((m) => m.payload.length), [999, 999, 999, 999, 999, 5], 'the QoS 1 ones and the newest QoS 0')
+  // Charged as they left: a new hold (a reconnect during it) starts at nothing.
+  const y = harness({ protocolVersion: 4, unroutedHoldBytes: 10_000 })
+  y.up({ sessionPresent: true })
+  for (let i = 0; i < 10; i++) y.session.handlePacket(inbound('a', kb, 0))
+  y.session.subscribe([{ topicFilter: 'a', qos: 0 }], {})
+  y.session.deliverHeld()
+  assert.equal(y.h.delivered.length, 10)
+  assert.equal(y.session.counters.messagesUnrouted, 0)
+})
+
 test('v5, session from before this client: a subscription identifier is trusted only for a filter it matches', () => {
   const x = harness({ protocolVersion: 5 })
   x.up({ sessionPresent: true })

@@ -660,6 +660,28 @@ test('v4: a PUBLISH over mosquitto\'s max_packet_size (3.1.1 cannot announce it)
   }
 })
 
+test('v5: QoS 0 messages held for a subscription still to come are bounded by bytes (unroutedHoldBytes), not only by count', { timeout: 20_000 }, async (t) => {
+  if (!requirePeer(t, 'mosquitto')) return
+  const id = `holdbytes-${process.pid}-${++seq}`
+  const topic = uniq('holdbytes')
+  const first = await open(5, { clientId: id, clean: false, sessionExpiryInterval: 60 })
+  await first.subscribe(topic, { qos: 0 })
+  await first.end()
+  // The session's subscription delivers at once; nobody has subscribed again yet: held.
+  const again = await open(5, { clientId: id, clean: false, sessionExpiryInterval: 60, unroutedHoldMs: 10_000, unroutedHoldBytes: 1024 * 1024 })
+  const pub = await open(5)
+  const payload = Buffer.alloc(100 * 1024, 7)
+  for (let i = 0; i < 40; i++) await pub.publish(topic, payload)
+  await waitFor(() => again.stats().messagesReceived === 40, { timeoutMs: 5000, message: `40 messages received, got ${again.stats().messagesReceived}` })
+  // Before, all 40 (4 MB) were held: the count bound is 1,000 messages.
+  const unrouted = again.stats().messagesUnrouted
+  assert.ok(unrouted >= 30 && unrouted < 40, `at most 1 MiB held: ${40 - unrouted} messages`)
+  const sub = await again.subscribe(topic, { qos: 0 })
+  const held = await take(sub, 40 - unrouted)
+  assert.ok(held.every((m) => m.payload.equals(payload)))
+  assert.equal(sub.queued, 0)
+})
+
 test('a slow consumer: its bounded queue drops (counted, acked) while other subscriptions and keepalive go on', { timeout: 20_000 }, async (t) => {
   if (!requirePeer(t, 'mosquitto')) return
   const c = await open(5, { keepalive: 1 })
