@@ -198,6 +198,11 @@ export interface ClientOptions {
    * the client closes (`close` event, pending requests rejected with PETREL_ERR_CLIENT_CLOSED).
    * Give a factory to reconnect: it gets a signal that aborts at the connect timeout (or on
    * `end()`, `reconnect()`...), and the attempt ends then even if the factory ignores it.
+   * The client closes a stream with `end()` after its DISCONNECT, and `destroy()` 1 s later (at
+   * once for a link it gives up on): the stream must then let go of what it holds (its socket,
+   * timers), which only it can. `end()` resolves within its bounds whatever the stream does, and
+   * the client leaves nothing running after it, but a stream that ignores `destroy()` keeps its
+   * own socket open, and the process with it.
    */
   transport?: Duplex | TransportFactory
   /**

@@ -705,6 +705,47 @@ test('a process that connects, works and ends exits at once: no timer or socket 
   assert.ok(r.ms < 5000, `the process exited after ${Math.round(r.ms)} ms`)
 })
 
+test('a transport stream of the app\'s that ignores destroy() (and never finishes a write or end()) does not hang end() nor hold the process: what the client holds is bounded', { timeout: 60_000 }, async () => {
+  // The stream answers the CONNECT with a CONNACK (or, as a factory's, never), then takes no
+  // write, end() or destroy() to completion. It holds no socket: whatever keeps the process
+  // alive after end() is the client's.
+  const stream = `(answer) => {
+    let writes = 0
+    return new Duplex({
+      read () {},
+      write (chunk, encoding, callback) {
+        if (++writes === 1 && answer) { this.push(Buffer.from([0x20, 3, 0, 0, 0])); callback() }
+      },
+      final () {},
+      destroy () {}
+    })
+  }`
+  for (const [how, options, end] of [
+    ['connected, graceful', '{ transport: stubborn(true), keepalive: 1 }', '{ timeoutMs: 300 }'],
+    ['connected, force', '{ transport: stubborn(true), keepalive: 1 }', '{ force: true }'],
+    ['connecting (a factory)', '{ transport: () => stubborn(false), connectTimeoutMs: 60000 }', '{ timeoutMs: 300 }']
+  ] as const) {
+    const r = await runAlone(`import { Duplex } from 'node:stream'
+      const stubborn = ${stream}
+      const c = ${how.startsWith('connecting') ? 'client.createClient(undefined, ' : 'await client.connect(undefined, '}${options})
+      c.on('error', () => {})
+      if (!${how.startsWith('connecting')}) await c.publish('t', 'x')
+      const pending = c.publish('t', 'y', { qos: 1 }).catch((e) => e.code)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      const started = performance.now()
+      await c.end(${end})
+      console.log(await pending)
+      console.log(Math.round(performance.now() - started))
+      process.on('exit', () => { console.log(Math.round(performance.now() - started)) })`, 30_000)
+    const [pending, ended, exited] = r.out.split('\n')
+    assert.equal(r.code, 0, how)
+    assert.equal(pending, 'PETREL_ERR_CLIENT_CLOSED', how)
+    // end(): its timeout and the 1 s wait for the broker's close at most; the exit right after.
+    assert.ok(Number(ended) < 3000, `${how}: end() resolved after ${ended ?? '?'} ms`)
+    assert.ok(Number(exited) - Number(ended) < 1000, `${how}: the process exited ${exited ?? '?'} ms after end() was called`)
+  }
+})
+
 test('end() and end({ force: true }) against a broker that stopped reading: the socket left writing the DISCONNECT does not hold the process open (it exits once end() resolved, not 10 s later)', { timeout: 60_000 }, async () => {
   // Accepts the connection, then never reads again (its socket stays open until the test ends).
   const b = await scriptedBroker(5, (p, link) => {
