@@ -1346,6 +1346,37 @@ test('messages lost by the broker fail the run (exit 4) at QoS 1 and QoS 0, unle
   assert.deepEqual((JSON.parse(sub.stdout) as BenchSummary).failures, ['9 messages missing: gaps in the publishers\' sequences (QoS 0; --tolerate loss to pass)'])
 })
 
+test('bench sub -L short of its count: gives up once nothing has come for --drain-timeout, and fails for the loss (exit 4) unless --tolerate loss', async (t) => {
+  // Every tenth message dropped, the last (seq 99) among them: 90 of -L 100 ever arrive.
+  const lossy = String(await relayBroker(t, (n) => n % 10 === 9 ? 0 : 1))
+  const { done } = await subscribedSub(['-p', lossy, '-L', '100', '--drain-timeout', '1', '--json'])
+  assert.equal(summaryOf(await bench(['pub', '-p', lossy, '-L', '100', '--json', '--quiet'])).publish?.sent, 100)
+  // Before: it waited for the other 10 for ever (no --duration).
+  const r = await withTimeout(done, 15_000, 'bench sub -L giving up on what never comes')
+  assert.equal(r.code, 4, `exit ${r.code}\n${r.stderr}\n${r.stdout}`)
+  const s = JSON.parse(r.stdout) as BenchSummary
+  assert.equal(s.receive?.received, 90)
+  assert.deepEqual(s.receive?.shortOfLimit, { receivers: 1, received: 90, due: 100, limit: 100, idleSeconds: 1 })
+  assert.deepEqual(s.failures, [
+    '9 messages missing: gaps in the publishers\' sequences (QoS 0; --tolerate loss to pass)',
+    'a subscriber stopped short of -L 100: 90 of 100 received, then nothing for 1 s (--drain-timeout) (QoS 0; --tolerate loss to pass)'
+  ])
+  assert.match(formatSummary(s), /\n {14}a subscriber stopped short of -L 100: 90 of 100 received, then nothing for 1 s \(--drain-timeout\): what did not come is lost/)
+  // The last five dropped: no gap shows it, the count does. Tolerated, the run passes and still says so.
+  const tail = String(await relayBroker(t, (n) => n >= 95 ? 0 : 1))
+  const sub2 = await subscribedSub(['-p', tail, '-c', '2', '-L', '100', '--drain-timeout', '1', '--json'], 2)
+  const sub3 = await subscribedSub(['-p', tail, '-L', '100', '--drain-timeout', '1', '--tolerate', 'loss', '--json'])
+  assert.equal(summaryOf(await bench(['pub', '-p', tail, '-L', '100', '--json', '--quiet'])).publish?.sent, 100)
+  const failed = await withTimeout(sub2.done, 15_000, 'two subscribers giving up')
+  assert.equal(failed.code, 4, failed.stdout)
+  const f = JSON.parse(failed.stdout) as BenchSummary
+  assert.equal(f.receive?.missing, 0)
+  assert.deepEqual(f.failures, ['2 subscribers stopped short of -L 100: 190 of 200 received, then nothing for 1 s (--drain-timeout) (QoS 0; --tolerate loss to pass)'])
+  const passed = summaryOf(await withTimeout(sub3.done, 15_000, 'a tolerant subscriber giving up'))
+  assert.deepEqual(passed.receive?.shortOfLimit, { receivers: 1, received: 95, due: 100, limit: 100, idleSeconds: 1 })
+  assert.deepEqual(passed.failures, [])
+})
+
 test('messages received twice fail the run (exit 4), unless --tolerate duplicates', async (t) => {
   const port = String(await relayBroker(t, (n) => n % 4 === 0 ? 2 : 1))
   const r = await bench(['pubsub', '-p', port, '-L', '100', '--json', '--quiet'])

@@ -64,7 +64,10 @@ export interface BenchOptions {
   quiet: boolean
   /** What --tolerate accepts: a run with only these fails no more (exit 0 instead of 4). */
   tolerate: Tolerated
-  /** Seconds `pubsub` waits for in-flight messages to arrive once publishers are done. */
+  /**
+   * Seconds `pubsub` waits for in-flight messages to arrive once publishers are done, and `sub -L`
+   * for the next message of a subscriber short of its count (0: for ever).
+   */
   drainTimeout: number
 }
 
@@ -134,14 +137,18 @@ Load:
                             --warmup + --duration at most 24 days)
       --warmup <s>          run this long first, unmeasured: latency percentiles leave out what
                             arrived meanwhile (reported apart); --duration counts after it
-  -L, --limit <n>           messages per publisher (pub/pubsub) or per subscriber (sub; one
-                            that misses some waits on for them: add --duration to bound it)
+  -L, --limit <n>           messages per publisher (pub/pubsub) or per subscriber (sub). A sub
+                            that has had messages and then none for --drain-timeout gives up
+                            short of its count: its publishers are done, the rest is lost, and
+                            the run fails (exit 4, --tolerate loss to pass). One that has had
+                            none yet waits on, as mosquitto_sub -C does: --duration bounds that
       --prefix <prefix>     client id prefix (default petrel-bench-<pid>-); ids are <prefix><pub|sub|conn>-<index>
   -n, --start-number <n>    first client index (default 0), to run several processes side by side
                             (alias --startnumber)
       --drain-timeout <s>   wait for QoS 1/2 acks and in-flight messages at the end (default 5);
                             what has not arrived by then counts as missing (the summary says
-                            when messages were still arriving)
+                            when messages were still arriving). sub -L: how long a subscriber
+                            short of its count waits for the next message (0: for ever)
 Output:
       --json                print the summary as JSON on stdout (progress goes to stderr)
       --quiet               no progress lines

@@ -29,6 +29,20 @@ export interface ReceiveResult {
   streams?: number
   /** pubsub: its wait for messages on their way ran out (--drain-timeout) while they still arrived. */
   stillArriving?: boolean
+  /** sub -L: the receivers given up on short of their count, nothing having arrived for --drain-timeout. */
+  shortOfLimit?: LimitShortfall
+}
+
+/**
+ * `sub -L`: receivers (a share group is one) that had messages, then none for `idleSeconds`
+ * (--drain-timeout), short of their count: `received` of the `due` (-L times the subscribers).
+ */
+export interface LimitShortfall {
+  receivers: number
+  received: number
+  due: number
+  limit: number
+  idleSeconds: number
 }
 
 /** What one receiver should have got from the publishers of one run: client index -> messages sent. */

@@ -14,6 +14,8 @@ export interface RunningSubscriber {
   topicFilter: string
   /** Resolves once the subscriber's count is reached or its connection is lost (without a count, only on loss). */
   finished: Promise<void>
+  /** Resolves `finished` now: the run gives up waiting for its count (sub -L, nothing more arriving). */
+  giveUp: () => void
 }
 
 /**
@@ -57,7 +59,9 @@ export async function startSubscribers (ctx: RunContext, count: number, limit: n
     if (opened === undefined) return undefined
     const subscriber = new Subscriber(opened.conn, ctx.stats, limit)
     let subscribed = false
+    let giveUp = (): void => {}
     const finished = new Promise<void>((resolve) => {
+      giveUp = resolve
       subscriber.onFinished = resolve
       // A lost subscriber never reaches its count: it is done (counted as lost by ctx.connect's handler).
       const lost = opened.conn.onLost
@@ -82,20 +86,83 @@ export async function startSubscribers (ctx: RunContext, count: number, limit: n
     ctx.stats.subscribed++
     ctx.subscribers.started++
     subscribed = true
-    return { subscriber, topicFilter, finished }
+    return { subscriber, topicFilter, finished, giveUp }
   }, () => ctx.stopping, o.maxConnecting)
   return started.filter((s) => s !== undefined)
 }
 
-/** `bench sub`: receive until every subscriber has its count, the duration, or Ctrl-C. */
+/**
+ * `bench sub`: receive until every subscriber has its count, the duration, or Ctrl-C. With a
+ * count (-L), a receiver that has had messages and then none for --drain-timeout gives up: its
+ * publishers are done, and what it is short of its count will not come (the run says so and
+ * fails unless --tolerate loss). One that has had nothing yet waits on, as mosquitto_sub -C does.
+ */
 export async function runSub (ctx: RunContext): Promise<ReceiveResult> {
   const o = ctx.options
   const running = await startSubscribers(ctx, o.clients, o.limit)
   ctx.allStarted()
+  const receivers = receiversOf(running)
+  if (o.limit > 0) {
+    const idle = o.drainTimeout > 0 ? new IdleWatch(receivers, o.limit, o.drainTimeout * 1000) : undefined
+    await Promise.race([Promise.all(running.map(async (r) => { await r.finished })), ctx.stopped()])
+    idle?.stop()
+    const result = finishReceiving(receivers)
+    const short = idle?.shortfall()
+    return short === undefined ? result : { ...result, shortOfLimit: { ...short, limit: o.limit, idleSeconds: o.drainTimeout } }
+  }
   // Without a count the run ends by the stop flag alone (duration, Ctrl-C, no connection left).
-  const allDone = o.limit > 0 ? Promise.all(running.map(async (r) => { await r.finished })) : ctx.stopped()
-  await Promise.race([allDone, ctx.stopped()])
-  return finishReceiving(receiversOf(running))
+  await ctx.stopped()
+  return finishReceiving(receivers)
+}
+
+/**
+ * Gives up on receivers that stopped receiving short of their count: checked a few times per
+ * `idleMs`. A share group is one receiver: its members split the messages unevenly, so the group
+ * is short only when all of them together are short of the count of each times their number.
+ */
+class IdleWatch {
+  private readonly idle = new Set<Receiver>()
+  private readonly timer: NodeJS.Timeout
+
+  constructor (private readonly receivers: readonly Receiver[], private readonly limit: number, private readonly idleMs: number) {
+    this.timer = setInterval(() => { this.check() }, Math.min(250, Math.max(10, idleMs / 4)))
+    // The connections hold the process while the run waits, not this timer.
+    this.timer.unref()
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+  }
+
+  /** The receivers given up on that are short of their count, and by how many messages; undefined when none is. */
+  shortfall (): { receivers: number, received: number, due: number } | undefined {
+    let receivers = 0
+    let received = 0
+    let due = 0
+    for (const g of this.idle) {
+      // A member whose connection was lost is counted with the connections, not here.
+      const alive = g.members.filter((m) => m.subscriber.conn.open)
+      const got = alive.reduce((n, m) => n + m.subscriber.received, 0)
+      if (got >= this.limit * alive.length) continue
+      receivers++
+      received += got
+      due += this.limit * alive.length
+    }
+    return receivers === 0 ? undefined : { receivers, received, due }
+  }
+
+  private check (): void {
+    const now = performance.now()
+    for (const g of this.receivers) {
+      if (this.idle.has(g)) continue
+      const waiting = g.members.filter((m) => m.subscriber.conn.open && m.subscriber.received < this.limit)
+      if (waiting.length === 0) continue
+      const last = g.members.reduce((t, m) => Math.max(t, m.subscriber.lastReceivedAt), 0)
+      if (last === 0 || now - last < this.idleMs) continue
+      this.idle.add(g)
+      for (const m of waiting) m.giveUp()
+    }
+  }
 }
 
 /**

@@ -16,6 +16,8 @@ const CLOCK_SLACK_US = 1000
  */
 export class Subscriber implements PacketSink {
   received = 0
+  /** When the last message arrived (performance.now()); 0: none yet. */
+  lastReceivedAt = 0
   readonly tracker = new SequenceTracker()
   /** Called once `limit` messages have arrived. */
   onFinished: (() => void) | undefined
@@ -69,6 +71,7 @@ export class Subscriber implements PacketSink {
       const t = performance.now()
       if (s.firstReceivedAt === 0) s.firstReceivedAt = t
       s.lastReceivedAt = t
+      this.lastReceivedAt = t
       s.received += got
       const before = this.received
       this.received += got

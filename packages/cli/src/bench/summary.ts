@@ -1,6 +1,6 @@
 import type { LatencySummary } from './latency.js'
 import type { BenchOptions, Tolerated } from './options.js'
-import type { ReceiveResult, SequenceReport } from './sequence-tracker.js'
+import type { LimitShortfall, ReceiveResult, SequenceReport } from './sequence-tracker.js'
 import { STAMP_BYTES } from './stamp.js'
 import { runQueueWaitNs, type BenchStats } from './stats.js'
 import { ms, si } from './format.js'
@@ -134,6 +134,12 @@ export interface BenchSummary {
      * arrived, so some of `missing` may be late rather than lost.
      */
     stillArriving?: boolean
+    /**
+     * sub -L: receivers given up on short of their count, once messages had come and then none for
+     * --drain-timeout (their publishers are done): `received` of the `due`. Trailing loss shows
+     * here, where the gaps (`missing`) cannot see it. Absent when every receiver had its count.
+     */
+    shortOfLimit?: LimitShortfall
     duplicates: number
     outOfOrder: number
     /**
@@ -211,6 +217,7 @@ export function buildSummary (o: BenchOptions, s: BenchStats, endedAt: number, r
       missing: checked === 'count' ? Math.max(0, (result?.expected ?? 0) - s.received) : rows.reduce((n, r) => n + r.missing, 0),
       ...(result?.expected === undefined ? {} : { expected: result.expected }),
       ...(result?.stillArriving === true ? { stillArriving: true } : {}),
+      ...(result?.shortOfLimit === undefined ? {} : { shortOfLimit: result.shortOfLimit }),
       duplicates: rows.reduce((n, r) => n + r.duplicates, 0),
       outOfOrder: rows.reduce((n, r) => n + r.outOfOrder, 0),
       sharedGroups: result?.sharedGroups ?? 0,
@@ -240,9 +247,13 @@ function missingMayBeInFlight (r: BenchSummary): boolean {
  */
 export function deliveryFailures (r: BenchSummary, tolerate: Tolerated): string[] {
   const v = r.receive
-  if (v === undefined || v.checked === 'none') return []
+  if (v === undefined) return []
   const out: string[] = []
   const n = (x: number): string => x.toLocaleString('en-US')
+  // Whatever the payloads: -L is a count of messages, stamped or not.
+  const short = v.shortOfLimit
+  const shortFailure = short !== undefined && !tolerate.loss ? [`${shortOfLimitText(short)} (QoS ${r.qos}; ${TO_PASS.loss})`] : []
+  if (v.checked === 'none') return shortFailure
   if (v.missing > 0 && !tolerate.loss && !missingMayBeInFlight(r)) {
     // A lone sub knows no total, only the gaps; pubsub knows what each publisher sent.
     out.push(v.expected === undefined
@@ -254,7 +265,15 @@ export function deliveryFailures (r: BenchSummary, tolerate: Tolerated): string[
   if (v.duplicates > 0 && !tolerate.duplicates) {
     out.push(`${n(v.duplicates)} message${v.duplicates === 1 ? ' was' : 's were'} received more than once (QoS ${r.qos}; ${TO_PASS.duplicates})`)
   }
+  out.push(...shortFailure)
   return out
+}
+
+/** What a sub -L short of its count says, in the summary and as a failure. */
+function shortOfLimitText (s: LimitShortfall): string {
+  const who = s.receivers === 1 ? 'a subscriber' : `${s.receivers.toLocaleString('en-US')} subscribers`
+  return `${who} stopped short of -L ${s.limit.toLocaleString('en-US')}: ${s.received.toLocaleString('en-US')} of ${s.due.toLocaleString('en-US')} received, ` +
+    `then nothing for ${s.idleSeconds} s (--drain-timeout)`
 }
 
 function cpuSummary (since: NodeJS.CpuUsage, waitSinceNs: number | undefined, elapsedMs: number): BenchSummary['cpu'] {
@@ -377,6 +396,7 @@ export function formatSummary (r: BenchSummary): string {
     } else if (v.checked === 'count') {
       row('loss', `${v.missing.toLocaleString('en-US')} missing by count (no per-publisher check: ${noStamps})`)
     }
+    if (v.shortOfLimit !== undefined) row('', `${shortOfLimitText(v.shortOfLimit)}: what did not come is lost${v.checked === 'sequence' ? ' (the gaps above among it)' : ''}`)
     if (v.missing > 0 && v.stillArriving === true) {
       row('', 'the wait for messages on their way (--drain-timeout) ran out while they still arrived: some of these may be late, not lost (a longer --drain-timeout tells)')
     }
