@@ -15,7 +15,9 @@ type Line = { line: string } | { problem: 'ended' | 'interrupted' }
 /**
  * Reads a password as mosquitto_passwd does. On a terminal it is typed without echo (readline
  * echoes into a stream that discards it) and asked for twice, to catch a typo nobody could see.
- * From a pipe it is the first line, a last line without LF included (`printf pw | petrel passwd`).
+ * From a pipe it is the first line, a last line without LF included (`printf pw | petrel passwd`),
+ * read without a prompt (mosquitto_passwd prompts on stdout even then, and wants the line twice;
+ * `printf 'pw\npw\n'` made for it works here too).
  * rl.question is not used: it never answers when the input ends, even with a line pending.
  */
 export async function readPassword (user: string, io: PasswordIo): Promise<PasswordAnswer> {
@@ -37,7 +39,8 @@ export async function readPassword (user: string, io: PasswordIo): Promise<Passw
   // In raw mode Ctrl-C reaches readline instead of raising SIGINT; without a listener it only pauses.
   rl.on('SIGINT', () => { deliver({ problem: 'interrupted' }) })
   const ask = async (question: string): Promise<Line> => {
-    io.output.write(question)
+    // A pipe has nobody to ask: a prompt there is only noise in a script's output.
+    if (tty) io.output.write(question)
     const answer = pending.shift() ?? await new Promise<Line>((resolve) => { waiting = resolve })
     if (tty) io.output.write('\n')
     return answer

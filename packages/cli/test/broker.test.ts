@@ -258,7 +258,7 @@ test('petrel passwd takes mosquitto_passwd\'s -b (password as an argument) and -
   await fails(['-b', join(dir, 'nope'), 'carol', 'pw'], /does not exist \(use -c to create it\)/)
 })
 
-test('petrel passwd without --password reads a pipe (no LF needed); a closed stdin is an error, not a hang', async () => {
+test('petrel passwd without --password reads a pipe without a prompt (no LF needed); a closed stdin is an error, not a hang', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'petrel-cli-'))
   const pw = join(dir, 'passwd')
   const passwd = async (input: string): Promise<{ code: number | null, stderr: string }> => {
@@ -269,8 +269,13 @@ test('petrel passwd without --password reads a pipe (no LF needed); a closed std
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
     return { code, stderr }
   }
-  assert.equal((await passwd('fromPipe')).code, 0)
+  const piped = await passwd('fromPipe')
+  assert.equal(piped.code, 0)
+  // No prompt for a pipe: nothing on stderr but errors.
+  assert.equal(piped.stderr, '')
   assert.match(readFileSync(pw, 'utf8'), /^carol:\$scrypt\$/)
+  // mosquitto_passwd's piped form (the password twice) works too.
+  assert.equal((await passwd('again\nagain\n')).code, 0)
   const ended = await passwd('')
   assert.equal(ended.code, 1)
   assert.match(ended.stderr, /no password given \(stdin ended\)/)

@@ -43,12 +43,13 @@ test('on a terminal two different entries are a mismatch; Ctrl-C and Ctrl-D say 
   assert.deepEqual(await ended, { problem: 'ended' })
 })
 
-test('from a pipe: the first line, asked once; a last line without LF counts; nothing at all is "ended"', async () => {
+test('from a pipe: the first line, without a prompt; a last line without LF counts; nothing at all is "ended"', async () => {
   const a = io(false)
   const first = readPassword('bob', a)
   a.input.end('pw1\nignored\n')
   assert.deepEqual(await first, { password: 'pw1' })
-  assert.equal(a.shown(), 'password for bob: ')
+  // Nobody to ask: no prompt.
+  assert.equal(a.shown(), '')
   const b = io(false)
   const noLf = readPassword('bob', b)
   b.input.end('nolf')

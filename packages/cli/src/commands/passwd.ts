@@ -15,7 +15,8 @@ Options:
   -c, --create          create the file if it does not exist (mosquitto_passwd's -c
                         overwrites an existing file; this one keeps its other users)
       --password <pw>   the password (otherwise asked for twice on the terminal, not
-                        echoed; or the first line of stdin when it is a pipe)
+                        echoed; or, when stdin is not a terminal, its first line, read
+                        without a prompt: printf '%s\\n' "$PW" | petrel passwd FILE USER)
   -b                    batch mode, as mosquitto_passwd: the password is the third argument
   -D                    delete the user (as mosquitto_passwd)
       --help            show this help
