@@ -21,7 +21,7 @@ export const ExitCode = {
   operation: 4,
   /** `petrel sub -W`: the time ran out (mosquitto_sub's code for it). */
   timedOut: 27,
-  /** Killed by a second Ctrl-C (128 + SIGINT), as a shell reports it. */
+  /** Killed by a second Ctrl-C (128 + SIGINT), as a shell reports it; `passwd`: Ctrl-C at its prompt. */
   sigint: 130,
   /** Killed by a second SIGTERM (128 + SIGTERM). */
   sigterm: 143

@@ -11,9 +11,15 @@ Commands:
 
 Run 'petrel <command> --help' for the command's options and exit codes; 'petrel --version' for
 the version.
-Exit codes: 1 for bad options or arguments in every command (as mosquitto_pub and emqtt-bench);
-pub, sub and bench then share 2 connection failed, 3 not authorized, 4 failed once connected;
-broker: 2 could not listen (address in use or not available).`
+Exit codes (all of them; each command's --help says which it returns):
+  0        done (broker: stopped by SIGINT/SIGTERM)
+  1        bad options or arguments in every command, as mosquitto_pub and emqtt-bench (passwd:
+           also a user to delete not in the file, a file it could not update)
+  2, 3, 4  pub, sub and bench: connection failed, not authorized, failed once connected
+  2        broker: could not listen (address in use or not available)
+  27       sub -W: timed out (mosquitto_sub's code)
+  130/143  a second Ctrl-C/SIGTERM (pub, sub, bench, broker: the first stops cleanly);
+           passwd: Ctrl-C at the password prompt (130)`
 
 type Command = (argv: string[]) => Promise<number>
 

@@ -48,3 +48,12 @@ test('--help exits 0 in every command, on stdout', () => {
   // pub and sub exit as bench does on a second signal: their help says so too.
   for (const cmd of ['pub', 'sub']) assert.match(petrel([cmd, '--help']).stdout, /130\/143 a second Ctrl-C\/SIGTERM/)
 })
+
+test('petrel --help lists every exit code of the table', () => {
+  const help = petrel(['--help']).stdout
+  const section = help.slice(help.indexOf('Exit codes'))
+  assert.notEqual(section, '', help)
+  for (const [name, code] of Object.entries(ExitCode)) {
+    assert.match(section, new RegExp(`(^|[\\s/,(])${code}([\\s/,)]|$)`, 'm'), `${name} (${code}) missing from:\n${section}`)
+  }
+})

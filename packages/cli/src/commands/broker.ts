@@ -23,7 +23,8 @@ SIGHUP does not reload the configuration (unlike mosquitto): restart to apply ch
 Exit codes: 0 stopped by SIGINT/SIGTERM; 1 bad options or a config file that cannot be used
 (certificates included): fix them, starting again will not help; 2 a listener or the metrics
 endpoint could not open (address in use or not available, permission denied, a host that does
-not resolve): it may work later (systemd: RestartPreventExitStatus=1 restarts on 2 only).`
+not resolve): it may work later (systemd: RestartPreventExitStatus=1 restarts on 2 only);
+130/143 a second Ctrl-C/SIGTERM during the graceful close ends it at once.`
 
 /** `petrel broker`: runs until SIGINT/SIGTERM, then closes gracefully (SIGHUP does not stop it). Resolves to the exit code. */
 export async function run (argv: string[]): Promise<number> {

@@ -63,7 +63,7 @@ export async function run (argv: string[]): Promise<number> {
   if (password === undefined) {
     const answer = await readPassword(user, { input: process.stdin, output: process.stderr })
     if ('problem' in answer) {
-      if (answer.problem === 'interrupted') return 130
+      if (answer.problem === 'interrupted') return ExitCode.sigint
       console.error(answer.problem === 'mismatch' ? 'petrel passwd: the passwords do not match' : 'petrel passwd: no password given (stdin ended)')
       return 1
     }

@@ -67,7 +67,7 @@ export async function run (argv: string[]): Promise<number> {
   let stop = (): void => {}
   const stopped = new Promise<void>((resolve) => { stop = resolve })
   const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) process.exit(signal === 'SIGINT' ? 130 : 143)
+    if (stopping) process.exit(signal === 'SIGINT' ? ExitCode.sigint : ExitCode.sigterm)
     stopping = true
     stop()
   }
