@@ -1389,6 +1389,28 @@ test('messages received twice fail the run (exit 4), unless --tolerate duplicate
   assert.equal(tolerated.receive?.duplicates, 25)
 })
 
+test('messages of one publisher out of order fail the run (exit 4) unless --tolerate reorder; not within a $share group', async (t) => {
+  // Every tenth message held back 300 ms: it arrives after the later ones (QoS 0, nothing lost).
+  const port = String(await relayBroker(t, () => 1, (n) => n % 10 === 0 ? 300 : 0))
+  const args = ['pubsub', '-p', port, '-L', '100', '--json', '--quiet']
+  const r = await bench(args)
+  assert.equal(r.code, 4, `exit ${r.code}\n${r.stderr}\n${r.stdout}`)
+  const s = JSON.parse(r.stdout) as BenchSummary
+  assert.equal(s.receive?.missing, 0)
+  assert.equal(s.receive?.outOfOrder, 10)
+  assert.deepEqual(s.failures, ['10 messages arrived out of order, after a later one from the same publisher on the same topic, which MQTT forbids outside shared subscriptions (QoS 0; --tolerate reorder to pass)'])
+  for (const words of ['reorder', 'loss,reorder', 'all']) {
+    const tolerated = summaryOf(await bench([...args, '--tolerate', words]))
+    assert.equal(tolerated.receive?.outOfOrder, 10)
+    assert.deepEqual(tolerated.failures, [])
+  }
+  // A shared subscription has no order to keep [MQTT-4.6.0-6]: reported, not failed.
+  const shared = summaryOf(await bench([...args, '--sub-topic', '$share/g/bench/+']))
+  assert.equal(shared.receive?.outOfOrder, 10)
+  assert.equal(shared.receive?.outOfOrderShared, 10)
+  assert.deepEqual(shared.failures, [])
+})
+
 test('some connections refused or lost while others held fail the run (exit 4), unless --tolerate connections', async (t) => {
   // MQTT 5.0: the first CONNECT is accepted, the second accepted then sent away, the third refused.
   let connects = 0
@@ -1414,7 +1436,7 @@ test('some connections refused or lost while others held fail the run (exit 4), 
   assert.equal(tolerated.connections.failed, 1)
   assert.deepEqual(tolerated.failures, [])
   // Bad words are a usage error.
-  assert.throws(() => parseOptions(['conn', '--tolerate', 'loss,nothing']), /--tolerate takes loss, duplicates, connections or all \(comma-separated\), got 'nothing'/)
+  assert.throws(() => parseOptions(['conn', '--tolerate', 'loss,nothing']), /--tolerate takes loss, duplicates, reorder, connections or all \(comma-separated\), got 'nothing'/)
 })
 
 test('publishes the broker refuses (PUBACK 0x80 and above) fail the run (exit 4)', async (t) => {

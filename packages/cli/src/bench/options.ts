@@ -8,16 +8,17 @@ import { UsageError } from '../usage-error.js'
 export type BenchMode = 'pub' | 'sub' | 'conn' | 'pubsub'
 
 /**
- * What a run may meet and still pass (--tolerate): missing messages, duplicated ones, and
- * connections that failed or were lost while others held.
+ * What a run may meet and still pass (--tolerate): missing messages, duplicated ones, ones out of
+ * order, and connections that failed or were lost while others held.
  */
 export interface Tolerated {
   loss: boolean
   duplicates: boolean
+  reorder: boolean
   connections: boolean
 }
 
-const TOLERABLE = ['loss', 'duplicates', 'connections'] as const
+const TOLERABLE = ['loss', 'duplicates', 'reorder', 'connections'] as const
 
 /** Everything `petrel bench` was asked to do, validated. */
 export interface BenchOptions {
@@ -153,15 +154,18 @@ Output:
       --json                print the summary as JSON on stdout (progress goes to stderr)
       --quiet               no progress lines
       --tolerate <what,...> still exit 0 when the run met only these (reported all the same):
-                            loss (messages missing), duplicates, connections (some failed or
-                            were lost while others held), or all
+                            loss (messages missing), duplicates, reorder (messages of one
+                            publisher out of order), connections (some failed or were lost
+                            while others held), or all
       --help                show this help
 
 Stamps: each payload starts with 24 bytes: "ptb1", a random id of the publishing process, the
 send time (µs, CLOCK_MONOTONIC: latency only on one machine; loss is checked across machines),
 the client index and a sequence.
 'sub' counts loss per publisher from the first message it saw of it (what came before it
-subscribed cannot be known); 'pubsub' counts from the first message sent.
+subscribed cannot be known); 'pubsub' counts from the first message sent. Order is checked per
+publisher (one topic, one QoS), which MQTT requires a broker to keep on a subscription that is
+not shared (MQTT §4.6): within a member of a $share group it is reported only.
 
 Progress: one line redrawn in place on a terminal, a plain line per second otherwise.
 Ctrl-C (or SIGTERM) stops the run, also while it waits for what is in flight, and prints the
@@ -172,11 +176,11 @@ Exit codes (as petrel pub and sub; a failed run says why under FAILED):
   1    bad arguments (as mosquitto_pub and emqtt-bench)
   2    no connection could be made (refused, unreachable, timed out, TLS failure)
   3    no connection could be made: every one was refused for its credentials (-u/-P)
-  4    the run failed once connected: messages missing or duplicated (at any QoS), connections
-       that failed or were lost while others held, a subscription or publish refused, a broker
-       limit it cannot meet, QoS 1/2 publishes left unacknowledged; --tolerate lets loss,
-       duplicates and failed connections pass (a Ctrl-C'd pubsub does not fail for what was
-       still in flight)
+  4    the run failed once connected: messages missing, duplicated or out of order (at any
+       QoS), connections that failed or were lost while others held, a subscription or publish
+       refused, a broker limit it cannot meet, QoS 1/2 publishes left unacknowledged; --tolerate
+       lets loss, duplicates, reordering and failed connections pass (a Ctrl-C'd pubsub does
+       not fail for what was still in flight)
   130  a second Ctrl-C (SIGINT)     143  a second SIGTERM`
 
 export { UsageError }
@@ -386,7 +390,7 @@ function checkPubSubMatch (o: BenchOptions, subTopicFlag: string, topicFlag: str
 
 /** --tolerate, given once or more, each a comma-separated list. */
 function tolerated (texts: string[] | undefined): Tolerated {
-  const t: Tolerated = { loss: false, duplicates: false, connections: false }
+  const t: Tolerated = { loss: false, duplicates: false, reorder: false, connections: false }
   for (const word of (texts ?? []).flatMap((x) => x.split(',')).map((w) => w.trim())) {
     if (word === 'all') for (const k of TOLERABLE) t[k] = true
     else if ((TOLERABLE as readonly string[]).includes(word)) t[word as typeof TOLERABLE[number]] = true

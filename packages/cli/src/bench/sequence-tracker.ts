@@ -29,6 +29,11 @@ export interface ReceiveResult {
   streams?: number
   /** pubsub: its wait for messages on their way ran out (--drain-timeout) while they still arrived. */
   stillArriving?: boolean
+  /**
+   * Of the reports' out-of-order messages, those within members of shared subscriptions, whose
+   * order MQTT does not require (5.0 [MQTT-4.6.0-6] orders non-shared subscriptions only).
+   */
+  outOfOrderShared?: number
   /** sub -L: the receivers given up on short of their count, nothing having arrived for --drain-timeout. */
   shortOfLimit?: LimitShortfall
 }

@@ -171,9 +171,11 @@ class IdleWatch {
  */
 export function finishReceiving (receivers: readonly Receiver[], expected?: readonly Expected[]): ReceiveResult {
   for (const g of receivers) for (const m of g.members) m.subscriber.stopCounting()
-  const reports = receivers.flatMap((g, i) => SequenceTracker.union(g.members.map((m) => m.subscriber.tracker)).report(expected?.[i]))
+  const perReceiver = receivers.map((g, i) => SequenceTracker.union(g.members.map((m) => m.subscriber.tracker)).report(expected?.[i]))
+  const reports = perReceiver.flat()
   // Without stamps there are no per-publisher tracks: each receiver that got something is one stream.
   const tracked = reports.filter((r) => r.received > 0).length
   const streams = tracked > 0 ? tracked : receivers.filter((g) => g.members.some((m) => m.subscriber.received > 0)).length
-  return { reports: mergeReports(reports), sharedGroups: receivers.filter((g) => g.shared).length, streams }
+  const outOfOrderShared = perReceiver.reduce((n, rows, i) => receivers[i]?.shared === true ? rows.reduce((k, r) => k + r.outOfOrder, n) : n, 0)
+  return { reports: mergeReports(reports), sharedGroups: receivers.filter((g) => g.shared).length, streams, outOfOrderShared }
 }

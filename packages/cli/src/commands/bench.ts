@@ -121,9 +121,9 @@ function failureExitCode (ctx: RunContext): number {
  * `petrel bench`: load-tests a broker and prints a summary (JSON with --json). Resolves to the
  * exit code (ExitCode, as pub and sub): 0; 1 on bad arguments; when the run failed, said in the
  * summary: 2 no connection could be made, 3 every one refused for its credentials, 4 the run
- * failed once connected (messages missing or duplicated, connections failed or lost, a
- * subscription or publish refused, a broker limit the run cannot meet, publishes left
- * unacknowledged; --tolerate lets the first three pass). A second Ctrl-C or SIGTERM exits at once
+ * failed once connected (messages missing, duplicated or out of order, connections failed or
+ * lost, a subscription or publish refused, a broker limit the run cannot meet, publishes left
+ * unacknowledged; --tolerate lets the first four pass). A second Ctrl-C or SIGTERM exits at once
  * with 130 or 143, and no summary; a reader that went away (EPIPE) ends the run quietly with 0.
  */
 export async function run (argv: string[]): Promise<number> {
