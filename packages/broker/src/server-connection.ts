@@ -126,6 +126,8 @@ export class ServerConnection implements SessionOutlet {
   private leaving = false
   /** Its side closed while parked PUBLISHes waited on an async hook: closed once they are routed. */
   private closeWhenRouted = false
+  /** QoS 0 PUBLISHes read and waiting on an async authorizePublish (see `inputEnded`). */
+  private qos0Pending = 0
   private finished = false
   /** Made on the first async hook: aborted at close, so its timeout no longer runs (see withHookTimeout). */
   private hookAbort: AbortController | undefined
@@ -567,11 +569,17 @@ export class ServerConnection implements SessionOutlet {
       const r = auth(this.view, { topicName: topic, qos: p.qos, retain: p.retain, payload: p.payload }, this)
       if (r instanceof Promise) {
         const msg = new Message(topic, p.payload, p.qos, p.retain, props, expiresAt, session).own()
+        if (p.qos === 0) this.qos0Pending++
         return r.then((ok) => {
           // past hookTimeoutMs, or the hook rejected: refused with 0x83 Implementation specific
           // error, counted as hook_timeout / hook_error; the connection goes on
           if (isHookFailure(ok)) this.finishPublish(p, msg, false, this.core.now(), 0x83, ok === HOOK_TIMEOUT ? DropReason.hookTimeout : DropReason.hookError)
           else this.finishPublish(p, msg, ok, this.core.now())
+          // its client closed its side meanwhile (see `inputEnded`); parked ones close in `routeParked`
+          if (p.qos === 0 && --this.qos0Pending === 0 && this.closeWhenRouted && this.parked === undefined) {
+            this.closeWhenRouted = false
+            this.close()
+          }
         })
       }
       if (r === HOOK_ERROR) { this.finishPublish(p, undefined, false, now, 0x83, DropReason.hookError); return }
@@ -726,16 +734,19 @@ export class ServerConnection implements SessionOutlet {
       this.parkedBytes = 0
     }
     this.roomForParked()
-    if (this.closeWhenRouted && parked.length === 0) {
-      this.closeWhenRouted = false
-      this.close()
-      return
-    }
+    // a DISCONNECT read before the close goes first: closed as for a close alone, it was dropped
+    // and the will went out though the client had sent DISCONNECT 0x00 [MQTT-3.1.2-8]
     const d = this.parkedDisconnect
     if (d !== undefined && parked.length === 0) {
       this.parkedDisconnect = undefined
+      this.closeWhenRouted = false
       this.onDisconnect(d.p)
       d.done()
+      return
+    }
+    if (this.closeWhenRouted && parked.length === 0) {
+      this.closeWhenRouted = false
+      this.close()
     }
   }
 
@@ -757,11 +768,21 @@ export class ServerConnection implements SessionOutlet {
    * The client closed its side of the connection (FIN) without DISCONNECT: what it sent before
    * is routed now, parked or not, as it was before PUBLISHes were parked; its will follows when
    * the connection closes. Dropped, a QoS 0 message read before the close was lost while the will
-   * went out. True when routing waits on an async authorizePublish: the connection is then
-   * closed once it is done (see Connection.onEnd), not at once, which dropped them.
+   * went out. True when routing waits on an async authorizePublish (parked PUBLISHes, or a QoS 0
+   * one read last): the connection is then closed once it is done (see Connection.onEnd), not at
+   * once, which dropped them.
    */
   inputEnded (): boolean {
-    if (this.parked === undefined || this.state !== ConnectionState.connected) return false
+    if (this.state !== ConnectionState.connected) return false
+    // A QoS 0 PUBLISH waiting on an async authorizePublish, the last thing read before the
+    // close: closed at once, its answer found the connection gone and the message was dropped
+    // while the will went out. (A QoS 1/2 one still goes with its connection: its client never
+    // saw the ack and sends it again, as for a close behind any other pending hook.)
+    if (this.parked === undefined) {
+      if (this.qos0Pending === 0) return false
+      this.closeWhenRouted = true
+      return true
+    }
     this.leaving = true
     this.routeParked()
     if (this.state !== ConnectionState.connected || !this.parkedBusy) return false
