@@ -1,11 +1,11 @@
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { joinWebSocketWrites } from '@petrel/wire'
+import { joinWebSocketWrites, type WebSocketSink } from '@petrel/wire'
 import { createWebSocketStream, type WebSocket } from 'ws'
 import { heldBytes } from './socket-backlog.js'
 
 /**
- * `ws`'s stream over an open WebSocket, with three changes that make it write as a TCP socket does:
+ * `ws`'s stream over an open WebSocket, with four changes that make it write as a TCP socket does:
  *
  * - Writes buffered together (corked, or made while one was on its way) leave as one binary
  *   frame, as a socket's leave in one writev [MQTT-6.0.0-2]. ws's stream has no `_writev`: a
@@ -22,14 +22,29 @@ import { heldBytes } from './socket-backlog.js'
  *   WebSocket message, as the stream hands each message on as it is decoded) leaves as one
  *   frame once the read is done, as the acks of one read leave a TCP connection in one write.
  *   Written as they came, PUBLISHes sent a message each got a frame and a writev per PUBACK.
+ * - Once the client has closed the WebSocket, writes are dropped rather than failed (see below).
  *
  * `socket` is the one under `ws`, and `allowance` what may wait above it over TLS (`heldBytes`).
  * The first two are `joinWebSocketWrites` (from @petrel/wire, shared with the client), the third
  * corks the stream around the socket's 'data'; reading, ending and closing are ws's.
  */
 export function webSocketStream (ws: WebSocket, socket: Socket, allowance: number): Duplex {
+  // Once the client has closed the WebSocket (its close frame read, ours sent), what we write
+  // cannot reach it and is dropped, as bytes sent to a TCP peer that has gone. ws fails such a
+  // write instead, and its error destroyed the stream with what the client sent before its
+  // close still unread behind a pending hook or a pause: its last PUBLISHes and its DISCONNECT
+  // were lost, and its will went out. Its close ends the input once that is read ('end').
+  const sink: WebSocketSink = {
+    get readyState () { return ws.readyState },
+    OPEN: ws.OPEN,
+    get bufferedAmount () { return ws.bufferedAmount },
+    send (data, callback) {
+      if (ws.readyState === ws.OPEN) ws.send(data, callback)
+      else if (callback !== undefined) process.nextTick(callback)
+    }
+  }
   // taken: nothing held by ws itself, and nothing the peer has not taken below it
-  const stream = joinWebSocketWrites(ws, createWebSocketStream(ws),
+  const stream = joinWebSocketWrites(sink, createWebSocketStream(ws),
     () => ws.bufferedAmount === socket.writableLength && heldBytes(socket, allowance) === 0)
   // ws reads the socket with its own 'data' listener, added before this one: everything its
   // messages make us write in between is corked (one read is bounded: 64 KiB, a TLS record).

@@ -1,7 +1,8 @@
 // A client's last PUBLISHes, its DISCONNECT (or none) and its FIN, read together while the broker
 // holds its input (a pending async hook, the per-read budget, a client that does not read, flow
 // control): every message it sent is routed, in order, and its will goes out only without a
-// DISCONNECT, after them. Raw TCP, everything after the setup in one write ending in a FIN.
+// DISCONNECT, after them. Raw TCP, everything after the setup in one write ending in a FIN; and
+// ws: one message, then the close frame.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect as netConnect, type Socket } from 'node:net'
@@ -132,7 +133,7 @@ const cases: Case[] = [
   }
 ]
 
-for (const over of ['tcp'] as Array<'tcp' | 'ws'>) {
+for (const over of ['tcp', 'ws'] as const) {
   for (const c of cases) {
     // a ws client's own socket is not paused here: the not-reading case is TCP's
     if (over === 'ws' && c.readAfterMs !== undefined) continue
