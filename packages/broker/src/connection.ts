@@ -3,7 +3,7 @@ import { Decoder, PetrelError, WireErrorCode, type Packet } from '@petrel/wire'
 import type { BrokerCore } from './broker-core.js'
 import { ServerConnection, type ConnectionInfo } from './server-connection.js'
 import type { Transport } from './transport.js'
-import { heldBytes, TLS_ALLOWANCE } from './socket-backlog.js'
+import { heldBytes, tlsAllowance } from './socket-backlog.js'
 
 /** What a connection shell needs from the broker beyond the core. */
 export interface ConnectionHost extends BrokerCore {
@@ -87,7 +87,7 @@ export class Connection implements Transport {
     })
     this.protocol = new ServerConnection(host, this, info, acceptedAt ?? host.now())
     this.highWaterMark = Math.max(host.limits.writeHighWaterMark, stream.writableHighWaterMark)
-    this.allowance = TLS_ALLOWANCE * this.highWaterMark
+    this.allowance = tlsAllowance(this.highWaterMark)
     // Shared listeners, not closures: an emitter calls them with `this` = the stream, and the
     // stream points back here. Five closures and their context cost ~330 B per connection,
     // which is most of what an idle connection holds beyond node's own socket. 'drain' is

@@ -8,7 +8,7 @@ import { adoptDirect } from './adopt-direct.js'
 import { BrokerErrorCode, brokerError } from './errors.js'
 import { MAX_TIMER_MS } from './max-timer.js'
 import type { ConnectionInfo } from './server-connection.js'
-import { TLS_ALLOWANCE } from './socket-backlog.js'
+import { tlsAllowance } from './socket-backlog.js'
 import { webSocketStream } from './websocket-stream.js'
 
 export type ListenerType = 'tcp' | 'tls' | 'ws' | 'wss'
@@ -212,7 +212,7 @@ export async function openListener (opts: ListenerOptions, defaultAnonymous: boo
     wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
       const sock = req.socket as Socket & { remoteAddress?: string }
       // as Connection's (write_high_water_mark, never below the stream's own)
-      const stream = webSocketStream(ws, sock, TLS_ALLOWANCE * Math.max(bounds.writeHighWaterMark, sock.writableHighWaterMark))
+      const stream = webSocketStream(ws, sock, tlsAllowance(Math.max(bounds.writeHighWaterMark, sock.writableHighWaterMark)))
       binaryFramesOnly(ws, stream)
       sock.setNoDelay(true)
       Object.defineProperty(stream, 'remoteAddress', { value: sock.remoteAddress })

@@ -239,6 +239,30 @@ test('a subscriber that reads everything loses nothing to a burst of QoS 0 PUBLI
   }
 })
 
+test('a subscriber that reads everything loses nothing to ~1.8 MB routed in one turn (one WebSocket message) over ws and wss, as over TCP', async () => {
+  const certs = await makeTestCertificates()
+  for (const type of ['ws', 'wss'] as const) {
+    const count = 24_000
+    const broker = createBroker({ sysInterval: 0 })
+    try {
+      const { port } = await broker.listen({ type, port: 0, ...(type === 'wss' ? { cert: certs.cert, key: certs.key } : {}) })
+      const { sub, pub } = await burstPair(`${type}://localhost:${port}`, certs.ca)
+      const before = sub.packets.length
+      pub.ws.send(Buffer.concat(Array.from({ length: count }, (_, i) => burstPublish('burst/a', 64, i % 256))))
+      await waitFor(() => sub.packets.length === before + count || broker.stats.dropsTotal > 0, { timeoutMs: 10_000, message: `the burst (${type})` })
+      // Before: over wss what waited for the TLS socket's next write counted past 768 KiB
+      // (3 × write_high_water_mark) with the kernel refusing nothing, so past ~1 MiB plus the
+      // session queue (1,000) the turn's PUBLISHes were dropped (queue_full) for a subscriber
+      // that read them all; over ws the kernel took the same bytes at once and none was dropped.
+      assert.equal(broker.stats.dropsTotal, 0, `${type}: dropped for a subscriber that reads: ${JSON.stringify(broker.stats.drops)}`)
+      pub.ws.close()
+      sub.ws.close()
+    } finally {
+      await broker.close()
+    }
+  }
+})
+
 test('a WebSocket subscriber that stops reading gets backpressure (ws and wss): the broker stops writing to it, and its QoS 0 overflow is dropped and counted', async () => {
   const certs = await makeTestCertificates()
   for (const type of ['ws', 'wss'] as const) {
