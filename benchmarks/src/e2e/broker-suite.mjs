@@ -109,6 +109,17 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   })
 }
 
+/**
+ * The line of a broker's log that says why it failed: a Node.js crash ends with its stack and
+ * "Node.js vX", so the last lines alone hide the error (Aedes' RangeError in mqemitter under
+ * saturation read as "ENOENT .../stat | Node.js v20"); the first `...Error:` line is kept.
+ */
+function logCause (text) {
+  const lines = text.trim().split('\n')
+  const error = lines.find((l) => /^[A-Za-z]*Error\b/.test(l.trim()))
+  return error !== undefined ? error.trim() : lines.slice(-2).join(' | ')
+}
+
 async function withBroker (name, fn) {
   let b
   try {
@@ -124,7 +135,7 @@ async function withBroker (name, fn) {
     const mem = memoryKb(b.pid)
     return { ...result, cpuSeconds: cpu, hwmKb: mem.hwm, rssKb: mem.rss }
   } catch (err) {
-    return { error: `${err.message.split('\n').filter(Boolean).slice(0, 4).join(' / ')}${b.log() ? ` (broker log: ${b.log().trim().split('\n').slice(-2).join(' | ')})` : ''}` }
+    return { error: `${err.message.split('\n').filter(Boolean).slice(0, 4).join(' / ')}${b.log() ? ` (broker log: ${logCause(b.log())})` : ''}` }
   } finally {
     current = undefined
     await b.stop()
