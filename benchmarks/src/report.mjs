@@ -143,7 +143,7 @@ function machineLine (m) {
 /** What a suite recorded about its run: load average, node, limits. */
 function runConditions (m) {
   if (m === undefined) return ''
-  const parts = [m.node, m.load !== undefined ? `load average at start ${m.load}` : undefined]
+  const parts = [m.node, m.load !== undefined ? `load average at the end (1, 5, 15 min, the suite's own processes included) ${m.load}` : undefined]
   const known = new Set(['cpu', 'cores', 'memory', 'os', 'node', 'load'])
   const labels = { fdHardLimit: 'file-descriptor hard limit' }
   for (const [k, val] of Object.entries(m)) if (!known.has(k)) parts.push(`${labels[k] ?? k} ${typeof val === 'object' ? JSON.stringify(val) : val}`)

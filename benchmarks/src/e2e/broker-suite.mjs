@@ -286,7 +286,7 @@ const ratios = (byBroker, pick, lowerIsBetter = false) => {
 const m = machineInfo()
 lines.push('# Broker benchmarks: Petrel vs mosquitto vs Aedes', '',
   `Generated ${new Date().toISOString()} with:`, '', '```', command, '```', '',
-  `- Machine: ${m.cpu} x ${m.cores} cores, ${m.memory} RAM, ${m.os}; load average at start ${m.load}`,
+  `- Machine: ${m.cpu} x ${m.cores} cores, ${m.memory} RAM, ${m.os}; load average at the end (1, 5, 15 min, the suite's own processes included) ${m.load}`,
   `- Node.js ${process.version}; load generator: ${generator === 'raw' ? 'raw pre-encoded sockets (benchmarks/src/e2e/raw-gen.mjs)' : '`petrel bench` (packages/cli)'}, on the same machine: broker and generator share the cores`,
   ...brokers.map((b) => `- ${label(b)}: ${versions[b]}`),
   `- mosquitto config: ${brokerOpts.mosquittoDefaults ? 'defaults (listener + allow_anonymous only)' : '`set_tcp_nodelay true`, `max_queued_messages 100000`, `max_inflight_messages 100` (see notes)'}; Aedes: net server with noDelay; Petrel: \`petrel broker --port P\` with no config`,
