@@ -362,7 +362,7 @@ export class Connection implements Transport {
         out.length = 0
         this.hold(r)
         // the rest of this chunk is more than the held packet: its close must wait for it too
-        if (this.backlog.length > 0 || error !== undefined || this.decoder.bufferedBytes > 0) this.pauseHeld()
+        if (this.moreBehindHold) this.pauseHeld()
         return
       }
     }
@@ -397,6 +397,11 @@ export class Connection implements Transport {
     })
   }
 
+  /** The client sent more than the packet a hook holds (packets, a decode error, part of one): see `hold`. */
+  private get moreBehindHold (): boolean {
+    return this.backlog.length > 0 || this.backlogError !== undefined || this.decoder.bufferedBytes > 0
+  }
+
   /** The client sent more behind a pending hook: stop reading until the hook settles (see `hold`). */
   private pauseHeld (): void {
     if (this.heldPaused) return
@@ -419,7 +424,7 @@ export class Connection implements Transport {
       if (r !== undefined) {
         this.hold(r)
         // nothing more behind this one: read on, so that a close is seen (see `hold`)
-        if (this.backlog.length === 0 && this.backlogError === undefined && this.decoder.bufferedBytes === 0) this.unpauseHeld()
+        if (!this.moreBehindHold) this.unpauseHeld()
         return
       }
     }
