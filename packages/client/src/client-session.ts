@@ -415,6 +415,8 @@ export class ClientSession implements InboundAckSink {
   private readonly maxUserProperties: number
   private readonly maxSubscriptionIdentifiers: number
   private readonly brokerMaximumPacketSize: number
+  /** A 3.1.1 broker's limits, which its CONNACK cannot state: the defaults and `brokerMaximumPacketSize`. */
+  private readonly assumedLimits: BrokerLimits
   /** The largest PUBLISH the broker acknowledged (PUBACK, PUBREC): a packet it surely reads whole. */
   private largestAccepted = 0
   /** The PUBLISH outstanding on the last links the broker ended (see OVERSIZE_STRIKES), and on how many in a row. */
@@ -465,7 +467,7 @@ export class ClientSession implements InboundAckSink {
     this.maxSubscriptionIdentifiers = options.maxSubscriptionIdentifiers ?? Number.POSITIVE_INFINITY
     this.brokerMaximumPacketSize = options.brokerMaximumPacketSize ?? DEFAULT_LIMITS.maximumPacketSize
     if (!(this.brokerMaximumPacketSize >= 2)) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'brokerMaximumPacketSize must be at least 2 bytes')
-    this.limits = { ...DEFAULT_LIMITS, maximumPacketSize: this.brokerMaximumPacketSize }
+    this.limits = this.assumedLimits = { ...DEFAULT_LIMITS, maximumPacketSize: this.brokerMaximumPacketSize }
     this.bucket = options.throttle === undefined ? undefined : new TokenBucket(options.throttle, options.now())
     if (!(this.window >= 1 && this.window <= 65535)) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'inflightWindow must be 1..65535')
     if (!(this.windowQos2 >= 1 && this.windowQos2 <= 65535)) throw clientError(ClientErrorCode.INVALID_ARGUMENT, 'inflightWindowQos2 must be 1..65535')
@@ -512,7 +514,7 @@ export class ClientSession implements InboundAckSink {
           subscriptionIdentifierAvailable: p.subscriptionIdentifierAvailable ?? true,
           sharedSubscriptionAvailable: p.sharedSubscriptionAvailable ?? true
         }
-      : { ...DEFAULT_LIMITS, maximumPacketSize: this.brokerMaximumPacketSize }
+      : this.assumedLimits
     this.effectiveWindow = Math.min(this.window, this.limits.receiveMaximum)
     this.epoch++
     this.connected = true
